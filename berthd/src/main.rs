@@ -1,0 +1,147 @@
+//! `berthd`: every Berth service and the gateway in one process, linked through
+//! the same traits the split binaries reach over gRPC, with SQLite under one data
+//! root. `berthd certs` makes test certificates for `--tlsverify`.
+
+#![forbid(unsafe_code)]
+
+mod certs;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use berth_gateway::config::{DaemonConfig, DaemonFlags, ProcessEnv};
+use berth_gateway::{AppState, DaemonInfo};
+use clap::{Parser, Subcommand};
+
+/// Berth: a Docker-compatible container engine.
+#[derive(Parser, Debug)]
+#[command(name = "berthd", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    daemon: DaemonFlags,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write a CA, a server certificate and a client certificate for --tlsverify.
+    Certs {
+        /// Directory to write ca.pem, server-cert.pem, server-key.pem, cert.pem, key.pem into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Names and IP addresses the server certificate is valid for.
+        #[arg(long = "host", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()])]
+        hosts: Vec<String>,
+        /// Common name of the client certificate.
+        #[arg(long, default_value = "client")]
+        client_cn: String,
+    },
+}
+
+/// Takes the pid file, refusing when another live berthd holds it.
+fn take_pidfile(path: &Path) -> anyhow::Result<()> {
+    if let Ok(old) = std::fs::read_to_string(path)
+        && let Ok(pid) = old.trim().parse::<i32>()
+        && pid != std::process::id() as i32
+        && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+    {
+        anyhow::bail!(
+            "pid file {} names running process {pid}: is berthd already running?",
+            path.display()
+        );
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, format!("{}\n", std::process::id()))
+        .with_context(|| format!("write {}", path.display()))
+}
+
+/// A daemon ID that stays the same across restarts.
+fn daemon_id(data_root: &Path) -> anyhow::Result<String> {
+    let path = data_root.join("engine-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
+        _ => {
+            let id = berth_core::id::random_id();
+            std::fs::write(&path, &id).with_context(|| format!("write {}", path.display()))?;
+            Ok(id)
+        }
+    }
+}
+
+async fn run(config: DaemonConfig) -> anyhow::Result<()> {
+    let shutdown = berth_core::shutdown::on_signals()?;
+    for dir in [&config.data_root, &config.exec_root] {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    take_pidfile(&config.pidfile)?;
+    let root = &config.data_root;
+    let images = berth_image::service::LocalImageService::open(&root.join("image")).await?;
+    let runtime = berth_runtime::LocalRuntime::open(&root.join("runtime")).await?;
+    let networks = berth_network::LocalNetwork::open(&root.join("network")).await?;
+    let volumes = berth_volume::LocalVolumes::open(&root.join("volume")).await?;
+    let state = AppState {
+        images: Arc::new(images),
+        runtime: Arc::new(runtime),
+        networks: Arc::new(networks),
+        volumes: Arc::new(volumes),
+        info: Arc::new(DaemonInfo {
+            data_root: config.data_root.clone(),
+            exec_root: config.exec_root.clone(),
+            id: daemon_id(root)?,
+            debug: config.log_level == "debug" || config.log_level == "trace",
+        }),
+    };
+    let listeners = berth_gateway::server::bind(&config).await?;
+    tracing::info!(version = berth_gateway::BERTH_VERSION, data_root = %root.display(), "berthd ready");
+    berth_gateway::server::serve(
+        berth_gateway::app(state),
+        listeners,
+        shutdown,
+        Duration::from_secs(10),
+    )
+    .await;
+    let _ = std::fs::remove_file(&config.pidfile);
+    tracing::info!("berthd stopped");
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::Certs {
+        out,
+        hosts,
+        client_cn,
+    }) = cli.command
+    {
+        certs::generate(&out, &hosts, &client_cn)?;
+        println!(
+            "wrote ca.pem, server-cert.pem, server-key.pem, cert.pem, key.pem to {}",
+            out.display()
+        );
+        return Ok(());
+    }
+    let config = match DaemonConfig::load(&cli.daemon, &ProcessEnv) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("berthd: invalid configuration: {e}");
+            }
+            std::process::exit(1);
+        }
+    };
+    berth_core::telemetry::init(&config.log_level, config.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    if let Err(e) = rt.block_on(run(config)) {
+        tracing::error!(error = %e, "berthd failed");
+        eprintln!("berthd: {e:#}");
+        std::process::exit(1);
+    }
+    Ok(())
+}

@@ -1,0 +1,245 @@
+//! gRPC plumbing shared by every service: where to listen and connect, the common
+//! server set-up, and carrying the gateway's request ID across the hop.
+//!
+//! Addresses are `unix:///path/to.sock` (the default in split mode) or
+//! `tcp://host:port`. Every server also serves `grpc.health.v1.Health` and gRPC
+//! reflection, so `grpcurl -unix /run/berth/image.sock list` works.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use http::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, UnixListener, UnixStream};
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_util::sync::CancellationToken;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::service::Interceptor;
+use tonic::transport::{Channel, Endpoint, Server};
+use tower::Service;
+
+use crate::error::{Error, Result};
+
+/// Metadata key that carries the gateway's request ID into service calls.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+tokio::task_local! {
+    /// The request ID of the API request this task serves, if any.
+    pub static REQUEST_ID: String;
+}
+
+/// The request ID of the current task, if it serves an API request.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(|id| id.clone()).ok()
+}
+
+/// Where a gRPC server listens or a client connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Addr {
+    /// A unix socket path.
+    Unix(PathBuf),
+    /// A TCP address.
+    Tcp(SocketAddr),
+}
+
+impl FromStr for Addr {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        if let Some(path) = s.strip_prefix("unix://") {
+            if path.is_empty() {
+                return Err(Error::invalid(format!(
+                    "invalid address {s:?}: empty socket path"
+                )));
+            }
+            Ok(Addr::Unix(PathBuf::from(path)))
+        } else if let Some(hostport) = s.strip_prefix("tcp://") {
+            hostport
+                .parse()
+                .map(Addr::Tcp)
+                .map_err(|_| Error::invalid(format!("invalid address {s:?}: want tcp://IP:PORT")))
+        } else if s.starts_with('/') {
+            Ok(Addr::Unix(PathBuf::from(s)))
+        } else {
+            Err(Error::invalid(format!(
+                "invalid address {s:?}: want unix:///path or tcp://IP:PORT"
+            )))
+        }
+    }
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Addr::Unix(p) => write!(f, "unix://{}", p.display()),
+            Addr::Tcp(a) => write!(f, "tcp://{a}"),
+        }
+    }
+}
+
+/// Binds a unix socket, replacing a stale socket file, with mode 0660.
+pub fn bind_unix(path: &Path) -> Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::from(e).context(format!("create {}", parent.display())))?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(Error::from(e).context(format!("remove stale socket {}", path.display())));
+        }
+    }
+    let listener = UnixListener::bind(path)
+        .map_err(|e| Error::from(e).context(format!("bind {}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| Error::from(e).context(format!("chmod {}", path.display())))?;
+    Ok(listener)
+}
+
+/// Serves one Berth gRPC service with health and reflection on `addr` until `shutdown` fires.
+pub async fn serve<S>(addr: &Addr, service: S, shutdown: CancellationToken) -> Result<()>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<S>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(berth_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::internal(format!("reflection: {e}")))?;
+    let router = Server::builder()
+        .trace_fn(|req| {
+            let request_id = req
+                .headers()
+                .get(REQUEST_ID_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            tracing::info_span!("grpc", path = %req.uri().path(), request_id)
+        })
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(service);
+    let name = S::NAME;
+    let stop = {
+        let shutdown = shutdown.clone();
+        let reporter = health_reporter.clone();
+        async move {
+            shutdown.cancelled().await;
+            reporter.set_not_serving::<S>().await;
+        }
+    };
+    tracing::info!(service = name, %addr, "grpc listening");
+    let result = match addr {
+        Addr::Unix(path) => {
+            let listener = bind_unix(path)?;
+            let out = router
+                .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop)
+                .await;
+            let _ = std::fs::remove_file(path);
+            out
+        }
+        Addr::Tcp(sa) => {
+            let listener = TcpListener::bind(sa)
+                .await
+                .map_err(|e| Error::from(e).context(format!("bind {sa}")))?;
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+                .await
+        }
+    };
+    result.map_err(|e| Error::internal(format!("grpc server {name}: {e}")))
+}
+
+/// A lazily connecting channel to `addr`: the first call dials, later calls redial as needed.
+pub fn channel(addr: &Addr) -> Result<Channel> {
+    match addr {
+        Addr::Unix(path) => {
+            let path = path.clone();
+            // The URI is a placeholder: the connector below ignores it and dials the socket.
+            let endpoint = Endpoint::from_static("http://berth.local");
+            Ok(
+                endpoint.connect_with_connector_lazy(tower::service_fn(move |_| {
+                    let path = path.clone();
+                    async move { UnixStream::connect(path).await.map(TokioIo::new) }
+                })),
+            )
+        }
+        Addr::Tcp(sa) => {
+            let endpoint = Endpoint::from_shared(format!("http://{sa}"))
+                .map_err(|e| Error::invalid(format!("invalid endpoint {sa}: {e}")))?;
+            Ok(endpoint.connect_lazy())
+        }
+    }
+}
+
+/// Client interceptor that stamps the current request ID on every call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestIdInterceptor;
+
+impl Interceptor for RequestIdInterceptor {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(id) = current_request_id()
+            && let Ok(value) = id.parse()
+        {
+            req.metadata_mut().insert(REQUEST_ID_HEADER, value);
+        }
+        Ok(req)
+    }
+}
+
+/// Turns a transport failure into a clear "unavailable" error naming the service.
+pub fn status_to_error(service: &str, status: tonic::Status) -> Error {
+    let err = Error::from(status);
+    if err.kind() == crate::ErrorKind::Unavailable {
+        err.context(format!("{service} service unavailable"))
+    } else {
+        err
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_addresses() {
+        assert_eq!(
+            "unix:///run/berth/image.sock".parse::<Addr>().ok(),
+            Some(Addr::Unix("/run/berth/image.sock".into()))
+        );
+        assert_eq!(
+            "/run/x.sock".parse::<Addr>().ok(),
+            Some(Addr::Unix("/run/x.sock".into()))
+        );
+        assert_eq!(
+            "tcp://127.0.0.1:7001".parse::<Addr>().ok(),
+            Some(Addr::Tcp("127.0.0.1:7001".parse().unwrap()))
+        );
+        assert!("tcp://localhost".parse::<Addr>().is_err());
+        assert!("unix://".parse::<Addr>().is_err());
+        assert!("http://x".parse::<Addr>().is_err());
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for s in ["unix:///a/b.sock", "tcp://127.0.0.1:9"] {
+            assert_eq!(
+                s.parse::<Addr>().map(|a| a.to_string()).ok().as_deref(),
+                Some(s)
+            );
+        }
+    }
+}

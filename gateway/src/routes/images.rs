@@ -1,0 +1,337 @@
+//! Image endpoints (ImageList, ImageInspect, ImageHistory, ImageTag, ImageDelete,
+//! ImagePrune, ImageLoad, ImageGet, ImageGetAll, ImageCreate with `fromSrc`).
+//!
+//! Image names contain `/` and `:`, so everything under `/images/` that is not a
+//! fixed route goes through one catch-all that reads the suffix (`/json`,
+//! `/history`, `/get`, `/tag`, `/push`).
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use berth_core::{ByteStream, Error};
+use berth_image::pb;
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::params::Params;
+use crate::version::ApiVersion;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/images/json", get(get_images_list))
+        .route("/images/create", post(post_images_create))
+        .route("/images/load", post(post_images_load))
+        .route("/images/get", get(get_images_get_all))
+        .route("/images/prune", post(post_images_prune))
+        .route(
+            "/images/search",
+            get(|| async {
+                ApiResult::<()>::Err(Error::not_implemented("image search is not supported").into())
+            }),
+        )
+        .route(
+            "/images/{*rest}",
+            get(get_image).post(post_image).delete(delete_image),
+        )
+}
+
+fn unix_seconds(rfc3339: &str) -> i64 {
+    berth_core::id::parse_rfc3339(rfc3339)
+        .map(|t| t.unix_timestamp())
+        .unwrap_or(0)
+}
+
+fn config_of(image: &pb::Image) -> Value {
+    serde_json::from_slice(&image.config).unwrap_or(Value::Null)
+}
+
+/// The ImageSummary JSON of an image.
+pub(crate) fn summary(image: &pb::Image, version: ApiVersion) -> Value {
+    let cfg = config_of(image);
+    let mut v = json!({
+        "Id": image.id,
+        "ParentId": image.parent,
+        "RepoTags": image.repo_tags,
+        "RepoDigests": image.repo_digests,
+        "Created": unix_seconds(&image.created),
+        "Size": image.size,
+        "SharedSize": -1,
+        "Labels": cfg["config"]["Labels"].clone(),
+        "Containers": -1,
+    });
+    if version < ApiVersion(1, 44) {
+        v["VirtualSize"] = json!(image.size);
+    }
+    v
+}
+
+/// The ImageInspect JSON of an image.
+fn inspect_json(image: &pb::Image) -> Value {
+    let cfg = config_of(image);
+    let mut dirs: Vec<&String> = image.layer_dirs.iter().collect();
+    let upper = dirs.pop();
+    dirs.reverse();
+    let lower = dirs
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(":");
+    let mut graph = serde_json::Map::new();
+    if !lower.is_empty() {
+        graph.insert("LowerDir".into(), json!(lower));
+    }
+    if let Some(u) = upper {
+        graph.insert("UpperDir".into(), json!(u));
+    }
+    let mut out = json!({
+        "Id": image.id,
+        "RepoTags": image.repo_tags,
+        "RepoDigests": image.repo_digests,
+        "Parent": image.parent,
+        "Comment": cfg["comment"].as_str().unwrap_or(""),
+        "Created": cfg["created"].as_str().unwrap_or(&image.created),
+        "DockerVersion": cfg["docker_version"].as_str().unwrap_or(""),
+        "Author": cfg["author"].as_str().unwrap_or(""),
+        "Config": cfg["config"].clone(),
+        "Architecture": cfg["architecture"].as_str().unwrap_or(""),
+        "Os": cfg["os"].as_str().unwrap_or("linux"),
+        "Size": image.size,
+        "GraphDriver": {"Name": "overlay2", "Data": graph},
+        "RootFS": {"Type": "layers", "Layers": image.diff_ids},
+        "Metadata": {"LastTagTime": if image.last_tag_time.is_empty() { "0001-01-01T00:00:00Z" } else { &image.last_tag_time }},
+    });
+    if let Some(variant) = cfg["variant"].as_str() {
+        out["Variant"] = json!(variant);
+    }
+    out
+}
+
+fn body_stream(body: Body) -> ByteStream {
+    Box::pin(
+        body.into_data_stream()
+            .map(|r| r.map_err(|e| Error::invalid(format!("read request body: {e}")))),
+    )
+}
+
+fn json_lines(lines: Vec<Value>) -> Response {
+    let mut body = String::new();
+    for l in lines {
+        body.push_str(&l.to_string());
+        body.push('\n');
+    }
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn delete_items(items: Vec<pb::DeleteItem>) -> Vec<Value> {
+    items
+        .into_iter()
+        .filter_map(|i| match i.item {
+            Some(pb::delete_item::Item::Untagged(r)) => Some(json!({"Untagged": r})),
+            Some(pb::delete_item::Item::Deleted(d)) => Some(json!({"Deleted": d})),
+            None => None,
+        })
+        .collect()
+}
+
+/// ImageList: `GET /images/json`.
+async fn get_images_list(
+    State(s): State<AppState>,
+    Extension(version): Extension<ApiVersion>,
+    uri: Uri,
+) -> ApiResult<Json<Value>> {
+    let p = Params::parse(uri.query());
+    let mut filters = p.filters()?;
+    // Before 1.41 the CLI sent the reference as a plain `filter` parameter.
+    if let Some(f) = p.get("filter").filter(|f| !f.is_empty()) {
+        filters.push(berth_image::Filter {
+            key: "reference".into(),
+            values: vec![f.to_string()],
+        });
+    }
+    let images = s.images.list(p.bool("all"), filters).await?;
+    Ok(Json(Value::Array(
+        images.iter().map(|i| summary(i, version)).collect(),
+    )))
+}
+
+/// ImageCreate: `POST /images/create`. `fromSrc=-` imports the request body;
+/// `fromImage` (a registry pull) arrives with the registries issue.
+async fn post_images_create(
+    State(s): State<AppState>,
+    uri: Uri,
+    body: Body,
+) -> ApiResult<Response> {
+    let p = Params::parse(uri.query());
+    match (p.get("fromSrc"), p.get("fromImage")) {
+        (Some("-"), _) => {
+            let options = pb::ImportOptions {
+                repo: p.get("repo").unwrap_or("").to_string(),
+                tag: p.get("tag").unwrap_or("").to_string(),
+                changes: p.all("changes"),
+                message: p.get("message").unwrap_or("").to_string(),
+                platform: p.get("platform").unwrap_or("").to_string(),
+            };
+            let id = s.images.import(options, body_stream(body)).await?;
+            Ok(json_lines(vec![json!({"status": id})]))
+        }
+        (Some(src), _) => Err(Error::not_implemented(format!("importing from {src:?} is not supported: send the tarball as the request body (fromSrc=-)")).into()),
+        (None, Some(image)) => Err(Error::not_implemented(format!(
+            "pulling {image} from a registry is not implemented yet; load it with docker load"
+        ))
+        .into()),
+        (None, None) => Err(Error::invalid("either fromSrc or fromImage must be given").into()),
+    }
+}
+
+/// ImageLoad: `POST /images/load`.
+async fn post_images_load(State(s): State<AppState>, body: Body) -> ApiResult<Response> {
+    let loaded = s.images.load(body_stream(body)).await?;
+    let lines = loaded
+        .into_iter()
+        .map(|l| {
+            if l.reference.is_empty() {
+                json!({"stream": format!("Loaded image ID: {}\n", l.id)})
+            } else {
+                json!({"stream": format!("Loaded image: {}\n", l.reference)})
+            }
+        })
+        .collect();
+    Ok(json_lines(lines))
+}
+
+fn tar_response(stream: ByteStream) -> Response {
+    let body =
+        Body::from_stream(stream.map(|r| r.map_err(|e| std::io::Error::other(e.to_string()))));
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
+    resp
+}
+
+/// ImageGetAll: `GET /images/get?names=a&names=b`.
+async fn get_images_get_all(State(s): State<AppState>, uri: Uri) -> ApiResult<Response> {
+    let names = Params::parse(uri.query()).all("names");
+    Ok(tar_response(s.images.save(names).await?))
+}
+
+/// ImagePrune: `POST /images/prune`.
+async fn post_images_prune(State(s): State<AppState>, uri: Uri) -> ApiResult<Json<Value>> {
+    let filters = Params::parse(uri.query()).filters()?;
+    let in_use = in_use_images(&s).await?;
+    let r = s.images.prune(filters, in_use).await?;
+    let items = delete_items(r.items);
+    Ok(Json(json!({
+        "ImagesDeleted": if items.is_empty() { Value::Null } else { Value::Array(items) },
+        "SpaceReclaimed": r.space_reclaimed,
+    })))
+}
+
+async fn in_use_images(s: &AppState) -> Result<Vec<String>, ApiError> {
+    let mut ids: Vec<String> = s
+        .runtime
+        .list(true, vec![])
+        .await?
+        .into_iter()
+        .map(|c| c.image_id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// `GET /images/{name}/json|history|get`.
+async fn get_image(State(s): State<AppState>, Path(rest): Path<String>) -> ApiResult<Response> {
+    if let Some(name) = rest.strip_suffix("/json") {
+        return Ok(Json(inspect_json(&s.images.inspect(name).await?)).into_response());
+    }
+    if let Some(name) = rest.strip_suffix("/history") {
+        let items = s.images.history(name).await?;
+        let out: Vec<Value> = items
+            .into_iter()
+            .map(|h| {
+                json!({
+                    "Id": h.id,
+                    "Created": h.created,
+                    "CreatedBy": h.created_by,
+                    "Tags": if h.tags.is_empty() { Value::Null } else { json!(h.tags) },
+                    "Size": h.size,
+                    "Comment": h.comment,
+                })
+            })
+            .collect();
+        return Ok(Json(Value::Array(out)).into_response());
+    }
+    if let Some(name) = rest.strip_suffix("/get") {
+        return Ok(tar_response(s.images.save(vec![name.to_string()]).await?));
+    }
+    Err(Error::not_found("page not found").into())
+}
+
+/// `POST /images/{name}/tag|push`.
+async fn post_image(
+    State(s): State<AppState>,
+    Path(rest): Path<String>,
+    uri: Uri,
+) -> ApiResult<Response> {
+    let p = Params::parse(uri.query());
+    if let Some(name) = rest.strip_suffix("/tag") {
+        let repo = p.get("repo").unwrap_or("");
+        if repo.is_empty() {
+            return Err(Error::invalid("repository name must have at least one component").into());
+        }
+        s.images.tag(name, repo, p.get("tag").unwrap_or("")).await?;
+        return Ok(StatusCode::CREATED.into_response());
+    }
+    if let Some(name) = rest.strip_suffix("/push") {
+        s.images.inspect(name).await?;
+        return Err(Error::not_implemented("pushing to a registry is not implemented yet").into());
+    }
+    Err(Error::not_found("page not found").into())
+}
+
+/// ImageDelete: `DELETE /images/{name}`.
+async fn delete_image(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    uri: Uri,
+) -> ApiResult<Json<Value>> {
+    let p = Params::parse(uri.query());
+    let force = p.bool("force");
+    let image = s.images.inspect(&name).await?;
+    let usage = s.runtime.image_in_use(&image.id).await?;
+    if let Some(first) = usage.container_ids.first() {
+        let short = &first[..first.len().min(12)];
+        // A tag that leaves other references behind is only an untag, which containers never block.
+        let only_untag = image.repo_tags.len() > 1
+            && !name.starts_with("sha256:")
+            && image.repo_tags.iter().any(|t| t.starts_with(name.as_str()));
+        if !only_untag {
+            if usage.running {
+                return Err(Error::conflict(format!(
+                    "conflict: unable to delete {name} (cannot be forced) - image is being used by running container {short}"
+                ))
+                .into());
+            }
+            if !force {
+                return Err(Error::conflict(format!(
+                    "conflict: unable to delete {name} (must be forced) - image is being used by stopped container {short}"
+                ))
+                .into());
+            }
+        }
+    }
+    let items = s.images.remove(&name, force, p.bool("noprune")).await?;
+    Ok(Json(Value::Array(delete_items(items))))
+}

@@ -1,0 +1,23 @@
+//! Compiles every Berth proto into one module tree and writes the descriptor set
+//! that gRPC reflection serves. Needs `protoc` (Debian: protobuf-compiler).
+
+use std::{env, path::PathBuf};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    let protos = [
+        "berth/types/v1/types.proto",
+        "berth/image/v1/image.proto",
+        "berth/runtime/v1/runtime.proto",
+        "berth/network/v1/network.proto",
+        "berth/volume/v1/volume.proto",
+    ];
+    println!("cargo:rerun-if-changed=berth");
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out_dir.join("berth_descriptor.bin"))
+        .bytes(".berth.image.v1.LoadImagesRequest.chunk")
+        .bytes(".berth.image.v1.SaveImagesResponse.chunk")
+        .bytes(".berth.image.v1.ImportImageRequest.chunk")
+        .compile_protos(&protos, &["."])?;
+    Ok(())
+}

@@ -1,0 +1,36 @@
+//! Berth's gRPC contracts: one package per service plus shared types.
+//!
+//! The `.proto` files under `berth/` are the source of truth; this crate only
+//! compiles them. Every service also serves `grpc.health.v1` and reflection, for
+//! which [`FILE_DESCRIPTOR_SET`] carries the encoded descriptors.
+
+#![allow(clippy::all, missing_docs)]
+
+/// Encoded `FileDescriptorSet` of every Berth proto, for tonic-reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("berth_descriptor");
+
+pub mod types {
+    pub mod v1 {
+        tonic::include_proto!("berth.types.v1");
+    }
+}
+pub mod image {
+    pub mod v1 {
+        tonic::include_proto!("berth.image.v1");
+    }
+}
+pub mod runtime {
+    pub mod v1 {
+        tonic::include_proto!("berth.runtime.v1");
+    }
+}
+pub mod network {
+    pub mod v1 {
+        tonic::include_proto!("berth.network.v1");
+    }
+}
+pub mod volume {
+    pub mod v1 {
+        tonic::include_proto!("berth.volume.v1");
+    }
+}

@@ -1,0 +1,149 @@
+//! The gRPC server adapter: every method unpacks the request, calls [`ImageApi`]
+//! and packs the answer. No logic lives here.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use berth_core::Error;
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::pb::image_service_server::{ImageService, ImageServiceServer};
+use crate::{ImageApi, pb};
+
+/// Serves an [`ImageApi`] over gRPC.
+#[derive(Clone)]
+pub struct ImageGrpcServer {
+    api: Arc<dyn ImageApi>,
+}
+
+impl ImageGrpcServer {
+    /// The tonic service for `api`.
+    pub fn service(api: Arc<dyn ImageApi>) -> ImageServiceServer<Self> {
+        ImageServiceServer::new(Self { api }).max_decoding_message_size(16 * 1024 * 1024)
+    }
+}
+
+fn chunks<T: Send + 'static>(
+    stream: Streaming<T>,
+    part: impl Fn(T) -> Option<bytes::Bytes> + Send + 'static,
+) -> berth_core::ByteStream {
+    Box::pin(stream.filter_map(move |m| {
+        let out = match m {
+            Ok(msg) => part(msg).map(Ok),
+            Err(status) => Some(Err(Error::from(status))),
+        };
+        futures::future::ready(out)
+    }))
+}
+
+type SaveStream = Pin<Box<dyn Stream<Item = Result<pb::SaveImagesResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ImageService for ImageGrpcServer {
+    async fn list_images(
+        &self,
+        req: Request<pb::ListImagesRequest>,
+    ) -> Result<Response<pb::ListImagesResponse>, Status> {
+        let r = req.into_inner();
+        let images = self.api.list(r.all, r.filters).await?;
+        Ok(Response::new(pb::ListImagesResponse { images }))
+    }
+
+    async fn inspect_image(
+        &self,
+        req: Request<pb::InspectImageRequest>,
+    ) -> Result<Response<pb::InspectImageResponse>, Status> {
+        let image = self.api.inspect(&req.into_inner().reference).await?;
+        Ok(Response::new(pb::InspectImageResponse {
+            image: Some(image),
+        }))
+    }
+
+    async fn image_history(
+        &self,
+        req: Request<pb::ImageHistoryRequest>,
+    ) -> Result<Response<pb::ImageHistoryResponse>, Status> {
+        let items = self.api.history(&req.into_inner().reference).await?;
+        Ok(Response::new(pb::ImageHistoryResponse { items }))
+    }
+
+    async fn tag_image(
+        &self,
+        req: Request<pb::TagImageRequest>,
+    ) -> Result<Response<pb::TagImageResponse>, Status> {
+        let r = req.into_inner();
+        self.api.tag(&r.source, &r.repo, &r.tag).await?;
+        Ok(Response::new(pb::TagImageResponse {}))
+    }
+
+    async fn remove_image(
+        &self,
+        req: Request<pb::RemoveImageRequest>,
+    ) -> Result<Response<pb::RemoveImageResponse>, Status> {
+        let r = req.into_inner();
+        let items = self.api.remove(&r.reference, r.force, r.no_prune).await?;
+        Ok(Response::new(pb::RemoveImageResponse { items }))
+    }
+
+    async fn prune_images(
+        &self,
+        req: Request<pb::PruneImagesRequest>,
+    ) -> Result<Response<pb::PruneImagesResponse>, Status> {
+        let r = req.into_inner();
+        Ok(Response::new(self.api.prune(r.filters, r.in_use).await?))
+    }
+
+    async fn load_images(
+        &self,
+        req: Request<Streaming<pb::LoadImagesRequest>>,
+    ) -> Result<Response<pb::LoadImagesResponse>, Status> {
+        let input = chunks(req.into_inner(), |m| Some(m.chunk));
+        let images = self.api.load(input).await?;
+        Ok(Response::new(pb::LoadImagesResponse { images }))
+    }
+
+    type SaveImagesStream = SaveStream;
+
+    async fn save_images(
+        &self,
+        req: Request<pb::SaveImagesRequest>,
+    ) -> Result<Response<SaveStream>, Status> {
+        let out = self.api.save(req.into_inner().names).await?;
+        let stream = out.map(|r| {
+            r.map(|chunk| pb::SaveImagesResponse { chunk })
+                .map_err(Status::from)
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn import_image(
+        &self,
+        req: Request<Streaming<pb::ImportImageRequest>>,
+    ) -> Result<Response<pb::ImportImageResponse>, Status> {
+        let mut stream = req.into_inner();
+        let options = match stream.message().await? {
+            Some(pb::ImportImageRequest {
+                part: Some(pb::import_image_request::Part::Options(o)),
+            }) => o,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first import message must carry the options",
+                ));
+            }
+        };
+        let input = chunks(stream, |m| match m.part {
+            Some(pb::import_image_request::Part::Chunk(c)) => Some(c),
+            _ => None,
+        });
+        let id = self.api.import(options, input).await?;
+        Ok(Response::new(pb::ImportImageResponse { id }))
+    }
+
+    async fn store_info(
+        &self,
+        _req: Request<pb::StoreInfoRequest>,
+    ) -> Result<Response<pb::StoreInfoResponse>, Status> {
+        Ok(Response::new(self.api.store_info().await?))
+    }
+}

@@ -1,0 +1,774 @@
+//! [`LocalImageService`]: the image service itself, over a [`store::ImageStore`]
+//! and the on-disk [`content::Content`].
+//!
+//! Writers (load, import, tag, remove, prune) take one lock, so layer
+//! bookkeeping never races; readers do not. Blocking work (tar, hashing, disk)
+//! runs on the blocking pool.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use berth_core::{ByteStream, Error, Result};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use tokio::sync::Mutex;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use crate::archive::{self, SaveImage, Staged};
+use crate::content::Content;
+use crate::digest::{chain_ids, sha256_digest};
+use crate::filters::{Filters, labels_match, parse_until};
+use crate::reference::{Reference, glob_match};
+use crate::store::{ImageRecord, ImageStore, LayerRecord, MIGRATOR, SqliteImageStore};
+use crate::{Filter, ImageApi, pb};
+
+/// The image service over SQLite and a content directory.
+pub struct LocalImageService {
+    store: Arc<dyn ImageStore>,
+    content: Content,
+    write: Mutex<()>,
+}
+
+/// How a reference was resolved, which decides what `rmi` does.
+enum Resolved {
+    /// By tag or digest reference: the reference string in familiar form.
+    Ref(String),
+    /// By full or short ID.
+    Id,
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::internal(format!("blocking task failed: {e}")))?
+}
+
+fn to_io(stream: ByteStream) -> impl tokio::io::AsyncRead + Send + Unpin {
+    StreamReader::new(stream.map(|r| r.map_err(|e| std::io::Error::other(e.to_string()))))
+}
+
+fn short(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(12)]
+}
+
+fn config_value(rec: &ImageRecord) -> Value {
+    serde_json::from_slice(&rec.config).unwrap_or(Value::Null)
+}
+
+fn created_of(rec: &ImageRecord) -> OffsetDateTime {
+    berth_core::id::parse_rfc3339(&rec.created).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+impl LocalImageService {
+    /// Opens the service's state under `dir` (`<data-root>/image`).
+    pub async fn open(dir: &Path) -> Result<Self> {
+        let content = Content::open(dir)?;
+        let pool = berth_core::db::open_sqlite(&dir.join("image.db"), &MIGRATOR).await?;
+        let svc = Self::with_store(Arc::new(SqliteImageStore::new(pool)), content);
+        svc.sweep().await?;
+        Ok(svc)
+    }
+
+    /// A service over any store.
+    pub fn with_store(store: Arc<dyn ImageStore>, content: Content) -> Self {
+        Self {
+            store,
+            content,
+            write: Mutex::new(()),
+        }
+    }
+
+    /// Removes content no record names (leftovers of a crash or a failed load).
+    async fn sweep(&self) -> Result<()> {
+        let layers = self.store.layers().await?;
+        let chains: HashSet<String> = layers.iter().map(|l| l.chain_id.clone()).collect();
+        let diffs: HashSet<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
+        let content = self.content.clone();
+        let n = blocking(move || content.sweep(&chains, &diffs)).await?;
+        if n > 0 {
+            tracing::info!(removed = n, "swept unreferenced image content");
+        }
+        Ok(())
+    }
+
+    async fn resolve(&self, reference: &str) -> Result<(ImageRecord, Resolved)> {
+        let not_found = || Error::not_found(format!("No such image: {reference}"));
+        let reference = reference.trim();
+        if reference.is_empty() {
+            return Err(Error::invalid("image reference must not be empty"));
+        }
+        let by_id = |id: String| async move {
+            self.store
+                .image(&id)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("No such image: {id}")))
+        };
+        if let Some(hex) = reference.strip_prefix("sha256:") {
+            if hex.len() == 64 {
+                return Ok((
+                    by_id(reference.to_string())
+                        .await
+                        .map_err(|_| not_found())?,
+                    Resolved::Id,
+                ));
+            }
+            return self
+                .by_prefix(hex)
+                .await?
+                .map(|r| (r, Resolved::Id))
+                .ok_or_else(not_found);
+        }
+        if let Ok(parsed) = Reference::parse(reference) {
+            let key = match &parsed.digest {
+                Some(d) => format!("{}@{d}", parsed.name),
+                None => parsed.tagged(),
+            };
+            if let Some(id) = self.store.resolve_ref(&key).await? {
+                return Ok((by_id(id).await?, Resolved::Ref(key)));
+            }
+        }
+        self.by_prefix(reference)
+            .await?
+            .map(|r| (r, Resolved::Id))
+            .ok_or_else(not_found)
+    }
+
+    async fn by_prefix(&self, hex: &str) -> Result<Option<ImageRecord>> {
+        if hex.is_empty()
+            || hex.len() > 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Ok(None);
+        }
+        let ids = self.store.ids_with_prefix(&format!("sha256:{hex}")).await?;
+        match ids.as_slice() {
+            [] => Ok(None),
+            [id] => self.store.image(id).await,
+            _ => Err(Error::invalid(format!(
+                "short ID {hex} is ambiguous: it matches {} images",
+                ids.len()
+            ))),
+        }
+    }
+
+    fn to_proto(&self, rec: &ImageRecord) -> pb::Image {
+        pb::Image {
+            id: rec.id.clone(),
+            repo_tags: rec.tags.clone(),
+            repo_digests: rec.digests.clone(),
+            created: rec.created.clone(),
+            size: rec.size,
+            config: rec.config.clone(),
+            diff_ids: rec.layers.iter().map(|l| l.diff_id.clone()).collect(),
+            layer_dirs: rec
+                .layers
+                .iter()
+                .filter_map(|l| self.content.layer_dir(&l.chain_id).ok())
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect(),
+            last_tag_time: rec.last_tag_time.clone(),
+            parent: rec.parent.clone(),
+        }
+    }
+
+    /// Deletes an image record and the content only it used. Caller holds the write lock.
+    async fn delete_locked(&self, id: &str, items: &mut Vec<pb::DeleteItem>) -> Result<i64> {
+        let orphans = self.store.delete_image(id).await?;
+        items.push(deleted(id));
+        let remaining: HashSet<String> = self
+            .store
+            .layers()
+            .await?
+            .into_iter()
+            .map(|l| l.diff_id)
+            .collect();
+        let mut reclaimed = 0;
+        for layer in orphans {
+            reclaimed += layer.size;
+            let content = self.content.clone();
+            let keep_blob = remaining.contains(&layer.diff_id);
+            let chain = layer.chain_id.clone();
+            let diff = layer.diff_id.clone();
+            blocking(move || {
+                content.remove_layer(&chain)?;
+                if !keep_blob {
+                    content.remove_blob(&diff)?;
+                }
+                Ok(())
+            })
+            .await?;
+            items.push(deleted(&layer.chain_id));
+        }
+        Ok(reclaimed)
+    }
+
+    /// Unpacks the missing layers of a stack of staged diff IDs and returns their records.
+    async fn ensure_layers(&self, diff_ids: &[String]) -> Result<Vec<LayerRecord>> {
+        let known: HashMap<String, LayerRecord> = self
+            .store
+            .layers()
+            .await?
+            .into_iter()
+            .map(|l| (l.chain_id.clone(), l))
+            .collect();
+        let mut out = Vec::with_capacity(diff_ids.len());
+        let chains = chain_ids(diff_ids);
+        for (i, (chain, diff)) in chains.iter().zip(diff_ids).enumerate() {
+            let parent = i.checked_sub(1).map(|p| chains[p].clone());
+            if let Some(rec) = known.get(chain) {
+                out.push(rec.clone());
+                continue;
+            }
+            let content = self.content.clone();
+            let (c, d) = (chain.clone(), diff.clone());
+            let size = blocking(move || content.unpack_layer(&c, &d)).await?;
+            out.push(LayerRecord {
+                chain_id: chain.clone(),
+                diff_id: diff.clone(),
+                parent,
+                size: size as i64,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn commit(
+        &self,
+        config: Vec<u8>,
+        layers: Vec<LayerRecord>,
+        tags: &[String],
+    ) -> Result<String> {
+        let id = sha256_digest(&config);
+        let cfg: Value = serde_json::from_slice(&config).unwrap_or(Value::Null);
+        let created = cfg["created"]
+            .as_str()
+            .unwrap_or("1970-01-01T00:00:00Z")
+            .to_string();
+        let rec = ImageRecord {
+            id: id.clone(),
+            size: layers.iter().map(|l| l.size).sum(),
+            config,
+            created,
+            parent: String::new(),
+            last_tag_time: String::new(),
+            tags: vec![],
+            digests: vec![],
+            layers,
+        };
+        self.store
+            .commit_image(&rec, tags, &berth_core::id::now_rfc3339())
+            .await?;
+        Ok(id)
+    }
+
+    async fn load_locked(&self, input: ByteStream) -> Result<Vec<pb::LoadedImage>> {
+        let staging = self.content.staging()?;
+        let reader = SyncIoBridge::new(to_io(input));
+        let content = self.content.clone();
+        let stage_dir = staging.path().to_path_buf();
+        // Unpack the archive, then stage, hash and verify every layer blob.
+        let found = blocking(move || {
+            let staged = Staged::unpack(reader, &stage_dir)?;
+            let images = staged.images()?;
+            let mut done: HashMap<PathBuf, String> = HashMap::new();
+            let mut out = Vec::new();
+            for img in images {
+                let cfg: Value = serde_json::from_slice(&img.config)
+                    .map_err(|e| Error::invalid(format!("invalid image config: {e}")))?;
+                let want: Vec<String> = cfg["rootfs"]["diff_ids"]
+                    .as_array()
+                    .ok_or_else(|| Error::invalid("invalid image config: no rootfs.diff_ids"))?
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_string).ok_or_else(|| Error::invalid("invalid image config: diff_id is not a string")))
+                    .collect::<Result<_>>()?;
+                if want.len() != img.layers.len() {
+                    return Err(Error::invalid(format!(
+                        "invalid archive: the config names {} layers, the manifest {}",
+                        want.len(),
+                        img.layers.len()
+                    )));
+                }
+                for (i, path) in img.layers.iter().enumerate() {
+                    let diff = match done.get(path) {
+                        Some(d) => d.clone(),
+                        None => {
+                            let file = std::fs::File::open(path)?;
+                            let layer = content.stage_layer(&stage_dir, file)?;
+                            if let Some(Some(expected)) = img.layer_digests.get(i)
+                                && *expected != layer.raw_digest
+                                && *expected != layer.diff_id
+                            {
+                                return Err(Error::invalid(format!(
+                                    "invalid archive: layer {} has digest {}, expected {expected}",
+                                    i + 1,
+                                    layer.raw_digest
+                                )));
+                            }
+                            content.commit_blob(&layer.path, &layer.diff_id)?;
+                            done.insert(path.clone(), layer.diff_id.clone());
+                            layer.diff_id
+                        }
+                    };
+                    if diff != want[i] {
+                        return Err(Error::invalid(format!(
+                            "invalid archive: layer {} has diff ID {diff}, but the config expects {}",
+                            i + 1,
+                            want[i]
+                        )));
+                    }
+                }
+                out.push((img.config, img.tags, want));
+            }
+            Ok(out)
+        })
+        .await?;
+        let mut loaded = Vec::new();
+        for (config, tags, diffs) in found {
+            let layers = self.ensure_layers(&diffs).await?;
+            let id = self.commit(config, layers, &tags).await?;
+            if tags.is_empty() {
+                loaded.push(pb::LoadedImage {
+                    id: id.clone(),
+                    reference: String::new(),
+                });
+            }
+            for t in tags {
+                loaded.push(pb::LoadedImage {
+                    id: id.clone(),
+                    reference: t,
+                });
+            }
+        }
+        drop(staging);
+        Ok(loaded)
+    }
+
+    async fn import_locked(&self, options: pb::ImportOptions, input: ByteStream) -> Result<String> {
+        let tag = import_tag(&options)?;
+        let (os, arch) = match options.platform.split_once('/') {
+            Some((os, arch)) => (os.to_string(), arch.to_string()),
+            None if options.platform.is_empty() => {
+                ("linux".to_string(), archive::host_arch().to_string())
+            }
+            None => (options.platform.clone(), archive::host_arch().to_string()),
+        };
+        if os != "linux" {
+            return Err(Error::invalid(format!("unsupported os {os}")));
+        }
+        let staging = self.content.staging()?;
+        let reader = SyncIoBridge::new(to_io(input));
+        let content = self.content.clone();
+        let stage_dir = staging.path().to_path_buf();
+        let diff = blocking(move || {
+            let layer = content.stage_layer(&stage_dir, reader)?;
+            // Check that it is a tar before it goes anywhere: count its entries.
+            let f = std::fs::File::open(&layer.path)?;
+            let mut archive = tar::Archive::new(std::io::BufReader::new(f));
+            let mut n = 0usize;
+            for entry in archive
+                .entries()
+                .map_err(|e| Error::invalid(format!("invalid tar: {e}")))?
+            {
+                entry.map_err(|e| Error::invalid(format!("invalid tar: {e}")))?;
+                n += 1;
+            }
+            if n == 0 {
+                return Err(Error::invalid("invalid tar: the archive is empty"));
+            }
+            content.commit_blob(&layer.path, &layer.diff_id)?;
+            Ok(layer.diff_id)
+        })
+        .await?;
+        let layers = self.ensure_layers(std::slice::from_ref(&diff)).await?;
+        let mut container_config = serde_json::Map::new();
+        crate::changes::apply(&mut container_config, &options.changes)?;
+        let now = berth_core::id::now_rfc3339();
+        let comment = if options.message.is_empty() {
+            "Imported from -".to_string()
+        } else {
+            options.message.clone()
+        };
+        let config = json!({
+            "architecture": arch,
+            "config": Value::Object(container_config),
+            "created": now,
+            "history": [{"created": now, "created_by": "", "comment": comment}],
+            "os": os,
+            "rootfs": {"type": "layers", "diff_ids": [diff]},
+        });
+        let bytes = serde_json::to_vec(&config).map_err(|e| Error::internal(e.to_string()))?;
+        let tags: Vec<String> = tag.into_iter().collect();
+        drop(staging);
+        self.commit(bytes, layers, &tags).await
+    }
+}
+
+fn deleted(id: &str) -> pb::DeleteItem {
+    pb::DeleteItem {
+        item: Some(pb::delete_item::Item::Deleted(id.to_string())),
+    }
+}
+
+fn untagged(reference: &str) -> pb::DeleteItem {
+    pb::DeleteItem {
+        item: Some(pb::delete_item::Item::Untagged(reference.to_string())),
+    }
+}
+
+fn import_tag(o: &pb::ImportOptions) -> Result<Option<String>> {
+    if o.repo.is_empty() {
+        return Ok(None);
+    }
+    let r = Reference::parse(&o.repo)?;
+    if r.digest.is_some() {
+        return Err(Error::invalid("cannot import to a digest reference"));
+    }
+    Ok(Some(match (&r.tag, o.tag.is_empty()) {
+        (Some(_), _) | (None, true) => r.tagged(),
+        (None, false) => Reference::parse(&format!("{}:{}", r.name, o.tag))?.tagged(),
+    }))
+}
+
+#[async_trait]
+impl ImageApi for LocalImageService {
+    async fn list(&self, _all: bool, filters: Vec<Filter>) -> Result<Vec<pb::Image>> {
+        let f = Filters::new(
+            filters,
+            &["reference", "dangling", "label", "before", "since", "until"],
+        )?;
+        let dangling = f.bool("dangling")?;
+        let mut before = None;
+        for r in f.get("before") {
+            before = Some(created_of(&self.resolve(r).await?.0));
+        }
+        let mut since = None;
+        for r in f.get("since") {
+            since = Some(created_of(&self.resolve(r).await?.0));
+        }
+        let until = match f.get("until").first() {
+            Some(u) => Some(parse_until(u, OffsetDateTime::now_utc())?),
+            None => None,
+        };
+        let refs = f.get("reference");
+        let labels = f.get("label");
+        let mut out = Vec::new();
+        for rec in self.store.images().await? {
+            if let Some(d) = dangling
+                && d != rec.tags.is_empty()
+            {
+                continue;
+            }
+            let created = created_of(&rec);
+            if before.is_some_and(|b| created >= b)
+                || since.is_some_and(|s| created <= s)
+                || until.is_some_and(|u| created > u)
+            {
+                continue;
+            }
+            if !labels.is_empty() && !labels_match(&config_value(&rec)["config"]["Labels"], &labels)
+            {
+                continue;
+            }
+            if !refs.is_empty() {
+                let matched = rec.tags.iter().any(|t| {
+                    let name = t.rsplit_once(':').map(|(n, _)| n).unwrap_or(t);
+                    refs.iter().any(|p| glob_match(p, t) || glob_match(p, name))
+                });
+                if !matched {
+                    continue;
+                }
+            }
+            out.push(self.to_proto(&rec));
+        }
+        Ok(out)
+    }
+
+    async fn inspect(&self, reference: &str) -> Result<pb::Image> {
+        Ok(self.to_proto(&self.resolve(reference).await?.0))
+    }
+
+    async fn history(&self, reference: &str) -> Result<Vec<pb::HistoryItem>> {
+        let (rec, _) = self.resolve(reference).await?;
+        let cfg = config_value(&rec);
+        let unix = |s: &str| {
+            berth_core::id::parse_rfc3339(s)
+                .map(|t| t.unix_timestamp())
+                .unwrap_or(0)
+        };
+        let mut items = Vec::new();
+        let mut layer = 0usize;
+        let history = cfg["history"].as_array().cloned().unwrap_or_default();
+        if history.is_empty() {
+            for l in &rec.layers {
+                items.push(pb::HistoryItem {
+                    id: "<missing>".into(),
+                    created: unix(&rec.created),
+                    size: l.size,
+                    ..Default::default()
+                });
+            }
+        }
+        for h in history {
+            let empty = h["empty_layer"].as_bool().unwrap_or(false);
+            let size = if empty {
+                0
+            } else {
+                let s = rec.layers.get(layer).map(|l| l.size).unwrap_or(0);
+                layer += 1;
+                s
+            };
+            items.push(pb::HistoryItem {
+                id: "<missing>".into(),
+                created: unix(h["created"].as_str().unwrap_or("")),
+                created_by: h["created_by"].as_str().unwrap_or("").to_string(),
+                tags: vec![],
+                size,
+                comment: h["comment"].as_str().unwrap_or("").to_string(),
+            });
+        }
+        items.reverse();
+        if let Some(top) = items.first_mut() {
+            top.id = rec.id.clone();
+            top.tags = rec.tags.clone();
+        }
+        Ok(items)
+    }
+
+    async fn tag(&self, source: &str, repo: &str, tag: &str) -> Result<()> {
+        let _w = self.write.lock().await;
+        let (rec, _) = self.resolve(source).await?;
+        let r = Reference::parse(repo)?;
+        if r.digest.is_some() {
+            return Err(Error::invalid(
+                "refusing to create a tag with a digest reference",
+            ));
+        }
+        let target = match (r.tag.as_deref(), tag) {
+            (Some(_), "") | (None, "") => r.tagged(),
+            (_, t) => Reference::parse(&format!("{}:{t}", r.name))?.tagged(),
+        };
+        if target.starts_with("sha256:")
+            || target
+                .split(':')
+                .next()
+                .is_some_and(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(Error::invalid(
+                "refusing to create an ambiguous tag using digest algorithm as name",
+            ));
+        }
+        self.store
+            .tag(&target, &rec.id, &berth_core::id::now_rfc3339())
+            .await
+    }
+
+    async fn remove(
+        &self,
+        reference: &str,
+        force: bool,
+        _no_prune: bool,
+    ) -> Result<Vec<pb::DeleteItem>> {
+        let _w = self.write.lock().await;
+        let (rec, how) = self.resolve(reference).await?;
+        let mut items = Vec::new();
+        match how {
+            Resolved::Ref(r) => {
+                self.store.untag(&r).await?;
+                items.push(untagged(&r));
+                let left = rec.tags.len() + rec.digests.len() - 1;
+                if left == 0 {
+                    self.delete_locked(&rec.id, &mut items).await?;
+                }
+            }
+            Resolved::Id => {
+                if rec.tags.len() > 1 && !force {
+                    return Err(Error::conflict(format!(
+                        "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                        short(&rec.id)
+                    )));
+                }
+                for r in rec.tags.iter().chain(&rec.digests) {
+                    self.store.untag(r).await?;
+                    items.push(untagged(r));
+                }
+                self.delete_locked(&rec.id, &mut items).await?;
+            }
+        }
+        Ok(items)
+    }
+
+    async fn prune(
+        &self,
+        filters: Vec<Filter>,
+        in_use: Vec<String>,
+    ) -> Result<pb::PruneImagesResponse> {
+        let f = Filters::new(filters, &["dangling", "until", "label", "label!"])?;
+        let dangling_only = f.bool("dangling")?.unwrap_or(true);
+        let until = match f.get("until").first() {
+            Some(u) => Some(parse_until(u, OffsetDateTime::now_utc())?),
+            None => None,
+        };
+        let labels = f.get("label");
+        let not_labels = f.get("label!");
+        let in_use: HashSet<String> = in_use.into_iter().collect();
+        let _w = self.write.lock().await;
+        let mut items = Vec::new();
+        let mut reclaimed = 0;
+        for rec in self.store.images().await? {
+            if in_use.contains(&rec.id) || (dangling_only && !rec.tags.is_empty()) {
+                continue;
+            }
+            if until.is_some_and(|u| created_of(&rec) > u) {
+                continue;
+            }
+            let cfg_labels = &config_value(&rec)["config"]["Labels"];
+            if !labels_match(cfg_labels, &labels)
+                || (!not_labels.is_empty() && labels_match(cfg_labels, &not_labels))
+            {
+                continue;
+            }
+            for r in rec.tags.iter().chain(&rec.digests) {
+                self.store.untag(r).await?;
+                items.push(untagged(r));
+            }
+            reclaimed += self.delete_locked(&rec.id, &mut items).await?;
+        }
+        Ok(pb::PruneImagesResponse {
+            items,
+            space_reclaimed: reclaimed,
+        })
+    }
+
+    async fn load(&self, input: ByteStream) -> Result<Vec<pb::LoadedImage>> {
+        let _w = self.write.lock().await;
+        let out = self.load_locked(input).await;
+        if out.is_err() {
+            // Blobs or layers staged before the failure are unreferenced: drop them now.
+            if let Err(e) = self.sweep().await {
+                tracing::warn!(error = %e, "sweep after failed load");
+            }
+        }
+        out
+    }
+
+    async fn save(&self, names: Vec<String>) -> Result<ByteStream> {
+        if names.is_empty() {
+            return Err(Error::invalid("no images to save"));
+        }
+        let mut images: Vec<SaveImage> = Vec::new();
+        let mut index_of: HashMap<String, usize> = HashMap::new();
+        for name in &names {
+            // A repository name without a tag saves every tag of that repository.
+            let mut targets: Vec<(ImageRecord, Option<String>)> = Vec::new();
+            let parsed = Reference::parse(name)
+                .ok()
+                .filter(|r| r.tag.is_none() && r.digest.is_none());
+            if let Some(r) = parsed {
+                for rec in self.store.images().await? {
+                    for t in rec
+                        .tags
+                        .iter()
+                        .filter(|t| t.rsplit_once(':').map(|(n, _)| n) == Some(r.name.as_str()))
+                    {
+                        targets.push((rec.clone(), Some(t.clone())));
+                    }
+                }
+            }
+            if targets.is_empty() {
+                let (rec, how) = self.resolve(name).await?;
+                let tag = match how {
+                    Resolved::Ref(r) if !r.contains('@') => Some(r),
+                    _ => None,
+                };
+                targets.push((rec, tag));
+            }
+            for (rec, tag) in targets {
+                let i = match index_of.get(&rec.id) {
+                    Some(&i) => i,
+                    None => {
+                        let mut layers = Vec::new();
+                        for l in &rec.layers {
+                            let path = self.content.blob_path(&l.diff_id)?;
+                            if !path.exists() {
+                                return Err(Error::internal(format!(
+                                    "layer blob {} of {} is missing",
+                                    l.diff_id, rec.id
+                                )));
+                            }
+                            layers.push((l.diff_id.clone(), path));
+                        }
+                        let mtime = created_of(&rec).unix_timestamp().max(0) as u64;
+                        images.push(SaveImage {
+                            config: rec.config.clone(),
+                            tags: vec![],
+                            layers,
+                            mtime,
+                        });
+                        index_of.insert(rec.id.clone(), images.len() - 1);
+                        images.len() - 1
+                    }
+                };
+                if let Some(t) = tag
+                    && !images[i].tags.contains(&t)
+                {
+                    images[i].tags.push(t);
+                }
+            }
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes>>(8);
+        tokio::task::spawn_blocking(move || {
+            let writer = ChannelWriter { tx: tx.clone() };
+            let out = std::io::BufWriter::with_capacity(256 * 1024, writer);
+            if let Err(e) = archive::write_archive(&images, out) {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+
+    async fn import(&self, options: pb::ImportOptions, input: ByteStream) -> Result<String> {
+        let _w = self.write.lock().await;
+        let out = self.import_locked(options, input).await;
+        if out.is_err()
+            && let Err(e) = self.sweep().await
+        {
+            tracing::warn!(error = %e, "sweep after failed import");
+        }
+        out
+    }
+
+    async fn store_info(&self) -> Result<pb::StoreInfoResponse> {
+        let images = self.store.images().await?.len() as i64;
+        let layers = self.store.layers().await?;
+        Ok(pb::StoreInfoResponse {
+            images,
+            layers: layers.len() as i64,
+            layers_size: layers.iter().map(|l| l.size).sum(),
+            root: self.content.root().to_string_lossy().into_owned(),
+        })
+    }
+}
+
+/// Sends written bytes as chunks over a channel; fails once the reader is gone.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<Result<Bytes>>,
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tx
+            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "reader went away"))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,511 @@
+//! Helpers for Berth's end-to-end tests: test images built from Debian's
+//! `busybox-static` (no registry needed), and harnesses that start `berthd` (or
+//! the split services) on a temporary data root and socket and stop them, and
+//! remove everything, when dropped, even when a test fails.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// `sha256:<hex>` of `data`.
+pub fn digest(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+/// Where the workspace's binaries are: `BERTH_BIN_DIR`, or next to the test executable.
+pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("BERTH_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/debug/deps/<test> -> target/debug
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .expect("target dir")
+}
+
+/// The path of one workspace binary, checked to exist.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace binaries first (make build)",
+        p.display()
+    );
+    p
+}
+
+// === test images ===
+
+/// A tar being built in memory.
+pub struct Tar(tar::Builder<Vec<u8>>);
+
+impl Default for Tar {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Tar {
+    /// An empty tar.
+    pub fn new() -> Self {
+        Tar(tar::Builder::new(Vec::new()))
+    }
+    fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_mtime(1_700_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        h
+    }
+    /// Adds a directory.
+    pub fn dir(mut self, path: &str) -> Self {
+        let mut h = Self::header(tar::EntryType::Directory, 0o755, 0);
+        self.0
+            .append_data(&mut h, path, std::io::empty())
+            .expect("dir");
+        self
+    }
+    /// Adds a regular file.
+    pub fn file(mut self, path: &str, data: &[u8], mode: u32) -> Self {
+        let mut h = Self::header(tar::EntryType::Regular, mode, data.len() as u64);
+        self.0.append_data(&mut h, path, data).expect("file");
+        self
+    }
+    /// Adds a symlink.
+    pub fn symlink(mut self, path: &str, target: &str) -> Self {
+        let mut h = Self::header(tar::EntryType::Symlink, 0o777, 0);
+        self.0.append_link(&mut h, path, target).expect("symlink");
+        self
+    }
+    /// The tar bytes.
+    pub fn finish(self) -> Vec<u8> {
+        self.0.into_inner().expect("tar")
+    }
+}
+
+/// A root filesystem layer with a static busybox and its applet links.
+pub fn busybox_layer() -> Vec<u8> {
+    let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox: install busybox-static");
+    let mut t = Tar::new()
+        .dir("bin/")
+        .dir("etc/")
+        .dir("tmp/")
+        .dir("root/")
+        .file("bin/busybox", &busybox, 0o755);
+    for applet in [
+        "sh", "echo", "cat", "ls", "true", "false", "sleep", "id", "hostname", "env", "ps", "mount",
+    ] {
+        t = t.symlink(&format!("bin/{applet}"), "busybox");
+    }
+    t.file(
+        "etc/passwd",
+        b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+        0o644,
+    )
+    .file("etc/group", b"root:x:0:\nnogroup:x:65534:\n", 0o644)
+    .finish()
+}
+
+/// A small image to build tarballs from.
+#[derive(Clone)]
+pub struct TestImage {
+    /// Uncompressed layer tarballs, base first.
+    pub layers: Vec<Vec<u8>>,
+    /// `repo:tag` references.
+    pub tags: Vec<String>,
+    /// Extra container config (merged into `config`).
+    pub config: Value,
+    /// Creation time.
+    pub created: String,
+}
+
+impl TestImage {
+    /// A busybox image with `tags`.
+    pub fn busybox(tags: &[&str]) -> Self {
+        TestImage {
+            layers: vec![busybox_layer()],
+            tags: tags.iter().map(|s| s.to_string()).collect(),
+            config: json!({"Cmd": ["sh"], "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]}),
+            created: "2024-01-01T00:00:00Z".into(),
+        }
+    }
+
+    /// The same image plus one more layer.
+    pub fn with_layer(mut self, layer: Vec<u8>, tags: &[&str]) -> Self {
+        self.layers.push(layer);
+        self.tags = tags.iter().map(|s| s.to_string()).collect();
+        self.created = "2024-02-01T00:00:00Z".into();
+        self
+    }
+
+    /// The config JSON bytes; its digest is the image ID.
+    pub fn config_bytes(&self) -> Vec<u8> {
+        let diff_ids: Vec<String> = self.layers.iter().map(|l| digest(l)).collect();
+        let history: Vec<Value> = self
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, _)| json!({"created": self.created, "created_by": format!("layer {i}")}))
+            .collect();
+        serde_json::to_vec(&json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "created": self.created,
+            "config": self.config,
+            "history": history,
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }))
+        .expect("json")
+    }
+
+    /// The image ID dockerd gives this image.
+    pub fn id(&self) -> String {
+        digest(&self.config_bytes())
+    }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).expect("gzip");
+    e.finish().expect("gzip")
+}
+
+/// A `docker save` tarball in the classic layout (`<id>/layer.tar`, `<hex>.json`,
+/// `manifest.json`, `repositories`), with gzip layers when `gz`.
+pub fn docker_save_tar(images: &[TestImage], gz: bool) -> Vec<u8> {
+    let mut t = Tar::new();
+    let mut manifest = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for img in images {
+        let config = img.config_bytes();
+        let config_name = format!("{}.json", &digest(&config)[7..]);
+        let mut layer_paths = Vec::new();
+        for layer in &img.layers {
+            let dir = digest(layer)[7..].to_string();
+            if seen.insert(dir.clone()) {
+                let data = if gz { gzip(layer) } else { layer.clone() };
+                t = t
+                    .dir(&format!("{dir}/"))
+                    .file(&format!("{dir}/layer.tar"), &data, 0o644)
+                    .file(&format!("{dir}/VERSION"), b"1.0", 0o644);
+            }
+            layer_paths.push(format!("{dir}/layer.tar"));
+        }
+        t = t.file(&config_name, &config, 0o644);
+        manifest.push(json!({"Config": config_name, "RepoTags": img.tags, "Layers": layer_paths}));
+    }
+    t.file(
+        "manifest.json",
+        &serde_json::to_vec(&manifest).expect("json"),
+        0o644,
+    )
+    .finish()
+}
+
+/// An OCI image layout tarball with gzip layers and `io.containerd.image.name` annotations.
+pub fn oci_layout_tar(images: &[TestImage]) -> Vec<u8> {
+    let mut t = Tar::new().file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#, 0o644);
+    let mut index = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut blob = |t: Tar, data: &[u8]| -> Tar {
+        let d = digest(data);
+        if seen.insert(d.clone()) {
+            t.file(&format!("blobs/sha256/{}", &d[7..]), data, 0o644)
+        } else {
+            t
+        }
+    };
+    for img in images {
+        let config = img.config_bytes();
+        t = blob(t, &config);
+        let mut layers = Vec::new();
+        for l in &img.layers {
+            let gz = gzip(l);
+            layers.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest(&gz), "size": gz.len()}));
+            t = blob(t, &gz);
+        }
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(&config), "size": config.len()},
+            "layers": layers,
+        }))
+        .expect("json");
+        t = blob(t, &manifest);
+        for tag in &img.tags {
+            let (name, tg) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
+            let full = if name.contains('/') {
+                format!("docker.io/{name}:{tg}")
+            } else {
+                format!("docker.io/library/{name}:{tg}")
+            };
+            index.push(json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": digest(&manifest),
+                "size": manifest.len(),
+                "annotations": {"io.containerd.image.name": full, "org.opencontainers.image.ref.name": tg},
+            }));
+        }
+    }
+    t.file(
+        "index.json",
+        &serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": index})).expect("json"),
+        0o644,
+    )
+    .finish()
+}
+
+// === harness ===
+
+/// A running berthd on a temporary root, stopped and cleaned up on drop.
+pub struct Daemon {
+    child: Option<Child>,
+    /// Everything lives under here.
+    pub root: tempfile::TempDir,
+    /// `unix://...` of the API socket.
+    pub host: String,
+    /// Extra arguments berthd was started with.
+    pub args: Vec<String>,
+    /// Extra processes (split mode services).
+    pub others: Vec<Child>,
+    /// The docker CLI's config dir (no contexts, no credentials).
+    pub docker_config: PathBuf,
+}
+
+fn wait_for(path: &Path, child: &mut Child, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !path.exists() {
+        if let Some(status) = child.try_wait()? {
+            bail!("{what} exited early with {status}");
+        }
+        if Instant::now() > deadline {
+            bail!("{what} did not create {} in 30s", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+impl Daemon {
+    /// Starts berthd on a fresh temporary root with `extra` flags.
+    pub fn start(extra: &[&str]) -> Result<Self> {
+        let root = tempfile::Builder::new().prefix("berth-e2e-").tempdir()?;
+        let docker_config = root.path().join("docker-config");
+        std::fs::create_dir_all(&docker_config)?;
+        let mut d = Daemon {
+            child: None,
+            host: format!("unix://{}", root.path().join("berth.sock").display()),
+            root,
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            others: vec![],
+            docker_config,
+        };
+        d.spawn()?;
+        Ok(d)
+    }
+
+    /// The data root.
+    pub fn data_root(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let sock = self.root.path().join("berth.sock");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.path().join("berthd.log"))?;
+        let mut cmd = Command::new(bin("berthd"));
+        cmd.arg("--data-root")
+            .arg(self.data_root())
+            .arg("--exec-root")
+            .arg(self.root.path().join("exec"))
+            .arg("--config-file")
+            .arg("/dev/null")
+            .arg("-H")
+            .arg(&self.host)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let mut child = cmd.spawn().context("spawn berthd")?;
+        wait_for(&sock, &mut child, "berthd")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// The berthd log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("berthd.log")).unwrap_or_default()
+    }
+
+    /// Stops berthd with SIGTERM and waits; returns its exit status code.
+    pub fn stop(&mut self) -> Result<Option<i32>> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(None);
+        };
+        // SAFETY: kill(2) on a pid we spawned and have not reaped yet.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status.code());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("berthd did not stop within 20s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills berthd with SIGKILL (a crash).
+    pub fn kill9(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Starts berthd again on the same root.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop()?;
+        let _ = std::fs::remove_file(self.root.path().join("berth.sock"));
+        self.spawn()
+    }
+
+    /// A docker CLI command aimed at this daemon.
+    pub fn docker_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("docker");
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.root.path())
+            .env("DOCKER_HOST", &self.host)
+            .env("DOCKER_CONFIG", &self.docker_config)
+            .args(args);
+        c
+    }
+
+    /// Runs the docker CLI with `stdin` bytes and returns its output.
+    pub fn docker_with_input(&self, args: &[&str], stdin: &[u8]) -> Result<Output> {
+        let mut c = self.docker_cmd(args);
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().context("spawn docker")?;
+        let mut pipe = child.stdin.take().context("stdin")?;
+        let data = stdin.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = pipe.write_all(&data);
+        });
+        let out = child.wait_with_output()?;
+        let _ = writer.join();
+        Ok(out)
+    }
+
+    /// Runs the docker CLI and returns its output.
+    pub fn docker_out(&self, args: &[&str]) -> Result<Output> {
+        Ok(self.docker_cmd(args).stdin(Stdio::null()).output()?)
+    }
+
+    /// Runs the docker CLI, expecting success, and returns stdout.
+    pub fn docker(&self, args: &[&str]) -> Result<String> {
+        let out = self.docker_out(args)?;
+        if !out.status.success() {
+            bail!(
+                "docker {} failed ({}): {}\n--- berthd log ---\n{}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr),
+                self.log()
+            );
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
+    /// Loads a tarball through `docker load`, expecting success.
+    pub fn load(&self, tar: &[u8]) -> Result<String> {
+        let out = self.docker_with_input(&["load"], tar)?;
+        if !out.status.success() {
+            bail!(
+                "docker load failed: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                self.log()
+            );
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.stop();
+        for mut c in self.others.drain(..) {
+            // SAFETY: kill(2) on a pid we spawned and have not reaped yet.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts the four services and the gateway as separate processes, talking gRPC
+/// over unix sockets in a temporary root.
+pub fn start_split() -> Result<Daemon> {
+    let root = tempfile::Builder::new().prefix("berth-split-").tempdir()?;
+    let docker_config = root.path().join("docker-config");
+    std::fs::create_dir_all(&docker_config)?;
+    let data = root.path().join("data");
+    let mut others = Vec::new();
+    let mut addrs = Vec::new();
+    for svc in ["image", "runtime", "network", "volume"] {
+        let sock = root.path().join(format!("{svc}.sock"));
+        let log = std::fs::File::create(root.path().join(format!("{svc}.log")))?;
+        let mut child = Command::new(bin(&format!("berth-{svc}")))
+            .arg("--listen")
+            .arg(format!("unix://{}", sock.display()))
+            .arg("--data-root")
+            .arg(&data)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        wait_for(&sock, &mut child, &format!("berth-{svc}"))?;
+        others.push(child);
+        addrs.push(format!("--{svc}-addr=unix://{}", sock.display()));
+    }
+    let host = format!("unix://{}", root.path().join("berth.sock").display());
+    let log = std::fs::File::create(root.path().join("berthd.log"))?;
+    let mut gw = Command::new(bin("berth-gateway"))
+        .args(&addrs)
+        .arg("-H")
+        .arg(&host)
+        .arg("--config-file")
+        .arg("/dev/null")
+        .arg("--data-root")
+        .arg(&data)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?;
+    wait_for(&root.path().join("berth.sock"), &mut gw, "berth-gateway")?;
+    Ok(Daemon {
+        child: Some(gw),
+        root,
+        host,
+        args: vec![],
+        others,
+        docker_config,
+    })
+}
