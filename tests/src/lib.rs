@@ -509,3 +509,95 @@ pub fn start_split() -> Result<Daemon> {
         docker_config,
     })
 }
+
+/// A raw HTTP/1.1 exchange over a unix socket: returns status, lower-cased
+/// headers and body. For what the docker CLI hides (headers, exact bodies).
+pub fn raw_http(
+    sock: &Path,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+    use std::io::Read;
+    let mut s = std::os::unix::net::UnixStream::connect(sock)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: berth\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no header end")?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .context("status")?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        })
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    Ok((status, headers, body))
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(pos) = data.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&data[..pos]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = pos + 2;
+        out.extend_from_slice(&data[start..(start + size).min(data.len())]);
+        data = &data[(start + size + 2).min(data.len())..];
+    }
+    out
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl Daemon {
+    /// The API socket path.
+    pub fn sock(&self) -> PathBuf {
+        self.root.path().join("berth.sock")
+    }
+
+    /// Files under the image store's staging directory (should be none at rest).
+    pub fn staging_leftovers(&self) -> usize {
+        std::fs::read_dir(self.data_root().join("image/tmp"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Count of unpacked layers and blobs on disk.
+    pub fn content_counts(&self) -> (usize, usize) {
+        let n = |p: PathBuf| std::fs::read_dir(p).map(|d| d.count()).unwrap_or(0);
+        (
+            n(self.data_root().join("image/layers")),
+            n(self.data_root().join("image/blobs/sha256")),
+        )
+    }
+}

@@ -35,7 +35,9 @@ pub fn init(level: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(format!("warn,berth={level},berthd={level},berth_core={level},berth_image={level},berth_runtime={level},berth_network={level},berth_volume={level},berth_gateway={level}"))
     });
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
+        .with_ansi(ansi)
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = match format {
