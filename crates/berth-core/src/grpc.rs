@@ -121,14 +121,7 @@ where
         .build_v1()
         .map_err(|e| Error::internal(format!("reflection: {e}")))?;
     let router = Server::builder()
-        .trace_fn(|req| {
-            let request_id = req
-                .headers()
-                .get(REQUEST_ID_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            tracing::info_span!("grpc", path = %req.uri().path(), request_id)
-        })
+        .layer(tower::layer::layer_fn(|inner| TraceCalls { inner }))
         .add_service(health)
         .add_service(reflection)
         .add_service(service);
@@ -161,6 +154,58 @@ where
         }
     };
     result.map_err(|e| Error::internal(format!("grpc server {name}: {e}")))
+}
+
+/// Runs each gRPC call in a span that carries the caller's request ID, and logs
+/// the call when it is answered, so one API request can be followed across processes.
+#[derive(Debug, Clone)]
+pub struct TraceCalls<S> {
+    inner: S,
+}
+
+impl<S, B> Service<Request<B>> for TraceCalls<S>
+where
+    S: Service<Request<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        use tracing::Instrument;
+        let path = req.uri().path().to_string();
+        let request_id = req
+            .headers()
+            .get(REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let span = tracing::info_span!("grpc", path = %path, request_id = %request_id);
+        let start = std::time::Instant::now();
+        let fut = self.inner.call(req);
+        Box::pin(
+            async move {
+                let out = fut.await;
+                if !path.starts_with("/grpc.") {
+                    tracing::info!(
+                        ms = start.elapsed().as_secs_f64() * 1000.0,
+                        "grpc call answered"
+                    );
+                }
+                out
+            }
+            .instrument(span),
+        )
+    }
 }
 
 /// A lazily connecting channel to `addr`: the first call dials, later calls redial as needed.

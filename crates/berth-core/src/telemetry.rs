@@ -29,6 +29,11 @@ pub fn validate_level(level: &str) -> Result<(), String> {
     }
 }
 
+/// `--log-level` as a clap value parser.
+pub fn parse_level(level: &str) -> Result<String, String> {
+    validate_level(level).map(|()| level.to_string())
+}
+
 /// Installs the global subscriber; `RUST_LOG` overrides `level` when set.
 pub fn init(level: &str, format: LogFormat) {
     let level = if level == "fatal" { "error" } else { level };

@@ -22,7 +22,7 @@ struct Args {
     #[arg(long, env = "BERTH_DATA_ROOT", default_value = "/var/lib/berth")]
     data_root: PathBuf,
     /// Log level: trace, debug, info, warn, error.
-    #[arg(long, env = "BERTH_LOG_LEVEL", default_value = "info", value_parser = telemetry::validate_level)]
+    #[arg(long, env = "BERTH_LOG_LEVEL", default_value = "info", value_parser = telemetry::parse_level)]
     log_level: String,
     /// Log format.
     #[arg(long, env = "BERTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

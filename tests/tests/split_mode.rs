@@ -1,0 +1,94 @@
+//! Split mode: the four services and the gateway as separate processes talking
+//! gRPC over unix sockets. The image endpoints work the same, errors keep their
+//! kind across the hop, request IDs reach the service's logs, and a service that
+//! is down is a 503, not a hang.
+
+use berth_tests::{TestImage, docker_save_tar, raw_http, start_split};
+
+#[test]
+fn image_endpoints_over_grpc() {
+    let d = start_split().expect("start split");
+    let img = TestImage::busybox(&["busybox:latest"]);
+    let out = d
+        .load(&docker_save_tar(&[img.clone()], true))
+        .expect("load");
+    assert!(out.contains("Loaded image: busybox:latest"), "{out}");
+    let id = d
+        .docker(&["image", "inspect", "--format", "{{.Id}}", "busybox"])
+        .expect("inspect");
+    assert_eq!(id.trim(), img.id());
+    d.docker(&["tag", "busybox", "split:1"]).expect("tag");
+    let out = d
+        .docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .expect("images");
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    assert_eq!(lines, vec!["busybox:latest", "split:1"]);
+
+    // Save streams back over gRPC and loads into berthd-compatible form.
+    let path = d.root.path().join("out.tar");
+    d.docker(&["save", "-o", &path.to_string_lossy(), "split:1"])
+        .expect("save");
+    assert!(
+        std::fs::metadata(&path).expect("saved").len() > 1_000_000,
+        "busybox is in the tarball"
+    );
+    let out = d
+        .docker_with_input(
+            &["import", "-", "imported:1"],
+            &berth_tests::busybox_layer(),
+        )
+        .expect("import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A 404 from the image service is a 404 at the API, message intact.
+    let out = d.docker_out(&["rmi", "ghost:1"]).expect("rmi");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No such image: ghost:1"));
+    let (status, _, _) = raw_http(&d.sock(), "GET", "/images/ghost/json", b"").expect("raw");
+    assert_eq!(status, 404);
+    // A 409 too.
+    let out = d.docker_out(&["rmi", &img.id()]).expect("rmi");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be forced"));
+    let info = d
+        .docker(&["info", "--format", "{{.Images}} {{.Containers}}"])
+        .expect("info");
+    assert_eq!(info.trim(), "2 0");
+
+    // The gateway's request ID shows up in the image service's log.
+    let gw = std::fs::read_to_string(d.root.path().join("berthd.log")).expect("gateway log");
+    let image_log = std::fs::read_to_string(d.root.path().join("image.log")).expect("image log");
+    let ids: Vec<&str> = gw
+        .lines()
+        .filter(|l| l.contains("route=\"/images/{*rest}\""))
+        .filter_map(|l| l.split("request_id=").nth(1))
+        .filter_map(|r| r.split(|c: char| !c.is_ascii_hexdigit()).next())
+        .collect();
+    assert!(!ids.is_empty(), "{gw}");
+    assert!(
+        ids.iter().any(|id| image_log.contains(id)),
+        "no request id of\n{gw}\nin\n{image_log}"
+    );
+}
+
+#[test]
+fn a_service_that_is_down_is_unavailable() {
+    let mut d = start_split().expect("start split");
+    // Stop the image service (the first of the extra processes).
+    let mut image = d.others.remove(0);
+    image.kill().expect("kill image service");
+    image.wait().expect("wait");
+    let (status, _, body) = raw_http(&d.sock(), "GET", "/images/json", b"").expect("raw");
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        String::from_utf8_lossy(&body).contains("image service unavailable"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    // Other services still answer.
+    let (status, _, _) = raw_http(&d.sock(), "GET", "/containers/json", b"").expect("raw");
+    assert_eq!(status, 200);
+}
