@@ -14,8 +14,8 @@ use std::path::Path;
 
 use anyhow::Context;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
 };
 
 fn write(dir: &Path, name: &str, data: &str, mode: u32) -> anyhow::Result<()> {
@@ -29,33 +29,23 @@ fn write(dir: &Path, name: &str, data: &str, mode: u32) -> anyhow::Result<()> {
 pub fn generate(out: &Path, hosts: &[String], client_cn: &str) -> anyhow::Result<()> {
     fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Berth CA");
+    ca_params.distinguished_name.push(DnType::CommonName, "Berth CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    ca_params.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let ca_key = KeyPair::generate()?;
     let ca_key_pem = ca_key.serialize_pem();
     let ca = CertifiedIssuer::self_signed(ca_params, ca_key)?;
 
     let mut server = CertificateParams::new(hosts.to_vec())?;
     server.distinguished_name.push(DnType::CommonName, "berthd");
-    server.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
+    server.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let server_key = KeyPair::generate()?;
     let server_cert = server.signed_by(&server_key, &ca)?;
 
     let mut client = CertificateParams::new(Vec::<String>::new())?;
-    client
-        .distinguished_name
-        .push(DnType::CommonName, client_cn);
+    client.distinguished_name.push(DnType::CommonName, client_cn);
     client.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let client_key = KeyPair::generate()?;

@@ -48,16 +48,12 @@ fn take_pidfile(path: &Path) -> anyhow::Result<()> {
         && pid != std::process::id() as i32
         && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
     {
-        anyhow::bail!(
-            "pid file {} names running process {pid}: is berthd already running?",
-            path.display()
-        );
+        anyhow::bail!("pid file {} names running process {pid}: is berthd already running?", path.display());
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(path, format!("{}\n", std::process::id()))
-        .with_context(|| format!("write {}", path.display()))
+    std::fs::write(path, format!("{}\n", std::process::id())).with_context(|| format!("write {}", path.display()))
 }
 
 /// A daemon ID that stays the same across restarts.
@@ -98,13 +94,7 @@ async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     };
     let listeners = berth_gateway::server::bind(&config).await?;
     tracing::info!(version = berth_gateway::BERTH_VERSION, data_root = %root.display(), "berthd ready");
-    berth_gateway::server::serve(
-        berth_gateway::app(state),
-        listeners,
-        shutdown,
-        Duration::from_secs(10),
-    )
-    .await;
+    berth_gateway::server::serve(berth_gateway::app(state), listeners, shutdown, Duration::from_secs(10)).await;
     let _ = std::fs::remove_file(&config.pidfile);
     tracing::info!("berthd stopped");
     Ok(())
@@ -112,17 +102,9 @@ async fn run(config: DaemonConfig) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::Certs {
-        out,
-        hosts,
-        client_cn,
-    }) = cli.command
-    {
+    if let Some(Command::Certs { out, hosts, client_cn }) = cli.command {
         certs::generate(&out, &hosts, &client_cn)?;
-        println!(
-            "wrote ca.pem, server-cert.pem, server-key.pem, cert.pem, key.pem to {}",
-            out.display()
-        );
+        println!("wrote ca.pem, server-cert.pem, server-key.pem, cert.pem, key.pem to {}", out.display());
         return Ok(());
     }
     let config = match DaemonConfig::load(&cli.daemon, &ProcessEnv) {
@@ -135,9 +117,7 @@ fn main() -> anyhow::Result<()> {
         }
     };
     berth_core::telemetry::init(&config.log_level, config.log_format);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     if let Err(e) = rt.block_on(run(config)) {
         tracing::error!(error = %e, "berthd failed");
         eprintln!("berthd: {e:#}");

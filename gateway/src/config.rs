@@ -181,31 +181,23 @@ pub fn parse_host(s: &str, tls: bool) -> Result<Host, String> {
     if let Some(rest) = s.strip_prefix("tcp://") {
         let rest = rest.trim_end_matches('/');
         let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) if !h.is_empty() && !h.ends_with(':') || h.starts_with('[') => (
-                h,
-                p.parse::<u16>()
-                    .map_err(|_| format!("invalid host {s:?}: bad port {p:?}"))?,
-            ),
+            Some((h, p)) if !h.is_empty() && !h.ends_with(':') || h.starts_with('[') => {
+                (h, p.parse::<u16>().map_err(|_| format!("invalid host {s:?}: bad port {p:?}"))?)
+            }
             _ => (rest, if tls { 2376 } else { 2375 }),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let ip: IpAddr = match host {
             "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
             "" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            h => h
-                .parse()
-                .map_err(|_| format!("invalid host {s:?}: {h:?} is not an IP address"))?,
+            h => h.parse().map_err(|_| format!("invalid host {s:?}: {h:?} is not an IP address"))?,
         };
         return Ok(Host::Tcp(SocketAddr::new(ip, port)));
     }
     if s.starts_with("fd://") {
-        return Err(format!(
-            "invalid host {s:?}: socket activation (fd://) is not supported"
-        ));
+        return Err(format!("invalid host {s:?}: socket activation (fd://) is not supported"));
     }
-    Err(format!(
-        "invalid host {s:?}: want unix:///path or tcp://IP:PORT"
-    ))
+    Err(format!("invalid host {s:?}: want unix:///path or tcp://IP:PORT"))
 }
 
 impl DaemonConfig {
@@ -217,11 +209,7 @@ impl DaemonConfig {
             .config_file
             .clone()
             .or_else(|| env.get("BERTH_CONFIG_FILE").map(PathBuf::from))
-            .or_else(|| {
-                Path::new(DEFAULT_CONFIG_FILE)
-                    .exists()
-                    .then(|| PathBuf::from(DEFAULT_CONFIG_FILE))
-            });
+            .or_else(|| Path::new(DEFAULT_CONFIG_FILE).exists().then(|| PathBuf::from(DEFAULT_CONFIG_FILE)));
         let file = match &file_path {
             Some(p) => match std::fs::read_to_string(p) {
                 Ok(text) => toml::from_str::<FileConfig>(&text).unwrap_or_else(|e| {
@@ -249,38 +237,21 @@ impl DaemonConfig {
         let env_tlsverify = env_bool_of("BERTH_TLSVERIFY");
         let env_insecure = env_bool_of("BERTH_INSECURE_TCP");
         let path_of = |flag: &Option<PathBuf>, key: &str, file: &Option<PathBuf>| {
-            flag.clone()
-                .or_else(|| env.get(key).map(PathBuf::from))
-                .or_else(|| file.clone())
+            flag.clone().or_else(|| env.get(key).map(PathBuf::from)).or_else(|| file.clone())
         };
-        let data_root = path_of(&flags.data_root, "BERTH_DATA_ROOT", &file.data_root)
-            .unwrap_or_else(|| "/var/lib/berth".into());
-        let exec_root = path_of(&flags.exec_root, "BERTH_EXEC_ROOT", &file.exec_root)
-            .unwrap_or_else(|| "/run/berth".into());
-        let pidfile = path_of(&flags.pidfile, "BERTH_PIDFILE", &file.pidfile)
-            .unwrap_or_else(|| exec_root.join("berthd.pid"));
-        for (name, p) in [
-            ("data-root", &data_root),
-            ("exec-root", &exec_root),
-            ("pidfile", &pidfile),
-        ] {
+        let data_root =
+            path_of(&flags.data_root, "BERTH_DATA_ROOT", &file.data_root).unwrap_or_else(|| "/var/lib/berth".into());
+        let exec_root =
+            path_of(&flags.exec_root, "BERTH_EXEC_ROOT", &file.exec_root).unwrap_or_else(|| "/run/berth".into());
+        let pidfile =
+            path_of(&flags.pidfile, "BERTH_PIDFILE", &file.pidfile).unwrap_or_else(|| exec_root.join("berthd.pid"));
+        for (name, p) in [("data-root", &data_root), ("exec-root", &exec_root), ("pidfile", &pidfile)] {
             if !p.is_absolute() {
-                errors.push(format!(
-                    "{name} must be an absolute path, not {:?}",
-                    p.display()
-                ));
+                errors.push(format!("{name} must be an absolute path, not {:?}", p.display()));
             }
         }
-        let tlsverify = flags
-            .tlsverify
-            .or(env_tlsverify)
-            .or(file.tlsverify)
-            .unwrap_or(false);
-        let insecure_tcp = flags
-            .insecure_tcp
-            .or(env_insecure)
-            .or(file.insecure_tcp)
-            .unwrap_or(false);
+        let tlsverify = flags.tlsverify.or(env_tlsverify).or(file.tlsverify).unwrap_or(false);
+        let insecure_tcp = flags.insecure_tcp.or(env_insecure).or(file.insecure_tcp).unwrap_or(false);
         let ca = path_of(&flags.tlscacert, "BERTH_TLSCACERT", &file.tlscacert);
         let cert = path_of(&flags.tlscert, "BERTH_TLSCERT", &file.tlscert);
         let key = path_of(&flags.tlskey, "BERTH_TLSKEY", &file.tlskey);
@@ -294,15 +265,12 @@ impl DaemonConfig {
                     Some(files)
                 }
                 (ca, cert, key) => {
-                    let missing: Vec<&str> = [
-                        ("--tlscacert", ca.is_none()),
-                        ("--tlscert", cert.is_none()),
-                        ("--tlskey", key.is_none()),
-                    ]
-                    .into_iter()
-                    .filter(|(_, m)| *m)
-                    .map(|(n, _)| n)
-                    .collect();
+                    let missing: Vec<&str> =
+                        [("--tlscacert", ca.is_none()), ("--tlscert", cert.is_none()), ("--tlskey", key.is_none())]
+                            .into_iter()
+                            .filter(|(_, m)| *m)
+                            .map(|(n, _)| n)
+                            .collect();
                     errors.push(format!("--tlsverify needs {}", missing.join(", ")));
                     None
                 }
@@ -317,10 +285,7 @@ impl DaemonConfig {
         let raw_hosts: Vec<String> = if !flags.hosts.is_empty() {
             flags.hosts.clone()
         } else if let Some(h) = env.get("BERTH_HOSTS") {
-            h.split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect()
+            h.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
         } else if let Some(h) = file.hosts {
             h
         } else {
@@ -353,31 +318,17 @@ impl DaemonConfig {
         if let Err(e) = telemetry::validate_level(&log_level) {
             errors.push(e);
         }
-        let log_format = match flags
-            .log_format
-            .clone()
-            .or_else(|| env.get("BERTH_LOG_FORMAT"))
-            .or(file.log_format)
-            .as_deref()
-        {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                errors.push(format!("invalid log format {other:?}: want text or json"));
-                LogFormat::Text
-            }
-        };
+        let log_format =
+            match flags.log_format.clone().or_else(|| env.get("BERTH_LOG_FORMAT")).or(file.log_format).as_deref() {
+                None | Some("text") => LogFormat::Text,
+                Some("json") => LogFormat::Json,
+                Some(other) => {
+                    errors.push(format!("invalid log format {other:?}: want text or json"));
+                    LogFormat::Text
+                }
+            };
         if errors.is_empty() {
-            Ok(DaemonConfig {
-                hosts,
-                data_root,
-                exec_root,
-                pidfile,
-                tls,
-                insecure_tcp,
-                log_level,
-                log_format,
-            })
+            Ok(DaemonConfig { hosts, data_root, exec_root, pidfile, tls, insecure_tcp, log_level, log_format })
         } else {
             Err(errors)
         }
@@ -389,17 +340,11 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn flags() -> DaemonFlags {
-        DaemonFlags {
-            config_file: Some("/dev/null".into()),
-            ..Default::default()
-        }
+        DaemonFlags { config_file: Some("/dev/null".into()), ..Default::default() }
     }
 
     #[test]
@@ -415,19 +360,10 @@ mod tests {
     fn flags_beat_env_beat_file() {
         let dir = tempfile::tempdir().expect("tmp");
         let file = dir.path().join("berth.toml");
-        std::fs::write(
-            &file,
-            "data-root = \"/from/file\"\nexec-root = \"/file/exec\"\nlog-level = \"warn\"\n",
-        )
-        .expect("write");
-        let mut f = DaemonFlags {
-            config_file: Some(file),
-            ..Default::default()
-        };
-        let e = env(&[
-            ("BERTH_DATA_ROOT", "/from/env"),
-            ("BERTH_LOG_LEVEL", "debug"),
-        ]);
+        std::fs::write(&file, "data-root = \"/from/file\"\nexec-root = \"/file/exec\"\nlog-level = \"warn\"\n")
+            .expect("write");
+        let mut f = DaemonFlags { config_file: Some(file), ..Default::default() };
+        let e = env(&[("BERTH_DATA_ROOT", "/from/env"), ("BERTH_LOG_LEVEL", "debug")]);
         let c = DaemonConfig::load(&f, &e).expect("valid");
         assert_eq!(c.data_root, PathBuf::from("/from/env"));
         assert_eq!(c.exec_root, PathBuf::from("/file/exec"));
@@ -445,8 +381,7 @@ mod tests {
             data_root: Some("relative".into()),
             ..flags()
         };
-        let errs =
-            DaemonConfig::load(&f, &env(&[("BERTH_TLSVERIFY", "maybe")])).expect_err("invalid");
+        let errs = DaemonConfig::load(&f, &env(&[("BERTH_TLSVERIFY", "maybe")])).expect_err("invalid");
         assert_eq!(errs.len(), 5, "{errs:#?}");
         assert!(errs.iter().any(|e| e.contains("without --tlsverify")));
         assert!(errs.iter().any(|e| e.contains("bogus")));
@@ -460,59 +395,31 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let file = dir.path().join("berth.toml");
         std::fs::write(&file, "colour = \"blue\"\n").expect("write");
-        let f = DaemonFlags {
-            config_file: Some(file),
-            ..Default::default()
-        };
+        let f = DaemonFlags { config_file: Some(file), ..Default::default() };
         let errs = DaemonConfig::load(&f, &env(&[])).expect_err("invalid");
         assert!(errs[0].contains("colour"), "{errs:?}");
     }
 
     #[test]
     fn insecure_tcp_is_loopback_only() {
-        let f = DaemonFlags {
-            hosts: vec!["tcp://127.0.0.1:2375".into()],
-            insecure_tcp: Some(true),
-            ..flags()
-        };
+        let f = DaemonFlags { hosts: vec!["tcp://127.0.0.1:2375".into()], insecure_tcp: Some(true), ..flags() };
         assert!(DaemonConfig::load(&f, &env(&[])).is_ok());
-        let f = DaemonFlags {
-            hosts: vec!["tcp://10.1.2.3:2375".into()],
-            insecure_tcp: Some(true),
-            ..flags()
-        };
+        let f = DaemonFlags { hosts: vec!["tcp://10.1.2.3:2375".into()], insecure_tcp: Some(true), ..flags() };
         assert!(DaemonConfig::load(&f, &env(&[])).is_err());
     }
 
     #[test]
     fn tlsverify_needs_all_three_files() {
-        let f = DaemonFlags {
-            tlsverify: Some(true),
-            tlscert: Some("/x".into()),
-            ..flags()
-        };
+        let f = DaemonFlags { tlsverify: Some(true), tlscert: Some("/x".into()), ..flags() };
         let errs = DaemonConfig::load(&f, &env(&[])).expect_err("invalid");
-        assert!(
-            errs.iter()
-                .any(|e| e.contains("--tlscacert") && e.contains("--tlskey")),
-            "{errs:?}"
-        );
+        assert!(errs.iter().any(|e| e.contains("--tlscacert") && e.contains("--tlskey")), "{errs:?}");
     }
 
     #[test]
     fn parses_hosts() {
-        assert_eq!(
-            parse_host("tcp://127.0.0.1:2376", true).ok(),
-            Some(Host::Tcp("127.0.0.1:2376".parse().unwrap()))
-        );
-        assert_eq!(
-            parse_host("tcp://localhost", true).ok(),
-            Some(Host::Tcp("127.0.0.1:2376".parse().unwrap()))
-        );
-        assert_eq!(
-            parse_host("tcp://[::1]:99", false).ok(),
-            Some(Host::Tcp("[::1]:99".parse().unwrap()))
-        );
+        assert_eq!(parse_host("tcp://127.0.0.1:2376", true).ok(), Some(Host::Tcp("127.0.0.1:2376".parse().unwrap())));
+        assert_eq!(parse_host("tcp://localhost", true).ok(), Some(Host::Tcp("127.0.0.1:2376".parse().unwrap())));
+        assert_eq!(parse_host("tcp://[::1]:99", false).ok(), Some(Host::Tcp("[::1]:99".parse().unwrap())));
         assert!(parse_host("unix://relative", false).is_err());
         assert!(parse_host("fd://", false).is_err());
     }

@@ -57,13 +57,7 @@ mod tests {
     fn kinds_map_to_docker_statuses() {
         assert_eq!(status_of(ErrorKind::NotFound), StatusCode::NOT_FOUND);
         assert_eq!(status_of(ErrorKind::Conflict), StatusCode::CONFLICT);
-        assert_eq!(
-            status_of(ErrorKind::InvalidArgument),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            status_of(ErrorKind::Unavailable),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
+        assert_eq!(status_of(ErrorKind::InvalidArgument), StatusCode::BAD_REQUEST);
+        assert_eq!(status_of(ErrorKind::Unavailable), StatusCode::SERVICE_UNAVAILABLE);
     }
 }

@@ -15,32 +15,16 @@ struct Args {
     #[command(flatten)]
     daemon: DaemonFlags,
     /// gRPC address of the image service.
-    #[arg(
-        long,
-        env = "BERTH_IMAGE_ADDR",
-        default_value = "unix:///run/berth/image.sock"
-    )]
+    #[arg(long, env = "BERTH_IMAGE_ADDR", default_value = "unix:///run/berth/image.sock")]
     image_addr: Addr,
     /// gRPC address of the runtime service.
-    #[arg(
-        long,
-        env = "BERTH_RUNTIME_ADDR",
-        default_value = "unix:///run/berth/runtime.sock"
-    )]
+    #[arg(long, env = "BERTH_RUNTIME_ADDR", default_value = "unix:///run/berth/runtime.sock")]
     runtime_addr: Addr,
     /// gRPC address of the network service.
-    #[arg(
-        long,
-        env = "BERTH_NETWORK_ADDR",
-        default_value = "unix:///run/berth/network.sock"
-    )]
+    #[arg(long, env = "BERTH_NETWORK_ADDR", default_value = "unix:///run/berth/network.sock")]
     network_addr: Addr,
     /// gRPC address of the volume service.
-    #[arg(
-        long,
-        env = "BERTH_VOLUME_ADDR",
-        default_value = "unix:///run/berth/volume.sock"
-    )]
+    #[arg(long, env = "BERTH_VOLUME_ADDR", default_value = "unix:///run/berth/volume.sock")]
     volume_addr: Addr,
 }
 
@@ -59,18 +43,10 @@ async fn main() -> anyhow::Result<()> {
     berth_core::telemetry::init(&config.log_level, config.log_format);
     let shutdown = berth_core::shutdown::on_signals()?;
     let state = AppState {
-        images: Arc::new(berth_image::client::ImageGrpcClient::new(channel(
-            &args.image_addr,
-        )?)),
-        runtime: Arc::new(berth_runtime::RuntimeGrpcClient::new(channel(
-            &args.runtime_addr,
-        )?)),
-        networks: Arc::new(berth_network::NetworkGrpcClient::new(channel(
-            &args.network_addr,
-        )?)),
-        volumes: Arc::new(berth_volume::VolumeGrpcClient::new(channel(
-            &args.volume_addr,
-        )?)),
+        images: Arc::new(berth_image::client::ImageGrpcClient::new(channel(&args.image_addr)?)),
+        runtime: Arc::new(berth_runtime::RuntimeGrpcClient::new(channel(&args.runtime_addr)?)),
+        networks: Arc::new(berth_network::NetworkGrpcClient::new(channel(&args.network_addr)?)),
+        volumes: Arc::new(berth_volume::VolumeGrpcClient::new(channel(&args.volume_addr)?)),
         info: Arc::new(DaemonInfo {
             data_root: config.data_root.clone(),
             exec_root: config.exec_root.clone(),
@@ -79,12 +55,6 @@ async fn main() -> anyhow::Result<()> {
         }),
     };
     let listeners = berth_gateway::server::bind(&config).await?;
-    berth_gateway::server::serve(
-        berth_gateway::app(state),
-        listeners,
-        shutdown,
-        Duration::from_secs(10),
-    )
-    .await;
+    berth_gateway::server::serve(berth_gateway::app(state), listeners, shutdown, Duration::from_secs(10)).await;
     Ok(())
 }

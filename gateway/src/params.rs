@@ -14,38 +14,23 @@ pub struct Params(Vec<(String, String)>);
 impl Params {
     /// Decodes a raw query string.
     pub fn parse(query: Option<&str>) -> Self {
-        Params(
-            form_urlencoded::parse(query.unwrap_or("").as_bytes())
-                .into_owned()
-                .collect(),
-        )
+        Params(form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect())
     }
 
     /// The first value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// Every value of `key`, in order.
     pub fn all(&self, key: &str) -> Vec<String> {
-        self.0
-            .iter()
-            .filter(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-            .collect()
+        self.0.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect()
     }
 
     /// A boolean as Go's `httputils.BoolValue`: absent, "", "0", "no", "false", "none" are false.
     pub fn bool(&self, key: &str) -> bool {
-        self.get(key).is_some_and(|v| {
-            !matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "" | "0" | "no" | "false" | "none"
-            )
-        })
+        self.get(key)
+            .is_some_and(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "no" | "false" | "none"))
     }
 
     /// The `filters` parameter.
@@ -66,17 +51,9 @@ pub fn parse_filters(raw: &str) -> Result<Vec<Filter>> {
         let values = match v {
             Value::Array(items) => items
                 .into_iter()
-                .map(|i| {
-                    i.as_str()
-                        .map(str::to_string)
-                        .ok_or_else(|| bad(format!("values of {key} must be strings")))
-                })
+                .map(|i| i.as_str().map(str::to_string).ok_or_else(|| bad(format!("values of {key} must be strings"))))
                 .collect::<Result<Vec<_>>>()?,
-            Value::Object(m) => m
-                .into_iter()
-                .filter(|(_, on)| on.as_bool().unwrap_or(false))
-                .map(|(k, _)| k)
-                .collect(),
+            Value::Object(m) => m.into_iter().filter(|(_, on)| on.as_bool().unwrap_or(false)).map(|(k, _)| k).collect(),
             _ => return Err(bad(format!("values of {key} must be a list or a map"))),
         };
         out.push(Filter { key, values });
@@ -106,9 +83,6 @@ mod tests {
         assert!(!p.bool("noprune"));
         assert!(!p.bool("q"));
         assert!(!p.bool("absent"));
-        assert_eq!(
-            p.all("names"),
-            vec!["a".to_string(), "b:latest".to_string()]
-        );
+        assert_eq!(p.all("names"), vec!["a".to_string(), "b:latest".to_string()]);
     }
 }

@@ -37,14 +37,9 @@ pub async fn bind(config: &DaemonConfig) -> Result<Vec<Listener>> {
     let mut out = Vec::new();
     for host in &config.hosts {
         match host {
-            Host::Unix(path) => out.push(Listener::Unix(
-                berth_core::grpc::bind_unix(path)?,
-                path.clone(),
-            )),
+            Host::Unix(path) => out.push(Listener::Unix(berth_core::grpc::bind_unix(path)?, path.clone())),
             Host::Tcp(addr) => {
-                let l = TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| Error::from(e).context(format!("bind {addr}")))?;
+                let l = TcpListener::bind(addr).await.map_err(|e| Error::from(e).context(format!("bind {addr}")))?;
                 out.push(match &tls {
                     Some(acceptor) => Listener::Tls(l, acceptor.clone()),
                     None => Listener::Tcp(l),
@@ -81,12 +76,7 @@ where
     }
 }
 
-async fn accept_loop(
-    listener: Listener,
-    app: Router,
-    shutdown: CancellationToken,
-    grace: Duration,
-) {
+async fn accept_loop(listener: Listener, app: Router, shutdown: CancellationToken, grace: Duration) {
     let tracker = TaskTracker::new();
     loop {
         tokio::select! {
@@ -136,12 +126,7 @@ async fn accept(l: &Listener) -> std::io::Result<Accepted> {
 }
 
 /// Serves `app` on `listeners` until `shutdown` fires, then drains for up to `grace`.
-pub async fn serve(
-    app: Router,
-    listeners: Vec<Listener>,
-    shutdown: CancellationToken,
-    grace: Duration,
-) {
+pub async fn serve(app: Router, listeners: Vec<Listener>, shutdown: CancellationToken, grace: Duration) {
     let mut tasks = tokio::task::JoinSet::new();
     for l in listeners {
         tasks.spawn(accept_loop(l, app.clone(), shutdown.clone(), grace));

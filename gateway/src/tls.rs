@@ -19,10 +19,7 @@ fn certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>> {
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| Error::invalid(format!("parse {}: {e}", path.display())))?;
     if certs.is_empty() {
-        return Err(Error::invalid(format!(
-            "{} holds no PEM certificate",
-            path.display()
-        )));
+        return Err(Error::invalid(format!("{} holds no PEM certificate", path.display())));
     }
     Ok(certs)
 }
@@ -32,9 +29,7 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for ca in certs(&files.ca)? {
-        roots
-            .add(ca)
-            .map_err(|e| Error::invalid(format!("CA {}: {e}", files.ca.display())))?;
+        roots.add(ca).map_err(|e| Error::invalid(format!("CA {}: {e}", files.ca.display())))?;
     }
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()

@@ -73,9 +73,7 @@ pub async fn layer(mut req: Request<Body>, next: Next) -> Response {
         if v > API_VERSION {
             return stamp(crate::error::message(
                 axum::http::StatusCode::BAD_REQUEST,
-                format!(
-                    "client version {v} is too new. Maximum supported API version is {API_VERSION}"
-                ),
+                format!("client version {v} is too new. Maximum supported API version is {API_VERSION}"),
             ));
         }
         version = v;
@@ -111,10 +109,7 @@ mod tests {
 
     #[test]
     fn splits_prefixes() {
-        assert_eq!(
-            split_prefix("/v1.41/images/json"),
-            Some(("1.41", "/images/json"))
-        );
+        assert_eq!(split_prefix("/v1.41/images/json"), Some(("1.41", "/images/json")));
         assert_eq!(split_prefix("/v1.50/_ping"), Some(("1.50", "/_ping")));
         assert_eq!(split_prefix("/images/json"), None);
         assert_eq!(split_prefix("/volumes/x"), None);

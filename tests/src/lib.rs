@@ -24,20 +24,13 @@ pub fn bin_dir() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("current exe");
     // target/debug/deps/<test> -> target/debug
-    exe.parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .expect("target dir")
+    exe.parent().and_then(Path::parent).map(Path::to_path_buf).expect("target dir")
 }
 
 /// The path of one workspace binary, checked to exist.
 pub fn bin(name: &str) -> PathBuf {
     let p = bin_dir().join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: build the workspace binaries first (make build)",
-        p.display()
-    );
+    assert!(p.exists(), "{} is missing: build the workspace binaries first (make build)", p.display());
     p
 }
 
@@ -70,9 +63,7 @@ impl Tar {
     /// Adds a directory.
     pub fn dir(mut self, path: &str) -> Self {
         let mut h = Self::header(tar::EntryType::Directory, 0o755, 0);
-        self.0
-            .append_data(&mut h, path, std::io::empty())
-            .expect("dir");
+        self.0.append_data(&mut h, path, std::io::empty()).expect("dir");
         self
     }
     /// Adds a regular file.
@@ -96,24 +87,13 @@ impl Tar {
 /// A root filesystem layer with a static busybox and its applet links.
 pub fn busybox_layer() -> Vec<u8> {
     let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox: install busybox-static");
-    let mut t = Tar::new()
-        .dir("bin/")
-        .dir("etc/")
-        .dir("tmp/")
-        .dir("root/")
-        .file("bin/busybox", &busybox, 0o755);
-    for applet in [
-        "sh", "echo", "cat", "ls", "true", "false", "sleep", "id", "hostname", "env", "ps", "mount",
-    ] {
+    let mut t = Tar::new().dir("bin/").dir("etc/").dir("tmp/").dir("root/").file("bin/busybox", &busybox, 0o755);
+    for applet in ["sh", "echo", "cat", "ls", "true", "false", "sleep", "id", "hostname", "env", "ps", "mount"] {
         t = t.symlink(&format!("bin/{applet}"), "busybox");
     }
-    t.file(
-        "etc/passwd",
-        b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
-        0o644,
-    )
-    .file("etc/group", b"root:x:0:\nnogroup:x:65534:\n", 0o644)
-    .finish()
+    t.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n", 0o644)
+        .file("etc/group", b"root:x:0:\nnogroup:x:65534:\n", 0o644)
+        .finish()
 }
 
 /// A small image to build tarballs from.
@@ -194,22 +174,18 @@ pub fn docker_save_tar(images: &[TestImage], gz: bool) -> Vec<u8> {
             let dir = digest(layer)[7..].to_string();
             if seen.insert(dir.clone()) {
                 let data = if gz { gzip(layer) } else { layer.clone() };
-                t = t
-                    .dir(&format!("{dir}/"))
-                    .file(&format!("{dir}/layer.tar"), &data, 0o644)
-                    .file(&format!("{dir}/VERSION"), b"1.0", 0o644);
+                t = t.dir(&format!("{dir}/")).file(&format!("{dir}/layer.tar"), &data, 0o644).file(
+                    &format!("{dir}/VERSION"),
+                    b"1.0",
+                    0o644,
+                );
             }
             layer_paths.push(format!("{dir}/layer.tar"));
         }
         t = t.file(&config_name, &config, 0o644);
         manifest.push(json!({"Config": config_name, "RepoTags": img.tags, "Layers": layer_paths}));
     }
-    t.file(
-        "manifest.json",
-        &serde_json::to_vec(&manifest).expect("json"),
-        0o644,
-    )
-    .finish()
+    t.file("manifest.json", &serde_json::to_vec(&manifest).expect("json"), 0o644).finish()
 }
 
 /// An OCI image layout tarball with gzip layers and `io.containerd.image.name` annotations.
@@ -219,11 +195,7 @@ pub fn oci_layout_tar(images: &[TestImage]) -> Vec<u8> {
     let mut seen = std::collections::HashSet::new();
     let mut blob = |t: Tar, data: &[u8]| -> Tar {
         let d = digest(data);
-        if seen.insert(d.clone()) {
-            t.file(&format!("blobs/sha256/{}", &d[7..]), data, 0o644)
-        } else {
-            t
-        }
+        if seen.insert(d.clone()) { t.file(&format!("blobs/sha256/{}", &d[7..]), data, 0o644) } else { t }
     };
     for img in images {
         let config = img.config_bytes();
@@ -257,12 +229,8 @@ pub fn oci_layout_tar(images: &[TestImage]) -> Vec<u8> {
             }));
         }
     }
-    t.file(
-        "index.json",
-        &serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": index})).expect("json"),
-        0o644,
-    )
-    .finish()
+    t.file("index.json", &serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": index})).expect("json"), 0o644)
+        .finish()
 }
 
 // === harness ===
@@ -321,10 +289,7 @@ impl Daemon {
 
     fn spawn(&mut self) -> Result<()> {
         let sock = self.root.path().join("berth.sock");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.root.path().join("berthd.log"))?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.root.path().join("berthd.log"))?;
         let mut cmd = Command::new(bin("berthd"));
         cmd.arg("--data-root")
             .arg(self.data_root())
@@ -401,9 +366,7 @@ impl Daemon {
     /// Runs the docker CLI with `stdin` bytes and returns its output.
     pub fn docker_with_input(&self, args: &[&str], stdin: &[u8]) -> Result<Output> {
         let mut c = self.docker_cmd(args);
-        c.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = c.spawn().context("spawn docker")?;
         let mut pipe = child.stdin.take().context("stdin")?;
         let data = stdin.to_vec();
@@ -439,11 +402,7 @@ impl Daemon {
     pub fn load(&self, tar: &[u8]) -> Result<String> {
         let out = self.docker_with_input(&["load"], tar)?;
         if !out.status.success() {
-            bail!(
-                "docker load failed: {}\n{}",
-                String::from_utf8_lossy(&out.stderr),
-                self.log()
-            );
+            bail!("docker load failed: {}\n{}", String::from_utf8_lossy(&out.stderr), self.log());
         }
         Ok(String::from_utf8(out.stdout)?)
     }
@@ -500,24 +459,15 @@ pub fn start_split() -> Result<Daemon> {
         .stderr(log)
         .spawn()?;
     wait_for(&root.path().join("berth.sock"), &mut gw, "berth-gateway")?;
-    Ok(Daemon {
-        child: Some(gw),
-        root,
-        host,
-        args: vec![],
-        others,
-        docker_config,
-    })
+    Ok(Daemon { child: Some(gw), root, host, args: vec![], others, docker_config })
 }
+
+/// Status, lower-cased headers and body of an HTTP response.
+pub type HttpReply = (u16, Vec<(String, String)>, Vec<u8>);
 
 /// A raw HTTP/1.1 exchange over a unix socket: returns status, lower-cased
 /// headers and body. For what the docker CLI hides (headers, exact bodies).
-pub fn raw_http(
-    sock: &Path,
-    method: &str,
-    path: &str,
-    body: &[u8],
-) -> Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+pub fn raw_http(sock: &Path, method: &str, path: &str, body: &[u8]) -> Result<HttpReply> {
     use std::io::Read;
     let mut s = std::os::unix::net::UnixStream::connect(sock)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -529,28 +479,16 @@ pub fn raw_http(
     s.write_all(body)?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("no header end")?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").context("no header end")?;
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let mut lines = head.lines();
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .context("status")?;
+    let status: u16 =
+        lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).context("status")?;
     let headers: Vec<(String, String)> = lines
-        .filter_map(|l| {
-            l.split_once(':')
-                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        })
+        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())))
         .collect();
     let mut body = raw[split + 4..].to_vec();
-    if headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
-    {
+    if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
         body = dechunk(&body);
     }
     Ok((status, headers, body))
@@ -559,8 +497,7 @@ pub fn raw_http(
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(pos) = data.windows(2).position(|w| w == b"\r\n") {
-        let size =
-            usize::from_str_radix(String::from_utf8_lossy(&data[..pos]).trim(), 16).unwrap_or(0);
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..pos]).trim(), 16).unwrap_or(0);
         if size == 0 {
             break;
         }
@@ -573,10 +510,7 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 impl Daemon {
@@ -587,17 +521,12 @@ impl Daemon {
 
     /// Files under the image store's staging directory (should be none at rest).
     pub fn staging_leftovers(&self) -> usize {
-        std::fs::read_dir(self.data_root().join("image/tmp"))
-            .map(|d| d.count())
-            .unwrap_or(0)
+        std::fs::read_dir(self.data_root().join("image/tmp")).map(|d| d.count()).unwrap_or(0)
     }
 
     /// Count of unpacked layers and blobs on disk.
     pub fn content_counts(&self) -> (usize, usize) {
         let n = |p: PathBuf| std::fs::read_dir(p).map(|d| d.count()).unwrap_or(0);
-        (
-            n(self.data_root().join("image/layers")),
-            n(self.data_root().join("image/blobs/sha256")),
-        )
+        (n(self.data_root().join("image/layers")), n(self.data_root().join("image/blobs/sha256")))
     }
 }

@@ -9,41 +9,22 @@ use berth_tests::{TestImage, docker_save_tar, raw_http, start_split};
 fn image_endpoints_over_grpc() {
     let d = start_split().expect("start split");
     let img = TestImage::busybox(&["busybox:latest"]);
-    let out = d
-        .load(&docker_save_tar(&[img.clone()], true))
-        .expect("load");
+    let out = d.load(&docker_save_tar(std::slice::from_ref(&img), true)).expect("load");
     assert!(out.contains("Loaded image: busybox:latest"), "{out}");
-    let id = d
-        .docker(&["image", "inspect", "--format", "{{.Id}}", "busybox"])
-        .expect("inspect");
+    let id = d.docker(&["image", "inspect", "--format", "{{.Id}}", "busybox"]).expect("inspect");
     assert_eq!(id.trim(), img.id());
     d.docker(&["tag", "busybox", "split:1"]).expect("tag");
-    let out = d
-        .docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
-        .expect("images");
+    let out = d.docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]).expect("images");
     let mut lines: Vec<&str> = out.lines().collect();
     lines.sort();
     assert_eq!(lines, vec!["busybox:latest", "split:1"]);
 
     // Save streams back over gRPC and loads into berthd-compatible form.
     let path = d.root.path().join("out.tar");
-    d.docker(&["save", "-o", &path.to_string_lossy(), "split:1"])
-        .expect("save");
-    assert!(
-        std::fs::metadata(&path).expect("saved").len() > 1_000_000,
-        "busybox is in the tarball"
-    );
-    let out = d
-        .docker_with_input(
-            &["import", "-", "imported:1"],
-            &berth_tests::busybox_layer(),
-        )
-        .expect("import");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    d.docker(&["save", "-o", &path.to_string_lossy(), "split:1"]).expect("save");
+    assert!(std::fs::metadata(&path).expect("saved").len() > 1_000_000, "busybox is in the tarball");
+    let out = d.docker_with_input(&["import", "-", "imported:1"], &berth_tests::busybox_layer()).expect("import");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     // A 404 from the image service is a 404 at the API, message intact.
     let out = d.docker_out(&["rmi", "ghost:1"]).expect("rmi");
@@ -53,9 +34,7 @@ fn image_endpoints_over_grpc() {
     // A 409 too.
     let out = d.docker_out(&["rmi", &img.id()]).expect("rmi");
     assert!(String::from_utf8_lossy(&out.stderr).contains("must be forced"));
-    let info = d
-        .docker(&["info", "--format", "{{.Images}} {{.Containers}}"])
-        .expect("info");
+    let info = d.docker(&["info", "--format", "{{.Images}} {{.Containers}}"]).expect("info");
     assert_eq!(info.trim(), "2 0");
 
     // The gateway's request ID shows up in the image service's log.
@@ -68,10 +47,7 @@ fn image_endpoints_over_grpc() {
         .filter_map(|r| r.split(|c: char| !c.is_ascii_hexdigit()).next())
         .collect();
     assert!(!ids.is_empty(), "{gw}");
-    assert!(
-        ids.iter().any(|id| image_log.contains(id)),
-        "no request id of\n{gw}\nin\n{image_log}"
-    );
+    assert!(ids.iter().any(|id| image_log.contains(id)), "no request id of\n{gw}\nin\n{image_log}");
 }
 
 #[test]
@@ -83,11 +59,7 @@ fn a_service_that_is_down_is_unavailable() {
     image.wait().expect("wait");
     let (status, _, body) = raw_http(&d.sock(), "GET", "/images/json", b"").expect("raw");
     assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
-    assert!(
-        String::from_utf8_lossy(&body).contains("image service unavailable"),
-        "{}",
-        String::from_utf8_lossy(&body)
-    );
+    assert!(String::from_utf8_lossy(&body).contains("image service unavailable"), "{}", String::from_utf8_lossy(&body));
     // Other services still answer.
     let (status, _, _) = raw_http(&d.sock(), "GET", "/containers/json", b"").expect("raw");
     assert_eq!(status, 200);

@@ -18,10 +18,7 @@ fn ping_version_and_negotiation() {
     assert_eq!(body, b"OK");
     assert_eq!(header(&h, "api-version"), Some("1.50"));
     assert_eq!(header(&h, "ostype"), Some("linux"));
-    assert_eq!(
-        header(&h, "cache-control"),
-        Some("no-cache, no-store, must-revalidate")
-    );
+    assert_eq!(header(&h, "cache-control"), Some("no-cache, no-store, must-revalidate"));
     let (status, h, _) = raw_http(&d.sock(), "HEAD", "/_ping", b"").expect("head ping");
     assert_eq!(status, 200);
     assert_eq!(header(&h, "builder-version"), Some("1"));
@@ -42,34 +39,20 @@ fn ping_version_and_negotiation() {
     assert!(String::from_utf8_lossy(&body).contains("too new"));
 
     // The CLI negotiates 1.50; pinned to 1.41 it still works.
-    let out = d
-        .docker(&["version", "--format", "{{.Server.APIVersion}}"])
-        .expect("version");
+    let out = d.docker(&["version", "--format", "{{.Server.APIVersion}}"]).expect("version");
     assert_eq!(out.trim(), "1.50");
-    d.load(&docker_save_tar(
-        &[TestImage::busybox(&["busybox:latest"])],
-        false,
-    ))
-    .expect("load");
+    d.load(&docker_save_tar(&[TestImage::busybox(&["busybox:latest"])], false)).expect("load");
     let out = d
         .docker_cmd(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
         .env("DOCKER_API_VERSION", "1.41")
         .output()
         .expect("pinned");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "busybox:latest"
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "busybox:latest");
     let log = d.log();
     assert!(
-        log.lines().any(|l| l.contains("method=GET")
-            && l.contains("route=\"/images/json\"")
-            && l.contains("status=200")),
+        log.lines()
+            .any(|l| l.contains("method=GET") && l.contains("route=\"/images/json\"") && l.contains("status=200")),
         "request spans carry method, route and status:\n{log}"
     );
 }
@@ -84,8 +67,7 @@ fn json_errors_and_unsupported_areas() {
         serde_json::from_slice::<serde_json::Value>(&body).expect("json"),
         serde_json::json!({"message": "page not found"})
     );
-    let (status, _, body) =
-        raw_http(&d.sock(), "GET", "/images/nothing:here/json", b"").expect("404");
+    let (status, _, body) = raw_http(&d.sock(), "GET", "/images/nothing:here/json", b"").expect("404");
     assert_eq!(status, 404);
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&body).expect("json")["message"],
@@ -101,8 +83,7 @@ fn json_errors_and_unsupported_areas() {
     assert_eq!((status, body.as_slice()), (200, &b"[]"[..]));
     let (status, _, _) = raw_http(&d.sock(), "DELETE", "/_ping", b"").expect("405");
     assert_eq!(status, 405);
-    let (status, _, body) =
-        raw_http(&d.sock(), "GET", "/images/json?filters=%7Bnot-json", b"").expect("bad filters");
+    let (status, _, body) = raw_http(&d.sock(), "GET", "/images/json?filters=%7Bnot-json", b"").expect("bad filters");
     assert_eq!(status, 400);
     assert!(String::from_utf8_lossy(&body).contains("invalid filter"));
     // docker inspect falls through containers, then images, then reports no such object.
@@ -117,55 +98,30 @@ fn info_reports_true_numbers() {
     d.load(&docker_save_tar(
         &[
             TestImage::busybox(&["a:1"]),
-            TestImage {
-                created: "2024-05-05T00:00:00Z".into(),
-                ..TestImage::busybox(&["b:1"])
-            },
+            TestImage { created: "2024-05-05T00:00:00Z".into(), ..TestImage::busybox(&["b:1"]) },
         ],
         false,
     ))
     .expect("load");
     let info: serde_json::Value =
-        serde_json::from_str(&d.docker(&["info", "--format", "{{json .}}"]).expect("info"))
-            .expect("json");
+        serde_json::from_str(&d.docker(&["info", "--format", "{{json .}}"]).expect("info")).expect("json");
     assert_eq!(info["Images"], 2);
     assert_eq!(info["Containers"], 0);
     assert_eq!(info["Driver"], "overlay2");
-    assert_eq!(
-        info["DockerRootDir"],
-        d.data_root().to_string_lossy().as_ref()
-    );
+    assert_eq!(info["DockerRootDir"], d.data_root().to_string_lossy().as_ref());
     assert_eq!(info["OSType"], "linux");
-    assert_eq!(
-        info["NCPU"].as_u64(),
-        Some(
-            std::thread::available_parallelism()
-                .map(|n| n.get() as u64)
-                .unwrap_or(1)
-        )
-    );
+    assert_eq!(info["NCPU"].as_u64(), Some(std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1)));
     assert!(info["MemTotal"].as_u64().unwrap_or(0) > 0);
-    let cgroup = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        "2"
-    } else {
-        "1"
-    };
+    let cgroup = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() { "2" } else { "1" };
     assert_eq!(info["CgroupVersion"], cgroup);
     let uname = Command::new("uname").arg("-r").output().expect("uname");
-    assert_eq!(
-        info["KernelVersion"],
-        String::from_utf8_lossy(&uname.stdout).trim()
-    );
+    assert_eq!(info["KernelVersion"], String::from_utf8_lossy(&uname.stdout).trim());
 }
 
 #[test]
 fn socket_mode_pidfile_and_clean_shutdown() {
     let mut d = Daemon::start(&[]).expect("start");
-    let mode = std::fs::metadata(d.sock())
-        .expect("sock")
-        .permissions()
-        .mode()
-        & 0o777;
+    let mode = std::fs::metadata(d.sock()).expect("sock").permissions().mode() & 0o777;
     assert_eq!(mode, 0o660);
     let pidfile = d.root.path().join("exec/berthd.pid");
     let pid = std::fs::read_to_string(&pidfile).expect("pidfile");
@@ -177,10 +133,7 @@ fn socket_mode_pidfile_and_clean_shutdown() {
         .arg("--exec-root")
         .arg(d.root.path().join("exec"))
         .arg("-H")
-        .arg(format!(
-            "unix://{}",
-            d.root.path().join("other.sock").display()
-        ))
+        .arg(format!("unix://{}", d.root.path().join("other.sock").display()))
         .output()
         .expect("second");
     assert!(!out.status.success());
@@ -216,10 +169,7 @@ fn invalid_config_is_reported_whole_before_binding() {
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("chatty") && err.contains("without --tlsverify") && err.contains("xml"),
-        "{err}"
-    );
+    assert!(err.contains("chatty") && err.contains("without --tlsverify") && err.contains("xml"), "{err}");
     assert!(!sock.exists(), "nothing was bound");
     assert!(!dir.path().join("data").exists(), "nothing was created");
 }
@@ -229,57 +179,33 @@ async fn bollard_sees_what_the_cli_sees() {
     use bollard::query_parameters::{ListImagesOptions, RemoveImageOptions, TagImageOptions};
     let d = Daemon::start(&[]).expect("start");
     let img = TestImage::busybox(&["busybox:latest"]);
-    d.load(&docker_save_tar(&[img.clone()], false))
-        .expect("load");
-    let client = bollard::Docker::connect_with_unix(&d.host, 30, bollard::API_DEFAULT_VERSION)
-        .expect("connect");
+    d.load(&docker_save_tar(std::slice::from_ref(&img), false)).expect("load");
+    let client = bollard::Docker::connect_with_unix(&d.host, 30, bollard::API_DEFAULT_VERSION).expect("connect");
     let client = client.negotiate_version().await.expect("negotiate");
-    assert_eq!(
-        client.client_version().to_string(),
-        "1.49",
-        "bollard's max, below Berth's"
-    );
+    assert_eq!(client.client_version().to_string(), "1.49", "bollard's max, below Berth's");
     assert_eq!(client.ping().await.expect("ping"), "OK");
     let version = client.version().await.expect("version");
     assert_eq!(version.api_version.as_deref(), Some("1.50"));
     let info = client.info().await.expect("info");
     assert_eq!(info.images, Some(1));
     assert_eq!(info.driver.as_deref(), Some("overlay2"));
-    let images = client
-        .list_images(Some(ListImagesOptions::default()))
-        .await
-        .expect("list");
+    let images = client.list_images(Some(ListImagesOptions::default())).await.expect("list");
     assert_eq!(images.len(), 1);
     assert_eq!(images[0].id, img.id());
     assert_eq!(images[0].repo_tags, vec!["busybox:latest".to_string()]);
     let inspect = client.inspect_image("busybox").await.expect("inspect");
     assert_eq!(inspect.id.as_deref(), Some(img.id().as_str()));
-    assert_eq!(
-        inspect.root_fs.and_then(|r| r.layers).map(|l| l.len()),
-        Some(1)
-    );
+    assert_eq!(inspect.root_fs.and_then(|r| r.layers).map(|l| l.len()), Some(1));
     client
-        .tag_image(
-            "busybox",
-            Some(TagImageOptions {
-                repo: Some("copy".into()),
-                tag: Some("v1".into()),
-            }),
-        )
+        .tag_image("busybox", Some(TagImageOptions { repo: Some("copy".into()), tag: Some("v1".into()) }))
         .await
         .expect("tag");
-    let removed = client
-        .remove_image("copy:v1", Some(RemoveImageOptions::default()), None)
-        .await
-        .expect("rmi");
+    let removed = client.remove_image("copy:v1", Some(RemoveImageOptions::default()), None).await.expect("rmi");
     assert_eq!(removed.len(), 1);
     assert_eq!(removed[0].untagged.as_deref(), Some("copy:v1"));
     let err = client.inspect_image("nope").await.expect_err("404");
     match err {
-        bollard::errors::Error::DockerResponseServerError {
-            status_code,
-            message,
-        } => {
+        bollard::errors::Error::DockerResponseServerError { status_code, message } => {
             assert_eq!(status_code, 404);
             assert_eq!(message, "No such image: nope");
         }

@@ -8,35 +8,14 @@ use std::time::{Duration, Instant};
 use berth_tests::{Daemon, bin, free_port};
 
 fn certs(dir: &std::path::Path) {
-    let out = Command::new(bin("berthd"))
-        .arg("certs")
-        .arg("--out")
-        .arg(dir)
-        .output()
-        .expect("certs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for f in [
-        "ca.pem",
-        "ca-key.pem",
-        "server-cert.pem",
-        "server-key.pem",
-        "cert.pem",
-        "key.pem",
-    ] {
+    let out = Command::new(bin("berthd")).arg("certs").arg("--out").arg(dir).output().expect("certs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for f in ["ca.pem", "ca-key.pem", "server-cert.pem", "server-key.pem", "cert.pem", "key.pem"] {
         assert!(dir.join(f).exists(), "{f}");
     }
 }
 
-fn tls_docker(
-    d: &Daemon,
-    port: u16,
-    cert_dir: &std::path::Path,
-    args: &[&str],
-) -> std::process::Output {
+fn tls_docker(d: &Daemon, port: u16, cert_dir: &std::path::Path, args: &[&str]) -> std::process::Output {
     d.docker_cmd(args)
         .env("DOCKER_HOST", format!("tcp://127.0.0.1:{port}"))
         .env("DOCKER_TLS_VERIFY", "1")
@@ -49,12 +28,7 @@ fn tls_docker(
 fn tls_ready(d: &Daemon, port: u16, dir: &std::path::Path) -> std::process::Output {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let out = tls_docker(
-            d,
-            port,
-            dir,
-            &["version", "--format", "{{.Server.Version}}"],
-        );
+        let out = tls_docker(d, port, dir, &["version", "--format", "{{.Server.Version}}"]);
         if out.status.success() || Instant::now() > deadline {
             return out;
         }
@@ -88,22 +62,10 @@ fn mutual_tls_accepts_and_rejects() {
     .expect("start");
 
     let out = tls_ready(&d, port, good.path());
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        d.log()
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        env!("CARGO_PKG_VERSION")
-    );
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), d.log());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), env!("CARGO_PKG_VERSION"));
     let out = tls_docker(&d, port, good.path(), &["images", "-q"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     // A client certificate from another CA: the server refuses the handshake.
     // (The client trusts our server through the good ca.pem, so only the client cert differs.)
@@ -114,10 +76,7 @@ fn mutual_tls_accepts_and_rejects() {
     let out = tls_docker(&d, port, mixed.path(), &["version"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("certificate") || err.contains("tls") || err.contains("remote error"),
-        "{err}"
-    );
+    assert!(err.contains("certificate") || err.contains("tls") || err.contains("remote error"), "{err}");
 
     // No client certificate at all: refused too.
     let bare = tempfile::tempdir().expect("tmp");
@@ -135,11 +94,8 @@ fn mutual_tls_accepts_and_rejects() {
         );
     }
     // Plain HTTP on the TLS port gets nothing useful either.
-    let out = d
-        .docker_cmd(&["version"])
-        .env("DOCKER_HOST", format!("tcp://127.0.0.1:{port}"))
-        .output()
-        .expect("docker");
+    let out =
+        d.docker_cmd(&["version"]).env("DOCKER_HOST", format!("tcp://127.0.0.1:{port}")).output().expect("docker");
     assert!(!out.status.success());
     assert!(d.log().contains("tls handshake refused"), "{}", d.log());
 }
@@ -178,11 +134,7 @@ fn plain_tcp_needs_loopback_and_insecure_flag() {
             assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1.50");
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(Instant::now() < deadline, "{}", String::from_utf8_lossy(&out.stderr));
         std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -15,8 +15,7 @@ use crate::error::{Error, Result};
 /// Opens (creating if needed) the SQLite database at `path` and runs `migrator`.
 pub async fn open_sqlite(path: &Path, migrator: &sqlx::migrate::Migrator) -> Result<SqlitePool> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| Error::from(e).context(format!("create {}", parent.display())))?;
+        std::fs::create_dir_all(parent).map_err(|e| Error::from(e).context(format!("create {}", parent.display())))?;
     }
     let url = format!("sqlite://{}", path.display());
     let options = SqliteConnectOptions::from_str(&url)

@@ -43,10 +43,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-        }
+        Self { kind, message: message.into() }
     }
     /// A [`ErrorKind::NotFound`] error.
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -86,10 +83,7 @@ impl Error {
     }
     /// Prefixes the message with context, keeping the kind.
     pub fn context(self, context: impl fmt::Display) -> Self {
-        Self {
-            kind: self.kind,
-            message: format!("{context}: {}", self.message),
-        }
+        Self { kind: self.kind, message: format!("{context}: {}", self.message) }
     }
 }
 
@@ -105,9 +99,9 @@ impl From<std::io::Error> for Error {
     fn from(err: std::io::Error) -> Self {
         let kind = match err.kind() {
             std::io::ErrorKind::NotFound => ErrorKind::NotFound,
-            std::io::ErrorKind::InvalidData
-            | std::io::ErrorKind::InvalidInput
-            | std::io::ErrorKind::UnexpectedEof => ErrorKind::InvalidArgument,
+            std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput | std::io::ErrorKind::UnexpectedEof => {
+                ErrorKind::InvalidArgument
+            }
             std::io::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
             std::io::ErrorKind::PermissionDenied => ErrorKind::Forbidden,
             _ => ErrorKind::Internal,

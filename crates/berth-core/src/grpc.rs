@@ -52,9 +52,7 @@ impl FromStr for Addr {
     fn from_str(s: &str) -> Result<Self> {
         if let Some(path) = s.strip_prefix("unix://") {
             if path.is_empty() {
-                return Err(Error::invalid(format!(
-                    "invalid address {s:?}: empty socket path"
-                )));
+                return Err(Error::invalid(format!("invalid address {s:?}: empty socket path")));
             }
             Ok(Addr::Unix(PathBuf::from(path)))
         } else if let Some(hostport) = s.strip_prefix("tcp://") {
@@ -65,9 +63,7 @@ impl FromStr for Addr {
         } else if s.starts_with('/') {
             Ok(Addr::Unix(PathBuf::from(s)))
         } else {
-            Err(Error::invalid(format!(
-                "invalid address {s:?}: want unix:///path or tcp://IP:PORT"
-            )))
+            Err(Error::invalid(format!("invalid address {s:?}: want unix:///path or tcp://IP:PORT")))
         }
     }
 }
@@ -85,8 +81,7 @@ impl fmt::Display for Addr {
 pub fn bind_unix(path: &Path) -> Result<UnixListener> {
     use std::os::unix::fs::PermissionsExt;
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| Error::from(e).context(format!("create {}", parent.display())))?;
+        std::fs::create_dir_all(parent).map_err(|e| Error::from(e).context(format!("create {}", parent.display())))?;
     }
     match std::fs::remove_file(path) {
         Ok(()) => {}
@@ -95,8 +90,7 @@ pub fn bind_unix(path: &Path) -> Result<UnixListener> {
             return Err(Error::from(e).context(format!("remove stale socket {}", path.display())));
         }
     }
-    let listener = UnixListener::bind(path)
-        .map_err(|e| Error::from(e).context(format!("bind {}", path.display())))?;
+    let listener = UnixListener::bind(path).map_err(|e| Error::from(e).context(format!("bind {}", path.display())))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .map_err(|e| Error::from(e).context(format!("chmod {}", path.display())))?;
     Ok(listener)
@@ -138,19 +132,13 @@ where
     let result = match addr {
         Addr::Unix(path) => {
             let listener = bind_unix(path)?;
-            let out = router
-                .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop)
-                .await;
+            let out = router.serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop).await;
             let _ = std::fs::remove_file(path);
             out
         }
         Addr::Tcp(sa) => {
-            let listener = TcpListener::bind(sa)
-                .await
-                .map_err(|e| Error::from(e).context(format!("bind {sa}")))?;
-            router
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
-                .await
+            let listener = TcpListener::bind(sa).await.map_err(|e| Error::from(e).context(format!("bind {sa}")))?;
+            router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop).await
         }
     };
     result.map_err(|e| Error::internal(format!("grpc server {name}: {e}")))
@@ -170,25 +158,16 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future =
-        std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
 
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         use tracing::Instrument;
         let path = req.uri().path().to_string();
-        let request_id = req
-            .headers()
-            .get(REQUEST_ID_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let request_id = req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         let span = tracing::info_span!("grpc", path = %path, request_id = %request_id);
         let start = std::time::Instant::now();
         let fut = self.inner.call(req);
@@ -196,10 +175,7 @@ where
             async move {
                 let out = fut.await;
                 if !path.starts_with("/grpc.") {
-                    tracing::info!(
-                        ms = start.elapsed().as_secs_f64() * 1000.0,
-                        "grpc call answered"
-                    );
+                    tracing::info!(ms = start.elapsed().as_secs_f64() * 1000.0, "grpc call answered");
                 }
                 out
             }
@@ -215,12 +191,10 @@ pub fn channel(addr: &Addr) -> Result<Channel> {
             let path = path.clone();
             // The URI is a placeholder: the connector below ignores it and dials the socket.
             let endpoint = Endpoint::from_static("http://berth.local");
-            Ok(
-                endpoint.connect_with_connector_lazy(tower::service_fn(move |_| {
-                    let path = path.clone();
-                    async move { UnixStream::connect(path).await.map(TokioIo::new) }
-                })),
-            )
+            Ok(endpoint.connect_with_connector_lazy(tower::service_fn(move |_| {
+                let path = path.clone();
+                async move { UnixStream::connect(path).await.map(TokioIo::new) }
+            })))
         }
         Addr::Tcp(sa) => {
             let endpoint = Endpoint::from_shared(format!("http://{sa}"))
@@ -265,14 +239,8 @@ mod tests {
             "unix:///run/berth/image.sock".parse::<Addr>().ok(),
             Some(Addr::Unix("/run/berth/image.sock".into()))
         );
-        assert_eq!(
-            "/run/x.sock".parse::<Addr>().ok(),
-            Some(Addr::Unix("/run/x.sock".into()))
-        );
-        assert_eq!(
-            "tcp://127.0.0.1:7001".parse::<Addr>().ok(),
-            Some(Addr::Tcp("127.0.0.1:7001".parse().unwrap()))
-        );
+        assert_eq!("/run/x.sock".parse::<Addr>().ok(), Some(Addr::Unix("/run/x.sock".into())));
+        assert_eq!("tcp://127.0.0.1:7001".parse::<Addr>().ok(), Some(Addr::Tcp("127.0.0.1:7001".parse().unwrap())));
         assert!("tcp://localhost".parse::<Addr>().is_err());
         assert!("unix://".parse::<Addr>().is_err());
         assert!("http://x".parse::<Addr>().is_err());
@@ -281,10 +249,7 @@ mod tests {
     #[test]
     fn display_round_trips() {
         for s in ["unix:///a/b.sock", "tcp://127.0.0.1:9"] {
-            assert_eq!(
-                s.parse::<Addr>().map(|a| a.to_string()).ok().as_deref(),
-                Some(s)
-            );
+            assert_eq!(s.parse::<Addr>().map(|a| a.to_string()).ok().as_deref(), Some(s));
         }
     }
 }

@@ -18,9 +18,7 @@ pub fn now_rfc3339() -> String {
 
 /// Formats a time as RFC 3339 in UTC.
 pub fn format_rfc3339(t: OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&Rfc3339)
-        .unwrap_or_else(|_| "0001-01-01T00:00:00Z".into())
+    t.to_offset(time::UtcOffset::UTC).format(&Rfc3339).unwrap_or_else(|_| "0001-01-01T00:00:00Z".into())
 }
 
 /// Parses RFC 3339; `None` when it is not.

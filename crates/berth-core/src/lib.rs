@@ -20,5 +20,4 @@ pub mod telemetry;
 pub use error::{Error, ErrorKind, Result};
 
 /// A stream of byte chunks: tarballs in and out of the image service, log streams.
-pub type ByteStream =
-    std::pin::Pin<Box<dyn futures_core::Stream<Item = Result<bytes::Bytes>> + Send + 'static>>;
+pub type ByteStream = std::pin::Pin<Box<dyn futures_core::Stream<Item = Result<bytes::Bytes>> + Send + 'static>>;

@@ -22,10 +22,7 @@ pub fn validate_level(level: &str) -> Result<(), String> {
     if LEVELS.contains(&level) {
         Ok(())
     } else {
-        Err(format!(
-            "invalid log level {level:?}: want one of {}",
-            LEVELS.join(", ")
-        ))
+        Err(format!("invalid log level {level:?}: want one of {}", LEVELS.join(", ")))
     }
 }
 
@@ -41,10 +38,7 @@ pub fn init(level: &str, format: LogFormat) {
         EnvFilter::new(format!("warn,berth={level},berthd={level},berth_core={level},berth_image={level},berth_runtime={level},berth_network={level},berth_volume={level},berth_gateway={level}"))
     });
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_ansi(ansi)
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_ansi(ansi).with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

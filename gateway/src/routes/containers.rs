@@ -26,12 +26,7 @@ pub fn router() -> Router<AppState> {
 }
 
 fn map(pairs: &[berth_proto::types::v1::KeyValue]) -> Value {
-    Value::Object(
-        pairs
-            .iter()
-            .map(|kv| (kv.key.clone(), json!(kv.value)))
-            .collect(),
-    )
+    Value::Object(pairs.iter().map(|kv| (kv.key.clone(), json!(kv.value))).collect())
 }
 
 /// The ContainerSummary JSON of a container.
@@ -95,22 +90,16 @@ async fn get_containers_list(State(s): State<AppState>, uri: Uri) -> ApiResult<J
 }
 
 /// ContainerInspect: `GET /containers/{id}/json`.
-async fn get_container_inspect(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+async fn get_container_inspect(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let list = s.runtime.list(true, vec![]).await?;
     let needle = id.trim_start_matches('/');
-    let found = list
-        .iter()
-        .find(|c| c.id == needle || c.name == needle)
-        .or_else(|| {
-            let mut m = list.iter().filter(|c| c.id.starts_with(needle));
-            match (m.next(), m.next()) {
-                (Some(c), None) => Some(c),
-                _ => None,
-            }
-        });
+    let found = list.iter().find(|c| c.id == needle || c.name == needle).or_else(|| {
+        let mut m = list.iter().filter(|c| c.id.starts_with(needle));
+        match (m.next(), m.next()) {
+            (Some(c), None) => Some(c),
+            _ => None,
+        }
+    });
     match found {
         Some(c) => Ok(Json(summary(c))),
         None => Err(Error::not_found(format!("No such container: {id}")).into()),
@@ -119,23 +108,14 @@ async fn get_container_inspect(
 
 /// NetworkList: `GET /networks`.
 async fn get_networks_list(State(s): State<AppState>, uri: Uri) -> ApiResult<Json<Value>> {
-    let list = s
-        .networks
-        .list(Params::parse(uri.query()).filters()?)
-        .await?;
+    let list = s.networks.list(Params::parse(uri.query()).filters()?).await?;
     Ok(Json(Value::Array(list.iter().map(network_json).collect())))
 }
 
 /// NetworkInspect: `GET /networks/{id}`.
-async fn get_network_inspect(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+async fn get_network_inspect(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let list = s.networks.list(vec![]).await?;
-    match list
-        .iter()
-        .find(|n| n.id == id || n.name == id || n.id.starts_with(&id))
-    {
+    match list.iter().find(|n| n.id == id || n.name == id || n.id.starts_with(&id)) {
         Some(n) => Ok(Json(network_json(n))),
         None => Err(Error::not_found(format!("network {id} not found")).into()),
     }
@@ -143,20 +123,12 @@ async fn get_network_inspect(
 
 /// VolumeList: `GET /volumes`.
 async fn get_volumes_list(State(s): State<AppState>, uri: Uri) -> ApiResult<Json<Value>> {
-    let list = s
-        .volumes
-        .list(Params::parse(uri.query()).filters()?)
-        .await?;
-    Ok(Json(
-        json!({"Volumes": list.iter().map(volume_json).collect::<Vec<_>>(), "Warnings": []}),
-    ))
+    let list = s.volumes.list(Params::parse(uri.query()).filters()?).await?;
+    Ok(Json(json!({"Volumes": list.iter().map(volume_json).collect::<Vec<_>>(), "Warnings": []})))
 }
 
 /// VolumeInspect: `GET /volumes/{name}`.
-async fn get_volume_inspect(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+async fn get_volume_inspect(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let list = s.volumes.list(vec![]).await?;
     match list.iter().find(|v| v.name == name) {
         Some(v) => Ok(Json(volume_json(v))),

@@ -30,20 +30,13 @@ pub fn router() -> Router<AppState> {
         .route("/images/prune", post(post_images_prune))
         .route(
             "/images/search",
-            get(|| async {
-                ApiResult::<()>::Err(Error::not_implemented("image search is not supported").into())
-            }),
+            get(|| async { ApiResult::<()>::Err(Error::not_implemented("image search is not supported").into()) }),
         )
-        .route(
-            "/images/{*rest}",
-            get(get_image).post(post_image).delete(delete_image),
-        )
+        .route("/images/{*rest}", get(get_image).post(post_image).delete(delete_image))
 }
 
 fn unix_seconds(rfc3339: &str) -> i64 {
-    berth_core::id::parse_rfc3339(rfc3339)
-        .map(|t| t.unix_timestamp())
-        .unwrap_or(0)
+    berth_core::id::parse_rfc3339(rfc3339).map(|t| t.unix_timestamp()).unwrap_or(0)
 }
 
 fn config_of(image: &pb::Image) -> Value {
@@ -76,11 +69,7 @@ fn inspect_json(image: &pb::Image) -> Value {
     let mut dirs: Vec<&String> = image.layer_dirs.iter().collect();
     let upper = dirs.pop();
     dirs.reverse();
-    let lower = dirs
-        .iter()
-        .map(|s| s.as_str())
-        .collect::<Vec<_>>()
-        .join(":");
+    let lower = dirs.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(":");
     let mut graph = serde_json::Map::new();
     if !lower.is_empty() {
         graph.insert("LowerDir".into(), json!(lower));
@@ -112,10 +101,7 @@ fn inspect_json(image: &pb::Image) -> Value {
 }
 
 fn body_stream(body: Body) -> ByteStream {
-    Box::pin(
-        body.into_data_stream()
-            .map(|r| r.map_err(|e| Error::invalid(format!("read request body: {e}")))),
-    )
+    Box::pin(body.into_data_stream().map(|r| r.map_err(|e| Error::invalid(format!("read request body: {e}")))))
 }
 
 fn json_lines(lines: Vec<Value>) -> Response {
@@ -125,10 +111,7 @@ fn json_lines(lines: Vec<Value>) -> Response {
         body.push('\n');
     }
     let mut resp = (StatusCode::OK, body).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
@@ -153,24 +136,15 @@ async fn get_images_list(
     let mut filters = p.filters()?;
     // Before 1.41 the CLI sent the reference as a plain `filter` parameter.
     if let Some(f) = p.get("filter").filter(|f| !f.is_empty()) {
-        filters.push(berth_image::Filter {
-            key: "reference".into(),
-            values: vec![f.to_string()],
-        });
+        filters.push(berth_image::Filter { key: "reference".into(), values: vec![f.to_string()] });
     }
     let images = s.images.list(p.bool("all"), filters).await?;
-    Ok(Json(Value::Array(
-        images.iter().map(|i| summary(i, version)).collect(),
-    )))
+    Ok(Json(Value::Array(images.iter().map(|i| summary(i, version)).collect())))
 }
 
 /// ImageCreate: `POST /images/create`. `fromSrc=-` imports the request body;
 /// `fromImage` (a registry pull) arrives with the registries issue.
-async fn post_images_create(
-    State(s): State<AppState>,
-    uri: Uri,
-    body: Body,
-) -> ApiResult<Response> {
+async fn post_images_create(State(s): State<AppState>, uri: Uri, body: Body) -> ApiResult<Response> {
     let p = Params::parse(uri.query());
     match (p.get("fromSrc"), p.get("fromImage")) {
         (Some("-"), _) => {
@@ -184,7 +158,10 @@ async fn post_images_create(
             let id = s.images.import(options, body_stream(body)).await?;
             Ok(json_lines(vec![json!({"status": id})]))
         }
-        (Some(src), _) => Err(Error::not_implemented(format!("importing from {src:?} is not supported: send the tarball as the request body (fromSrc=-)")).into()),
+        (Some(src), _) => Err(Error::not_implemented(format!(
+            "importing from {src:?} is not supported: send the tarball as the request body (fromSrc=-)"
+        ))
+        .into()),
         (None, Some(image)) => Err(Error::not_implemented(format!(
             "pulling {image} from a registry is not implemented yet; load it with docker load"
         ))
@@ -210,13 +187,9 @@ async fn post_images_load(State(s): State<AppState>, body: Body) -> ApiResult<Re
 }
 
 fn tar_response(stream: ByteStream) -> Response {
-    let body =
-        Body::from_stream(stream.map(|r| r.map_err(|e| std::io::Error::other(e.to_string()))));
+    let body = Body::from_stream(stream.map(|r| r.map_err(|e| std::io::Error::other(e.to_string()))));
     let mut resp = (StatusCode::OK, body).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-tar"),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
     resp
 }
 
@@ -239,13 +212,7 @@ async fn post_images_prune(State(s): State<AppState>, uri: Uri) -> ApiResult<Jso
 }
 
 async fn in_use_images(s: &AppState) -> Result<Vec<String>, ApiError> {
-    let mut ids: Vec<String> = s
-        .runtime
-        .list(true, vec![])
-        .await?
-        .into_iter()
-        .map(|c| c.image_id)
-        .collect();
+    let mut ids: Vec<String> = s.runtime.list(true, vec![]).await?.into_iter().map(|c| c.image_id).collect();
     ids.sort();
     ids.dedup();
     Ok(ids)
@@ -280,11 +247,7 @@ async fn get_image(State(s): State<AppState>, Path(rest): Path<String>) -> ApiRe
 }
 
 /// `POST /images/{name}/tag|push`.
-async fn post_image(
-    State(s): State<AppState>,
-    Path(rest): Path<String>,
-    uri: Uri,
-) -> ApiResult<Response> {
+async fn post_image(State(s): State<AppState>, Path(rest): Path<String>, uri: Uri) -> ApiResult<Response> {
     let p = Params::parse(uri.query());
     if let Some(name) = rest.strip_suffix("/tag") {
         let repo = p.get("repo").unwrap_or("");
@@ -302,11 +265,7 @@ async fn post_image(
 }
 
 /// ImageDelete: `DELETE /images/{name}`.
-async fn delete_image(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-    uri: Uri,
-) -> ApiResult<Json<Value>> {
+async fn delete_image(State(s): State<AppState>, Path(name): Path<String>, uri: Uri) -> ApiResult<Json<Value>> {
     let p = Params::parse(uri.query());
     let force = p.bool("force");
     let image = s.images.inspect(&name).await?;

@@ -29,24 +29,16 @@ pub fn app(state: AppState) -> Router {
         .merge(containers::router())
         .route_layer(middleware::from_fn(trace))
         .fallback(|| async { message(StatusCode::NOT_FOUND, "page not found") })
-        .method_not_allowed_fallback(|| async {
-            message(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-        })
+        .method_not_allowed_fallback(|| async { message(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
         .with_state(state);
     // The version layer must see the raw path, so it wraps the routed app.
-    Router::new()
-        .fallback_service(routes)
-        .layer(middleware::from_fn(crate::version::layer))
+    Router::new().fallback_service(routes).layer(middleware::from_fn(crate::version::layer))
 }
 
 /// One span per API request, with method, route, request ID and, at the end,
 /// status and duration. The request ID rides into gRPC calls made on its behalf.
 async fn trace(req: Request<Body>, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string())
-        .unwrap_or_default();
+    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_default();
     let request_id = req
         .headers()
         .get("x-request-id")
@@ -55,9 +47,7 @@ async fn trace(req: Request<Body>, next: Next) -> Response {
         .unwrap_or_else(|| berth_core::id::random_id()[..16].to_string());
     let span = tracing::info_span!("api", method = %req.method(), route, request_id = %request_id);
     let start = Instant::now();
-    let resp = berth_core::grpc::REQUEST_ID
-        .scope(request_id, next.run(req).instrument(span.clone()))
-        .await;
+    let resp = berth_core::grpc::REQUEST_ID.scope(request_id, next.run(req).instrument(span.clone())).await;
     let status = resp.status().as_u16();
     let ms = start.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| {
@@ -68,4 +58,139 @@ async fn trace(req: Request<Body>, next: Next) -> Response {
         }
     });
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    //! The router against in-memory fakes of the service traits: no sockets.
+
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use berth_core::{ByteStream, Error, Result};
+    use berth_image::{Filter, ImageApi, pb};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use crate::{AppState, DaemonInfo};
+
+    struct FakeImages;
+
+    #[async_trait]
+    impl ImageApi for FakeImages {
+        async fn list(&self, _all: bool, filters: Vec<Filter>) -> Result<Vec<pb::Image>> {
+            if filters.iter().any(|f| f.key == "boom") {
+                return Err(Error::unavailable("image service unavailable"));
+            }
+            Ok(vec![pb::Image { id: "sha256:aa".into(), repo_tags: vec!["a:1".into()], size: 5, ..Default::default() }])
+        }
+        async fn inspect(&self, reference: &str) -> Result<pb::Image> {
+            Err(Error::not_found(format!("No such image: {reference}")))
+        }
+        async fn history(&self, _: &str) -> Result<Vec<pb::HistoryItem>> {
+            Ok(vec![])
+        }
+        async fn tag(&self, _: &str, _: &str, _: &str) -> Result<()> {
+            Err(Error::conflict("tag conflict"))
+        }
+        async fn remove(&self, _: &str, _: bool, _: bool) -> Result<Vec<pb::DeleteItem>> {
+            Ok(vec![])
+        }
+        async fn prune(&self, _: Vec<Filter>, _: Vec<String>) -> Result<pb::PruneImagesResponse> {
+            Ok(pb::PruneImagesResponse::default())
+        }
+        async fn load(&self, _: ByteStream) -> Result<Vec<pb::LoadedImage>> {
+            Err(Error::invalid("invalid archive: empty or not a tar file"))
+        }
+        async fn save(&self, _: Vec<String>) -> Result<ByteStream> {
+            Err(Error::not_found("No such image: x"))
+        }
+        async fn import(&self, _: pb::ImportOptions, _: ByteStream) -> Result<String> {
+            Ok("sha256:bb".into())
+        }
+        async fn store_info(&self) -> Result<pb::StoreInfoResponse> {
+            Ok(pb::StoreInfoResponse::default())
+        }
+    }
+
+    fn app() -> axum::Router {
+        let runtime = berth_runtime::LocalRuntime::with_store(Arc::new(NoContainers));
+        let networks = berth_network::LocalNetwork::with_store(Arc::new(NoNetworks));
+        let volumes = berth_volume::LocalVolumes::with_store(Arc::new(NoVolumes));
+        super::app(AppState {
+            images: Arc::new(FakeImages),
+            runtime: Arc::new(runtime),
+            networks: Arc::new(networks),
+            volumes: Arc::new(volumes),
+            info: Arc::new(DaemonInfo { data_root: "/d".into(), exec_root: "/e".into(), id: "x".into(), debug: false }),
+        })
+    }
+
+    struct NoContainers;
+    #[async_trait]
+    impl berth_runtime::ContainerStore for NoContainers {
+        async fn containers(&self) -> Result<Vec<berth_runtime::pb::Container>> {
+            Ok(vec![])
+        }
+    }
+    struct NoNetworks;
+    #[async_trait]
+    impl berth_network::NetworkStore for NoNetworks {
+        async fn networks(&self) -> Result<Vec<berth_network::pb::Network>> {
+            Ok(vec![])
+        }
+    }
+    struct NoVolumes;
+    #[async_trait]
+    impl berth_volume::VolumeStore for NoVolumes {
+        async fn volumes(&self) -> Result<Vec<berth_volume::pb::Volume>> {
+            Ok(vec![])
+        }
+    }
+
+    async fn call(method: &str, uri: &str) -> (StatusCode, serde_json::Value) {
+        let req = Request::builder().method(method).uri(uri).body(Body::empty()).expect("request");
+        let resp = app().oneshot(req).await.expect("infallible");
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+
+    #[tokio::test]
+    async fn errors_keep_their_kind_as_status() {
+        assert_eq!(
+            call("GET", "/v1.44/images/x/json").await,
+            (StatusCode::NOT_FOUND, serde_json::json!({"message": "No such image: x"}))
+        );
+        assert_eq!(call("POST", "/images/x/tag?repo=y").await.0, StatusCode::CONFLICT);
+        assert_eq!(call("POST", "/images/x/tag").await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(call("POST", "/images/load").await.0, StatusCode::BAD_REQUEST);
+        let boom = "/images/json?filters=%7B%22boom%22%3A%5B%22x%22%5D%7D";
+        assert_eq!(call("GET", boom).await.0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            call("GET", "/v1.50/nope").await,
+            (StatusCode::NOT_FOUND, serde_json::json!({"message": "page not found"}))
+        );
+    }
+
+    #[tokio::test]
+    async fn virtual_size_only_for_old_clients() {
+        let (_, old) = call("GET", "/v1.43/images/json").await;
+        assert_eq!(old[0]["VirtualSize"], 5);
+        let (_, new) = call("GET", "/v1.44/images/json").await;
+        assert!(new[0].get("VirtualSize").is_none());
+        assert_eq!(new[0]["RepoTags"], serde_json::json!(["a:1"]));
+    }
+
+    #[tokio::test]
+    async fn import_answers_json_lines() {
+        let req =
+            Request::builder().method("POST").uri("/images/create?fromSrc=-").body(Body::from("tar")).expect("req");
+        let resp = app().oneshot(req).await.expect("infallible");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(&bytes[..], b"{\"status\":\"sha256:bb\"}\n");
+    }
 }

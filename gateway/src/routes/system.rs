@@ -28,12 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/plugins", get(|| async { Json(json!([])) }))
         .route(
             "/swarm/leave",
-            post(|| async {
-                message(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "This node is not part of a swarm",
-                )
-            }),
+            post(|| async { message(StatusCode::SERVICE_UNAVAILABLE, "This node is not part of a swarm") }),
         )
         .route("/swarm", any(swarm))
         .route("/swarm/{*rest}", any(swarm))
@@ -53,14 +48,8 @@ pub fn router() -> Router<AppState> {
 async fn ping() -> Response {
     let mut resp = (StatusCode::OK, "OK").into_response();
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     h.insert("builder-version", HeaderValue::from_static("1"));
     h.insert("swarm", HeaderValue::from_static("inactive"));
@@ -68,9 +57,7 @@ async fn ping() -> Response {
 }
 
 pub(crate) fn kernel_version() -> String {
-    nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default()
+    nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 fn arch() -> &'static str {
@@ -125,24 +112,14 @@ pub(crate) fn host() -> Host {
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| {
-                    l.split_whitespace()
-                        .nth(1)
-                        .and_then(|kb| kb.parse::<u64>().ok())
-                })
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()))
         })
         .map(|kb| kb * 1024)
         .unwrap_or(0);
-    let ncpu = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     // cgroup v2 alone has cgroup.controllers at the root; hybrid hosts (v1 controllers
     // plus /sys/fs/cgroup/unified) count as v1, as dockerd reports them.
-    let cgroup_version = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        "2"
-    } else {
-        "1"
-    };
+    let cgroup_version = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() { "2" } else { "1" };
     let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
     let field = |k: &str| {
         os_release
@@ -151,18 +128,12 @@ pub(crate) fn host() -> Host {
             .map(|v| v.trim_matches('"').to_string())
             .unwrap_or_default()
     };
-    let hostname = nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
     Host {
         mem_total,
         ncpu,
         cgroup_version,
-        operating_system: if field("PRETTY_NAME").is_empty() {
-            "Linux".into()
-        } else {
-            field("PRETTY_NAME")
-        },
+        operating_system: if field("PRETTY_NAME").is_empty() { "Linux".into() } else { field("PRETTY_NAME") },
         os_version: field("VERSION_ID"),
         hostname,
     }

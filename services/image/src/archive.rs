@@ -95,10 +95,7 @@ impl Staged {
         if !any {
             return Err(Error::invalid("invalid archive: empty or not a tar file"));
         }
-        Ok(Self {
-            root: root.to_path_buf(),
-            symlinks,
-        })
+        Ok(Self { root: root.to_path_buf(), symlinks })
     }
 
     /// Resolves an archive path to a file in the staging directory.
@@ -109,21 +106,16 @@ impl Staged {
                 Some(next) => rel = next.clone(),
                 None => {
                     let path = self.root.join(&rel);
-                    let meta = fs::symlink_metadata(&path).map_err(|_| {
-                        Error::invalid(format!("invalid archive: {name} is missing"))
-                    })?;
+                    let meta = fs::symlink_metadata(&path)
+                        .map_err(|_| Error::invalid(format!("invalid archive: {name} is missing")))?;
                     if !meta.is_file() {
-                        return Err(Error::invalid(format!(
-                            "invalid archive: {name} is not a file"
-                        )));
+                        return Err(Error::invalid(format!("invalid archive: {name} is not a file")));
                     }
                     return Ok(path);
                 }
             }
         }
-        Err(Error::invalid(format!(
-            "invalid archive: too many links resolving {name}"
-        )))
+        Err(Error::invalid(format!("invalid archive: too many links resolving {name}")))
     }
 
     /// Reads a JSON document of the archive, refusing oversized ones.
@@ -165,8 +157,8 @@ impl Staged {
             layers: Vec<String>,
         }
         let raw = self.read_json_bytes("manifest.json")?;
-        let entries: Vec<Entry> = serde_json::from_slice(&raw)
-            .map_err(|e| Error::invalid(format!("invalid archive: manifest.json: {e}")))?;
+        let entries: Vec<Entry> =
+            serde_json::from_slice(&raw).map_err(|e| Error::invalid(format!("invalid archive: manifest.json: {e}")))?;
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
             let config = self.read_json_bytes(&e.config)?;
@@ -177,31 +169,15 @@ impl Staged {
             for t in e.repo_tags.unwrap_or_default() {
                 tags.push(crate::reference::Reference::parse(&t)?.tagged());
             }
-            let layers = e
-                .layers
-                .iter()
-                .map(|l| self.resolve(l))
-                .collect::<Result<Vec<_>>>()?;
-            let layer_digests = e
-                .layers
-                .iter()
-                .map(|l| blob_hex(l).map(|h| format!("sha256:{h}")))
-                .collect();
-            out.push(ArchiveImage {
-                config,
-                tags,
-                layers,
-                layer_digests,
-            });
+            let layers = e.layers.iter().map(|l| self.resolve(l)).collect::<Result<Vec<_>>>()?;
+            let layer_digests = e.layers.iter().map(|l| blob_hex(l).map(|h| format!("sha256:{h}"))).collect();
+            out.push(ArchiveImage { config, tags, layers, layer_digests });
         }
         Ok(out)
     }
 
     fn blob(&self, descriptor: &Value) -> Result<(String, Vec<u8>)> {
-        let digest = descriptor["digest"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let digest = descriptor["digest"].as_str().unwrap_or_default().to_string();
         let hex = digest::digest_hex(&digest)?;
         let bytes = self.read_json_bytes(&format!("blobs/sha256/{hex}"))?;
         check_digest(&digest, &sha256_digest(&bytes), "blob")?;
@@ -224,9 +200,7 @@ impl Staged {
             for layer in manifest["layers"].as_array().cloned().unwrap_or_default() {
                 let media = layer["mediaType"].as_str().unwrap_or_default();
                 if media.contains("nondistributable") || media.contains("foreign") {
-                    return Err(Error::not_implemented(format!(
-                        "foreign layer {media} is not supported"
-                    )));
+                    return Err(Error::not_implemented(format!("foreign layer {media} is not supported")));
                 }
                 let digest = layer["digest"].as_str().unwrap_or_default().to_string();
                 let hex = digest::digest_hex(&digest)?;
@@ -238,19 +212,12 @@ impl Staged {
                 Some(&i) => out[i].tags.extend(tags),
                 None => {
                     by_config.insert(config.clone(), out.len());
-                    out.push(ArchiveImage {
-                        config,
-                        tags,
-                        layers,
-                        layer_digests,
-                    });
+                    out.push(ArchiveImage { config, tags, layers, layer_digests });
                 }
             }
         }
         if out.is_empty() {
-            return Err(Error::invalid(
-                "invalid archive: index.json lists no image for linux",
-            ));
+            return Err(Error::invalid("invalid archive: index.json lists no image for linux"));
         }
         Ok(out)
     }
@@ -262,8 +229,8 @@ impl Staged {
             return Err(Error::invalid("invalid archive: indexes nested too deep"));
         }
         let (_, bytes) = self.blob(desc)?;
-        let doc: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::invalid(format!("invalid archive: manifest: {e}")))?;
+        let doc: Value =
+            serde_json::from_slice(&bytes).map_err(|e| Error::invalid(format!("invalid archive: manifest: {e}")))?;
         if doc.get("manifests").is_some() {
             let entries = doc["manifests"].as_array().cloned().unwrap_or_default();
             let platform_is = |d: &Value, arch: Option<&str>| {
@@ -290,13 +257,9 @@ fn image_name(desc: &Value) -> Option<String> {
     let ann = &desc["annotations"];
     let full = ann["io.containerd.image.name"].as_str().or_else(|| {
         // ref.name is sometimes only a tag; only a full reference names an image.
-        ann["org.opencontainers.image.ref.name"]
-            .as_str()
-            .filter(|r| r.contains(':') || r.contains('/'))
+        ann["org.opencontainers.image.ref.name"].as_str().filter(|r| r.contains(':') || r.contains('/'))
     })?;
-    crate::reference::Reference::parse(full)
-        .ok()
-        .map(|r| r.tagged())
+    crate::reference::Reference::parse(full).ok().map(|r| r.tagged())
 }
 
 /// The hex of a `blobs/sha256/<hex>` path.
@@ -309,29 +272,19 @@ fn check_digest(want: &str, got: &str, what: &str) -> Result<()> {
     if want == got {
         Ok(())
     } else {
-        Err(Error::invalid(format!(
-            "invalid archive: digest mismatch for {what}: expected {want}, got {got}"
-        )))
+        Err(Error::invalid(format!("invalid archive: digest mismatch for {what}: expected {want}, got {got}")))
     }
 }
 
 /// Joins `rel` onto `base` lexically, refusing to climb above the root.
 pub fn lexical_join(base: &Path, rel: &Path) -> Result<PathBuf> {
-    let mut out: Vec<std::ffi::OsString> = if rel.is_absolute() {
-        vec![]
-    } else {
-        base.iter().map(|c| c.to_os_string()).collect()
-    };
+    let mut out: Vec<std::ffi::OsString> =
+        if rel.is_absolute() { vec![] } else { base.iter().map(|c| c.to_os_string()).collect() };
     for comp in rel.components() {
         match comp {
             Component::Normal(c) => out.push(c.to_os_string()),
-            Component::ParentDir => {
-                if out.pop().is_none() {
-                    return Err(Error::invalid(format!(
-                        "invalid archive: {} escapes the archive",
-                        rel.display()
-                    )));
-                }
+            Component::ParentDir if out.pop().is_none() => {
+                return Err(Error::invalid(format!("invalid archive: {} escapes the archive", rel.display())));
             }
             _ => {}
         }
@@ -364,19 +317,13 @@ pub struct SaveImage {
     pub mtime: u64,
 }
 
-fn append_bytes<W: std::io::Write>(
-    b: &mut tar::Builder<W>,
-    path: &str,
-    data: &[u8],
-    mtime: u64,
-) -> Result<()> {
+fn append_bytes<W: std::io::Write>(b: &mut tar::Builder<W>, path: &str, data: &[u8], mtime: u64) -> Result<()> {
     let mut h = tar::Header::new_ustar();
     h.set_size(data.len() as u64);
     h.set_mode(0o644);
     h.set_mtime(mtime);
     h.set_entry_type(tar::EntryType::Regular);
-    b.append_data(&mut h, path, data)
-        .map_err(|e| Error::internal(format!("write archive: {e}")))
+    b.append_data(&mut h, path, data).map_err(|e| Error::internal(format!("write archive: {e}")))
 }
 
 fn append_dir<W: std::io::Write>(b: &mut tar::Builder<W>, path: &str, mtime: u64) -> Result<()> {
@@ -385,8 +332,7 @@ fn append_dir<W: std::io::Write>(b: &mut tar::Builder<W>, path: &str, mtime: u64
     h.set_mode(0o755);
     h.set_mtime(mtime);
     h.set_entry_type(tar::EntryType::Directory);
-    b.append_data(&mut h, path, std::io::empty())
-        .map_err(|e| Error::internal(format!("write archive: {e}")))
+    b.append_data(&mut h, path, std::io::empty()).map_err(|e| Error::internal(format!("write archive: {e}")))
 }
 
 /// Writes `images` as one archive to `out`.
@@ -406,8 +352,7 @@ pub fn write_archive(images: &[SaveImage], out: impl std::io::Write) -> Result<(
         let mut layer_paths = Vec::new();
         for (diff_id, path) in &image.layers {
             let hex = digest::digest_hex(diff_id)?;
-            let file = fs::File::open(path)
-                .map_err(|e| Error::internal(format!("open layer {diff_id}: {e}")))?;
+            let file = fs::File::open(path).map_err(|e| Error::internal(format!("open layer {diff_id}: {e}")))?;
             let size = file.metadata()?.len();
             if written.insert(diff_id.clone()) {
                 let mut h = tar::Header::new_ustar();
@@ -415,12 +360,8 @@ pub fn write_archive(images: &[SaveImage], out: impl std::io::Write) -> Result<(
                 h.set_mode(0o644);
                 h.set_mtime(image.mtime);
                 h.set_entry_type(tar::EntryType::Regular);
-                b.append_data(
-                    &mut h,
-                    format!("blobs/sha256/{hex}"),
-                    std::io::BufReader::new(file),
-                )
-                .map_err(|e| Error::internal(format!("write archive: {e}")))?;
+                b.append_data(&mut h, format!("blobs/sha256/{hex}"), std::io::BufReader::new(file))
+                    .map_err(|e| Error::internal(format!("write archive: {e}")))?;
             }
             layer_descs.push(json!({"mediaType": OCI_LAYER, "digest": diff_id, "size": size}));
             layer_paths.push(format!("blobs/sha256/{hex}"));
@@ -428,12 +369,7 @@ pub fn write_archive(images: &[SaveImage], out: impl std::io::Write) -> Result<(
         let config_digest = sha256_digest(&image.config);
         let config_hex = digest::digest_hex(&config_digest)?.to_string();
         if written.insert(config_digest.clone()) {
-            append_bytes(
-                &mut b,
-                &format!("blobs/sha256/{config_hex}"),
-                &image.config,
-                image.mtime,
-            )?;
+            append_bytes(&mut b, &format!("blobs/sha256/{config_hex}"), &image.config, image.mtime)?;
         }
         let manifest = serde_json::to_vec(&json!({
             "schemaVersion": 2,
@@ -477,21 +413,9 @@ pub fn write_archive(images: &[SaveImage], out: impl std::io::Write) -> Result<(
         )?,
         mtime,
     )?;
-    append_bytes(
-        &mut b,
-        "manifest.json",
-        &to_vec(&Value::Array(docker_manifest))?,
-        mtime,
-    )?;
-    append_bytes(
-        &mut b,
-        "oci-layout",
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-        mtime,
-    )?;
-    b.into_inner()
-        .map_err(|e| Error::internal(format!("write archive: {e}")))?
-        .flush()?;
+    append_bytes(&mut b, "manifest.json", &to_vec(&Value::Array(docker_manifest))?, mtime)?;
+    append_bytes(&mut b, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#, mtime)?;
+    b.into_inner().map_err(|e| Error::internal(format!("write archive: {e}")))?.flush()?;
     Ok(())
 }
 
@@ -501,15 +425,9 @@ mod tests {
 
     #[test]
     fn lexical_join_stays_inside() {
-        assert_eq!(
-            lexical_join(Path::new("a"), Path::new("../b/layer.tar")).ok(),
-            Some(PathBuf::from("b/layer.tar"))
-        );
+        assert_eq!(lexical_join(Path::new("a"), Path::new("../b/layer.tar")).ok(), Some(PathBuf::from("b/layer.tar")));
         assert!(lexical_join(Path::new("a"), Path::new("../../etc/passwd")).is_err());
-        assert_eq!(
-            lexical_join(Path::new("a"), Path::new("/x")).ok(),
-            Some(PathBuf::from("x"))
-        );
+        assert_eq!(lexical_join(Path::new("a"), Path::new("/x")).ok(), Some(PathBuf::from("x")));
     }
 
     fn layer_tar() -> Vec<u8> {
@@ -517,8 +435,7 @@ mod tests {
         let mut h = tar::Header::new_gnu();
         h.set_size(3);
         h.set_mode(0o644);
-        b.append_data(&mut h, "hello", &b"hi\n"[..])
-            .expect("append");
+        b.append_data(&mut h, "hello", &b"hi\n"[..]).expect("append");
         b.into_inner().expect("tar")
     }
 
@@ -529,8 +446,7 @@ mod tests {
         let data = layer_tar();
         fs::write(&layer, &data).expect("write");
         let diff = sha256_digest(&data);
-        let config = serde_json::to_vec(&json!({"rootfs": {"type": "layers", "diff_ids": [diff]}}))
-            .expect("json");
+        let config = serde_json::to_vec(&json!({"rootfs": {"type": "layers", "diff_ids": [diff]}})).expect("json");
         let img = SaveImage {
             config: config.clone(),
             tags: vec!["busybox:latest".into()],
@@ -549,21 +465,10 @@ mod tests {
         assert_eq!(images[0].layer_digests, vec![Some(diff)]);
         // The same archive without manifest.json reads as an OCI layout with the same result.
         fs::remove_file(stage.join("manifest.json")).expect("rm");
-        let staged = Staged::unpack(
-            &out[..0]
-                .iter()
-                .copied()
-                .chain(std::iter::empty())
-                .collect::<Vec<u8>>()[..],
-            &stage,
-        );
+        let staged =
+            Staged::unpack(&out[..0].iter().copied().chain(std::iter::empty()).collect::<Vec<u8>>()[..], &stage);
         assert!(staged.is_err(), "an empty stream is not an archive");
-        let oci = Staged {
-            root: stage.clone(),
-            symlinks: HashMap::new(),
-        }
-        .images()
-        .expect("oci");
+        let oci = Staged { root: stage.clone(), symlinks: HashMap::new() }.images().expect("oci");
         assert_eq!(oci[0].config, config);
         assert_eq!(oci[0].tags, vec!["busybox:latest".to_string()]);
     }
@@ -571,15 +476,8 @@ mod tests {
     #[test]
     fn oversized_manifest_is_refused() {
         let dir = tempfile::tempdir().expect("tmp");
-        fs::write(
-            dir.path().join("manifest.json"),
-            vec![b' '; (MAX_JSON_BYTES + 1) as usize],
-        )
-        .expect("write");
-        let staged = Staged {
-            root: dir.path().to_path_buf(),
-            symlinks: HashMap::new(),
-        };
+        fs::write(dir.path().join("manifest.json"), vec![b' '; (MAX_JSON_BYTES + 1) as usize]).expect("write");
+        let staged = Staged { root: dir.path().to_path_buf(), symlinks: HashMap::new() };
         let err = staged.images().expect_err("too large");
         assert!(err.message().contains("too large"), "{err}");
     }
@@ -591,14 +489,8 @@ mod tests {
         fs::write(dir.path().join("a/layer.tar"), b"x").expect("write");
         let mut symlinks = HashMap::new();
         symlinks.insert(PathBuf::from("b/layer.tar"), PathBuf::from("a/layer.tar"));
-        let staged = Staged {
-            root: dir.path().to_path_buf(),
-            symlinks,
-        };
-        assert_eq!(
-            staged.resolve("b/layer.tar").ok(),
-            Some(dir.path().join("a/layer.tar"))
-        );
+        let staged = Staged { root: dir.path().to_path_buf(), symlinks };
+        assert_eq!(staged.resolve("b/layer.tar").ok(), Some(dir.path().join("a/layer.tar")));
         assert!(staged.resolve("c/layer.tar").is_err());
     }
 }

@@ -12,9 +12,7 @@ pub fn apply(config: &mut Map<String, Value>, changes: &[String]) -> Result<()> 
         if change.is_empty() {
             continue;
         }
-        let (word, rest) = change
-            .split_once(char::is_whitespace)
-            .unwrap_or((change, ""));
+        let (word, rest) = change.split_once(char::is_whitespace).unwrap_or((change, ""));
         let rest = rest.trim();
         match word.to_ascii_uppercase().as_str() {
             "CMD" => {
@@ -25,22 +23,15 @@ pub fn apply(config: &mut Map<String, Value>, changes: &[String]) -> Result<()> 
             }
             "ENV" => {
                 let env = config.entry("Env").or_insert_with(|| json!([]));
-                let list = env
-                    .as_array_mut()
-                    .ok_or_else(|| Error::internal("Env is not a list"))?;
+                let list = env.as_array_mut().ok_or_else(|| Error::internal("Env is not a list"))?;
                 for (k, v) in pairs(rest, "ENV")? {
-                    list.retain(|e| {
-                        e.as_str().and_then(|s| s.split_once('=')).map(|(ek, _)| ek)
-                            != Some(k.as_str())
-                    });
+                    list.retain(|e| e.as_str().and_then(|s| s.split_once('=')).map(|(ek, _)| ek) != Some(k.as_str()));
                     list.push(json!(format!("{k}={v}")));
                 }
             }
             "LABEL" => {
                 let labels = config.entry("Labels").or_insert_with(|| json!({}));
-                let map = labels
-                    .as_object_mut()
-                    .ok_or_else(|| Error::internal("Labels is not a map"))?;
+                let map = labels.as_object_mut().ok_or_else(|| Error::internal("Labels is not a map"))?;
                 for (k, v) in pairs(rest, "LABEL")? {
                     map.insert(k, json!(v));
                 }
@@ -60,9 +51,7 @@ pub fn apply(config: &mut Map<String, Value>, changes: &[String]) -> Result<()> 
             "EXPOSE" => {
                 require(rest, "EXPOSE")?;
                 let ports = config.entry("ExposedPorts").or_insert_with(|| json!({}));
-                let map = ports
-                    .as_object_mut()
-                    .ok_or_else(|| Error::internal("ExposedPorts is not a map"))?;
+                let map = ports.as_object_mut().ok_or_else(|| Error::internal("ExposedPorts is not a map"))?;
                 for p in rest.split_whitespace() {
                     let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
                     if port.parse::<u16>().is_err() || !matches!(proto, "tcp" | "udp" | "sctp") {
@@ -74,17 +63,13 @@ pub fn apply(config: &mut Map<String, Value>, changes: &[String]) -> Result<()> 
             "VOLUME" => {
                 require(rest, "VOLUME")?;
                 let vols = config.entry("Volumes").or_insert_with(|| json!({}));
-                let map = vols
-                    .as_object_mut()
-                    .ok_or_else(|| Error::internal("Volumes is not a map"))?;
+                let map = vols.as_object_mut().ok_or_else(|| Error::internal("Volumes is not a map"))?;
                 for v in command(rest, false)? {
                     map.insert(v, json!({}));
                 }
             }
             other => {
-                return Err(Error::invalid(format!(
-                    "{other} is not a valid change command"
-                )));
+                return Err(Error::invalid(format!("{other} is not a valid change command")));
             }
         }
     }
@@ -92,20 +77,12 @@ pub fn apply(config: &mut Map<String, Value>, changes: &[String]) -> Result<()> 
 }
 
 fn require(rest: &str, what: &str) -> Result<()> {
-    if rest.is_empty() {
-        Err(Error::invalid(format!(
-            "{what} requires at least one argument"
-        )))
-    } else {
-        Ok(())
-    }
+    if rest.is_empty() { Err(Error::invalid(format!("{what} requires at least one argument"))) } else { Ok(()) }
 }
 
 fn unquote(s: &str) -> String {
     let s = s.trim();
-    if s.len() >= 2
-        && ((s.starts_with('"') && s.ends_with('"')) || (s.starts_with('\'') && s.ends_with('\'')))
-    {
+    if s.len() >= 2 && ((s.starts_with('"') && s.ends_with('"')) || (s.starts_with('\'') && s.ends_with('\''))) {
         s[1..s.len() - 1].to_string()
     } else {
         s.to_string()
@@ -115,10 +92,10 @@ fn unquote(s: &str) -> String {
 /// The JSON (exec) form `["a","b"]`, or the shell form wrapped in `/bin/sh -c`
 /// (when `shell`), or split on whitespace.
 fn command(rest: &str, shell: bool) -> Result<Vec<String>> {
-    if rest.starts_with('[') {
-        if let Ok(list) = serde_json::from_str::<Vec<String>>(rest) {
-            return Ok(list);
-        }
+    if rest.starts_with('[')
+        && let Ok(list) = serde_json::from_str::<Vec<String>>(rest)
+    {
+        return Ok(list);
     }
     if rest.is_empty() {
         return Ok(vec![]);
@@ -142,9 +119,7 @@ fn pairs(rest: &str, what: &str) -> Result<Vec<(String, String)>> {
         .into_iter()
         .map(|w| match w.split_once('=') {
             Some((k, v)) if !k.is_empty() => Ok((k.to_string(), unquote(v))),
-            _ => Err(Error::invalid(format!(
-                "{what} names must be followed by '=': {w:?}"
-            ))),
+            _ => Err(Error::invalid(format!("{what} names must be followed by '=': {w:?}"))),
         })
         .collect()
 }
@@ -184,10 +159,7 @@ mod tests {
 
     fn run(changes: &[&str]) -> Result<Value> {
         let mut m = Map::new();
-        apply(
-            &mut m,
-            &changes.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-        )?;
+        apply(&mut m, &changes.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
         Ok(Value::Object(m))
     }
 

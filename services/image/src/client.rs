@@ -57,12 +57,7 @@ fn forward<T: Send + 'static>(
 #[async_trait]
 impl ImageApi for ImageGrpcClient {
     async fn list(&self, all: bool, filters: Vec<Filter>) -> Result<Vec<pb::Image>> {
-        let r = self
-            .inner
-            .clone()
-            .list_images(pb::ListImagesRequest { all, filters })
-            .await
-            .map_err(err)?;
+        let r = self.inner.clone().list_images(pb::ListImagesRequest { all, filters }).await.map_err(err)?;
         Ok(r.into_inner().images)
     }
 
@@ -70,23 +65,17 @@ impl ImageApi for ImageGrpcClient {
         let r = self
             .inner
             .clone()
-            .inspect_image(pb::InspectImageRequest {
-                reference: reference.into(),
-            })
+            .inspect_image(pb::InspectImageRequest { reference: reference.into() })
             .await
             .map_err(err)?;
-        r.into_inner()
-            .image
-            .ok_or_else(|| Error::internal("image service answered without an image"))
+        r.into_inner().image.ok_or_else(|| Error::internal("image service answered without an image"))
     }
 
     async fn history(&self, reference: &str) -> Result<Vec<pb::HistoryItem>> {
         let r = self
             .inner
             .clone()
-            .image_history(pb::ImageHistoryRequest {
-                reference: reference.into(),
-            })
+            .image_history(pb::ImageHistoryRequest { reference: reference.into() })
             .await
             .map_err(err)?;
         Ok(r.into_inner().items)
@@ -95,46 +84,24 @@ impl ImageApi for ImageGrpcClient {
     async fn tag(&self, source: &str, repo: &str, tag: &str) -> Result<()> {
         self.inner
             .clone()
-            .tag_image(pb::TagImageRequest {
-                source: source.into(),
-                repo: repo.into(),
-                tag: tag.into(),
-            })
+            .tag_image(pb::TagImageRequest { source: source.into(), repo: repo.into(), tag: tag.into() })
             .await
             .map_err(err)?;
         Ok(())
     }
 
-    async fn remove(
-        &self,
-        reference: &str,
-        force: bool,
-        no_prune: bool,
-    ) -> Result<Vec<pb::DeleteItem>> {
+    async fn remove(&self, reference: &str, force: bool, no_prune: bool) -> Result<Vec<pb::DeleteItem>> {
         let r = self
             .inner
             .clone()
-            .remove_image(pb::RemoveImageRequest {
-                reference: reference.into(),
-                force,
-                no_prune,
-            })
+            .remove_image(pb::RemoveImageRequest { reference: reference.into(), force, no_prune })
             .await
             .map_err(err)?;
         Ok(r.into_inner().items)
     }
 
-    async fn prune(
-        &self,
-        filters: Vec<Filter>,
-        in_use: Vec<String>,
-    ) -> Result<pb::PruneImagesResponse> {
-        let r = self
-            .inner
-            .clone()
-            .prune_images(pb::PruneImagesRequest { filters, in_use })
-            .await
-            .map_err(err)?;
+    async fn prune(&self, filters: Vec<Filter>, in_use: Vec<String>) -> Result<pb::PruneImagesResponse> {
+        let r = self.inner.clone().prune_images(pb::PruneImagesRequest { filters, in_use }).await.map_err(err)?;
         Ok(r.into_inner())
     }
 
@@ -145,40 +112,20 @@ impl ImageApi for ImageGrpcClient {
     }
 
     async fn save(&self, names: Vec<String>) -> Result<ByteStream> {
-        let r = self
-            .inner
-            .clone()
-            .save_images(pb::SaveImagesRequest { names })
-            .await
-            .map_err(err)?;
-        Ok(Box::pin(
-            r.into_inner().map(|m| m.map(|m| m.chunk).map_err(err)),
-        ))
+        let r = self.inner.clone().save_images(pb::SaveImagesRequest { names }).await.map_err(err)?;
+        Ok(Box::pin(r.into_inner().map(|m| m.map(|m| m.chunk).map_err(err))))
     }
 
     async fn import(&self, options: pb::ImportOptions, input: ByteStream) -> Result<String> {
         use pb::import_image_request::Part;
-        let first = pb::ImportImageRequest {
-            part: Some(Part::Options(options)),
-        };
-        let reqs = forward(
-            input,
-            |c| pb::ImportImageRequest {
-                part: Some(Part::Chunk(c)),
-            },
-            Some(first),
-        );
+        let first = pb::ImportImageRequest { part: Some(Part::Options(options)) };
+        let reqs = forward(input, |c| pb::ImportImageRequest { part: Some(Part::Chunk(c)) }, Some(first));
         let r = self.inner.clone().import_image(reqs).await.map_err(err)?;
         Ok(r.into_inner().id)
     }
 
     async fn store_info(&self) -> Result<pb::StoreInfoResponse> {
-        let r = self
-            .inner
-            .clone()
-            .store_info(pb::StoreInfoRequest {})
-            .await
-            .map_err(err)?;
+        let r = self.inner.clone().store_info(pb::StoreInfoRequest {}).await.map_err(err)?;
         Ok(r.into_inner())
     }
 }

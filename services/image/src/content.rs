@@ -39,17 +39,10 @@ pub struct StagedLayer {
 impl Content {
     /// Opens (creating) the store under `root`, emptying `tmp/`.
     pub fn open(root: &Path) -> Result<Self> {
-        let c = Self {
-            root: root.to_path_buf(),
-        };
+        let c = Self { root: root.to_path_buf() };
         let _ = fs::remove_dir_all(c.tmp_root());
-        for dir in [
-            c.root.join("blobs/sha256"),
-            c.root.join("layers"),
-            c.tmp_root(),
-        ] {
-            fs::create_dir_all(&dir)
-                .map_err(|e| Error::from(e).context(format!("create {}", dir.display())))?;
+        for dir in [c.root.join("blobs/sha256"), c.root.join("layers"), c.tmp_root()] {
+            fs::create_dir_all(&dir).map_err(|e| Error::from(e).context(format!("create {}", dir.display())))?;
         }
         Ok(c)
     }
@@ -65,17 +58,12 @@ impl Content {
 
     /// A fresh staging directory, removed when dropped.
     pub fn staging(&self) -> Result<tempfile::TempDir> {
-        Ok(tempfile::Builder::new()
-            .prefix("stage-")
-            .tempdir_in(self.tmp_root())?)
+        Ok(tempfile::Builder::new().prefix("stage-").tempdir_in(self.tmp_root())?)
     }
 
     /// Path of the uncompressed layer tarball with this diff ID.
     pub fn blob_path(&self, diff_id: &str) -> Result<PathBuf> {
-        Ok(self
-            .root
-            .join("blobs/sha256")
-            .join(digest::digest_hex(diff_id)?))
+        Ok(self.root.join("blobs/sha256").join(digest::digest_hex(diff_id)?))
     }
 
     /// Directory of the unpacked layer with this chain ID.
@@ -91,23 +79,15 @@ impl Content {
             let (_, plain) = digest::decompress(&mut raw)?;
             let mut plain = HashingReader::new(plain);
             let mut out = io::BufWriter::with_capacity(256 * 1024, file.as_file_mut());
-            io::copy(&mut plain, &mut out)
-                .map_err(|e| Error::invalid(format!("read layer: {e}")))?;
+            io::copy(&mut plain, &mut out).map_err(|e| Error::invalid(format!("read layer: {e}")))?;
             out.flush()?;
             plain.finish().0
         };
         // Drain what the decompressor left (tar padding after the gzip end) so the raw digest is whole.
-        io::copy(&mut raw, &mut io::sink())
-            .map_err(|e| Error::invalid(format!("read layer: {e}")))?;
+        io::copy(&mut raw, &mut io::sink()).map_err(|e| Error::invalid(format!("read layer: {e}")))?;
         let (raw_digest, _) = raw.finish();
-        let (_, path) = file
-            .keep()
-            .map_err(|e| Error::internal(format!("keep staged layer: {e}")))?;
-        Ok(StagedLayer {
-            path,
-            diff_id: diff,
-            raw_digest,
-        })
+        let (_, path) = file.keep().map_err(|e| Error::internal(format!("keep staged layer: {e}")))?;
+        Ok(StagedLayer { path, diff_id: diff, raw_digest })
     }
 
     /// Moves a staged tarball to its blob path (keeping an existing identical blob).
@@ -130,12 +110,9 @@ impl Content {
             // A leftover of a crash before the database knew it: redo it.
             fs::remove_dir_all(&dest)?;
         }
-        let work = tempfile::Builder::new()
-            .prefix("unpack-")
-            .tempdir_in(self.tmp_root())?;
+        let work = tempfile::Builder::new().prefix("unpack-").tempdir_in(self.tmp_root())?;
         let blob = fs::File::open(self.blob_path(diff_id)?)?;
-        let size =
-            crate::layers::unpack(io::BufReader::with_capacity(256 * 1024, blob), work.path())?;
+        let size = crate::layers::unpack(io::BufReader::with_capacity(256 * 1024, blob), work.path())?;
         let work = work.keep();
         fs::rename(&work, &dest).map_err(|e| {
             let _ = fs::remove_dir_all(&work);

@@ -48,18 +48,11 @@ pub struct HashingReader<R> {
 impl<R: Read> HashingReader<R> {
     /// Wraps `inner`.
     pub fn new(inner: R) -> Self {
-        Self {
-            inner,
-            hasher: Sha256::new(),
-            count: 0,
-        }
+        Self { inner, hasher: Sha256::new(), count: 0 }
     }
     /// The digest and byte count of everything read so far.
     pub fn finish(self) -> (String, u64) {
-        (
-            format!("sha256:{}", hex::encode(self.hasher.finalize())),
-            self.count,
-        )
+        (format!("sha256:{}", hex::encode(self.hasher.finalize())), self.count)
     }
 }
 
@@ -88,14 +81,9 @@ pub fn decompress<'a, R: Read + 'a>(reader: R) -> Result<(Compression, Box<dyn R
     let mut buf = BufReader::with_capacity(256 * 1024, reader);
     let head = buf.fill_buf().map_err(Error::from)?;
     if head.starts_with(&[0x1f, 0x8b]) {
-        Ok((
-            Compression::Gzip,
-            Box::new(flate2::read::MultiGzDecoder::new(buf)),
-        ))
+        Ok((Compression::Gzip, Box::new(flate2::read::MultiGzDecoder::new(buf))))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Err(Error::not_implemented(
-            "zstd-compressed layers are not supported yet",
-        ))
+        Err(Error::not_implemented("zstd-compressed layers are not supported yet"))
     } else {
         Ok((Compression::None, Box::new(buf)))
     }

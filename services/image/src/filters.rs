@@ -23,11 +23,7 @@ impl Filters {
 
     /// The values of `key`, empty when absent.
     pub fn get(&self, key: &str) -> Vec<&str> {
-        self.0
-            .iter()
-            .filter(|f| f.key == key)
-            .flat_map(|f| f.values.iter().map(String::as_str))
-            .collect()
+        self.0.iter().filter(|f| f.key == key).flat_map(|f| f.values.iter().map(String::as_str)).collect()
     }
 
     /// A boolean filter (`dangling=true`); `None` when absent.
@@ -41,9 +37,7 @@ impl Filters {
                 _ => return Err(Error::invalid(format!("invalid filter '{key}={v}'"))),
             };
             if out.is_some_and(|o| o != b) {
-                return Err(Error::invalid(format!(
-                    "conflicting values for filter '{key}'"
-                )));
+                return Err(Error::invalid(format!("conflicting values for filter '{key}'")));
             }
             out = Some(b);
         }
@@ -97,10 +91,7 @@ mod tests {
     use serde_json::json;
 
     fn f(key: &str, values: &[&str]) -> Filter {
-        Filter {
-            key: key.into(),
-            values: values.iter().map(|s| s.to_string()).collect(),
-        }
+        Filter { key: key.into(), values: values.iter().map(|s| s.to_string()).collect() }
     }
 
     #[test]
@@ -129,20 +120,9 @@ mod tests {
     #[test]
     fn until_forms() {
         let now = OffsetDateTime::from_unix_timestamp(10_000).expect("t");
-        assert_eq!(
-            parse_until("1h30m", now).ok(),
-            Some(now - time::Duration::seconds(5400))
-        );
-        assert_eq!(
-            parse_until("500", now).ok().map(|t| t.unix_timestamp()),
-            Some(500)
-        );
-        assert_eq!(
-            parse_until("1970-01-01T00:01:00Z", now)
-                .ok()
-                .map(|t| t.unix_timestamp()),
-            Some(60)
-        );
+        assert_eq!(parse_until("1h30m", now).ok(), Some(now - time::Duration::seconds(5400)));
+        assert_eq!(parse_until("500", now).ok().map(|t| t.unix_timestamp()), Some(500));
+        assert_eq!(parse_until("1970-01-01T00:01:00Z", now).ok().map(|t| t.unix_timestamp()), Some(60));
         assert!(parse_until("soon", now).is_err());
     }
 }

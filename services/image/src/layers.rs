@@ -40,18 +40,11 @@ pub fn sanitize_entry_path(raw: &Path) -> Result<Option<PathBuf>> {
                 )));
             }
             Component::Prefix(_) => {
-                return Err(Error::invalid(format!(
-                    "invalid layer: entry {:?}",
-                    raw.display()
-                )));
+                return Err(Error::invalid(format!("invalid layer: entry {:?}", raw.display())));
             }
         }
     }
-    Ok(if out.as_os_str().is_empty() {
-        None
-    } else {
-        Some(out)
-    })
+    Ok(if out.as_os_str().is_empty() { None } else { Some(out) })
 }
 
 /// What one entry becomes.
@@ -72,10 +65,7 @@ pub fn classify(raw: &Path) -> Result<Action> {
     let Some(rel) = sanitize_entry_path(raw)? else {
         return Ok(Action::Skip);
     };
-    let name = rel
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let parent = rel.parent().map(Path::to_path_buf).unwrap_or_default();
     if name == OPAQUE_MARKER {
         return Ok(Action::Opaque(parent));
@@ -136,8 +126,7 @@ fn clear(path: &Path, keep_dir: bool) -> Result<()> {
 }
 
 fn cpath(path: &Path) -> Result<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| Error::invalid("path contains a NUL byte"))
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::invalid("path contains a NUL byte"))
 }
 
 fn set_opaque(dir: &Path) -> Result<()> {
@@ -147,11 +136,7 @@ fn set_opaque(dir: &Path) -> Result<()> {
     // one-byte buffer whose length we pass. lsetxattr does not follow symlinks.
     let rc = unsafe { libc::lsetxattr(path.as_ptr(), name.as_ptr(), b"y".as_ptr().cast(), 1, 0) };
     if rc != 0 {
-        return Err(Error::internal(format!(
-            "mark {} opaque: {}",
-            dir.display(),
-            std::io::Error::last_os_error()
-        )));
+        return Err(Error::internal(format!("mark {} opaque: {}", dir.display(), std::io::Error::last_os_error())));
     }
     Ok(())
 }
@@ -223,17 +208,11 @@ pub fn unpack(input: impl Read, dest: &Path) -> Result<u64> {
                             .link_name()
                             .map_err(bad)?
                             .ok_or_else(|| {
-                                Error::invalid(format!(
-                                    "invalid layer: hard link {:?} has no target",
-                                    rel.display()
-                                ))
+                                Error::invalid(format!("invalid layer: hard link {:?} has no target", rel.display()))
                             })?
                             .into_owned();
                         let link_rel = sanitize_entry_path(&link)?.ok_or_else(|| {
-                            Error::invalid(format!(
-                                "invalid layer: hard link {:?} points at the root",
-                                rel.display()
-                            ))
+                            Error::invalid(format!("invalid layer: hard link {:?} points at the root", rel.display()))
                         })?;
                         let source = ensure_parent(dest, &link_rel)?;
                         let meta = fs::symlink_metadata(&source).map_err(|_| {
@@ -259,18 +238,12 @@ pub fn unpack(input: impl Read, dest: &Path) -> Result<u64> {
                     | tar::EntryType::Directory
                     | tar::EntryType::Symlink
                     | tar::EntryType::GNUSparse => {
-                        if kind.is_file()
-                            || kind == tar::EntryType::Continuous
-                            || kind == tar::EntryType::GNUSparse
-                        {
+                        if kind.is_file() || kind == tar::EntryType::Continuous || kind == tar::EntryType::GNUSparse {
                             size += entry.header().size().unwrap_or(0);
                         }
-                        entry.unpack(&target).map_err(|e| {
-                            Error::invalid(format!(
-                                "invalid layer: unpack {:?}: {e}",
-                                rel.display()
-                            ))
-                        })?;
+                        entry
+                            .unpack(&target)
+                            .map_err(|e| Error::invalid(format!("invalid layer: unpack {:?}: {e}", rel.display())))?;
                     }
                     // PAX/GNU metadata records are consumed by the tar reader; anything else is ignored.
                     _ => {}
@@ -287,14 +260,8 @@ mod tests {
 
     #[test]
     fn sanitizes_paths() {
-        assert_eq!(
-            sanitize_entry_path(Path::new("./a/b")).ok().flatten(),
-            Some(PathBuf::from("a/b"))
-        );
-        assert_eq!(
-            sanitize_entry_path(Path::new("/etc/passwd")).ok().flatten(),
-            Some(PathBuf::from("etc/passwd"))
-        );
+        assert_eq!(sanitize_entry_path(Path::new("./a/b")).ok().flatten(), Some(PathBuf::from("a/b")));
+        assert_eq!(sanitize_entry_path(Path::new("/etc/passwd")).ok().flatten(), Some(PathBuf::from("etc/passwd")));
         assert_eq!(sanitize_entry_path(Path::new("./")).ok().flatten(), None);
         assert!(sanitize_entry_path(Path::new("a/../../etc")).is_err());
         assert!(sanitize_entry_path(Path::new("../x")).is_err());
@@ -302,30 +269,12 @@ mod tests {
 
     #[test]
     fn classifies_whiteouts() {
-        assert_eq!(
-            classify(Path::new("etc/.wh.passwd")).ok(),
-            Some(Action::Whiteout("etc/passwd".into()))
-        );
-        assert_eq!(
-            classify(Path::new("var/.wh..wh..opq")).ok(),
-            Some(Action::Opaque("var".into()))
-        );
-        assert_eq!(
-            classify(Path::new(".wh..wh..opq")).ok(),
-            Some(Action::Opaque("".into()))
-        );
-        assert_eq!(
-            classify(Path::new(".wh..wh.plnk/1")).ok(),
-            Some(Action::Entry(".wh..wh.plnk/1".into()))
-        );
-        assert_eq!(
-            classify(Path::new("a/.wh..wh.plnk")).ok(),
-            Some(Action::Skip)
-        );
-        assert_eq!(
-            classify(Path::new("bin/sh")).ok(),
-            Some(Action::Entry("bin/sh".into()))
-        );
+        assert_eq!(classify(Path::new("etc/.wh.passwd")).ok(), Some(Action::Whiteout("etc/passwd".into())));
+        assert_eq!(classify(Path::new("var/.wh..wh..opq")).ok(), Some(Action::Opaque("var".into())));
+        assert_eq!(classify(Path::new(".wh..wh..opq")).ok(), Some(Action::Opaque("".into())));
+        assert_eq!(classify(Path::new(".wh..wh.plnk/1")).ok(), Some(Action::Entry(".wh..wh.plnk/1".into())));
+        assert_eq!(classify(Path::new("a/.wh..wh.plnk")).ok(), Some(Action::Skip));
+        assert_eq!(classify(Path::new("bin/sh")).ok(), Some(Action::Entry("bin/sh".into())));
     }
 
     fn tar_of(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
@@ -334,8 +283,16 @@ mod tests {
         b.into_inner().expect("tar")
     }
 
-    fn file(b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) {
+    fn header() -> tar::Header {
         let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h
+    }
+
+    fn file(b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) {
+        let mut h = header();
         h.set_size(data.len() as u64);
         h.set_mode(0o644);
         h.set_entry_type(tar::EntryType::Regular);
@@ -343,7 +300,7 @@ mod tests {
     }
 
     fn symlink(b: &mut tar::Builder<Vec<u8>>, path: &str, target: &str) {
-        let mut h = tar::Header::new_gnu();
+        let mut h = header();
         h.set_entry_type(tar::EntryType::Symlink);
         h.set_size(0);
         h.set_mode(0o777);
@@ -360,14 +317,8 @@ mod tests {
         });
         let size = unpack(&data[..], dir.path()).expect("unpack");
         assert_eq!(size, 1004);
-        assert_eq!(
-            fs::read(dir.path().join("etc/hostname")).ok().as_deref(),
-            Some(&b"box\n"[..])
-        );
-        assert_eq!(
-            fs::read_link(dir.path().join("bin/link")).ok(),
-            Some(PathBuf::from("/bin/tool"))
-        );
+        assert_eq!(fs::read(dir.path().join("etc/hostname")).ok().as_deref(), Some(&b"box\n"[..]));
+        assert_eq!(fs::read_link(dir.path().join("bin/link")).ok(), Some(PathBuf::from("/bin/tool")));
     }
 
     #[test]
@@ -398,17 +349,25 @@ mod tests {
         });
         unpack(&data[..], dir.path()).expect("unpack");
         assert_eq!(fs::read(&victim).ok().as_deref(), Some(&b"safe"[..]));
-        assert_eq!(
-            fs::read(dir.path().join("f")).ok().as_deref(),
-            Some(&b"overwritten"[..])
-        );
+        assert_eq!(fs::read(dir.path().join("f")).ok().as_deref(), Some(&b"overwritten"[..]));
     }
 
     #[test]
     fn refuses_dotdot_entries() {
-        // tar::Builder refuses to write "..", so patch the header bytes by hand.
-        let mut data = tar_of(|b| file(b, "aa/xxxxx", b"x"));
-        data[..8].copy_from_slice(b"../xxxxx");
+        // tar::Builder refuses to write "..", so write the header by hand.
+        let mut h = tar::Header::new_old();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        let name = b"../escaped";
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.set_cksum();
+        let mut data = h.as_bytes().to_vec();
+        data.extend_from_slice(&[b'x'; 512]);
+        data.extend_from_slice(&[0u8; 1024]);
         let dir = tempfile::tempdir().expect("tmp");
         let err = unpack(&data[..], dir.path()).expect_err("must fail");
         assert!(err.message().contains(".."), "{err}");

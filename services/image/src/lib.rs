@@ -51,18 +51,9 @@ pub trait ImageApi: Send + Sync + 'static {
     /// Points `repo:tag` at the image `source`.
     async fn tag(&self, source: &str, repo: &str, tag: &str) -> Result<()>;
     /// Untags or deletes, as `docker rmi`.
-    async fn remove(
-        &self,
-        reference: &str,
-        force: bool,
-        no_prune: bool,
-    ) -> Result<Vec<pb::DeleteItem>>;
+    async fn remove(&self, reference: &str, force: bool, no_prune: bool) -> Result<Vec<pb::DeleteItem>>;
     /// Removes dangling (or all unused) images; `in_use` are image IDs containers use.
-    async fn prune(
-        &self,
-        filters: Vec<Filter>,
-        in_use: Vec<String>,
-    ) -> Result<pb::PruneImagesResponse>;
+    async fn prune(&self, filters: Vec<Filter>, in_use: Vec<String>) -> Result<pb::PruneImagesResponse>;
     /// Loads a `docker save` or OCI layout tarball.
     async fn load(&self, input: ByteStream) -> Result<Vec<pb::LoadedImage>>;
     /// Writes the named images as one tarball. Unknown names fail before any byte is sent.

@@ -12,11 +12,7 @@ use clap::Parser;
 #[command(name = "berth-image", version)]
 struct Args {
     /// Where to serve gRPC: unix:///path or tcp://IP:PORT.
-    #[arg(
-        long,
-        env = "BERTH_IMAGE_ADDR",
-        default_value = "unix:///run/berth/image.sock"
-    )]
+    #[arg(long, env = "BERTH_IMAGE_ADDR", default_value = "unix:///run/berth/image.sock")]
     listen: Addr,
     /// Root of persistent state; the service keeps its own under <data-root>/image.
     #[arg(long, env = "BERTH_DATA_ROOT", default_value = "/var/lib/berth")]

@@ -23,8 +23,7 @@ pub struct Reference {
 impl Reference {
     /// Parses and normalizes a reference; fails on anything dockerd would refuse.
     pub fn parse(input: &str) -> Result<Self> {
-        let invalid =
-            |why: &str| Error::invalid(format!("invalid reference format: {input:?}: {why}"));
+        let invalid = |why: &str| Error::invalid(format!("invalid reference format: {input:?}: {why}"));
         if input.is_empty() || input.len() > 255 + 128 + 72 {
             return Err(invalid("length"));
         }
@@ -54,40 +53,24 @@ impl Reference {
             return Err(invalid("bad name"));
         }
         let mut components: Vec<&str> = name.split('/').collect();
-        let domain = if components.len() > 1 && is_domain(components[0]) {
-            Some(components.remove(0))
-        } else {
-            None
-        };
+        let domain = if components.len() > 1 && is_domain(components[0]) { Some(components.remove(0)) } else { None };
         if components.is_empty() || !components.iter().all(|c| is_valid_path_component(c)) {
-            return Err(invalid(
-                "repository name must be lowercase alphanumerics separated by '.', '_', '__' or '-'",
-            ));
+            return Err(invalid("repository name must be lowercase alphanumerics separated by '.', '_', '__' or '-'"));
         }
         let domain = domain.map(|d| d.to_string());
         let path = components.join("/");
         let familiar = match domain.as_deref() {
-            None | Some("docker.io") | Some("index.docker.io") => path
-                .strip_prefix("library/")
-                .filter(|p| !p.contains('/'))
-                .unwrap_or(&path)
-                .to_string(),
+            None | Some("docker.io") | Some("index.docker.io") => {
+                path.strip_prefix("library/").filter(|p| !p.contains('/')).unwrap_or(&path).to_string()
+            }
             Some(d) => format!("{d}/{path}"),
         };
-        Ok(Reference {
-            name: familiar,
-            tag,
-            digest,
-        })
+        Ok(Reference { name: familiar, tag, digest })
     }
 
     /// `name:tag`, with the default tag when none was given.
     pub fn tagged(&self) -> String {
-        format!(
-            "{}:{}",
-            self.name,
-            self.tag.as_deref().unwrap_or(DEFAULT_TAG)
-        )
+        format!("{}:{}", self.name, self.tag.as_deref().unwrap_or(DEFAULT_TAG))
     }
 
     /// The fully qualified name (`docker.io/library/busybox`), as OCI annotations want it.
@@ -105,18 +88,12 @@ impl Reference {
 
 /// Whether `s` is `sha256:` plus 64 lowercase hex characters.
 pub fn is_valid_digest(s: &str) -> bool {
-    s.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
+    s.strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
 }
 
 fn is_domain(c: &str) -> bool {
-    c == "localhost"
-        || c.contains('.')
-        || c.contains(':')
-        || c.chars().any(|ch| ch.is_ascii_uppercase())
+    c == "localhost" || c.contains('.') || c.contains(':') || c.chars().any(|ch| ch.is_ascii_uppercase())
 }
 
 fn is_valid_tag(t: &str) -> bool {
@@ -124,9 +101,7 @@ fn is_valid_tag(t: &str) -> bool {
     !bytes.is_empty()
         && bytes.len() <= 128
         && (bytes[0].is_ascii_alphanumeric() || bytes[0] == b'_')
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// `[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*`
@@ -189,9 +164,7 @@ mod tests {
     use super::*;
 
     fn tagged(s: &str) -> String {
-        Reference::parse(s)
-            .map(|r| r.tagged())
-            .unwrap_or_else(|e| format!("ERR {e}"))
+        Reference::parse(s).map(|r| r.tagged()).unwrap_or_else(|e| format!("ERR {e}"))
     }
 
     #[test]
@@ -200,52 +173,23 @@ mod tests {
         assert_eq!(tagged("library/busybox:1.36"), "busybox:1.36");
         assert_eq!(tagged("docker.io/library/busybox:1"), "busybox:1");
         assert_eq!(tagged("docker.io/me/app"), "me/app:latest");
-        assert_eq!(
-            tagged("127.0.0.1:5000/team/app:v1"),
-            "127.0.0.1:5000/team/app:v1"
-        );
+        assert_eq!(tagged("127.0.0.1:5000/team/app:v1"), "127.0.0.1:5000/team/app:v1");
         assert_eq!(tagged("localhost/app"), "localhost/app:latest");
     }
 
     #[test]
     fn qualifies_names() {
         assert_eq!(
-            Reference::parse("busybox")
-                .map(|r| r.qualified_name())
-                .ok()
-                .as_deref(),
+            Reference::parse("busybox").map(|r| r.qualified_name()).ok().as_deref(),
             Some("docker.io/library/busybox")
         );
-        assert_eq!(
-            Reference::parse("me/app")
-                .map(|r| r.qualified_name())
-                .ok()
-                .as_deref(),
-            Some("docker.io/me/app")
-        );
-        assert_eq!(
-            Reference::parse("reg.io/app")
-                .map(|r| r.qualified_name())
-                .ok()
-                .as_deref(),
-            Some("reg.io/app")
-        );
+        assert_eq!(Reference::parse("me/app").map(|r| r.qualified_name()).ok().as_deref(), Some("docker.io/me/app"));
+        assert_eq!(Reference::parse("reg.io/app").map(|r| r.qualified_name()).ok().as_deref(), Some("reg.io/app"));
     }
 
     #[test]
     fn rejects_bad_references() {
-        for bad in [
-            "",
-            "Busybox",
-            "a//b",
-            "a:",
-            "a:-x",
-            "-a",
-            "a b",
-            "a@sha256:12",
-            "a..b",
-            "a/",
-        ] {
+        for bad in ["", "Busybox", "a//b", "a:", "a:-x", "-a", "a b", "a@sha256:12", "a..b", "a/"] {
             assert!(Reference::parse(bad).is_err(), "{bad} should be rejected");
         }
     }

@@ -55,9 +55,7 @@ impl ImageService for ImageGrpcServer {
         req: Request<pb::InspectImageRequest>,
     ) -> Result<Response<pb::InspectImageResponse>, Status> {
         let image = self.api.inspect(&req.into_inner().reference).await?;
-        Ok(Response::new(pb::InspectImageResponse {
-            image: Some(image),
-        }))
+        Ok(Response::new(pb::InspectImageResponse { image: Some(image) }))
     }
 
     async fn image_history(
@@ -68,10 +66,7 @@ impl ImageService for ImageGrpcServer {
         Ok(Response::new(pb::ImageHistoryResponse { items }))
     }
 
-    async fn tag_image(
-        &self,
-        req: Request<pb::TagImageRequest>,
-    ) -> Result<Response<pb::TagImageResponse>, Status> {
+    async fn tag_image(&self, req: Request<pb::TagImageRequest>) -> Result<Response<pb::TagImageResponse>, Status> {
         let r = req.into_inner();
         self.api.tag(&r.source, &r.repo, &r.tag).await?;
         Ok(Response::new(pb::TagImageResponse {}))
@@ -105,15 +100,9 @@ impl ImageService for ImageGrpcServer {
 
     type SaveImagesStream = SaveStream;
 
-    async fn save_images(
-        &self,
-        req: Request<pb::SaveImagesRequest>,
-    ) -> Result<Response<SaveStream>, Status> {
+    async fn save_images(&self, req: Request<pb::SaveImagesRequest>) -> Result<Response<SaveStream>, Status> {
         let out = self.api.save(req.into_inner().names).await?;
-        let stream = out.map(|r| {
-            r.map(|chunk| pb::SaveImagesResponse { chunk })
-                .map_err(Status::from)
-        });
+        let stream = out.map(|r| r.map(|chunk| pb::SaveImagesResponse { chunk }).map_err(Status::from));
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -123,13 +112,9 @@ impl ImageService for ImageGrpcServer {
     ) -> Result<Response<pb::ImportImageResponse>, Status> {
         let mut stream = req.into_inner();
         let options = match stream.message().await? {
-            Some(pb::ImportImageRequest {
-                part: Some(pb::import_image_request::Part::Options(o)),
-            }) => o,
+            Some(pb::ImportImageRequest { part: Some(pb::import_image_request::Part::Options(o)) }) => o,
             _ => {
-                return Err(Status::invalid_argument(
-                    "the first import message must carry the options",
-                ));
+                return Err(Status::invalid_argument("the first import message must carry the options"));
             }
         };
         let input = chunks(stream, |m| match m.part {
@@ -140,10 +125,7 @@ impl ImageService for ImageGrpcServer {
         Ok(Response::new(pb::ImportImageResponse { id }))
     }
 
-    async fn store_info(
-        &self,
-        _req: Request<pb::StoreInfoRequest>,
-    ) -> Result<Response<pb::StoreInfoResponse>, Status> {
+    async fn store_info(&self, _req: Request<pb::StoreInfoRequest>) -> Result<Response<pb::StoreInfoResponse>, Status> {
         Ok(Response::new(self.api.store_info().await?))
     }
 }

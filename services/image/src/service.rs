@@ -42,9 +42,7 @@ enum Resolved {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::internal(format!("blocking task failed: {e}")))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::internal(format!("blocking task failed: {e}")))?
 }
 
 fn to_io(stream: ByteStream) -> impl tokio::io::AsyncRead + Send + Unpin {
@@ -76,11 +74,7 @@ impl LocalImageService {
 
     /// A service over any store.
     pub fn with_store(store: Arc<dyn ImageStore>, content: Content) -> Self {
-        Self {
-            store,
-            content,
-            write: Mutex::new(()),
-        }
+        Self { store, content, write: Mutex::new(()) }
     }
 
     /// Removes content no record names (leftovers of a crash or a failed load).
@@ -103,25 +97,13 @@ impl LocalImageService {
             return Err(Error::invalid("image reference must not be empty"));
         }
         let by_id = |id: String| async move {
-            self.store
-                .image(&id)
-                .await?
-                .ok_or_else(|| Error::not_found(format!("No such image: {id}")))
+            self.store.image(&id).await?.ok_or_else(|| Error::not_found(format!("No such image: {id}")))
         };
         if let Some(hex) = reference.strip_prefix("sha256:") {
             if hex.len() == 64 {
-                return Ok((
-                    by_id(reference.to_string())
-                        .await
-                        .map_err(|_| not_found())?,
-                    Resolved::Id,
-                ));
+                return Ok((by_id(reference.to_string()).await.map_err(|_| not_found())?, Resolved::Id));
             }
-            return self
-                .by_prefix(hex)
-                .await?
-                .map(|r| (r, Resolved::Id))
-                .ok_or_else(not_found);
+            return self.by_prefix(hex).await?.map(|r| (r, Resolved::Id)).ok_or_else(not_found);
         }
         if let Ok(parsed) = Reference::parse(reference) {
             let key = match &parsed.digest {
@@ -132,29 +114,18 @@ impl LocalImageService {
                 return Ok((by_id(id).await?, Resolved::Ref(key)));
             }
         }
-        self.by_prefix(reference)
-            .await?
-            .map(|r| (r, Resolved::Id))
-            .ok_or_else(not_found)
+        self.by_prefix(reference).await?.map(|r| (r, Resolved::Id)).ok_or_else(not_found)
     }
 
     async fn by_prefix(&self, hex: &str) -> Result<Option<ImageRecord>> {
-        if hex.is_empty()
-            || hex.len() > 64
-            || !hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if hex.is_empty() || hex.len() > 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Ok(None);
         }
         let ids = self.store.ids_with_prefix(&format!("sha256:{hex}")).await?;
         match ids.as_slice() {
             [] => Ok(None),
             [id] => self.store.image(id).await,
-            _ => Err(Error::invalid(format!(
-                "short ID {hex} is ambiguous: it matches {} images",
-                ids.len()
-            ))),
+            _ => Err(Error::invalid(format!("short ID {hex} is ambiguous: it matches {} images", ids.len()))),
         }
     }
 
@@ -182,13 +153,7 @@ impl LocalImageService {
     async fn delete_locked(&self, id: &str, items: &mut Vec<pb::DeleteItem>) -> Result<i64> {
         let orphans = self.store.delete_image(id).await?;
         items.push(deleted(id));
-        let remaining: HashSet<String> = self
-            .store
-            .layers()
-            .await?
-            .into_iter()
-            .map(|l| l.diff_id)
-            .collect();
+        let remaining: HashSet<String> = self.store.layers().await?.into_iter().map(|l| l.diff_id).collect();
         let mut reclaimed = 0;
         for layer in orphans {
             reclaimed += layer.size;
@@ -211,13 +176,8 @@ impl LocalImageService {
 
     /// Unpacks the missing layers of a stack of staged diff IDs and returns their records.
     async fn ensure_layers(&self, diff_ids: &[String]) -> Result<Vec<LayerRecord>> {
-        let known: HashMap<String, LayerRecord> = self
-            .store
-            .layers()
-            .await?
-            .into_iter()
-            .map(|l| (l.chain_id.clone(), l))
-            .collect();
+        let known: HashMap<String, LayerRecord> =
+            self.store.layers().await?.into_iter().map(|l| (l.chain_id.clone(), l)).collect();
         let mut out = Vec::with_capacity(diff_ids.len());
         let chains = chain_ids(diff_ids);
         for (i, (chain, diff)) in chains.iter().zip(diff_ids).enumerate() {
@@ -229,28 +189,15 @@ impl LocalImageService {
             let content = self.content.clone();
             let (c, d) = (chain.clone(), diff.clone());
             let size = blocking(move || content.unpack_layer(&c, &d)).await?;
-            out.push(LayerRecord {
-                chain_id: chain.clone(),
-                diff_id: diff.clone(),
-                parent,
-                size: size as i64,
-            });
+            out.push(LayerRecord { chain_id: chain.clone(), diff_id: diff.clone(), parent, size: size as i64 });
         }
         Ok(out)
     }
 
-    async fn commit(
-        &self,
-        config: Vec<u8>,
-        layers: Vec<LayerRecord>,
-        tags: &[String],
-    ) -> Result<String> {
+    async fn commit(&self, config: Vec<u8>, layers: Vec<LayerRecord>, tags: &[String]) -> Result<String> {
         let id = sha256_digest(&config);
         let cfg: Value = serde_json::from_slice(&config).unwrap_or(Value::Null);
-        let created = cfg["created"]
-            .as_str()
-            .unwrap_or("1970-01-01T00:00:00Z")
-            .to_string();
+        let created = cfg["created"].as_str().unwrap_or("1970-01-01T00:00:00Z").to_string();
         let rec = ImageRecord {
             id: id.clone(),
             size: layers.iter().map(|l| l.size).sum(),
@@ -262,9 +209,7 @@ impl LocalImageService {
             digests: vec![],
             layers,
         };
-        self.store
-            .commit_image(&rec, tags, &berth_core::id::now_rfc3339())
-            .await?;
+        self.store.commit_image(&rec, tags, &berth_core::id::now_rfc3339()).await?;
         Ok(id)
     }
 
@@ -286,7 +231,11 @@ impl LocalImageService {
                     .as_array()
                     .ok_or_else(|| Error::invalid("invalid image config: no rootfs.diff_ids"))?
                     .iter()
-                    .map(|v| v.as_str().map(str::to_string).ok_or_else(|| Error::invalid("invalid image config: diff_id is not a string")))
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_string)
+                            .ok_or_else(|| Error::invalid("invalid image config: diff_id is not a string"))
+                    })
                     .collect::<Result<_>>()?;
                 if want.len() != img.layers.len() {
                     return Err(Error::invalid(format!(
@@ -334,16 +283,10 @@ impl LocalImageService {
             let layers = self.ensure_layers(&diffs).await?;
             let id = self.commit(config, layers, &tags).await?;
             if tags.is_empty() {
-                loaded.push(pb::LoadedImage {
-                    id: id.clone(),
-                    reference: String::new(),
-                });
+                loaded.push(pb::LoadedImage { id: id.clone(), reference: String::new() });
             }
             for t in tags {
-                loaded.push(pb::LoadedImage {
-                    id: id.clone(),
-                    reference: t,
-                });
+                loaded.push(pb::LoadedImage { id: id.clone(), reference: t });
             }
         }
         drop(staging);
@@ -354,9 +297,7 @@ impl LocalImageService {
         let tag = import_tag(&options)?;
         let (os, arch) = match options.platform.split_once('/') {
             Some((os, arch)) => (os.to_string(), arch.to_string()),
-            None if options.platform.is_empty() => {
-                ("linux".to_string(), archive::host_arch().to_string())
-            }
+            None if options.platform.is_empty() => ("linux".to_string(), archive::host_arch().to_string()),
             None => (options.platform.clone(), archive::host_arch().to_string()),
         };
         if os != "linux" {
@@ -372,10 +313,7 @@ impl LocalImageService {
             let f = std::fs::File::open(&layer.path)?;
             let mut archive = tar::Archive::new(std::io::BufReader::new(f));
             let mut n = 0usize;
-            for entry in archive
-                .entries()
-                .map_err(|e| Error::invalid(format!("invalid tar: {e}")))?
-            {
+            for entry in archive.entries().map_err(|e| Error::invalid(format!("invalid tar: {e}")))? {
                 entry.map_err(|e| Error::invalid(format!("invalid tar: {e}")))?;
                 n += 1;
             }
@@ -390,11 +328,7 @@ impl LocalImageService {
         let mut container_config = serde_json::Map::new();
         crate::changes::apply(&mut container_config, &options.changes)?;
         let now = berth_core::id::now_rfc3339();
-        let comment = if options.message.is_empty() {
-            "Imported from -".to_string()
-        } else {
-            options.message.clone()
-        };
+        let comment = if options.message.is_empty() { "Imported from -".to_string() } else { options.message.clone() };
         let config = json!({
             "architecture": arch,
             "config": Value::Object(container_config),
@@ -411,15 +345,11 @@ impl LocalImageService {
 }
 
 fn deleted(id: &str) -> pb::DeleteItem {
-    pb::DeleteItem {
-        item: Some(pb::delete_item::Item::Deleted(id.to_string())),
-    }
+    pb::DeleteItem { item: Some(pb::delete_item::Item::Deleted(id.to_string())) }
 }
 
 fn untagged(reference: &str) -> pb::DeleteItem {
-    pb::DeleteItem {
-        item: Some(pb::delete_item::Item::Untagged(reference.to_string())),
-    }
+    pb::DeleteItem { item: Some(pb::delete_item::Item::Untagged(reference.to_string())) }
 }
 
 fn import_tag(o: &pb::ImportOptions) -> Result<Option<String>> {
@@ -439,10 +369,7 @@ fn import_tag(o: &pb::ImportOptions) -> Result<Option<String>> {
 #[async_trait]
 impl ImageApi for LocalImageService {
     async fn list(&self, _all: bool, filters: Vec<Filter>) -> Result<Vec<pb::Image>> {
-        let f = Filters::new(
-            filters,
-            &["reference", "dangling", "label", "before", "since", "until"],
-        )?;
+        let f = Filters::new(filters, &["reference", "dangling", "label", "before", "since", "until"])?;
         let dangling = f.bool("dangling")?;
         let mut before = None;
         for r in f.get("before") {
@@ -472,8 +399,7 @@ impl ImageApi for LocalImageService {
             {
                 continue;
             }
-            if !labels.is_empty() && !labels_match(&config_value(&rec)["config"]["Labels"], &labels)
-            {
+            if !labels.is_empty() && !labels_match(&config_value(&rec)["config"]["Labels"], &labels) {
                 continue;
             }
             if !refs.is_empty() {
@@ -497,11 +423,7 @@ impl ImageApi for LocalImageService {
     async fn history(&self, reference: &str) -> Result<Vec<pb::HistoryItem>> {
         let (rec, _) = self.resolve(reference).await?;
         let cfg = config_value(&rec);
-        let unix = |s: &str| {
-            berth_core::id::parse_rfc3339(s)
-                .map(|t| t.unix_timestamp())
-                .unwrap_or(0)
-        };
+        let unix = |s: &str| berth_core::id::parse_rfc3339(s).map(|t| t.unix_timestamp()).unwrap_or(0);
         let mut items = Vec::new();
         let mut layer = 0usize;
         let history = cfg["history"].as_array().cloned().unwrap_or_default();
@@ -546,35 +468,21 @@ impl ImageApi for LocalImageService {
         let (rec, _) = self.resolve(source).await?;
         let r = Reference::parse(repo)?;
         if r.digest.is_some() {
-            return Err(Error::invalid(
-                "refusing to create a tag with a digest reference",
-            ));
+            return Err(Error::invalid("refusing to create a tag with a digest reference"));
         }
         let target = match (r.tag.as_deref(), tag) {
             (Some(_), "") | (None, "") => r.tagged(),
             (_, t) => Reference::parse(&format!("{}:{t}", r.name))?.tagged(),
         };
         if target.starts_with("sha256:")
-            || target
-                .split(':')
-                .next()
-                .is_some_and(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+            || target.split(':').next().is_some_and(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
         {
-            return Err(Error::invalid(
-                "refusing to create an ambiguous tag using digest algorithm as name",
-            ));
+            return Err(Error::invalid("refusing to create an ambiguous tag using digest algorithm as name"));
         }
-        self.store
-            .tag(&target, &rec.id, &berth_core::id::now_rfc3339())
-            .await
+        self.store.tag(&target, &rec.id, &berth_core::id::now_rfc3339()).await
     }
 
-    async fn remove(
-        &self,
-        reference: &str,
-        force: bool,
-        _no_prune: bool,
-    ) -> Result<Vec<pb::DeleteItem>> {
+    async fn remove(&self, reference: &str, force: bool, _no_prune: bool) -> Result<Vec<pb::DeleteItem>> {
         let _w = self.write.lock().await;
         let (rec, how) = self.resolve(reference).await?;
         let mut items = Vec::new();
@@ -604,11 +512,7 @@ impl ImageApi for LocalImageService {
         Ok(items)
     }
 
-    async fn prune(
-        &self,
-        filters: Vec<Filter>,
-        in_use: Vec<String>,
-    ) -> Result<pb::PruneImagesResponse> {
+    async fn prune(&self, filters: Vec<Filter>, in_use: Vec<String>) -> Result<pb::PruneImagesResponse> {
         let f = Filters::new(filters, &["dangling", "until", "label", "label!"])?;
         let dangling_only = f.bool("dangling")?.unwrap_or(true);
         let until = match f.get("until").first() {
@@ -629,9 +533,7 @@ impl ImageApi for LocalImageService {
                 continue;
             }
             let cfg_labels = &config_value(&rec)["config"]["Labels"];
-            if !labels_match(cfg_labels, &labels)
-                || (!not_labels.is_empty() && labels_match(cfg_labels, &not_labels))
-            {
+            if !labels_match(cfg_labels, &labels) || (!not_labels.is_empty() && labels_match(cfg_labels, &not_labels)) {
                 continue;
             }
             for r in rec.tags.iter().chain(&rec.digests) {
@@ -640,10 +542,7 @@ impl ImageApi for LocalImageService {
             }
             reclaimed += self.delete_locked(&rec.id, &mut items).await?;
         }
-        Ok(pb::PruneImagesResponse {
-            items,
-            space_reclaimed: reclaimed,
-        })
+        Ok(pb::PruneImagesResponse { items, space_reclaimed: reclaimed })
     }
 
     async fn load(&self, input: ByteStream) -> Result<Vec<pb::LoadedImage>> {
@@ -667,16 +566,10 @@ impl ImageApi for LocalImageService {
         for name in &names {
             // A repository name without a tag saves every tag of that repository.
             let mut targets: Vec<(ImageRecord, Option<String>)> = Vec::new();
-            let parsed = Reference::parse(name)
-                .ok()
-                .filter(|r| r.tag.is_none() && r.digest.is_none());
+            let parsed = Reference::parse(name).ok().filter(|r| r.tag.is_none() && r.digest.is_none());
             if let Some(r) = parsed {
                 for rec in self.store.images().await? {
-                    for t in rec
-                        .tags
-                        .iter()
-                        .filter(|t| t.rsplit_once(':').map(|(n, _)| n) == Some(r.name.as_str()))
-                    {
+                    for t in rec.tags.iter().filter(|t| t.rsplit_once(':').map(|(n, _)| n) == Some(r.name.as_str())) {
                         targets.push((rec.clone(), Some(t.clone())));
                     }
                 }
@@ -705,12 +598,7 @@ impl ImageApi for LocalImageService {
                             layers.push((l.diff_id.clone(), path));
                         }
                         let mtime = created_of(&rec).unix_timestamp().max(0) as u64;
-                        images.push(SaveImage {
-                            config: rec.config.clone(),
-                            tags: vec![],
-                            layers,
-                            mtime,
-                        });
+                        images.push(SaveImage { config: rec.config.clone(), tags: vec![], layers, mtime });
                         index_of.insert(rec.id.clone(), images.len() - 1);
                         images.len() - 1
                     }

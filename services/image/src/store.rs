@@ -100,9 +100,8 @@ impl SqliteImageStore {
     }
 
     async fn refs_of(&self) -> Result<HashMap<String, (Vec<String>, Vec<String>)>> {
-        let rows = sqlx::query("SELECT reference, image_id, kind FROM refs ORDER BY reference")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT reference, image_id, kind FROM refs ORDER BY reference").fetch_all(&self.pool).await?;
         let mut out: HashMap<String, (Vec<String>, Vec<String>)> = HashMap::new();
         for row in rows {
             let entry = out.entry(row.try_get("image_id")?).or_default();
@@ -125,9 +124,7 @@ impl SqliteImageStore {
         .await?;
         let mut out: HashMap<String, Vec<LayerRecord>> = HashMap::new();
         for row in rows {
-            out.entry(row.try_get("image_id")?)
-                .or_default()
-                .push(layer_from_row(&row)?);
+            out.entry(row.try_get("image_id")?).or_default().push(layer_from_row(&row)?);
         }
         Ok(out)
     }
@@ -169,14 +166,10 @@ impl ImageStore for SqliteImageStore {
     async fn images(&self) -> Result<Vec<ImageRecord>> {
         let mut refs = self.refs_of().await?;
         let mut layers = self.layers_of().await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {IMAGE_COLUMNS} FROM images ORDER BY created DESC, id"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Self::image_from_row(r, &mut refs, &mut layers))
-            .collect()
+        let rows = sqlx::query(&format!("SELECT {IMAGE_COLUMNS} FROM images ORDER BY created DESC, id"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Self::image_from_row(r, &mut refs, &mut layers)).collect()
     }
 
     async fn image(&self, id: &str) -> Result<Option<ImageRecord>> {
@@ -188,11 +181,10 @@ impl ImageStore for SqliteImageStore {
             return Ok(None);
         };
         let mut refs = HashMap::new();
-        for r in
-            sqlx::query("SELECT reference, kind FROM refs WHERE image_id = ? ORDER BY reference")
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?
+        for r in sqlx::query("SELECT reference, kind FROM refs WHERE image_id = ? ORDER BY reference")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
         {
             let entry: &mut (Vec<String>, Vec<String>) = refs.entry(id.to_string()).or_default();
             let kind: String = r.try_get("kind")?;
@@ -210,33 +202,23 @@ impl ImageStore for SqliteImageStore {
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        layers.insert(
-            id.to_string(),
-            stack
-                .iter()
-                .map(layer_from_row)
-                .collect::<Result<Vec<_>>>()?,
-        );
+        layers.insert(id.to_string(), stack.iter().map(layer_from_row).collect::<Result<Vec<_>>>()?);
         Self::image_from_row(&row, &mut refs, &mut layers).map(Some)
     }
 
     async fn resolve_ref(&self, reference: &str) -> Result<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT image_id FROM refs WHERE reference = ?")
-                .bind(reference)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_scalar("SELECT image_id FROM refs WHERE reference = ?")
+            .bind(reference)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     async fn ids_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
         // Prefixes are hex only (checked by the caller), so LIKE has no wildcards to escape.
-        Ok(
-            sqlx::query_scalar("SELECT id FROM images WHERE id LIKE ? ORDER BY id")
-                .bind(format!("{prefix}%"))
-                .fetch_all(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_scalar("SELECT id FROM images WHERE id LIKE ? ORDER BY id")
+            .bind(format!("{prefix}%"))
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     async fn has_layer(&self, chain_id: &str) -> Result<bool> {
@@ -248,9 +230,7 @@ impl ImageStore for SqliteImageStore {
     }
 
     async fn layers(&self) -> Result<Vec<LayerRecord>> {
-        let rows = sqlx::query("SELECT chain_id, diff_id, parent, size FROM layers")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query("SELECT chain_id, diff_id, parent, size FROM layers").fetch_all(&self.pool).await?;
         rows.iter().map(layer_from_row).collect()
     }
 
@@ -285,14 +265,12 @@ impl ImageStore for SqliteImageStore {
         .rows_affected();
         if inserted == 1 {
             for (position, layer) in image.layers.iter().enumerate() {
-                sqlx::query(
-                    "INSERT INTO image_layers (image_id, position, chain_id) VALUES (?, ?, ?)",
-                )
-                .bind(&image.id)
-                .bind(position as i64)
-                .bind(&layer.chain_id)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query("INSERT INTO image_layers (image_id, position, chain_id) VALUES (?, ?, ?)")
+                    .bind(&image.id)
+                    .bind(position as i64)
+                    .bind(&layer.chain_id)
+                    .execute(&mut *tx)
+                    .await?;
             }
         }
         for tag in tags {
@@ -310,49 +288,36 @@ impl ImageStore for SqliteImageStore {
     }
 
     async fn untag(&self, reference: &str) -> Result<bool> {
-        let n = sqlx::query("DELETE FROM refs WHERE reference = ?")
-            .bind(reference)
-            .execute(&self.pool)
-            .await?;
+        let n = sqlx::query("DELETE FROM refs WHERE reference = ?").bind(reference).execute(&self.pool).await?;
         Ok(n.rows_affected() > 0)
     }
 
     async fn delete_image(&self, id: &str) -> Result<Vec<LayerRecord>> {
         let mut tx = self.pool.begin().await?;
-        let chains: Vec<String> = sqlx::query_scalar(
-            "SELECT chain_id FROM image_layers WHERE image_id = ? ORDER BY position DESC",
-        )
-        .bind(id)
-        .fetch_all(&mut *tx)
-        .await?;
-        let n = sqlx::query("DELETE FROM images WHERE id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        let chains: Vec<String> =
+            sqlx::query_scalar("SELECT chain_id FROM image_layers WHERE image_id = ? ORDER BY position DESC")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+        let n = sqlx::query("DELETE FROM images WHERE id = ?").bind(id).execute(&mut *tx).await?;
         if n.rows_affected() == 0 {
             return Err(Error::not_found(format!("No such image: {id}")));
         }
         // ON DELETE CASCADE removed the image's refs and stack rows; now drop layers nobody stacks.
         let mut orphans = Vec::new();
         for chain in chains {
-            let users: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM image_layers WHERE chain_id = ?")
-                    .bind(&chain)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            if users == 0
-                && let Some(row) = sqlx::query(
-                    "SELECT chain_id, diff_id, parent, size FROM layers WHERE chain_id = ?",
-                )
+            let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM image_layers WHERE chain_id = ?")
                 .bind(&chain)
-                .fetch_optional(&mut *tx)
-                .await?
+                .fetch_one(&mut *tx)
+                .await?;
+            if users == 0
+                && let Some(row) = sqlx::query("SELECT chain_id, diff_id, parent, size FROM layers WHERE chain_id = ?")
+                    .bind(&chain)
+                    .fetch_optional(&mut *tx)
+                    .await?
             {
                 orphans.push(layer_from_row(&row)?);
-                sqlx::query("DELETE FROM layers WHERE chain_id = ?")
-                    .bind(&chain)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query("DELETE FROM layers WHERE chain_id = ?").bind(&chain).execute(&mut *tx).await?;
             }
         }
         tx.commit().await?;
@@ -366,11 +331,7 @@ async fn upsert_ref(
     image_id: &str,
     now: &str,
 ) -> Result<()> {
-    let kind = if reference.contains('@') {
-        "digest"
-    } else {
-        "tag"
-    };
+    let kind = if reference.contains('@') { "digest" } else { "tag" };
     sqlx::query(
         "INSERT INTO refs (reference, image_id, kind, created_at) VALUES (?, ?, ?, ?) \
          ON CONFLICT (reference) DO UPDATE SET image_id = excluded.image_id, created_at = excluded.created_at",
@@ -397,9 +358,7 @@ mod tests {
 
     async fn store() -> (tempfile::TempDir, SqliteImageStore) {
         let dir = tempfile::tempdir().expect("tmp");
-        let pool = berth_core::db::open_sqlite(&dir.path().join("image.db"), &MIGRATOR)
-            .await
-            .expect("open");
+        let pool = berth_core::db::open_sqlite(&dir.path().join("image.db"), &MIGRATOR).await.expect("open");
         (dir, SqliteImageStore::new(pool))
     }
 
@@ -432,12 +391,8 @@ mod tests {
         let base = layer(1, None);
         let a = image(1, vec![base.clone()]);
         let b = image(2, vec![base.clone(), layer(2, Some(&base.chain_id))]);
-        s.commit_image(&a, &["a:latest".into()], "t")
-            .await
-            .expect("a");
-        s.commit_image(&b, &["b:latest".into()], "t")
-            .await
-            .expect("b");
+        s.commit_image(&a, &["a:latest".into()], "t").await.expect("a");
+        s.commit_image(&b, &["b:latest".into()], "t").await.expect("b");
         assert_eq!(s.layers().await.expect("layers").len(), 2);
         let gone = s.delete_image(&b.id).await.expect("delete b");
         assert_eq!(gone, vec![layer(2, Some(&base.chain_id))]);
@@ -453,25 +408,15 @@ mod tests {
         let (_dir, s) = store().await;
         let a = image(1, vec![layer(1, None)]);
         let b = image(2, vec![layer(2, None)]);
-        s.commit_image(&a, &["app:v1".into()], "t1")
-            .await
-            .expect("a");
-        s.commit_image(&b, &["app:v1".into()], "t2")
-            .await
-            .expect("b");
-        assert_eq!(
-            s.resolve_ref("app:v1").await.expect("resolve"),
-            Some(b.id.clone())
-        );
+        s.commit_image(&a, &["app:v1".into()], "t1").await.expect("a");
+        s.commit_image(&b, &["app:v1".into()], "t2").await.expect("b");
+        assert_eq!(s.resolve_ref("app:v1").await.expect("resolve"), Some(b.id.clone()));
         let got = s.image(&a.id).await.expect("get").expect("exists");
         assert!(got.tags.is_empty());
         let got = s.image(&b.id).await.expect("get").expect("exists");
         assert_eq!(got.tags, vec!["app:v1".to_string()]);
         assert_eq!(got.layers.len(), 1);
-        assert_eq!(
-            s.ids_with_prefix("sha256:0202").await.expect("prefix"),
-            vec![b.id.clone()]
-        );
+        assert_eq!(s.ids_with_prefix("sha256:0202").await.expect("prefix"), vec![b.id.clone()]);
         assert!(s.untag("app:v1").await.expect("untag"));
         assert!(!s.untag("app:v1").await.expect("untag again"));
     }

@@ -57,11 +57,9 @@ impl SqliteNetworkStore {
 #[async_trait]
 impl NetworkStore for SqliteNetworkStore {
     async fn networks(&self) -> Result<Vec<pb::Network>> {
-        let rows = sqlx::query(
-            "SELECT id, name, driver, internal, labels, created_at FROM networks ORDER BY name",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query("SELECT id, name, driver, internal, labels, created_at FROM networks ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 let labels: String = r.try_get("labels")?;
@@ -72,13 +70,11 @@ impl NetworkStore for SqliteNetworkStore {
                     scope: "local".into(),
                     created: r.try_get("created_at")?,
                     internal: r.try_get::<i64, _>("internal")? != 0,
-                    labels: serde_json::from_str::<std::collections::BTreeMap<String, String>>(
-                        &labels,
-                    )
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(key, value)| KeyValue { key, value })
-                    .collect(),
+                    labels: serde_json::from_str::<std::collections::BTreeMap<String, String>>(&labels)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(key, value)| KeyValue { key, value })
+                        .collect(),
                 })
             })
             .collect()
@@ -110,11 +106,7 @@ impl NetworkApi for LocalNetwork {
         if let Some(f) = filters.iter().find(|f| !KEYS.contains(&f.key.as_str())) {
             return Err(Error::invalid(format!("invalid filter '{}'", f.key)));
         }
-        let names: Vec<&String> = filters
-            .iter()
-            .filter(|f| f.key == "name")
-            .flat_map(|f| &f.values)
-            .collect();
+        let names: Vec<&String> = filters.iter().filter(|f| f.key == "name").flat_map(|f| &f.values).collect();
         Ok(self
             .store
             .networks()
@@ -133,9 +125,7 @@ pub struct NetworkGrpcServer {
 
 impl NetworkGrpcServer {
     /// The tonic service for `api`.
-    pub fn service(
-        api: Arc<dyn NetworkApi>,
-    ) -> pb::network_service_server::NetworkServiceServer<Self> {
+    pub fn service(api: Arc<dyn NetworkApi>) -> pb::network_service_server::NetworkServiceServer<Self> {
         pb::network_service_server::NetworkServiceServer::new(Self { api })
     }
 }
@@ -154,19 +144,14 @@ impl pb::network_service_server::NetworkService for NetworkGrpcServer {
 /// [`NetworkApi`] over a gRPC channel.
 #[derive(Clone)]
 pub struct NetworkGrpcClient {
-    inner: pb::network_service_client::NetworkServiceClient<
-        InterceptedService<Channel, RequestIdInterceptor>,
-    >,
+    inner: pb::network_service_client::NetworkServiceClient<InterceptedService<Channel, RequestIdInterceptor>>,
 }
 
 impl NetworkGrpcClient {
     /// A client on `channel`.
     pub fn new(channel: Channel) -> Self {
         Self {
-            inner: pb::network_service_client::NetworkServiceClient::with_interceptor(
-                channel,
-                RequestIdInterceptor,
-            ),
+            inner: pb::network_service_client::NetworkServiceClient::with_interceptor(channel, RequestIdInterceptor),
         }
     }
 }
@@ -193,13 +178,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let svc = LocalNetwork::open(dir.path()).await.expect("open");
         assert!(svc.list(vec![]).await.expect("list").is_empty());
-        let bad = vec![Filter {
-            key: "colour".into(),
-            values: vec![],
-        }];
-        assert_eq!(
-            svc.list(bad).await.err().map(|e| e.kind()),
-            Some(berth_core::ErrorKind::InvalidArgument)
-        );
+        let bad = vec![Filter { key: "colour".into(), values: vec![] }];
+        assert_eq!(svc.list(bad).await.err().map(|e| e.kind()), Some(berth_core::ErrorKind::InvalidArgument));
     }
 }

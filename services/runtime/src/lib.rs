@@ -115,30 +115,17 @@ impl LocalRuntime {
 #[async_trait]
 impl RuntimeApi for LocalRuntime {
     async fn list(&self, all: bool, filters: Vec<Filter>) -> Result<Vec<pb::Container>> {
-        const KEYS: [&str; 10] = [
-            "id", "name", "label", "status", "ancestor", "exited", "before", "since", "volume",
-            "network",
-        ];
+        const KEYS: [&str; 10] =
+            ["id", "name", "label", "status", "ancestor", "exited", "before", "since", "volume", "network"];
         if let Some(f) = filters.iter().find(|f| !KEYS.contains(&f.key.as_str())) {
             return Err(Error::invalid(format!("invalid filter '{}'", f.key)));
         }
-        Ok(self
-            .store
-            .containers()
-            .await?
-            .into_iter()
-            .filter(|c| all || c.state == "running")
-            .collect())
+        Ok(self.store.containers().await?.into_iter().filter(|c| all || c.state == "running").collect())
     }
 
     async fn image_in_use(&self, image_id: &str) -> Result<pb::ImageInUseResponse> {
-        let users: Vec<pb::Container> = self
-            .store
-            .containers()
-            .await?
-            .into_iter()
-            .filter(|c| c.image_id == image_id)
-            .collect();
+        let users: Vec<pb::Container> =
+            self.store.containers().await?.into_iter().filter(|c| c.image_id == image_id).collect();
         Ok(pb::ImageInUseResponse {
             running: users.iter().any(|c| c.state == "running"),
             container_ids: users.into_iter().map(|c| c.id).collect(),
@@ -156,9 +143,7 @@ pub struct RuntimeGrpcServer {
 
 impl RuntimeGrpcServer {
     /// The tonic service for `api`.
-    pub fn service(
-        api: Arc<dyn RuntimeApi>,
-    ) -> pb::runtime_service_server::RuntimeServiceServer<Self> {
+    pub fn service(api: Arc<dyn RuntimeApi>) -> pb::runtime_service_server::RuntimeServiceServer<Self> {
         pb::runtime_service_server::RuntimeServiceServer::new(Self { api })
     }
 }
@@ -178,9 +163,7 @@ impl pb::runtime_service_server::RuntimeService for RuntimeGrpcServer {
         &self,
         req: Request<pb::ImageInUseRequest>,
     ) -> Result<Response<pb::ImageInUseResponse>, Status> {
-        Ok(Response::new(
-            self.api.image_in_use(&req.into_inner().image_id).await?,
-        ))
+        Ok(Response::new(self.api.image_in_use(&req.into_inner().image_id).await?))
     }
 }
 
@@ -189,19 +172,14 @@ impl pb::runtime_service_server::RuntimeService for RuntimeGrpcServer {
 /// [`RuntimeApi`] over a gRPC channel.
 #[derive(Clone)]
 pub struct RuntimeGrpcClient {
-    inner: pb::runtime_service_client::RuntimeServiceClient<
-        InterceptedService<Channel, RequestIdInterceptor>,
-    >,
+    inner: pb::runtime_service_client::RuntimeServiceClient<InterceptedService<Channel, RequestIdInterceptor>>,
 }
 
 impl RuntimeGrpcClient {
     /// A client on `channel`.
     pub fn new(channel: Channel) -> Self {
         Self {
-            inner: pb::runtime_service_client::RuntimeServiceClient::with_interceptor(
-                channel,
-                RequestIdInterceptor,
-            ),
+            inner: pb::runtime_service_client::RuntimeServiceClient::with_interceptor(channel, RequestIdInterceptor),
         }
     }
 }
@@ -222,9 +200,7 @@ impl RuntimeApi for RuntimeGrpcClient {
         let r = self
             .inner
             .clone()
-            .image_in_use(pb::ImageInUseRequest {
-                image_id: image_id.into(),
-            })
+            .image_in_use(pb::ImageInUseRequest { image_id: image_id.into() })
             .await
             .map_err(|s| status_to_error("runtime", s))?;
         Ok(r.into_inner())
@@ -245,35 +221,21 @@ mod tests {
     }
 
     fn c(id: &str, image_id: &str, state: &str) -> pb::Container {
-        pb::Container {
-            id: id.into(),
-            image_id: image_id.into(),
-            state: state.into(),
-            ..Default::default()
-        }
+        pb::Container { id: id.into(), image_id: image_id.into(), state: state.into(), ..Default::default() }
     }
 
     #[tokio::test]
     async fn lists_running_unless_all() {
-        let rt = LocalRuntime::with_store(Arc::new(Fixed(vec![
-            c("a", "i", "running"),
-            c("b", "i", "exited"),
-        ])));
+        let rt = LocalRuntime::with_store(Arc::new(Fixed(vec![c("a", "i", "running"), c("b", "i", "exited")])));
         assert_eq!(rt.list(false, vec![]).await.map(|v| v.len()).ok(), Some(1));
         assert_eq!(rt.list(true, vec![]).await.map(|v| v.len()).ok(), Some(2));
-        let bad = vec![Filter {
-            key: "colour".into(),
-            values: vec![],
-        }];
+        let bad = vec![Filter { key: "colour".into(), values: vec![] }];
         assert!(rt.list(true, bad).await.is_err());
     }
 
     #[tokio::test]
     async fn image_usage() {
-        let rt = LocalRuntime::with_store(Arc::new(Fixed(vec![
-            c("a", "i", "exited"),
-            c("b", "j", "running"),
-        ])));
+        let rt = LocalRuntime::with_store(Arc::new(Fixed(vec![c("a", "i", "exited"), c("b", "j", "running")])));
         let u = rt.image_in_use("i").await.expect("usage");
         assert_eq!(u.container_ids, vec!["a".to_string()]);
         assert!(!u.running);

@@ -12,11 +12,7 @@ use clap::Parser;
 #[command(name = "berth-runtime", version)]
 struct Args {
     /// Where to serve gRPC: unix:///path or tcp://IP:PORT.
-    #[arg(
-        long,
-        env = "BERTH_RUNTIME_ADDR",
-        default_value = "unix:///run/berth/runtime.sock"
-    )]
+    #[arg(long, env = "BERTH_RUNTIME_ADDR", default_value = "unix:///run/berth/runtime.sock")]
     listen: Addr,
     /// Root of persistent state; the service keeps its own under <data-root>/runtime.
     #[arg(long, env = "BERTH_DATA_ROOT", default_value = "/var/lib/berth")]
@@ -35,11 +31,6 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(&args.log_level, args.log_format);
     let shutdown = berth_core::shutdown::on_signals()?;
     let svc = berth_runtime::LocalRuntime::open(&args.data_root.join("runtime")).await?;
-    berth_core::grpc::serve(
-        &args.listen,
-        berth_runtime::RuntimeGrpcServer::service(Arc::new(svc)),
-        shutdown,
-    )
-    .await?;
+    berth_core::grpc::serve(&args.listen, berth_runtime::RuntimeGrpcServer::service(Arc::new(svc)), shutdown).await?;
     Ok(())
 }

@@ -66,9 +66,10 @@ fn pairs(json: &str) -> Vec<KeyValue> {
 #[async_trait]
 impl VolumeStore for SqliteVolumeStore {
     async fn volumes(&self) -> Result<Vec<pb::Volume>> {
-        let rows = sqlx::query("SELECT name, driver, mountpoint, labels, options, created_at FROM volumes ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT name, driver, mountpoint, labels, options, created_at FROM volumes ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| {
                 Ok(pb::Volume {
@@ -110,11 +111,7 @@ impl VolumeApi for LocalVolumes {
         if let Some(f) = filters.iter().find(|f| !KEYS.contains(&f.key.as_str())) {
             return Err(Error::invalid(format!("invalid filter '{}'", f.key)));
         }
-        let names: Vec<&String> = filters
-            .iter()
-            .filter(|f| f.key == "name")
-            .flat_map(|f| &f.values)
-            .collect();
+        let names: Vec<&String> = filters.iter().filter(|f| f.key == "name").flat_map(|f| &f.values).collect();
         Ok(self
             .store
             .volumes()
@@ -133,9 +130,7 @@ pub struct VolumeGrpcServer {
 
 impl VolumeGrpcServer {
     /// The tonic service for `api`.
-    pub fn service(
-        api: Arc<dyn VolumeApi>,
-    ) -> pb::volume_service_server::VolumeServiceServer<Self> {
+    pub fn service(api: Arc<dyn VolumeApi>) -> pb::volume_service_server::VolumeServiceServer<Self> {
         pb::volume_service_server::VolumeServiceServer::new(Self { api })
     }
 }
@@ -154,20 +149,13 @@ impl pb::volume_service_server::VolumeService for VolumeGrpcServer {
 /// [`VolumeApi`] over a gRPC channel.
 #[derive(Clone)]
 pub struct VolumeGrpcClient {
-    inner: pb::volume_service_client::VolumeServiceClient<
-        InterceptedService<Channel, RequestIdInterceptor>,
-    >,
+    inner: pb::volume_service_client::VolumeServiceClient<InterceptedService<Channel, RequestIdInterceptor>>,
 }
 
 impl VolumeGrpcClient {
     /// A client on `channel`.
     pub fn new(channel: Channel) -> Self {
-        Self {
-            inner: pb::volume_service_client::VolumeServiceClient::with_interceptor(
-                channel,
-                RequestIdInterceptor,
-            ),
-        }
+        Self { inner: pb::volume_service_client::VolumeServiceClient::with_interceptor(channel, RequestIdInterceptor) }
     }
 }
 
@@ -193,13 +181,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let svc = LocalVolumes::open(dir.path()).await.expect("open");
         assert!(svc.list(vec![]).await.expect("list").is_empty());
-        let bad = vec![Filter {
-            key: "colour".into(),
-            values: vec![],
-        }];
-        assert_eq!(
-            svc.list(bad).await.err().map(|e| e.kind()),
-            Some(berth_core::ErrorKind::InvalidArgument)
-        );
+        let bad = vec![Filter { key: "colour".into(), values: vec![] }];
+        assert_eq!(svc.list(bad).await.err().map(|e| e.kind()), Some(berth_core::ErrorKind::InvalidArgument));
     }
 }

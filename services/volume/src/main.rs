@@ -12,11 +12,7 @@ use clap::Parser;
 #[command(name = "berth-volume", version)]
 struct Args {
     /// Where to serve gRPC: unix:///path or tcp://IP:PORT.
-    #[arg(
-        long,
-        env = "BERTH_VOLUME_ADDR",
-        default_value = "unix:///run/berth/volume.sock"
-    )]
+    #[arg(long, env = "BERTH_VOLUME_ADDR", default_value = "unix:///run/berth/volume.sock")]
     listen: Addr,
     /// Root of persistent state; the service keeps its own under <data-root>/volume.
     #[arg(long, env = "BERTH_DATA_ROOT", default_value = "/var/lib/berth")]
@@ -35,11 +31,6 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(&args.log_level, args.log_format);
     let shutdown = berth_core::shutdown::on_signals()?;
     let svc = berth_volume::LocalVolumes::open(&args.data_root.join("volume")).await?;
-    berth_core::grpc::serve(
-        &args.listen,
-        berth_volume::VolumeGrpcServer::service(Arc::new(svc)),
-        shutdown,
-    )
-    .await?;
+    berth_core::grpc::serve(&args.listen, berth_volume::VolumeGrpcServer::service(Arc::new(svc)), shutdown).await?;
     Ok(())
 }

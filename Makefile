@@ -1,0 +1,57 @@
+# Berth's entry points. `make run` and `make test` work on a fresh Debian 12
+# machine as root: they install what they need first.
+
+CARGO ?= cargo
+PROFILE ?= debug
+export CARGO_TARGET_DIR ?= $(CURDIR)/target
+BIN_DIR := $(CARGO_TARGET_DIR)/$(PROFILE)
+CARGO_PROFILE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
+
+# protoc for the gRPC contracts; busybox-static for test images; attr (getfattr)
+# to check overlay xattrs; curl for raw TLS checks.
+DEBIAN_PACKAGES := protobuf-compiler busybox-static attr curl ca-certificates
+
+# Flags for `make run`; the defaults serve unix:///run/berth/berth.sock with
+# state under /var/lib/berth.
+BERTHD_FLAGS ?=
+
+.PHONY: all deps build run test test-unit test-e2e lint fmt clean
+
+all: build
+
+deps:
+	@missing=""; \
+	for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@command -v docker >/dev/null || { echo "installing the docker CLI (docker.io)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null; }
+	@command -v $(CARGO) >/dev/null || { echo "cargo is required (rustup)"; exit 1; }
+
+build: deps
+	$(CARGO) build --workspace --bins $(CARGO_PROFILE_FLAG)
+
+run: build
+	$(BIN_DIR)/berthd $(BERTHD_FLAGS)
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test-unit: deps
+	$(CARGO) test --workspace --exclude berth-tests
+
+# End-to-end tests start berthd (and the split services) on temporary roots and
+# drive them with the docker CLI and bollard. They need root.
+test-e2e: build
+	BERTH_BIN_DIR=$(BIN_DIR) $(CARGO) test -p berth-tests $(CARGO_PROFILE_FLAG) -- --test-threads=4
+
+test: lint test-unit test-e2e
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean
