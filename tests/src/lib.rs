@@ -316,22 +316,9 @@ impl Daemon {
 
     /// Stops berthd with SIGTERM and waits; returns its exit status code.
     pub fn stop(&mut self) -> Result<Option<i32>> {
-        let Some(mut child) = self.child.take() else {
-            return Ok(None);
-        };
-        // SAFETY: kill(2) on a pid we spawned and have not reaped yet.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                return Ok(status.code());
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("berthd did not stop within 20s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        match self.child.take() {
+            Some(child) => stop_child(child, "berthd"),
+            None => Ok(None),
         }
     }
 
@@ -408,13 +395,29 @@ impl Daemon {
     }
 }
 
+/// Stops a child with SIGTERM, waiting at most 20 s before SIGKILL; returns its exit code.
+fn stop_child(mut child: Child, what: &str) -> Result<Option<i32>> {
+    // SAFETY: kill(2) on a pid we spawned and have not reaped yet, so it cannot be reused.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status.code());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{what} did not stop within 20s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.stop();
-        for mut c in self.others.drain(..) {
-            // SAFETY: kill(2) on a pid we spawned and have not reaped yet.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let _ = c.wait();
+        for c in self.others.drain(..) {
+            let _ = stop_child(c, "service");
         }
     }
 }

@@ -247,3 +247,42 @@ fn images_survive_restart_and_kill() {
     d.restart().expect("start after crash");
     assert_eq!(ids(&d, &[]), vec![a.id()]);
 }
+
+#[test]
+fn a_crash_mid_load_leaves_no_half_image() {
+    use std::io::Write;
+    let mut d = Daemon::start(&[]).expect("start");
+    // A large layer (64 MiB of incompressible-ish bytes) so the load is still running when berthd dies.
+    let mut big = vec![0u8; 64 * 1024 * 1024];
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for chunk in big.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    let img = TestImage::busybox(&["big:1"]).with_layer(Tar::new().file("big.bin", &big, 0o644).finish(), &["big:1"]);
+    let tar = docker_save_tar(std::slice::from_ref(&img), false);
+    let mut child = d
+        .docker_cmd(&["load"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("docker load");
+    let mut stdin = child.stdin.take().expect("stdin");
+    // Send half, then crash the daemon while the upload is in flight.
+    stdin.write_all(&tar[..tar.len() / 2]).expect("half the tarball");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    d.kill9().expect("kill -9");
+    drop(stdin);
+    let _ = child.wait();
+    let _ = std::fs::remove_file(d.sock());
+    d.restart().expect("start again");
+    assert!(ids(&d, &[]).is_empty(), "no image may appear from an interrupted load");
+    assert_eq!(d.content_counts(), (0, 0), "the start-up sweep removes partial content");
+    assert_eq!(d.staging_leftovers(), 0);
+    // And the same tarball loads fine afterwards.
+    d.load(&tar).expect("load after crash");
+    assert_eq!(ids(&d, &[]), vec![img.id()]);
+}

@@ -64,3 +64,56 @@ fn a_service_that_is_down_is_unavailable() {
     let (status, _, _) = raw_http(&d.sock(), "GET", "/containers/json", b"").expect("raw");
     assert_eq!(status, 200);
 }
+
+#[test]
+fn services_answer_health_and_reflection() {
+    let d = start_split().expect("start split");
+    // The runtime (and the gRPC connections it holds) must be gone before the
+    // services are stopped in `d`'s drop.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(check_health_and_reflection(&d));
+}
+
+async fn check_health_and_reflection(d: &berth_tests::Daemon) {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    for (svc, full) in [
+        ("image", "berth.image.v1.ImageService"),
+        ("runtime", "berth.runtime.v1.RuntimeService"),
+        ("network", "berth.network.v1.NetworkService"),
+        ("volume", "berth.volume.v1.VolumeService"),
+    ] {
+        let addr: berth_core::grpc::Addr =
+            format!("unix://{}", d.root.path().join(format!("{svc}.sock")).display()).parse().expect("addr");
+        let channel = berth_core::grpc::channel(&addr).expect("channel");
+        let health = HealthClient::new(channel.clone())
+            .check(HealthCheckRequest { service: full.into() })
+            .await
+            .expect("health check")
+            .into_inner();
+        assert_eq!(health.status, ServingStatus::Serving as i32, "{svc}");
+
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut stream = ServerReflectionClient::new(channel)
+            .server_reflection_info(tokio_stream::iter(vec![req]))
+            .await
+            .expect("reflection")
+            .into_inner();
+        let reply = stream.message().await.expect("reply").expect("one reply");
+        let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
+            panic!("unexpected reflection reply for {svc}");
+        };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        assert!(names.contains(&full.to_string()), "{svc}: {names:?}");
+        assert!(names.contains(&"grpc.health.v1.Health".to_string()), "{svc}: {names:?}");
+    }
+}

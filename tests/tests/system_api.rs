@@ -212,3 +212,18 @@ async fn bollard_sees_what_the_cli_sees() {
         other => panic!("unexpected error {other:?}"),
     }
 }
+
+#[test]
+fn json_logs_carry_the_request_fields() {
+    let d = Daemon::start(&["--log-format", "json", "--log-level", "debug"]).expect("start");
+    d.docker(&["images"]).expect("images");
+    let log = d.log();
+    let line = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == "request done" && v["span"]["route"] == "/images/json")
+        .unwrap_or_else(|| panic!("no JSON line for GET /images/json in\n{log}"));
+    assert_eq!(line["span"]["method"], "GET");
+    assert_eq!(line["status"], 200);
+    assert!(line["span"]["request_id"].as_str().is_some_and(|s| !s.is_empty()));
+}

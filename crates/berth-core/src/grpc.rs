@@ -77,6 +77,9 @@ impl fmt::Display for Addr {
     }
 }
 
+/// How long a stopping server waits for open calls before it closes anyway.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Binds a unix socket, replacing a stale socket file, with mode 0660.
 pub fn bind_unix(path: &Path) -> Result<UnixListener> {
     use std::os::unix::fs::PermissionsExt;
@@ -129,16 +132,29 @@ where
         }
     };
     tracing::info!(service = name, %addr, "grpc listening");
+    // Open connections get a grace period to finish; an idle client cannot hold shutdown hostage.
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
     let result = match addr {
         Addr::Unix(path) => {
             let listener = bind_unix(path)?;
-            let out = router.serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop).await;
+            let serving = router.serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop);
+            let out = tokio::select! {
+                out = serving => out,
+                () = deadline => Ok(()),
+            };
             let _ = std::fs::remove_file(path);
             out
         }
         Addr::Tcp(sa) => {
             let listener = TcpListener::bind(sa).await.map_err(|e| Error::from(e).context(format!("bind {sa}")))?;
-            router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop).await
+            let serving = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop);
+            tokio::select! {
+                out = serving => out,
+                () = deadline => Ok(()),
+            }
         }
     };
     result.map_err(|e| Error::internal(format!("grpc server {name}: {e}")))

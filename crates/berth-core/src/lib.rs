@@ -7,6 +7,7 @@
 //! - [`telemetry`]: tracing set-up, text or JSON.
 //! - [`shutdown`]: the one SIGINT/SIGTERM path, as a cancellation token.
 //! - [`db`]: opening a service's SQLite database and running its migrations.
+//! - [`service`]: the flags and start-up of every service binary.
 
 #![forbid(unsafe_code)]
 
@@ -14,6 +15,7 @@ pub mod db;
 pub mod error;
 pub mod grpc;
 pub mod id;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -20,7 +20,7 @@ pub fn router() -> Router<AppState> {
             "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.",
         )
     };
-    Router::new()
+    let mut router = Router::new()
         .route("/_ping", get(ping).head(ping))
         .route("/version", get(version))
         .route("/info", get(info))
@@ -29,19 +29,11 @@ pub fn router() -> Router<AppState> {
         .route(
             "/swarm/leave",
             post(|| async { message(StatusCode::SERVICE_UNAVAILABLE, "This node is not part of a swarm") }),
-        )
-        .route("/swarm", any(swarm))
-        .route("/swarm/{*rest}", any(swarm))
-        .route("/services", any(swarm))
-        .route("/services/{*rest}", any(swarm))
-        .route("/tasks", any(swarm))
-        .route("/tasks/{*rest}", any(swarm))
-        .route("/nodes", any(swarm))
-        .route("/nodes/{*rest}", any(swarm))
-        .route("/secrets", any(swarm))
-        .route("/secrets/{*rest}", any(swarm))
-        .route("/configs", any(swarm))
-        .route("/configs/{*rest}", any(swarm))
+        );
+    for area in ["swarm", "services", "tasks", "nodes", "secrets", "configs"] {
+        router = router.route(&format!("/{area}"), any(swarm)).route(&format!("/{area}/{{*rest}}"), any(swarm));
+    }
+    router
 }
 
 /// SystemPing / SystemPingHead.

@@ -1,37 +1,26 @@
 //! `berth-image`: the image service as its own process, serving gRPC.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use berth_core::grpc::Addr;
-use berth_core::telemetry::{self, LogFormat};
+use berth_core::service::ServiceArgs;
 use clap::Parser;
 
 /// Berth's image service.
 #[derive(Parser, Debug)]
 #[command(name = "berth-image", version)]
 struct Args {
-    /// Where to serve gRPC: unix:///path or tcp://IP:PORT.
-    #[arg(long, env = "BERTH_IMAGE_ADDR", default_value = "unix:///run/berth/image.sock")]
-    listen: Addr,
-    /// Root of persistent state; the service keeps its own under <data-root>/image.
-    #[arg(long, env = "BERTH_DATA_ROOT", default_value = "/var/lib/berth")]
-    data_root: PathBuf,
-    /// Log level: trace, debug, info, warn, error.
-    #[arg(long, env = "BERTH_LOG_LEVEL", default_value = "info", value_parser = telemetry::parse_level)]
-    log_level: String,
-    /// Log format.
-    #[arg(long, env = "BERTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    #[command(flatten)]
+    service: ServiceArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    telemetry::init(&args.log_level, args.log_format);
-    let shutdown = berth_core::shutdown::on_signals()?;
-    let svc = berth_image::service::LocalImageService::open(&args.data_root.join("image")).await?;
-    let server = berth_image::server::ImageGrpcServer::service(Arc::new(svc));
-    berth_core::grpc::serve(&args.listen, server, shutdown).await?;
+    berth_core::service::run("image", args.service, |dir| async move {
+        Ok(berth_image::server::ImageGrpcServer::service(Arc::new(
+            berth_image::service::LocalImageService::open(&dir).await?,
+        )))
+    })
+    .await?;
     Ok(())
 }

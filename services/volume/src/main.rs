@@ -1,36 +1,24 @@
 //! `berth-volume`: the volume service as its own process, serving gRPC.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use berth_core::grpc::Addr;
-use berth_core::telemetry::{self, LogFormat};
+use berth_core::service::ServiceArgs;
 use clap::Parser;
 
 /// Berth's volume service.
 #[derive(Parser, Debug)]
 #[command(name = "berth-volume", version)]
 struct Args {
-    /// Where to serve gRPC: unix:///path or tcp://IP:PORT.
-    #[arg(long, env = "BERTH_VOLUME_ADDR", default_value = "unix:///run/berth/volume.sock")]
-    listen: Addr,
-    /// Root of persistent state; the service keeps its own under <data-root>/volume.
-    #[arg(long, env = "BERTH_DATA_ROOT", default_value = "/var/lib/berth")]
-    data_root: PathBuf,
-    /// Log level: trace, debug, info, warn, error.
-    #[arg(long, env = "BERTH_LOG_LEVEL", default_value = "info", value_parser = telemetry::parse_level)]
-    log_level: String,
-    /// Log format.
-    #[arg(long, env = "BERTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    #[command(flatten)]
+    service: ServiceArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    telemetry::init(&args.log_level, args.log_format);
-    let shutdown = berth_core::shutdown::on_signals()?;
-    let svc = berth_volume::LocalVolumes::open(&args.data_root.join("volume")).await?;
-    berth_core::grpc::serve(&args.listen, berth_volume::VolumeGrpcServer::service(Arc::new(svc)), shutdown).await?;
+    berth_core::service::run("volume", args.service, |dir| async move {
+        Ok(berth_volume::VolumeGrpcServer::service(Arc::new(berth_volume::LocalVolumes::open(&dir).await?)))
+    })
+    .await?;
     Ok(())
 }

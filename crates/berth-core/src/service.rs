@@ -1,0 +1,54 @@
+//! What every service binary (`berth-image`, `berth-runtime`, ...) shares: its
+//! flags, start-up order and shutdown. A binary names itself and says how to
+//! open its service; everything else is here.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+
+use http::{Request, Response};
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tower::Service;
+
+use crate::Result;
+use crate::grpc::Addr;
+use crate::telemetry::{self, LogFormat};
+
+/// Flags of a service binary.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServiceArgs {
+    /// Where to serve gRPC: unix:///path or tcp://IP:PORT [default: unix:///run/berth/<service>.sock].
+    #[arg(long, env = "BERTH_LISTEN")]
+    pub listen: Option<Addr>,
+    /// Root of persistent state; the service keeps its own under <data-root>/<service>.
+    #[arg(long, env = "BERTH_DATA_ROOT", default_value = "/var/lib/berth")]
+    pub data_root: PathBuf,
+    /// Log level: trace, debug, info, warn, error.
+    #[arg(long, env = "BERTH_LOG_LEVEL", default_value = "info", value_parser = telemetry::parse_level)]
+    pub log_level: String,
+    /// Log format.
+    #[arg(long, env = "BERTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Runs service `name`: sets up logging and signals, opens the service's state
+/// under `<data-root>/<name>` with `open`, and serves it until SIGTERM or SIGINT.
+pub async fn run<S, F, Fut>(name: &str, args: ServiceArgs, open: F) -> Result<()>
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: Future<Output = Result<S>>,
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    telemetry::init(&args.log_level, args.log_format);
+    let shutdown = crate::shutdown::on_signals()?;
+    let listen = args.listen.unwrap_or_else(|| Addr::Unix(Path::new("/run/berth").join(format!("{name}.sock"))));
+    let service = open(args.data_root.join(name)).await?;
+    crate::grpc::serve(&listen, service, shutdown).await
+}
