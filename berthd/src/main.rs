@@ -77,11 +77,12 @@ async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     take_pidfile(&config.pidfile)?;
     let root = &config.data_root;
     let images = berth_image::service::LocalImageService::open(&root.join("image")).await?;
-    let runtime = berth_runtime::LocalRuntime::open(&root.join("runtime")).await?;
+    let images = Arc::new(images);
+    let runtime = berth_runtime::LocalRuntime::open(&root.join("runtime"), images.clone()).await?;
     let networks = berth_network::LocalNetwork::open(&root.join("network")).await?;
     let volumes = berth_volume::LocalVolumes::open(&root.join("volume")).await?;
     let state = AppState {
-        images: Arc::new(images),
+        images,
         runtime: Arc::new(runtime),
         networks: Arc::new(networks),
         volumes: Arc::new(volumes),

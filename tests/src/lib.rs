@@ -434,7 +434,11 @@ pub fn start_split() -> Result<Daemon> {
     for svc in ["image", "runtime", "network", "volume"] {
         let sock = root.path().join(format!("{svc}.sock"));
         let log = std::fs::File::create(root.path().join(format!("{svc}.log")))?;
-        let mut child = Command::new(bin(&format!("berth-{svc}")))
+        let mut cmd = Command::new(bin(&format!("berth-{svc}")));
+        if svc == "runtime" {
+            cmd.arg(format!("--image-addr=unix://{}", root.path().join("image.sock").display()));
+        }
+        let mut child = cmd
             .arg("--listen")
             .arg(format!("unix://{}", sock.display()))
             .arg("--data-root")

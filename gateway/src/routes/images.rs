@@ -212,7 +212,7 @@ async fn post_images_prune(State(s): State<AppState>, uri: Uri) -> ApiResult<Jso
 }
 
 async fn in_use_images(s: &AppState) -> Result<Vec<String>, ApiError> {
-    let mut ids: Vec<String> = s.runtime.list(true, vec![]).await?.into_iter().map(|c| c.image_id).collect();
+    let mut ids: Vec<String> = s.runtime.list(true, vec![], 0).await?.into_iter().map(|c| c.image_id).collect();
     ids.sort();
     ids.dedup();
     Ok(ids)
@@ -265,32 +265,44 @@ async fn post_image(State(s): State<AppState>, Path(rest): Path<String>, uri: Ur
 }
 
 /// ImageDelete: `DELETE /images/{name}`.
+///
+/// Containers pin their image, as in dockerd: a running one always blocks the
+/// delete, a stopped one unless `force`, and a forced delete of an image in use
+/// only untags it (Berth keeps the content a stopped container will need again).
 async fn delete_image(State(s): State<AppState>, Path(name): Path<String>, uri: Uri) -> ApiResult<Json<Value>> {
-    let p = Params::parse(uri.query());
-    let force = p.bool("force");
+    let force = Params::parse(uri.query()).bool("force");
     let image = s.images.inspect(&name).await?;
     let usage = s.runtime.image_in_use(&image.id).await?;
-    if let Some(first) = usage.container_ids.first() {
-        let short = &first[..first.len().min(12)];
-        // A tag that leaves other references behind is only an untag, which containers never block.
-        let only_untag = image.repo_tags.len() > 1
-            && !name.starts_with("sha256:")
-            && image.repo_tags.iter().any(|t| t.starts_with(name.as_str()));
-        if !only_untag {
-            if usage.running {
-                return Err(Error::conflict(format!(
-                    "conflict: unable to delete {name} (cannot be forced) - image is being used by running container {short}"
-                ))
-                .into());
-            }
-            if !force {
-                return Err(Error::conflict(format!(
-                    "conflict: unable to delete {name} (must be forced) - image is being used by stopped container {short}"
-                ))
-                .into());
-            }
+    let short = |id: &str| id.trim_start_matches("sha256:").chars().take(12).collect::<String>();
+    let hex = name.trim_start_matches("sha256:");
+    let by_id = image.id == name || (!hex.is_empty() && image.id.trim_start_matches("sha256:").starts_with(hex));
+    let refs = image.repo_tags.len() + image.repo_digests.len();
+    if let Some(user) = usage.container_ids.first() {
+        if !by_id && !force && refs <= 1 {
+            return Err(Error::conflict(format!(
+                "conflict: unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {}",
+                short(user),
+                short(&image.id)
+            ))
+            .into());
+        }
+        if by_id && usage.running {
+            return Err(Error::conflict(format!(
+                "conflict: unable to delete {} (cannot be forced) - image is being used by running container {}",
+                short(&image.id),
+                short(user)
+            ))
+            .into());
+        }
+        if by_id && !force {
+            return Err(Error::conflict(format!(
+                "conflict: unable to delete {} (must be forced) - image is being used by stopped container {}",
+                short(&image.id),
+                short(user)
+            ))
+            .into());
         }
     }
-    let items = s.images.remove(&name, force, p.bool("noprune")).await?;
+    let items = s.images.remove(&name, force, !usage.container_ids.is_empty()).await?;
     Ok(Json(Value::Array(delete_items(items))))
 }

@@ -6,6 +6,7 @@
 
 mod containers;
 mod images;
+mod resources;
 mod system;
 
 use std::time::Instant;
@@ -27,6 +28,7 @@ pub fn app(state: AppState) -> Router {
         .merge(system::router())
         .merge(images::router())
         .merge(containers::router())
+        .merge(resources::router())
         .route_layer(middleware::from_fn(trace))
         .fallback(|| async { message(StatusCode::NOT_FOUND, "page not found") })
         .method_not_allowed_fallback(|| async { message(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
@@ -116,7 +118,7 @@ mod tests {
     }
 
     fn app() -> axum::Router {
-        let runtime = berth_runtime::LocalRuntime::with_store(Arc::new(NoContainers));
+        let runtime = berth_runtime::LocalRuntime::with_store(Arc::new(NoContainers), Arc::new(FakeImages));
         let networks = berth_network::LocalNetwork::with_store(Arc::new(NoNetworks));
         let volumes = berth_volume::LocalVolumes::with_store(Arc::new(NoVolumes));
         super::app(AppState {
@@ -133,6 +135,15 @@ mod tests {
     impl berth_runtime::ContainerStore for NoContainers {
         async fn containers(&self) -> Result<Vec<berth_runtime::pb::Container>> {
             Ok(vec![])
+        }
+        async fn insert(&self, _: &berth_runtime::pb::Container) -> Result<()> {
+            Err(Error::unavailable("read-only fake"))
+        }
+        async fn rename(&self, _: &str, _: &str) -> Result<()> {
+            Err(Error::unavailable("read-only fake"))
+        }
+        async fn delete(&self, _: &str) -> Result<bool> {
+            Ok(false)
         }
     }
     struct NoNetworks;

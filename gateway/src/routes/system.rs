@@ -133,9 +133,10 @@ pub(crate) fn host() -> Host {
 
 /// SystemInfo.
 async fn info(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let containers = state.runtime.list(true, vec![]).await?;
-    let running = containers.iter().filter(|c| c.state == "running").count();
-    let paused = containers.iter().filter(|c| c.state == "paused").count();
+    let containers = state.runtime.list(true, vec![], 0).await?;
+    let status = |c: &berth_runtime::pb::Container| c.state.as_ref().map(|s| s.status.clone()).unwrap_or_default();
+    let running = containers.iter().filter(|c| status(c) == "running").count();
+    let paused = containers.iter().filter(|c| status(c) == "paused").count();
     let store = state.images.store_info().await?;
     let host = host();
     let now = berth_core::id::now_rfc3339();
@@ -213,7 +214,7 @@ fn backing_fs(path: &std::path::Path) -> &'static str {
 async fn data_usage(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let store = state.images.store_info().await?;
     let images = state.images.list(true, vec![]).await?;
-    let containers = state.runtime.list(true, vec![]).await?;
+    let containers = state.runtime.list(true, vec![], 0).await?;
     let volumes = state.volumes.list(vec![]).await?;
     let summaries: Vec<Value> = images
         .iter()
@@ -227,7 +228,7 @@ async fn data_usage(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         "LayersSize": store.layers_size,
         "Images": summaries,
         "Containers": containers.iter().map(super::containers::summary).collect::<Vec<_>>(),
-        "Volumes": volumes.iter().map(super::containers::volume_json).collect::<Vec<_>>(),
+        "Volumes": volumes.iter().map(super::resources::volume_json).collect::<Vec<_>>(),
         "BuildCache": [],
     })))
 }

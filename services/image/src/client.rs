@@ -90,11 +90,11 @@ impl ImageApi for ImageGrpcClient {
         Ok(())
     }
 
-    async fn remove(&self, reference: &str, force: bool, no_prune: bool) -> Result<Vec<pb::DeleteItem>> {
+    async fn remove(&self, reference: &str, force: bool, keep_image: bool) -> Result<Vec<pb::DeleteItem>> {
         let r = self
             .inner
             .clone()
-            .remove_image(pb::RemoveImageRequest { reference: reference.into(), force, no_prune })
+            .remove_image(pb::RemoveImageRequest { reference: reference.into(), force, no_prune: false, keep_image })
             .await
             .map_err(err)?;
         Ok(r.into_inner().items)

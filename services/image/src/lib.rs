@@ -50,8 +50,8 @@ pub trait ImageApi: Send + Sync + 'static {
     async fn history(&self, reference: &str) -> Result<Vec<pb::HistoryItem>>;
     /// Points `repo:tag` at the image `source`.
     async fn tag(&self, source: &str, repo: &str, tag: &str) -> Result<()>;
-    /// Untags or deletes, as `docker rmi`.
-    async fn remove(&self, reference: &str, force: bool, no_prune: bool) -> Result<Vec<pb::DeleteItem>>;
+    /// Untags or deletes, as `docker rmi`; with `keep_image` (containers use it) it only untags.
+    async fn remove(&self, reference: &str, force: bool, keep_image: bool) -> Result<Vec<pb::DeleteItem>>;
     /// Removes dangling (or all unused) images; `in_use` are image IDs containers use.
     async fn prune(&self, filters: Vec<Filter>, in_use: Vec<String>) -> Result<pb::PruneImagesResponse>;
     /// Loads a `docker save` or OCI layout tarball.

@@ -77,7 +77,7 @@ impl ImageService for ImageGrpcServer {
         req: Request<pb::RemoveImageRequest>,
     ) -> Result<Response<pb::RemoveImageResponse>, Status> {
         let r = req.into_inner();
-        let items = self.api.remove(&r.reference, r.force, r.no_prune).await?;
+        let items = self.api.remove(&r.reference, r.force, r.keep_image).await?;
         Ok(Response::new(pb::RemoveImageResponse { items }))
     }
 

@@ -482,7 +482,7 @@ impl ImageApi for LocalImageService {
         self.store.tag(&target, &rec.id, &berth_core::id::now_rfc3339()).await
     }
 
-    async fn remove(&self, reference: &str, force: bool, _no_prune: bool) -> Result<Vec<pb::DeleteItem>> {
+    async fn remove(&self, reference: &str, force: bool, keep_image: bool) -> Result<Vec<pb::DeleteItem>> {
         let _w = self.write.lock().await;
         let (rec, how) = self.resolve(reference).await?;
         let mut items = Vec::new();
@@ -491,7 +491,7 @@ impl ImageApi for LocalImageService {
                 self.store.untag(&r).await?;
                 items.push(untagged(&r));
                 let left = rec.tags.len() + rec.digests.len() - 1;
-                if left == 0 {
+                if left == 0 && !keep_image {
                     self.delete_locked(&rec.id, &mut items).await?;
                 }
             }
@@ -506,7 +506,9 @@ impl ImageApi for LocalImageService {
                     self.store.untag(r).await?;
                     items.push(untagged(r));
                 }
-                self.delete_locked(&rec.id, &mut items).await?;
+                if !keep_image {
+                    self.delete_locked(&rec.id, &mut items).await?;
+                }
             }
         }
         Ok(items)

@@ -1,7 +1,9 @@
-//! `berth-runtime`: the runtime service as its own process, serving gRPC.
+//! `berth-runtime`: the runtime service as its own process, serving gRPC. It
+//! reaches the image service over gRPC too.
 
 use std::sync::Arc;
 
+use berth_core::grpc::{Addr, channel};
 use berth_core::service::ServiceArgs;
 use clap::Parser;
 
@@ -11,13 +13,18 @@ use clap::Parser;
 struct Args {
     #[command(flatten)]
     service: ServiceArgs,
+    /// gRPC address of the image service.
+    #[arg(long, env = "BERTH_IMAGE_ADDR", default_value = "unix:///run/berth/image.sock")]
+    image_addr: Addr,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let images = Arc::new(berth_image::client::ImageGrpcClient::new(channel(&args.image_addr)?));
     berth_core::service::run("runtime", args.service, |dir| async move {
-        Ok(berth_runtime::RuntimeGrpcServer::service(Arc::new(berth_runtime::LocalRuntime::open(&dir).await?)))
+        let runtime = berth_runtime::LocalRuntime::open(&dir, images).await?;
+        Ok(berth_runtime::RuntimeGrpcServer::service(Arc::new(runtime)))
     })
     .await?;
     Ok(())

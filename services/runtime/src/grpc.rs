@@ -1,0 +1,145 @@
+//! The runtime service's gRPC adapters: a server that delegates to a
+//! [`RuntimeApi`], and a client that implements it.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use berth_core::grpc::{RequestIdInterceptor, status_to_error};
+use berth_core::{Error, Result};
+use berth_proto::types::v1::Filter;
+use tonic::codegen::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use crate::pb::runtime_service_client::RuntimeServiceClient;
+use crate::pb::runtime_service_server::{RuntimeService, RuntimeServiceServer};
+use crate::{RuntimeApi, pb};
+
+/// Serves a [`RuntimeApi`] over gRPC.
+#[derive(Clone)]
+pub struct RuntimeGrpcServer {
+    api: Arc<dyn RuntimeApi>,
+}
+
+impl RuntimeGrpcServer {
+    /// The tonic service for `api`.
+    pub fn service(api: Arc<dyn RuntimeApi>) -> RuntimeServiceServer<Self> {
+        RuntimeServiceServer::new(Self { api })
+    }
+}
+
+#[tonic::async_trait]
+impl RuntimeService for RuntimeGrpcServer {
+    async fn create_container(
+        &self,
+        req: Request<pb::CreateContainerRequest>,
+    ) -> Result<Response<pb::CreateContainerResponse>, Status> {
+        Ok(Response::new(self.api.create(req.into_inner()).await?))
+    }
+
+    async fn inspect_container(
+        &self,
+        req: Request<pb::InspectContainerRequest>,
+    ) -> Result<Response<pb::InspectContainerResponse>, Status> {
+        let container = self.api.inspect(&req.into_inner().reference).await?;
+        Ok(Response::new(pb::InspectContainerResponse { container: Some(container) }))
+    }
+
+    async fn list_containers(
+        &self,
+        req: Request<pb::ListContainersRequest>,
+    ) -> Result<Response<pb::ListContainersResponse>, Status> {
+        let r = req.into_inner();
+        let containers = self.api.list(r.all, r.filters, r.limit).await?;
+        Ok(Response::new(pb::ListContainersResponse { containers }))
+    }
+
+    async fn rename_container(
+        &self,
+        req: Request<pb::RenameContainerRequest>,
+    ) -> Result<Response<pb::RenameContainerResponse>, Status> {
+        let r = req.into_inner();
+        self.api.rename(&r.reference, &r.new_name).await?;
+        Ok(Response::new(pb::RenameContainerResponse {}))
+    }
+
+    async fn remove_container(
+        &self,
+        req: Request<pb::RemoveContainerRequest>,
+    ) -> Result<Response<pb::RemoveContainerResponse>, Status> {
+        let r = req.into_inner();
+        self.api.remove(&r.reference, r.force, r.remove_volumes).await?;
+        Ok(Response::new(pb::RemoveContainerResponse {}))
+    }
+
+    async fn image_in_use(
+        &self,
+        req: Request<pb::ImageInUseRequest>,
+    ) -> Result<Response<pb::ImageInUseResponse>, Status> {
+        Ok(Response::new(self.api.image_in_use(&req.into_inner().image_id).await?))
+    }
+}
+
+/// [`RuntimeApi`] over a gRPC channel.
+#[derive(Clone)]
+pub struct RuntimeGrpcClient {
+    inner: RuntimeServiceClient<InterceptedService<Channel, RequestIdInterceptor>>,
+}
+
+impl RuntimeGrpcClient {
+    /// A client on `channel`.
+    pub fn new(channel: Channel) -> Self {
+        Self { inner: RuntimeServiceClient::with_interceptor(channel, RequestIdInterceptor) }
+    }
+}
+
+fn err(status: Status) -> Error {
+    status_to_error("runtime", status)
+}
+
+#[async_trait]
+impl RuntimeApi for RuntimeGrpcClient {
+    async fn create(&self, req: pb::CreateContainerRequest) -> Result<pb::CreateContainerResponse> {
+        Ok(self.inner.clone().create_container(req).await.map_err(err)?.into_inner())
+    }
+
+    async fn inspect(&self, reference: &str) -> Result<pb::Container> {
+        let r = self
+            .inner
+            .clone()
+            .inspect_container(pb::InspectContainerRequest { reference: reference.into() })
+            .await
+            .map_err(err)?;
+        r.into_inner().container.ok_or_else(|| Error::internal("runtime service answered without a container"))
+    }
+
+    async fn list(&self, all: bool, filters: Vec<Filter>, limit: i64) -> Result<Vec<pb::Container>> {
+        let r =
+            self.inner.clone().list_containers(pb::ListContainersRequest { all, filters, limit }).await.map_err(err)?;
+        Ok(r.into_inner().containers)
+    }
+
+    async fn rename(&self, reference: &str, new_name: &str) -> Result<()> {
+        self.inner
+            .clone()
+            .rename_container(pb::RenameContainerRequest { reference: reference.into(), new_name: new_name.into() })
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn remove(&self, reference: &str, force: bool, remove_volumes: bool) -> Result<()> {
+        self.inner
+            .clone()
+            .remove_container(pb::RemoveContainerRequest { reference: reference.into(), force, remove_volumes })
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn image_in_use(&self, image_id: &str) -> Result<pb::ImageInUseResponse> {
+        let r =
+            self.inner.clone().image_in_use(pb::ImageInUseRequest { image_id: image_id.into() }).await.map_err(err)?;
+        Ok(r.into_inner())
+    }
+}

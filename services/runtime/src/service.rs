@@ -1,0 +1,364 @@
+//! [`LocalRuntime`]: the runtime service over a [`ContainerStore`], asking the
+//! image service for images.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use berth_core::{Error, ErrorKind, Result};
+use berth_image::ImageApi;
+use berth_proto::types::v1::Filter;
+use serde_json::{Map, Value};
+
+use crate::create::{
+    command_line, default_networking, generate_name, merge_config, validate_host_config, validate_name,
+};
+use crate::store::{ContainerStore, MIGRATOR, SqliteContainerStore};
+use crate::{RuntimeApi, pb};
+
+/// The runtime service.
+pub struct LocalRuntime {
+    store: Arc<dyn ContainerStore>,
+    images: Arc<dyn ImageApi>,
+}
+
+const STATUSES: [&str; 7] = ["created", "restarting", "running", "removing", "paused", "exited", "dead"];
+
+fn status(c: &pb::Container) -> &str {
+    c.state.as_ref().map(|s| s.status.as_str()).unwrap_or("created")
+}
+
+fn conflict_name(name: &str, id: &str) -> Error {
+    Error::conflict(format!(
+        "Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name."
+    ))
+}
+
+impl LocalRuntime {
+    /// Opens the service's state under `dir` (`<data-root>/runtime`).
+    pub async fn open(dir: &Path, images: Arc<dyn ImageApi>) -> Result<Self> {
+        let pool = berth_core::db::open_sqlite(&dir.join("runtime.db"), &MIGRATOR).await?;
+        Ok(Self::with_store(Arc::new(SqliteContainerStore::new(pool)), images))
+    }
+
+    /// A runtime over any store.
+    pub fn with_store(store: Arc<dyn ContainerStore>, images: Arc<dyn ImageApi>) -> Self {
+        Self { store, images }
+    }
+
+    /// Resolves a name, full ID or unique ID prefix.
+    async fn resolve(&self, reference: &str) -> Result<pb::Container> {
+        let needle = reference.strip_prefix('/').unwrap_or(reference);
+        if needle.is_empty() {
+            return Err(Error::invalid("container name or ID must not be empty"));
+        }
+        let all = self.store.containers().await?;
+        if let Some(c) = all.iter().find(|c| c.id == needle || c.name == needle) {
+            return Ok(c.clone());
+        }
+        let matches: Vec<&pb::Container> = all.iter().filter(|c| c.id.starts_with(needle)).collect();
+        match matches.as_slice() {
+            [c] => Ok((*c).clone()),
+            [] => Err(Error::not_found(format!("No such container: {reference}"))),
+            _ => Err(Error::invalid(format!("Multiple IDs found with provided prefix: {reference}"))),
+        }
+    }
+
+    async fn filter(&self, list: Vec<pb::Container>, filters: &[Filter]) -> Result<Vec<pb::Container>> {
+        const KEYS: [&str; 12] = [
+            "id", "name", "label", "status", "ancestor", "exited", "before", "since", "volume", "network", "health",
+            "is-task",
+        ];
+        if let Some(f) = filters.iter().find(|f| !KEYS.contains(&f.key.as_str())) {
+            return Err(Error::invalid(format!("invalid filter '{}'", f.key)));
+        }
+        let values = |key: &str| -> Vec<&str> {
+            filters.iter().filter(|f| f.key == key).flat_map(|f| f.values.iter().map(String::as_str)).collect()
+        };
+        for s in values("status") {
+            if !STATUSES.contains(&s) {
+                return Err(Error::invalid(format!("invalid filter 'status={s}'")));
+            }
+        }
+        let mut exited = Vec::new();
+        for e in values("exited") {
+            exited.push(e.parse::<i64>().map_err(|_| Error::invalid(format!("invalid filter 'exited={e}'")))?);
+        }
+        let mut ancestors = Vec::new();
+        for a in values("ancestor") {
+            match self.images.inspect(a).await {
+                Ok(img) => ancestors.push(img.id),
+                Err(e) if e.kind() == ErrorKind::NotFound => ancestors.push(a.to_string()),
+                Err(e) => return Err(e),
+            }
+        }
+        let before = match values("before").first() {
+            Some(r) => Some(self.resolve(r).await?.created),
+            None => None,
+        };
+        let since = match values("since").first() {
+            Some(r) => Some(self.resolve(r).await?.created),
+            None => None,
+        };
+        let (ids, names, labels, statuses) = (values("id"), values("name"), values("label"), values("status"));
+        Ok(list
+            .into_iter()
+            .filter(|c| ids.is_empty() || ids.iter().any(|i| c.id.starts_with(i)))
+            .filter(|c| names.is_empty() || names.iter().any(|n| c.name.contains(n.trim_start_matches('/'))))
+            .filter(|c| statuses.is_empty() || statuses.contains(&status(c)))
+            .filter(|c| {
+                labels.iter().all(|l| match l.split_once('=') {
+                    Some((k, v)) => c.labels.iter().any(|kv| kv.key == k && kv.value == v),
+                    None => c.labels.iter().any(|kv| kv.key == *l),
+                })
+            })
+            .filter(|c| ancestors.is_empty() || ancestors.iter().any(|a| c.image_id == *a || c.image == *a))
+            .filter(|c| {
+                exited.is_empty()
+                    || (status(c) == "exited" && exited.contains(&c.state.as_ref().map(|s| s.exit_code).unwrap_or(0)))
+            })
+            .filter(|c| before.as_ref().is_none_or(|b| c.created < *b))
+            .filter(|c| since.as_ref().is_none_or(|s| c.created > *s))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl RuntimeApi for LocalRuntime {
+    async fn create(&self, req: pb::CreateContainerRequest) -> Result<pb::CreateContainerResponse> {
+        let user: Map<String, Value> = serde_json::from_slice(&req.config)
+            .map_err(|e| Error::invalid(format!("invalid container config: {e}")))?;
+        let host_config: Value = if req.host_config.is_empty() {
+            Value::Object(Map::new())
+        } else {
+            serde_json::from_slice(&req.host_config).map_err(|e| Error::invalid(format!("invalid HostConfig: {e}")))?
+        };
+        validate_host_config(&host_config)?;
+        let image_ref = user.get("Image").and_then(Value::as_str).unwrap_or("").to_string();
+        if image_ref.is_empty() {
+            return Err(Error::invalid("config.Image must name an image"));
+        }
+        let requested = if req.name.is_empty() { None } else { Some(validate_name(&req.name)?) };
+        let image = self.images.inspect(&image_ref).await?;
+        let image_config: Value = serde_json::from_slice::<Value>(&image.config).unwrap_or_default()["config"].clone();
+        let mut merged = merge_config(&user, &image_config);
+        let (path, args) = command_line(&merged)?;
+        let id = berth_core::id::random_id();
+        if merged.get("Hostname").and_then(Value::as_str).unwrap_or("").is_empty() {
+            merged.insert("Hostname".into(), Value::String(id[..12].to_string()));
+        }
+        let existing = self.store.containers().await?;
+        let name = match requested {
+            Some(n) => {
+                if let Some(c) = existing.iter().find(|c| c.name == n) {
+                    return Err(conflict_name(&n, &c.id));
+                }
+                n
+            }
+            None => (0..100)
+                .map(generate_name)
+                .find(|n| !existing.iter().any(|c| &c.name == n))
+                .unwrap_or_else(|| format!("berth_{}", &id[..12])),
+        };
+        let networking = if req.networking_config.is_empty() {
+            serde_json::to_vec(&default_networking()).unwrap_or_default()
+        } else {
+            req.networking_config.clone()
+        };
+        let container = pb::Container {
+            id: id.clone(),
+            name: name.clone(),
+            image: image_ref,
+            image_id: image.id,
+            created: berth_core::id::now_rfc3339(),
+            labels: vec![],
+            path,
+            args,
+            state: Some(pb::ContainerState { status: "created".into(), ..Default::default() }),
+            config: serde_json::to_vec(&merged).map_err(|e| Error::internal(e.to_string()))?,
+            host_config: serde_json::to_vec(&host_config).map_err(|e| Error::internal(e.to_string()))?,
+            networking_config: networking,
+            restart_count: 0,
+        };
+        self.store.insert(&container).await.map_err(|e| {
+            if e.kind() == ErrorKind::AlreadyExists { conflict_name(&name, "another container") } else { e }
+        })?;
+        tracing::info!(id = %id, name = %name, "container created");
+        Ok(pb::CreateContainerResponse { id, warnings: vec![] })
+    }
+
+    async fn inspect(&self, reference: &str) -> Result<pb::Container> {
+        self.resolve(reference).await
+    }
+
+    async fn list(&self, all: bool, filters: Vec<Filter>, limit: i64) -> Result<Vec<pb::Container>> {
+        let all = all || limit > 0;
+        let mut out = self.filter(self.store.containers().await?, &filters).await?;
+        let explicit_status = filters.iter().any(|f| f.key == "status" || f.key == "exited");
+        if !all && !explicit_status {
+            out.retain(|c| matches!(status(c), "running" | "paused" | "restarting" | "removing"));
+        }
+        if limit > 0 {
+            out.truncate(limit as usize);
+        }
+        Ok(out)
+    }
+
+    async fn rename(&self, reference: &str, new_name: &str) -> Result<()> {
+        let c = self.resolve(reference).await?;
+        let new_name = validate_name(new_name)?;
+        if new_name == c.name {
+            return Err(Error::conflict("Renaming a container with the same name as its current name"));
+        }
+        if let Some(other) = self.store.containers().await?.iter().find(|o| o.name == new_name) {
+            return Err(conflict_name(&new_name, &other.id));
+        }
+        self.store.rename(&c.id, &new_name).await.map_err(|e| {
+            if e.kind() == ErrorKind::AlreadyExists { conflict_name(&new_name, "another container") } else { e }
+        })
+    }
+
+    async fn remove(&self, reference: &str, force: bool, _remove_volumes: bool) -> Result<()> {
+        let c = self.resolve(reference).await?;
+        let st = status(&c);
+        if matches!(st, "running" | "paused" | "restarting") && !force {
+            let verb = if st == "paused" { "paused" } else { "running" };
+            return Err(Error::conflict(format!(
+                "cannot remove container \"/{}\": container is {verb}: stop the container before removing or force remove",
+                c.name
+            )));
+        }
+        if !self.store.delete(&c.id).await? {
+            return Err(Error::not_found(format!("No such container: {reference}")));
+        }
+        tracing::info!(id = %c.id, name = %c.name, "container removed");
+        Ok(())
+    }
+
+    async fn image_in_use(&self, image_id: &str) -> Result<pb::ImageInUseResponse> {
+        let users: Vec<pb::Container> =
+            self.store.containers().await?.into_iter().filter(|c| c.image_id == image_id).collect();
+        Ok(pb::ImageInUseResponse {
+            running: users.iter().any(|c| status(c) == "running"),
+            container_ids: users.into_iter().map(|c| c.id).collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_core::ByteStream;
+    use berth_image::pb as ipb;
+
+    struct OneImage;
+
+    #[async_trait]
+    impl ImageApi for OneImage {
+        async fn list(&self, _: bool, _: Vec<Filter>) -> Result<Vec<ipb::Image>> {
+            Ok(vec![])
+        }
+        async fn inspect(&self, reference: &str) -> Result<ipb::Image> {
+            if reference.starts_with("busybox") || reference == "sha256:b0" {
+                Ok(ipb::Image {
+                    id: "sha256:b0".into(),
+                    config: br#"{"config":{"Cmd":["sh"],"Env":["PATH=/bin"],"Labels":{"from":"image"}}}"#.to_vec(),
+                    ..Default::default()
+                })
+            } else {
+                Err(Error::not_found(format!("No such image: {reference}")))
+            }
+        }
+        async fn history(&self, _: &str) -> Result<Vec<ipb::HistoryItem>> {
+            Ok(vec![])
+        }
+        async fn tag(&self, _: &str, _: &str, _: &str) -> Result<()> {
+            Ok(())
+        }
+        async fn remove(&self, _: &str, _: bool, _: bool) -> Result<Vec<ipb::DeleteItem>> {
+            Ok(vec![])
+        }
+        async fn prune(&self, _: Vec<Filter>, _: Vec<String>) -> Result<ipb::PruneImagesResponse> {
+            Ok(Default::default())
+        }
+        async fn load(&self, _: ByteStream) -> Result<Vec<ipb::LoadedImage>> {
+            Ok(vec![])
+        }
+        async fn save(&self, _: Vec<String>) -> Result<ByteStream> {
+            Err(Error::not_implemented("save"))
+        }
+        async fn import(&self, _: ipb::ImportOptions, _: ByteStream) -> Result<String> {
+            Err(Error::not_implemented("import"))
+        }
+        async fn store_info(&self) -> Result<ipb::StoreInfoResponse> {
+            Ok(Default::default())
+        }
+    }
+
+    async fn runtime() -> (tempfile::TempDir, LocalRuntime) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let rt = LocalRuntime::open(dir.path(), Arc::new(OneImage)).await.expect("open");
+        (dir, rt)
+    }
+
+    fn req(name: &str, config: Value) -> pb::CreateContainerRequest {
+        pb::CreateContainerRequest {
+            name: name.into(),
+            config: serde_json::to_vec(&config).expect("json"),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn create_merges_and_names() {
+        let (_d, rt) = runtime().await;
+        let id =
+            rt.create(req("web", serde_json::json!({"Image": "busybox", "Env": ["A=1"]}))).await.expect("create").id;
+        let c = rt.inspect("web").await.expect("by name");
+        assert_eq!(c.id, id);
+        assert_eq!(c.path, "sh");
+        assert_eq!(c.image_id, "sha256:b0");
+        assert_eq!(c.labels.first().map(|kv| kv.key.as_str()), Some("from"));
+        let cfg: Value = serde_json::from_slice(&c.config).expect("json");
+        assert_eq!(cfg["Env"], serde_json::json!(["A=1", "PATH=/bin"]));
+        assert_eq!(cfg["Hostname"], serde_json::json!(&id[..12]));
+        assert_eq!(rt.inspect(&id[..6]).await.map(|c| c.name).ok().as_deref(), Some("web"));
+        let clash = rt.create(req("/web", serde_json::json!({"Image": "busybox"}))).await.expect_err("clash");
+        assert_eq!(clash.kind(), ErrorKind::Conflict);
+        assert!(clash.message().contains("is already in use by container"), "{clash}");
+        let generated = rt.create(req("", serde_json::json!({"Image": "busybox"}))).await.expect("generated");
+        assert!(rt.inspect(&generated.id).await.expect("get").name.contains('_'));
+    }
+
+    #[tokio::test]
+    async fn create_errors() {
+        let (_d, rt) = runtime().await;
+        let missing = rt.create(req("a1", serde_json::json!({"Image": "nope"}))).await.expect_err("404");
+        assert_eq!(missing.kind(), ErrorKind::NotFound);
+        let bad = rt.create(req("a b", serde_json::json!({"Image": "busybox"}))).await.expect_err("name");
+        assert_eq!(bad.kind(), ErrorKind::InvalidArgument);
+        assert!(rt.list(true, vec![], 0).await.expect("list").is_empty(), "nothing half-created");
+    }
+
+    #[tokio::test]
+    async fn list_filters_rename_remove() {
+        let (_d, rt) = runtime().await;
+        rt.create(req("one", serde_json::json!({"Image": "busybox", "Labels": {"tier": "web"}}))).await.expect("one");
+        rt.create(req("two", serde_json::json!({"Image": "busybox"}))).await.expect("two");
+        let f = |k: &str, v: &str| vec![Filter { key: k.into(), values: vec![v.into()] }];
+        assert!(rt.list(false, vec![], 0).await.expect("running only").is_empty());
+        assert_eq!(rt.list(true, vec![], 0).await.expect("all").len(), 2);
+        assert_eq!(rt.list(false, f("status", "created"), 0).await.expect("status").len(), 2);
+        assert_eq!(rt.list(true, f("label", "tier=web"), 0).await.expect("label")[0].name, "one");
+        assert_eq!(rt.list(true, f("name", "tw"), 0).await.expect("name")[0].name, "two");
+        assert_eq!(rt.list(true, f("ancestor", "busybox"), 0).await.expect("ancestor").len(), 2);
+        assert_eq!(rt.list(false, vec![], 1).await.expect("limit").len(), 1);
+        assert!(rt.list(true, f("status", "sleepy"), 0).await.is_err());
+        rt.rename("one", "uno").await.expect("rename");
+        assert_eq!(rt.rename("uno", "two").await.expect_err("clash").kind(), ErrorKind::Conflict);
+        rt.remove("uno", false, false).await.expect("remove");
+        assert_eq!(rt.inspect("uno").await.expect_err("gone").kind(), ErrorKind::NotFound);
+        let usage = rt.image_in_use("sha256:b0").await.expect("usage");
+        assert_eq!(usage.container_ids.len(), 1);
+    }
+}
