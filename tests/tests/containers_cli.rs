@@ -112,6 +112,10 @@ fn create_errors_match_dockerd() {
     assert!(String::from_utf8_lossy(&body).contains("No such image: nosuchimage"));
     let out = d.docker_out(&["create", "--memory", "1k", "busybox"]).expect("memory");
     assert!(stderr(&out).contains("Minimum memory limit allowed is 6MB"), "{}", stderr(&out));
+    let out = d
+        .docker_out(&["create", "--mount", "type=bind,source=/definitely/not/here,target=/x", "busybox"])
+        .expect("bind");
+    assert!(stderr(&out).contains("bind source path does not exist"), "{}", stderr(&out));
     let (status, _, _) = berth_tests::raw_http(&d.sock(), "POST", "/containers/create", b"{not json").expect("raw");
     assert_eq!(status, 400);
     let (status, _, _) = berth_tests::raw_http(&d.sock(), "POST", "/containers/create", b"").expect("raw");

@@ -13,6 +13,7 @@
 pub mod create;
 pub mod grpc;
 pub mod service;
+pub mod spec;
 pub mod store;
 
 use async_trait::async_trait;

@@ -134,6 +134,8 @@ impl RuntimeApi for LocalRuntime {
             serde_json::from_slice(&req.host_config).map_err(|e| Error::invalid(format!("invalid HostConfig: {e}")))?
         };
         validate_host_config(&host_config)?;
+        // Binds, mounts and tmpfs are checked now, so a bad one fails create as in dockerd.
+        crate::spec::user_mounts(&host_config)?;
         let image_ref = user.get("Image").and_then(Value::as_str).unwrap_or("").to_string();
         if image_ref.is_empty() {
             return Err(Error::invalid("config.Image must name an image"));

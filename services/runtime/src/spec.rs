@@ -1,0 +1,651 @@
+//! The OCI runtime spec of a container, built from Docker's config and host
+//! config, so the same bundle can go to Berth's shim or, later, to runc or crun.
+//!
+//! What dockerd puts in a spec by default, and so does Berth:
+//! - namespaces: mount, PID, UTS, IPC and network (none of the network one with
+//!   `--network host`);
+//! - capabilities: dockerd's default set, changed by `--cap-add`/`--cap-drop`
+//!   (`ALL` included), or every capability with `--privileged`;
+//! - masked paths (`/proc/kcore`, `/sys/firmware`, ...) and read-only paths
+//!   (`/proc/sys`, `/proc/sysrq-trigger`, ...), unless privileged;
+//! - mounts: `/proc`, `/dev` (tmpfs), `/dev/pts`, `/dev/shm`, `/dev/mqueue`,
+//!   `/sys` (read-only), `/sys/fs/cgroup` (read-only), Berth's `/etc/hosts`,
+//!   `/etc/hostname` and `/etc/resolv.conf`, then the user's binds and tmpfs;
+//! - rlimits: `RLIMIT_NOFILE` at the host's hard limit (capped at 1048576), as
+//!   hosts without CAP_SYS_RESOURCE cannot raise it, and the user's `--ulimit`s,
+//!   which must stay within the host's hard limits;
+//! - resources: memory, swap, CPU quota (from `--cpus`), shares, cpuset, pids.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use berth_core::{Error, Result};
+use oci_spec::runtime::{
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder,
+    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder,
+    PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+};
+use serde_json::Value;
+
+/// dockerd's default capabilities.
+pub const DEFAULT_CAPS: [&str; 14] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FSETID",
+    "FOWNER",
+    "MKNOD",
+    "NET_RAW",
+    "SETGID",
+    "SETUID",
+    "SETFCAP",
+    "SETPCAP",
+    "NET_BIND_SERVICE",
+    "SYS_CHROOT",
+    "KILL",
+    "AUDIT_WRITE",
+];
+
+/// Every capability Linux defines (for `--privileged` and `--cap-add ALL`).
+pub const ALL_CAPS: [&str; 41] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// Paths dockerd masks in an unprivileged container.
+pub const MASKED_PATHS: [&str; 11] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Paths dockerd makes read-only in an unprivileged container.
+pub const READONLY_PATHS: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+/// A user resolved against the image's `/etc/passwd` and `/etc/group`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedUser {
+    /// User ID.
+    pub uid: u32,
+    /// Primary group ID.
+    pub gid: u32,
+    /// Supplementary groups (the user's groups plus `--group-add`).
+    pub additional_gids: Vec<u32>,
+}
+
+fn passwd_entries(passwd: &str) -> impl Iterator<Item = Vec<&str>> {
+    passwd.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).map(|l| l.split(':').collect())
+}
+
+fn group_id(group: &str, spec: &str) -> Result<u32> {
+    if let Ok(n) = spec.parse::<u32>() {
+        return Ok(n);
+    }
+    passwd_entries(group)
+        .find(|f| f.first() == Some(&spec))
+        .and_then(|f| f.get(2).and_then(|g| g.parse().ok()))
+        .ok_or_else(|| Error::invalid(format!("unable to find group {spec}: no matching entries in group file")))
+}
+
+/// Resolves `-u` (`name`, `uid`, `name:group`, `uid:gid`) and `--group-add` the
+/// way dockerd does, from the contents of the image's passwd and group files.
+pub fn resolve_user(user: &str, group_add: &[String], passwd: &str, group: &str) -> Result<ResolvedUser> {
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let (uid, name, mut gid) = if u.is_empty() {
+        (0, Some("root".to_string()), 0)
+    } else if let Ok(n) = u.parse::<u32>() {
+        let entry = passwd_entries(passwd).find(|f| f.get(2).and_then(|x| x.parse::<u32>().ok()) == Some(n));
+        let gid = entry.as_ref().and_then(|f| f.get(3).and_then(|x| x.parse().ok())).unwrap_or(0);
+        (n, entry.and_then(|f| f.first().map(|s| s.to_string())), gid)
+    } else {
+        let f = passwd_entries(passwd)
+            .find(|f| f.first() == Some(&u))
+            .ok_or_else(|| Error::invalid(format!("unable to find user {u}: no matching entries in passwd file")))?;
+        let uid = f.get(2).and_then(|x| x.parse().ok()).ok_or_else(|| Error::invalid("malformed passwd entry"))?;
+        let gid = f.get(3).and_then(|x| x.parse().ok()).unwrap_or(0);
+        (uid, Some(u.to_string()), gid)
+    };
+    if let Some(g) = g {
+        gid = group_id(group, g)?;
+    }
+    let mut additional: Vec<u32> = Vec::new();
+    if g.is_none()
+        && let Some(name) = &name
+    {
+        for f in passwd_entries(group) {
+            let members = f.get(3).map(|m| m.split(',').any(|x| x == name)).unwrap_or(false);
+            if members
+                && let Some(id) = f.get(2).and_then(|x| x.parse::<u32>().ok())
+                && id != gid
+            {
+                additional.push(id);
+            }
+        }
+    }
+    for extra in group_add {
+        let id = group_id(group, extra)?;
+        if !additional.contains(&id) {
+            additional.push(id);
+        }
+    }
+    Ok(ResolvedUser { uid, gid, additional_gids: additional })
+}
+
+fn parse_cap(name: &str) -> Result<Capability> {
+    let bare = name.trim().to_ascii_uppercase();
+    let bare = bare.strip_prefix("CAP_").unwrap_or(&bare);
+    Capability::from_str(bare).map_err(|_| Error::invalid(format!("unknown capability: \"{name}\"")))
+}
+
+/// The capability set after `--cap-add` / `--cap-drop` / `--privileged`.
+pub fn capabilities(host_config: &Value) -> Result<HashSet<Capability>> {
+    let strings = |k: &str| -> Vec<String> {
+        host_config[k]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    };
+    let all = || ALL_CAPS.iter().map(|c| parse_cap(c)).collect::<Result<HashSet<_>>>();
+    if host_config["Privileged"].as_bool().unwrap_or(false) {
+        return all();
+    }
+    let (add, drop) = (strings("CapAdd"), strings("CapDrop"));
+    let is_all = |v: &[String]| v.iter().any(|c| c.eq_ignore_ascii_case("ALL"));
+    let mut caps: HashSet<Capability> = if is_all(&drop) {
+        HashSet::new()
+    } else {
+        DEFAULT_CAPS.iter().map(|c| parse_cap(c)).collect::<Result<_>>()?
+    };
+    for c in drop.iter().filter(|c| !c.eq_ignore_ascii_case("ALL")) {
+        caps.remove(&parse_cap(c)?);
+    }
+    if is_all(&add) {
+        caps.extend(all()?);
+    }
+    for c in add.iter().filter(|c| !c.eq_ignore_ascii_case("ALL")) {
+        caps.insert(parse_cap(c)?);
+    }
+    Ok(caps)
+}
+
+fn rlimit_type(name: &str) -> Result<PosixRlimitType> {
+    Ok(match name {
+        "core" => PosixRlimitType::RlimitCore,
+        "cpu" => PosixRlimitType::RlimitCpu,
+        "data" => PosixRlimitType::RlimitData,
+        "fsize" => PosixRlimitType::RlimitFsize,
+        "locks" => PosixRlimitType::RlimitLocks,
+        "memlock" => PosixRlimitType::RlimitMemlock,
+        "msgqueue" => PosixRlimitType::RlimitMsgqueue,
+        "nice" => PosixRlimitType::RlimitNice,
+        "nofile" => PosixRlimitType::RlimitNofile,
+        "nproc" => PosixRlimitType::RlimitNproc,
+        "rss" => PosixRlimitType::RlimitRss,
+        "rtprio" => PosixRlimitType::RlimitRtprio,
+        "rttime" => PosixRlimitType::RlimitRttime,
+        "sigpending" => PosixRlimitType::RlimitSigpending,
+        "stack" => PosixRlimitType::RlimitStack,
+        other => return Err(Error::invalid(format!("invalid ulimit type: {other}"))),
+    })
+}
+
+/// Everything [`build`] needs besides the Docker documents.
+#[derive(Debug, Clone)]
+pub struct SpecInputs {
+    /// The merged container config (`Config`).
+    pub config: Value,
+    /// The host config (`HostConfig`).
+    pub host_config: Value,
+    /// The container's root filesystem (the overlay mount point).
+    pub rootfs: PathBuf,
+    /// Files Berth writes for the container, bound over the image's.
+    pub hostname_file: PathBuf,
+    /// See `hostname_file`.
+    pub hosts_file: PathBuf,
+    /// See `hostname_file`.
+    pub resolv_file: PathBuf,
+    /// The resolved user.
+    pub user: ResolvedUser,
+    /// The host's hard limit for open files.
+    pub host_nofile_hard: u64,
+}
+
+fn oci(e: oci_spec::OciSpecError) -> Error {
+    Error::internal(format!("building the OCI spec: {e}"))
+}
+
+fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount> {
+    MountBuilder::default()
+        .destination(dest)
+        .typ(typ)
+        .source(source)
+        .options(options.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .build()
+        .map_err(oci)
+}
+
+/// The mounts of `-v /host:/ctr[:ro]`, `--mount type=bind|tmpfs` and `--tmpfs`.
+pub fn user_mounts(host_config: &Value) -> Result<Vec<Mount>> {
+    let mut out = Vec::new();
+    for bind in host_config["Binds"].as_array().cloned().unwrap_or_default() {
+        let s = bind.as_str().unwrap_or_default();
+        let parts: Vec<&str> = s.split(':').collect();
+        let (src, dst, mode) = match parts.as_slice() {
+            [src, dst] => (*src, *dst, ""),
+            [src, dst, mode] => (*src, *dst, *mode),
+            _ => return Err(Error::invalid(format!("invalid volume specification: '{s}'"))),
+        };
+        if !src.starts_with('/') {
+            return Err(Error::not_implemented(format!("named volumes arrive with the volume service: '{s}'")));
+        }
+        if !dst.starts_with('/') {
+            return Err(Error::invalid(format!("invalid volume specification: '{s}': the target must be absolute")));
+        }
+        let ro = mode.split(',').any(|m| m == "ro");
+        let mut opts = vec!["rbind", "rprivate"];
+        opts.push(if ro { "ro" } else { "rw" });
+        out.push(mount(dst, "bind", src, &opts)?);
+    }
+    for m in host_config["Mounts"].as_array().cloned().unwrap_or_default() {
+        let target = m["Target"].as_str().unwrap_or_default();
+        if !target.starts_with('/') {
+            return Err(Error::invalid(format!("invalid mount config: the target {target:?} must be absolute")));
+        }
+        let ro = m["ReadOnly"].as_bool().unwrap_or(false);
+        match m["Type"].as_str().unwrap_or_default() {
+            "bind" => {
+                let src = m["Source"].as_str().unwrap_or_default();
+                if !Path::new(src).exists() {
+                    return Err(Error::invalid(format!(
+                        "invalid mount config for type \"bind\": bind source path does not exist: {src}"
+                    )));
+                }
+                out.push(mount(target, "bind", src, &["rbind", "rprivate", if ro { "ro" } else { "rw" }])?);
+            }
+            "tmpfs" => {
+                let size = m["TmpfsOptions"]["SizeBytes"].as_i64().filter(|s| *s > 0).map(|s| format!("size={s}"));
+                let mut opts = vec!["nosuid", "nodev", "noexec"];
+                if let Some(s) = &size {
+                    opts.push(s);
+                }
+                if ro {
+                    opts.push("ro");
+                }
+                out.push(mount(target, "tmpfs", "tmpfs", &opts)?);
+            }
+            other => return Err(Error::not_implemented(format!("mount type {other:?} is not supported yet"))),
+        }
+    }
+    if let Some(tmpfs) = host_config["Tmpfs"].as_object() {
+        for (target, opts) in tmpfs {
+            let mut o: Vec<&str> = vec!["nosuid", "nodev", "noexec"];
+            let given = opts.as_str().unwrap_or_default();
+            o.extend(given.split(',').filter(|s| !s.is_empty()));
+            out.push(mount(target, "tmpfs", "tmpfs", &o)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Builds the OCI spec of a container.
+pub fn build(inputs: &SpecInputs) -> Result<Spec> {
+    let cfg = &inputs.config;
+    let hc = &inputs.host_config;
+    let privileged = hc["Privileged"].as_bool().unwrap_or(false);
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    };
+    let mut args = strings(&cfg["Entrypoint"]);
+    args.extend(strings(&cfg["Cmd"]));
+    if args.is_empty() {
+        return Err(Error::invalid("no command specified"));
+    }
+    let mut env = strings(&cfg["Env"]);
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    }
+    if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+        env.push(format!("HOSTNAME={}", cfg["Hostname"].as_str().unwrap_or_default()));
+    }
+    let cwd = match cfg["WorkingDir"].as_str() {
+        Some(w) if !w.is_empty() => {
+            if !w.starts_with('/') {
+                return Err(Error::invalid(format!(
+                    "the working directory '{w}' is invalid, it needs to be an absolute path"
+                )));
+            }
+            w.to_string()
+        }
+        _ => "/".into(),
+    };
+
+    let nofile = inputs.host_nofile_hard.min(1_048_576);
+    let mut rlimits = vec![
+        PosixRlimitBuilder::default()
+            .typ(PosixRlimitType::RlimitNofile)
+            .soft(nofile)
+            .hard(nofile)
+            .build()
+            .map_err(oci)?,
+    ];
+    for u in hc["Ulimits"].as_array().cloned().unwrap_or_default() {
+        let name = u["Name"].as_str().unwrap_or_default();
+        let typ = rlimit_type(name)?;
+        let soft = u["Soft"].as_i64().unwrap_or(0).max(0) as u64;
+        let hard = u["Hard"].as_i64().unwrap_or(0).max(0) as u64;
+        if soft > hard {
+            return Err(Error::invalid(format!(
+                "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
+            )));
+        }
+        if typ == PosixRlimitType::RlimitNofile && hard > inputs.host_nofile_hard {
+            return Err(Error::invalid(format!(
+                "ulimit nofile hard limit {hard} exceeds the host's hard limit {}",
+                inputs.host_nofile_hard
+            )));
+        }
+        rlimits.retain(|r| r.typ() != typ);
+        rlimits.push(PosixRlimitBuilder::default().typ(typ).soft(soft).hard(hard).build().map_err(oci)?);
+    }
+
+    let caps = capabilities(hc)?;
+    let process = ProcessBuilder::default()
+        .terminal(cfg["Tty"].as_bool().unwrap_or(false))
+        .user(
+            UserBuilder::default()
+                .uid(inputs.user.uid)
+                .gid(inputs.user.gid)
+                .additional_gids(inputs.user.additional_gids.clone())
+                .build()
+                .map_err(oci)?,
+        )
+        .args(args)
+        .env(env)
+        .cwd(cwd)
+        .capabilities(
+            LinuxCapabilitiesBuilder::default()
+                .bounding(caps.clone())
+                .effective(caps.clone())
+                .permitted(caps.clone())
+                .build()
+                .map_err(oci)?,
+        )
+        .rlimits(rlimits)
+        .no_new_privileges(
+            strings(&hc["SecurityOpt"]).iter().any(|o| o == "no-new-privileges" || o == "no-new-privileges:true"),
+        )
+        .oom_score_adj(hc["OomScoreAdj"].as_i64().unwrap_or(0) as i32)
+        .build()
+        .map_err(oci)?;
+
+    let shm = hc["ShmSize"].as_i64().filter(|s| *s > 0).unwrap_or(64 * 1024 * 1024);
+    let shm_opt = format!("size={shm}");
+    let mut mounts = vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
+        mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+        )?,
+        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", if privileged { "rw" } else { "ro" }])?,
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", if privileged { "rw" } else { "ro" }],
+        )?,
+        mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"])?,
+        mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", &shm_opt])?,
+    ];
+    for (dest, file) in [
+        ("/etc/resolv.conf", &inputs.resolv_file),
+        ("/etc/hostname", &inputs.hostname_file),
+        ("/etc/hosts", &inputs.hosts_file),
+    ] {
+        mounts.push(mount(dest, "bind", &file.to_string_lossy(), &["rbind", "rprivate"])?);
+    }
+    mounts.extend(user_mounts(hc)?);
+
+    let network_mode = hc["NetworkMode"].as_str().unwrap_or("default");
+    let mut namespaces =
+        vec![LinuxNamespaceType::Mount, LinuxNamespaceType::Pid, LinuxNamespaceType::Uts, LinuxNamespaceType::Ipc];
+    if network_mode != "host" {
+        namespaces.push(LinuxNamespaceType::Network);
+    }
+    let namespaces = namespaces
+        .into_iter()
+        .map(|t| LinuxNamespaceBuilder::default().typ(t).build().map_err(oci))
+        .collect::<Result<Vec<_>>>()?;
+
+    let num = |k: &str| hc[k].as_i64().unwrap_or(0);
+    let mut resources = LinuxResourcesBuilder::default();
+    if num("Memory") > 0 || num("MemorySwap") != 0 {
+        let mut m = LinuxMemoryBuilder::default();
+        if num("Memory") > 0 {
+            m = m.limit(num("Memory"));
+        }
+        if num("MemorySwap") != 0 {
+            m = m.swap(num("MemorySwap"));
+        }
+        resources = resources.memory(m.build().map_err(oci)?);
+    }
+    let mut cpu = LinuxCpuBuilder::default();
+    let mut any_cpu = false;
+    if num("NanoCpus") > 0 {
+        cpu = cpu.period(100_000u64).quota(num("NanoCpus") * 100_000 / 1_000_000_000);
+        any_cpu = true;
+    }
+    if num("CpuShares") > 0 {
+        cpu = cpu.shares(num("CpuShares") as u64);
+        any_cpu = true;
+    }
+    if let Some(set) = hc["CpusetCpus"].as_str().filter(|s| !s.is_empty()) {
+        cpu = cpu.cpus(set.to_string());
+        any_cpu = true;
+    }
+    if any_cpu {
+        resources = resources.cpu(cpu.build().map_err(oci)?);
+    }
+    if num("PidsLimit") > 0 {
+        resources = resources.pids(LinuxPidsBuilder::default().limit(num("PidsLimit")).build().map_err(oci)?);
+    }
+    let mut linux = LinuxBuilder::default().namespaces(namespaces).resources(resources.build().map_err(oci)?);
+    if !privileged {
+        linux = linux
+            .masked_paths(MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .readonly_paths(READONLY_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    }
+    SpecBuilder::default()
+        .version("1.0.2")
+        .root(
+            RootBuilder::default()
+                .path(inputs.rootfs.clone())
+                .readonly(hc["ReadonlyRootfs"].as_bool().unwrap_or(false))
+                .build()
+                .map_err(oci)?,
+        )
+        .hostname(cfg["Hostname"].as_str().unwrap_or_default().to_string())
+        .process(process)
+        .mounts(mounts)
+        .linux(linux.build().map_err(oci)?)
+        .build()
+        .map_err(oci)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const PASSWD: &str =
+        "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33::/var/www:/bin/false\nbob:x:1000:1000::/home/bob:/bin/sh\n";
+    const GROUP: &str = "root:x:0:\nwww:x:33:\nstaff:x:50:bob,www\nbob:x:1000:\n";
+
+    #[test]
+    fn resolves_users_like_dockerd() {
+        let r = |u: &str, add: &[&str]| {
+            resolve_user(u, &add.iter().map(|s| s.to_string()).collect::<Vec<_>>(), PASSWD, GROUP)
+        };
+        assert_eq!(r("", &[]).ok(), Some(ResolvedUser { uid: 0, gid: 0, additional_gids: vec![] }));
+        assert_eq!(r("bob", &[]).ok(), Some(ResolvedUser { uid: 1000, gid: 1000, additional_gids: vec![50] }));
+        assert_eq!(r("33", &[]).ok(), Some(ResolvedUser { uid: 33, gid: 33, additional_gids: vec![50] }));
+        assert_eq!(r("4242:4343", &[]).ok(), Some(ResolvedUser { uid: 4242, gid: 4343, additional_gids: vec![] }));
+        assert_eq!(
+            r("bob:www", &["staff", "7"]).ok(),
+            Some(ResolvedUser { uid: 1000, gid: 33, additional_gids: vec![50, 7] })
+        );
+        let err = r("nobody", &[]).expect_err("missing user");
+        assert!(err.message().contains("unable to find user nobody"), "{err}");
+        assert!(r("bob:nogroup", &[]).is_err());
+    }
+
+    #[test]
+    fn capability_sets() {
+        let caps = |hc: Value| capabilities(&hc).map(|c| c.len()).unwrap_or(usize::MAX);
+        assert_eq!(caps(json!({})), DEFAULT_CAPS.len());
+        assert_eq!(caps(json!({"CapDrop": ["ALL"]})), 0);
+        assert_eq!(caps(json!({"CapDrop": ["ALL"], "CapAdd": ["net_admin"]})), 1);
+        assert_eq!(caps(json!({"CapAdd": ["CAP_SYS_ADMIN"], "CapDrop": ["MKNOD"]})), DEFAULT_CAPS.len());
+        assert_eq!(caps(json!({"Privileged": true})), ALL_CAPS.len());
+        assert!(capabilities(&json!({"CapAdd": ["FLY"]})).is_err());
+    }
+
+    fn inputs(config: Value, host_config: Value) -> SpecInputs {
+        SpecInputs {
+            config,
+            host_config,
+            rootfs: "/run/berth/c/rootfs".into(),
+            hostname_file: "/run/berth/c/hostname".into(),
+            hosts_file: "/run/berth/c/hosts".into(),
+            resolv_file: "/run/berth/c/resolv.conf".into(),
+            user: ResolvedUser { uid: 0, gid: 0, additional_gids: vec![] },
+            host_nofile_hard: 20_000,
+        }
+    }
+
+    #[test]
+    fn default_spec_matches_dockerd() {
+        let spec = build(&inputs(json!({"Cmd": ["sh", "-c", "true"], "Hostname": "abc", "Env": ["A=1"]}), json!({})))
+            .expect("spec");
+        let v = serde_json::to_value(&spec).expect("json");
+        assert_eq!(v["process"]["args"], json!(["sh", "-c", "true"]));
+        assert_eq!(v["process"]["cwd"], "/");
+        assert_eq!(v["hostname"], "abc");
+        let env: Vec<String> = serde_json::from_value(v["process"]["env"].clone()).expect("env");
+        assert!(
+            env.iter().any(|e| e.starts_with("PATH="))
+                && env.contains(&"A=1".into())
+                && env.contains(&"HOSTNAME=abc".into())
+        );
+        let ns: Vec<&str> =
+            v["linux"]["namespaces"].as_array().expect("ns").iter().filter_map(|n| n["type"].as_str()).collect();
+        assert_eq!(ns, vec!["mount", "pid", "uts", "ipc", "network"]);
+        assert_eq!(v["linux"]["maskedPaths"].as_array().map(|a| a.len()), Some(MASKED_PATHS.len()));
+        assert!(v["linux"]["readonlyPaths"].as_array().expect("ro").contains(&json!("/proc/sys")));
+        assert_eq!(v["process"]["rlimits"][0], json!({"type": "RLIMIT_NOFILE", "hard": 20000, "soft": 20000}));
+        let dests: Vec<&str> =
+            v["mounts"].as_array().expect("mounts").iter().filter_map(|m| m["destination"].as_str()).collect();
+        for d in ["/proc", "/dev", "/dev/pts", "/dev/shm", "/sys", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf"] {
+            assert!(dests.contains(&d), "{d} in {dests:?}");
+        }
+    }
+
+    #[test]
+    fn host_config_becomes_resources_mounts_and_namespaces() {
+        let hc = json!({
+            "Memory": 64 << 20, "MemorySwap": 128 << 20, "NanoCpus": 1_500_000_000, "CpuShares": 512,
+            "CpusetCpus": "0", "PidsLimit": 50, "NetworkMode": "host", "ReadonlyRootfs": true,
+            "Binds": ["/srv/data:/data:ro"], "Tmpfs": {"/run": "size=1m"},
+            "Ulimits": [{"Name": "nproc", "Soft": 100, "Hard": 200}],
+        });
+        let v = serde_json::to_value(build(&inputs(json!({"Cmd": ["true"]}), hc)).expect("spec")).expect("json");
+        let r = &v["linux"]["resources"];
+        assert_eq!(r["memory"]["limit"], 64 << 20);
+        assert_eq!(r["memory"]["swap"], 128 << 20);
+        assert_eq!(r["cpu"]["quota"], 150_000);
+        assert_eq!(r["cpu"]["period"], 100_000);
+        assert_eq!(r["cpu"]["shares"], 512);
+        assert_eq!(r["cpu"]["cpus"], "0");
+        assert_eq!(r["pids"]["limit"], 50);
+        assert_eq!(v["root"]["readonly"], true);
+        let ns: Vec<&str> =
+            v["linux"]["namespaces"].as_array().expect("ns").iter().filter_map(|n| n["type"].as_str()).collect();
+        assert!(!ns.contains(&"network"), "host networking keeps the host's namespace");
+        let data = v["mounts"].as_array().expect("mounts").iter().find(|m| m["destination"] == "/data").expect("bind");
+        assert_eq!(data["source"], "/srv/data");
+        assert!(data["options"].as_array().expect("opts").contains(&json!("ro")));
+        assert!(
+            v["mounts"].as_array().expect("mounts").iter().any(|m| m["destination"] == "/run" && m["type"] == "tmpfs")
+        );
+        assert!(
+            v["process"]["rlimits"]
+                .as_array()
+                .expect("rlimits")
+                .iter()
+                .any(|r| r["type"] == "RLIMIT_NPROC" && r["hard"] == 200)
+        );
+    }
+
+    #[test]
+    fn refuses_what_cannot_work() {
+        let nofile = json!({"Ulimits": [{"Name": "nofile", "Soft": 30000, "Hard": 30000}]});
+        assert!(build(&inputs(json!({"Cmd": ["true"]}), nofile)).is_err(), "above the host's hard limit");
+        assert!(build(&inputs(json!({"Cmd": ["true"], "WorkingDir": "rel"}), json!({}))).is_err());
+        assert!(build(&inputs(json!({}), json!({}))).is_err());
+        let missing = json!({"Mounts": [{"Type": "bind", "Source": "/definitely/not/here", "Target": "/x"}]});
+        let err = build(&inputs(json!({"Cmd": ["true"]}), missing)).expect_err("missing source");
+        assert!(err.message().contains("bind source path does not exist"), "{err}");
+    }
+}
