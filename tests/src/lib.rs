@@ -88,7 +88,10 @@ impl Tar {
 pub fn busybox_layer() -> Vec<u8> {
     let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox: install busybox-static");
     let mut t = Tar::new().dir("bin/").dir("etc/").dir("tmp/").dir("root/").file("bin/busybox", &busybox, 0o755);
-    for applet in ["sh", "echo", "cat", "ls", "true", "false", "sleep", "id", "hostname", "env", "ps", "mount"] {
+    for applet in [
+        "sh", "echo", "cat", "ls", "true", "false", "sleep", "id", "hostname", "env", "ps", "mount", "grep", "wc",
+        "tr", "touch", "pwd", "kill", "test", "wait",
+    ] {
         t = t.symlink(&format!("bin/{applet}"), "busybox");
     }
     t.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n", 0o644)

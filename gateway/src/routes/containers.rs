@@ -1,7 +1,8 @@
 //! Container endpoints: ContainerCreate, ContainerInspect, ContainerList,
-//! ContainerRename, ContainerDelete. The lifecycle operations (start, stop, kill,
-//! wait, attach, logs, exec, ...) answer 501 for an existing container until the
-//! runtime service can run containers, and 404 for a missing one.
+//! ContainerRename, ContainerDelete, ContainerStart, ContainerStop, ContainerRestart,
+//! ContainerKill, ContainerWait, ContainerLogs, ContainerAttach (output). What is not
+//! built yet (exec, pause, top, ...) answers 501 for an existing container and 404
+//! for a missing one.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -32,6 +33,13 @@ pub fn router() -> Router<AppState> {
         .route("/containers/{id}/json", get(get_container_inspect))
         .route("/containers/{id}/rename", post(post_container_rename))
         .route("/containers/{id}", delete(delete_container))
+        .route("/containers/{id}/start", post(post_container_start))
+        .route("/containers/{id}/stop", post(post_container_stop))
+        .route("/containers/{id}/restart", post(post_container_restart))
+        .route("/containers/{id}/kill", post(post_container_kill))
+        .route("/containers/{id}/wait", post(post_container_wait))
+        .route("/containers/{id}/logs", get(get_container_logs))
+        .route("/containers/{id}/attach", post(post_container_attach))
         .route("/containers/{id}/{*op}", any(container_lifecycle))
 }
 
@@ -254,11 +262,177 @@ async fn delete_container(State(s): State<AppState>, Path(id): Path<String>, uri
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// ContainerStart: `POST /containers/{id}/start` (304 when already running).
+async fn post_container_start(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    Ok(if s.runtime.start(&id).await? { StatusCode::NOT_MODIFIED } else { StatusCode::NO_CONTENT })
+}
+
+fn timeout_param(p: &Params) -> ApiResult<i64> {
+    match p.get("t").filter(|t| !t.is_empty()) {
+        None => Ok(-1),
+        Some(t) => t.parse::<i64>().map_err(|_| Error::invalid(format!("invalid value for t: {t:?}")).into()),
+    }
+}
+
+/// ContainerStop: `POST /containers/{id}/stop?t=&signal=` (304 when not running).
+async fn post_container_stop(State(s): State<AppState>, Path(id): Path<String>, uri: Uri) -> ApiResult<StatusCode> {
+    let p = Params::parse(uri.query());
+    let not_running = s.runtime.stop(&id, timeout_param(&p)?, p.get("signal").unwrap_or("")).await?;
+    Ok(if not_running { StatusCode::NOT_MODIFIED } else { StatusCode::NO_CONTENT })
+}
+
+/// ContainerRestart: `POST /containers/{id}/restart?t=`.
+async fn post_container_restart(State(s): State<AppState>, Path(id): Path<String>, uri: Uri) -> ApiResult<StatusCode> {
+    let p = Params::parse(uri.query());
+    s.runtime.stop(&id, timeout_param(&p)?, p.get("signal").unwrap_or("")).await?;
+    s.runtime.start(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// ContainerKill: `POST /containers/{id}/kill?signal=`.
+async fn post_container_kill(State(s): State<AppState>, Path(id): Path<String>, uri: Uri) -> ApiResult<StatusCode> {
+    let p = Params::parse(uri.query());
+    s.runtime.kill(&id, p.get("signal").unwrap_or("")).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// ContainerWait: `POST /containers/{id}/wait?condition=`. The status line and
+/// headers go out at once; the body only when the condition holds, as the
+/// docker CLI expects (it waits before it starts the container).
+async fn post_container_wait(State(s): State<AppState>, Path(id): Path<String>, uri: Uri) -> ApiResult<Response> {
+    let condition = Params::parse(uri.query()).get("condition").unwrap_or("").to_string();
+    if !matches!(condition.as_str(), "" | "not-running" | "next-exit" | "removed") {
+        return Err(Error::invalid(format!("invalid condition: {condition:?}")).into());
+    }
+    let c = s.runtime.inspect(&id).await?;
+    let runtime = s.runtime.clone();
+    let body = futures::stream::once(async move {
+        let line = match runtime.wait(&c.id, &condition).await {
+            Ok(r) if r.error.is_empty() => json!({"StatusCode": r.exit_code, "Error": null}),
+            Ok(r) => json!({"StatusCode": r.exit_code, "Error": {"Message": r.error}}),
+            Err(e) => json!({"StatusCode": -1, "Error": {"Message": e.message()}}),
+        };
+        Ok::<_, std::io::Error>(Bytes::from(format!("{line}\n")))
+    });
+    let mut resp = (StatusCode::OK, axum::body::Body::from_stream(body)).into_response();
+    resp.headers_mut()
+        .insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
+    Ok(resp)
+}
+
+fn logs_request(c: &pb::Container, p: &Params) -> ApiResult<pb::ContainerLogsRequest> {
+    let (stdout, stderr) = (p.bool("stdout"), p.bool("stderr"));
+    let tail = match p.get("tail").unwrap_or("all") {
+        "all" | "" => -1,
+        t => t.parse::<i64>().map_err(|_| Error::invalid(format!("invalid value for tail: {t:?}")))?,
+    };
+    let time = |k: &str| -> ApiResult<f64> {
+        match p.get(k).filter(|v| !v.is_empty()) {
+            None => Ok(0.0),
+            Some(v) => v
+                .parse::<f64>()
+                .ok()
+                .or_else(|| berth_core::id::parse_rfc3339(v).map(|t| t.unix_timestamp_nanos() as f64 / 1e9))
+                .ok_or_else(|| Error::invalid(format!("invalid value for {k}: {v:?}")).into()),
+        }
+    };
+    Ok(pb::ContainerLogsRequest {
+        reference: c.id.clone(),
+        follow: p.bool("follow"),
+        stdout,
+        stderr,
+        tail,
+        since: time("since")?,
+        until: time("until")?,
+        from_end: false,
+    })
+}
+
+fn tty_of(c: &pb::Container) -> bool {
+    json_of(&c.config)["Tty"].as_bool().unwrap_or(false)
+}
+
+fn stream_content_type(tty: bool) -> axum::http::HeaderValue {
+    axum::http::HeaderValue::from_static(if tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    })
+}
+
+/// ContainerLogs: `GET /containers/{id}/logs`.
+async fn get_container_logs(State(s): State<AppState>, Path(id): Path<String>, uri: Uri) -> ApiResult<Response> {
+    let p = Params::parse(uri.query());
+    let c = s.runtime.inspect(&id).await?;
+    let req = logs_request(&c, &p)?;
+    if !req.stdout && !req.stderr {
+        return Err(Error::invalid("Bad parameters: you must choose at least one stream").into());
+    }
+    let tty = tty_of(&c);
+    let framed = berth_runtime::lifecycle::frame(s.runtime.logs(req).await?, tty, p.bool("timestamps"));
+    use futures::StreamExt;
+    let body = axum::body::Body::from_stream(framed.map(|r| r.map_err(|e| std::io::Error::other(e.to_string()))));
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut().insert(axum::http::header::CONTENT_TYPE, stream_content_type(tty));
+    Ok(resp)
+}
+
+/// ContainerAttach: `POST /containers/{id}/attach`, hijacked. Output is streamed
+/// from the container's log as it is written (with `logs=1`, from the start);
+/// the stream ends when the container exits. Standard input is not forwarded yet.
+async fn post_container_attach(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    mut req: axum::extract::Request,
+) -> ApiResult<Response> {
+    use futures::StreamExt;
+    let p = Params::parse(req.uri().query());
+    let c = s.runtime.inspect(&id).await?;
+    let tty = tty_of(&c);
+    let logs = pb::ContainerLogsRequest {
+        reference: c.id.clone(),
+        follow: true,
+        stdout: p.bool("stdout"),
+        stderr: p.bool("stderr"),
+        tail: -1,
+        since: 0.0,
+        until: 0.0,
+        from_end: !p.bool("logs"),
+    };
+    let mut framed = berth_runtime::lifecycle::frame(s.runtime.logs(logs).await?, tty, false);
+    let wants_upgrade = req.headers().get(axum::http::header::UPGRADE).is_some();
+    if !wants_upgrade {
+        let body = axum::body::Body::from_stream(framed.map(|r| r.map_err(|e| std::io::Error::other(e.to_string()))));
+        let mut resp = (StatusCode::OK, body).into_response();
+        resp.headers_mut().insert(axum::http::header::CONTENT_TYPE, stream_content_type(tty));
+        return Ok(resp);
+    }
+    let upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let Ok(upgraded) = upgrade.await else { return };
+        let mut io = hyper_util::rt::TokioIo::new(upgraded);
+        while let Some(Ok(chunk)) = framed.next().await {
+            if io.write_all(&chunk).await.is_err() {
+                return;
+            }
+            let _ = io.flush().await;
+        }
+        let _ = io.shutdown().await;
+    });
+    let mut resp = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let h = resp.headers_mut();
+    h.insert(axum::http::header::CONTENT_TYPE, stream_content_type(tty));
+    h.insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("Upgrade"));
+    h.insert(axum::http::header::UPGRADE, axum::http::HeaderValue::from_static("tcp"));
+    Ok(resp)
+}
+
 /// Everything else under `/containers/{id}/`: 404 for a missing container,
 /// 501 until containers can run.
 async fn container_lifecycle(State(s): State<AppState>, Path((id, op)): Path<(String, String)>) -> ApiResult<()> {
     s.runtime.inspect(&id).await?;
-    Err(Error::not_implemented(format!("{op}: running containers is not implemented yet")).into())
+    Err(Error::not_implemented(format!("{op} is not implemented yet")).into())
 }
 
 #[cfg(test)]

@@ -145,6 +145,9 @@ mod tests {
         async fn delete(&self, _: &str) -> Result<bool> {
             Ok(false)
         }
+        async fn set_state(&self, _: &str, _: &berth_runtime::pb::ContainerState) -> Result<()> {
+            Err(Error::unavailable("read-only fake"))
+        }
     }
     struct NoNetworks;
     #[async_trait]

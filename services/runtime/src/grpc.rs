@@ -72,6 +72,51 @@ impl RuntimeService for RuntimeGrpcServer {
         Ok(Response::new(pb::RemoveContainerResponse {}))
     }
 
+    async fn start_container(
+        &self,
+        req: Request<pb::StartContainerRequest>,
+    ) -> Result<Response<pb::StartContainerResponse>, Status> {
+        let already_running = self.api.start(&req.into_inner().reference).await?;
+        Ok(Response::new(pb::StartContainerResponse { already_running }))
+    }
+
+    async fn stop_container(
+        &self,
+        req: Request<pb::StopContainerRequest>,
+    ) -> Result<Response<pb::StopContainerResponse>, Status> {
+        let r = req.into_inner();
+        let not_running = self.api.stop(&r.reference, r.timeout, &r.signal).await?;
+        Ok(Response::new(pb::StopContainerResponse { not_running }))
+    }
+
+    async fn kill_container(
+        &self,
+        req: Request<pb::KillContainerRequest>,
+    ) -> Result<Response<pb::KillContainerResponse>, Status> {
+        let r = req.into_inner();
+        self.api.kill(&r.reference, &r.signal).await?;
+        Ok(Response::new(pb::KillContainerResponse {}))
+    }
+
+    async fn wait_container(
+        &self,
+        req: Request<pb::WaitContainerRequest>,
+    ) -> Result<Response<pb::WaitContainerResponse>, Status> {
+        let r = req.into_inner();
+        Ok(Response::new(self.api.wait(&r.reference, &r.condition).await?))
+    }
+
+    type ContainerLogsStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::LogEntry, Status>> + Send>>;
+
+    async fn container_logs(
+        &self,
+        req: Request<pb::ContainerLogsRequest>,
+    ) -> Result<Response<Self::ContainerLogsStream>, Status> {
+        use futures::StreamExt;
+        let stream = self.api.logs(req.into_inner()).await?;
+        Ok(Response::new(Box::pin(stream.map(|r| r.map_err(Status::from)))))
+    }
+
     async fn image_in_use(
         &self,
         req: Request<pb::ImageInUseRequest>,
@@ -135,6 +180,38 @@ impl RuntimeApi for RuntimeGrpcClient {
             .await
             .map_err(err)?;
         Ok(())
+    }
+
+    async fn start(&self, reference: &str) -> Result<bool> {
+        let r = self
+            .inner
+            .clone()
+            .start_container(pb::StartContainerRequest { reference: reference.into() })
+            .await
+            .map_err(err)?;
+        Ok(r.into_inner().already_running)
+    }
+
+    async fn stop(&self, reference: &str, timeout: i64, signal: &str) -> Result<bool> {
+        let req = pb::StopContainerRequest { reference: reference.into(), timeout, signal: signal.into() };
+        Ok(self.inner.clone().stop_container(req).await.map_err(err)?.into_inner().not_running)
+    }
+
+    async fn kill(&self, reference: &str, signal: &str) -> Result<()> {
+        let req = pb::KillContainerRequest { reference: reference.into(), signal: signal.into() };
+        self.inner.clone().kill_container(req).await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn wait(&self, reference: &str, condition: &str) -> Result<pb::WaitContainerResponse> {
+        let req = pb::WaitContainerRequest { reference: reference.into(), condition: condition.into() };
+        Ok(self.inner.clone().wait_container(req).await.map_err(err)?.into_inner())
+    }
+
+    async fn logs(&self, req: pb::ContainerLogsRequest) -> Result<crate::lifecycle::LogStream> {
+        use futures::StreamExt;
+        let stream = self.inner.clone().container_logs(req).await.map_err(err)?.into_inner();
+        Ok(Box::pin(stream.map(|r| r.map_err(err))))
     }
 
     async fn image_in_use(&self, image_id: &str) -> Result<pb::ImageInUseResponse> {

@@ -12,6 +12,7 @@
 
 pub mod create;
 pub mod grpc;
+pub mod lifecycle;
 pub mod service;
 pub mod spec;
 pub mod store;
@@ -39,4 +40,14 @@ pub trait RuntimeApi: Send + Sync + 'static {
     async fn remove(&self, reference: &str, force: bool, remove_volumes: bool) -> Result<()>;
     /// Containers that use `image_id`, and whether one of them runs.
     async fn image_in_use(&self, image_id: &str) -> Result<pb::ImageInUseResponse>;
+    /// Starts a container; `Ok(true)` when it was already running.
+    async fn start(&self, reference: &str) -> Result<bool>;
+    /// Stops a container; `Ok(true)` when it was not running.
+    async fn stop(&self, reference: &str, timeout: i64, signal: &str) -> Result<bool>;
+    /// Sends a signal to a running container.
+    async fn kill(&self, reference: &str, signal: &str) -> Result<()>;
+    /// Waits for a condition (not-running, next-exit, removed).
+    async fn wait(&self, reference: &str, condition: &str) -> Result<pb::WaitContainerResponse>;
+    /// The container's log entries.
+    async fn logs(&self, req: pb::ContainerLogsRequest) -> Result<lifecycle::LogStream>;
 }

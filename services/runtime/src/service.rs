@@ -18,13 +18,14 @@ use crate::{RuntimeApi, pb};
 
 /// The runtime service.
 pub struct LocalRuntime {
-    store: Arc<dyn ContainerStore>,
-    images: Arc<dyn ImageApi>,
+    pub(crate) store: Arc<dyn ContainerStore>,
+    pub(crate) images: Arc<dyn ImageApi>,
+    pub(crate) host: crate::lifecycle::Host,
 }
 
 const STATUSES: [&str; 7] = ["created", "restarting", "running", "removing", "paused", "exited", "dead"];
 
-fn status(c: &pb::Container) -> &str {
+pub(crate) fn status(c: &pb::Container) -> &str {
     c.state.as_ref().map(|s| s.status.as_str()).unwrap_or("created")
 }
 
@@ -38,16 +39,22 @@ impl LocalRuntime {
     /// Opens the service's state under `dir` (`<data-root>/runtime`).
     pub async fn open(dir: &Path, images: Arc<dyn ImageApi>) -> Result<Self> {
         let pool = berth_core::db::open_sqlite(&dir.join("runtime.db"), &MIGRATOR).await?;
-        Ok(Self::with_store(Arc::new(SqliteContainerStore::new(pool)), images))
+        let rt = Self {
+            store: Arc::new(SqliteContainerStore::new(pool)),
+            images,
+            host: crate::lifecycle::Host::new(dir.to_path_buf()),
+        };
+        rt.reconnect().await?;
+        Ok(rt)
     }
 
-    /// A runtime over any store.
+    /// A runtime over any store, keeping container files under a temporary directory.
     pub fn with_store(store: Arc<dyn ContainerStore>, images: Arc<dyn ImageApi>) -> Self {
-        Self { store, images }
+        Self { store, images, host: crate::lifecycle::Host::new(std::env::temp_dir().join("berth-runtime")) }
     }
 
     /// Resolves a name, full ID or unique ID prefix.
-    async fn resolve(&self, reference: &str) -> Result<pb::Container> {
+    pub(crate) async fn resolve(&self, reference: &str) -> Result<pb::Container> {
         let needle = reference.strip_prefix('/').unwrap_or(reference);
         if needle.is_empty() {
             return Err(Error::invalid("container name or ID must not be empty"));
@@ -230,11 +237,35 @@ impl RuntimeApi for LocalRuntime {
                 c.name
             )));
         }
+        if matches!(st, "running" | "paused" | "restarting") {
+            self.kill_and_wait(&c).await?;
+        }
         if !self.store.delete(&c.id).await? {
             return Err(Error::not_found(format!("No such container: {reference}")));
         }
+        self.host.forget(&c.id);
         tracing::info!(id = %c.id, name = %c.name, "container removed");
         Ok(())
+    }
+
+    async fn start(&self, reference: &str) -> Result<bool> {
+        self.start_container(reference).await
+    }
+
+    async fn stop(&self, reference: &str, timeout: i64, signal: &str) -> Result<bool> {
+        self.stop_container(reference, timeout, signal).await
+    }
+
+    async fn kill(&self, reference: &str, signal: &str) -> Result<()> {
+        self.signal_container(reference, signal).await
+    }
+
+    async fn wait(&self, reference: &str, condition: &str) -> Result<pb::WaitContainerResponse> {
+        self.wait_container(reference, condition).await
+    }
+
+    async fn logs(&self, req: pb::ContainerLogsRequest) -> Result<crate::lifecycle::LogStream> {
+        self.log_stream(req).await
     }
 
     async fn image_in_use(&self, image_id: &str) -> Result<pb::ImageInUseResponse> {

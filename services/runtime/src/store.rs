@@ -29,6 +29,8 @@ pub trait ContainerStore: Send + Sync + 'static {
     async fn rename(&self, id: &str, new_name: &str) -> Result<()>;
     /// Deletes a record; false when it did not exist.
     async fn delete(&self, id: &str) -> Result<bool>;
+    /// Records a new state; an empty `started_at` keeps the old one.
+    async fn set_state(&self, id: &str, state: &pb::ContainerState) -> Result<()>;
 }
 
 /// [`ContainerStore`] on SQLite.
@@ -135,6 +137,27 @@ impl ContainerStore for SqliteContainerStore {
         if n.rows_affected() == 0 {
             return Err(Error::not_found(format!("No such container: {id}")));
         }
+        Ok(())
+    }
+
+    async fn set_state(&self, id: &str, s: &pb::ContainerState) -> Result<()> {
+        sqlx::query(
+            "UPDATE containers SET status = ?, pid = ?, exit_code = ?, error = ?, \
+             started_at = CASE WHEN ? = '' THEN started_at ELSE ? END, \
+             finished_at = CASE WHEN ? = '' THEN finished_at ELSE ? END, oom_killed = ? WHERE id = ?",
+        )
+        .bind(&s.status)
+        .bind(s.pid)
+        .bind(s.exit_code)
+        .bind(&s.error)
+        .bind(&s.started_at)
+        .bind(&s.started_at)
+        .bind(&s.finished_at)
+        .bind(&s.finished_at)
+        .bind(s.oom_killed as i64)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -1,0 +1,589 @@
+//! Running containers: each one under its own `berth-shim`, which outlives the
+//! runtime service. The runtime writes an OCI bundle, starts the shim, reads its
+//! one-line report, and watches the bundle for the exit record the shim leaves.
+//! A runtime that restarts finds its containers again from their bundles
+//! ([`LocalRuntime::reconnect`]): running ones are watched again, and those that
+//! exited meanwhile get their exit code from `exit.json`.
+//!
+//! Bundle layout, `<data-root>/runtime/containers/<id>/`:
+//! ```text
+//! config.json     the OCI spec          upper/ work/   the overlay's writable layer
+//! rootfs/         the mount point       hostname hosts resolv.conf
+//! container.log   json-file log         pid exit.json  written by the shim
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_core::{ByteStream, Error, Result};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use crate::pb;
+use crate::service::{LocalRuntime, status};
+use crate::spec::{self, SpecInputs};
+use crate::store::ContainerStore;
+
+/// Something that happened to a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The container's init exited with this code.
+    Exited(String, i64),
+    /// The container was removed.
+    Removed(String),
+}
+
+/// Where containers live on this host, the shim to start them with, and the
+/// event channel that waiters listen on.
+#[derive(Debug, Clone)]
+pub struct Host {
+    dir: PathBuf,
+    shim: PathBuf,
+    events: broadcast::Sender<Event>,
+}
+
+impl Host {
+    /// Containers under `dir/containers`; the shim next to the running binary
+    /// (or `BERTH_SHIM`).
+    pub fn new(dir: PathBuf) -> Self {
+        let shim = std::env::var_os("BERTH_SHIM").map(PathBuf::from).unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|e| e.parent().map(|p| p.join("berth-shim")))
+                .unwrap_or_else(|| PathBuf::from("berth-shim"))
+        });
+        let (events, _) = broadcast::channel(1024);
+        Self { dir, shim, events }
+    }
+
+    /// The bundle directory of container `id`.
+    pub fn bundle(&self, id: &str) -> PathBuf {
+        self.dir.join("containers").join(id)
+    }
+
+    /// Removes a container's bundle (after the container is gone).
+    pub fn forget(&self, id: &str) {
+        let _ = std::fs::remove_dir_all(self.bundle(id));
+        let _ = self.events.send(Event::Removed(id.to_string()));
+    }
+
+    /// A receiver of container events.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+}
+
+fn read_exit(bundle: &Path) -> Option<Value> {
+    std::fs::read(bundle.join("exit.json")).ok().and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+fn pid_alive(pid: i64) -> bool {
+    pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+}
+
+/// Parses a signal given by name (`KILL`, `SIGTERM`) or number.
+pub fn parse_signal(s: &str) -> Result<nix::sys::signal::Signal> {
+    use nix::sys::signal::Signal;
+    let bad = || Error::invalid(format!("Invalid signal: {s}"));
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| bad());
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    name.parse::<Signal>().map_err(|_| bad())
+}
+
+/// The files and stack the image's passwd/group come from: the container's upper
+/// layer first, then the image's layers from the top.
+fn read_from_layers(upper: &Path, layers: &[String], rel: &str) -> String {
+    std::iter::once(upper.to_path_buf())
+        .chain(layers.iter().rev().map(PathBuf::from))
+        .find_map(|dir| std::fs::read_to_string(dir.join(rel)).ok())
+        .unwrap_or_default()
+}
+
+fn host_nofile_hard() -> u64 {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map(|(_, hard)| hard).unwrap_or(1024)
+}
+
+fn resolv_conf(network_host: bool) -> String {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    if network_host {
+        return host;
+    }
+    // Loopback resolvers of the host are unreachable from the container's own network namespace.
+    let kept: Vec<&str> = host
+        .lines()
+        .filter(|l| !(l.starts_with("nameserver") && (l.contains(" 127.") || l.contains(" ::1"))))
+        .collect();
+    let mut out = kept.join("\n");
+    out.push('\n');
+    out
+}
+
+impl LocalRuntime {
+    /// Finds running containers again after a restart: watches those whose shim
+    /// still runs and records the exit of those that stopped meanwhile.
+    pub(crate) async fn reconnect(&self) -> Result<()> {
+        for c in self.store.containers().await? {
+            if matches!(status(&c), "running" | "paused" | "restarting") {
+                self.spawn_watch(&c);
+            }
+        }
+        Ok(())
+    }
+
+    fn spawn_watch(&self, c: &pb::Container) {
+        let store = self.store.clone();
+        let host = self.host.clone();
+        let id = c.id.clone();
+        let pid = c.state.as_ref().map(|s| s.pid).unwrap_or(0);
+        let auto_remove = serde_json::from_slice::<Value>(&c.host_config)
+            .ok()
+            .and_then(|h| h["AutoRemove"].as_bool())
+            .unwrap_or(false);
+        tokio::spawn(async move {
+            let bundle = host.bundle(&id);
+            let mut dead_since: Option<std::time::Instant> = None;
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let exit = match read_exit(&bundle) {
+                    Some(e) => e,
+                    None if !pid_alive(pid) => {
+                        // The init is gone; give the shim a moment to record it.
+                        let since = *dead_since.get_or_insert_with(std::time::Instant::now);
+                        if since.elapsed() < Duration::from_secs(3) {
+                            continue;
+                        }
+                        json!({"ExitCode": 137, "FinishedAt": berth_core::id::now_rfc3339(), "Error": "the container's shim went away"})
+                    }
+                    None => continue,
+                };
+                let code = exit["ExitCode"].as_i64().unwrap_or(128);
+                let state = pb::ContainerState {
+                    status: "exited".into(),
+                    pid: 0,
+                    exit_code: code,
+                    error: exit["Error"].as_str().unwrap_or("").to_string(),
+                    started_at: String::new(),
+                    finished_at: exit["FinishedAt"].as_str().unwrap_or("").to_string(),
+                    oom_killed: false,
+                };
+                if let Err(e) = store.set_state(&id, &state).await {
+                    tracing::warn!(id = %id, error = %e, "record exit");
+                }
+                tracing::info!(id = %id, code, "container exited");
+                let _ = host.events.send(Event::Exited(id.clone(), code));
+                if auto_remove {
+                    if let Err(e) = store.delete(&id).await {
+                        tracing::warn!(id = %id, error = %e, "auto-remove");
+                    }
+                    host.forget(&id);
+                }
+                return;
+            }
+        });
+    }
+
+    /// Starts a container; `Ok(true)` when it was already running. A container
+    /// with auto-remove whose start fails is removed, as dockerd does (`docker run
+    /// --rm` waits for that).
+    pub(crate) async fn start_container(&self, reference: &str) -> Result<bool> {
+        let c = self.resolve(reference).await?;
+        if matches!(status(&c), "running" | "paused" | "restarting") {
+            return Ok(true);
+        }
+        let out = self.start_resolved(&c).await;
+        if out.is_err() {
+            let _ = self.host.events.send(Event::Exited(c.id.clone(), 128));
+            let auto_remove = serde_json::from_slice::<Value>(&c.host_config)
+                .ok()
+                .and_then(|h| h["AutoRemove"].as_bool())
+                .unwrap_or(false);
+            if auto_remove {
+                self.store.delete(&c.id).await?;
+                self.host.forget(&c.id);
+            }
+        }
+        out
+    }
+
+    async fn start_resolved(&self, c: &pb::Container) -> Result<bool> {
+        let image = self.images.inspect(&c.image_id).await?;
+        let config: Value = serde_json::from_slice(&c.config).unwrap_or_default();
+        let host_config: Value = serde_json::from_slice(&c.host_config).unwrap_or_default();
+        let bundle = self.host.bundle(&c.id);
+        let (upper, work, rootfs) = (bundle.join("upper"), bundle.join("work"), bundle.join("rootfs"));
+        for d in [&upper, &work, &rootfs] {
+            std::fs::create_dir_all(d).map_err(|e| Error::from(e).context(format!("create {}", d.display())))?;
+        }
+        for f in ["exit.json", "pid"] {
+            let _ = std::fs::remove_file(bundle.join(f));
+        }
+        let hostname = config["Hostname"].as_str().unwrap_or_default().to_string();
+        let network_host = host_config["NetworkMode"].as_str() == Some("host");
+        let hosts = format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
+        );
+        for (name, body) in
+            [("hostname", format!("{hostname}\n")), ("hosts", hosts), ("resolv.conf", resolv_conf(network_host))]
+        {
+            std::fs::write(bundle.join(name), body)?;
+        }
+        let user_spec = config["User"].as_str().unwrap_or("").to_string();
+        let group_add: Vec<String> = host_config["GroupAdd"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|g| g.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let passwd = read_from_layers(&upper, &image.layer_dirs, "etc/passwd");
+        let group = read_from_layers(&upper, &image.layer_dirs, "etc/group");
+        let user = spec::resolve_user(&user_spec, &group_add, &passwd, &group)?;
+        let inputs = SpecInputs {
+            config: config.clone(),
+            host_config: host_config.clone(),
+            rootfs: rootfs.clone(),
+            hostname_file: bundle.join("hostname"),
+            hosts_file: bundle.join("hosts"),
+            resolv_file: bundle.join("resolv.conf"),
+            user,
+            host_nofile_hard: host_nofile_hard(),
+        };
+        let mut oci = spec::build(&inputs)?;
+        let lower: Vec<String> = image.layer_dirs.iter().rev().cloned().collect();
+        if lower.is_empty() {
+            return Err(Error::invalid(format!("image {} has no layers", image.id)));
+        }
+        let mut annotations = std::collections::HashMap::new();
+        annotations.insert("berth.overlay.lowerdir".to_string(), lower.join(":"));
+        annotations.insert("berth.overlay.upperdir".to_string(), upper.to_string_lossy().into_owned());
+        annotations.insert("berth.overlay.workdir".to_string(), work.to_string_lossy().into_owned());
+        annotations.insert("berth.log.path".to_string(), bundle.join("container.log").to_string_lossy().into_owned());
+        oci.set_annotations(Some(annotations));
+        let spec_json = serde_json::to_vec_pretty(&oci).map_err(|e| Error::internal(e.to_string()))?;
+        std::fs::write(bundle.join("config.json"), spec_json)?;
+
+        let shim = self.host.shim.clone();
+        let bundle_c = bundle.clone();
+        let report = tokio::task::spawn_blocking(move || -> Result<String> {
+            use std::io::Read;
+            let mut child = std::process::Command::new(&shim)
+                .arg("--bundle")
+                .arg(&bundle_c)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .map_err(|e| Error::unavailable(format!("start {}: {e}", shim.display())))?;
+            let mut out = String::new();
+            if let Some(mut stdout) = child.stdout.take() {
+                let _ = stdout.read_to_string(&mut out);
+            }
+            let _ = child.wait();
+            Ok(out)
+        })
+        .await
+        .map_err(|e| Error::internal(e.to_string()))??;
+        let report = report.trim();
+        let now = berth_core::id::now_rfc3339();
+        if let Some(pid) = report.strip_prefix("ok ").and_then(|p| p.trim().parse::<i64>().ok()) {
+            let state = pb::ContainerState { status: "running".into(), pid, started_at: now, ..Default::default() };
+            self.store.set_state(&c.id, &state).await?;
+            let mut running = c.clone();
+            running.state = Some(state);
+            self.spawn_watch(&running);
+            tracing::info!(id = %c.id, pid, "container started");
+            return Ok(false);
+        }
+        let (code, msg) = report
+            .strip_prefix("err ")
+            .and_then(|r| r.split_once(' '))
+            .map(|(c, m)| (c.parse::<i64>().unwrap_or(128), m.to_string()))
+            .unwrap_or((128, format!("the shim did not report: {report:?}")));
+        let state =
+            pb::ContainerState { status: "created".into(), exit_code: code, error: msg.clone(), ..Default::default() };
+        self.store.set_state(&c.id, &state).await?;
+        let message = format!("failed to create task for container: {msg}");
+        Err(if code == 125 || code == 128 { Error::internal(message) } else { Error::invalid(message) })
+    }
+
+    /// Sends `signal` to a running container.
+    pub(crate) async fn signal_container(&self, reference: &str, signal: &str) -> Result<()> {
+        let sig = parse_signal(if signal.is_empty() { "KILL" } else { signal })?;
+        let c = self.resolve(reference).await?;
+        let pid = c.state.as_ref().map(|s| s.pid).unwrap_or(0);
+        if status(&c) != "running" || !pid_alive(pid) {
+            return Err(Error::conflict(format!("Container {} is not running", c.id)));
+        }
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
+            .map_err(|e| Error::internal(format!("kill {pid}: {e}")))
+    }
+
+    async fn wait_exit(&self, rx: &mut broadcast::Receiver<Event>, id: &str, timeout: Option<Duration>) -> Option<i64> {
+        let wait = async {
+            loop {
+                match rx.recv().await {
+                    Ok(Event::Exited(i, code)) if i == id => return Some(code),
+                    Ok(Event::Removed(i)) if i == id => return None,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        if let Ok(c) = self.resolve(id).await
+                            && status(&c) == "exited"
+                        {
+                            return c.state.map(|s| s.exit_code);
+                        }
+                    }
+                    Err(_) => return None,
+                }
+            }
+        };
+        match timeout {
+            Some(t) => tokio::time::timeout(t, wait).await.ok().flatten(),
+            None => wait.await,
+        }
+    }
+
+    /// Stops a container: its stop signal, then SIGKILL after `timeout` seconds.
+    /// `Ok(true)` when it was not running.
+    pub(crate) async fn stop_container(&self, reference: &str, timeout: i64, signal: &str) -> Result<bool> {
+        let c = self.resolve(reference).await?;
+        if status(&c) != "running" {
+            return Ok(true);
+        }
+        let config: Value = serde_json::from_slice(&c.config).unwrap_or_default();
+        let stop_signal = if signal.is_empty() {
+            config["StopSignal"].as_str().unwrap_or("SIGTERM").to_string()
+        } else {
+            signal.to_string()
+        };
+        let timeout = if timeout < 0 { config["StopTimeout"].as_i64().unwrap_or(10) } else { timeout };
+        let mut rx = self.host.subscribe();
+        if let Err(e) = self.signal_container(&c.id, &stop_signal).await
+            && e.kind() != berth_core::ErrorKind::Conflict
+        {
+            return Err(e);
+        }
+        if self.wait_exit(&mut rx, &c.id, Some(Duration::from_secs(timeout.max(0) as u64))).await.is_none() {
+            self.kill_and_wait(&c).await?;
+        }
+        Ok(false)
+    }
+
+    /// SIGKILLs a container and waits for its exit to be recorded.
+    pub(crate) async fn kill_and_wait(&self, c: &pb::Container) -> Result<()> {
+        let mut rx = self.host.subscribe();
+        match self.signal_container(&c.id, "KILL").await {
+            Ok(()) => {}
+            Err(e) if e.kind() == berth_core::ErrorKind::Conflict => {}
+            Err(e) => return Err(e),
+        }
+        if self.wait_exit(&mut rx, &c.id, Some(Duration::from_secs(15))).await.is_none() {
+            let now = self.resolve(&c.id).await?;
+            if status(&now) == "running" {
+                return Err(Error::internal(format!("container {} did not stop after SIGKILL", c.id)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for `condition` (not-running, next-exit, removed); returns the exit code.
+    pub(crate) async fn wait_container(&self, reference: &str, condition: &str) -> Result<pb::WaitContainerResponse> {
+        let mut rx = self.host.subscribe();
+        let c = self.resolve(reference).await?;
+        let st = c.state.clone().unwrap_or_default();
+        let done = |code: i64| pb::WaitContainerResponse { exit_code: code, error: String::new() };
+        match condition {
+            "" | "not-running" => {
+                if status(&c) != "running" {
+                    return Ok(done(st.exit_code));
+                }
+                Ok(done(self.wait_exit(&mut rx, &c.id, None).await.unwrap_or(st.exit_code)))
+            }
+            "next-exit" => Ok(done(self.wait_exit(&mut rx, &c.id, None).await.unwrap_or(st.exit_code))),
+            "removed" => {
+                let mut code = st.exit_code;
+                loop {
+                    match rx.recv().await {
+                        Ok(Event::Exited(i, c2)) if i == c.id => code = c2,
+                        Ok(Event::Removed(i)) if i == c.id => return Ok(done(code)),
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            if self.resolve(&c.id).await.is_err() {
+                                return Ok(done(code));
+                            }
+                        }
+                        Err(_) => return Ok(done(code)),
+                    }
+                }
+            }
+            other => Err(Error::invalid(format!("invalid condition: {other:?}"))),
+        }
+    }
+
+    /// The container's log as a stream of entries.
+    pub(crate) async fn log_stream(&self, req: pb::ContainerLogsRequest) -> Result<LogStream> {
+        let c = self.resolve(&req.reference).await?;
+        let path = self.host.bundle(&c.id).join("container.log");
+        let rx = self.host.subscribe();
+        let store = self.store.clone();
+        let (tx, out) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(follow_log(path, c.id.clone(), req, rx, store, tx));
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(out)))
+    }
+}
+
+/// Log entries, in order.
+pub type LogStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::LogEntry>> + Send>>;
+
+fn entry_of(line: &str, req: &pb::ContainerLogsRequest) -> Option<pb::LogEntry> {
+    let v: Value = serde_json::from_str(line).ok()?;
+    let stream = match v["stream"].as_str()? {
+        "stdout" if req.stdout => 1,
+        "stderr" if req.stderr => 2,
+        _ => return None,
+    };
+    let time = v["time"].as_str().unwrap_or("").to_string();
+    let t = berth_core::id::parse_rfc3339(&time).map(|t| t.unix_timestamp_nanos() as f64 / 1e9).unwrap_or(0.0);
+    if (req.since > 0.0 && t < req.since) || (req.until > 0.0 && t > req.until) {
+        return None;
+    }
+    Some(pb::LogEntry { stream, time, line: Bytes::from(v["log"].as_str()?.as_bytes().to_vec()).to_vec() })
+}
+
+async fn follow_log(
+    path: PathBuf,
+    id: String,
+    req: pb::ContainerLogsRequest,
+    mut events: broadcast::Receiver<Event>,
+    store: Arc<dyn ContainerStore>,
+    tx: tokio::sync::mpsc::Sender<Result<pb::LogEntry>>,
+) {
+    use tokio::io::{AsyncBufReadExt, AsyncSeekExt};
+    let open = || async { tokio::fs::File::open(&path).await.ok() };
+    let offset_start: u64;
+    if req.from_end {
+        offset_start = tokio::fs::metadata(&path).await.map(|m| m.len()).unwrap_or(0);
+    } else {
+        // Everything so far, honouring tail.
+        let text = tokio::fs::read_to_string(&path).await.unwrap_or_default();
+        offset_start = text.len() as u64;
+        let mut entries: Vec<pb::LogEntry> = text.lines().filter_map(|l| entry_of(l, &req)).collect();
+        if req.tail >= 0 && (req.tail as usize) < entries.len() {
+            entries.drain(..entries.len() - req.tail as usize);
+        }
+        for e in entries {
+            if tx.send(Ok(e)).await.is_err() {
+                return;
+            }
+        }
+        if !req.follow {
+            return;
+        }
+    }
+    // Follow: for logs -f until the container is not running; for attach until its next exit.
+    let mut offset = offset_start;
+    let mut exited = false;
+    loop {
+        if let Some(mut f) = open().await {
+            let _ = f.seek(std::io::SeekFrom::Start(offset)).await;
+            let mut reader = tokio::io::BufReader::new(f);
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match reader.read_line(&mut line).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) if line.ends_with('\n') => {
+                        offset += n as u64;
+                        if let Some(e) = entry_of(line.trim_end(), &req)
+                            && tx.send(Ok(e)).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Ok(_) => break,
+                }
+            }
+        }
+        if exited {
+            return;
+        }
+        match events.try_recv() {
+            Ok(Event::Exited(i, _)) | Ok(Event::Removed(i)) if i == id => {
+                // One more pass picks up what the shim wrote last.
+                exited = true;
+                continue;
+            }
+            Err(broadcast::error::TryRecvError::Closed) => return,
+            _ => {}
+        }
+        if !req.from_end {
+            let running = store
+                .containers()
+                .await
+                .ok()
+                .and_then(|all| all.into_iter().find(|c| c.id == id))
+                .is_some_and(|c| status(&c) == "running");
+            if !running {
+                exited = true;
+                continue;
+            }
+        }
+        if tx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Frames log entries for the Docker API: the 8-byte multiplexed header per
+/// entry (stream, 0, 0, 0, big-endian length), or raw bytes for a TTY; with
+/// `timestamps`, each line starts with its RFC 3339 time.
+pub fn frame(entries: LogStream, tty: bool, timestamps: bool) -> ByteStream {
+    use futures::StreamExt;
+    Box::pin(entries.map(move |e| {
+        e.map(|e| {
+            let mut payload = Vec::with_capacity(e.line.len() + 40);
+            if timestamps {
+                payload.extend_from_slice(e.time.as_bytes());
+                payload.push(b' ');
+            }
+            payload.extend_from_slice(&e.line);
+            if tty {
+                return Bytes::from(payload);
+            }
+            let mut out = Vec::with_capacity(payload.len() + 8);
+            out.extend_from_slice(&[e.stream as u8, 0, 0, 0]);
+            out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+            out.extend_from_slice(&payload);
+            Bytes::from(out)
+        })
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_by_name_and_number() {
+        use nix::sys::signal::Signal;
+        assert_eq!(parse_signal("KILL").ok(), Some(Signal::SIGKILL));
+        assert_eq!(parse_signal("sigterm").ok(), Some(Signal::SIGTERM));
+        assert_eq!(parse_signal("9").ok(), Some(Signal::SIGKILL));
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("999").is_err());
+    }
+
+    #[tokio::test]
+    async fn frames_are_multiplexed() {
+        let entries: LogStream = Box::pin(futures::stream::iter(vec![Ok(pb::LogEntry {
+            stream: 2,
+            time: "t".into(),
+            line: b"hi\n".to_vec(),
+        })]));
+        let mut framed = frame(entries, false, false);
+        use futures::StreamExt;
+        let chunk = framed.next().await.expect("one").expect("ok");
+        assert_eq!(&chunk[..], &[2, 0, 0, 0, 0, 0, 0, 3, b'h', b'i', b'\n']);
+    }
+}

@@ -1,0 +1,425 @@
+//! The container's init: what the shim's child does between fork and exec. It
+//! enters new namespaces, mounts the overlay root and the spec's mounts, builds
+//! `/dev`, pivots into the root, masks paths, applies rlimits, capabilities and
+//! the user, and executes the command. Failures are sent to the shim over the
+//! close-on-exec sync pipe as `CODE:message`; a successful exec closes it.
+
+use std::ffi::CString;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::sys;
+
+/// What the child needs besides the spec.
+pub struct InitArgs<'a> {
+    /// The OCI spec (config.json).
+    pub spec: &'a Value,
+    /// The bundle directory.
+    pub bundle: &'a Path,
+    /// Descriptors to become stdout and stderr.
+    pub stdout: libc::c_int,
+    /// See `stdout`.
+    pub stderr: libc::c_int,
+}
+
+/// A setup failure: the exit code to report and a message.
+pub struct InitError(pub i32, pub String);
+
+impl From<io::Error> for InitError {
+    fn from(e: io::Error) -> Self {
+        InitError(128, e.to_string())
+    }
+}
+
+fn ctx<T>(r: io::Result<T>, what: impl FnOnce() -> String) -> Result<T, InitError> {
+    r.map_err(|e| InitError(128, format!("{}: {e}", what())))
+}
+
+/// Resolves `path` inside `root` the way the container will see it: symlinks
+/// are followed as if `root` were `/`, and nothing resolves outside `root`.
+pub fn secure_join(root: &Path, path: &Path) -> io::Result<PathBuf> {
+    let mut pending: Vec<PathBuf> = path.components().rev().map(|c| PathBuf::from(c.as_os_str())).collect();
+    let mut cur = PathBuf::new();
+    let mut hops = 0;
+    while let Some(next) = pending.pop() {
+        match next.components().next() {
+            None | Some(Component::RootDir) | Some(Component::CurDir) => continue,
+            Some(Component::ParentDir) => {
+                cur.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let candidate = cur.join(&next);
+        match std::fs::symlink_metadata(root.join(&candidate)) {
+            Ok(m) if m.file_type().is_symlink() => {
+                hops += 1;
+                if hops > 40 {
+                    return Err(io::Error::other(format!("too many symlinks resolving {}", path.display())));
+                }
+                let target = std::fs::read_link(root.join(&candidate))?;
+                if target.is_absolute() {
+                    cur = PathBuf::new();
+                }
+                for c in target.components().rev() {
+                    pending.push(PathBuf::from(c.as_os_str()));
+                }
+            }
+            _ => cur = candidate,
+        }
+    }
+    Ok(root.join(cur))
+}
+
+const FLAG_OPTIONS: [(&str, libc::c_ulong); 10] = [
+    ("ro", libc::MS_RDONLY),
+    ("nosuid", libc::MS_NOSUID),
+    ("nodev", libc::MS_NODEV),
+    ("noexec", libc::MS_NOEXEC),
+    ("strictatime", libc::MS_STRICTATIME),
+    ("relatime", libc::MS_RELATIME),
+    ("noatime", libc::MS_NOATIME),
+    ("bind", libc::MS_BIND),
+    ("rbind", libc::MS_BIND | libc::MS_REC),
+    ("sync", libc::MS_SYNCHRONOUS),
+];
+
+fn parse_options(options: &[String]) -> (libc::c_ulong, String) {
+    let mut flags = 0;
+    let mut data = Vec::new();
+    for o in options {
+        match FLAG_OPTIONS.iter().find(|(n, _)| n == o) {
+            Some((_, f)) => flags |= f,
+            None if matches!(o.as_str(), "rw" | "private" | "rprivate" | "newinstance" | "") => {
+                if o == "newinstance" {
+                    data.push(o.clone());
+                }
+            }
+            None => data.push(o.clone()),
+        }
+    }
+    (flags, data.join(","))
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
+}
+
+fn mount_all(rootfs: &Path, spec: &Value) -> Result<(), InitError> {
+    for m in spec["mounts"].as_array().cloned().unwrap_or_default() {
+        let dest = m["destination"].as_str().unwrap_or_default();
+        let typ = m["type"].as_str().unwrap_or_default();
+        let source = m["source"].as_str().unwrap_or_default();
+        if typ == "cgroup" {
+            // cgroup namespaces and the hybrid hierarchy arrive with resource limits.
+            continue;
+        }
+        let target = ctx(secure_join(rootfs, Path::new(dest)), || format!("resolve {dest}"))?;
+        let (flags, data) = parse_options(&strings(&m["options"]));
+        let is_bind = flags & libc::MS_BIND != 0;
+        if is_bind && std::fs::metadata(source).map(|m| !m.is_dir()).unwrap_or(false) {
+            if let Some(parent) = target.parent() {
+                ctx(std::fs::create_dir_all(parent), || format!("create {}", parent.display()))?;
+            }
+            if std::fs::symlink_metadata(&target).is_err() {
+                ctx(std::fs::write(&target, b""), || format!("create {}", target.display()))?;
+            }
+        } else {
+            ctx(std::fs::create_dir_all(&target), || format!("create {}", target.display()))?;
+        }
+        if is_bind {
+            if !Path::new(source).exists() {
+                return Err(InitError(128, format!("bind source path does not exist: {source}")));
+            }
+            sys::mount(source, &target, None, flags & (libc::MS_BIND | libc::MS_REC), None)?;
+            if flags & !(libc::MS_BIND | libc::MS_REC) != 0 {
+                let remount = libc::MS_BIND | libc::MS_REMOUNT | (flags & !(libc::MS_REC));
+                sys::mount("", &target, None, remount, None)?;
+            }
+        } else {
+            sys::mount(source, &target, Some(typ), flags, Some(&data))?;
+        }
+    }
+    Ok(())
+}
+
+fn make_dev(rootfs: &Path) -> Result<(), InitError> {
+    let dev = rootfs.join("dev");
+    for (name, major, minor) in
+        [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
+    {
+        let p = dev.join(name);
+        let _ = std::fs::remove_file(&p);
+        ctx(sys::mknod_char(&p, 0o666, major, minor), || format!("mknod {}", p.display()))?;
+        // mknod is subject to the umask; make the mode exact.
+        ctx(std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o666)), || {
+            format!("chmod {}", p.display())
+        })?;
+    }
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+        ("core", "/proc/kcore"),
+    ] {
+        let p = dev.join(link);
+        let _ = std::fs::remove_file(&p);
+        ctx(std::os::unix::fs::symlink(target, &p), || format!("symlink {}", p.display()))?;
+    }
+    let console = dev.join("console");
+    if std::fs::symlink_metadata(&console).is_err() {
+        ctx(sys::mknod_char(&console, 0o620, 5, 1), || "mknod /dev/console".into())?;
+    }
+    Ok(())
+}
+
+fn mask_and_protect(spec: &Value) -> Result<(), InitError> {
+    for p in strings(&spec["linux"]["maskedPaths"]) {
+        let path = Path::new(&p);
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => sys::mount("tmpfs", path, Some("tmpfs"), libc::MS_RDONLY, None)?,
+            Ok(_) => sys::mount("/dev/null", path, None, libc::MS_BIND, None)?,
+            Err(_) => {}
+        }
+    }
+    for p in strings(&spec["linux"]["readonlyPaths"]) {
+        let path = Path::new(&p);
+        if path.exists() {
+            sys::mount(&p, path, None, libc::MS_BIND | libc::MS_REC, None)?;
+            sys::mount("", path, None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC, None)?;
+        }
+    }
+    Ok(())
+}
+
+const RLIMITS: [(&str, libc::__rlimit_resource_t); 15] = [
+    ("RLIMIT_CPU", libc::RLIMIT_CPU),
+    ("RLIMIT_FSIZE", libc::RLIMIT_FSIZE),
+    ("RLIMIT_DATA", libc::RLIMIT_DATA),
+    ("RLIMIT_STACK", libc::RLIMIT_STACK),
+    ("RLIMIT_CORE", libc::RLIMIT_CORE),
+    ("RLIMIT_RSS", libc::RLIMIT_RSS),
+    ("RLIMIT_NPROC", libc::RLIMIT_NPROC),
+    ("RLIMIT_NOFILE", libc::RLIMIT_NOFILE),
+    ("RLIMIT_MEMLOCK", libc::RLIMIT_MEMLOCK),
+    ("RLIMIT_AS", libc::RLIMIT_AS),
+    ("RLIMIT_LOCKS", libc::RLIMIT_LOCKS),
+    ("RLIMIT_SIGPENDING", libc::RLIMIT_SIGPENDING),
+    ("RLIMIT_MSGQUEUE", libc::RLIMIT_MSGQUEUE),
+    ("RLIMIT_NICE", libc::RLIMIT_NICE),
+    ("RLIMIT_RTPRIO", libc::RLIMIT_RTPRIO),
+];
+
+/// Linux capability names in kernel numbering order.
+const CAPS: [&str; 41] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf, InitError> {
+    let not_found = || InitError(127, format!("exec: \"{arg0}\": executable file not found in $PATH"));
+    if arg0.contains('/') {
+        return if Path::new(arg0).exists() {
+            Ok(PathBuf::from(arg0))
+        } else {
+            Err(InitError(127, format!("exec: \"{arg0}\": stat {arg0}: no such file or directory")))
+        };
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path.split(':') {
+        let candidate = Path::new(dir).join(arg0);
+        if let Ok(m) = std::fs::metadata(&candidate)
+            && m.is_file()
+        {
+            return Ok(candidate);
+        }
+    }
+    Err(not_found())
+}
+
+/// Sets up the container and executes its command. Returns only on failure.
+pub fn run(a: &InitArgs<'_>) -> InitError {
+    match setup_and_exec(a) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+enum Never {}
+
+fn setup_and_exec(a: &InitArgs<'_>) -> Result<Never, InitError> {
+    let spec = a.spec;
+    let null = sys::dev_null()?;
+    sys::dup2(null, 0)?;
+    sys::dup2(a.stdout, 1)?;
+    sys::dup2(a.stderr, 2)?;
+    let namespaces: Vec<String> = spec["linux"]["namespaces"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| n["type"].as_str().map(str::to_string))
+        .collect();
+    let mut flags = libc::CLONE_NEWNS;
+    for ns in &namespaces {
+        flags |= match ns.as_str() {
+            "uts" => libc::CLONE_NEWUTS,
+            "ipc" => libc::CLONE_NEWIPC,
+            "network" => libc::CLONE_NEWNET,
+            _ => 0,
+        };
+    }
+    ctx(sys::unshare(flags), || "unshare namespaces".into())?;
+    sys::mount("", Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None)?;
+
+    let ann = &spec["annotations"];
+    let rootfs = a.bundle.join(spec["root"]["path"].as_str().unwrap_or("rootfs"));
+    ctx(std::fs::create_dir_all(&rootfs), || format!("create {}", rootfs.display()))?;
+    let overlay = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        ann["berth.overlay.lowerdir"].as_str().unwrap_or_default(),
+        ann["berth.overlay.upperdir"].as_str().unwrap_or_default(),
+        ann["berth.overlay.workdir"].as_str().unwrap_or_default()
+    );
+    sys::mount("overlay", &rootfs, Some("overlay"), 0, Some(&overlay))?;
+    if namespaces.iter().any(|n| n == "uts")
+        && let Some(h) = spec["hostname"].as_str().filter(|h| !h.is_empty())
+    {
+        ctx(sys::sethostname(h), || "sethostname".into())?;
+    }
+    mount_all(&rootfs, spec)?;
+    make_dev(&rootfs)?;
+
+    ctx(std::env::set_current_dir(&rootfs), || "chdir to rootfs".into())?;
+    ctx(sys::pivot_root_here(), || "pivot_root".into())?;
+    ctx(sys::umount2(Path::new("."), libc::MNT_DETACH), || "detach the old root".into())?;
+    ctx(std::env::set_current_dir("/"), || "chdir /".into())?;
+    mask_and_protect(spec)?;
+    if spec["root"]["readonly"].as_bool().unwrap_or(false) {
+        sys::mount("", Path::new("/"), None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC, None)?;
+    }
+
+    let process = &spec["process"];
+    for r in process["rlimits"].as_array().cloned().unwrap_or_default() {
+        if let Some((_, res)) = RLIMITS.iter().find(|(n, _)| Some(*n) == r["type"].as_str()) {
+            let (soft, hard) = (r["soft"].as_u64().unwrap_or(0), r["hard"].as_u64().unwrap_or(0));
+            ctx(sys::setrlimit(*res, soft, hard), || format!("setrlimit {}", r["type"]))?;
+        }
+    }
+    let env = strings(&process["env"]);
+    let cwd = process["cwd"].as_str().unwrap_or("/");
+    if std::fs::create_dir_all(cwd).is_err() || std::env::set_current_dir(cwd).is_err() {
+        return Err(InitError(
+            126,
+            format!("chdir to cwd (\"{cwd}\") set in config.json failed: no such file or directory"),
+        ));
+    }
+    let keep: Vec<String> = strings(&process["capabilities"]["bounding"])
+        .iter()
+        .map(|c| c.trim_start_matches("CAP_").to_string())
+        .collect();
+    for (n, name) in CAPS.iter().enumerate() {
+        if !keep.iter().any(|k| k == name) {
+            ctx(sys::drop_bounding_cap(n as u32), || format!("drop CAP_{name}"))?;
+        }
+    }
+    let user = &process["user"];
+    let groups: Vec<u32> = user["additionalGids"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|g| g.as_u64().map(|g| g as u32)).collect())
+        .unwrap_or_default();
+    ctx(
+        sys::set_ids(user["uid"].as_u64().unwrap_or(0) as u32, user["gid"].as_u64().unwrap_or(0) as u32, &groups),
+        || "set user".into(),
+    )?;
+    let args = strings(&process["args"]);
+    let arg0 = args.first().cloned().ok_or_else(|| InitError(127, "no command specified".into()))?;
+    let exe = find_executable(&arg0, &env)?;
+    let c = |s: &str| sys::cstr(s).map_err(InitError::from);
+    let argv: Vec<CString> = args.iter().map(|s| c(s)).collect::<Result<_, _>>()?;
+    let envp: Vec<CString> = env.iter().map(|s| c(s)).collect::<Result<_, _>>()?;
+    let exe_c = sys::cstr(exe.as_os_str())?;
+    let err = sys::execve(&exe_c, &argv, &envp);
+    let code = if err.raw_os_error() == Some(libc::EACCES) { 126 } else { 127 };
+    // Lower case, as runc words it: the docker CLI maps "permission denied" to 126.
+    Err(InitError(code, format!("exec: \"{arg0}\": {}", err.to_string().to_lowercase())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secure_join_stays_inside() {
+        let root = tempfile_dir();
+        std::fs::create_dir_all(root.join("real/dir")).expect("mkdir");
+        std::os::unix::fs::symlink("/etc", root.join("abs")).expect("symlink");
+        std::os::unix::fs::symlink("../../../../..", root.join("real/up")).expect("symlink");
+        std::os::unix::fs::symlink("real/dir", root.join("rel")).expect("symlink");
+        assert_eq!(secure_join(&root, Path::new("/abs/passwd")).ok(), Some(root.join("etc/passwd")));
+        assert_eq!(secure_join(&root, Path::new("/real/up/tmp")).ok(), Some(root.join("tmp")));
+        assert_eq!(secure_join(&root, Path::new("/rel/x")).ok(), Some(root.join("real/dir/x")));
+        assert_eq!(secure_join(&root, Path::new("/../../x")).ok(), Some(root.join("x")));
+        std::fs::remove_dir_all(&root).expect("cleanup");
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let p = std::env::temp_dir().join(format!("berth-shim-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("mkdir");
+        p
+    }
+
+    #[test]
+    fn options_split_into_flags_and_data() {
+        let (flags, data) = parse_options(&["nosuid".into(), "mode=755".into(), "size=65536k".into(), "ro".into()]);
+        assert_eq!(flags, libc::MS_NOSUID | libc::MS_RDONLY);
+        assert_eq!(data, "mode=755,size=65536k");
+    }
+}

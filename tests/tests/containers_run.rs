@@ -1,0 +1,235 @@
+//! Running containers: `docker run` attached and detached, exit codes, isolation
+//! seen from inside, logs, stop/kill/wait/restart, clean-up, and containers that
+//! outlive a crashed berthd.
+
+use std::time::{Duration, Instant};
+
+use berth_tests::{Daemon, TestImage, docker_save_tar};
+
+fn daemon() -> Daemon {
+    let d = Daemon::start(&[]).expect("start");
+    d.load(&docker_save_tar(&[TestImage::busybox(&["busybox:latest"])], false)).expect("load");
+    d
+}
+
+fn run(d: &Daemon, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = d.docker_out(args).expect("docker");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn overlay_mounts_of(d: &Daemon) -> usize {
+    let root = d.data_root().to_string_lossy().to_string();
+    std::fs::read_to_string("/proc/mounts").unwrap_or_default().lines().filter(|l| l.contains(&root)).count()
+}
+
+fn shims_of(d: &Daemon) -> usize {
+    let root = d.data_root().to_string_lossy().to_string();
+    std::fs::read_dir("/proc")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+                .filter(|c| {
+                    let c = String::from_utf8_lossy(c);
+                    c.contains("berth-shim") && c.contains(&root)
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn run_attached_gives_output_and_exit_codes() {
+    let d = daemon();
+    assert_eq!(run(&d, &["run", "--rm", "busybox", "echo", "hello"]), (Some(0), "hello\n".into(), String::new()));
+    let (code, out, err) = run(&d, &["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!((code, out.as_str(), err.as_str()), (Some(3), "out\n", "err\n"));
+    let (code, _, err) = run(&d, &["run", "--rm", "busybox", "nosuchcmd"]);
+    assert_eq!(code, Some(127), "{err}");
+    assert!(err.contains("executable file not found"), "{err}");
+    let (code, _, err) = run(&d, &["run", "--rm", "busybox", "/etc/passwd"]);
+    assert_eq!(code, Some(126), "{err}");
+    // --rm leaves nothing behind.
+    assert_eq!(d.docker(&["ps", "-a", "-q"]).expect("ps").trim(), "");
+    assert_eq!(overlay_mounts_of(&d), 0);
+    assert_eq!(shims_of(&d), 0);
+    // Without --rm the container stays, exited, with its code.
+    let (code, _, _) = run(&d, &["run", "--name", "kept", "busybox", "sh", "-c", "exit 5"]);
+    assert_eq!(code, Some(5));
+    let state = d
+        .docker(&["inspect", "--format", "{{.State.Status}} {{.State.ExitCode}} {{.State.Pid}}", "kept"])
+        .expect("inspect");
+    assert_eq!(state.trim(), "exited 5 0");
+    assert!(d.docker(&["ps", "-a", "--format", "{{.Status}}"]).expect("ps").starts_with("Exited (5)"));
+}
+
+#[test]
+fn containers_are_isolated() {
+    let d = daemon();
+    let script = "echo pid=$$; hostname; grep CapEff /proc/self/status; ls /dev | tr '\\n' ' '; echo; \
+                  [ -s /proc/kcore ] && echo kcore-visible || echo kcore-masked; (echo 1 > /proc/sys/kernel/panic) 2>/dev/null && echo sys-rw || echo sys-ro; \
+                  (touch /sys/x) 2>/dev/null && echo sysfs-rw || echo sysfs-ro; cat /proc/net/dev | grep -c ':'; id -u";
+    let (code, out, err) = run(&d, &["run", "--rm", "-h", "box1", "busybox", "sh", "-c", script]);
+    assert_eq!(code, Some(0), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "pid=1", "the command is PID 1 of its own namespace");
+    assert_eq!(lines[1], "box1");
+    assert_eq!(lines[2], "CapEff:\t00000000a80425fb", "dockerd's default capabilities");
+    for dev in ["null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "shm", "fd"] {
+        assert!(lines[3].split(' ').any(|x| x == dev), "/dev/{dev} in {}", lines[3]);
+    }
+    assert_eq!(lines[4], "kcore-masked");
+    assert_eq!(lines[5], "sys-ro");
+    assert_eq!(lines[6], "sysfs-ro");
+    assert_eq!(lines[7], "1", "only loopback in a new network namespace");
+    assert_eq!(lines[8], "0");
+
+    // Capabilities, users, workdir, env, read-only root, binds.
+    let (_, out, _) = run(&d, &["run", "--rm", "--cap-drop", "ALL", "busybox", "grep", "CapEff", "/proc/self/status"]);
+    assert_eq!(out.trim(), "CapEff:\t0000000000000000");
+    let (_, out, _) = run(&d, &["run", "--rm", "--privileged", "busybox", "grep", "CapBnd", "/proc/self/status"]);
+    assert_ne!(out.trim(), "CapBnd:\t00000000a80425fb");
+    let (_, out, _) = run(&d, &["run", "--rm", "-u", "nobody", "busybox", "id"]);
+    assert_eq!(out.trim(), "uid=65534(nobody) gid=65534(nogroup)");
+    let (_, out, _) = run(&d, &["run", "--rm", "-u", "1234:5678", "busybox", "id", "-u"]);
+    assert_eq!(out.trim(), "1234");
+    let (code, _, err) = run(&d, &["run", "--rm", "-u", "ghost", "busybox", "true"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("unable to find user ghost"), "{err}");
+    let (_, out, _) =
+        run(&d, &["run", "--rm", "-w", "/srv/app", "-e", "GREETING=hi", "busybox", "sh", "-c", "pwd; echo $GREETING"]);
+    assert_eq!(out, "/srv/app\nhi\n");
+    let (code, _, _) = run(&d, &["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
+    assert_ne!(code, Some(0), "a read-only root refuses writes");
+    let host_dir = d.root.path().join("shared");
+    std::fs::create_dir_all(&host_dir).expect("mkdir");
+    std::fs::write(host_dir.join("in.txt"), "from host").expect("write");
+    let bind = format!("{}:/data", host_dir.display());
+    let (_, out, _) =
+        run(&d, &["run", "--rm", "-v", &bind, "busybox", "sh", "-c", "cat /data/in.txt; echo back > /data/out.txt"]);
+    assert_eq!(out, "from host");
+    assert_eq!(std::fs::read_to_string(host_dir.join("out.txt")).expect("written back"), "back\n");
+    let ro = format!("{}:/data:ro", host_dir.display());
+    let (code, _, _) = run(&d, &["run", "--rm", "-v", &ro, "busybox", "touch", "/data/nope"]);
+    assert_ne!(code, Some(0));
+    let (_, out, _) =
+        run(&d, &["run", "--rm", "--tmpfs", "/scratch", "busybox", "sh", "-c", "mount | grep -c ' /scratch '"]);
+    assert_eq!(out.trim(), "1");
+    // Mount targets that climb out through symlinks stay inside the rootfs.
+    assert_eq!(overlay_mounts_of(&d), 0);
+}
+
+#[test]
+fn detached_logs_stop_start_kill_wait() {
+    let d = daemon();
+    let id = d
+        .docker(&["run", "-d", "--name", "svc", "busybox", "sh", "-c", "echo one; echo two >&2; sleep 300"])
+        .expect("run -d");
+    let id = id.trim().to_string();
+    assert_eq!(id.len(), 64);
+    wait_until("output", || d.docker(&["logs", "svc"]).map(|o| o.contains("one")).unwrap_or(false));
+    let (_, out, err) = run(&d, &["logs", "svc"]);
+    assert_eq!((out.as_str(), err.as_str()), ("one\n", "two\n"), "stdout and stderr stay apart");
+    let (_, out, _) = run(&d, &["logs", "--timestamps", "svc"]);
+    assert!(out.starts_with("20") && out.trim_end().ends_with(" one"), "{out}");
+    assert_eq!(d.docker(&["ps", "--format", "{{.Names}}"]).expect("ps").trim(), "svc");
+    let pid = d.docker(&["inspect", "--format", "{{.State.Pid}}", "svc"]).expect("inspect");
+    let pid: i32 = pid.trim().parse().expect("pid");
+    assert!(pid > 1 && std::path::Path::new(&format!("/proc/{pid}")).exists());
+
+    // A running container cannot be removed without -f.
+    let (_, _, err) = run(&d, &["rm", "svc"]);
+    assert!(err.contains("container is running"), "{err}");
+
+    // stop: sh as PID 1 ignores SIGTERM, so SIGKILL after the timeout: 137.
+    let start = Instant::now();
+    d.docker(&["stop", "-t", "1", "svc"]).expect("stop");
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        d.docker(&["inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", "svc"]).expect("inspect").trim(),
+        "exited 137"
+    );
+    let (code, _, _) = run(&d, &["stop", "svc"]);
+    assert_eq!(code, Some(0), "stopping a stopped container is fine (304)");
+    let (_, _, err) = run(&d, &["kill", "svc"]);
+    assert!(err.contains("is not running"), "{err}");
+
+    // start again; kill with a signal; wait reports it.
+    d.docker(&["start", "svc"]).expect("start");
+    assert_eq!(d.docker(&["inspect", "--format", "{{.State.Running}}", "svc"]).expect("inspect").trim(), "true");
+    let waiter = d.docker_cmd(&["wait", "svc"]).stdout(std::process::Stdio::piped()).spawn().expect("wait");
+    std::thread::sleep(Duration::from_millis(300));
+    d.docker(&["kill", "-s", "KILL", "svc"]).expect("kill");
+    let out = waiter.wait_with_output().expect("wait");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "137", "a wait started before the kill reports it");
+    assert_eq!(
+        d.docker(&["wait", "svc"]).expect("wait").trim(),
+        "137",
+        "a wait on a stopped container returns at once"
+    );
+    let (_, _, err) = run(&d, &["kill", "-s", "NOPE", "svc"]);
+    assert!(err.contains("Invalid signal") || err.contains("is not running"), "{err}");
+
+    // restart; rm -f of a running container leaves nothing behind.
+    d.docker(&["restart", "-t", "0", "svc"]).expect("restart");
+    assert_eq!(d.docker(&["inspect", "--format", "{{.State.Status}}", "svc"]).expect("inspect").trim(), "running");
+    d.docker(&["rm", "-f", "svc"]).expect("rm -f");
+    assert_eq!(d.docker(&["ps", "-a", "-q"]).expect("ps").trim(), "");
+    wait_until("shims gone", || shims_of(&d) == 0);
+    assert_eq!(overlay_mounts_of(&d), 0);
+    assert!(!d.data_root().join("runtime/containers").join(&id).exists());
+}
+
+#[test]
+fn containers_outlive_a_crashed_berthd() {
+    let mut d = daemon();
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "long",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done",
+    ])
+    .expect("run long");
+    d.docker(&["run", "-d", "--name", "short", "busybox", "sh", "-c", "sleep 1; exit 7"]).expect("run short");
+    wait_until("ticks", || d.docker(&["logs", "long"]).map(|o| o.contains("tick 1")).unwrap_or(false));
+    let pid = d.docker(&["inspect", "--format", "{{.State.Pid}}", "long"]).expect("pid").trim().to_string();
+
+    d.kill9().expect("kill -9 berthd");
+    let _ = std::fs::remove_file(d.sock());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "the container kept running without berthd");
+    d.restart().expect("start again");
+
+    assert_eq!(
+        d.docker(&["inspect", "--format", "{{.State.Status}} {{.State.Pid}}", "long"]).expect("inspect").trim(),
+        format!("running {pid}")
+    );
+    wait_until("short's exit recorded", || {
+        d.docker(&["inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", "short"])
+            .map(|o| o.trim() == "exited 7")
+            .unwrap_or(false)
+    });
+    let before = d.docker(&["logs", "long"]).expect("logs").lines().count();
+    wait_until("still logging", || {
+        d.docker(&["logs", "long"]).map(|o| o.lines().count() > before + 2).unwrap_or(false)
+    });
+    d.docker(&["stop", "-t", "1", "long"]).expect("stop");
+    assert_eq!(d.docker(&["inspect", "--format", "{{.State.ExitCode}}", "long"]).expect("inspect").trim(), "137");
+    d.docker(&["rm", "long", "short"]).expect("rm");
+    wait_until("shims gone", || shims_of(&d) == 0);
+}
