@@ -90,7 +90,7 @@ pub fn busybox_layer() -> Vec<u8> {
     let mut t = Tar::new().dir("bin/").dir("etc/").dir("tmp/").dir("root/").file("bin/busybox", &busybox, 0o755);
     for applet in [
         "sh", "echo", "cat", "ls", "true", "false", "sleep", "id", "hostname", "env", "ps", "mount", "grep", "wc",
-        "tr", "touch", "pwd", "kill", "test", "wait",
+        "tr", "touch", "pwd", "kill", "test", "wait", "head", "seq",
     ] {
         t = t.symlink(&format!("bin/{applet}"), "busybox");
     }

@@ -233,3 +233,64 @@ fn containers_outlive_a_crashed_berthd() {
     d.docker(&["rm", "long", "short"]).expect("rm");
     wait_until("shims gone", || shims_of(&d) == 0);
 }
+
+#[test]
+fn cgroup_limits_are_enforced() {
+    let d = daemon();
+    // Memory: a shell that holds 64 MB in a variable is OOM-killed under a 16 MB limit.
+    let (code, out, _) = run(
+        &d,
+        &[
+            "run",
+            "--name",
+            "hog",
+            "--memory",
+            "16m",
+            "--memory-swap",
+            "16m",
+            "busybox",
+            "sh",
+            "-c",
+            "x=$(head -c 64000000 /dev/zero | tr '\\0' a); echo survived",
+        ],
+    );
+    assert_eq!(code, Some(137), "{out}");
+    assert_eq!(
+        d.docker(&["inspect", "--format", "{{.State.OOMKilled}} {{.State.ExitCode}}", "hog"]).expect("inspect").trim(),
+        "true 137"
+    );
+    // Pids: forks beyond the limit fail.
+    let (_, _, err) = run(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--pids-limit",
+            "5",
+            "busybox",
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 5 & done; echo done",
+        ],
+    );
+    assert!(err.contains("fork"), "forks past pids.max fail: {err:?}");
+    // CPU: the quota is in the container's cgroup, and a plain container is not OOM-killed.
+    let id = d
+        .docker(&["run", "-d", "--cpus", "1.5", "--cpu-shares", "512", "busybox", "sleep", "30"])
+        .expect("run")
+        .trim()
+        .to_string();
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let quota = if root.join("cgroup.controllers").exists() {
+        std::fs::read_to_string(root.join("berth").join(&id).join("cpu.max")).expect("cpu.max")
+    } else {
+        std::fs::read_to_string(root.join("cpu/berth").join(&id).join("cpu.cfs_quota_us")).expect("quota")
+    };
+    assert!(quota.starts_with("150000"), "{quota}");
+    d.docker(&["rm", "-f", &id]).expect("rm");
+    wait_until("cgroups removed", || {
+        !root.join("cpu/berth").join(&id).exists() && !root.join("berth").join(&id).exists()
+    });
+    d.docker(&["rm", "hog"]).expect("rm hog");
+    assert!(!root.join("memory/berth").join("hog").exists());
+}

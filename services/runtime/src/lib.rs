@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cgroups;
 pub mod create;
 pub mod grpc;
 pub mod lifecycle;

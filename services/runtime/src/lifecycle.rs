@@ -40,6 +40,7 @@ pub enum Event {
 #[derive(Debug, Clone)]
 pub struct Host {
     dir: PathBuf,
+    cgroup_root: PathBuf,
     shim: PathBuf,
     events: broadcast::Sender<Event>,
 }
@@ -55,7 +56,9 @@ impl Host {
                 .unwrap_or_else(|| PathBuf::from("berth-shim"))
         });
         let (events, _) = broadcast::channel(1024);
-        Self { dir, shim, events }
+        let cgroup_root =
+            std::env::var_os("BERTH_CGROUP_ROOT").map(PathBuf::from).unwrap_or_else(|| "/sys/fs/cgroup".into());
+        Self { dir, cgroup_root, shim, events }
     }
 
     /// The bundle directory of container `id`.
@@ -65,6 +68,7 @@ impl Host {
 
     /// Removes a container's bundle (after the container is gone).
     pub fn forget(&self, id: &str) {
+        crate::cgroups::remove(&self.cgroup_root, id);
         let _ = std::fs::remove_dir_all(self.bundle(id));
         let _ = self.events.send(Event::Removed(id.to_string()));
     }
@@ -162,6 +166,14 @@ impl LocalRuntime {
                     None => continue,
                 };
                 let code = exit["ExitCode"].as_i64().unwrap_or(128);
+                let (root, cid) = (host.cgroup_root.clone(), id.clone());
+                let oom = tokio::task::spawn_blocking(move || {
+                    let oom = crate::cgroups::oom_killed(&root, &cid);
+                    crate::cgroups::remove(&root, &cid);
+                    oom
+                })
+                .await
+                .unwrap_or(false);
                 let state = pb::ContainerState {
                     status: "exited".into(),
                     pid: 0,
@@ -169,7 +181,7 @@ impl LocalRuntime {
                     error: exit["Error"].as_str().unwrap_or("").to_string(),
                     started_at: String::new(),
                     finished_at: exit["FinishedAt"].as_str().unwrap_or("").to_string(),
-                    oom_killed: false,
+                    oom_killed: oom,
                 };
                 if let Err(e) = store.set_state(&id, &state).await {
                     tracing::warn!(id = %id, error = %e, "record exit");
@@ -197,6 +209,7 @@ impl LocalRuntime {
         }
         let out = self.start_resolved(&c).await;
         if out.is_err() {
+            crate::cgroups::remove(&self.host.cgroup_root, &c.id);
             let _ = self.host.events.send(Event::Exited(c.id.clone(), 128));
             let auto_remove = serde_json::from_slice::<Value>(&c.host_config)
                 .ok()
@@ -260,6 +273,14 @@ impl LocalRuntime {
         annotations.insert("berth.overlay.upperdir".to_string(), upper.to_string_lossy().into_owned());
         annotations.insert("berth.overlay.workdir".to_string(), work.to_string_lossy().into_owned());
         annotations.insert("berth.log.path".to_string(), bundle.join("container.log").to_string_lossy().into_owned());
+        let limits = crate::cgroups::Limits::from_spec(&serde_json::to_value(&oci).unwrap_or_default());
+        let cgroups = crate::cgroups::create(&self.host.cgroup_root, &c.id, &limits).inspect_err(|_| {
+            crate::cgroups::remove(&self.host.cgroup_root, &c.id);
+        })?;
+        annotations.insert(
+            "berth.cgroups".to_string(),
+            cgroups.iter().map(|d| d.to_string_lossy().into_owned()).collect::<Vec<_>>().join("\n"),
+        );
         oci.set_annotations(Some(annotations));
         let spec_json = serde_json::to_vec_pretty(&oci).map_err(|e| Error::internal(e.to_string()))?;
         std::fs::write(bundle.join("config.json"), spec_json)?;

@@ -295,6 +295,10 @@ enum Never {}
 
 fn setup_and_exec(a: &InitArgs<'_>) -> Result<Never, InitError> {
     let spec = a.spec;
+    // Join the container's cgroups first, so everything it starts is limited.
+    for dir in spec["annotations"]["berth.cgroups"].as_str().unwrap_or("").lines().filter(|l| !l.is_empty()) {
+        ctx(std::fs::write(Path::new(dir).join("cgroup.procs"), "0"), || format!("join cgroup {dir}"))?;
+    }
     let null = sys::dev_null()?;
     sys::dup2(null, 0)?;
     sys::dup2(a.stdout, 1)?;

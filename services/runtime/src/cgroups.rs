@@ -1,0 +1,272 @@
+//! Resource limits through cgroups, on v1, v2 and hybrid hosts.
+//!
+//! A v2 host has `cgroup.controllers` at the root of `/sys/fs/cgroup`; each
+//! container gets `/sys/fs/cgroup/berth/<id>` with `memory.max`, `cpu.max`, ...
+//! A v1 host (and a hybrid one, whose v1 controllers sit beside a cgroup2 mount at
+//! `unified/`, where crun refuses to run) gets one directory per controller,
+//! `/sys/fs/cgroup/<controller>/berth/<id>`, with `memory.limit_in_bytes`,
+//! `cpu.cfs_quota_us`, ... The container's init joins every directory by writing
+//! `0` (itself) to `cgroup.procs` before it executes the command. Every function
+//! takes the cgroup root as a parameter, so tests point it at a temporary tree.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use berth_core::{Error, Result};
+use serde_json::Value;
+
+/// The cgroup layout of the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// Separate hierarchies per controller (including hybrid hosts).
+    V1,
+    /// The unified hierarchy.
+    V2,
+}
+
+/// Tells v2 from v1 by the root's `cgroup.controllers`.
+pub fn detect(root: &Path) -> Version {
+    if root.join("cgroup.controllers").exists() { Version::V2 } else { Version::V1 }
+}
+
+/// Limits taken from the OCI spec's `linux.resources`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Memory limit in bytes.
+    pub memory: Option<i64>,
+    /// Memory plus swap in bytes (-1: unlimited), Docker's MemorySwap.
+    pub memory_swap: Option<i64>,
+    /// CFS quota and period in microseconds.
+    pub cpu_quota: Option<(i64, u64)>,
+    /// Relative CPU weight (Docker's shares, 2..262144).
+    pub cpu_shares: Option<u64>,
+    /// CPUs allowed (`0-1`, `0,2`).
+    pub cpuset_cpus: Option<String>,
+    /// Maximum number of processes.
+    pub pids: Option<i64>,
+}
+
+impl Limits {
+    /// Reads the limits from an OCI spec.
+    pub fn from_spec(spec: &Value) -> Self {
+        let r = &spec["linux"]["resources"];
+        Limits {
+            memory: r["memory"]["limit"].as_i64(),
+            memory_swap: r["memory"]["swap"].as_i64(),
+            cpu_quota: r["cpu"]["quota"].as_i64().map(|q| (q, r["cpu"]["period"].as_u64().unwrap_or(100_000))),
+            cpu_shares: r["cpu"]["shares"].as_u64(),
+            cpuset_cpus: r["cpu"]["cpus"].as_str().map(str::to_string),
+            pids: r["pids"]["limit"].as_i64(),
+        }
+    }
+}
+
+const V1_CONTROLLERS: [&str; 4] = ["memory", "cpu", "pids", "cpuset"];
+
+fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
+    fs::write(dir.join(file), value)
+        .map_err(|e| Error::invalid(format!("cgroup {}/{file} = {value}: {e}", dir.display())))
+}
+
+/// The directories of container `id`, created and limited. The caller writes
+/// them into the spec so the init joins them.
+pub fn create(root: &Path, id: &str, limits: &Limits) -> Result<Vec<PathBuf>> {
+    let dirs = match detect(root) {
+        Version::V2 => {
+            let parent = root.join("berth");
+            fs::create_dir_all(&parent)?;
+            // Delegate the controllers we use to the children of berth/.
+            if let Ok(available) = fs::read_to_string(root.join("cgroup.subtree_control")) {
+                for c in ["memory", "cpu", "pids", "cpuset"] {
+                    if !available.split_whitespace().any(|a| a == c) {
+                        let _ = fs::write(root.join("cgroup.subtree_control"), format!("+{c}"));
+                    }
+                }
+            }
+            let _ = fs::write(parent.join("cgroup.subtree_control"), "+memory +cpu +pids +cpuset");
+            let dir = parent.join(id);
+            fs::create_dir_all(&dir)?;
+            if let Some(m) = limits.memory {
+                write(&dir, "memory.max", &m.to_string())?;
+                match limits.memory_swap {
+                    Some(-1) => write(&dir, "memory.swap.max", "max")?,
+                    Some(total) if total >= m => write(&dir, "memory.swap.max", &(total - m).to_string())?,
+                    _ => {}
+                }
+            }
+            if let Some((q, p)) = limits.cpu_quota {
+                write(&dir, "cpu.max", &format!("{q} {p}"))?;
+            }
+            if let Some(s) = limits.cpu_shares {
+                // The conversion runc and crun use from shares to weight.
+                let weight = 1 + ((s.clamp(2, 262_144) - 2) * 9999) / 262_142;
+                write(&dir, "cpu.weight", &weight.to_string())?;
+            }
+            if let Some(c) = &limits.cpuset_cpus {
+                write(&dir, "cpuset.cpus", c)?;
+            }
+            if let Some(p) = limits.pids {
+                write(&dir, "pids.max", &p.to_string())?;
+            }
+            vec![dir]
+        }
+        Version::V1 => {
+            let mut dirs = Vec::new();
+            for c in V1_CONTROLLERS {
+                let base = root.join(c);
+                if !base.exists() {
+                    continue;
+                }
+                let dir = base.join("berth").join(id);
+                fs::create_dir_all(&dir)?;
+                if c == "cpuset" {
+                    // A cpuset without cpus and mems accepts no task: inherit them.
+                    for f in ["cpuset.cpus", "cpuset.mems"] {
+                        for d in [base.join("berth"), dir.clone()] {
+                            let parent = d.parent().map(Path::to_path_buf).unwrap_or_default();
+                            if fs::read_to_string(d.join(f)).map(|s| s.trim().is_empty()).unwrap_or(false)
+                                && let Ok(v) = fs::read_to_string(parent.join(f))
+                            {
+                                write(&d, f, v.trim())?;
+                            }
+                        }
+                    }
+                }
+                dirs.push(dir);
+            }
+            let dir = |c: &str| root.join(c).join("berth").join(id);
+            if let Some(m) = limits.memory {
+                write(&dir("memory"), "memory.limit_in_bytes", &m.to_string())?;
+                if let Some(total) = limits.memory_swap.filter(|t| *t != 0) {
+                    // Absent when the kernel runs without swap accounting.
+                    if dir("memory").join("memory.memsw.limit_in_bytes").exists() {
+                        write(&dir("memory"), "memory.memsw.limit_in_bytes", &total.to_string())?;
+                    }
+                }
+            }
+            if let Some((q, p)) = limits.cpu_quota {
+                write(&dir("cpu"), "cpu.cfs_period_us", &p.to_string())?;
+                write(&dir("cpu"), "cpu.cfs_quota_us", &q.to_string())?;
+            }
+            if let Some(s) = limits.cpu_shares {
+                write(&dir("cpu"), "cpu.shares", &s.to_string())?;
+            }
+            if let Some(c) = &limits.cpuset_cpus {
+                write(&dir("cpuset"), "cpuset.cpus", c)?;
+            }
+            if let Some(p) = limits.pids {
+                write(&dir("pids"), "pids.max", &p.to_string())?;
+            }
+            dirs
+        }
+    };
+    Ok(dirs)
+}
+
+/// Whether the kernel's OOM killer killed something in the container's cgroup.
+pub fn oom_killed(root: &Path, id: &str) -> bool {
+    let text = match detect(root) {
+        Version::V2 => fs::read_to_string(root.join("berth").join(id).join("memory.events")),
+        Version::V1 => fs::read_to_string(root.join("memory/berth").join(id).join("memory.oom_control")),
+    }
+    .unwrap_or_default();
+    text.lines().any(|l| l.strip_prefix("oom_kill ").and_then(|n| n.trim().parse::<u64>().ok()).unwrap_or(0) > 0)
+}
+
+/// Removes the container's cgroups (they must be empty; retried briefly while the
+/// kernel finishes tearing the processes down).
+pub fn remove(root: &Path, id: &str) {
+    let dirs: Vec<PathBuf> = match detect(root) {
+        Version::V2 => vec![root.join("berth").join(id)],
+        Version::V1 => V1_CONTROLLERS.iter().map(|c| root.join(c).join("berth").join(id)).collect(),
+    };
+    for d in dirs {
+        for _ in 0..50 {
+            match fs::remove_dir(&d) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v1_root() -> tempfile::TempDir {
+        let t = tempfile::tempdir().expect("tmp");
+        for c in V1_CONTROLLERS {
+            fs::create_dir_all(t.path().join(c)).expect("mkdir");
+        }
+        fs::write(t.path().join("cpuset/cpuset.cpus"), "0-1\n").expect("write");
+        fs::write(t.path().join("cpuset/cpuset.mems"), "0\n").expect("write");
+        t
+    }
+
+    #[test]
+    fn v1_limits_land_in_each_controller() {
+        let root = v1_root();
+        // A real cgroupfs creates the files with a directory; the fixture pre-creates them empty.
+        for (c, f) in [("cpuset", "cpuset.cpus"), ("cpuset", "cpuset.mems")] {
+            for d in [root.path().join(c).join("berth"), root.path().join(c).join("berth/c1")] {
+                fs::create_dir_all(&d).expect("mkdir");
+                fs::write(d.join(f), "").expect("write");
+            }
+        }
+        let limits = Limits {
+            memory: Some(64 << 20),
+            memory_swap: Some(128 << 20),
+            cpu_quota: Some((150_000, 100_000)),
+            cpu_shares: Some(512),
+            cpuset_cpus: None,
+            pids: Some(20),
+        };
+        assert_eq!(detect(root.path()), Version::V1);
+        let dirs = create(root.path(), "c1", &limits).expect("create");
+        assert_eq!(dirs.len(), 4);
+        let read = |p: &str| fs::read_to_string(root.path().join(p)).unwrap_or_default();
+        assert_eq!(read("memory/berth/c1/memory.limit_in_bytes"), (64 << 20).to_string());
+        assert_eq!(read("cpu/berth/c1/cpu.cfs_quota_us"), "150000");
+        assert_eq!(read("cpu/berth/c1/cpu.shares"), "512");
+        assert_eq!(read("pids/berth/c1/pids.max"), "20");
+        assert_eq!(read("cpuset/berth/c1/cpuset.cpus"), "0-1", "inherited from the parent");
+        fs::write(
+            root.path().join("memory/berth/c1/memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
+        )
+        .expect("write");
+        assert!(oom_killed(root.path(), "c1"));
+    }
+
+    #[test]
+    fn v2_limits_use_unified_names() {
+        let root = tempfile::tempdir().expect("tmp");
+        fs::write(root.path().join("cgroup.controllers"), "cpu memory pids cpuset\n").expect("write");
+        let limits = Limits {
+            memory: Some(1 << 30),
+            memory_swap: Some(-1),
+            cpu_quota: Some((50_000, 100_000)),
+            cpu_shares: Some(1024),
+            cpuset_cpus: None,
+            pids: Some(7),
+        };
+        create(root.path(), "c2", &limits).expect("create");
+        let read = |p: &str| fs::read_to_string(root.path().join("berth/c2").join(p)).unwrap_or_default();
+        assert_eq!(read("memory.max"), (1 << 30).to_string());
+        assert_eq!(read("memory.swap.max"), "max");
+        assert_eq!(read("cpu.max"), "50000 100000");
+        assert_eq!(read("cpu.weight"), "39");
+        assert_eq!(read("pids.max"), "7");
+        fs::write(root.path().join("berth/c2/memory.events"), "low 0\noom 1\noom_kill 0\n").expect("write");
+        assert!(!oom_killed(root.path(), "c2"));
+    }
+
+    #[test]
+    fn limits_from_spec() {
+        let spec = serde_json::json!({"linux": {"resources": {"memory": {"limit": 10}, "cpu": {"quota": 5, "period": 10}, "pids": {"limit": 3}}}});
+        let l = Limits::from_spec(&spec);
+        assert_eq!((l.memory, l.cpu_quota, l.pids), (Some(10), Some((5, 10)), Some(3)));
+    }
+}
