@@ -294,3 +294,46 @@ fn cgroup_limits_are_enforced() {
     d.docker(&["rm", "hog"]).expect("rm hog");
     assert!(!root.join("memory/berth").join("hog").exists());
 }
+
+#[test]
+fn logs_are_bounded_and_rotated() {
+    let d = daemon();
+    // 2000 lines of ~100 bytes into a 20k log with 2 files: the oldest output is gone.
+    let script = "i=0; while [ $i -lt 2000 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done";
+    let (code, _, _) = run(
+        &d,
+        &[
+            "run",
+            "--name",
+            "chatty",
+            "--log-opt",
+            "max-size=20k",
+            "--log-opt",
+            "max-file=2",
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    assert_eq!(code, Some(0));
+    let id = d.docker(&["inspect", "--format", "{{.Id}}", "chatty"]).expect("id").trim().to_string();
+    let dir = d.data_root().join("runtime/containers").join(&id);
+    let total: u64 = std::fs::read_dir(&dir)
+        .expect("bundle")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("container.log"))
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum();
+    assert!(total <= 2 * 20 * 1024 + 200, "logs stay bounded: {total} bytes");
+    let logs = d.docker(&["logs", "chatty"]).expect("logs");
+    assert!(logs.ends_with("line-1999-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n"), "the newest output is kept");
+    assert!(!logs.contains("line-0-"), "the oldest output was rotated away");
+    let lines: Vec<&str> = logs.lines().collect();
+    let first: u32 = lines[0].split('-').nth(1).and_then(|n| n.parse().ok()).expect("number");
+    assert_eq!(lines.len() as u32, 2000 - first, "what is kept is contiguous and in order");
+    let (_, tail, _) = run(&d, &["logs", "--tail", "2", "chatty"]);
+    assert_eq!(tail.lines().count(), 2);
+    let (_, _, err) = run(&d, &["run", "--rm", "--log-opt", "max-size=lots", "busybox", "true"]);
+    assert!(err.contains("invalid max-size"), "{err}");
+}

@@ -174,6 +174,7 @@ pub fn validate_host_config(hc: &Value) -> Result<()> {
             "Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
         )));
     }
+    crate::lifecycle::log_limits(hc)?;
     if let Some(mode) = hc.get("NetworkMode").and_then(Value::as_str)
         && !matches!(mode, "" | "default" | "bridge" | "host" | "none")
         && !mode.starts_with("container:")

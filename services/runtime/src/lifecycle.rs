@@ -87,6 +87,42 @@ fn pid_alive(pid: i64) -> bool {
     pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
 }
 
+/// Default bound of a container's log: like json-file with `max-size=10m`,
+/// `max-file=3`, so a chatty container cannot fill the disk.
+pub const DEFAULT_LOG_MAX_SIZE: u64 = 10 * 1024 * 1024;
+/// See [`DEFAULT_LOG_MAX_SIZE`].
+pub const DEFAULT_LOG_MAX_FILE: u32 = 3;
+
+/// Parses `1k`, `10m`, `1g` (or plain bytes) as json-file's `max-size` does.
+pub fn parse_size(s: &str) -> Result<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let (num, mult) = match s.chars().last() {
+        Some('k') => (&s[..s.len() - 1], 1024),
+        Some('m') => (&s[..s.len() - 1], 1024 * 1024),
+        Some('g') => (&s[..s.len() - 1], 1024 * 1024 * 1024),
+        _ => (s.as_str(), 1),
+    };
+    num.parse::<u64>().map(|n| n * mult).map_err(|_| Error::invalid(format!("invalid max-size {s:?}")))
+}
+
+/// The log bounds of a container: its `--log-opt max-size/max-file`, or the defaults.
+pub fn log_limits(host_config: &Value) -> Result<(u64, u32)> {
+    let cfg = &host_config["LogConfig"]["Config"];
+    let size = match cfg["max-size"].as_str() {
+        Some(s) => parse_size(s)?,
+        None => DEFAULT_LOG_MAX_SIZE,
+    };
+    let files = match cfg["max-file"].as_str() {
+        Some(f) => f
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| Error::invalid(format!("invalid max-file {f:?}")))?,
+        None => DEFAULT_LOG_MAX_FILE,
+    };
+    Ok((size, files))
+}
+
 /// Parses a signal given by name (`KILL`, `SIGTERM`) or number.
 pub fn parse_signal(s: &str) -> Result<nix::sys::signal::Signal> {
     use nix::sys::signal::Signal;
@@ -273,6 +309,9 @@ impl LocalRuntime {
         annotations.insert("berth.overlay.upperdir".to_string(), upper.to_string_lossy().into_owned());
         annotations.insert("berth.overlay.workdir".to_string(), work.to_string_lossy().into_owned());
         annotations.insert("berth.log.path".to_string(), bundle.join("container.log").to_string_lossy().into_owned());
+        let (max_size, max_file) = log_limits(&host_config)?;
+        annotations.insert("berth.log.max-size".to_string(), max_size.to_string());
+        annotations.insert("berth.log.max-file".to_string(), max_file.to_string());
         let limits = crate::cgroups::Limits::from_spec(&serde_json::to_value(&oci).unwrap_or_default());
         let cgroups = crate::cgroups::create(&self.host.cgroup_root, &c.id, &limits).inspect_err(|_| {
             crate::cgroups::remove(&self.host.cgroup_root, &c.id);
@@ -485,10 +524,17 @@ async fn follow_log(
     if req.from_end {
         offset_start = tokio::fs::metadata(&path).await.map(|m| m.len()).unwrap_or(0);
     } else {
-        // Everything so far, honouring tail.
+        // Everything so far (rotated files first, oldest first), honouring tail.
+        let mut entries: Vec<pb::LogEntry> = Vec::new();
+        for n in (1..=16).rev() {
+            let rotated = PathBuf::from(format!("{}.{n}", path.display()));
+            if let Ok(text) = tokio::fs::read_to_string(&rotated).await {
+                entries.extend(text.lines().filter_map(|l| entry_of(l, &req)));
+            }
+        }
         let text = tokio::fs::read_to_string(&path).await.unwrap_or_default();
         offset_start = text.len() as u64;
-        let mut entries: Vec<pb::LogEntry> = text.lines().filter_map(|l| entry_of(l, &req)).collect();
+        entries.extend(text.lines().filter_map(|l| entry_of(l, &req)));
         if req.tail >= 0 && (req.tail as usize) < entries.len() {
             entries.drain(..entries.len() - req.tail as usize);
         }
@@ -506,6 +552,10 @@ async fn follow_log(
     let mut exited = false;
     loop {
         if let Some(mut f) = open().await {
+            // A file shorter than what we read was rotated: start the new one from its beginning.
+            if f.metadata().await.map(|m| m.len() < offset).unwrap_or(false) {
+                offset = 0;
+            }
             let _ = f.seek(std::io::SeekFrom::Start(offset)).await;
             let mut reader = tokio::io::BufReader::new(f);
             let mut line = String::new();

@@ -44,15 +44,48 @@ struct Stream {
     open: bool,
 }
 
+/// The container's json-file log, rotated like dockerd's `max-size`/`max-file`:
+/// `container.log` is current, `container.log.1` the one before, and so on.
 struct Log {
     file: std::fs::File,
+    path: PathBuf,
+    written: u64,
+    max_size: u64,
+    max_files: u32,
 }
 
 impl Log {
+    fn open(path: PathBuf, max_size: u64, max_files: u32) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        let written = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(Log { file, path, written, max_size, max_files })
+    }
+
+    fn rotate(&mut self) {
+        let name = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
+        if self.max_files <= 1 {
+            let _ = self.file.set_len(0);
+        } else {
+            for n in (1..self.max_files - 1).rev() {
+                let _ = std::fs::rename(name(n), name(n + 1));
+            }
+            let _ = std::fs::rename(&self.path, name(1));
+        }
+        if let Ok(f) = std::fs::OpenOptions::new().create(true).append(true).open(&self.path) {
+            self.file = f;
+        }
+        self.written = 0;
+    }
+
     fn line(&mut self, stream: &str, bytes: &[u8]) {
-        let entry = json!({"log": String::from_utf8_lossy(bytes), "stream": stream, "time": now()});
+        let entry = json!({"log": String::from_utf8_lossy(bytes), "stream": stream, "time": now()}).to_string();
+        if self.max_size > 0 && self.written + entry.len() as u64 + 1 > self.max_size && self.written > 0 {
+            self.rotate();
+        }
         // A log that cannot be written must not stop the container: drop the line.
-        let _ = writeln!(self.file, "{entry}");
+        if writeln!(self.file, "{entry}").is_ok() {
+            self.written += entry.len() as u64 + 1;
+        }
     }
 
     /// Moves complete lines (and over-long partial ones) from `s.pending` to the log.
@@ -85,9 +118,9 @@ fn run(bundle: &Path) -> Result<(), String> {
         .as_str()
         .map(PathBuf::from)
         .unwrap_or_else(|| bundle.join("container.log"));
-    let file =
-        std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(|e| format!("open log: {e}"))?;
-    let mut log = Log { file };
+    let max_size = spec["annotations"]["berth.log.max-size"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let max_files = spec["annotations"]["berth.log.max-file"].as_str().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let mut log = Log::open(log_path, max_size, max_files).map_err(|e| format!("open log: {e}"))?;
 
     let (out_r, out_w) = sys::pipe().map_err(|e| e.to_string())?;
     let (err_r, err_w) = sys::pipe().map_err(|e| e.to_string())?;
