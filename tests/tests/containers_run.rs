@@ -337,3 +337,48 @@ fn logs_are_bounded_and_rotated() {
     let (_, _, err) = run(&d, &["run", "--rm", "--log-opt", "max-size=lots", "busybox", "true"]);
     assert!(err.contains("invalid max-size"), "{err}");
 }
+
+#[test]
+fn removing_fifty_running_containers_leaves_nothing() {
+    let d = daemon();
+    let mut ids = Vec::new();
+    for i in 0..50 {
+        let id = d
+            .docker(&["run", "-d", "--name", &format!("c{i}"), "--memory", "32m", "busybox", "sleep", "300"])
+            .expect("run -d");
+        ids.push(id.trim().to_string());
+    }
+    assert_eq!(d.docker(&["ps", "-q"]).expect("ps").lines().count(), 50);
+    assert_eq!(shims_of(&d), 50);
+    let mut args = vec!["rm", "-f"];
+    args.extend(ids.iter().map(String::as_str));
+    d.docker(&args).expect("rm -f all");
+    assert_eq!(d.docker(&["ps", "-a", "-q"]).expect("ps").trim(), "");
+    wait_until("all shims gone", || shims_of(&d) == 0);
+    assert_eq!(overlay_mounts_of(&d), 0);
+    let cg = std::path::Path::new("/sys/fs/cgroup");
+    for id in &ids {
+        assert!(
+            !cg.join("memory/berth").join(id).exists() && !cg.join("berth").join(id).exists(),
+            "cgroup of {id} left behind"
+        );
+    }
+    let bundles = std::fs::read_dir(d.data_root().join("runtime/containers")).map(|r| r.count()).unwrap_or(0);
+    assert_eq!(bundles, 0);
+}
+
+#[test]
+fn container_prune_removes_stopped_ones() {
+    let d = daemon();
+    d.docker(&["create", "--name", "made", "busybox", "true"]).expect("create");
+    d.docker(&["run", "--name", "done", "--label", "keep=yes", "busybox", "true"]).expect("run");
+    d.docker(&["run", "--name", "gone", "busybox", "true"]).expect("run");
+    d.docker(&["run", "-d", "--name", "alive", "busybox", "sleep", "300"]).expect("run -d");
+    let out = d.docker(&["container", "prune", "-f", "--filter", "label!=keep=yes"]).expect("prune");
+    assert!(out.contains("Total reclaimed space"), "{out}");
+    let mut left: Vec<String> =
+        d.docker(&["ps", "-a", "--format", "{{.Names}}"]).expect("ps").lines().map(str::to_string).collect();
+    left.sort();
+    assert_eq!(left, vec!["alive", "done"]);
+    d.docker(&["rm", "-f", "alive"]).expect("rm");
+}
