@@ -36,6 +36,9 @@ fn image_endpoints_over_grpc() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("must be forced"));
     let info = d.docker(&["info", "--format", "{{.Images}} {{.Containers}}"]).expect("info");
     assert_eq!(info.trim(), "2 0");
+    // Containers run through the runtime service's own process too.
+    let out = d.docker(&["run", "--rm", "busybox", "echo", "split-run"]).expect("run");
+    assert_eq!(out, "split-run\n");
 
     // The gateway's request ID shows up in the image service's log.
     let gw = std::fs::read_to_string(d.root.path().join("berthd.log")).expect("gateway log");
