@@ -214,51 +214,6 @@ const RLIMITS: [(&str, libc::__rlimit_resource_t); 15] = [
     ("RLIMIT_RTPRIO", libc::RLIMIT_RTPRIO),
 ];
 
-/// Linux capability names in kernel numbering order.
-const CAPS: [&str; 41] = [
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "DAC_READ_SEARCH",
-    "FOWNER",
-    "FSETID",
-    "KILL",
-    "SETGID",
-    "SETUID",
-    "SETPCAP",
-    "LINUX_IMMUTABLE",
-    "NET_BIND_SERVICE",
-    "NET_BROADCAST",
-    "NET_ADMIN",
-    "NET_RAW",
-    "IPC_LOCK",
-    "IPC_OWNER",
-    "SYS_MODULE",
-    "SYS_RAWIO",
-    "SYS_CHROOT",
-    "SYS_PTRACE",
-    "SYS_PACCT",
-    "SYS_ADMIN",
-    "SYS_BOOT",
-    "SYS_NICE",
-    "SYS_RESOURCE",
-    "SYS_TIME",
-    "SYS_TTY_CONFIG",
-    "MKNOD",
-    "LEASE",
-    "AUDIT_WRITE",
-    "AUDIT_CONTROL",
-    "SETFCAP",
-    "MAC_OVERRIDE",
-    "MAC_ADMIN",
-    "SYSLOG",
-    "WAKE_ALARM",
-    "BLOCK_SUSPEND",
-    "AUDIT_READ",
-    "PERFMON",
-    "BPF",
-    "CHECKPOINT_RESTORE",
-];
-
 fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf, InitError> {
     let not_found = || InitError(127, format!("exec: \"{arg0}\": executable file not found in $PATH"));
     if arg0.contains('/') {
@@ -368,7 +323,7 @@ fn setup_and_exec(a: &InitArgs<'_>) -> Result<Never, InitError> {
         .iter()
         .map(|c| c.trim_start_matches("CAP_").to_string())
         .collect();
-    for (n, name) in CAPS.iter().enumerate() {
+    for (n, name) in berth_shim::CAPABILITIES.iter().enumerate() {
         if !keep.iter().any(|k| k == name) {
             ctx(sys::drop_bounding_cap(n as u32), || format!("drop CAP_{name}"))?;
         }
