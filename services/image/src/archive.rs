@@ -56,8 +56,18 @@ impl Staged {
     /// Reads a tar stream into `root`: regular files and directories are written,
     /// symlinks remembered; anything else is ignored.
     pub fn unpack(input: impl Read, root: &Path) -> Result<Self> {
-        let bad = |e: std::io::Error| Error::invalid(format!("invalid archive: {e}"));
         let mut archive = tar::Archive::new(input);
+        let out = Self::read_entries(&mut archive, root);
+        // Read what follows the end-of-archive marker (tar pads to its record size),
+        // and the rest of a refused archive, so the client's upload completes and
+        // it sees our answer instead of a broken pipe.
+        let mut rest = archive.into_inner();
+        let _ = std::io::copy(&mut rest, &mut std::io::sink());
+        out
+    }
+
+    fn read_entries<R: Read>(archive: &mut tar::Archive<R>, root: &Path) -> Result<Self> {
+        let bad = |e: std::io::Error| Error::invalid(format!("invalid archive: {e}"));
         let mut symlinks = HashMap::new();
         let mut any = false;
         for entry in archive.entries().map_err(bad)? {
