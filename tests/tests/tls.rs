@@ -67,6 +67,13 @@ fn mutual_tls_accepts_and_rejects() {
     let out = tls_docker(&d, port, good.path(), &["images", "-q"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
+    // Hijacked streams work over TLS: `docker run` attaches before it starts the container.
+    d.load(&berth_tests::docker_save_tar(&[berth_tests::TestImage::busybox(&["busybox:latest"])], false))
+        .expect("load");
+    let out = tls_docker(&d, port, good.path(), &["run", "--rm", "busybox", "echo", "over-tls"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "over-tls\n");
+
     // A client certificate from another CA: the server refuses the handshake.
     // (The client trusts our server through the good ca.pem, so only the client cert differs.)
     let mixed = tempfile::tempdir().expect("tmp");
