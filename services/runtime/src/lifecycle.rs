@@ -510,6 +510,15 @@ fn entry_of(line: &str, req: &pb::ContainerLogsRequest) -> Option<pb::LogEntry> 
     Some(pb::LogEntry { stream, time, line: Bytes::from(v["log"].as_str()?.as_bytes().to_vec()).to_vec() })
 }
 
+async fn is_running(store: &dyn ContainerStore, id: &str) -> bool {
+    store
+        .containers()
+        .await
+        .ok()
+        .and_then(|all| all.into_iter().find(|c| c.id == id))
+        .is_some_and(|c| status(&c) == "running")
+}
+
 async fn follow_log(
     path: PathBuf,
     id: String,
@@ -547,9 +556,11 @@ async fn follow_log(
             return;
         }
     }
-    // Follow: for logs -f until the container is not running; for attach until its next exit.
+    // Follow: for logs -f until the container is not running; for attach until its
+    // next exit. The store is asked once here (and again only if events were lost);
+    // after that, the exit event ends the stream.
     let mut offset = offset_start;
-    let mut exited = false;
+    let mut exited = !req.from_end && !is_running(store.as_ref(), &id).await;
     loop {
         if let Some(mut f) = open().await {
             // A file shorter than what we read was rotated: start the new one from its beginning.
@@ -578,26 +589,27 @@ async fn follow_log(
         if exited {
             return;
         }
-        match events.try_recv() {
-            Ok(Event::Exited(i, _)) | Ok(Event::Removed(i)) if i == id => {
-                // One more pass picks up what the shim wrote last.
-                exited = true;
-                continue;
+        // Drain every pending event: ours may queue behind other containers'.
+        loop {
+            match events.try_recv() {
+                Ok(Event::Exited(i, _)) | Ok(Event::Removed(i)) if i == id => {
+                    // One more pass picks up what the shim wrote last.
+                    exited = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(broadcast::error::TryRecvError::Empty) => break,
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                    if !is_running(store.as_ref(), &id).await {
+                        exited = true;
+                        break;
+                    }
+                }
+                Err(broadcast::error::TryRecvError::Closed) => return,
             }
-            Err(broadcast::error::TryRecvError::Closed) => return,
-            _ => {}
         }
-        if !req.from_end {
-            let running = store
-                .containers()
-                .await
-                .ok()
-                .and_then(|all| all.into_iter().find(|c| c.id == id))
-                .is_some_and(|c| status(&c) == "running");
-            if !running {
-                exited = true;
-                continue;
-            }
+        if exited {
+            continue;
         }
         if tx.is_closed() {
             return;
