@@ -99,17 +99,29 @@ pub fn bind_unix(path: &Path) -> Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serves one Berth gRPC service with health and reflection on `addr` until `shutdown` fires.
-pub async fn serve<S>(addr: &Addr, service: S, shutdown: CancellationToken) -> Result<()>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+/// A generated tonic service that [`serve`] can host: what every `*ServiceServer` is.
+pub trait GrpcService:
+    Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
+    + NamedService
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> GrpcService for S where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
         + NamedService
         + Clone
         + Send
         + Sync
-        + 'static,
-    S::Future: Send + 'static,
+        + 'static
 {
+}
+
+/// Serves one Berth gRPC service with health and reflection on `addr` until `shutdown` fires.
+pub async fn serve<S: GrpcService>(addr: &Addr, service: S, shutdown: CancellationToken) -> Result<()> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<S>().await;
     let reflection = tonic_reflection::server::Builder::configure()

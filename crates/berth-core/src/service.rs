@@ -2,14 +2,8 @@
 //! flags, start-up order and shutdown. A binary names itself and says how to
 //! open its service; everything else is here.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-
-use http::{Request, Response};
-use tonic::body::Body;
-use tonic::server::NamedService;
-use tower::Service;
 
 use crate::Result;
 use crate::grpc::Addr;
@@ -38,13 +32,7 @@ pub async fn run<S, F, Fut>(name: &str, args: ServiceArgs, open: F) -> Result<()
 where
     F: FnOnce(PathBuf) -> Fut,
     Fut: Future<Output = Result<S>>,
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
-        + NamedService
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
+    S: crate::grpc::GrpcService,
 {
     telemetry::init(&args.log_level, args.log_format);
     let shutdown = crate::shutdown::on_signals()?;

@@ -84,10 +84,6 @@ fn status_text(c: &pb::Container) -> String {
     }
 }
 
-fn labels(c: &pb::Container) -> Value {
-    Value::Object(c.labels.iter().map(|kv| (kv.key.clone(), json!(kv.value))).collect())
-}
-
 fn network_mode(c: &pb::Container) -> String {
     match json_of(&c.host_config)["NetworkMode"].as_str() {
         None | Some("") | Some("default") => "bridge".into(),
@@ -107,7 +103,7 @@ pub(crate) fn summary(c: &pb::Container) -> Value {
         "Command": command,
         "Created": berth_core::id::parse_rfc3339(&c.created).map(|t| t.unix_timestamp()).unwrap_or(0),
         "Ports": [],
-        "Labels": labels(c),
+        "Labels": super::resources::map(&c.labels),
         "State": state_of(c).status,
         "Status": status_text(c),
         "HostConfig": {"NetworkMode": network_mode(c)},

@@ -22,7 +22,8 @@ pub fn router() -> Router<AppState> {
         .route("/volumes/{name}", get(get_volume_inspect))
 }
 
-fn map(pairs: &[berth_proto::types::v1::KeyValue]) -> Value {
+/// Ordered key/value pairs as a JSON object (labels, options).
+pub(crate) fn map(pairs: &[berth_proto::types::v1::KeyValue]) -> Value {
     Value::Object(pairs.iter().map(|kv| (kv.key.clone(), json!(kv.value))).collect())
 }
 
