@@ -95,6 +95,12 @@ fn containers_are_isolated() {
     assert_eq!(lines[7], "1", "only loopback in a new network namespace");
     assert_eq!(lines[8], "0");
 
+    // --network host keeps the host's interfaces (more than loopback).
+    let (_, out, _) = run(&d, &["run", "--rm", "--network", "host", "busybox", "grep", "-c", ":", "/proc/net/dev"]);
+    let host_ifaces =
+        std::fs::read_to_string("/proc/net/dev").expect("host net").lines().filter(|l| l.contains(':')).count();
+    assert_eq!(out.trim().parse::<usize>().ok(), Some(host_ifaces));
+
     // Capabilities, users, workdir, env, read-only root, binds.
     let (_, out, _) = run(&d, &["run", "--rm", "--cap-drop", "ALL", "busybox", "grep", "CapEff", "/proc/self/status"]);
     assert_eq!(out.trim(), "CapEff:\t0000000000000000");
@@ -151,6 +157,14 @@ fn detached_logs_stop_start_kill_wait() {
     // A running container cannot be removed without -f.
     let (_, _, err) = run(&d, &["rm", "svc"]);
     assert!(err.contains("container is running"), "{err}");
+
+    // logs -f follows new output and ends when the container exits.
+    d.docker(&["run", "-d", "--name", "ticker", "busybox", "sh", "-c", "for i in 1 2 3; do echo $i; sleep 0.3; done"])
+        .expect("ticker");
+    let start = Instant::now();
+    assert_eq!(d.docker(&["logs", "-f", "ticker"]).expect("logs -f"), "1\n2\n3\n");
+    assert!(start.elapsed() < Duration::from_secs(10));
+    d.docker(&["rm", "ticker"]).expect("rm ticker");
 
     // stop: sh as PID 1 ignores SIGTERM, so SIGKILL after the timeout: 137.
     let start = Instant::now();
