@@ -78,7 +78,8 @@ async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let root = &config.data_root;
     let images = berth_image::service::LocalImageService::open(&root.join("image")).await?;
     let images = Arc::new(images);
-    let runtime = berth_runtime::LocalRuntime::open(&root.join("runtime"), images.clone()).await?;
+    let runtime_config = berth_runtime::RuntimeConfig { log_opts: config.log_opts.clone() };
+    let runtime = berth_runtime::LocalRuntime::open(&root.join("runtime"), images.clone(), runtime_config).await?;
     let networks = berth_network::LocalNetwork::open(&root.join("network")).await?;
     let volumes = berth_volume::LocalVolumes::open(&root.join("volume")).await?;
     let state = AppState {
@@ -92,6 +93,7 @@ async fn run(config: DaemonConfig) -> anyhow::Result<()> {
             id: daemon_id(root)?,
             debug: config.log_level == "debug" || config.log_level == "trace",
         }),
+        shutdown: shutdown.clone(),
     };
     let listeners = berth_gateway::server::bind(&config).await?;
     tracing::info!(version = berth_gateway::BERTH_VERSION, data_root = %root.display(), "berthd ready");

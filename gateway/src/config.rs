@@ -18,6 +18,10 @@
 //! | `insecure-tcp` | `BERTH_INSECURE_TCP` | `--insecure-tcp`     | false                            |
 //! | `log-level`    | `BERTH_LOG_LEVEL`    | `-l`, `--log-level`  | `info`                           |
 //! | `log-format`   | `BERTH_LOG_FORMAT`   | `--log-format`       | `text`                           |
+//! | `log-opts`     |                      | `--log-opt K=V`      | `max-size=10m`, `max-file=3`     |
+//!
+//! `log-opts` (a TOML table, like daemon.json's object) are the json-file options
+//! given to containers that set none of their own; flags override file keys.
 //!
 //! The file itself is named by `--config-file` or `BERTH_CONFIG_FILE`; without
 //! either, `/etc/berth/berth.toml` is read when it exists.
@@ -71,6 +75,9 @@ pub struct DaemonFlags {
     /// Log format: text or json.
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// Default container log option, e.g. max-size=10m (repeatable).
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    pub log_opts: Vec<String>,
 }
 
 /// The configuration file's shape.
@@ -88,6 +95,7 @@ struct FileConfig {
     insecure_tcp: Option<bool>,
     log_level: Option<String>,
     log_format: Option<String>,
+    log_opts: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Where the environment comes from; tests pass a map.
@@ -160,6 +168,8 @@ pub struct DaemonConfig {
     pub log_level: String,
     /// Log format.
     pub log_format: LogFormat,
+    /// Default container log options.
+    pub log_opts: std::collections::BTreeMap<String, String>,
 }
 
 fn env_bool(v: &str) -> Option<bool> {
@@ -327,8 +337,32 @@ impl DaemonConfig {
                     LogFormat::Text
                 }
             };
+        let mut log_opts = file.log_opts.unwrap_or_default();
+        for opt in &flags.log_opts {
+            match opt.split_once('=') {
+                Some((k, v)) => {
+                    log_opts.insert(k.to_string(), v.to_string());
+                }
+                None => errors.push(format!("invalid --log-opt {opt:?}: want KEY=VALUE")),
+            }
+        }
+        if let Err(e) =
+            berth_runtime::lifecycle::validate_log_opts(log_opts.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        {
+            errors.push(format!("log-opts: {}", e.message()));
+        }
         if errors.is_empty() {
-            Ok(DaemonConfig { hosts, data_root, exec_root, pidfile, tls, insecure_tcp, log_level, log_format })
+            Ok(DaemonConfig {
+                hosts,
+                data_root,
+                exec_root,
+                pidfile,
+                tls,
+                insecure_tcp,
+                log_level,
+                log_format,
+                log_opts,
+            })
         } else {
             Err(errors)
         }
@@ -388,6 +422,22 @@ mod tests {
         assert!(errs.iter().any(|e| e.contains("loud")));
         assert!(errs.iter().any(|e| e.contains("absolute")));
         assert!(errs.iter().any(|e| e.contains("maybe")));
+    }
+
+    #[test]
+    fn log_opts_merge_file_and_flags_and_are_checked() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("berth.toml");
+        std::fs::write(&file, "[log-opts]\nmax-size = \"1m\"\nmax-file = \"5\"\n").expect("write");
+        let mut f = DaemonFlags { config_file: Some(file), log_opts: vec!["max-file=2".into()], ..Default::default() };
+        let c = DaemonConfig::load(&f, &env(&[])).expect("valid");
+        assert_eq!(c.log_opts.get("max-size").map(String::as_str), Some("1m"));
+        assert_eq!(c.log_opts.get("max-file").map(String::as_str), Some("2"));
+        f.log_opts = vec!["max-size=lots".into(), "colour=blue".into()];
+        assert!(DaemonConfig::load(&f, &env(&[])).is_err());
+        f.log_opts = vec!["nokey".into()];
+        let errs = DaemonConfig::load(&f, &env(&[])).expect_err("invalid");
+        assert!(errs.iter().any(|e| e.contains("KEY=VALUE")), "{errs:?}");
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub struct AppState {
     pub volumes: Arc<dyn VolumeApi>,
     /// Daemon facts.
     pub info: Arc<DaemonInfo>,
+    /// Fires when the daemon shuts down: long-lived streams (wait, follow, attach,
+    /// exec) end then instead of holding the shutdown for the grace period.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// Berth's version.

@@ -53,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
             id: berth_core::id::random_id(),
             debug: config.log_level == "debug" || config.log_level == "trace",
         }),
+        shutdown: shutdown.clone(),
     };
     let listeners = berth_gateway::server::bind(&config).await?;
     berth_gateway::server::serve(berth_gateway::app(state), listeners, shutdown, Duration::from_secs(10)).await;

@@ -90,7 +90,7 @@ pub fn busybox_layer() -> Vec<u8> {
     let mut t = Tar::new().dir("bin/").dir("etc/").dir("tmp/").dir("root/").file("bin/busybox", &busybox, 0o755);
     for applet in [
         "sh", "echo", "cat", "ls", "true", "false", "sleep", "id", "hostname", "env", "ps", "mount", "grep", "wc",
-        "tr", "touch", "pwd", "kill", "test", "wait", "head", "seq",
+        "tr", "touch", "pwd", "kill", "test", "wait", "head", "seq", "tty", "stty",
     ] {
         t = t.symlink(&format!("bin/{applet}"), "busybox");
     }
@@ -502,6 +502,52 @@ pub fn raw_http(sock: &Path, method: &str, path: &str, body: &[u8]) -> Result<Ht
         body = dechunk(&body);
     }
     Ok((status, headers, body))
+}
+
+/// Opens a hijacked stream (attach, exec start) over a unix socket: sends the
+/// upgrade request and reads the response head; returns the status and the
+/// connection, now raw.
+pub fn hijack(sock: &Path, path: &str, body: &[u8]) -> Result<(u16, std::os::unix::net::UnixStream)> {
+    use std::io::Read;
+    let mut s = std::os::unix::net::UnixStream::connect(sock)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: berth\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )?;
+    s.write_all(body)?;
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b)? == 0 {
+            bail!("connection closed in the response head: {}", String::from_utf8_lossy(&head));
+        }
+        head.push(b[0]);
+    }
+    let status =
+        String::from_utf8_lossy(&head).split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("status")?;
+    Ok((status, s))
+}
+
+/// Reads multiplexed frames from a hijacked stream until `want` appears in the
+/// stdout collected so far (or the stream ends); returns that stdout.
+pub fn read_frames_until(s: &mut std::os::unix::net::UnixStream, want: &str) -> Result<String> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let mut header = [0u8; 8];
+    while !String::from_utf8_lossy(&out).contains(want) {
+        if s.read_exact(&mut header).is_err() {
+            break;
+        }
+        let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let mut data = vec![0u8; len];
+        s.read_exact(&mut data)?;
+        if header[0] == 1 {
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).to_string())
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {

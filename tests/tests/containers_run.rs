@@ -353,6 +353,26 @@ fn logs_are_bounded_and_rotated() {
 }
 
 #[test]
+fn daemon_log_opts_are_the_default_for_containers() {
+    let d = Daemon::start(&["--log-opt", "max-size=8k", "--log-opt", "max-file=2"]).expect("start");
+    d.load(&docker_save_tar(&[TestImage::busybox(&["busybox:latest"])], false)).expect("load");
+    let script = "i=0; while [ $i -lt 1000 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done";
+    assert_eq!(run(&d, &["run", "--name", "chatty", "busybox", "sh", "-c", script]).0, Some(0));
+    let cfg = d.docker(&["inspect", "--format", "{{json .HostConfig.LogConfig}}", "chatty"]).expect("inspect");
+    let cfg: serde_json::Value = serde_json::from_str(&cfg).expect("json");
+    assert_eq!(cfg["Type"], "json-file");
+    assert_eq!(cfg["Config"]["max-size"], "8k", "{cfg}");
+    let logs = d.docker(&["logs", "chatty"]).expect("logs");
+    assert!(!logs.contains("line-0-") && logs.ends_with("line-999-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n"));
+    // A container's own options win.
+    d.docker(&["run", "--name", "own", "--log-opt", "max-size=1m", "busybox", "true"]).expect("run");
+    let own = d.docker(&["inspect", "--format", "{{index .HostConfig.LogConfig.Config \"max-size\"}}", "own"]);
+    assert_eq!(own.expect("inspect").trim(), "1m");
+    // A bad daemon option stops berthd before it serves.
+    assert!(Daemon::start(&["--log-opt", "max-size=lots"]).is_err());
+}
+
+#[test]
 fn removing_fifty_running_containers_leaves_nothing() {
     let d = daemon();
     let mut ids = Vec::new();

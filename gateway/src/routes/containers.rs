@@ -1,8 +1,8 @@
 //! Container endpoints: ContainerCreate, ContainerInspect, ContainerList,
 //! ContainerRename, ContainerDelete, ContainerStart, ContainerStop, ContainerRestart,
-//! ContainerKill, ContainerWait, ContainerLogs, ContainerAttach (output). What is not
-//! built yet (exec, pause, top, ...) answers 501 for an existing container and 404
-//! for a missing one.
+//! ContainerKill, ContainerWait, ContainerLogs, ContainerAttach, ContainerResize,
+//! ContainerExec, ExecStart, ExecResize, ExecInspect. What is not built yet (pause,
+//! top, ...) answers 501 for an existing container and 404 for a missing one.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -14,6 +14,7 @@ use berth_core::Error;
 use berth_runtime::pb;
 use serde_json::{Map, Value, json};
 
+use super::streams;
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::params::Params;
@@ -33,6 +34,11 @@ pub fn router() -> Router<AppState> {
         .route("/containers/{id}/wait", post(post_container_wait))
         .route("/containers/{id}/logs", get(get_container_logs))
         .route("/containers/{id}/attach", post(post_container_attach))
+        .route("/containers/{id}/resize", post(post_container_resize))
+        .route("/containers/{id}/exec", post(post_container_exec))
+        .route("/exec/{id}/start", post(post_exec_start))
+        .route("/exec/{id}/resize", post(post_exec_resize))
+        .route("/exec/{id}/json", get(get_exec_inspect))
         .route("/containers/{id}/{*op}", any(container_lifecycle))
 }
 
@@ -350,6 +356,7 @@ async fn post_container_wait(State(s): State<AppState>, Path(id): Path<String>, 
     }
     let c = s.runtime.inspect(&id).await?;
     let runtime = s.runtime.clone();
+    use futures::StreamExt;
     let body = futures::stream::once(async move {
         let line = match runtime.wait(&c.id, &condition).await {
             Ok(r) if r.error.is_empty() => json!({"StatusCode": r.exit_code, "Error": null}),
@@ -357,7 +364,8 @@ async fn post_container_wait(State(s): State<AppState>, Path(id): Path<String>, 
             Err(e) => json!({"StatusCode": -1, "Error": {"Message": e.message()}}),
         };
         Ok::<_, std::io::Error>(Bytes::from(format!("{line}\n")))
-    });
+    })
+    .take_until(s.shutdown.clone().cancelled_owned());
     let mut resp = (StatusCode::OK, axum::body::Body::from_stream(body)).into_response();
     resp.headers_mut()
         .insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
@@ -415,61 +423,144 @@ async fn get_container_logs(State(s): State<AppState>, Path(id): Path<String>, u
     let tty = tty_of(&c);
     let framed = berth_runtime::lifecycle::frame(s.runtime.logs(req).await?, tty, p.bool("timestamps"));
     use futures::StreamExt;
+    let framed = framed.take_until(s.shutdown.clone().cancelled_owned());
     let body = axum::body::Body::from_stream(framed.map(|r| r.map_err(|e| std::io::Error::other(e.to_string()))));
     let mut resp = (StatusCode::OK, body).into_response();
     resp.headers_mut().insert(axum::http::header::CONTENT_TYPE, stream_content_type(tty));
     Ok(resp)
 }
 
-/// ContainerAttach: `POST /containers/{id}/attach`, hijacked. Output is streamed
-/// from the container's log as it is written (with `logs=1`, from the start);
-/// the stream ends when the container exits. Standard input is not forwarded yet.
+/// ContainerAttach: `POST /containers/{id}/attach`, hijacked (see [`streams`]).
+/// Attaching before the start (as `docker run` does) sees all of the output;
+/// `logs=1` first replays the log.
 async fn post_container_attach(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    mut req: axum::extract::Request,
+    req: axum::extract::Request,
 ) -> ApiResult<Response> {
     use futures::StreamExt;
-    let p = Params::parse(req.uri().query());
+    let (mut parts, _) = req.into_parts();
+    let p = Params::parse(parts.uri.query());
     let c = s.runtime.inspect(&id).await?;
     let tty = tty_of(&c);
-    let logs = pb::ContainerLogsRequest {
-        reference: c.id.clone(),
-        follow: true,
-        stdout: p.bool("stdout"),
-        stderr: p.bool("stderr"),
-        tail: -1,
-        since: 0.0,
-        until: 0.0,
-        from_end: !p.bool("logs"),
-    };
-    let mut framed = berth_runtime::lifecycle::frame(s.runtime.logs(logs).await?, tty, false);
-    let wants_upgrade = req.headers().get(axum::http::header::UPGRADE).is_some();
-    if !wants_upgrade {
-        let body = axum::body::Body::from_stream(framed.map(|r| r.map_err(|e| std::io::Error::other(e.to_string()))));
-        let mut resp = (StatusCode::OK, body).into_response();
-        resp.headers_mut().insert(axum::http::header::CONTENT_TYPE, stream_content_type(tty));
-        return Ok(resp);
+    let keys = streams::detach_keys(p.get("detachKeys").unwrap_or(""))?;
+    let (stdout, stderr) = (p.bool("stdout"), p.bool("stderr"));
+    let mut parts_out: Vec<berth_runtime::shim::OutputStream> = Vec::new();
+    if p.bool("logs") {
+        let req = pb::ContainerLogsRequest { reference: c.id.clone(), stdout, stderr, tail: -1, ..Default::default() };
+        let logs = s
+            .runtime
+            .logs(req)
+            .await?
+            .map(|r| r.map(|e| pb::StreamOutput { stream: e.stream, data: e.line, ..Default::default() }));
+        parts_out.push(Box::pin(logs));
     }
-    let upgrade = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
-        use tokio::io::AsyncWriteExt;
-        let Ok(upgraded) = upgrade.await else { return };
-        let mut io = hyper_util::rt::TokioIo::new(upgraded);
-        while let Some(Ok(chunk)) = framed.next().await {
-            if io.write_all(&chunk).await.is_err() {
-                return;
-            }
-            let _ = io.flush().await;
-        }
-        let _ = io.shutdown().await;
-    });
-    let mut resp = StatusCode::SWITCHING_PROTOCOLS.into_response();
-    let h = resp.headers_mut();
-    h.insert(axum::http::header::CONTENT_TYPE, stream_content_type(tty));
-    h.insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("Upgrade"));
-    h.insert(axum::http::header::UPGRADE, axum::http::HeaderValue::from_static("tcp"));
-    Ok(resp)
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let stdin = p.bool("stdin");
+    if p.bool("stream") || !p.bool("logs") {
+        let req = pb::AttachRequest { reference: c.id.clone(), stdin, stdout, stderr };
+        parts_out.push(s.runtime.attach(req, Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))).await?);
+    }
+    let output = Box::pin(futures::stream::iter(parts_out).flatten());
+    let hijack = streams::Hijack { tty, stdin: stdin.then_some(tx), detach_keys: keys, shutdown: s.shutdown.clone() };
+    Ok(streams::respond(&mut parts, output, hijack))
+}
+
+fn size_params(p: &Params) -> ApiResult<(u32, u32)> {
+    let num = |k: &str| -> ApiResult<u32> {
+        let v = p.get(k).unwrap_or("");
+        v.parse::<u32>()
+            .map_err(|_| Error::invalid(format!("invalid {k} value {v:?}: must be a non-negative integer")).into())
+    };
+    Ok((num("h")?, num("w")?))
+}
+
+/// ContainerResize: `POST /containers/{id}/resize?h=&w=`.
+async fn post_container_resize(State(s): State<AppState>, Path(id): Path<String>, uri: Uri) -> ApiResult<StatusCode> {
+    let (height, width) = size_params(&Params::parse(uri.query()))?;
+    s.runtime.resize(pb::ResizeTtyRequest { reference: id, exec_id: String::new(), height, width }).await?;
+    Ok(StatusCode::OK)
+}
+
+/// ContainerExec: `POST /containers/{id}/exec`.
+async fn post_container_exec(State(s): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
+    let config: Value =
+        serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("invalid exec config: {e}")))?;
+    if !config.is_object() {
+        return Err(Error::invalid("invalid exec config: not a JSON object").into());
+    }
+    if let Some(keys) = config["DetachKeys"].as_str() {
+        streams::detach_keys(keys)?;
+    }
+    let exec_id = s.runtime.create_exec(pb::CreateExecRequest { reference: id, config: body.to_vec() }).await?;
+    Ok((StatusCode::CREATED, Json(json!({"Id": exec_id}))).into_response())
+}
+
+/// ExecStart: `POST /exec/{id}/start`, hijacked unless `Detach`.
+async fn post_exec_start(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    req: axum::extract::Request,
+) -> ApiResult<Response> {
+    let (mut parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20).await.map_err(|e| Error::invalid(format!("read body: {e}")))?;
+    let start: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("invalid exec start config: {e}")))?
+    };
+    let info = s.runtime.inspect_exec(&id).await?;
+    let config = json_of(&info.config);
+    let detach = start["Detach"].as_bool().unwrap_or(false);
+    let tty = config["Tty"].as_bool().unwrap_or(false);
+    let stdin = config["AttachStdin"].as_bool().unwrap_or(false);
+    let keys = streams::detach_keys(config["DetachKeys"].as_str().unwrap_or(""))?;
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let output = s
+        .runtime
+        .start_exec(
+            pb::StartExecRequest { exec_id: id, detach },
+            Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)),
+        )
+        .await?;
+    if detach {
+        return Ok(StatusCode::OK.into_response());
+    }
+    let hijack = streams::Hijack { tty, stdin: stdin.then_some(tx), detach_keys: keys, shutdown: s.shutdown.clone() };
+    Ok(streams::respond(&mut parts, output, hijack))
+}
+
+/// ExecResize: `POST /exec/{id}/resize?h=&w=`.
+async fn post_exec_resize(State(s): State<AppState>, Path(id): Path<String>, uri: Uri) -> ApiResult<StatusCode> {
+    let (height, width) = size_params(&Params::parse(uri.query()))?;
+    s.runtime.resize(pb::ResizeTtyRequest { reference: String::new(), exec_id: id, height, width }).await?;
+    Ok(StatusCode::OK)
+}
+
+/// ExecInspect: `GET /exec/{id}/json`.
+async fn get_exec_inspect(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let info = s.runtime.inspect_exec(&id).await?;
+    let cfg = json_of(&info.config);
+    let cmd: Vec<Value> = cfg["Cmd"].as_array().cloned().unwrap_or_default();
+    Ok(Json(json!({
+        "ID": info.id,
+        "Running": info.running,
+        "ExitCode": info.exit_code,
+        "ProcessConfig": {
+            "tty": cfg["Tty"].as_bool().unwrap_or(false),
+            "entrypoint": cmd.first().cloned().unwrap_or(Value::String(String::new())),
+            "arguments": cmd.get(1..).map(<[Value]>::to_vec).unwrap_or_default(),
+            "privileged": cfg["Privileged"].as_bool().unwrap_or(false),
+            "user": cfg["User"].as_str().unwrap_or(""),
+        },
+        "OpenStdin": cfg["AttachStdin"].as_bool().unwrap_or(false),
+        "OpenStderr": cfg["AttachStderr"].as_bool().unwrap_or(false),
+        "OpenStdout": cfg["AttachStdout"].as_bool().unwrap_or(false),
+        "CanRemove": false,
+        "ContainerID": info.container_id,
+        "DetachKeys": cfg["DetachKeys"].as_str().unwrap_or(""),
+        "Pid": info.pid,
+    })))
 }
 
 /// Everything else under `/containers/{id}/`: 404 for a missing container,

@@ -7,6 +7,7 @@
 mod containers;
 mod images;
 mod resources;
+mod streams;
 mod system;
 
 use std::time::Instant;
@@ -127,6 +128,7 @@ mod tests {
             networks: Arc::new(networks),
             volumes: Arc::new(volumes),
             info: Arc::new(DaemonInfo { data_root: "/d".into(), exec_root: "/e".into(), id: "x".into(), debug: false }),
+            shutdown: Default::default(),
         })
     }
 

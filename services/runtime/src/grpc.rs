@@ -9,7 +9,7 @@ use berth_core::{Error, Result};
 use berth_proto::types::v1::Filter;
 use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::pb::runtime_service_client::RuntimeServiceClient;
 use crate::pb::runtime_service_server::{RuntimeService, RuntimeServiceServer};
@@ -123,6 +123,69 @@ impl RuntimeService for RuntimeGrpcServer {
     ) -> Result<Response<pb::ImageInUseResponse>, Status> {
         Ok(Response::new(self.api.image_in_use(&req.into_inner().image_id).await?))
     }
+
+    type AttachContainerStream = OutputStream;
+
+    async fn attach_container(
+        &self,
+        req: Request<Streaming<pb::StreamInput>>,
+    ) -> Result<Response<Self::AttachContainerStream>, Status> {
+        let (first, input) = first_and_rest(req.into_inner()).await?;
+        let Some(pb::stream_input::Kind::Attach(attach)) = first else {
+            return Err(Status::invalid_argument("the first message must be the attach request"));
+        };
+        Ok(Response::new(outputs(self.api.attach(attach, input).await?)))
+    }
+
+    async fn resize_tty(&self, req: Request<pb::ResizeTtyRequest>) -> Result<Response<pb::ResizeTtyResponse>, Status> {
+        self.api.resize(req.into_inner()).await?;
+        Ok(Response::new(pb::ResizeTtyResponse {}))
+    }
+
+    async fn create_exec(
+        &self,
+        req: Request<pb::CreateExecRequest>,
+    ) -> Result<Response<pb::CreateExecResponse>, Status> {
+        Ok(Response::new(pb::CreateExecResponse { id: self.api.create_exec(req.into_inner()).await? }))
+    }
+
+    type StartExecStream = OutputStream;
+
+    async fn start_exec(
+        &self,
+        req: Request<Streaming<pb::StreamInput>>,
+    ) -> Result<Response<Self::StartExecStream>, Status> {
+        let (first, input) = first_and_rest(req.into_inner()).await?;
+        let Some(pb::stream_input::Kind::StartExec(start)) = first else {
+            return Err(Status::invalid_argument("the first message must be the start_exec request"));
+        };
+        Ok(Response::new(outputs(self.api.start_exec(start, input).await?)))
+    }
+
+    async fn inspect_exec(
+        &self,
+        req: Request<pb::InspectExecRequest>,
+    ) -> Result<Response<pb::InspectExecResponse>, Status> {
+        Ok(Response::new(self.api.inspect_exec(&req.into_inner().exec_id).await?))
+    }
+}
+
+type OutputStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::StreamOutput, Status>> + Send>>;
+
+fn outputs(out: crate::shim::OutputStream) -> OutputStream {
+    use futures::StreamExt;
+    Box::pin(out.map(|r| r.map_err(Status::from)))
+}
+
+/// Splits a client stream into its first message (the request) and the rest
+/// (input), which ends at the client's end of stream or at a transport error.
+async fn first_and_rest(
+    mut input: Streaming<pb::StreamInput>,
+) -> Result<(Option<pb::stream_input::Kind>, crate::shim::InputStream), Status> {
+    use futures::StreamExt;
+    let first = input.message().await?.and_then(|m| m.kind);
+    let rest = input.take_while(|r| futures::future::ready(r.is_ok())).filter_map(|r| futures::future::ready(r.ok()));
+    Ok((first, Box::pin(rest)))
 }
 
 /// [`RuntimeApi`] over a gRPC channel.
@@ -219,4 +282,51 @@ impl RuntimeApi for RuntimeGrpcClient {
             self.inner.clone().image_in_use(pb::ImageInUseRequest { image_id: image_id.into() }).await.map_err(err)?;
         Ok(r.into_inner())
     }
+
+    async fn attach(
+        &self,
+        req: pb::AttachRequest,
+        input: crate::shim::InputStream,
+    ) -> Result<crate::shim::OutputStream> {
+        let first = pb::StreamInput { kind: Some(pb::stream_input::Kind::Attach(req)) };
+        let out = self.inner.clone().attach_container(with_first(first, input)).await.map_err(err)?;
+        Ok(client_outputs(out.into_inner()))
+    }
+
+    async fn resize(&self, req: pb::ResizeTtyRequest) -> Result<()> {
+        self.inner.clone().resize_tty(req).await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn create_exec(&self, req: pb::CreateExecRequest) -> Result<String> {
+        Ok(self.inner.clone().create_exec(req).await.map_err(err)?.into_inner().id)
+    }
+
+    async fn start_exec(
+        &self,
+        req: pb::StartExecRequest,
+        input: crate::shim::InputStream,
+    ) -> Result<crate::shim::OutputStream> {
+        let first = pb::StreamInput { kind: Some(pb::stream_input::Kind::StartExec(req)) };
+        let out = self.inner.clone().start_exec(with_first(first, input)).await.map_err(err)?;
+        Ok(client_outputs(out.into_inner()))
+    }
+
+    async fn inspect_exec(&self, exec_id: &str) -> Result<pb::InspectExecResponse> {
+        let req = pb::InspectExecRequest { exec_id: exec_id.into() };
+        Ok(self.inner.clone().inspect_exec(req).await.map_err(err)?.into_inner())
+    }
+}
+
+fn with_first(
+    first: pb::StreamInput,
+    rest: crate::shim::InputStream,
+) -> impl futures::Stream<Item = pb::StreamInput> + Send + 'static {
+    use futures::StreamExt;
+    futures::stream::once(futures::future::ready(first)).chain(rest)
+}
+
+fn client_outputs(out: Streaming<pb::StreamOutput>) -> crate::shim::OutputStream {
+    use futures::StreamExt;
+    Box::pin(out.map(|r| r.map_err(err)))
 }

@@ -1,11 +1,10 @@
 //! Berth's runtime service: containers, their lifecycle, exec, attach, logs and
 //! cgroups, each container under a `berth-shim` monitor.
 //!
-//! This version keeps container records: create (the request merged with the
-//! image's config, as dockerd merges them), inspect, list with Docker's filters,
-//! rename and remove, and it answers "is this image in use?" for `docker rmi`.
-//! Starting containers arrives with the shim. The shape is the one every service
-//! has: the [`RuntimeApi`] trait, [`service::LocalRuntime`] over a
+//! It keeps container records (create merges the request with the image's config
+//! as dockerd does), starts each container under its shim ([`lifecycle`]), and
+//! reaches running containers through the shim's control socket for attach, exec
+//! and TTY resizes ([`stdio`], [`shim`]). The shape is the one every service has: the [`RuntimeApi`] trait, [`service::LocalRuntime`] over a
 //! [`store::ContainerStore`], and gRPC server and client adapters in [`grpc`].
 
 #![forbid(unsafe_code)]
@@ -15,7 +14,9 @@ pub mod create;
 pub mod grpc;
 pub mod lifecycle;
 pub mod service;
+pub mod shim;
 pub mod spec;
+pub mod stdio;
 pub mod store;
 
 use async_trait::async_trait;
@@ -23,7 +24,7 @@ use berth_core::Result;
 pub use berth_proto::runtime::v1 as pb;
 use berth_proto::types::v1::Filter;
 pub use grpc::{RuntimeGrpcClient, RuntimeGrpcServer};
-pub use service::LocalRuntime;
+pub use service::{LocalRuntime, RuntimeConfig};
 pub use store::{ContainerStore, SqliteContainerStore};
 
 /// What the runtime service does, in-process or remote.
@@ -51,4 +52,14 @@ pub trait RuntimeApi: Send + Sync + 'static {
     async fn wait(&self, reference: &str, condition: &str) -> Result<pb::WaitContainerResponse>;
     /// The container's log entries.
     async fn logs(&self, req: pb::ContainerLogsRequest) -> Result<lifecycle::LogStream>;
+    /// Attaches to a container's streams (waiting for its start when it is not running).
+    async fn attach(&self, req: pb::AttachRequest, input: shim::InputStream) -> Result<shim::OutputStream>;
+    /// Resizes a container's or an exec's TTY.
+    async fn resize(&self, req: pb::ResizeTtyRequest) -> Result<()>;
+    /// Records an exec; returns its ID.
+    async fn create_exec(&self, req: pb::CreateExecRequest) -> Result<String>;
+    /// Runs an exec, streaming its I/O unless detached.
+    async fn start_exec(&self, req: pb::StartExecRequest, input: shim::InputStream) -> Result<shim::OutputStream>;
+    /// An exec's state.
+    async fn inspect_exec(&self, exec_id: &str) -> Result<pb::InspectExecResponse>;
 }

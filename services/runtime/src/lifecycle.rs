@@ -10,7 +10,14 @@
 //! config.json     the OCI spec          upper/ work/   the overlay's writable layer
 //! rootfs/         the mount point       hostname hosts resolv.conf
 //! container.log   json-file log         pid exit.json  written by the shim
+//! ctl.sock        the shim's control socket (attach, exec, resize, start, wait)
+//! exec-<id>.json  an exec's exit record, written by the shim
 //! ```
+//!
+//! Starting is two steps, as in the OCI runtime model: the shim sets the
+//! container up and reports `ok PID` with the init held at a barrier; the runtime
+//! connects the attaches that were waiting for this start, then tells the shim
+//! to `start`, so no output is lost between the two.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,6 +50,7 @@ pub struct Host {
     cgroup_root: PathBuf,
     shim: PathBuf,
     events: broadcast::Sender<Event>,
+    pub(crate) waiters: crate::stdio::Waiters,
 }
 
 impl Host {
@@ -58,7 +66,7 @@ impl Host {
         let (events, _) = broadcast::channel(1024);
         let cgroup_root =
             std::env::var_os("BERTH_CGROUP_ROOT").map(PathBuf::from).unwrap_or_else(|| "/sys/fs/cgroup".into());
-        Self { dir, cgroup_root, shim, events }
+        Self { dir, cgroup_root, shim, events, waiters: Default::default() }
     }
 
     /// The bundle directory of container `id`.
@@ -66,8 +74,19 @@ impl Host {
         self.dir.join("containers").join(id)
     }
 
-    /// Removes a container's bundle (after the container is gone).
+    /// Removes a container's bundle (after the container is gone). A shim still
+    /// holding a container at its start barrier (the runtime went away between
+    /// the two steps of a start) is ended through its init.
     pub fn forget(&self, id: &str) {
+        let bundle = self.bundle(id);
+        if let Some(pid) = std::fs::read_to_string(bundle.join("pid")).ok().and_then(|p| p.trim().parse::<i32>().ok())
+            && std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.contains(id))
+        {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        if let Ok(mut w) = self.waiters.lock() {
+            w.remove(id);
+        }
         crate::cgroups::remove(&self.cgroup_root, id);
         let _ = std::fs::remove_dir_all(self.bundle(id));
         let _ = self.events.send(Event::Removed(id.to_string()));
@@ -123,6 +142,23 @@ pub fn log_limits(host_config: &Value) -> Result<(u64, u32)> {
     Ok((size, files))
 }
 
+/// The options of json-file, the log driver Berth implements. dockerd accepts
+/// the same names.
+const JSON_FILE_OPTS: [&str; 8] =
+    ["max-size", "max-file", "compress", "labels", "labels-regex", "env", "env-regex", "tag"];
+
+/// Checks log options (a container's `--log-opt` or the daemon's `log-opts`).
+pub fn validate_log_opts<'a>(opts: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<()> {
+    let mut config = serde_json::Map::new();
+    for (k, v) in opts {
+        if !JSON_FILE_OPTS.contains(&k) {
+            return Err(Error::invalid(format!("unknown log opt '{k}' for json-file log driver")));
+        }
+        config.insert(k.to_string(), Value::String(v.to_string()));
+    }
+    log_limits(&json!({"LogConfig": {"Config": config}})).map(|_| ())
+}
+
 /// Parses a signal given by name (`KILL`, `SIGTERM`) or number.
 pub fn parse_signal(s: &str) -> Result<nix::sys::signal::Signal> {
     use nix::sys::signal::Signal;
@@ -163,6 +199,25 @@ fn resolv_conf(network_host: bool) -> String {
     out
 }
 
+/// Waits for a container's exit without its shim's help (the shim is gone or
+/// going): the exit record it left, or, once the init is gone too and no record
+/// came, a stand-in.
+async fn poll_exit(bundle: &Path, pid: i64) -> Value {
+    let mut dead_since: Option<std::time::Instant> = None;
+    loop {
+        if let Some(e) = read_exit(bundle) {
+            return e;
+        }
+        if !pid_alive(pid) {
+            let since = *dead_since.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() >= Duration::from_secs(3) {
+                return json!({"ExitCode": 137, "FinishedAt": berth_core::id::now_rfc3339(), "Error": "the container's shim went away"});
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 impl LocalRuntime {
     /// Finds running containers again after a restart: watches those whose shim
     /// still runs and records the exit of those that stopped meanwhile.
@@ -186,51 +241,38 @@ impl LocalRuntime {
             .unwrap_or(false);
         tokio::spawn(async move {
             let bundle = host.bundle(&id);
-            let mut dead_since: Option<std::time::Instant> = None;
-            loop {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                let exit = match read_exit(&bundle) {
-                    Some(e) => e,
-                    None if !pid_alive(pid) => {
-                        // The init is gone; give the shim a moment to record it.
-                        let since = *dead_since.get_or_insert_with(std::time::Instant::now);
-                        if since.elapsed() < Duration::from_secs(3) {
-                            continue;
-                        }
-                        json!({"ExitCode": 137, "FinishedAt": berth_core::id::now_rfc3339(), "Error": "the container's shim went away"})
-                    }
-                    None => continue,
-                };
-                let code = exit["ExitCode"].as_i64().unwrap_or(128);
-                let (root, cid) = (host.cgroup_root.clone(), id.clone());
-                let oom = tokio::task::spawn_blocking(move || {
-                    let oom = crate::cgroups::oom_killed(&root, &cid);
-                    crate::cgroups::remove(&root, &cid);
-                    oom
-                })
-                .await
-                .unwrap_or(false);
-                let state = pb::ContainerState {
-                    status: "exited".into(),
-                    pid: 0,
-                    exit_code: code,
-                    error: exit["Error"].as_str().unwrap_or("").to_string(),
-                    started_at: String::new(),
-                    finished_at: exit["FinishedAt"].as_str().unwrap_or("").to_string(),
-                    oom_killed: oom,
-                };
-                if let Err(e) = store.set_state(&id, &state).await {
-                    tracing::warn!(id = %id, error = %e, "record exit");
+            let exit = match crate::shim::wait(&bundle).await {
+                Some(exit) => exit,
+                None => poll_exit(&bundle, pid).await,
+            };
+            let code = exit["ExitCode"].as_i64().unwrap_or(128);
+            let (root, cid) = (host.cgroup_root.clone(), id.clone());
+            let oom = tokio::task::spawn_blocking(move || {
+                let oom = crate::cgroups::oom_killed(&root, &cid);
+                crate::cgroups::remove(&root, &cid);
+                oom
+            })
+            .await
+            .unwrap_or(false);
+            let state = pb::ContainerState {
+                status: "exited".into(),
+                pid: 0,
+                exit_code: code,
+                error: exit["Error"].as_str().unwrap_or("").to_string(),
+                started_at: String::new(),
+                finished_at: exit["FinishedAt"].as_str().unwrap_or("").to_string(),
+                oom_killed: oom,
+            };
+            if let Err(e) = store.set_state(&id, &state).await {
+                tracing::warn!(id = %id, error = %e, "record exit");
+            }
+            tracing::info!(id = %id, code, "container exited");
+            let _ = host.events.send(Event::Exited(id.clone(), code));
+            if auto_remove {
+                if let Err(e) = store.delete(&id).await {
+                    tracing::warn!(id = %id, error = %e, "auto-remove");
                 }
-                tracing::info!(id = %id, code, "container exited");
-                let _ = host.events.send(Event::Exited(id.clone(), code));
-                if auto_remove {
-                    if let Err(e) = store.delete(&id).await {
-                        tracing::warn!(id = %id, error = %e, "auto-remove");
-                    }
-                    host.forget(&id);
-                }
-                return;
+                host.forget(&id);
             }
         });
     }
@@ -245,6 +287,9 @@ impl LocalRuntime {
         }
         let out = self.start_resolved(&c).await;
         if out.is_err() {
+            if let Ok(mut w) = self.host.waiters.lock() {
+                w.remove(&c.id);
+            }
             crate::cgroups::remove(&self.host.cgroup_root, &c.id);
             let _ = self.host.events.send(Event::Exited(c.id.clone(), 128));
             let auto_remove = serde_json::from_slice::<Value>(&c.host_config)
@@ -312,6 +357,12 @@ impl LocalRuntime {
         let (max_size, max_file) = log_limits(&host_config)?;
         annotations.insert("berth.log.max-size".to_string(), max_size.to_string());
         annotations.insert("berth.log.max-file".to_string(), max_file.to_string());
+        if config["OpenStdin"].as_bool().unwrap_or(false) {
+            annotations.insert("berth.stdin".to_string(), "true".to_string());
+        }
+        if host_config["Init"].as_bool().unwrap_or(false) {
+            annotations.insert("berth.init".to_string(), "true".to_string());
+        }
         let limits = crate::cgroups::Limits::from_spec(&serde_json::to_value(&oci).unwrap_or_default());
         let cgroups = crate::cgroups::create(&self.host.cgroup_root, &c.id, &limits).inspect_err(|_| {
             crate::cgroups::remove(&self.host.cgroup_root, &c.id);
@@ -348,6 +399,19 @@ impl LocalRuntime {
         let report = report.trim();
         let now = berth_core::id::now_rfc3339();
         if let Some(pid) = report.strip_prefix("ok ").and_then(|p| p.trim().parse::<i64>().ok()) {
+            // The container exists and waits at the barrier: connect the attaches
+            // that wait for this start, then let the command run.
+            self.connect_waiters(&c.id, &bundle).await;
+            if let Err(e) = crate::shim::start(&bundle).await {
+                let state = pb::ContainerState {
+                    status: "created".into(),
+                    exit_code: 128,
+                    error: e.message().to_string(),
+                    ..Default::default()
+                };
+                self.store.set_state(&c.id, &state).await?;
+                return Err(e);
+            }
             let state = pb::ContainerState { status: "running".into(), pid, started_at: now, ..Default::default() };
             self.store.set_state(&c.id, &state).await?;
             let mut running = c.clone();
@@ -364,8 +428,7 @@ impl LocalRuntime {
         let state =
             pb::ContainerState { status: "created".into(), exit_code: code, error: msg.clone(), ..Default::default() };
         self.store.set_state(&c.id, &state).await?;
-        let message = format!("failed to create task for container: {msg}");
-        Err(if code == 125 || code == 128 { Error::internal(message) } else { Error::invalid(message) })
+        Err(crate::shim::start_error(code, &msg))
     }
 
     /// Sends `signal` to a running container.

@@ -16,14 +16,24 @@ struct Args {
     /// gRPC address of the image service.
     #[arg(long, env = "BERTH_IMAGE_ADDR", default_value = "unix:///run/berth/image.sock")]
     image_addr: Addr,
+    /// Default log option for containers (`max-size=10m`, `max-file=3`), repeatable.
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    log_opts: Vec<String>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let mut config = berth_runtime::RuntimeConfig::default();
+    for opt in &args.log_opts {
+        let Some((k, v)) = opt.split_once('=') else {
+            anyhow::bail!("invalid --log-opt {opt:?}: want KEY=VALUE");
+        };
+        config.log_opts.insert(k.to_string(), v.to_string());
+    }
     let images = Arc::new(berth_image::client::ImageGrpcClient::new(channel(&args.image_addr)?));
     berth_core::service::run("runtime", args.service, |dir| async move {
-        let runtime = berth_runtime::LocalRuntime::open(&dir, images).await?;
+        let runtime = berth_runtime::LocalRuntime::open(&dir, images, config).await?;
         Ok(berth_runtime::RuntimeGrpcServer::service(Arc::new(runtime)))
     })
     .await?;

@@ -16,17 +16,44 @@ use crate::create::{
 use crate::store::{ContainerStore, MIGRATOR, SqliteContainerStore};
 use crate::{RuntimeApi, pb};
 
+/// Daemon-wide settings of the runtime service.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeConfig {
+    /// Default log options (`log-opts`), for containers that set none.
+    pub log_opts: std::collections::BTreeMap<String, String>,
+}
+
 /// The runtime service.
 pub struct LocalRuntime {
     pub(crate) store: Arc<dyn ContainerStore>,
     pub(crate) images: Arc<dyn ImageApi>,
     pub(crate) host: crate::lifecycle::Host,
+    pub(crate) execs: crate::stdio::Execs,
+    pub(crate) config: RuntimeConfig,
 }
 
 const STATUSES: [&str; 7] = ["created", "restarting", "running", "removing", "paused", "exited", "dead"];
 
 pub(crate) fn status(c: &pb::Container) -> &str {
     c.state.as_ref().map(|s| s.status.as_str()).unwrap_or("created")
+}
+
+/// A HostConfig whose LogConfig is filled in as dockerd does at create: the
+/// json-file driver, with the daemon's `log-opts` when the container sets none.
+fn with_log_defaults(mut hc: Value, daemon: &std::collections::BTreeMap<String, String>) -> Value {
+    let Some(obj) = hc.as_object_mut() else { return hc };
+    let log = obj.entry("LogConfig").or_insert_with(|| serde_json::json!({}));
+    if !log.is_object() {
+        *log = serde_json::json!({});
+    }
+    if log["Type"].as_str().unwrap_or("").is_empty() {
+        log["Type"] = Value::String("json-file".into());
+    }
+    let empty = log["Config"].as_object().is_none_or(|c| c.is_empty());
+    if empty && log["Type"] == "json-file" {
+        log["Config"] = Value::Object(daemon.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect());
+    }
+    hc
 }
 
 fn conflict_name(name: &str, id: &str) -> Error {
@@ -37,12 +64,15 @@ fn conflict_name(name: &str, id: &str) -> Error {
 
 impl LocalRuntime {
     /// Opens the service's state under `dir` (`<data-root>/runtime`).
-    pub async fn open(dir: &Path, images: Arc<dyn ImageApi>) -> Result<Self> {
+    pub async fn open(dir: &Path, images: Arc<dyn ImageApi>, config: RuntimeConfig) -> Result<Self> {
+        crate::lifecycle::validate_log_opts(config.log_opts.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
         let pool = berth_core::db::open_sqlite(&dir.join("runtime.db"), &MIGRATOR).await?;
         let rt = Self {
             store: Arc::new(SqliteContainerStore::new(pool)),
             images,
             host: crate::lifecycle::Host::new(dir.to_path_buf()),
+            execs: Default::default(),
+            config,
         };
         rt.reconnect().await?;
         Ok(rt)
@@ -50,7 +80,13 @@ impl LocalRuntime {
 
     /// A runtime over any store, keeping container files under a temporary directory.
     pub fn with_store(store: Arc<dyn ContainerStore>, images: Arc<dyn ImageApi>) -> Self {
-        Self { store, images, host: crate::lifecycle::Host::new(std::env::temp_dir().join("berth-runtime")) }
+        Self {
+            store,
+            images,
+            host: crate::lifecycle::Host::new(std::env::temp_dir().join("berth-runtime")),
+            execs: Default::default(),
+            config: RuntimeConfig::default(),
+        }
     }
 
     /// Resolves a name, full ID or unique ID prefix.
@@ -140,6 +176,7 @@ impl RuntimeApi for LocalRuntime {
         } else {
             serde_json::from_slice(&req.host_config).map_err(|e| Error::invalid(format!("invalid HostConfig: {e}")))?
         };
+        let host_config = with_log_defaults(host_config, &self.config.log_opts);
         validate_host_config(&host_config)?;
         // Binds, mounts and tmpfs are checked now, so a bad one fails create as in dockerd.
         crate::spec::user_mounts(&host_config)?;
@@ -244,6 +281,7 @@ impl RuntimeApi for LocalRuntime {
             return Err(Error::not_found(format!("No such container: {reference}")));
         }
         self.host.forget(&c.id);
+        self.forget_execs(&c.id);
         tracing::info!(id = %c.id, name = %c.name, "container removed");
         Ok(())
     }
@@ -266,6 +304,34 @@ impl RuntimeApi for LocalRuntime {
 
     async fn logs(&self, req: pb::ContainerLogsRequest) -> Result<crate::lifecycle::LogStream> {
         self.log_stream(req).await
+    }
+
+    async fn attach(
+        &self,
+        req: pb::AttachRequest,
+        input: crate::shim::InputStream,
+    ) -> Result<crate::shim::OutputStream> {
+        self.attach_container(req, input).await
+    }
+
+    async fn resize(&self, req: pb::ResizeTtyRequest) -> Result<()> {
+        self.resize_tty(req).await
+    }
+
+    async fn create_exec(&self, req: pb::CreateExecRequest) -> Result<String> {
+        self.exec_create(req).await
+    }
+
+    async fn start_exec(
+        &self,
+        req: pb::StartExecRequest,
+        input: crate::shim::InputStream,
+    ) -> Result<crate::shim::OutputStream> {
+        self.exec_start(req, input).await
+    }
+
+    async fn inspect_exec(&self, exec_id: &str) -> Result<pb::InspectExecResponse> {
+        self.exec_inspect(exec_id).await
     }
 
     async fn image_in_use(&self, image_id: &str) -> Result<pb::ImageInUseResponse> {
@@ -330,7 +396,7 @@ mod tests {
 
     async fn runtime() -> (tempfile::TempDir, LocalRuntime) {
         let dir = tempfile::tempdir().expect("tmp");
-        let rt = LocalRuntime::open(dir.path(), Arc::new(OneImage)).await.expect("open");
+        let rt = LocalRuntime::open(dir.path(), Arc::new(OneImage), RuntimeConfig::default()).await.expect("open");
         (dir, rt)
     }
 

@@ -12,16 +12,26 @@ use serde_json::Value;
 
 use crate::sys;
 
-/// What the child needs besides the spec.
+/// Where a process's standard streams come from.
+pub enum Stdio {
+    /// A TTY, opened inside the container; its master goes to the shim over the
+    /// sync socket (message `pty`).
+    Tty,
+    /// Pipes (or /dev/null): stdin's read end, stdout's and stderr's write ends.
+    Pipes(libc::c_int, libc::c_int, libc::c_int),
+}
+
+/// What the container's init needs besides the spec.
 pub struct InitArgs<'a> {
     /// The OCI spec (config.json).
     pub spec: &'a Value,
     /// The bundle directory.
     pub bundle: &'a Path,
-    /// Descriptors to become stdout and stderr.
-    pub stdout: libc::c_int,
-    /// See `stdout`.
-    pub stderr: libc::c_int,
+    /// Its standard streams.
+    pub stdio: Stdio,
+    /// The sync socket: `pty` (with the master), `ready`, or `E<code>:<message>`
+    /// go to the shim; one message back (the start) lets the command run.
+    pub sync: libc::c_int,
 }
 
 /// A setup failure: the exit code to report and a message.
@@ -238,6 +248,42 @@ fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf, InitError> {
     Err(not_found())
 }
 
+/// What a process becomes: the spec's `process` for the init, an exec's request
+/// for an exec.
+pub struct Process {
+    /// The command and its arguments.
+    pub args: Vec<String>,
+    /// `KEY=value` pairs.
+    pub env: Vec<String>,
+    /// The working directory inside the container.
+    pub cwd: String,
+    /// The user, group and supplementary groups.
+    pub uid: u32,
+    /// See `uid`.
+    pub gid: u32,
+    /// See `uid`.
+    pub groups: Vec<u32>,
+}
+
+impl Process {
+    /// The spec's `process`.
+    pub fn from_spec(spec: &Value) -> Self {
+        let p = &spec["process"];
+        let user = &p["user"];
+        Process {
+            args: strings(&p["args"]),
+            env: strings(&p["env"]),
+            cwd: p["cwd"].as_str().unwrap_or("/").to_string(),
+            uid: user["uid"].as_u64().unwrap_or(0) as u32,
+            gid: user["gid"].as_u64().unwrap_or(0) as u32,
+            groups: user["additionalGids"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|g| g.as_u64().map(|g| g as u32)).collect())
+                .unwrap_or_default(),
+        }
+    }
+}
+
 /// Sets up the container and executes its command. Returns only on failure.
 pub fn run(a: &InitArgs<'_>) -> InitError {
     match setup_and_exec(a) {
@@ -248,16 +294,45 @@ pub fn run(a: &InitArgs<'_>) -> InitError {
 
 enum Never {}
 
-fn setup_and_exec(a: &InitArgs<'_>) -> Result<Never, InitError> {
-    let spec = a.spec;
-    // Join the container's cgroups first, so everything it starts is limited.
+fn join_cgroups(spec: &Value) -> Result<(), InitError> {
     for dir in spec["annotations"]["berth.cgroups"].as_str().unwrap_or("").lines().filter(|l| !l.is_empty()) {
         ctx(std::fs::write(Path::new(dir).join("cgroup.procs"), "0"), || format!("join cgroup {dir}"))?;
     }
-    let null = sys::dev_null()?;
-    sys::dup2(null, 0)?;
-    sys::dup2(a.stdout, 1)?;
-    sys::dup2(a.stderr, 2)?;
+    Ok(())
+}
+
+fn pipe_stdio(stdin: libc::c_int, stdout: libc::c_int, stderr: libc::c_int) -> Result<(), InitError> {
+    sys::dup2(stdin, 0)?;
+    sys::dup2(stdout, 1)?;
+    sys::dup2(stderr, 2)?;
+    Ok(())
+}
+
+/// Opens a TTY in the current mount namespace, makes it the controlling terminal
+/// and the standard streams of a new session, and hands its master to the shim.
+fn tty_stdio(sync: libc::c_int, console: bool) -> Result<(), InitError> {
+    let (master, slave) = ctx(sys::open_pty(), || "open a pseudo-terminal".into())?;
+    if console && let Ok(path) = sys::fd_path(slave) {
+        // /dev/console is the container's terminal too, as runc makes it.
+        let _ = sys::mount(&path.to_string_lossy(), Path::new("/dev/console"), None, libc::MS_BIND, None);
+    }
+    sys::setsid();
+    ctx(sys::set_controlling_tty(slave), || "set the controlling terminal".into())?;
+    pipe_stdio(slave, slave, slave)?;
+    sys::close(slave);
+    ctx(sys::send_fd(sync, b"pty", master), || "hand the terminal to the shim".into())?;
+    sys::close(master);
+    Ok(())
+}
+
+fn setup_and_exec(a: &InitArgs<'_>) -> Result<Never, InitError> {
+    let spec = a.spec;
+    sys::reset_signals();
+    // Join the container's cgroups first, so everything it starts is limited.
+    join_cgroups(spec)?;
+    if let Stdio::Pipes(i, o, e) = a.stdio {
+        pipe_stdio(i, o, e)?;
+    }
     let namespaces: Vec<String> = spec["linux"]["namespaces"]
         .as_array()
         .cloned()
@@ -299,27 +374,104 @@ fn setup_and_exec(a: &InitArgs<'_>) -> Result<Never, InitError> {
     ctx(sys::pivot_root_here(), || "pivot_root".into())?;
     ctx(sys::umount2(Path::new("."), libc::MNT_DETACH), || "detach the old root".into())?;
     ctx(std::env::set_current_dir("/"), || "chdir /".into())?;
+    if matches!(a.stdio, Stdio::Tty) {
+        tty_stdio(a.sync, true)?;
+    }
     mask_and_protect(spec)?;
     if spec["root"]["readonly"].as_bool().unwrap_or(false) {
         sys::mount("", Path::new("/"), None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC, None)?;
     }
+    let process = Process::from_spec(spec);
+    let exe = prepare(spec, &process)?;
+    // The barrier: the container exists; its command runs when the shim says so.
+    ctx(sys::write_all(a.sync, b"ready"), || "report ready".into())?;
+    let mut go = [0u8; 8];
+    if !matches!(sys::read(a.sync, &mut go), Ok(n) if n > 0) {
+        return Err(InitError(125, "the shim went away before the start".into()));
+    }
+    if ann["berth.init"].as_str() == Some("true") {
+        return init_and_exec(a.sync, &exe, &process, matches!(a.stdio, Stdio::Tty));
+    }
+    exec(&exe, &process)
+}
 
-    let process = &spec["process"];
-    for r in process["rlimits"].as_array().cloned().unwrap_or_default() {
+/// What an exec needs: the container's spec and init, its own process and stdio.
+pub struct ExecArgs<'a> {
+    /// The container's OCI spec.
+    pub spec: &'a Value,
+    /// The container's init, whose namespaces the exec joins.
+    pub init_pid: libc::pid_t,
+    /// The process to run.
+    pub process: &'a Process,
+    /// Its standard streams.
+    pub stdio: Stdio,
+    /// The sync socket (`pty` and `E<code>:<message>` messages; closed by the exec).
+    pub sync: libc::c_int,
+}
+
+/// Runs an exec: joins the container's cgroups and namespaces (the shim's
+/// children are already in its PID namespace), then becomes the process.
+/// Returns only on failure.
+pub fn exec_in(a: &ExecArgs<'_>) -> InitError {
+    match exec_setup(a) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+fn exec_setup(a: &ExecArgs<'_>) -> Result<Never, InitError> {
+    sys::reset_signals();
+    join_cgroups(a.spec)?;
+    if let Stdio::Pipes(i, o, e) = a.stdio {
+        pipe_stdio(i, o, e)?;
+    }
+    let mut kinds = vec![];
+    for n in a.spec["linux"]["namespaces"].as_array().cloned().unwrap_or_default() {
+        match n["type"].as_str() {
+            Some("ipc") => kinds.push("ipc"),
+            Some("uts") => kinds.push("uts"),
+            Some("network") => kinds.push("net"),
+            _ => {}
+        }
+    }
+    // The mount namespace last: joining it also moves our root into the container.
+    kinds.push("mnt");
+    let fds: Vec<libc::c_int> = kinds
+        .iter()
+        .map(|k| {
+            let path = PathBuf::from(format!("/proc/{}/ns/{k}", a.init_pid));
+            ctx(sys::open(&path, libc::O_RDONLY), || format!("open {}", path.display()))
+        })
+        .collect::<Result<_, _>>()?;
+    for (fd, kind) in fds.iter().zip(&kinds) {
+        ctx(sys::setns(*fd), || format!("join the container's {kind} namespace"))?;
+        sys::close(*fd);
+    }
+    if matches!(a.stdio, Stdio::Tty) {
+        tty_stdio(a.sync, false)?;
+    }
+    let exe = prepare(a.spec, a.process)?;
+    exec(&exe, a.process)
+}
+
+/// Everything before execve that can fail in ways the user should hear about:
+/// rlimits, the working directory, capabilities, the user, and finding the
+/// executable (127 when it is not there).
+fn prepare(spec: &Value, p: &Process) -> Result<CString, InitError> {
+    for r in spec["process"]["rlimits"].as_array().cloned().unwrap_or_default() {
         if let Some((_, res)) = RLIMITS.iter().find(|(n, _)| Some(*n) == r["type"].as_str()) {
             let (soft, hard) = (r["soft"].as_u64().unwrap_or(0), r["hard"].as_u64().unwrap_or(0));
             ctx(sys::setrlimit(*res, soft, hard), || format!("setrlimit {}", r["type"]))?;
         }
     }
-    let env = strings(&process["env"]);
-    let cwd = process["cwd"].as_str().unwrap_or("/");
+    let cwd = p.cwd.as_str();
     if std::fs::create_dir_all(cwd).is_err() || std::env::set_current_dir(cwd).is_err() {
         return Err(InitError(
             126,
             format!("chdir to cwd (\"{cwd}\") set in config.json failed: no such file or directory"),
         ));
     }
-    let keep: Vec<String> = strings(&process["capabilities"]["bounding"])
+    let keep: Vec<String> = strings(&spec["process"]["capabilities"]["bounding"])
         .iter()
         .map(|c| c.trim_start_matches("CAP_").to_string())
         .collect();
@@ -328,26 +480,58 @@ fn setup_and_exec(a: &InitArgs<'_>) -> Result<Never, InitError> {
             ctx(sys::drop_bounding_cap(n as u32), || format!("drop CAP_{name}"))?;
         }
     }
-    let user = &process["user"];
-    let groups: Vec<u32> = user["additionalGids"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|g| g.as_u64().map(|g| g as u32)).collect())
-        .unwrap_or_default();
-    ctx(
-        sys::set_ids(user["uid"].as_u64().unwrap_or(0) as u32, user["gid"].as_u64().unwrap_or(0) as u32, &groups),
-        || "set user".into(),
-    )?;
-    let args = strings(&process["args"]);
-    let arg0 = args.first().cloned().ok_or_else(|| InitError(127, "no command specified".into()))?;
-    let exe = find_executable(&arg0, &env)?;
+    ctx(sys::set_ids(p.uid, p.gid, &p.groups), || "set user".into())?;
+    let arg0 = p.args.first().cloned().ok_or_else(|| InitError(127, "no command specified".into()))?;
+    let exe = find_executable(&arg0, &p.env)?;
+    Ok(sys::cstr(exe.as_os_str())?)
+}
+
+fn exec(exe: &CString, p: &Process) -> Result<Never, InitError> {
     let c = |s: &str| sys::cstr(s).map_err(InitError::from);
-    let argv: Vec<CString> = args.iter().map(|s| c(s)).collect::<Result<_, _>>()?;
-    let envp: Vec<CString> = env.iter().map(|s| c(s)).collect::<Result<_, _>>()?;
-    let exe_c = sys::cstr(exe.as_os_str())?;
-    let err = sys::execve(&exe_c, &argv, &envp);
+    let argv: Vec<CString> = p.args.iter().map(|s| c(s)).collect::<Result<_, _>>()?;
+    let envp: Vec<CString> = p.env.iter().map(|s| c(s)).collect::<Result<_, _>>()?;
+    let err = sys::execve(exe, &argv, &envp);
     let code = if err.raw_os_error() == Some(libc::EACCES) { 126 } else { 127 };
+    let arg0 = p.args.first().map(String::as_str).unwrap_or_default();
     // Lower case, as runc words it: the docker CLI maps "permission denied" to 126.
     Err(InitError(code, format!("exec: \"{arg0}\": {}", err.to_string().to_lowercase())))
+}
+
+/// `--init`: stays PID 1, runs the command as its child, forwards every signal
+/// to it, reaps every zombie, and exits with the command's status (128 + N for a
+/// signal), like docker-init (tini). It needs no binary in the image: it is this
+/// already-running process.
+fn init_and_exec(sync: libc::c_int, exe: &CString, p: &Process, tty: bool) -> Result<Never, InitError> {
+    ctx(sys::block_all_signals(), || "block signals".into())?;
+    sys::close_all_but(sync);
+    let child = match ctx(sys::fork(), || "fork the command".into())? {
+        sys::Forked::Child => {
+            sys::own_foreground_group(tty);
+            sys::reset_signals();
+            let InitError(code, msg) = match exec(exe, p) {
+                Ok(never) => match never {},
+                Err(e) => e,
+            };
+            let _ = sys::write_all(sync, format!("E{code}:{msg}").as_bytes());
+            sys::exit_now(code);
+        }
+        sys::Forked::Parent(pid) => pid,
+    };
+    // The command holds the sync socket until its execve closes it.
+    sys::close(sync);
+    sys::set_name(c"docker-init");
+    loop {
+        let sig = sys::wait_signal();
+        if sig != libc::SIGCHLD {
+            sys::kill(child, sig);
+            continue;
+        }
+        while let Some((pid, code)) = sys::reap_any() {
+            if pid == child {
+                sys::exit_now(code);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -3,29 +3,46 @@
 //! The runtime service starts `berth-shim --bundle DIR`. The shim detaches (it
 //! forks, the first process exits at once, the second starts a new session), so it
 //! is nobody's child but init's and outlives every Berth service. It then:
-//! 1. creates the container's init in new namespaces (see [`init`]) with stdout
-//!    and stderr on pipes it holds;
-//! 2. reports `ok PID` or `err CODE MESSAGE` on its own stdout, which the runtime
-//!    service reads to its end, and writes `DIR/pid`;
-//! 3. copies the container's output to `DIR/container.log` in dockerd's json-file
-//!    format (`{"log":..,"stream":"stdout","time":..}` per line);
+//! 1. creates the container's init in new namespaces (see [`init`]), with its
+//!    stdio on pipes (or a TTY opened inside the container) that the shim holds;
+//!    the init stops at a barrier just before it executes the command;
+//! 2. listens on `DIR/ctl.sock` (the protocol is `berth_shim::protocol`), writes
+//!    `DIR/pid` and reports `ok PID` (or `err CODE MESSAGE`) on its own stdout,
+//!    which the runtime service reads to its end;
+//! 3. on `start`, lets the command run; from then on it copies the container's
+//!    output to `DIR/container.log` in dockerd's json-file format and to every
+//!    attached client, feeds attached input to the container's stdin, resizes
+//!    TTYs, and runs execs in the container's namespaces;
 //! 4. when the init exits, writes `DIR/exit.json` (`{"ExitCode":N,"FinishedAt":..}`)
-//!    atomically and exits.
+//!    atomically, answers `wait` requests, flushes its clients and exits.
 //!
-//! It is single-threaded and has no async runtime, so its memory stays small.
+//! It is single-threaded (one `poll` loop) and has no async runtime, so its
+//! memory stays small. A slow client never blocks it: output for a client that
+//! falls too far behind drops that client, never the container.
 
 mod init;
+mod log;
 mod sys;
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
+use berth_shim::protocol as p;
 use serde_json::{Value, json};
 
-/// The longest log line kept whole; longer output is split, as json-file does.
-const MAX_LINE: usize = 16 * 1024;
+/// How much output may wait for one client before the client is dropped.
+const CLIENT_BACKLOG: usize = 8 << 20;
+/// How much input may wait for a process's stdin before its clients are paused.
+const STDIN_BACKLOG: usize = 1 << 20;
+/// How long output may still arrive after a process exited (from processes that
+/// inherited its stdout), and how long clients get to take the last of it.
+const DRAIN: Duration = Duration::from_secs(2);
+const FLUSH: Duration = Duration::from_secs(5);
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
@@ -37,70 +54,6 @@ fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     std::fs::rename(tmp, path)
 }
 
-struct Stream {
-    fd: libc::c_int,
-    name: &'static str,
-    pending: Vec<u8>,
-    open: bool,
-}
-
-/// The container's json-file log, rotated like dockerd's `max-size`/`max-file`:
-/// `container.log` is current, `container.log.1` the one before, and so on.
-struct Log {
-    file: std::fs::File,
-    path: PathBuf,
-    written: u64,
-    max_size: u64,
-    max_files: u32,
-}
-
-impl Log {
-    fn open(path: PathBuf, max_size: u64, max_files: u32) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
-        let written = file.metadata().map(|m| m.len()).unwrap_or(0);
-        Ok(Log { file, path, written, max_size, max_files })
-    }
-
-    fn rotate(&mut self) {
-        let name = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
-        if self.max_files <= 1 {
-            let _ = self.file.set_len(0);
-        } else {
-            for n in (1..self.max_files - 1).rev() {
-                let _ = std::fs::rename(name(n), name(n + 1));
-            }
-            let _ = std::fs::rename(&self.path, name(1));
-        }
-        if let Ok(f) = std::fs::OpenOptions::new().create(true).append(true).open(&self.path) {
-            self.file = f;
-        }
-        self.written = 0;
-    }
-
-    fn line(&mut self, stream: &str, bytes: &[u8]) {
-        let entry = json!({"log": String::from_utf8_lossy(bytes), "stream": stream, "time": now()}).to_string();
-        if self.max_size > 0 && self.written + entry.len() as u64 + 1 > self.max_size && self.written > 0 {
-            self.rotate();
-        }
-        // A log that cannot be written must not stop the container: drop the line.
-        if writeln!(self.file, "{entry}").is_ok() {
-            self.written += entry.len() as u64 + 1;
-        }
-    }
-
-    /// Moves complete lines (and over-long partial ones) from `s.pending` to the log.
-    fn flush(&mut self, s: &mut Stream, all: bool) {
-        while let Some(pos) = s.pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = s.pending.drain(..=pos).collect();
-            self.line(s.name, &line);
-        }
-        if (all && !s.pending.is_empty()) || s.pending.len() >= MAX_LINE {
-            let rest: Vec<u8> = std::mem::take(&mut s.pending);
-            self.line(s.name, &rest);
-        }
-    }
-}
-
 fn report(line: &str) {
     let _ = sys::write_all(1, format!("{line}\n").as_bytes());
     // The runtime reads our stdout to its end: close it by pointing it at /dev/null.
@@ -110,138 +63,783 @@ fn report(line: &str) {
     }
 }
 
+/// The standard streams of a process the shim holds.
+#[derive(Default)]
+struct Stdio {
+    /// Read ends: stdout (or the TTY master) and stderr.
+    out: [Option<libc::c_int>; 2],
+    /// Where input goes: the stdin pipe's write end or the TTY master.
+    stdin: Option<libc::c_int>,
+    /// The TTY master, for resizes; it is also `out[0]` and `stdin`.
+    master: Option<libc::c_int>,
+    stdin_buf: Vec<u8>,
+    close_stdin: bool,
+}
+
+impl Stdio {
+    fn open(&self) -> bool {
+        self.out.iter().any(Option::is_some)
+    }
+
+    fn close_out(&mut self, i: usize) {
+        if let Some(fd) = self.out[i].take() {
+            if Some(fd) == self.master {
+                // The TTY master is stdout, stdin and the resize target at once.
+                self.master = None;
+                self.stdin = None;
+                self.stdin_buf.clear();
+            }
+            sys::close(fd);
+        }
+    }
+
+    fn close_all(&mut self) {
+        self.close_out(0);
+        self.close_out(1);
+        if let Some(fd) = self.stdin.take() {
+            sys::close(fd);
+        }
+    }
+
+    /// Writes what it can of the pending input; closes stdin when asked and done.
+    fn pump_stdin(&mut self) {
+        let Some(fd) = self.stdin else { return };
+        while !self.stdin_buf.is_empty() {
+            match sys::write_some(fd, &self.stdin_buf) {
+                Ok(n) => {
+                    self.stdin_buf.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    // The reader is gone: input has nowhere to go.
+                    self.stdin_buf.clear();
+                    if self.master != Some(fd) {
+                        self.stdin = None;
+                        sys::close(fd);
+                    }
+                    return;
+                }
+            }
+        }
+        if self.close_stdin && self.master.is_none() {
+            self.stdin = None;
+            sys::close(fd);
+        }
+    }
+}
+
+/// A process the shim supervises: the container's init or an exec.
+struct Proc {
+    /// The exec's ID; `None` for the init.
+    exec_id: Option<String>,
+    pid: libc::pid_t,
+    io: Stdio,
+    exit: Option<(i32, Instant)>,
+    /// The connection an exec streams to.
+    conn: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Role {
+    /// Waiting for the request line.
+    Request,
+    /// Attached to the container's streams.
+    Attach { stdin: bool, stdout: bool, stderr: bool },
+    /// The stream of the exec with this ID.
+    Exec(String),
+    /// Waiting for the container to exit.
+    Wait,
+    /// Answered; closes once its output is written.
+    Done,
+}
+
+struct Conn {
+    id: u64,
+    sock: UnixStream,
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
+    role: Role,
+    dead: bool,
+}
+
+impl Conn {
+    fn send(&mut self, bytes: &[u8]) {
+        if self.outbuf.len() + bytes.len() > CLIENT_BACKLOG {
+            // Too slow a reader: drop it rather than hold up the container.
+            self.dead = true;
+            return;
+        }
+        self.outbuf.extend_from_slice(bytes);
+    }
+
+    fn frame(&mut self, kind: u8, data: &[u8]) {
+        for chunk in data.chunks(p::MAX_FRAME) {
+            let mut f = Vec::with_capacity(chunk.len() + p::HEADER);
+            f.extend_from_slice(&p::header(kind, chunk.len()));
+            f.extend_from_slice(chunk);
+            self.send(&f);
+        }
+    }
+
+    fn reply(&mut self, v: Value) {
+        let mut line = v.to_string();
+        line.push('\n');
+        self.send(line.as_bytes());
+    }
+
+    fn flush(&mut self) {
+        while !self.outbuf.is_empty() {
+            match self.sock.write(&self.outbuf) {
+                Ok(0) => {
+                    self.dead = true;
+                    return;
+                }
+                Ok(n) => {
+                    self.outbuf.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.dead = true;
+                    return;
+                }
+            }
+        }
+        if self.role == Role::Done {
+            self.dead = true;
+        }
+    }
+}
+
+fn error_reply(code: i32, msg: &str) -> Value {
+    json!({"ok": false, "code": code, "error": msg})
+}
+
+/// Reads the sync socket until the child executes (end of file), fails
+/// (`E<code>:<message>`), or says `ready`; collects a TTY master on the way.
+fn handshake(sync: libc::c_int, master: &mut Option<libc::c_int>) -> Result<bool, (i32, String)> {
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match sys::recv_with_fd(sync, &mut buf) {
+            Ok((0, _)) => return Ok(false),
+            Ok((n, fd)) => {
+                let msg = &buf[..n];
+                if let Some(fd) = fd {
+                    if msg == b"pty" && master.is_none() {
+                        *master = Some(fd);
+                    } else {
+                        sys::close(fd);
+                    }
+                    continue;
+                }
+                if msg == b"ready" {
+                    return Ok(true);
+                }
+                let text = String::from_utf8_lossy(msg.strip_prefix(b"E").unwrap_or(msg)).to_string();
+                let (code, m) = text.split_once(':').unwrap_or(("128", text.as_str()));
+                return Err((code.parse().unwrap_or(128), m.to_string()));
+            }
+            Err(e) => return Err((128, format!("read from the container's init: {e}"))),
+        }
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
+}
+
+/// Pipes for a process's stdio: the child's (stdin, stdout, stderr) and ours.
+fn pipes(stdin: bool) -> std::io::Result<((libc::c_int, libc::c_int, libc::c_int), Stdio)> {
+    let (out_r, out_w) = sys::pipe()?;
+    let (err_r, err_w) = sys::pipe()?;
+    let (in_r, in_w) = if stdin {
+        let (r, w) = sys::pipe()?;
+        sys::set_nonblocking(w)?;
+        (r, Some(w))
+    } else {
+        (sys::dev_null()?, None)
+    };
+    let io = Stdio { out: [Some(out_r), Some(err_r)], stdin: in_w, ..Default::default() };
+    Ok(((in_r, out_w, err_w), io))
+}
+
+fn tty_io(master: libc::c_int) -> Stdio {
+    let _ = sys::set_nonblocking(master);
+    Stdio { out: [Some(master), None], stdin: Some(master), master: Some(master), ..Default::default() }
+}
+
+/// Closes the child's ends of its stdio once (they may be one descriptor, or none).
+fn close_fds((a, b, c): (libc::c_int, libc::c_int, libc::c_int)) {
+    for (i, fd) in [a, b, c].into_iter().enumerate() {
+        if fd >= 0 && ![a, b, c][..i].contains(&fd) {
+            sys::close(fd);
+        }
+    }
+}
+
+fn valid_exec_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+struct Shim {
+    spec: Value,
+    bundle: PathBuf,
+    log: log::Log,
+    pending: [log::Pending; 2],
+    ctr: Proc,
+    execs: Vec<Proc>,
+    conns: Vec<Conn>,
+    next_conn: u64,
+    /// The init's sync socket until the start.
+    sync: Option<libc::c_int>,
+    start_error: Option<(i32, String)>,
+    /// The exit record, once written.
+    exited: Option<Value>,
+}
+
+#[derive(Clone, Copy)]
+enum Tok {
+    Signal,
+    Listen,
+    /// Output `stream` of process `proc` (0 is the init, n the n-th exec).
+    Out(usize, usize),
+    In(usize),
+    Conn(usize),
+}
+
+impl Shim {
+    fn proc_mut(&mut self, i: usize) -> &mut Proc {
+        if i == 0 { &mut self.ctr } else { &mut self.execs[i - 1] }
+    }
+
+    fn exec_index(&self, id: &str) -> Option<usize> {
+        self.execs.iter().position(|e| e.exec_id.as_deref() == Some(id)).map(|i| i + 1)
+    }
+
+    /// Output from a process: to the log and attached clients (the init's), or to
+    /// the exec's client.
+    fn output(&mut self, i: usize, stream: usize, data: &[u8]) {
+        let kind = if stream == 0 { p::STDOUT } else { p::STDERR };
+        if i == 0 {
+            self.pending[stream].bytes.extend_from_slice(data);
+            self.log.flush(&mut self.pending[stream], false);
+            for c in self.conns.iter_mut() {
+                if let Role::Attach { stdout, stderr, .. } = c.role
+                    && ((stream == 0 && stdout) || (stream == 1 && stderr))
+                {
+                    c.frame(kind, data);
+                }
+            }
+        } else if let Some(cid) = self.execs[i - 1].conn
+            && let Some(c) = self.conns.iter_mut().find(|c| c.id == cid)
+        {
+            c.frame(kind, data);
+        }
+    }
+
+    fn close_output(&mut self, i: usize, stream: usize) {
+        self.proc_mut(i).io.close_out(stream);
+        if i == 0 {
+            self.log.flush(&mut self.pending[stream], true);
+        }
+    }
+
+    fn read_output(&mut self, i: usize, stream: usize, buf: &mut [u8]) {
+        let Some(fd) = self.proc_mut(i).io.out[stream] else { return };
+        match sys::read(fd, buf) {
+            Ok(0) => self.close_output(i, stream),
+            Ok(n) => {
+                let data = buf[..n].to_vec();
+                self.output(i, stream, &data);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            // EIO: every holder of the TTY's slave side is gone.
+            Err(_) => self.close_output(i, stream),
+        }
+    }
+
+    fn accept(&mut self, listener: &UnixListener) {
+        while let Ok((sock, _)) = listener.accept() {
+            if sock.set_nonblocking(true).is_err() {
+                continue;
+            }
+            self.next_conn += 1;
+            self.conns.push(Conn {
+                id: self.next_conn,
+                sock,
+                inbuf: Vec::new(),
+                outbuf: Vec::new(),
+                role: Role::Request,
+                dead: false,
+            });
+        }
+    }
+
+    fn read_conn(&mut self, ci: usize) {
+        let mut buf = [0u8; 65536];
+        let n = match self.conns[ci].sock.read(&mut buf) {
+            Ok(0) => {
+                // The client went away. Input stays open: a detach, not an end of input.
+                self.conns[ci].dead = true;
+                return;
+            }
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) => {
+                return;
+            }
+            Err(_) => {
+                self.conns[ci].dead = true;
+                return;
+            }
+        };
+        self.conns[ci].inbuf.extend_from_slice(&buf[..n]);
+        match self.conns[ci].role.clone() {
+            Role::Request => {
+                let c = &mut self.conns[ci];
+                let line: Option<Vec<u8>> = match c.inbuf.iter().position(|b| *b == b'\n') {
+                    Some(pos) => Some(c.inbuf.drain(..=pos).collect()),
+                    None => {
+                        c.dead = c.inbuf.len() > 1 << 16;
+                        None
+                    }
+                };
+                if let Some(line) = line {
+                    match serde_json::from_slice::<Value>(&line) {
+                        Ok(req) => self.request(ci, &req),
+                        Err(e) => {
+                            let c = &mut self.conns[ci];
+                            c.reply(error_reply(125, &format!("bad request: {e}")));
+                            c.role = Role::Done;
+                        }
+                    }
+                    // Input that came with the request (an attach's first bytes).
+                    self.input(ci);
+                }
+            }
+            Role::Attach { .. } | Role::Exec(_) => self.input(ci),
+            Role::Wait | Role::Done => self.conns[ci].inbuf.clear(),
+        }
+    }
+
+    /// Frames from an attached client: input for the process's stdin.
+    fn input(&mut self, ci: usize) {
+        let target = match &self.conns[ci].role {
+            Role::Attach { stdin: true, .. } => Some(0),
+            Role::Exec(id) => self.exec_index(id),
+            _ => None,
+        };
+        let Some(t) = target else {
+            self.conns[ci].inbuf.clear();
+            return;
+        };
+        loop {
+            match p::take_frame(&mut self.conns[ci].inbuf) {
+                Ok(Some((p::STDIN, data))) => self.proc_mut(t).io.stdin_buf.extend_from_slice(&data),
+                Ok(Some((p::CLOSE_STDIN, _))) => self.proc_mut(t).io.close_stdin = true,
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(_) => {
+                    self.conns[ci].dead = true;
+                    break;
+                }
+            }
+        }
+        self.proc_mut(t).io.pump_stdin();
+    }
+
+    fn request(&mut self, ci: usize, req: &Value) {
+        let op = req["op"].as_str().unwrap_or_default();
+        let conn_id = self.conns[ci].id;
+        let (role, reply) = match op {
+            "attach" => {
+                let role = Role::Attach {
+                    stdin: req["stdin"].as_bool().unwrap_or(false),
+                    stdout: req["stdout"].as_bool().unwrap_or(false),
+                    stderr: req["stderr"].as_bool().unwrap_or(false),
+                };
+                // After the exit there is nothing more to stream.
+                (if self.exited.is_some() { Role::Done } else { role }, Some(json!({"ok": true})))
+            }
+            "start" => (Role::Done, Some(self.start())),
+            "wait" => match &self.exited {
+                Some(exit) => (Role::Done, Some(exit.clone())),
+                None => (Role::Wait, None),
+            },
+            "resize" => (Role::Done, Some(self.resize(req))),
+            "exec" => match self.exec(req, conn_id) {
+                Ok((pid, detached)) => {
+                    let id = req["id"].as_str().unwrap_or_default().to_string();
+                    (if detached { Role::Done } else { Role::Exec(id) }, Some(json!({"ok": true, "pid": pid})))
+                }
+                Err((code, msg)) => (Role::Done, Some(error_reply(code, &msg))),
+            },
+            other => (Role::Done, Some(error_reply(125, &format!("unknown request {other:?}")))),
+        };
+        let c = &mut self.conns[ci];
+        c.role = role;
+        if let Some(r) = reply {
+            c.reply(r);
+        }
+    }
+
+    /// Lets the init run the command; the answer says whether it could.
+    fn start(&mut self) -> Value {
+        let Some(sync) = self.sync.take() else {
+            return match &self.start_error {
+                Some((code, msg)) => error_reply(*code, msg),
+                None => json!({"ok": true}),
+            };
+        };
+        let mut unused = None;
+        let outcome = sys::write_all(sync, b"go")
+            .map_err(|e| (128, format!("start: {e}")))
+            .and_then(|_| handshake(sync, &mut unused));
+        sys::close(sync);
+        match outcome {
+            Ok(_) => json!({"ok": true}),
+            Err((code, msg)) => {
+                self.start_error = Some((code, msg.clone()));
+                error_reply(code, &msg)
+            }
+        }
+    }
+
+    fn resize(&mut self, req: &Value) -> Value {
+        let rows = req["height"].as_u64().unwrap_or(0).min(u16::MAX as u64) as u16;
+        let cols = req["width"].as_u64().unwrap_or(0).min(u16::MAX as u64) as u16;
+        let target = match req["exec"].as_str().filter(|s| !s.is_empty()) {
+            Some(id) => self.exec_index(id),
+            None => Some(0),
+        };
+        let master = target.and_then(|t| self.proc_mut(t).io.master);
+        match master.map(|m| sys::set_winsize(m, rows, cols)) {
+            Some(Ok(())) => json!({"ok": true}),
+            Some(Err(e)) => error_reply(125, &format!("resize: {e}")),
+            None => error_reply(125, "the process has no terminal"),
+        }
+    }
+
+    /// Starts an exec in the container; `(pid, detached)`.
+    fn exec(&mut self, req: &Value, conn: u64) -> Result<(libc::pid_t, bool), (i32, String)> {
+        let id = req["id"].as_str().unwrap_or_default().to_string();
+        if !valid_exec_id(&id) || self.exec_index(&id).is_some() {
+            return Err((125, format!("invalid or duplicate exec ID {id:?}")));
+        }
+        if self.exited.is_some() || self.ctr.exit.is_some() {
+            return Err((125, "the container is not running".into()));
+        }
+        let process = init::Process {
+            args: strings(&req["args"]),
+            env: strings(&req["env"]),
+            cwd: req["cwd"].as_str().filter(|c| !c.is_empty()).unwrap_or("/").to_string(),
+            uid: req["uid"].as_u64().unwrap_or(0) as u32,
+            gid: req["gid"].as_u64().unwrap_or(0) as u32,
+            groups: req["groups"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|g| g.as_u64().map(|g| g as u32)).collect())
+                .unwrap_or_default(),
+        };
+        let detached = req["detach"].as_bool().unwrap_or(false);
+        let tty = req["tty"].as_bool().unwrap_or(false) && !detached;
+        let os = |e: std::io::Error| (125, e.to_string());
+        let (child_stdio, mut io) = if detached {
+            let null = sys::dev_null().map_err(os)?;
+            ((null, null, null), Stdio::default())
+        } else if tty {
+            ((-1, -1, -1), Stdio::default())
+        } else {
+            pipes(req["stdin"].as_bool().unwrap_or(false)).map_err(os)?
+        };
+        let (sync_parent, sync_child) = sys::seqpacket_pair().map_err(os)?;
+        let close_child_ends = || close_fds(child_stdio);
+        let forked = match sys::fork() {
+            Ok(f) => f,
+            Err(e) => {
+                close_child_ends();
+                io.close_all();
+                sys::close(sync_parent);
+                sys::close(sync_child);
+                return Err((125, format!("fork: {e}")));
+            }
+        };
+        let pid = match forked {
+            sys::Forked::Child => {
+                sys::close(sync_parent);
+                let stdio = if tty {
+                    init::Stdio::Tty
+                } else {
+                    init::Stdio::Pipes(child_stdio.0, child_stdio.1, child_stdio.2)
+                };
+                let args = init::ExecArgs {
+                    spec: &self.spec,
+                    init_pid: self.ctr.pid,
+                    process: &process,
+                    stdio,
+                    sync: sync_child,
+                };
+                let init::InitError(code, msg) = init::exec_in(&args);
+                let _ = sys::write_all(sync_child, format!("E{code}:{msg}").as_bytes());
+                sys::exit_now(code);
+            }
+            sys::Forked::Parent(pid) => pid,
+        };
+        close_child_ends();
+        sys::close(sync_child);
+        let mut master = None;
+        let outcome = handshake(sync_parent, &mut master);
+        sys::close(sync_parent);
+        if let Err(e) = outcome {
+            io.close_all();
+            if let Some(m) = master {
+                sys::close(m);
+            }
+            // The child exits; the SIGCHLD loop reaps it.
+            return Err(e);
+        }
+        if let Some(m) = master {
+            io = tty_io(m);
+        }
+        self.execs.push(Proc {
+            exec_id: Some(id),
+            pid,
+            io,
+            exit: None,
+            conn: if detached { None } else { Some(conn) },
+        });
+        Ok((pid, detached))
+    }
+
+    fn reap(&mut self) {
+        while let Some((pid, code)) = sys::reap_any() {
+            let now = Instant::now();
+            if pid == self.ctr.pid {
+                self.ctr.exit = Some((code, now));
+            } else if let Some(e) = self.execs.iter_mut().find(|e| e.pid == pid) {
+                e.exit = Some((code, now));
+            }
+        }
+    }
+
+    /// Finishes processes that exited and whose output is drained (or took too long).
+    fn settle(&mut self) {
+        let instant = Instant::now();
+        let mut i = 0;
+        while i < self.execs.len() {
+            let e = &mut self.execs[i];
+            let Some((code, at)) = e.exit else {
+                i += 1;
+                continue;
+            };
+            if e.io.open() && instant.duration_since(at) < DRAIN {
+                i += 1;
+                continue;
+            }
+            let mut e = self.execs.remove(i);
+            e.io.close_all();
+            let id = e.exec_id.clone().unwrap_or_default();
+            let record = json!({"ExitCode": code, "FinishedAt": now()});
+            let _ = write_atomic(&self.bundle.join(format!("exec-{id}.json")), record.to_string().as_bytes());
+            if let Some(cid) = e.conn
+                && let Some(c) = self.conns.iter_mut().find(|c| c.id == cid)
+            {
+                c.frame(p::EXIT, code.to_string().as_bytes());
+                c.role = Role::Done;
+            }
+        }
+        if self.exited.is_none()
+            && let Some((code, at)) = self.ctr.exit
+            && (!self.ctr.io.open() || instant.duration_since(at) >= DRAIN)
+        {
+            for s in 0..2 {
+                self.close_output(0, s);
+            }
+            self.ctr.io.close_all();
+            let _ = self.log.file.sync_all();
+            let mut exit = json!({"ExitCode": code, "FinishedAt": now()});
+            if let Some((_, msg)) = &self.start_error {
+                exit["Error"] = json!(msg);
+            }
+            let _ = write_atomic(&self.bundle.join("exit.json"), exit.to_string().as_bytes());
+            let mut reply = exit.clone();
+            reply["ok"] = json!(true);
+            for c in self.conns.iter_mut() {
+                match c.role {
+                    Role::Wait => {
+                        c.reply(reply.clone());
+                        c.role = Role::Done;
+                    }
+                    Role::Attach { .. } | Role::Request => c.role = Role::Done,
+                    _ => {}
+                }
+            }
+            self.exited = Some(reply);
+        }
+    }
+
+    fn serve(&mut self, listener: &UnixListener, sigfd: libc::c_int) {
+        let mut buf = vec![0u8; 65536];
+        let mut finished_at: Option<Instant> = None;
+        loop {
+            if self.exited.is_some() {
+                let at = *finished_at.get_or_insert_with(Instant::now);
+                let pending = self.conns.iter().any(|c| !c.outbuf.is_empty() || matches!(c.role, Role::Exec(_)));
+                if (!pending && self.execs.is_empty()) || at.elapsed() >= FLUSH {
+                    return;
+                }
+            }
+            let mut toks = vec![Tok::Signal, Tok::Listen];
+            let mut fds = vec![
+                libc::pollfd { fd: sigfd, events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            ];
+            let procs: Vec<&Proc> = std::iter::once(&self.ctr).chain(self.execs.iter()).collect();
+            let mut full_stdin = vec![false; procs.len()];
+            for (i, pr) in procs.iter().enumerate() {
+                for (s, fd) in pr.io.out.iter().enumerate() {
+                    if let Some(fd) = fd {
+                        toks.push(Tok::Out(i, s));
+                        fds.push(libc::pollfd { fd: *fd, events: libc::POLLIN, revents: 0 });
+                    }
+                }
+                if let Some(fd) = pr.io.stdin
+                    && !pr.io.stdin_buf.is_empty()
+                {
+                    toks.push(Tok::In(i));
+                    fds.push(libc::pollfd { fd, events: libc::POLLOUT, revents: 0 });
+                }
+                full_stdin[i] = pr.io.stdin_buf.len() >= STDIN_BACKLOG;
+            }
+            let exec_index = |id: &str| self.execs.iter().position(|e| e.exec_id.as_deref() == Some(id)).map(|i| i + 1);
+            for (ci, c) in self.conns.iter().enumerate() {
+                let paused = match &c.role {
+                    Role::Attach { stdin: true, .. } => full_stdin[0],
+                    Role::Exec(id) => exec_index(id).is_some_and(|i| full_stdin[i]),
+                    _ => false,
+                };
+                let mut events = if paused { 0 } else { libc::POLLIN };
+                if !c.outbuf.is_empty() {
+                    events |= libc::POLLOUT;
+                }
+                toks.push(Tok::Conn(ci));
+                fds.push(libc::pollfd { fd: c.sock.as_raw_fd(), events, revents: 0 });
+            }
+            let waiting = self.ctr.exit.is_some() || self.execs.iter().any(|e| e.exit.is_some());
+            let timeout = if waiting || self.exited.is_some() { 100 } else { -1 };
+            // SAFETY: `fds` is a valid array of pollfd of the length we pass.
+            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            for (tok, pfd) in toks.iter().zip(fds.iter()) {
+                if pfd.revents == 0 {
+                    continue;
+                }
+                match *tok {
+                    Tok::Signal => {
+                        sys::drain_signalfd(sigfd);
+                        self.reap();
+                    }
+                    Tok::Listen => self.accept(listener),
+                    Tok::Out(i, s) => self.read_output(i, s, &mut buf),
+                    Tok::In(i) => self.proc_mut(i).io.pump_stdin(),
+                    Tok::Conn(ci) => {
+                        if pfd.revents & libc::POLLOUT != 0 {
+                            self.conns[ci].flush();
+                        }
+                        if pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 && !self.conns[ci].dead {
+                            self.read_conn(ci);
+                        }
+                    }
+                }
+            }
+            // Answers written this round go out at once when the socket has room.
+            for c in self.conns.iter_mut().filter(|c| !c.outbuf.is_empty() || c.role == Role::Done) {
+                c.flush();
+            }
+            self.reap();
+            self.settle();
+            for c in self.conns.iter_mut().filter(|c| !c.outbuf.is_empty() || c.role == Role::Done) {
+                c.flush();
+            }
+            self.conns.retain(|c| !c.dead);
+        }
+    }
+}
+
 fn run(bundle: &Path) -> Result<(), String> {
     let spec: Value = std::fs::read(bundle.join("config.json"))
         .map_err(|e| format!("read config.json: {e}"))
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("parse config.json: {e}")))?;
-    let log_path = spec["annotations"]["berth.log.path"]
-        .as_str()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| bundle.join("container.log"));
-    let max_size = spec["annotations"]["berth.log.max-size"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let max_files = spec["annotations"]["berth.log.max-file"].as_str().and_then(|s| s.parse().ok()).unwrap_or(1);
-    let mut log = Log::open(log_path, max_size, max_files).map_err(|e| format!("open log: {e}"))?;
+    let ann = &spec["annotations"];
+    let log_path = ann["berth.log.path"].as_str().map(PathBuf::from).unwrap_or_else(|| bundle.join("container.log"));
+    let max_size = ann["berth.log.max-size"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let max_files = ann["berth.log.max-file"].as_str().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let log = log::Log::open(log_path, max_size, max_files).map_err(|e| format!("open log: {e}"))?;
+    let tty = spec["process"]["terminal"].as_bool().unwrap_or(false);
+    let open_stdin = ann["berth.stdin"].as_str() == Some("true");
 
-    let (out_r, out_w) = sys::pipe().map_err(|e| e.to_string())?;
-    let (err_r, err_w) = sys::pipe().map_err(|e| e.to_string())?;
-    let (sync_r, sync_w) = sys::pipe().map_err(|e| e.to_string())?;
+    let (child_stdio, io) =
+        if tty { ((-1, -1, -1), Stdio::default()) } else { pipes(open_stdin).map_err(|e| e.to_string())? };
+    let (sync_parent, sync_child) = sys::seqpacket_pair().map_err(|e| e.to_string())?;
+    let sigfd = sys::sigchld_fd().map_err(|e| format!("signalfd: {e}"))?;
     // Children of the shim start in a new PID namespace, whose PID 1 is the container's init.
     sys::unshare(libc::CLONE_NEWPID).map_err(|e| format!("unshare pid namespace: {e}"))?;
     let pid = match sys::fork().map_err(|e| e.to_string())? {
         sys::Forked::Child => {
-            sys::close(out_r);
-            sys::close(err_r);
-            sys::close(sync_r);
-            let args = init::InitArgs { spec: &spec, bundle, stdout: out_w, stderr: err_w };
+            sys::close(sync_parent);
+            let stdio =
+                if tty { init::Stdio::Tty } else { init::Stdio::Pipes(child_stdio.0, child_stdio.1, child_stdio.2) };
+            let args = init::InitArgs { spec: &spec, bundle, stdio, sync: sync_child };
             let init::InitError(code, msg) = init::run(&args);
-            let _ = sys::write_all(sync_w, format!("{code}:{msg}").as_bytes());
+            let _ = sys::write_all(sync_child, format!("E{code}:{msg}").as_bytes());
             sys::exit_now(code);
         }
         sys::Forked::Parent(pid) => pid,
     };
-    sys::close(out_w);
-    sys::close(err_w);
-    sys::close(sync_w);
-    // The sync pipe closes on exec (close-on-exec) or carries the failure.
-    let mut buf = vec![0u8; 4096];
-    let mut failure = Vec::new();
-    loop {
-        match sys::read(sync_r, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => failure.extend_from_slice(&buf[..n]),
-            Err(_) => break,
+    close_fds(child_stdio);
+    sys::close(sync_child);
+    let mut master = None;
+    match handshake(sync_parent, &mut master) {
+        Ok(true) => {}
+        outcome => {
+            let (code, msg) = outcome.err().unwrap_or((128, "the container's init exited during setup".into()));
+            sys::kill(pid, libc::SIGKILL);
+            let _ = sys::wait_child(pid, false);
+            let exit = json!({"ExitCode": code, "FinishedAt": now(), "Error": msg});
+            let _ = write_atomic(&bundle.join("exit.json"), exit.to_string().as_bytes());
+            report(&format!("err {code} {msg}"));
+            return Ok(());
         }
     }
-    sys::close(sync_r);
-    if !failure.is_empty() {
-        let text = String::from_utf8_lossy(&failure).to_string();
-        let (code, msg) = text.split_once(':').unwrap_or(("128", text.as_str()));
-        let code: i32 = code.parse().unwrap_or(128);
-        let _ = sys::wait_child(pid, false);
-        let exit = json!({"ExitCode": code, "FinishedAt": now(), "Error": msg});
-        let _ = write_atomic(&bundle.join("exit.json"), exit.to_string().as_bytes());
-        report(&format!("err {code} {msg}"));
-        return Ok(());
-    }
-    let _ = write_atomic(&bundle.join("pid"), pid.to_string().as_bytes());
+    let io = match master {
+        Some(m) => tty_io(m),
+        None => io,
+    };
+    // The socket's path can be longer than a sockaddr_un holds; bind it relative
+    // to the bundle (the shim is single-threaded, so changing directory is safe).
+    std::env::set_current_dir(bundle).map_err(|e| format!("chdir {}: {e}", bundle.display()))?;
+    let _ = std::fs::remove_file(p::SOCKET);
+    let listener = UnixListener::bind(p::SOCKET).map_err(|e| format!("listen on {}: {e}", p::SOCKET))?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    write_atomic(&bundle.join("pid"), pid.to_string().as_bytes()).map_err(|e| format!("write pid: {e}"))?;
     report(&format!("ok {pid}"));
 
-    let mut streams = [
-        Stream { fd: out_r, name: "stdout", pending: Vec::new(), open: true },
-        Stream { fd: err_r, name: "stderr", pending: Vec::new(), open: true },
-    ];
-    let mut exit_code = None;
-    loop {
-        let mut fds: Vec<libc::pollfd> = streams
-            .iter()
-            .filter(|s| s.open)
-            .map(|s| libc::pollfd { fd: s.fd, events: libc::POLLIN, revents: 0 })
-            .collect();
-        if fds.is_empty() && exit_code.is_some() {
-            break;
-        }
-        if !fds.is_empty() {
-            // SAFETY: `fds` is a valid array of pollfd of the length we pass.
-            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 200) };
-        } else {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        for s in streams.iter_mut().filter(|s| s.open) {
-            let ready = fds.iter().any(|p| p.fd == s.fd && p.revents != 0);
-            if !ready {
-                continue;
-            }
-            match sys::read(s.fd, &mut buf) {
-                Ok(0) | Err(_) => {
-                    s.open = false;
-                    log.flush(s, true);
-                    sys::close(s.fd);
-                }
-                Ok(n) => {
-                    s.pending.extend_from_slice(&buf[..n]);
-                    log.flush(s, false);
-                }
-            }
-        }
-        if exit_code.is_none() {
-            exit_code = sys::wait_child(pid, true).ok().flatten();
-            if exit_code.is_some() {
-                // PID 1 is gone, so the kernel killed the rest of its namespace: the
-                // pipes close once the last writer is gone; drain what is left.
-                for s in streams.iter_mut() {
-                    if s.open {
-                        let _ = sys::set_nonblocking(s.fd);
-                    }
-                }
-            }
-        }
-        if exit_code.is_some() {
-            for s in streams.iter_mut().filter(|s| s.open) {
-                loop {
-                    match sys::read(s.fd, &mut buf) {
-                        Ok(n) if n > 0 => {
-                            s.pending.extend_from_slice(&buf[..n]);
-                            log.flush(s, false);
-                        }
-                        Ok(_) => {
-                            s.open = false;
-                            log.flush(s, true);
-                            sys::close(s.fd);
-                            break;
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                        Err(_) => {
-                            s.open = false;
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-    }
-    let _ = log.file.sync_all();
-    let exit = json!({"ExitCode": exit_code.unwrap_or(128), "FinishedAt": now()});
-    write_atomic(&bundle.join("exit.json"), exit.to_string().as_bytes()).map_err(|e| format!("write exit.json: {e}"))
+    let mut shim = Shim {
+        spec,
+        bundle: bundle.to_path_buf(),
+        log,
+        pending: [
+            log::Pending { name: "stdout", bytes: Vec::new() },
+            log::Pending { name: "stderr", bytes: Vec::new() },
+        ],
+        ctr: Proc { exec_id: None, pid, io, exit: None, conn: None },
+        execs: Vec::new(),
+        conns: Vec::new(),
+        next_conn: 0,
+        sync: Some(sync_parent),
+        start_error: None,
+        exited: None,
+    };
+    shim.serve(&listener, sigfd);
+    let _ = std::fs::remove_file(bundle.join(p::SOCKET));
+    Ok(())
 }
 
 fn main() {

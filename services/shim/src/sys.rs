@@ -235,3 +235,261 @@ pub fn set_nonblocking(fd: libc::c_int) -> io::Result<()> {
     // SAFETY: as above.
     check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) }).map(|_| ())
 }
+
+/// A connected pair of close-on-exec `SOCK_SEQPACKET` sockets: message
+/// boundaries are kept and descriptors can be passed.
+pub fn seqpacket_pair() -> io::Result<(libc::c_int, libc::c_int)> {
+    let mut fds = [0; 2];
+    // SAFETY: socketpair writes two descriptors into the two-element array we pass.
+    check(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) })?;
+    Ok((fds[0], fds[1]))
+}
+
+/// Sends `data` on `sock` with descriptor `fd` attached (SCM_RIGHTS).
+pub fn send_fd(sock: libc::c_int, data: &[u8], fd: libc::c_int) -> io::Result<()> {
+    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
+    // SAFETY: CMSG_SPACE is arithmetic on a constant size.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as usize;
+    let mut cbuf = vec![0u8; space];
+    // SAFETY: msghdr is plain data; every pointer set below outlives sendmsg.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = space;
+    // SAFETY: the control buffer holds one header with room for one int, as
+    // CMSG_SPACE computed; CMSG_FIRSTHDR/CMSG_DATA point inside it.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd);
+    }
+    // SAFETY: `msg` describes valid buffers (see above).
+    check(unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) } as libc::c_int).map(|_| ())
+}
+
+/// Receives one message from `sock` into `buf`: its length (0 at end of file) and
+/// the descriptor passed with it, if any (made close-on-exec).
+pub fn recv_with_fd(sock: libc::c_int, buf: &mut [u8]) -> io::Result<(usize, Option<libc::c_int>)> {
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // SAFETY: CMSG_SPACE is arithmetic on a constant size.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as usize;
+    let mut cbuf = vec![0u8; space];
+    // SAFETY: msghdr is plain data; every pointer set below outlives recvmsg.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = space;
+    let n = loop {
+        // SAFETY: `msg` describes valid buffers.
+        let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    let mut fd = None;
+    // SAFETY: the kernel filled the control buffer; the CMSG macros walk it within
+    // msg_controllen, and an SCM_RIGHTS header carries at least one int.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if !cmsg.is_null() && (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+            fd = Some(std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>()));
+        }
+    }
+    Ok((n, fd))
+}
+
+/// A signal set with every signal.
+fn full_sigset() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data, initialised by sigfillset.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t.
+    unsafe { libc::sigfillset(&mut set) };
+    set
+}
+
+/// Blocks SIGCHLD and returns a non-blocking, close-on-exec signalfd that reads it.
+pub fn sigchld_fd() -> io::Result<libc::c_int> {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is valid; sigprocmask and signalfd read it.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        check(libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()))?;
+        check(libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC))
+    }
+}
+
+/// Blocks every signal (the `--init` process waits for them with [`wait_signal`]).
+pub fn block_all_signals() -> io::Result<()> {
+    let set = full_sigset();
+    // SAFETY: `set` is a valid sigset_t.
+    check(unsafe { libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) }).map(|_| ())
+}
+
+/// Gives a process about to exec the signal state a new program expects: nothing
+/// blocked, and SIGPIPE back to its default (Rust's runtime ignores it, and an
+/// ignored signal stays ignored across execve).
+pub fn reset_signals() {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset; signal() takes
+    // a signal number and the default disposition.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Waits for any signal (all are blocked); returns its number.
+pub fn wait_signal() -> i32 {
+    let set = full_sigset();
+    loop {
+        // SAFETY: `set` is valid; the info pointer may be null.
+        let sig = unsafe { libc::sigwaitinfo(&set, std::ptr::null_mut()) };
+        if sig > 0 {
+            return sig;
+        }
+    }
+}
+
+/// Empties a signalfd after it polled readable.
+pub fn drain_signalfd(fd: libc::c_int) {
+    let mut buf = [0u8; 128 * 8];
+    while matches!(read(fd, &mut buf), Ok(n) if n > 0) {}
+}
+
+/// waitpid(-1, WNOHANG): some exited child and its Docker-style exit code.
+pub fn reap_any() -> Option<(libc::pid_t, i32)> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid int to write into.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            return None;
+        }
+        if libc::WIFEXITED(status) {
+            return Some((pid, libc::WEXITSTATUS(status)));
+        }
+        if libc::WIFSIGNALED(status) {
+            return Some((pid, 128 + libc::WTERMSIG(status)));
+        }
+    }
+}
+
+/// kill(2).
+pub fn kill(pid: libc::pid_t, sig: i32) {
+    // SAFETY: plain integer arguments; failure (the process is gone) is harmless.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// open(2) of a path with `flags` (close-on-exec is added).
+pub fn open(path: &Path, flags: libc::c_int) -> io::Result<libc::c_int> {
+    let p = cstr(path.as_os_str())?;
+    // SAFETY: `p` is a NUL-terminated string that outlives the call.
+    check(unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC) })
+        .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", path.display())))
+}
+
+/// setns(2) into the namespace `fd` refers to.
+pub fn setns(fd: libc::c_int) -> io::Result<()> {
+    // SAFETY: plain integer arguments.
+    check(unsafe { libc::setns(fd, 0) }).map(|_| ())
+}
+
+/// Opens a new pseudo-terminal from the `/dev/ptmx` of the current mount
+/// namespace: (master, slave), both close-on-exec.
+pub fn open_pty() -> io::Result<(libc::c_int, libc::c_int)> {
+    let master = open(Path::new("/dev/ptmx"), libc::O_RDWR | libc::O_NOCTTY)?;
+    let mut unlock: libc::c_int = 0;
+    let mut n: libc::c_uint = 0;
+    // SAFETY: TIOCSPTLCK reads an int and TIOCGPTN writes one; both point at locals.
+    let r = unsafe {
+        check(libc::ioctl(master, libc::TIOCSPTLCK, &mut unlock))
+            .and_then(|_| check(libc::ioctl(master, libc::TIOCGPTN, &mut n)))
+    };
+    if let Err(e) = r {
+        close(master);
+        return Err(e);
+    }
+    match open(Path::new(&format!("/dev/pts/{n}")), libc::O_RDWR | libc::O_NOCTTY) {
+        Ok(slave) => Ok((master, slave)),
+        Err(e) => {
+            close(master);
+            Err(e)
+        }
+    }
+}
+
+/// The path of the pseudo-terminal `fd` is the slave of, as `/proc/self/fd` says.
+pub fn fd_path(fd: libc::c_int) -> io::Result<std::path::PathBuf> {
+    std::fs::read_link(format!("/proc/self/fd/{fd}"))
+}
+
+/// Makes `fd` (a terminal) the controlling terminal of this session.
+pub fn set_controlling_tty(fd: libc::c_int) -> io::Result<()> {
+    // SAFETY: TIOCSCTTY takes an integer argument.
+    check(unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) }).map(|_| ())
+}
+
+/// Sets a terminal's window size.
+pub fn set_winsize(fd: libc::c_int, rows: u16, cols: u16) -> io::Result<()> {
+    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads a winsize, which `ws` is.
+    check(unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) }).map(|_| ())
+}
+
+/// Puts this process in a process group of its own and, on a terminal, in the
+/// foreground (the `--init` child, so that ^C reaches it and not the init).
+pub fn own_foreground_group(tty: bool) {
+    // SAFETY: plain integer arguments; SIGTTOU is blocked in the caller, so
+    // tcsetpgrp from a background group does not stop it.
+    unsafe {
+        libc::setpgid(0, 0);
+        if tty {
+            libc::tcsetpgrp(0, libc::getpid());
+        }
+    }
+}
+
+/// One write(2); `WouldBlock` on a full non-blocking descriptor.
+pub fn write_some(fd: libc::c_int, buf: &[u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: the pointer and length describe `buf`, which outlives the call.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Closes every descriptor from 3 up except `keep` (the `--init` process holds
+/// nothing of the shim's).
+pub fn close_all_but(keep: libc::c_int) {
+    // SAFETY: close_range takes plain integers; closing descriptors this process
+    // owns and no longer uses.
+    unsafe {
+        if keep > 3 {
+            libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
+        }
+        libc::syscall(libc::SYS_close_range, (keep + 1).max(3) as u32, u32::MAX, 0u32);
+    }
+}
+
+/// Sets the process's name (its `comm`, what `ps` shows).
+pub fn set_name(name: &std::ffi::CStr) {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of up to 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) };
+}

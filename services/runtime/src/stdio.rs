@@ -1,0 +1,324 @@
+//! Attach, exec and TTY resize: everything that reaches a container's processes
+//! through its shim's control socket ([`crate::shim`]).
+//!
+//! Exec records live in memory, as in dockerd: they describe processes of running
+//! containers and mean nothing after the runtime restarts. An exec's exit code is
+//! also written by the shim to `exec-<id>.json` in the bundle, so a detached
+//! exec's code is known even though nobody streamed it.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use berth_core::{Error, Result};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use crate::pb;
+use crate::service::{LocalRuntime, status};
+use crate::shim::{self, InputPolicy, InputStream, OutputStream};
+
+/// An exec: what to run, and what became of it.
+#[derive(Debug, Clone)]
+pub struct ExecRecord {
+    /// The exec's ID.
+    pub id: String,
+    /// Its container's ID.
+    pub container_id: String,
+    /// Docker's ExecConfig.
+    pub config: Value,
+    /// Started once (an exec runs at most once).
+    pub started: bool,
+    /// The process, once started.
+    pub pid: i64,
+    /// Its exit code, once it exited.
+    pub exit_code: Option<i64>,
+}
+
+/// The execs of this runtime, by ID.
+pub type Execs = Arc<Mutex<HashMap<String, ExecRecord>>>;
+
+/// An attach that waits for its container's next start.
+#[derive(Debug)]
+pub struct Waiter {
+    request: Value,
+    conn: oneshot::Sender<tokio::net::UnixStream>,
+}
+
+/// Attaches waiting for a start, by container ID.
+pub type Waiters = Arc<Mutex<HashMap<String, Vec<Waiter>>>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data behind; keep using it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn json_of(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap_or(Value::Null)
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
+}
+
+fn not_running(id: &str) -> Error {
+    Error::conflict(format!("Container {id} is not running"))
+}
+
+/// `base` with `overrides` applied by variable name (a name without `=` unsets
+/// nothing and is ignored, as in dockerd's exec).
+fn merge_env(base: Vec<String>, overrides: &[String]) -> Vec<String> {
+    let mut out = base;
+    for o in overrides.iter().filter(|o| o.contains('=')) {
+        let key = o.split('=').next().unwrap_or_default();
+        out.retain(|e| e.split('=').next() != Some(key));
+        out.push(o.clone());
+    }
+    out
+}
+
+impl LocalRuntime {
+    /// Attaches to a container's streams; waits for its next start when it is
+    /// not running, and then sees all of its output.
+    pub(crate) async fn attach_container(&self, req: pb::AttachRequest, input: InputStream) -> Result<OutputStream> {
+        let c = self.resolve(&req.reference).await?;
+        let config = json_of(&c.config);
+        let tty = config["Tty"].as_bool().unwrap_or(false);
+        let stdin = req.stdin && config["OpenStdin"].as_bool().unwrap_or(false);
+        let policy = InputPolicy { stdin, close_on_eof: config["StdinOnce"].as_bool().unwrap_or(false) && !tty };
+        let request = json!({"op": "attach", "stdin": stdin, "stdout": req.stdout, "stderr": req.stderr});
+        let bundle = self.host.bundle(&c.id);
+        if status(&c) == "running" {
+            let (reply, conn) = shim::request(&bundle, &request).await?;
+            if let Some((_, msg)) = shim::refusal(&reply) {
+                return Err(Error::internal(msg));
+            }
+            return Ok(shim::pump(conn, input, policy));
+        }
+        let (conn_tx, conn_rx) = oneshot::channel();
+        lock(&self.host.waiters).entry(c.id.clone()).or_default().push(Waiter { request, conn: conn_tx });
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            // Dropped unanswered when the start fails or the container goes.
+            let Ok(conn) = conn_rx.await else { return };
+            let mut out = shim::pump(conn, input, policy);
+            while let Some(item) = out.next().await {
+                if tx.send(item).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+
+    /// Connects the attaches that waited for this start, before the command runs.
+    pub(crate) async fn connect_waiters(&self, id: &str, bundle: &Path) {
+        let waiting = lock(&self.host.waiters).remove(id).unwrap_or_default();
+        for w in waiting {
+            if w.conn.is_closed() {
+                continue;
+            }
+            match shim::request(bundle, &w.request).await {
+                Ok((reply, conn)) if shim::refusal(&reply).is_none() => {
+                    let _ = w.conn.send(conn);
+                }
+                Ok((reply, _)) => tracing::warn!(id, ?reply, "attach refused"),
+                Err(e) => tracing::warn!(id, error = %e, "attach"),
+            }
+        }
+    }
+
+    /// Sets the window size of a container's or an exec's TTY.
+    pub(crate) async fn resize_tty(&self, req: pb::ResizeTtyRequest) -> Result<()> {
+        let (container, exec) = if req.exec_id.is_empty() {
+            (req.reference.clone(), String::new())
+        } else {
+            let rec = self.exec_record(&req.exec_id)?;
+            (rec.container_id, rec.id)
+        };
+        let c = self.resolve(&container).await?;
+        if status(&c) != "running" {
+            return Err(not_running(&c.id));
+        }
+        let (reply, _) = shim::request(
+            &self.host.bundle(&c.id),
+            &json!({"op": "resize", "exec": exec, "height": req.height, "width": req.width}),
+        )
+        .await?;
+        match shim::refusal(&reply) {
+            None => Ok(()),
+            Some((_, msg)) => Err(Error::invalid(format!("cannot resize: {msg}"))),
+        }
+    }
+
+    fn exec_record(&self, id: &str) -> Result<ExecRecord> {
+        lock(&self.execs).get(id).cloned().ok_or_else(|| Error::not_found(format!("No such exec instance: {id}")))
+    }
+
+    /// Records an exec for a running container.
+    pub(crate) async fn exec_create(&self, req: pb::CreateExecRequest) -> Result<String> {
+        let c = self.resolve(&req.reference).await?;
+        if status(&c) != "running" {
+            return Err(not_running(&c.id));
+        }
+        let config: Value =
+            serde_json::from_slice(&req.config).map_err(|e| Error::invalid(format!("invalid exec config: {e}")))?;
+        if strings(&config["Cmd"]).is_empty() {
+            return Err(Error::invalid("No exec command specified"));
+        }
+        let id = berth_core::id::random_id();
+        let rec =
+            ExecRecord { id: id.clone(), container_id: c.id.clone(), config, started: false, pid: 0, exit_code: None };
+        lock(&self.execs).insert(id.clone(), rec);
+        Ok(id)
+    }
+
+    /// The exec's state, with the exit code of a detached exec picked up from
+    /// the shim's record.
+    pub(crate) async fn exec_inspect(&self, id: &str) -> Result<pb::InspectExecResponse> {
+        let mut rec = self.exec_record(id)?;
+        if rec.started && rec.exit_code.is_none() {
+            let file = self.host.bundle(&rec.container_id).join(format!("exec-{id}.json"));
+            let code = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+            let code = match code {
+                Some(v) => v["ExitCode"].as_i64(),
+                // The container (and so the exec) is gone without a record.
+                None => match self.resolve(&rec.container_id).await {
+                    Ok(c) if status(&c) == "running" => None,
+                    _ => Some(137),
+                },
+            };
+            if let Some(code) = code {
+                rec.exit_code = Some(code);
+                if let Some(r) = lock(&self.execs).get_mut(id) {
+                    r.exit_code = Some(code);
+                }
+            }
+        }
+        Ok(pb::InspectExecResponse {
+            id: rec.id,
+            container_id: rec.container_id,
+            running: rec.started && rec.exit_code.is_none(),
+            exit_code: rec.exit_code,
+            pid: if rec.exit_code.is_none() { rec.pid } else { 0 },
+            config: serde_json::to_vec(&rec.config).unwrap_or_default(),
+        })
+    }
+
+    /// Runs an exec. Unless detached, the stream carries its output and ends with
+    /// its exit code; a command that cannot be started is reported in the stream
+    /// (and by the exec's exit code, 126 or 127), as dockerd does.
+    pub(crate) async fn exec_start(&self, req: pb::StartExecRequest, input: InputStream) -> Result<OutputStream> {
+        let rec = {
+            let mut execs = lock(&self.execs);
+            let rec = execs
+                .get_mut(&req.exec_id)
+                .ok_or_else(|| Error::not_found(format!("No such exec instance: {}", req.exec_id)))?;
+            if rec.started {
+                let what = if rec.exit_code.is_some() { "has already run" } else { "is already running" };
+                return Err(Error::conflict(format!("Error: Exec command {} {what}", rec.id)));
+            }
+            rec.started = true;
+            rec.clone()
+        };
+        let result = self.exec_start_inner(&rec, req.detach, input).await;
+        if let Err(e) = &result {
+            if let Some(r) = lock(&self.execs).get_mut(&rec.id) {
+                r.exit_code = Some(126);
+            }
+            tracing::warn!(exec = %rec.id, error = %e, "exec failed");
+        }
+        result
+    }
+
+    async fn exec_start_inner(&self, rec: &ExecRecord, detach: bool, input: InputStream) -> Result<OutputStream> {
+        let c = self.resolve(&rec.container_id).await?;
+        let pid = c.state.as_ref().map(|s| s.pid).unwrap_or(0);
+        if status(&c) != "running" {
+            return Err(not_running(&c.id));
+        }
+        let bundle = self.host.bundle(&c.id);
+        let spec = std::fs::read(bundle.join("config.json")).map(|b| json_of(&b)).unwrap_or(Value::Null);
+        let cfg = &rec.config;
+        let container_cfg = json_of(&c.config);
+        let host_cfg = json_of(&c.host_config);
+        let user_spec =
+            cfg["User"].as_str().filter(|u| !u.is_empty()).or(container_cfg["User"].as_str()).unwrap_or("").to_string();
+        // The container's own view of its users, through its root.
+        let root = std::path::PathBuf::from(format!("/proc/{pid}/root"));
+        let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
+        let group = std::fs::read_to_string(root.join("etc/group")).unwrap_or_default();
+        let user = crate::spec::resolve_user(&user_spec, &strings(&host_cfg["GroupAdd"]), &passwd, &group)?;
+        let tty = cfg["Tty"].as_bool().unwrap_or(false);
+        let stdin = cfg["AttachStdin"].as_bool().unwrap_or(false);
+        let request = json!({
+            "op": "exec",
+            "id": rec.id,
+            "args": cfg["Cmd"],
+            "env": merge_env(strings(&spec["process"]["env"]), &strings(&cfg["Env"])),
+            "cwd": cfg["WorkingDir"].as_str().filter(|w| !w.is_empty()).or(spec["process"]["cwd"].as_str()).unwrap_or("/"),
+            "uid": user.uid,
+            "gid": user.gid,
+            "groups": user.additional_gids,
+            "tty": tty,
+            "stdin": stdin,
+            "detach": detach,
+        });
+        let (reply, conn) = shim::request(&bundle, &request).await?;
+        let execs = self.execs.clone();
+        let id = rec.id.clone();
+        let set_exit = move |code: i64| {
+            if let Some(r) = lock(&execs).get_mut(&id) {
+                r.exit_code = Some(code);
+            }
+        };
+        if let Some((code, msg)) = shim::refusal(&reply) {
+            let code = if code == 125 || code == 128 { 126 } else { code };
+            set_exit(code);
+            let message =
+                format!("OCI runtime exec failed: exec failed: unable to start container process: {msg}: unknown");
+            if detach {
+                return Err(if code == 126 { Error::internal(message) } else { Error::invalid(message) });
+            }
+            let out = vec![
+                Ok(pb::StreamOutput { stream: 1, data: format!("{message}\r\n").into_bytes(), ..Default::default() }),
+                Ok(pb::StreamOutput { exited: true, exit_code: code, ..Default::default() }),
+            ];
+            return Ok(Box::pin(futures::stream::iter(out)));
+        }
+        let exec_pid = reply["pid"].as_i64().unwrap_or(0);
+        if let Some(r) = lock(&self.execs).get_mut(&rec.id) {
+            r.pid = exec_pid;
+        }
+        tracing::info!(container = %c.id, exec = %rec.id, pid = exec_pid, "exec started");
+        if detach {
+            return Ok(Box::pin(futures::stream::empty()));
+        }
+        let out = shim::pump(conn, input, InputPolicy { stdin, close_on_eof: !tty });
+        Ok(Box::pin(out.inspect(move |item| {
+            if let Ok(o) = item
+                && o.exited
+            {
+                set_exit(o.exit_code);
+            }
+        })))
+    }
+
+    /// Forgets the execs of a removed container.
+    pub(crate) fn forget_execs(&self, container_id: &str) {
+        lock(&self.execs).retain(|_, r| r.container_id != container_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_env_overrides_by_name() {
+        let base = vec!["PATH=/bin".to_string(), "A=1".to_string()];
+        let merged = merge_env(base, &["A=2".into(), "B=3".into(), "NOEQUALS".into()]);
+        assert_eq!(merged, vec!["PATH=/bin", "A=2", "B=3"]);
+    }
+}

@@ -1,0 +1,222 @@
+//! Talking to running containers through their shim: stdin with half-close,
+//! TTYs and resizes, exec, detach keys, `--init`, and attaching again after
+//! berthd was killed.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use berth_tests::{Daemon, TestImage, docker_save_tar, hijack, raw_http, read_frames_until};
+use serde_json::Value;
+
+fn daemon() -> Daemon {
+    let d = Daemon::start(&[]).expect("start");
+    d.load(&docker_save_tar(&[TestImage::busybox(&["busybox:latest"])], false)).expect("load");
+    d
+}
+
+fn out(d: &Daemon, args: &[&str]) -> (Option<i32>, String, String) {
+    let o = d.docker_out(args).expect("docker");
+    (o.status.code(), String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string())
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn json(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap_or(Value::Null)
+}
+
+#[test]
+fn stdin_reaches_the_container_and_its_end_closes_it() {
+    let d = daemon();
+    let o = d.docker_with_input(&["run", "-i", "--rm", "busybox", "sh", "-c", "cat; echo done"], b"hello\nworld\n");
+    let o = o.expect("docker run -i");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "hello\nworld\ndone\n", "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(0));
+    // More than any pipe holds: input waits for the container, nothing is lost.
+    let big = vec![b'x'; 3 << 20];
+    let o = d.docker_with_input(&["run", "-i", "--rm", "busybox", "wc", "-c"], &big).expect("docker run -i wc");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), (3 << 20).to_string());
+    // Without -i the container's stdin is empty.
+    let o = d.docker_with_input(&["run", "--rm", "busybox", "wc", "-c"], b"ignored").expect("docker run wc");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "0");
+}
+
+#[test]
+fn tty_containers_get_a_terminal_and_resizes() {
+    let d = daemon();
+    let (code, stdout, stderr) =
+        out(&d, &["run", "--rm", "-t", "busybox", "sh", "-c", "tty; [ -t 0 ] && [ -t 1 ] && echo both; exit 4"]);
+    assert_eq!(code, Some(4), "{stderr}");
+    // The terminal's line discipline turns \n into \r\n; stdout is raw.
+    assert!(stdout.starts_with("/dev/pts/0\r\n"), "{stdout:?}");
+    assert!(stdout.contains("both\r\n"), "{stdout:?}");
+
+    let id = d
+        .docker(&["run", "-d", "-t", "busybox", "sh", "-c", "while true; do stty size; sleep 0.1; done"])
+        .expect("run -d -t")
+        .trim()
+        .to_string();
+    let (status, _, body) =
+        raw_http(&d.sock(), "POST", &format!("/containers/{id}/resize?h=40&w=100"), b"").expect("resize");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    wait_until("the new size", || d.docker(&["logs", &id]).is_ok_and(|l| l.contains("40 100")));
+    let (status, _, _) = raw_http(&d.sock(), "POST", &format!("/containers/{id}/resize?h=x&w=1"), b"").expect("bad");
+    assert_eq!(status, 400);
+    d.docker(&["rm", "-f", &id]).expect("rm");
+
+    // A container without a terminal cannot be resized.
+    let plain = d.docker(&["run", "-d", "busybox", "sleep", "300"]).expect("run").trim().to_string();
+    let (status, _, _) = raw_http(&d.sock(), "POST", &format!("/containers/{plain}/resize?h=1&w=1"), b"").expect("r");
+    assert_eq!(status, 400);
+    d.docker(&["rm", "-f", &plain]).expect("rm");
+}
+
+#[test]
+fn exec_runs_in_the_container_with_its_options() {
+    let d = daemon();
+    d.docker(&["run", "-d", "--name", "box", "-e", "FROM_RUN=1", "busybox", "sleep", "300"]).expect("run");
+    let (code, stdout, stderr) = out(
+        &d,
+        &[
+            "exec",
+            "-e",
+            "FOO=bar",
+            "-w",
+            "/tmp",
+            "-u",
+            "65534",
+            "box",
+            "sh",
+            "-c",
+            "echo $FOO $FROM_RUN; pwd; id -u; tr '\\0' ' ' < /proc/1/cmdline",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, "bar 1\n/tmp\n65534\nsleep 300 ");
+    // Same namespaces as the container: its hostname and its PID 1.
+    let host = d.docker(&["exec", "box", "hostname"]).expect("hostname");
+    let inspect: Value = serde_json::from_str(&d.docker(&["inspect", "box"]).expect("inspect")).expect("json");
+    assert_eq!(host.trim(), inspect[0]["Config"]["Hostname"].as_str().expect("hostname"));
+
+    assert_eq!(out(&d, &["exec", "box", "sh", "-c", "echo oops >&2; exit 7"]).0, Some(7));
+    let (code, _, stderr) = out(&d, &["exec", "box", "nosuchcmd"]);
+    assert_eq!(code, Some(127), "{stderr}");
+    let o = d.docker_with_input(&["exec", "-i", "box", "cat"], b"piped in\n").expect("exec -i");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "piped in\n");
+    let (code, stdout, _) = out(&d, &["exec", "-t", "box", "tty"]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.starts_with("/dev/pts/"), "{stdout:?}");
+    // Detached: returns at once, runs anyway.
+    assert_eq!(out(&d, &["exec", "-d", "box", "sh", "-c", "sleep 0.2; touch /tmp/flag"]).0, Some(0));
+    wait_until("the detached exec", || out(&d, &["exec", "box", "test", "-f", "/tmp/flag"]).0 == Some(0));
+
+    // The API directly: exec inspect reports the exit code.
+    let cfg = br#"{"Cmd":["sh","-c","exit 3"],"AttachStdout":true}"#;
+    let (status, _, body) = raw_http(&d.sock(), "POST", "/containers/box/exec", cfg).expect("create");
+    assert_eq!(status, 201);
+    let exec_id = json(&body)["Id"].as_str().expect("Id").to_string();
+    let (status, _, _) =
+        raw_http(&d.sock(), "POST", &format!("/exec/{exec_id}/start"), br#"{"Detach":true}"#).expect("start");
+    assert_eq!(status, 200);
+    wait_until("the exit code", || {
+        let (_, _, body) = raw_http(&d.sock(), "GET", &format!("/exec/{exec_id}/json"), b"").expect("inspect");
+        let v = json(&body);
+        v["Running"] == Value::Bool(false) && v["ExitCode"] == 3
+    });
+    let (status, _, _) =
+        raw_http(&d.sock(), "POST", &format!("/exec/{exec_id}/start"), br#"{"Detach":true}"#).expect("again");
+    assert_eq!(status, 409);
+    let (status, _, _) = raw_http(&d.sock(), "GET", "/exec/nosuchexec/json", b"").expect("missing");
+    assert_eq!(status, 404);
+    let (status, _, _) = raw_http(&d.sock(), "POST", "/containers/box/exec", br#"{"Cmd":[]}"#).expect("empty");
+    assert_eq!(status, 400);
+
+    d.docker(&["stop", "-t", "0", "box"]).expect("stop");
+    let (code, _, stderr) = out(&d, &["exec", "box", "true"]);
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("is not running"), "{stderr}");
+    let (status, _, _) = raw_http(&d.sock(), "POST", "/containers/box/exec", br#"{"Cmd":["true"]}"#).expect("409");
+    assert_eq!(status, 409);
+}
+
+#[test]
+fn detach_keys_end_the_attach_and_leave_the_container_running() {
+    let mut d = daemon();
+    let id = d
+        .docker(&["run", "-d", "-i", "busybox", "sh", "-c", "while read l; do echo got $l; done"])
+        .expect("run -d -i")
+        .trim()
+        .to_string();
+    let path = format!("/containers/{id}/attach?stream=1&stdin=1&stdout=1&stderr=1&detachKeys=ctrl-a,x");
+    let (status, mut s) = hijack(&d.sock(), &path, b"").expect("attach");
+    assert_eq!(status, 101);
+    s.write_all(b"one\n").expect("write");
+    assert!(read_frames_until(&mut s, "got one").expect("read").contains("got one"));
+    // ctrl-a alone is passed on once the next byte shows it was not the sequence.
+    s.write_all(b"\x01y\n\x01x").expect("detach");
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    let inspect: Value = serde_json::from_str(&d.docker(&["inspect", &id]).expect("inspect")).expect("json");
+    assert_eq!(inspect[0]["State"]["Running"], true, "detaching must not stop the container");
+
+    // berthd dies; the container keeps its stdin, and a new attach reaches it.
+    d.kill9().expect("kill -9");
+    d.restart().expect("restart");
+    let (status, mut s) = hijack(&d.sock(), &path, b"").expect("attach again");
+    assert_eq!(status, 101);
+    s.write_all(b"two\n").expect("write");
+    assert!(read_frames_until(&mut s, "got two").expect("read").contains("got two"));
+    let logs = d.docker(&["logs", &id]).expect("logs");
+    assert!(logs.contains("got one") && logs.contains("got \u{1}y") && logs.contains("got two"), "{logs:?}");
+    d.docker(&["rm", "-f", &id]).expect("rm");
+}
+
+#[test]
+fn init_is_pid_1_reaps_orphans_and_forwards_signals() {
+    let d = daemon();
+    let (code, stdout, stderr) =
+        out(&d, &["run", "--rm", "--init", "busybox", "sh", "-c", "cat /proc/1/comm; echo $$"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"docker-init"), "{stdout}");
+    assert_ne!(lines.get(1), Some(&"1"), "the command is not PID 1 under --init");
+
+    let id = d
+        .docker(&[
+            "run",
+            "-d",
+            "--init",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'exit 42' TERM; (sleep 0.1 &); while true; do sleep 0.1; done",
+        ])
+        .expect("run --init")
+        .trim()
+        .to_string();
+    // The orphaned sleep is reparented to the init, which reaps it: no zombies.
+    std::thread::sleep(Duration::from_millis(600));
+    let stats = d.docker(&["exec", &id, "sh", "-c", "cat /proc/[0-9]*/stat"]).expect("stat");
+    assert!(!stats.lines().any(|l| l.split_whitespace().nth(2) == Some("Z")), "zombies: {stats}");
+    // SIGTERM goes to the init, which passes it on to the shell.
+    d.docker(&["stop", "-t", "10", &id]).expect("stop");
+    assert_eq!(d.docker(&["wait", &id]).expect("wait").trim(), "42");
+}
+
+#[test]
+fn output_is_complete_when_attached_before_the_start() {
+    let d = daemon();
+    // Attach before start (as docker run does), then start: every line arrives,
+    // including the first ones printed right at the start.
+    let id = d.docker(&["create", "busybox", "seq", "1", "20000"]).expect("create").trim().to_string();
+    let o = d.docker_out(&["start", "-a", &id]).expect("start -a");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(text.lines().count(), 20000);
+    assert!(text.starts_with("1\n2\n3\n") && text.ends_with("19999\n20000\n"));
+}
