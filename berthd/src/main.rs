@@ -78,14 +78,17 @@ async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let root = &config.data_root;
     let images = berth_image::service::LocalImageService::open(&root.join("image")).await?;
     let images = Arc::new(images);
+    let network_config = berth_network::NetworkConfig { bridge: config.bridge.clone() };
+    let networks = Arc::new(berth_network::LocalNetwork::open(&root.join("network"), network_config).await?);
     let runtime_config = berth_runtime::RuntimeConfig { log_opts: config.log_opts.clone() };
-    let runtime = berth_runtime::LocalRuntime::open(&root.join("runtime"), images.clone(), runtime_config).await?;
-    let networks = berth_network::LocalNetwork::open(&root.join("network")).await?;
+    let runtime =
+        berth_runtime::LocalRuntime::open(&root.join("runtime"), images.clone(), networks.clone(), runtime_config)
+            .await?;
     let volumes = berth_volume::LocalVolumes::open(&root.join("volume")).await?;
     let state = AppState {
         images,
         runtime: Arc::new(runtime),
-        networks: Arc::new(networks),
+        networks,
         volumes: Arc::new(volumes),
         info: Arc::new(DaemonInfo {
             data_root: config.data_root.clone(),

@@ -19,6 +19,7 @@
 //! | `log-level`    | `BERTH_LOG_LEVEL`    | `-l`, `--log-level`  | `info`                           |
 //! | `log-format`   | `BERTH_LOG_FORMAT`   | `--log-format`       | `text`                           |
 //! | `log-opts`     |                      | `--log-opt K=V`      | `max-size=10m`, `max-file=3`     |
+//! | `bridge`       | `BERTH_BRIDGE`       | `-b`, `--bridge`     | `berth0`                         |
 //!
 //! `log-opts` (a TOML table, like daemon.json's object) are the json-file options
 //! given to containers that set none of their own; flags override file keys.
@@ -78,6 +79,9 @@ pub struct DaemonFlags {
     /// Default container log option, e.g. max-size=10m (repeatable).
     #[arg(long = "log-opt", value_name = "KEY=VALUE")]
     pub log_opts: Vec<String>,
+    /// The default bridge network's device.
+    #[arg(short = 'b', long, value_name = "NAME")]
+    pub bridge: Option<String>,
 }
 
 /// The configuration file's shape.
@@ -96,6 +100,7 @@ struct FileConfig {
     log_level: Option<String>,
     log_format: Option<String>,
     log_opts: Option<std::collections::BTreeMap<String, String>>,
+    bridge: Option<String>,
 }
 
 /// Where the environment comes from; tests pass a map.
@@ -170,6 +175,8 @@ pub struct DaemonConfig {
     pub log_format: LogFormat,
     /// Default container log options.
     pub log_opts: std::collections::BTreeMap<String, String>,
+    /// The default bridge's device.
+    pub bridge: String,
 }
 
 fn env_bool(v: &str) -> Option<bool> {
@@ -351,6 +358,11 @@ impl DaemonConfig {
         {
             errors.push(format!("log-opts: {}", e.message()));
         }
+        let bridge =
+            flags.bridge.clone().or_else(|| env.get("BERTH_BRIDGE")).or(file.bridge).unwrap_or("berth0".into());
+        if bridge.is_empty() || bridge.len() > 15 || bridge.contains(['/', ' ', ':']) {
+            errors.push(format!("invalid bridge name {bridge:?}: 1 to 15 characters, no '/', ':' or spaces"));
+        }
         if errors.is_empty() {
             Ok(DaemonConfig {
                 hosts,
@@ -362,6 +374,7 @@ impl DaemonConfig {
                 log_level,
                 log_format,
                 log_opts,
+                bridge,
             })
         } else {
             Err(errors)

@@ -90,7 +90,7 @@ pub fn busybox_layer() -> Vec<u8> {
     let mut t = Tar::new().dir("bin/").dir("etc/").dir("tmp/").dir("root/").file("bin/busybox", &busybox, 0o755);
     for applet in [
         "sh", "echo", "cat", "ls", "true", "false", "sleep", "id", "hostname", "env", "ps", "mount", "grep", "wc",
-        "tr", "touch", "pwd", "kill", "test", "wait", "head", "seq", "tty", "stty",
+        "tr", "touch", "pwd", "kill", "test", "wait", "head", "seq", "tty", "stty", "ping", "ip", "nc",
     ] {
         t = t.symlink(&format!("bin/{applet}"), "busybox");
     }
@@ -251,6 +251,19 @@ pub struct Daemon {
     pub others: Vec<Child>,
     /// The docker CLI's config dir (no contexts, no credentials).
     pub docker_config: PathBuf,
+    /// This daemon's default bridge device (each test daemon has its own,
+    /// deleted on drop).
+    pub bridge: String,
+}
+
+/// A bridge device name no other test daemon uses.
+fn unique_bridge() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let mix = nanos ^ (std::process::id() << 12) ^ NEXT.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9e37_79b9);
+    format!("bt{mix:08x}")
 }
 
 fn wait_for(path: &Path, child: &mut Child, what: &str) -> Result<()> {
@@ -280,6 +293,7 @@ impl Daemon {
             args: extra.iter().map(|s| s.to_string()).collect(),
             others: vec![],
             docker_config,
+            bridge: unique_bridge(),
         };
         d.spawn()?;
         Ok(d)
@@ -302,6 +316,8 @@ impl Daemon {
             .arg("/dev/null")
             .arg("-H")
             .arg(&self.host)
+            .arg("--bridge")
+            .arg(&self.bridge)
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -422,6 +438,8 @@ impl Drop for Daemon {
         for c in self.others.drain(..) {
             let _ = stop_child(c, "service");
         }
+        // dockerd leaves docker0 behind; a test must not leave its bridge.
+        let _ = Command::new("ip").args(["link", "delete", &self.bridge]).stderr(Stdio::null()).status();
     }
 }
 
@@ -434,12 +452,17 @@ pub fn start_split() -> Result<Daemon> {
     let data = root.path().join("data");
     let mut others = Vec::new();
     let mut addrs = Vec::new();
+    let bridge = unique_bridge();
     for svc in ["image", "runtime", "network", "volume"] {
         let sock = root.path().join(format!("{svc}.sock"));
         let log = std::fs::File::create(root.path().join(format!("{svc}.log")))?;
         let mut cmd = Command::new(bin(&format!("berth-{svc}")));
         if svc == "runtime" {
             cmd.arg(format!("--image-addr=unix://{}", root.path().join("image.sock").display()));
+            cmd.arg(format!("--network-addr=unix://{}", root.path().join("network.sock").display()));
+        }
+        if svc == "network" {
+            cmd.arg("--bridge").arg(&bridge);
         }
         let mut child = cmd
             .arg("--listen")
@@ -469,7 +492,7 @@ pub fn start_split() -> Result<Daemon> {
         .stderr(log)
         .spawn()?;
     wait_for(&root.path().join("berth.sock"), &mut gw, "berth-gateway")?;
-    Ok(Daemon { child: Some(gw), root, host, args: vec![], others, docker_config })
+    Ok(Daemon { child: Some(gw), root, host, args: vec![], others, docker_config, bridge })
 }
 
 /// Status, lower-cased headers and body of an HTTP response.

@@ -220,3 +220,64 @@ fn output_is_complete_when_attached_before_the_start() {
     assert_eq!(text.lines().count(), 20000);
     assert!(text.starts_with("1\n2\n3\n") && text.ends_with("19999\n20000\n"));
 }
+
+#[test]
+fn the_default_bridge_gives_each_container_an_address() {
+    let d = daemon();
+    let a = d.docker(&["run", "-d", "--name", "ca", "busybox", "sleep", "300"]).expect("run ca").trim().to_string();
+    d.docker(&["run", "-d", "--name", "cb", "busybox", "sleep", "300"]).expect("run cb");
+    let ip_of = |name: &str| d.docker(&["inspect", "--format", "{{.NetworkSettings.IPAddress}}", name]).expect("ip");
+    let (ip_a, ip_b) = (ip_of("ca").trim().to_string(), ip_of("cb").trim().to_string());
+    assert!(!ip_a.is_empty() && ip_a != ip_b, "{ip_a} {ip_b}");
+    assert!(!ip_a.starts_with("172.17."), "the default bridge must not clash with dockerd's: {ip_a}");
+    let net: Value = serde_json::from_str(&d.docker(&["network", "inspect", "bridge"]).expect("inspect")).expect("j");
+    let subnet = net[0]["IPAM"]["Config"][0]["Subnet"].as_str().expect("subnet").to_string();
+    let gateway = net[0]["IPAM"]["Config"][0]["Gateway"].as_str().expect("gateway").to_string();
+    let inspect: Value = serde_json::from_str(&d.docker(&["inspect", "ca"]).expect("inspect")).expect("json");
+    let ep = &inspect[0]["NetworkSettings"]["Networks"]["bridge"];
+    assert_eq!(ep["IPAddress"], ip_a.as_str());
+    assert_eq!(ep["Gateway"], gateway.as_str());
+    assert_eq!(ep["NetworkID"], net[0]["Id"]);
+    assert!(ep["MacAddress"].as_str().is_some_and(|m| m.starts_with("02:42:")), "{ep}");
+    let ls = d.docker(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]).expect("ls");
+    for want in ["bridge bridge", "host host", "none null"] {
+        assert!(ls.lines().any(|l| l == want), "{ls}");
+    }
+
+    // Inside: eth0 with that address in the bridge's subnet and a default route.
+    let addr = d.docker(&["exec", "ca", "ip", "-4", "-o", "addr", "show", "eth0"]).expect("ip addr");
+    let prefix = subnet.split('/').nth(1).expect("prefix");
+    assert!(addr.contains(&format!("{ip_a}/{prefix}")), "{addr}");
+    let route = d.docker(&["exec", "ca", "ip", "route"]).expect("ip route");
+    assert!(route.contains(&format!("default via {gateway}")), "{route}");
+    // Containers on the bridge reach each other, and the host reaches them.
+    assert_eq!(out(&d, &["exec", "ca", "ping", "-c", "1", "-W", "5", &ip_b]).0, Some(0));
+    let ping = std::process::Command::new("ping").args(["-c", "1", "-W", "5", &ip_a]).output();
+    if let Ok(o) = ping {
+        assert!(o.status.success(), "host -> container: {}", String::from_utf8_lossy(&o.stdout));
+    }
+    // TCP from the host to a server in a container.
+    d.docker(&["exec", "-d", "cb", "sh", "-c", "echo hello-from-b | nc -l -p 7000"]).expect("nc -l");
+    let got = (0..50).find_map(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        let mut s = std::net::TcpStream::connect((ip_b.as_str(), 7000)).ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        Some(text)
+    });
+    assert_eq!(got.as_deref(), Some("hello-from-b\n"));
+    // --network none: only lo, and it is up.
+    let lo = d.docker(&["run", "--rm", "--network", "none", "busybox", "ip", "-o", "link"]).expect("none");
+    assert_eq!(lo.lines().count(), 1, "{lo}");
+    assert!(lo.contains("lo:") && lo.contains("UP"), "{lo}");
+    assert_eq!(out(&d, &["run", "--rm", "--network", "none", "busybox", "ping", "-c", "1", "127.0.0.1"]).0, Some(0));
+
+    // Stopping releases the address and the veth; the next container may reuse it.
+    let veth = format!("veth{}", &a[..11]);
+    let has_link = |name: &str| std::fs::metadata(format!("/sys/class/net/{name}")).is_ok();
+    assert!(has_link(&veth) && has_link(&d.bridge));
+    d.docker(&["rm", "-f", "ca", "cb"]).expect("rm");
+    wait_until("the veth to go", || !has_link(&veth));
+    let c = d.docker(&["run", "--rm", "busybox", "sh", "-c", "ip -4 -o addr show eth0"]).expect("run c");
+    assert!(c.contains(&format!("{ip_a}/")) || c.contains(&format!("{ip_b}/")), "addresses are reused: {c}");
+}

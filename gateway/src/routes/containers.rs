@@ -113,9 +113,15 @@ pub(crate) fn summary(c: &pb::Container) -> Value {
         "State": state_of(c).status,
         "Status": status_text(c),
         "HostConfig": {"NetworkMode": network_mode(c)},
-        "NetworkSettings": {"Networks": {}},
+        "NetworkSettings": {"Networks": network_settings(c)["Networks"].clone()},
         "Mounts": [],
     })
+}
+
+/// The NetworkSettings the runtime recorded at the start (empty when stopped).
+fn network_settings(c: &pb::Container) -> Value {
+    let s = json_of(&state_of(c).network_settings);
+    if s.is_object() { s } else { json!({"Networks": {}}) }
 }
 
 fn with_defaults(value: Value, defaults: Value) -> Value {
@@ -190,13 +196,13 @@ fn inspect_json(c: &pb::Container) -> Value {
         "GraphDriver": {"Name": "overlay2", "Data": null},
         "Mounts": [],
         "Config": config,
-        "NetworkSettings": {
+        "NetworkSettings": with_defaults(network_settings(c), json!({
             "Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {}, "HairpinMode": false,
             "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "SecondaryIPAddresses": null,
             "SecondaryIPv6Addresses": null, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
             "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
             "Networks": {},
-        },
+        })),
     })
 }
 

@@ -157,6 +157,21 @@ mod tests {
         async fn networks(&self) -> Result<Vec<berth_network::pb::Network>> {
             Ok(vec![])
         }
+        async fn insert_network(&self, _: &berth_network::pb::Network) -> Result<()> {
+            Err(Error::unavailable("read-only fake"))
+        }
+        async fn endpoints(&self, _: &str) -> Result<Vec<berth_network::store::EndpointRecord>> {
+            Ok(vec![])
+        }
+        async fn container_endpoints(&self, _: &str) -> Result<Vec<berth_network::store::EndpointRecord>> {
+            Ok(vec![])
+        }
+        async fn insert_endpoint(&self, _: &berth_network::store::EndpointRecord) -> Result<()> {
+            Err(Error::unavailable("read-only fake"))
+        }
+        async fn delete_endpoint(&self, _: &str, _: &str) -> Result<()> {
+            Ok(())
+        }
     }
     struct NoVolumes;
     #[async_trait]

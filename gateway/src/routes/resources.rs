@@ -52,11 +52,15 @@ fn network_json(n: &berth_network::pb::Network) -> Value {
         "Internal": n.internal,
         "Attachable": false,
         "Ingress": false,
-        "IPAM": {"Driver": "default", "Options": null, "Config": []},
+        "IPAM": {
+            "Driver": "default",
+            "Options": null,
+            "Config": if n.subnet.is_empty() { json!([]) } else { json!([{"Subnet": n.subnet, "Gateway": n.gateway}]) },
+        },
         "ConfigFrom": {"Network": ""},
         "ConfigOnly": false,
         "Containers": {},
-        "Options": {},
+        "Options": map(&n.options),
         "Labels": map(&n.labels),
     })
 }

@@ -11,13 +11,18 @@ use clap::Parser;
 struct Args {
     #[command(flatten)]
     service: ServiceArgs,
+    /// The default bridge's device.
+    #[arg(short = 'b', long, env = "BERTH_BRIDGE", default_value = "berth0")]
+    bridge: String,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let config = berth_network::NetworkConfig { bridge: args.bridge };
     berth_core::service::run("network", args.service, |dir| async move {
-        Ok(berth_network::NetworkGrpcServer::service(Arc::new(berth_network::LocalNetwork::open(&dir).await?)))
+        let network = berth_network::LocalNetwork::open(&dir, config).await?;
+        Ok(berth_network::NetworkGrpcServer::service(Arc::new(network)))
     })
     .await?;
     Ok(())

@@ -232,6 +232,7 @@ impl LocalRuntime {
 
     fn spawn_watch(&self, c: &pb::Container) {
         let store = self.store.clone();
+        let networks = self.networks.clone();
         let host = self.host.clone();
         let id = c.id.clone();
         let pid = c.state.as_ref().map(|s| s.pid).unwrap_or(0);
@@ -262,9 +263,15 @@ impl LocalRuntime {
                 started_at: String::new(),
                 finished_at: exit["FinishedAt"].as_str().unwrap_or("").to_string(),
                 oom_killed: oom,
+                network_settings: Vec::new(),
             };
             if let Err(e) = store.set_state(&id, &state).await {
                 tracing::warn!(id = %id, error = %e, "record exit");
+            }
+            if let Some(n) = &networks
+                && let Err(e) = n.disconnect(&id, "").await
+            {
+                tracing::warn!(id = %id, error = %e, "release the container's addresses");
             }
             tracing::info!(id = %id, code, "container exited");
             let _ = host.events.send(Event::Exited(id.clone(), code));
@@ -399,8 +406,28 @@ impl LocalRuntime {
         let report = report.trim();
         let now = berth_core::id::now_rfc3339();
         if let Some(pid) = report.strip_prefix("ok ").and_then(|p| p.trim().parse::<i64>().ok()) {
-            // The container exists and waits at the barrier: connect the attaches
-            // that wait for this start, then let the command run.
+            // The container exists and waits at the barrier: plug in its network,
+            // connect the attaches that wait for this start, then let the command run.
+            let network_settings = match self.plug_network(c, &host_config, pid).await {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                    if let Some(n) = &self.networks {
+                        let _ = n.disconnect(&c.id, "").await;
+                    }
+                    let state = pb::ContainerState {
+                        status: "created".into(),
+                        exit_code: 128,
+                        error: e.message().to_string(),
+                        ..Default::default()
+                    };
+                    self.store.set_state(&c.id, &state).await?;
+                    return Err(e.context("failed to set up container networking"));
+                }
+            };
             self.connect_waiters(&c.id, &bundle).await;
             if let Err(e) = crate::shim::start(&bundle).await {
                 let state = pb::ContainerState {
@@ -412,7 +439,13 @@ impl LocalRuntime {
                 self.store.set_state(&c.id, &state).await?;
                 return Err(e);
             }
-            let state = pb::ContainerState { status: "running".into(), pid, started_at: now, ..Default::default() };
+            let state = pb::ContainerState {
+                status: "running".into(),
+                pid,
+                started_at: now,
+                network_settings,
+                ..Default::default()
+            };
             self.store.set_state(&c.id, &state).await?;
             let mut running = c.clone();
             running.state = Some(state);
@@ -429,6 +462,38 @@ impl LocalRuntime {
             pb::ContainerState { status: "created".into(), exit_code: code, error: msg.clone(), ..Default::default() };
         self.store.set_state(&c.id, &state).await?;
         Err(crate::shim::start_error(code, &msg))
+    }
+
+    /// Plugs a container that waits at its start barrier into its network, and
+    /// returns its NetworkSettings JSON. `none` and `host` need nothing plugged.
+    async fn plug_network(&self, c: &pb::Container, host_config: &Value, pid: i64) -> Result<Vec<u8>> {
+        let mode = host_config["NetworkMode"].as_str().unwrap_or("");
+        let settings = match (mode, &self.networks) {
+            ("" | "default" | "bridge", Some(networks)) => {
+                let e = networks
+                    .connect(berth_network::pb::ConnectContainerRequest {
+                        container_id: c.id.clone(),
+                        network: "bridge".into(),
+                        pid,
+                    })
+                    .await?;
+                let endpoint = json!({
+                    "IPAMConfig": null, "Links": null, "Aliases": null, "DriverOpts": null,
+                    "NetworkID": e.network_id, "EndpointID": e.endpoint_id, "Gateway": e.gateway,
+                    "IPAddress": e.ip_address, "IPPrefixLen": e.prefix_len, "IPv6Gateway": "",
+                    "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": e.mac_address,
+                });
+                json!({
+                    "EndpointID": e.endpoint_id, "Gateway": e.gateway, "IPAddress": e.ip_address,
+                    "IPPrefixLen": e.prefix_len, "MacAddress": e.mac_address,
+                    "SandboxKey": format!("/proc/{pid}/ns/net"),
+                    "Networks": {e.network_name: endpoint},
+                })
+            }
+            ("host" | "none", _) => json!({"Networks": {mode: {"NetworkID": "", "EndpointID": "", "IPAddress": ""}}}),
+            _ => json!({"Networks": {}}),
+        };
+        Ok(serde_json::to_vec(&settings).unwrap_or_default())
     }
 
     /// Sends `signal` to a running container.

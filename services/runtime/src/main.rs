@@ -16,6 +16,9 @@ struct Args {
     /// gRPC address of the image service.
     #[arg(long, env = "BERTH_IMAGE_ADDR", default_value = "unix:///run/berth/image.sock")]
     image_addr: Addr,
+    /// gRPC address of the network service.
+    #[arg(long, env = "BERTH_NETWORK_ADDR", default_value = "unix:///run/berth/network.sock")]
+    network_addr: Addr,
     /// Default log option for containers (`max-size=10m`, `max-file=3`), repeatable.
     #[arg(long = "log-opt", value_name = "KEY=VALUE")]
     log_opts: Vec<String>,
@@ -32,8 +35,9 @@ async fn main() -> anyhow::Result<()> {
         config.log_opts.insert(k.to_string(), v.to_string());
     }
     let images = Arc::new(berth_image::client::ImageGrpcClient::new(channel(&args.image_addr)?));
+    let networks = Arc::new(berth_network::NetworkGrpcClient::new(channel(&args.network_addr)?));
     berth_core::service::run("runtime", args.service, |dir| async move {
-        let runtime = berth_runtime::LocalRuntime::open(&dir, images, config).await?;
+        let runtime = berth_runtime::LocalRuntime::open(&dir, images, networks, config).await?;
         Ok(berth_runtime::RuntimeGrpcServer::service(Arc::new(runtime)))
     })
     .await?;

@@ -30,6 +30,9 @@ pub struct LocalRuntime {
     pub(crate) host: crate::lifecycle::Host,
     pub(crate) execs: crate::stdio::Execs,
     pub(crate) config: RuntimeConfig,
+    /// Plugs containers into networks; without it every container gets only
+    /// an isolated namespace (as with `--network none`).
+    pub(crate) networks: Option<Arc<dyn berth_network::NetworkApi>>,
 }
 
 const STATUSES: [&str; 7] = ["created", "restarting", "running", "removing", "paused", "exited", "dead"];
@@ -64,7 +67,12 @@ fn conflict_name(name: &str, id: &str) -> Error {
 
 impl LocalRuntime {
     /// Opens the service's state under `dir` (`<data-root>/runtime`).
-    pub async fn open(dir: &Path, images: Arc<dyn ImageApi>, config: RuntimeConfig) -> Result<Self> {
+    pub async fn open(
+        dir: &Path,
+        images: Arc<dyn ImageApi>,
+        networks: Arc<dyn berth_network::NetworkApi>,
+        config: RuntimeConfig,
+    ) -> Result<Self> {
         crate::lifecycle::validate_log_opts(config.log_opts.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
         let pool = berth_core::db::open_sqlite(&dir.join("runtime.db"), &MIGRATOR).await?;
         let rt = Self {
@@ -73,6 +81,7 @@ impl LocalRuntime {
             host: crate::lifecycle::Host::new(dir.to_path_buf()),
             execs: Default::default(),
             config,
+            networks: Some(networks),
         };
         rt.reconnect().await?;
         Ok(rt)
@@ -86,6 +95,7 @@ impl LocalRuntime {
             host: crate::lifecycle::Host::new(std::env::temp_dir().join("berth-runtime")),
             execs: Default::default(),
             config: RuntimeConfig::default(),
+            networks: None,
         }
     }
 
@@ -282,6 +292,11 @@ impl RuntimeApi for LocalRuntime {
         }
         self.host.forget(&c.id);
         self.forget_execs(&c.id);
+        if let Some(n) = &self.networks
+            && let Err(e) = n.disconnect(&c.id, "").await
+        {
+            tracing::warn!(id = %c.id, error = %e, "release the container's addresses");
+        }
         tracing::info!(id = %c.id, name = %c.name, "container removed");
         Ok(())
     }
@@ -394,9 +409,26 @@ mod tests {
         }
     }
 
+    struct NoNetworks;
+
+    #[async_trait]
+    impl berth_network::NetworkApi for NoNetworks {
+        async fn list(&self, _: Vec<Filter>) -> Result<Vec<berth_network::pb::Network>> {
+            Ok(vec![])
+        }
+        async fn connect(&self, _: berth_network::pb::ConnectContainerRequest) -> Result<berth_network::pb::Endpoint> {
+            Err(Error::unavailable("no networks in this test"))
+        }
+        async fn disconnect(&self, _: &str, _: &str) -> Result<()> {
+            Ok(())
+        }
+    }
+
     async fn runtime() -> (tempfile::TempDir, LocalRuntime) {
         let dir = tempfile::tempdir().expect("tmp");
-        let rt = LocalRuntime::open(dir.path(), Arc::new(OneImage), RuntimeConfig::default()).await.expect("open");
+        let rt = LocalRuntime::open(dir.path(), Arc::new(OneImage), Arc::new(NoNetworks), RuntimeConfig::default())
+            .await
+            .expect("open");
         (dir, rt)
     }
 

@@ -68,7 +68,7 @@ impl ContainerStore for SqliteContainerStore {
     async fn containers(&self) -> Result<Vec<pb::Container>> {
         let rows = sqlx::query(
             "SELECT id, name, image, image_id, created_at, path, args, config, host_config, networking_config, \
-             status, pid, exit_code, error, started_at, finished_at, oom_killed, restart_count \
+             status, pid, exit_code, error, started_at, finished_at, oom_killed, restart_count, network_settings \
              FROM containers ORDER BY created_at DESC, id",
         )
         .fetch_all(&self.pool)
@@ -94,6 +94,7 @@ impl ContainerStore for SqliteContainerStore {
                         started_at: r.try_get("started_at")?,
                         finished_at: r.try_get("finished_at")?,
                         oom_killed: r.try_get::<i64, _>("oom_killed")? != 0,
+                        network_settings: r.try_get("network_settings")?,
                     }),
                     config,
                     host_config: r.try_get("host_config")?,
@@ -144,7 +145,8 @@ impl ContainerStore for SqliteContainerStore {
         sqlx::query(
             "UPDATE containers SET status = ?, pid = ?, exit_code = ?, error = ?, \
              started_at = CASE WHEN ? = '' THEN started_at ELSE ? END, \
-             finished_at = CASE WHEN ? = '' THEN finished_at ELSE ? END, oom_killed = ? WHERE id = ?",
+             finished_at = CASE WHEN ? = '' THEN finished_at ELSE ? END, oom_killed = ?, network_settings = ? \
+             WHERE id = ?",
         )
         .bind(&s.status)
         .bind(s.pid)
@@ -155,6 +157,7 @@ impl ContainerStore for SqliteContainerStore {
         .bind(&s.finished_at)
         .bind(&s.finished_at)
         .bind(s.oom_killed as i64)
+        .bind(&s.network_settings)
         .bind(id)
         .execute(&self.pool)
         .await?;

@@ -350,6 +350,9 @@ fn setup_and_exec(a: &InitArgs<'_>) -> Result<Never, InitError> {
         };
     }
     ctx(sys::unshare(flags), || "unshare namespaces".into())?;
+    if flags & libc::CLONE_NEWNET != 0 {
+        ctx(sys::loopback_up(), || "bring lo up".into())?;
+    }
     sys::mount("", Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None)?;
 
     let ann = &spec["annotations"];

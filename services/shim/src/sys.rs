@@ -493,3 +493,24 @@ pub fn set_name(name: &std::ffi::CStr) {
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of up to 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) };
 }
+
+/// Brings the loopback interface of the current network namespace up (a new
+/// namespace starts with it down).
+pub fn loopback_up() -> io::Result<()> {
+    // SAFETY: socket(2) with constant arguments.
+    let sock = check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: ifreq is plain data; the name is copied within its 16 bytes and
+    // SIOCGIFFLAGS/SIOCSIFFLAGS read and write the flags member of this struct.
+    let r = unsafe {
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+            *dst = *src as libc::c_char;
+        }
+        check(libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req)).and_then(|_| {
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            check(libc::ioctl(sock, libc::SIOCSIFFLAGS, &req))
+        })
+    };
+    close(sock);
+    r.map(|_| ())
+}

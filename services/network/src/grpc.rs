@@ -1,0 +1,92 @@
+//! The network service's gRPC adapters.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use berth_core::grpc::{RequestIdInterceptor, status_to_error};
+use berth_core::{Error, Result};
+use berth_proto::types::v1::Filter;
+use tonic::codegen::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use crate::{NetworkApi, pb};
+
+/// Serves a [`NetworkApi`] over gRPC.
+#[derive(Clone)]
+pub struct NetworkGrpcServer {
+    api: Arc<dyn NetworkApi>,
+}
+
+impl NetworkGrpcServer {
+    /// The tonic service for `api`.
+    pub fn service(api: Arc<dyn NetworkApi>) -> pb::network_service_server::NetworkServiceServer<Self> {
+        pb::network_service_server::NetworkServiceServer::new(Self { api })
+    }
+}
+
+#[tonic::async_trait]
+impl pb::network_service_server::NetworkService for NetworkGrpcServer {
+    async fn list_networks(
+        &self,
+        req: Request<pb::ListNetworksRequest>,
+    ) -> Result<Response<pb::ListNetworksResponse>, Status> {
+        let networks = self.api.list(req.into_inner().filters).await?;
+        Ok(Response::new(pb::ListNetworksResponse { networks }))
+    }
+
+    async fn connect_container(
+        &self,
+        req: Request<pb::ConnectContainerRequest>,
+    ) -> Result<Response<pb::ConnectContainerResponse>, Status> {
+        let endpoint = self.api.connect(req.into_inner()).await?;
+        Ok(Response::new(pb::ConnectContainerResponse { endpoint: Some(endpoint) }))
+    }
+
+    async fn disconnect_container(
+        &self,
+        req: Request<pb::DisconnectContainerRequest>,
+    ) -> Result<Response<pb::DisconnectContainerResponse>, Status> {
+        let r = req.into_inner();
+        self.api.disconnect(&r.container_id, &r.network).await?;
+        Ok(Response::new(pb::DisconnectContainerResponse {}))
+    }
+}
+
+/// [`NetworkApi`] over a gRPC channel.
+#[derive(Clone)]
+pub struct NetworkGrpcClient {
+    inner: pb::network_service_client::NetworkServiceClient<InterceptedService<Channel, RequestIdInterceptor>>,
+}
+
+impl NetworkGrpcClient {
+    /// A client on `channel`.
+    pub fn new(channel: Channel) -> Self {
+        Self {
+            inner: pb::network_service_client::NetworkServiceClient::with_interceptor(channel, RequestIdInterceptor),
+        }
+    }
+}
+
+fn err(s: Status) -> Error {
+    status_to_error("network", s)
+}
+
+#[async_trait]
+impl NetworkApi for NetworkGrpcClient {
+    async fn list(&self, filters: Vec<Filter>) -> Result<Vec<pb::Network>> {
+        let r = self.inner.clone().list_networks(pb::ListNetworksRequest { filters }).await.map_err(err)?;
+        Ok(r.into_inner().networks)
+    }
+
+    async fn connect(&self, req: pb::ConnectContainerRequest) -> Result<pb::Endpoint> {
+        let r = self.inner.clone().connect_container(req).await.map_err(err)?;
+        r.into_inner().endpoint.ok_or_else(|| Error::internal("the network service answered without an endpoint"))
+    }
+
+    async fn disconnect(&self, container_id: &str, network: &str) -> Result<()> {
+        let req = pb::DisconnectContainerRequest { container_id: container_id.into(), network: network.into() };
+        self.inner.clone().disconnect_container(req).await.map_err(err)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,148 @@
+//! IPv4 address management: subnets, the choice of the default bridge's subnet,
+//! and handing out addresses. Pure logic; the store keeps what was handed out.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+/// An IPv4 network in CIDR form, e.g. `172.18.0.0/16`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Subnet {
+    /// The network address (host bits zero).
+    pub addr: Ipv4Addr,
+    /// The prefix length, 0 to 32.
+    pub prefix: u8,
+}
+
+impl Subnet {
+    /// The subnet of `addr/prefix`, host bits cleared.
+    pub fn new(addr: Ipv4Addr, prefix: u8) -> Self {
+        let prefix = prefix.min(32);
+        Subnet { addr: Ipv4Addr::from(u32::from(addr) & Self::mask_of(prefix)), prefix }
+    }
+
+    fn mask_of(prefix: u8) -> u32 {
+        if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) }
+    }
+
+    /// Whether `ip` is inside.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & Self::mask_of(self.prefix) == u32::from(self.addr)
+    }
+
+    /// Whether the two share any address.
+    pub fn overlaps(&self, other: &Subnet) -> bool {
+        let p = self.prefix.min(other.prefix);
+        let m = Self::mask_of(p);
+        u32::from(self.addr) & m == u32::from(other.addr) & m
+    }
+
+    /// The `n`-th address (0 is the network address).
+    pub fn nth(&self, n: u32) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr).wrapping_add(n))
+    }
+
+    /// The number of addresses.
+    pub fn size(&self) -> u64 {
+        1u64 << (32 - u32::from(self.prefix))
+    }
+
+    /// The first usable address, dockerd's default gateway.
+    pub fn first_host(&self) -> Ipv4Addr {
+        self.nth(1)
+    }
+}
+
+impl fmt::Display for Subnet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl FromStr for Subnet {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, p) = s.split_once('/').ok_or_else(|| format!("invalid subnet {s:?}: want ADDRESS/PREFIX"))?;
+        let addr: Ipv4Addr = a.parse().map_err(|_| format!("invalid subnet {s:?}: bad address"))?;
+        let prefix: u8 =
+            p.parse().ok().filter(|p| *p <= 32).ok_or_else(|| format!("invalid subnet {s:?}: bad prefix"))?;
+        Ok(Subnet::new(addr, prefix))
+    }
+}
+
+/// Where the default bridge's subnet comes from, in order: dockerd's default
+/// pools without 172.17.0.0/16 (dockerd's own `docker0`, so both engines can run
+/// on one host), then 192.168.0.0/16 in /20s.
+pub fn default_candidates() -> Vec<Subnet> {
+    let mut out: Vec<Subnet> = (18..=31).map(|b| Subnet::new(Ipv4Addr::new(172, b, 0, 0), 16)).collect();
+    out.extend((0..16).map(|i| Subnet::new(Ipv4Addr::new(192, 168, i * 16, 0), 20)));
+    out
+}
+
+/// The first candidate that overlaps nothing in `taken` (the host's routes and
+/// addresses, and other networks).
+pub fn choose(candidates: &[Subnet], taken: &[Subnet]) -> Option<Subnet> {
+    candidates.iter().find(|c| !taken.iter().any(|t| t.overlaps(c))).copied()
+}
+
+/// The lowest free host address of `subnet`: not the network or broadcast
+/// address, not the gateway, not in `used`.
+pub fn allocate(subnet: &Subnet, gateway: Ipv4Addr, used: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+    let last = subnet.size().saturating_sub(1).min(u64::from(u32::MAX)) as u32;
+    (1..last).map(|n| subnet.nth(n)).find(|ip| *ip != gateway && !used.contains(ip))
+}
+
+/// dockerd's MAC address for a container IP: `02:42` and the four address bytes.
+pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+}
+
+/// A MAC address as text.
+pub fn mac_text(mac: &[u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(t: &str) -> Subnet {
+        t.parse().expect("subnet")
+    }
+
+    #[test]
+    fn subnets_parse_and_compare() {
+        assert_eq!(s("172.18.3.4/16").to_string(), "172.18.0.0/16");
+        assert!(s("10.0.0.0/8").overlaps(&s("10.1.0.0/16")));
+        assert!(s("10.1.0.0/16").overlaps(&s("10.0.0.0/8")));
+        assert!(!s("10.1.0.0/16").overlaps(&s("10.2.0.0/16")));
+        assert!(s("172.18.0.0/16").contains("172.18.255.1".parse().expect("ip")));
+        assert!("10.0.0.0/33".parse::<Subnet>().is_err());
+        assert!("nonsense".parse::<Subnet>().is_err());
+    }
+
+    #[test]
+    fn the_default_avoids_dockerd_and_the_host() {
+        let candidates = default_candidates();
+        assert!(!candidates.iter().any(|c| c.overlaps(&s("172.17.0.0/16"))));
+        assert_eq!(choose(&candidates, &[]), Some(s("172.18.0.0/16")));
+        let taken = [s("172.18.5.0/24"), s("172.16.0.0/13")];
+        assert_eq!(choose(&candidates, &taken), Some(s("172.24.0.0/16")));
+        assert_eq!(choose(&candidates, &[s("0.0.0.0/0")]), None);
+    }
+
+    #[test]
+    fn addresses_are_handed_out_lowest_first() {
+        let net = s("10.9.0.0/30");
+        let gw = net.first_host();
+        let mut used = HashSet::new();
+        assert_eq!(allocate(&net, gw, &used), Some("10.9.0.2".parse().expect("ip")));
+        used.insert("10.9.0.2".parse().expect("ip"));
+        // .3 is the broadcast address of a /30.
+        assert_eq!(allocate(&net, gw, &used), None);
+        assert_eq!(mac_text(&mac_for("172.18.0.2".parse().expect("ip"))), "02:42:ac:12:00:02");
+    }
+}

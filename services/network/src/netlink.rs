@@ -1,0 +1,208 @@
+//! The kernel side of a bridge network, over rtnetlink: the bridge device with
+//! its gateway address, and per container a veth pair whose host end joins the
+//! bridge and whose other end becomes `eth0` in the container's network
+//! namespace, with its address, MAC and default route.
+//!
+//! Work inside a container's namespace runs on a thread of its own that has
+//! joined that namespace (`setns` changes only the calling thread), with a
+//! netlink socket opened there.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use berth_core::{Error, Result};
+use futures::TryStreamExt;
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use crate::ipam::Subnet;
+
+fn nl(what: &str) -> impl FnOnce(rtnetlink::Error) -> Error + '_ {
+    move |e| Error::internal(format!("{what}: {e}"))
+}
+
+fn errno_of(e: &rtnetlink::Error) -> i32 {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.raw_code().abs(),
+        _ => 0,
+    }
+}
+
+/// A netlink handle in the current thread's network namespace.
+fn connect() -> Result<Handle> {
+    let (conn, handle, _) =
+        rtnetlink::new_connection().map_err(|e| Error::internal(format!("open a netlink socket: {e}")))?;
+    tokio::spawn(conn);
+    Ok(handle)
+}
+
+async fn index_of(h: &Handle, name: &str) -> Result<Option<u32>> {
+    let mut links = h.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(link) => Ok(link.map(|l| l.header.index)),
+        Err(e) if errno_of(&e) == ENODEV => Ok(None),
+        Err(e) => Err(Error::internal(format!("look up {name}: {e}"))),
+    }
+}
+
+/// errno values netlink answers with.
+const ENODEV: i32 = 19;
+const EEXIST: i32 = 17;
+
+/// The subnets the host already uses: its routes (but the default route) and
+/// the networks of its addresses.
+pub async fn host_subnets() -> Result<Vec<Subnet>> {
+    let h = connect()?;
+    let mut out = Vec::new();
+    let mut routes = h.route().get(RouteMessageBuilder::<Ipv4Addr>::new().build()).execute();
+    while let Some(r) = routes.try_next().await.map_err(nl("list routes"))? {
+        let prefix = r.header.destination_prefix_length;
+        if prefix == 0 {
+            continue;
+        }
+        for a in &r.attributes {
+            if let rtnetlink::packet_route::route::RouteAttribute::Destination(
+                rtnetlink::packet_route::route::RouteAddress::Inet(ip),
+            ) = a
+            {
+                out.push(Subnet::new(*ip, prefix));
+            }
+        }
+    }
+    let mut addrs = h.address().get().execute();
+    while let Some(a) = addrs.try_next().await.map_err(nl("list addresses"))? {
+        for attr in &a.attributes {
+            if let rtnetlink::packet_route::address::AddressAttribute::Address(IpAddr::V4(ip)) = attr {
+                out.push(Subnet::new(*ip, a.header.prefix_len));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Creates the bridge `name` with `gateway/prefix` when missing, and brings it
+/// up; returns its index. Idempotent.
+pub async fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<u32> {
+    let h = connect()?;
+    if index_of(&h, name).await?.is_none() {
+        match h.link().add(LinkBridge::new(name).build()).execute().await {
+            Ok(()) => {}
+            Err(e) if errno_of(&e) == EEXIST => {}
+            Err(e) => return Err(Error::internal(format!("create bridge {name}: {e}"))),
+        }
+    }
+    let index = index_of(&h, name).await?.ok_or_else(|| Error::internal(format!("bridge {name} vanished")))?;
+    match h.address().add(index, IpAddr::V4(gateway), prefix).execute().await {
+        Ok(()) => {}
+        Err(e) if errno_of(&e) == EEXIST => {}
+        Err(e) => return Err(Error::internal(format!("address {gateway}/{prefix} on {name}: {e}"))),
+    }
+    h.link().set(LinkUnspec::new_with_index(index).up().build()).execute().await.map_err(nl("bring the bridge up"))?;
+    Ok(index)
+}
+
+/// A container's end of a bridge network.
+#[derive(Debug, Clone)]
+pub struct Plug<'a> {
+    /// The bridge's index.
+    pub bridge: u32,
+    /// The host end's name (at most 15 bytes).
+    pub host_veth: &'a str,
+    /// The container's init, whose network namespace gets `eth0`.
+    pub pid: i64,
+    /// The container's address, network and gateway.
+    pub ip: Ipv4Addr,
+    /// See `ip`.
+    pub prefix: u8,
+    /// See `ip`.
+    pub gateway: Ipv4Addr,
+    /// The MAC address of `eth0`.
+    pub mac: [u8; 6],
+}
+
+/// Plugs a container into a bridge. On failure the veth pair is removed again.
+pub async fn plug(p: &Plug<'_>) -> Result<()> {
+    let h = connect()?;
+    // A stale pair from a crash would make the name clash.
+    delete_link(p.host_veth).await?;
+    let peer = format!("{}p", &p.host_veth[..p.host_veth.len().min(14)]);
+    h.link().add(LinkVeth::new(p.host_veth, &peer).build()).execute().await.map_err(nl("create the veth pair"))?;
+    let out = plug_created(&h, p, &peer).await;
+    if out.is_err() {
+        let _ = delete_link(p.host_veth).await;
+    }
+    out
+}
+
+async fn plug_created(h: &Handle, p: &Plug<'_>, peer: &str) -> Result<()> {
+    let host_index = index_of(h, p.host_veth).await?.ok_or_else(|| Error::internal("the veth pair vanished"))?;
+    let peer_index = index_of(h, peer).await?.ok_or_else(|| Error::internal("the veth peer vanished"))?;
+    let ns = std::fs::File::open(format!("/proc/{}/ns/net", p.pid))
+        .map_err(|e| Error::internal(format!("open the container's network namespace: {e}")))?;
+    use std::os::fd::AsRawFd;
+    // Move and rename in one message: the peer arrives in the container as eth0.
+    h.link()
+        .set(
+            LinkUnspec::new_with_index(peer_index)
+                .setns_by_fd(ns.as_raw_fd())
+                .name("eth0".into())
+                .address(p.mac.to_vec())
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(nl("move the veth into the container"))?;
+    h.link()
+        .set(LinkUnspec::new_with_index(host_index).controller(p.bridge).up().build())
+        .execute()
+        .await
+        .map_err(nl("join the bridge"))?;
+    let (ip, prefix, gateway) = (p.ip, p.prefix, p.gateway);
+    in_netns(ns, move |h| async move {
+        h.link().set(LinkUnspec::new_with_index(1).up().build()).execute().await.map_err(nl("bring lo up"))?;
+        let eth0 = index_of(&h, "eth0").await?.ok_or_else(|| Error::internal("eth0 is missing"))?;
+        h.address().add(eth0, IpAddr::V4(ip), prefix).execute().await.map_err(nl("address eth0"))?;
+        h.link().set(LinkUnspec::new_with_index(eth0).up().build()).execute().await.map_err(nl("bring eth0 up"))?;
+        h.route()
+            .add(RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).build())
+            .execute()
+            .await
+            .map_err(nl("add the default route"))?;
+        Ok(())
+    })
+    .await
+}
+
+/// Runs `f` with a netlink handle inside the network namespace `ns`, on a
+/// thread of its own.
+async fn in_netns<F, Fut>(ns: std::fs::File, f: F) -> Result<()>
+where
+    F: FnOnce(Handle) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let run = || -> Result<()> {
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| Error::internal(format!("enter the container's network namespace: {e}")))?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::internal(e.to_string()))?;
+            rt.block_on(async move { f(connect()?).await })
+        };
+        let _ = tx.send(run());
+    });
+    rx.await.map_err(|_| Error::internal("the namespace worker died"))?
+}
+
+/// Deletes a link by name; a missing one is fine.
+pub async fn delete_link(name: &str) -> Result<()> {
+    let h = connect()?;
+    match index_of(&h, name).await? {
+        Some(index) => match h.link().del(index).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if errno_of(&e) == ENODEV => Ok(()),
+            Err(e) => Err(Error::internal(format!("delete {name}: {e}"))),
+        },
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,184 @@
+//! Persistence of networks and endpoints.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use berth_core::{Error, Result};
+use berth_proto::types::v1::KeyValue;
+use sqlx::{Row, SqlitePool};
+
+use crate::pb;
+
+/// The embedded migrations of the network service.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/network");
+
+/// A container's endpoint on a network, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointRecord {
+    /// The network's ID.
+    pub network_id: String,
+    /// The container's ID.
+    pub container_id: String,
+    /// The endpoint's ID (64 hex characters).
+    pub endpoint_id: String,
+    /// The container's address.
+    pub ip: String,
+    /// Its MAC address.
+    pub mac: String,
+    /// The host end of its veth pair.
+    pub host_veth: String,
+}
+
+/// Persistence of network records and endpoints.
+///
+/// Schema (`migrations/network/`): `networks(id PK, name UNIQUE, driver,
+/// internal, labels JSON, created_at, subnet, gateway, options JSON)` and
+/// `endpoints(network_id, container_id, endpoint_id, ip, mac, host_veth)` with one
+/// endpoint per container and network, and unique addresses per network.
+#[async_trait]
+pub trait NetworkStore: Send + Sync + 'static {
+    /// Every network record, by name.
+    async fn networks(&self) -> Result<Vec<pb::Network>>;
+    /// Records a network; a taken name is `AlreadyExists`.
+    async fn insert_network(&self, n: &pb::Network) -> Result<()>;
+    /// The endpoints on a network.
+    async fn endpoints(&self, network_id: &str) -> Result<Vec<EndpointRecord>>;
+    /// A container's endpoints.
+    async fn container_endpoints(&self, container_id: &str) -> Result<Vec<EndpointRecord>>;
+    /// Records an endpoint; a taken address is `AlreadyExists`.
+    async fn insert_endpoint(&self, e: &EndpointRecord) -> Result<()>;
+    /// Forgets an endpoint.
+    async fn delete_endpoint(&self, network_id: &str, container_id: &str) -> Result<()>;
+}
+
+/// [`NetworkStore`] on SQLite.
+#[derive(Debug, Clone)]
+pub struct SqliteNetworkStore {
+    pool: SqlitePool,
+}
+
+impl SqliteNetworkStore {
+    /// Wraps an open pool whose migrations have run.
+    pub fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+}
+
+fn pairs(json: &str) -> Vec<KeyValue> {
+    serde_json::from_str::<BTreeMap<String, String>>(json)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(key, value)| KeyValue { key, value })
+        .collect()
+}
+
+fn json_of(pairs: &[KeyValue]) -> String {
+    let map: BTreeMap<&str, &str> = pairs.iter().map(|kv| (kv.key.as_str(), kv.value.as_str())).collect();
+    serde_json::to_string(&map).unwrap_or_else(|_| "{}".into())
+}
+
+fn unique(e: sqlx::Error, what: &str) -> Error {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => Error::already_exists(what.to_string()),
+        _ => Error::from(e),
+    }
+}
+
+fn endpoint_of(r: &sqlx::sqlite::SqliteRow) -> Result<EndpointRecord> {
+    Ok(EndpointRecord {
+        network_id: r.try_get("network_id")?,
+        container_id: r.try_get("container_id")?,
+        endpoint_id: r.try_get("endpoint_id")?,
+        ip: r.try_get("ip")?,
+        mac: r.try_get("mac")?,
+        host_veth: r.try_get("host_veth")?,
+    })
+}
+
+const ENDPOINT_COLUMNS: &str = "network_id, container_id, endpoint_id, ip, mac, host_veth";
+
+#[async_trait]
+impl NetworkStore for SqliteNetworkStore {
+    async fn networks(&self) -> Result<Vec<pb::Network>> {
+        let rows = sqlx::query(
+            "SELECT id, name, driver, internal, labels, created_at, subnet, gateway, options FROM networks ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(pb::Network {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    driver: r.try_get("driver")?,
+                    scope: "local".into(),
+                    created: r.try_get("created_at")?,
+                    internal: r.try_get::<i64, _>("internal")? != 0,
+                    labels: pairs(&r.try_get::<String, _>("labels")?),
+                    subnet: r.try_get("subnet")?,
+                    gateway: r.try_get("gateway")?,
+                    options: pairs(&r.try_get::<String, _>("options")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_network(&self, n: &pb::Network) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO networks (id, name, driver, internal, labels, created_at, subnet, gateway, options) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&n.id)
+        .bind(&n.name)
+        .bind(&n.driver)
+        .bind(n.internal as i64)
+        .bind(json_of(&n.labels))
+        .bind(&n.created)
+        .bind(&n.subnet)
+        .bind(&n.gateway)
+        .bind(json_of(&n.options))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| unique(e, &format!("network with name {} already exists", n.name)))?;
+        Ok(())
+    }
+
+    async fn endpoints(&self, network_id: &str) -> Result<Vec<EndpointRecord>> {
+        let q = format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE network_id = ?");
+        let rows = sqlx::query(&q).bind(network_id).fetch_all(&self.pool).await?;
+        rows.iter().map(endpoint_of).collect()
+    }
+
+    async fn container_endpoints(&self, container_id: &str) -> Result<Vec<EndpointRecord>> {
+        let q = format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE container_id = ?");
+        let rows = sqlx::query(&q).bind(container_id).fetch_all(&self.pool).await?;
+        rows.iter().map(endpoint_of).collect()
+    }
+
+    async fn insert_endpoint(&self, e: &EndpointRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO endpoints (network_id, container_id, endpoint_id, ip, mac, host_veth, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&e.network_id)
+        .bind(&e.container_id)
+        .bind(&e.endpoint_id)
+        .bind(&e.ip)
+        .bind(&e.mac)
+        .bind(&e.host_veth)
+        .bind(berth_core::id::now_rfc3339())
+        .execute(&self.pool)
+        .await
+        .map_err(|err| unique(err, &format!("Address already in use: {}", e.ip)))?;
+        Ok(())
+    }
+
+    async fn delete_endpoint(&self, network_id: &str, container_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM endpoints WHERE network_id = ? AND container_id = ?")
+            .bind(network_id)
+            .bind(container_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
