@@ -39,6 +39,16 @@ fn image_endpoints_over_grpc() {
     // Containers run through the runtime service's own process too.
     let out = d.docker(&["run", "--rm", "busybox", "echo", "split-run"]).expect("run");
     assert_eq!(out, "split-run\n");
+    // Streams cross the gRPC hop both ways: stdin with its end, exec, and the
+    // network service plugs the container into its bridge.
+    let o = d.docker_with_input(&["run", "-i", "--rm", "busybox", "sh", "-c", "cat; ip -4 -o addr show eth0"], b"in\n");
+    let o = o.expect("run -i");
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(text.starts_with("in\n") && text.contains("inet "), "{text}");
+    d.docker(&["run", "-d", "--name", "split-box", "busybox", "sleep", "300"]).expect("run -d");
+    let o = d.docker_with_input(&["exec", "-i", "split-box", "sh", "-c", "cat; exit 5"], b"exec-in\n").expect("exec");
+    assert_eq!((String::from_utf8_lossy(&o.stdout).as_ref(), o.status.code()), ("exec-in\n", Some(5)));
+    d.docker(&["rm", "-f", "split-box"]).expect("rm");
 
     // The gateway's request ID shows up in the image service's log.
     let gw = std::fs::read_to_string(d.root.path().join("berthd.log")).expect("gateway log");
