@@ -281,3 +281,37 @@ fn the_default_bridge_gives_each_container_an_address() {
     let c = d.docker(&["run", "--rm", "busybox", "sh", "-c", "ip -4 -o addr show eth0"]).expect("run c");
     assert!(c.contains(&format!("{ip_a}/")) || c.contains(&format!("{ip_b}/")), "addresses are reused: {c}");
 }
+
+#[test]
+fn group_add_and_signal_forwarding_from_the_cli() {
+    let d = daemon();
+    let (code, stdout, stderr) =
+        out(&d, &["run", "--rm", "-u", "65534", "--group-add", "4242", "--group-add", "root", "busybox", "id", "-G"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let groups: Vec<&str> = stdout.split_whitespace().collect();
+    assert!(groups.contains(&"4242") && groups.contains(&"0"), "{stdout}");
+
+    // An attached `docker run` passes the signals it gets to the container (--sig-proxy).
+    let mut cli = d
+        .docker_cmd(&[
+            "run",
+            "--name",
+            "proxied",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'exit 9' TERM; while true; do sleep 0.1; done",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("docker run");
+    wait_until("the container to run", || {
+        d.docker(&["inspect", "--format", "{{.State.Running}}", "proxied"]).is_ok_and(|s| s.trim() == "true")
+    });
+    // SAFETY: kill(2) on the docker CLI we spawned and have not reaped.
+    unsafe { libc::kill(cli.id() as i32, libc::SIGTERM) };
+    let status = cli.wait().expect("wait");
+    assert_eq!(status.code(), Some(9), "the container's trap ran and its code came back");
+}

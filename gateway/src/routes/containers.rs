@@ -231,56 +231,10 @@ async fn post_containers_create(State(s): State<AppState>, uri: Uri, body: Bytes
 
 /// ContainerPrune: `POST /containers/prune` (filters: until, label, label!).
 async fn post_containers_prune(State(s): State<AppState>, uri: Uri) -> ApiResult<Json<Value>> {
-    let filters = Params::parse(uri.query()).filters()?;
-    let mut labels = Vec::new();
-    let mut not_labels = Vec::new();
-    let mut until = None;
-    for f in filters {
-        match f.key.as_str() {
-            "label" => labels.extend(f.values),
-            "label!" => not_labels.extend(f.values),
-            "until" => {
-                let v = f.values.first().cloned().unwrap_or_default();
-                let t = v
-                    .parse::<i64>()
-                    .ok()
-                    .or_else(|| berth_core::id::parse_rfc3339(&v).map(|t| t.unix_timestamp()))
-                    .ok_or_else(|| Error::invalid(format!("invalid filter 'until={v}'")))?;
-                until = Some(t);
-            }
-            other => return Err(Error::invalid(format!("invalid filter '{other}'")).into()),
-        }
-    }
-    let stopped = berth_proto::types::v1::Filter {
-        key: "status".into(),
-        values: vec!["created".into(), "exited".into(), "dead".into()],
-    };
-    let mut wanted = vec![stopped];
-    if !labels.is_empty() {
-        wanted.push(berth_proto::types::v1::Filter { key: "label".into(), values: labels });
-    }
-    let mut deleted = Vec::new();
-    for c in s.runtime.list(true, wanted, 0).await? {
-        let created = berth_core::id::parse_rfc3339(&c.created).map(|t| t.unix_timestamp()).unwrap_or(0);
-        if until.is_some_and(|u| created >= u) {
-            continue;
-        }
-        let has = |l: &String| match l.split_once('=') {
-            Some((k, v)) => c.labels.iter().any(|kv| kv.key == k && kv.value == v),
-            None => c.labels.iter().any(|kv| &kv.key == l),
-        };
-        if not_labels.iter().any(has) {
-            continue;
-        }
-        match s.runtime.remove(&c.id, false, false).await {
-            Ok(()) => deleted.push(c.id),
-            Err(e) if e.kind() == berth_core::ErrorKind::NotFound || e.kind() == berth_core::ErrorKind::Conflict => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let r = s.runtime.prune(Params::parse(uri.query()).filters()?).await?;
     Ok(Json(json!({
-        "ContainersDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) },
-        "SpaceReclaimed": 0,
+        "ContainersDeleted": if r.deleted.is_empty() { Value::Null } else { json!(r.deleted) },
+        "SpaceReclaimed": r.space_reclaimed,
     })))
 }
 

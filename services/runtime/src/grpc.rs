@@ -168,6 +168,13 @@ impl RuntimeService for RuntimeGrpcServer {
     ) -> Result<Response<pb::InspectExecResponse>, Status> {
         Ok(Response::new(self.api.inspect_exec(&req.into_inner().exec_id).await?))
     }
+
+    async fn prune_containers(
+        &self,
+        req: Request<pb::PruneContainersRequest>,
+    ) -> Result<Response<pb::PruneContainersResponse>, Status> {
+        Ok(Response::new(self.api.prune(req.into_inner().filters).await?))
+    }
 }
 
 type OutputStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::StreamOutput, Status>> + Send>>;
@@ -315,6 +322,11 @@ impl RuntimeApi for RuntimeGrpcClient {
     async fn inspect_exec(&self, exec_id: &str) -> Result<pb::InspectExecResponse> {
         let req = pb::InspectExecRequest { exec_id: exec_id.into() };
         Ok(self.inner.clone().inspect_exec(req).await.map_err(err)?.into_inner())
+    }
+
+    async fn prune(&self, filters: Vec<Filter>) -> Result<pb::PruneContainersResponse> {
+        let req = pb::PruneContainersRequest { filters };
+        Ok(self.inner.clone().prune_containers(req).await.map_err(err)?.into_inner())
     }
 }
 

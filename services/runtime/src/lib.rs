@@ -62,4 +62,6 @@ pub trait RuntimeApi: Send + Sync + 'static {
     async fn start_exec(&self, req: pb::StartExecRequest, input: shim::InputStream) -> Result<shim::OutputStream>;
     /// An exec's state.
     async fn inspect_exec(&self, exec_id: &str) -> Result<pb::InspectExecResponse>;
+    /// Removes stopped containers matching `filters` (until, label, label!).
+    async fn prune(&self, filters: Vec<Filter>) -> Result<pb::PruneContainersResponse>;
 }

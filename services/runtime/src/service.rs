@@ -41,6 +41,60 @@ pub(crate) fn status(c: &pb::Container) -> &str {
     c.state.as_ref().map(|s| s.status.as_str()).unwrap_or("created")
 }
 
+/// The filters of `docker container prune`: `until` (a time or Unix seconds),
+/// `label` and `label!` (`key` or `key=value`).
+#[derive(Debug, Default)]
+struct PruneFilter {
+    until: Option<i64>,
+    labels: Vec<String>,
+    not_labels: Vec<String>,
+}
+
+impl PruneFilter {
+    fn parse(filters: &[Filter]) -> Result<Self> {
+        let mut f = PruneFilter::default();
+        for filter in filters {
+            match filter.key.as_str() {
+                "label" => f.labels.extend(filter.values.iter().cloned()),
+                "label!" => f.not_labels.extend(filter.values.iter().cloned()),
+                "until" => {
+                    let v = filter.values.first().cloned().unwrap_or_default();
+                    let t = v
+                        .parse::<i64>()
+                        .ok()
+                        .or_else(|| berth_core::id::parse_rfc3339(&v).map(|t| t.unix_timestamp()))
+                        .ok_or_else(|| Error::invalid(format!("invalid filter 'until={v}'")))?;
+                    f.until = Some(t);
+                }
+                other => return Err(Error::invalid(format!("invalid filter '{other}'"))),
+            }
+        }
+        Ok(f)
+    }
+
+    fn matches(&self, c: &pb::Container) -> bool {
+        let created = berth_core::id::parse_rfc3339(&c.created).map(|t| t.unix_timestamp()).unwrap_or(0);
+        let has = |l: &String| match l.split_once('=') {
+            Some((k, v)) => c.labels.iter().any(|kv| kv.key == k && kv.value == v),
+            None => c.labels.iter().any(|kv| &kv.key == l),
+        };
+        self.until.is_none_or(|u| created < u) && self.labels.iter().all(has) && !self.not_labels.iter().any(has)
+    }
+}
+
+/// The bytes in the files under `dir` (not following symlinks).
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 /// A HostConfig whose LogConfig is filled in as dockerd does at create: the
 /// json-file driver, with the daemon's `log-opts` when the container sets none.
 fn with_log_defaults(mut hc: Value, daemon: &std::collections::BTreeMap<String, String>) -> Value {
@@ -349,6 +403,27 @@ impl RuntimeApi for LocalRuntime {
         self.exec_inspect(exec_id).await
     }
 
+    async fn prune(&self, filters: Vec<Filter>) -> Result<pb::PruneContainersResponse> {
+        let rule = PruneFilter::parse(&filters)?;
+        let mut out = pb::PruneContainersResponse::default();
+        for c in self.store.containers().await? {
+            if !matches!(status(&c), "created" | "exited" | "dead") || !rule.matches(&c) {
+                continue;
+            }
+            let upper = self.host.bundle(&c.id).join("upper");
+            let size = tokio::task::spawn_blocking(move || dir_size(&upper)).await.unwrap_or(0);
+            match self.remove(&c.id, false, false).await {
+                Ok(()) => {
+                    out.deleted.push(c.id);
+                    out.space_reclaimed += size;
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Conflict) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
     async fn image_in_use(&self, image_id: &str) -> Result<pb::ImageInUseResponse> {
         let users: Vec<pb::Container> =
             self.store.containers().await?.into_iter().filter(|c| c.image_id == image_id).collect();
@@ -491,5 +566,23 @@ mod tests {
         assert_eq!(rt.inspect("uno").await.expect_err("gone").kind(), ErrorKind::NotFound);
         let usage = rt.image_in_use("sha256:b0").await.expect("usage");
         assert_eq!(usage.container_ids.len(), 1);
+    }
+
+    #[test]
+    fn prune_filters_like_dockerd() {
+        let c = pb::Container {
+            created: "2020-01-01T00:00:00Z".into(),
+            labels: vec![berth_proto::types::v1::KeyValue { key: "keep".into(), value: "yes".into() }],
+            ..Default::default()
+        };
+        let f = |k: &str, v: &str| Filter { key: k.into(), values: vec![v.into()] };
+        assert!(PruneFilter::parse(&[]).expect("none").matches(&c));
+        assert!(!PruneFilter::parse(&[f("label!", "keep")]).expect("label!").matches(&c));
+        assert!(PruneFilter::parse(&[f("label", "keep=yes")]).expect("label").matches(&c));
+        assert!(!PruneFilter::parse(&[f("label", "keep=no")]).expect("label").matches(&c));
+        assert!(PruneFilter::parse(&[f("until", "2021-01-01T00:00:00Z")]).expect("until").matches(&c));
+        assert!(!PruneFilter::parse(&[f("until", "1000")]).expect("until").matches(&c));
+        assert!(PruneFilter::parse(&[f("until", "soon")]).is_err());
+        assert!(PruneFilter::parse(&[f("colour", "red")]).is_err());
     }
 }
