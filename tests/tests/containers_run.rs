@@ -399,6 +399,16 @@ fn removing_fifty_running_containers_leaves_nothing() {
     }
     let bundles = std::fs::read_dir(d.data_root().join("runtime/containers")).map(|r| r.count()).unwrap_or(0);
     assert_eq!(bundles, 0);
+    // No veth left, and the bridge's addresses are free again: the next container
+    // gets the first one.
+    for id in &ids {
+        assert!(std::fs::metadata(format!("/sys/class/net/veth{}", &id[..11])).is_err(), "veth of {id} left behind");
+    }
+    let net = d.docker(&["network", "inspect", "--format", "{{(index .IPAM.Config 0).Gateway}}", "bridge"]);
+    let gateway: std::net::Ipv4Addr = net.expect("gateway").trim().parse().expect("ip");
+    let first = std::net::Ipv4Addr::from(u32::from(gateway) + 1);
+    let ip = d.docker(&["run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0"]).expect("run");
+    assert!(ip.contains(&format!("inet {first}/")), "{ip}");
 }
 
 #[test]
