@@ -315,3 +315,56 @@ fn group_add_and_signal_forwarding_from_the_cli() {
     let status = cli.wait().expect("wait");
     assert_eq!(status.code(), Some(9), "the container's trap ran and its code came back");
 }
+
+/// Runs the docker CLI on a pseudo-terminal of 30 rows and 100 columns, as a
+/// user at a terminal would; returns the master side and the CLI.
+fn docker_on_tty(d: &Daemon, args: &[&str]) -> (std::fs::File, std::process::Child) {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (0, 0);
+    let ws = libc::winsize { ws_row: 30, ws_col: 100, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: openpty writes two descriptors; the name and termios pointers may be null.
+    let rc = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), &ws) };
+    assert_eq!(rc, 0, "openpty");
+    // SAFETY: both descriptors were just opened and are owned by nothing else.
+    let (master, slave) = unsafe { (std::fs::File::from_raw_fd(master), std::fs::File::from_raw_fd(slave)) };
+    let child = d
+        .docker_cmd(args)
+        .stdin(slave.try_clone().expect("dup"))
+        .stdout(slave.try_clone().expect("dup"))
+        .stderr(slave)
+        .spawn()
+        .expect("docker on a tty");
+    (master, child)
+}
+
+#[test]
+fn interactive_run_on_a_terminal_resizes_and_detaches() {
+    let d = daemon();
+    let (master, mut cli) = docker_on_tty(&d, &["run", "-it", "--name", "tty-box", "busybox", "sh"]);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut reader = master.try_clone().expect("dup");
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().expect("lock").extend_from_slice(&buf[..n]);
+        }
+    });
+    let text = || String::from_utf8_lossy(&seen.lock().expect("lock")).to_string();
+    wait_until("the shell's prompt", || text().contains("# "));
+    let mut writer = master.try_clone().expect("dup");
+    // The CLI sized the container's terminal like its own.
+    writer.write_all(b"stty size; echo $((6*7))\r").expect("type");
+    wait_until("the answer", || text().contains("42\r\n"));
+    assert!(text().contains("30 100\r\n"), "{}", text());
+    // ctrl-p ctrl-q: the CLI leaves, the shell keeps running.
+    writer.write_all(b"\x10\x11").expect("detach");
+    let status = cli.wait().expect("cli");
+    assert_eq!(status.code(), Some(0));
+    let running = d.docker(&["inspect", "--format", "{{.State.Running}}", "tty-box"]).expect("inspect");
+    assert_eq!(running.trim(), "true");
+    d.docker(&["rm", "-f", "tty-box"]).expect("rm");
+}
