@@ -438,8 +438,51 @@ impl Drop for Daemon {
         for c in self.others.drain(..) {
             let _ = stop_child(c, "service");
         }
+        kill_leftover_containers(self.root.path());
         // dockerd leaves docker0 behind; a test must not leave its bridge.
         let _ = Command::new("ip").args(["link", "delete", &self.bridge]).stderr(Stdio::null()).status();
+    }
+}
+
+/// Containers outlive berthd by design, so a test that failed half-way leaves
+/// some running: kill every container whose shim works under `root` (its
+/// children), let the shims exit, and remove their cgroups.
+fn kill_leftover_containers(root: &Path) {
+    let root = root.to_string_lossy().to_string();
+    let procs: Vec<(i32, i32, String)> = std::fs::read_dir("/proc")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+                .filter_map(|pid| {
+                    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                    let ppid = stat.rsplit(')').next()?.split_whitespace().nth(1)?.parse().ok()?;
+                    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+                    Some((pid, ppid, String::from_utf8_lossy(&cmd).replace('\0', " ")))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let shims: Vec<(i32, String)> = procs
+        .iter()
+        .filter(|(_, _, cmd)| cmd.contains("berth-shim") && cmd.contains(&root))
+        .map(|(pid, _, cmd)| (*pid, cmd.rsplit('/').next().unwrap_or_default().trim().to_string()))
+        .collect();
+    for (shim, _) in &shims {
+        for (pid, ppid, _) in &procs {
+            if ppid == shim {
+                // SAFETY: kill(2) of a container process this test's daemon started.
+                unsafe { libc::kill(*pid, libc::SIGKILL) };
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while shims.iter().any(|(pid, _)| Path::new(&format!("/proc/{pid}")).exists()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for (_, id) in &shims {
+        for hierarchy in ["", "memory", "cpu", "pids", "cpuset", "unified"] {
+            let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(hierarchy).join("berth").join(id));
+        }
     }
 }
 
