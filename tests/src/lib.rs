@@ -23,8 +23,14 @@ pub fn bin_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     let exe = std::env::current_exe().expect("current exe");
-    // target/debug/deps/<test> -> target/debug
-    exe.parent().and_then(Path::parent).map(Path::to_path_buf).expect("target dir")
+    let dir = exe.parent().expect("the executable's directory");
+    // A program beside berthd (the bench) uses its own directory; a test runs
+    // from target/<profile>/deps.
+    if dir.join("berthd").exists() {
+        dir.to_path_buf()
+    } else {
+        dir.parent().map(Path::to_path_buf).expect("target dir")
+    }
 }
 
 /// The path of one workspace binary, checked to exist.

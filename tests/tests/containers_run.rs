@@ -391,12 +391,9 @@ fn removing_fifty_running_containers_leaves_nothing() {
     wait_until("all shims gone", || shims_of(&d) == 0);
     assert_eq!(overlay_mounts_of(&d), 0);
     let cg = std::path::Path::new("/sys/fs/cgroup");
-    for id in &ids {
-        assert!(
-            !cg.join("memory/berth").join(id).exists() && !cg.join("berth").join(id).exists(),
-            "cgroup of {id} left behind"
-        );
-    }
+    wait_until("no cgroup left behind", || {
+        ids.iter().all(|id| !cg.join("memory/berth").join(id).exists() && !cg.join("berth").join(id).exists())
+    });
     let bundles = std::fs::read_dir(d.data_root().join("runtime/containers")).map(|r| r.count()).unwrap_or(0);
     assert_eq!(bundles, 0);
     // No veth left, and the bridge's addresses are free again: the next container

@@ -119,44 +119,33 @@ pub struct Plug<'a> {
 }
 
 /// Plugs a container into a bridge. On failure the veth pair is removed again.
+///
+/// The pair is made in one message with its inner end created directly in the
+/// container's namespace as `eth0` and its host end already on the bridge and
+/// up: moving a device between namespaces afterwards costs the kernel a
+/// synchronization that is most of the time of a container start.
 pub async fn plug(p: &Plug<'_>) -> Result<()> {
+    use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
+    use std::os::fd::AsRawFd;
     let h = connect()?;
     // A stale pair from a crash would make the name clash.
     delete_link(p.host_veth).await?;
-    let peer = format!("{}p", &p.host_veth[..p.host_veth.len().min(14)]);
-    h.link().add(LinkVeth::new(p.host_veth, &peer).build()).execute().await.map_err(nl("create the veth pair"))?;
-    let out = plug_created(&h, p, &peer).await;
-    if out.is_err() {
-        let _ = delete_link(p.host_veth).await;
-    }
-    out
-}
-
-async fn plug_created(h: &Handle, p: &Plug<'_>, peer: &str) -> Result<()> {
-    let host_index = index_of(h, p.host_veth).await?.ok_or_else(|| Error::internal("the veth pair vanished"))?;
-    let peer_index = index_of(h, peer).await?.ok_or_else(|| Error::internal("the veth peer vanished"))?;
     let ns = std::fs::File::open(format!("/proc/{}/ns/net", p.pid))
         .map_err(|e| Error::internal(format!("open the container's network namespace: {e}")))?;
-    use std::os::fd::AsRawFd;
-    // Move and rename in one message: the peer arrives in the container as eth0.
-    h.link()
-        .set(
-            LinkUnspec::new_with_index(peer_index)
-                .setns_by_fd(ns.as_raw_fd())
-                .name("eth0".into())
-                .address(p.mac.to_vec())
-                .build(),
-        )
-        .execute()
-        .await
-        .map_err(nl("move the veth into the container"))?;
-    h.link()
-        .set(LinkUnspec::new_with_index(host_index).controller(p.bridge).up().build())
-        .execute()
-        .await
-        .map_err(nl("join the bridge"))?;
+    let inner = rtnetlink::LinkMessageBuilder::<LinkUnspec>::new()
+        .name("eth0".into())
+        .address(p.mac.to_vec())
+        .setns_by_fd(ns.as_raw_fd())
+        .build();
+    let pair = rtnetlink::LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+        .name(p.host_veth.to_string())
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(inner)))
+        .controller(p.bridge)
+        .up()
+        .build();
+    h.link().add(pair).execute().await.map_err(nl("create the veth pair"))?;
     let (ip, prefix, gateway) = (p.ip, p.prefix, p.gateway);
-    in_netns(ns, move |h| async move {
+    let out = in_netns(ns, move |h| async move {
         h.link().set(LinkUnspec::new_with_index(1).up().build()).execute().await.map_err(nl("bring lo up"))?;
         let eth0 = index_of(&h, "eth0").await?.ok_or_else(|| Error::internal("eth0 is missing"))?;
         h.address().add(eth0, IpAddr::V4(ip), prefix).execute().await.map_err(nl("address eth0"))?;
@@ -168,7 +157,11 @@ async fn plug_created(h: &Handle, p: &Plug<'_>, peer: &str) -> Result<()> {
             .map_err(nl("add the default route"))?;
         Ok(())
     })
-    .await
+    .await;
+    if out.is_err() {
+        let _ = delete_link(p.host_veth).await;
+    }
+    out
 }
 
 /// Runs `f` with a netlink handle inside the network namespace `ns`, on a

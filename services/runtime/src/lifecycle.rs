@@ -87,7 +87,13 @@ impl Host {
         if let Ok(mut w) = self.waiters.lock() {
             w.remove(id);
         }
-        crate::cgroups::remove(&self.cgroup_root, id);
+        // Removing cgroups can wait on the kernel (and retries while the last
+        // tasks exit): off the caller's path.
+        let (root, cid) = (self.cgroup_root.clone(), id.to_string());
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(move || crate::cgroups::remove(&root, &cid))),
+            Err(_) => crate::cgroups::remove(&root, &cid),
+        }
         let _ = std::fs::remove_dir_all(self.bundle(id));
         let _ = self.events.send(Event::Removed(id.to_string()));
     }
@@ -247,14 +253,7 @@ impl LocalRuntime {
                 None => poll_exit(&bundle, pid).await,
             };
             let code = exit["ExitCode"].as_i64().unwrap_or(128);
-            let (root, cid) = (host.cgroup_root.clone(), id.clone());
-            let oom = tokio::task::spawn_blocking(move || {
-                let oom = crate::cgroups::oom_killed(&root, &cid);
-                crate::cgroups::remove(&root, &cid);
-                oom
-            })
-            .await
-            .unwrap_or(false);
+            let oom = crate::cgroups::oom_killed(&host.cgroup_root, &id);
             let state = pb::ContainerState {
                 status: "exited".into(),
                 pid: 0,
@@ -268,11 +267,6 @@ impl LocalRuntime {
             if let Err(e) = store.set_state(&id, &state).await {
                 tracing::warn!(id = %id, error = %e, "record exit");
             }
-            if let Some(n) = &networks
-                && let Err(e) = n.disconnect(&id, "").await
-            {
-                tracing::warn!(id = %id, error = %e, "release the container's addresses");
-            }
             tracing::info!(id = %id, code, "container exited");
             let _ = host.events.send(Event::Exited(id.clone(), code));
             if auto_remove {
@@ -280,6 +274,15 @@ impl LocalRuntime {
                     tracing::warn!(id = %id, error = %e, "auto-remove");
                 }
                 host.forget(&id);
+            }
+            // Clean-up nobody waits for: removing cgroups and the rest of the
+            // veth pair waits on the kernel tearing the namespaces down.
+            let (root, cid) = (host.cgroup_root.clone(), id.clone());
+            let _ = tokio::task::spawn_blocking(move || crate::cgroups::remove(&root, &cid)).await;
+            if let Some(n) = &networks
+                && let Err(e) = n.disconnect(&id, "").await
+            {
+                tracing::warn!(id = %id, error = %e, "release the container's addresses");
             }
         });
     }
@@ -312,6 +315,8 @@ impl LocalRuntime {
     }
 
     async fn start_resolved(&self, c: &pb::Container) -> Result<bool> {
+        let t0 = std::time::Instant::now();
+        let step = |what: &str| tracing::debug!(id = %c.id, ms = t0.elapsed().as_secs_f64() * 1000.0, "start: {what}");
         let image = self.images.inspect(&c.image_id).await?;
         let config: Value = serde_json::from_slice(&c.config).unwrap_or_default();
         let host_config: Value = serde_json::from_slice(&c.host_config).unwrap_or_default();
@@ -371,6 +376,7 @@ impl LocalRuntime {
             annotations.insert("berth.init".to_string(), "true".to_string());
         }
         let limits = crate::cgroups::Limits::from_spec(&serde_json::to_value(&oci).unwrap_or_default());
+        step("bundle written");
         let cgroups = crate::cgroups::create(&self.host.cgroup_root, &c.id, &limits).inspect_err(|_| {
             crate::cgroups::remove(&self.host.cgroup_root, &c.id);
         })?;
@@ -382,6 +388,7 @@ impl LocalRuntime {
         let spec_json = serde_json::to_vec_pretty(&oci).map_err(|e| Error::internal(e.to_string()))?;
         std::fs::write(bundle.join("config.json"), spec_json)?;
 
+        step("cgroups ready");
         let shim = self.host.shim.clone();
         let bundle_c = bundle.clone();
         let report = tokio::task::spawn_blocking(move || -> Result<String> {
@@ -403,6 +410,7 @@ impl LocalRuntime {
         })
         .await
         .map_err(|e| Error::internal(e.to_string()))??;
+        step("shim reported");
         let report = report.trim();
         let now = berth_core::id::now_rfc3339();
         if let Some(pid) = report.strip_prefix("ok ").and_then(|p| p.trim().parse::<i64>().ok()) {
@@ -428,7 +436,9 @@ impl LocalRuntime {
                     return Err(e.context("failed to set up container networking"));
                 }
             };
+            step("network plugged");
             self.connect_waiters(&c.id, &bundle).await;
+            step("attaches connected");
             if let Err(e) = crate::shim::start(&bundle).await {
                 let state = pb::ContainerState {
                     status: "created".into(),
@@ -439,6 +449,7 @@ impl LocalRuntime {
                 self.store.set_state(&c.id, &state).await?;
                 return Err(e);
             }
+            step("command running");
             let state = pb::ContainerState {
                 status: "running".into(),
                 pid,

@@ -294,9 +294,12 @@ pub fn run(a: &InitArgs<'_>) -> InitError {
 
 enum Never {}
 
-fn join_cgroups(spec: &Value) -> Result<(), InitError> {
+/// Moves process `pid` (0: the caller) into the container's cgroups. On cgroup
+/// v1 the first move costs the kernel a grace period (about 10 ms here), so the
+/// shim does it for the init while the init sets itself up.
+pub fn join_cgroups(spec: &Value, pid: libc::pid_t) -> Result<(), InitError> {
     for dir in spec["annotations"]["berth.cgroups"].as_str().unwrap_or("").lines().filter(|l| !l.is_empty()) {
-        ctx(std::fs::write(Path::new(dir).join("cgroup.procs"), "0"), || format!("join cgroup {dir}"))?;
+        ctx(std::fs::write(Path::new(dir).join("cgroup.procs"), pid.to_string()), || format!("join cgroup {dir}"))?;
     }
     Ok(())
 }
@@ -328,8 +331,8 @@ fn tty_stdio(sync: libc::c_int, console: bool) -> Result<(), InitError> {
 fn setup_and_exec(a: &InitArgs<'_>) -> Result<Never, InitError> {
     let spec = a.spec;
     sys::reset_signals();
-    // Join the container's cgroups first, so everything it starts is limited.
-    join_cgroups(spec)?;
+    // The shim moves us into the container's cgroups meanwhile (see
+    // `join_cgroups`); it is done before the shim lets the command run.
     if let Stdio::Pipes(i, o, e) = a.stdio {
         pipe_stdio(i, o, e)?;
     }
@@ -424,7 +427,7 @@ pub fn exec_in(a: &ExecArgs<'_>) -> InitError {
 
 fn exec_setup(a: &ExecArgs<'_>) -> Result<Never, InitError> {
     sys::reset_signals();
-    join_cgroups(a.spec)?;
+    join_cgroups(a.spec, 0)?;
     if let Stdio::Pipes(i, o, e) = a.stdio {
         pipe_stdio(i, o, e)?;
     }

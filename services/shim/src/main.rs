@@ -795,8 +795,15 @@ fn run(bundle: &Path) -> Result<(), String> {
     };
     close_fds(child_stdio);
     sys::close(sync_child);
+    // Into the container's cgroups while the init sets itself up; the init runs
+    // the command only after the start, so nothing escapes the limits.
+    let joined = init::join_cgroups(&spec, pid);
     let mut master = None;
-    match handshake(sync_parent, &mut master) {
+    let outcome = match joined {
+        Ok(()) => handshake(sync_parent, &mut master),
+        Err(init::InitError(code, msg)) => Err((code, msg)),
+    };
+    match outcome {
         Ok(true) => {}
         outcome => {
             let (code, msg) = outcome.err().unwrap_or((128, "the container's init exited during setup".into()));
