@@ -16,7 +16,7 @@ DEBIAN_PACKAGES := protobuf-compiler busybox-static attr curl ca-certificates ip
 # state under /var/lib/berth.
 BERTHD_FLAGS ?=
 
-.PHONY: all deps build run test test-unit test-e2e lint fmt clean
+.PHONY: all deps build run test test-unit test-e2e test-bench-smoke bench bench-deps lint fmt clean
 
 all: build
 
@@ -42,14 +42,29 @@ lint: deps
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 test-unit: deps
-	$(CARGO) test --workspace --exclude berth-tests
+	$(CARGO) test --workspace --exclude berth-tests --exclude berth-bench
 
 # End-to-end tests start berthd (and the split services) on temporary roots and
 # drive them with the docker CLI and bollard. They need root.
 test-e2e: build
 	BERTH_BIN_DIR=$(BIN_DIR) $(CARGO) test -p berth-tests $(CARGO_PROFILE_FLAG) -- --test-threads=4
 
-test: lint test-unit test-e2e
+# The benchmark, once, small, against Berth only: it must not rot.
+test-bench-smoke: build
+	BERTH_BIN_DIR=$(BIN_DIR) $(BIN_DIR)/berth-bench --smoke --out $$(mktemp -d)
+
+test: lint test-unit test-e2e test-bench-smoke
+
+# Berth against dockerd (Debian's docker.io), side by side, release builds.
+# Results: bench/results/latest.{json,md,png}. See bench/README.md.
+bench-deps: deps
+	@missing=""; for p in docker.io iptables python3-matplotlib; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+
+bench: bench-deps
+	$(CARGO) build --workspace --bins --release
+	BERTH_BIN_DIR=$(CARGO_TARGET_DIR)/release $(CARGO_TARGET_DIR)/release/berth-bench --out bench/results
 
 fmt:
 	$(CARGO) fmt --all
