@@ -78,6 +78,8 @@ fn main() -> Result<()> {
     for e in &engines {
         e.load(&image)?;
     }
+    // Memory while idle: started, the image loaded, nothing run yet.
+    let idle: Vec<engine::Memory> = engines.iter().map(Engine::memory).collect();
     let (n50, n500, lines) = if o.smoke { (3, 10, 1000) } else { (50, 500, 100_000) };
     let mut figures: Vec<Figure> = Vec::new();
     let mut add = |name: &str, unit: Unit, goal: Option<f64>, samples: Vec<Vec<f64>>, engines: &[Engine]| {
@@ -132,10 +134,9 @@ fn main() -> Result<()> {
     })?;
     add(&format!("docker logs ({lines} lines)"), Unit::Ms, Some(5.0), s, &engines);
 
-    // Memory while idle (one container running: bench-exec).
-    let idle: Vec<engine::Memory> = engines.iter().map(Engine::memory).collect();
-
-    // 50 containers started one after another, then ps with them running.
+    // 50 containers started one after another, then ps with them running (and
+    // the memory then: the per-container figure is the difference to idle,
+    // divided by 51, the 50 and bench-exec).
     let runs_long = if o.smoke { 1 } else { 3 };
     let mut ps_running = vec![Vec::new(); engines.len()];
     let mut ps_all_running = vec![Vec::new(); engines.len()];
@@ -184,7 +185,7 @@ fn main() -> Result<()> {
     add("engine PSS, idle (MiB)", Unit::MiB, None, mem(&idle, |m| m.pss_mib), &engines);
     add(&format!("engine RSS, {n50} running (MiB)"), Unit::MiB, None, mem(&with50, |m| m.rss_mib), &engines);
     let per = |f: fn(&engine::Memory) -> f64| -> Vec<Vec<f64>> {
-        idle.iter().zip(&with50).map(|(a, b)| vec![(f(b) - f(a)) / n50 as f64]).collect()
+        idle.iter().zip(&with50).map(|(a, b)| vec![(f(b) - f(a)) / (n50 + 1) as f64]).collect()
     };
     add("RSS per running container (MiB)", Unit::MiB, None, per(|m| m.rss_mib), &engines);
     add("PSS per running container (MiB)", Unit::MiB, None, per(|m| m.pss_mib), &engines);

@@ -625,7 +625,7 @@ impl LocalRuntime {
         let path = self.host.bundle(&c.id).join("container.log");
         let rx = self.host.subscribe();
         let store = self.store.clone();
-        let (tx, out) = tokio::sync::mpsc::channel(64);
+        let (tx, out) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(follow_log(path, c.id.clone(), req, rx, store, tx));
         Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(out)))
     }
@@ -634,19 +634,29 @@ impl LocalRuntime {
 /// Log entries, in order.
 pub type LogStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::LogEntry>> + Send>>;
 
+/// One line of a json-file log, borrowed where it can be.
+#[derive(serde::Deserialize)]
+struct JsonLine<'a> {
+    #[serde(borrow)]
+    log: std::borrow::Cow<'a, str>,
+    stream: &'a str,
+    time: &'a str,
+}
+
 fn entry_of(line: &str, req: &pb::ContainerLogsRequest) -> Option<pb::LogEntry> {
-    let v: Value = serde_json::from_str(line).ok()?;
-    let stream = match v["stream"].as_str()? {
+    let v: JsonLine<'_> = serde_json::from_str(line).ok()?;
+    let stream = match v.stream {
         "stdout" if req.stdout => 1,
         "stderr" if req.stderr => 2,
         _ => return None,
     };
-    let time = v["time"].as_str().unwrap_or("").to_string();
-    let t = berth_core::id::parse_rfc3339(&time).map(|t| t.unix_timestamp_nanos() as f64 / 1e9).unwrap_or(0.0);
-    if (req.since > 0.0 && t < req.since) || (req.until > 0.0 && t > req.until) {
-        return None;
+    if req.since > 0.0 || req.until > 0.0 {
+        let t = berth_core::id::parse_rfc3339(v.time).map(|t| t.unix_timestamp_nanos() as f64 / 1e9).unwrap_or(0.0);
+        if (req.since > 0.0 && t < req.since) || (req.until > 0.0 && t > req.until) {
+            return None;
+        }
     }
-    Some(pb::LogEntry { stream, time, line: Bytes::from(v["log"].as_str()?.as_bytes().to_vec()).to_vec() })
+    Some(pb::LogEntry { stream, time: v.time.to_string(), line: v.log.into_owned().into_bytes() })
 }
 
 async fn is_running(store: &dyn ContainerStore, id: &str) -> bool {
@@ -760,25 +770,27 @@ async fn follow_log(
 /// Frames log entries for the Docker API: the 8-byte multiplexed header per
 /// entry (stream, 0, 0, 0, big-endian length), or raw bytes for a TTY; with
 /// `timestamps`, each line starts with its RFC 3339 time.
+///
+/// Entries that are ready together go out as one chunk, so a long log is a few
+/// large writes rather than one per line; a follower still gets each line at once.
 pub fn frame(entries: LogStream, tty: bool, timestamps: bool) -> ByteStream {
     use futures::StreamExt;
-    Box::pin(entries.map(move |e| {
-        e.map(|e| {
-            let mut payload = Vec::with_capacity(e.line.len() + 40);
+    Box::pin(entries.ready_chunks(1024).map(move |batch| {
+        let mut out = Vec::with_capacity(batch.iter().map(|e| e.as_ref().map_or(0, |e| e.line.len() + 48)).sum());
+        for e in batch {
+            let e = e?;
+            let ts = if timestamps { e.time.len() + 1 } else { 0 };
+            if !tty {
+                out.extend_from_slice(&[e.stream as u8, 0, 0, 0]);
+                out.extend_from_slice(&((e.line.len() + ts) as u32).to_be_bytes());
+            }
             if timestamps {
-                payload.extend_from_slice(e.time.as_bytes());
-                payload.push(b' ');
+                out.extend_from_slice(e.time.as_bytes());
+                out.push(b' ');
             }
-            payload.extend_from_slice(&e.line);
-            if tty {
-                return Bytes::from(payload);
-            }
-            let mut out = Vec::with_capacity(payload.len() + 8);
-            out.extend_from_slice(&[e.stream as u8, 0, 0, 0]);
-            out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-            out.extend_from_slice(&payload);
-            Bytes::from(out)
-        })
+            out.extend_from_slice(&e.line);
+        }
+        Ok(Bytes::from(out))
     }))
 }
 

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::create::{
     command_line, default_networking, generate_name, merge_config, validate_host_config, validate_name,
 };
-use crate::store::{ContainerStore, MIGRATOR, SqliteContainerStore};
+use crate::store::{CachedContainerStore, ContainerStore, MIGRATOR, SqliteContainerStore};
 use crate::{RuntimeApi, pb};
 
 /// Daemon-wide settings of the runtime service.
@@ -130,7 +130,7 @@ impl LocalRuntime {
         crate::lifecycle::validate_log_opts(config.log_opts.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
         let pool = berth_core::db::open_sqlite(&dir.join("runtime.db"), &MIGRATOR).await?;
         let rt = Self {
-            store: Arc::new(SqliteContainerStore::new(pool)),
+            store: Arc::new(CachedContainerStore::new(SqliteContainerStore::new(pool))),
             images,
             host: crate::lifecycle::Host::new(dir.to_path_buf()),
             execs: Default::default(),

@@ -4,9 +4,15 @@
 //! ```text
 //! containers(id PK, name UNIQUE, image, image_id, created_at, path, args JSON,
 //!            config JSON, host_config JSON, networking_config JSON,
-//!            status, pid, exit_code, error, started_at, finished_at, oom_killed, restart_count)
+//!            status, pid, exit_code, error, started_at, finished_at, oom_killed, restart_count,
+//!            network_settings JSON)
 //! ```
 //! Update this header with every migration.
+//!
+//! [`CachedContainerStore`] keeps every record in memory in front of the
+//! durable store, as dockerd keeps its containers in memory: listing (`docker
+//! ps`, every name and ID lookup) reads no database, and every change is written
+//! through before it is visible.
 
 use async_trait::async_trait;
 use berth_core::{Error, Result};
@@ -167,5 +173,154 @@ impl ContainerStore for SqliteContainerStore {
     async fn delete(&self, id: &str) -> Result<bool> {
         let n = sqlx::query("DELETE FROM containers WHERE id = ?").bind(id).execute(&self.pool).await?;
         Ok(n.rows_affected() > 0)
+    }
+}
+
+/// A [`ContainerStore`] with every record in memory, written through to `inner`.
+/// The records are loaded once, on first use; this must be the only writer of
+/// `inner` (the runtime service owns its store).
+pub struct CachedContainerStore<S> {
+    inner: S,
+    /// Records newest first, as `containers` returns them; `None` until loaded.
+    cache: tokio::sync::RwLock<Option<Vec<pb::Container>>>,
+}
+
+impl<S: ContainerStore> CachedContainerStore<S> {
+    /// A cache in front of `inner`.
+    pub fn new(inner: S) -> Self {
+        Self { inner, cache: tokio::sync::RwLock::new(None) }
+    }
+
+    async fn loaded(&self) -> Result<tokio::sync::RwLockWriteGuard<'_, Option<Vec<pb::Container>>>> {
+        let mut guard = self.cache.write().await;
+        if guard.is_none() {
+            *guard = Some(self.inner.containers().await?);
+        }
+        Ok(guard)
+    }
+}
+
+/// The time the schema stores for "never".
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// A record as the database has it right after `insert`: labels derived from
+/// the config, and a state of only its status.
+fn as_inserted(c: &pb::Container) -> pb::Container {
+    let mut c = c.clone();
+    c.labels = labels_of(&c.config);
+    let status = c.state.take().map(|s| s.status).unwrap_or_default();
+    c.state = Some(pb::ContainerState {
+        status,
+        started_at: ZERO_TIME.into(),
+        finished_at: ZERO_TIME.into(),
+        ..Default::default()
+    });
+    c
+}
+
+fn newest_first(list: &mut [pb::Container]) {
+    list.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
+}
+
+#[async_trait]
+impl<S: ContainerStore> ContainerStore for CachedContainerStore<S> {
+    async fn containers(&self) -> Result<Vec<pb::Container>> {
+        if let Some(list) = self.cache.read().await.as_ref() {
+            return Ok(list.clone());
+        }
+        Ok(self.loaded().await?.as_ref().cloned().unwrap_or_default())
+    }
+
+    async fn insert(&self, c: &pb::Container) -> Result<()> {
+        let mut guard = self.loaded().await?;
+        self.inner.insert(c).await?;
+        if let Some(list) = guard.as_mut() {
+            list.push(as_inserted(c));
+            newest_first(list);
+        }
+        Ok(())
+    }
+
+    async fn rename(&self, id: &str, new_name: &str) -> Result<()> {
+        let mut guard = self.loaded().await?;
+        self.inner.rename(id, new_name).await?;
+        if let Some(c) = guard.as_mut().and_then(|l| l.iter_mut().find(|c| c.id == id)) {
+            c.name = new_name.to_string();
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool> {
+        let mut guard = self.loaded().await?;
+        let existed = self.inner.delete(id).await?;
+        if let Some(list) = guard.as_mut() {
+            list.retain(|c| c.id != id);
+        }
+        Ok(existed)
+    }
+
+    async fn set_state(&self, id: &str, state: &pb::ContainerState) -> Result<()> {
+        let mut guard = self.loaded().await?;
+        self.inner.set_state(id, state).await?;
+        if let Some(c) = guard.as_mut().and_then(|l| l.iter_mut().find(|c| c.id == id)) {
+            let old = c.state.take().unwrap_or_default();
+            let mut new = state.clone();
+            // As the SQL does: an empty time keeps the old one.
+            if new.started_at.is_empty() {
+                new.started_at = old.started_at;
+            }
+            if new.finished_at.is_empty() {
+                new.finished_at = old.finished_at;
+            }
+            c.state = Some(new);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_cache_agrees_with_the_database() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let pool = berth_core::db::open_sqlite(&dir.path().join("r.db"), &MIGRATOR).await.expect("db");
+        let cached = CachedContainerStore::new(SqliteContainerStore::new(pool.clone()));
+        let rec = |id: &str, name: &str, created: &str| pb::Container {
+            id: id.into(),
+            name: name.into(),
+            created: created.into(),
+            config: br#"{"Labels":{"a":"b"}}"#.to_vec(),
+            state: Some(pb::ContainerState { status: "created".into(), ..Default::default() }),
+            ..Default::default()
+        };
+        cached.insert(&rec("aa", "one", "2020-01-01T00:00:00Z")).await.expect("insert");
+        cached.insert(&rec("bb", "two", "2021-01-01T00:00:00Z")).await.expect("insert");
+        assert_eq!(
+            cached.insert(&rec("cc", "two", "2022-01-01T00:00:00Z")).await.err().map(|e| e.kind()),
+            Some(berth_core::ErrorKind::AlreadyExists),
+            "a failed write leaves the cache alone"
+        );
+        cached.rename("aa", "uno").await.expect("rename");
+        let started = pb::ContainerState {
+            status: "running".into(),
+            pid: 7,
+            started_at: "2023-01-01T00:00:00Z".into(),
+            ..Default::default()
+        };
+        cached.set_state("aa", &started).await.expect("state");
+        let exited = pb::ContainerState { status: "exited".into(), exit_code: 3, ..Default::default() };
+        cached.set_state("aa", &exited).await.expect("state");
+        assert!(cached.delete("bb").await.expect("delete"));
+        let fresh = SqliteContainerStore::new(pool).containers().await.expect("db");
+        let mem = cached.containers().await.expect("cache");
+        assert_eq!(mem, fresh);
+        assert_eq!(mem.len(), 1);
+        assert_eq!(mem[0].name, "uno");
+        assert_eq!(
+            mem[0].state.as_ref().map(|s| (s.exit_code, s.started_at.as_str())),
+            Some((3, "2023-01-01T00:00:00Z"))
+        );
     }
 }
