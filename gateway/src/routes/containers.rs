@@ -91,7 +91,14 @@ fn status_text(c: &pb::Container) -> String {
 }
 
 fn network_mode(c: &pb::Container) -> String {
-    match json_of(&c.host_config)["NetworkMode"].as_str() {
+    // Only the one field: `docker ps` asks this of every container.
+    #[derive(serde::Deserialize)]
+    struct Mode<'a> {
+        #[serde(rename = "NetworkMode", borrow)]
+        mode: Option<std::borrow::Cow<'a, str>>,
+    }
+    let mode = serde_json::from_slice::<Mode<'_>>(&c.host_config).ok().and_then(|m| m.mode);
+    match mode.as_deref() {
         None | Some("") | Some("default") => "bridge".into(),
         Some(m) => m.into(),
     }
@@ -113,9 +120,20 @@ pub(crate) fn summary(c: &pb::Container) -> Value {
         "State": state_of(c).status,
         "Status": status_text(c),
         "HostConfig": {"NetworkMode": network_mode(c)},
-        "NetworkSettings": {"Networks": network_settings(c)["Networks"].clone()},
+        "NetworkSettings": {"Networks": networks_of(c)},
         "Mounts": [],
     })
+}
+
+/// The `Networks` of the recorded NetworkSettings, for the list.
+fn networks_of(c: &pb::Container) -> Value {
+    #[derive(serde::Deserialize)]
+    struct Settings {
+        #[serde(rename = "Networks")]
+        networks: Option<Value>,
+    }
+    let settings = c.state.as_ref().map(|s| s.network_settings.as_slice()).unwrap_or_default();
+    serde_json::from_slice::<Settings>(settings).ok().and_then(|s| s.networks).unwrap_or_else(|| json!({}))
 }
 
 /// The NetworkSettings the runtime recorded at the start (empty when stopped).

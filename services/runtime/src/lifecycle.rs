@@ -771,18 +771,25 @@ async fn follow_log(
 /// entry (stream, 0, 0, 0, big-endian length), or raw bytes for a TTY; with
 /// `timestamps`, each line starts with its RFC 3339 time.
 ///
-/// Entries that are ready together go out as one chunk, so a long log is a few
-/// large writes rather than one per line; a follower still gets each line at once.
+/// Entries that are ready together go out as one chunk, and consecutive lines of
+/// one stream share a frame (up to [`MAX_FRAME`] bytes): a long log is a few large
+/// writes for Berth and for the client (the docker CLI writes each frame with its
+/// own system call), while a follower still gets each line at once.
 pub fn frame(entries: LogStream, tty: bool, timestamps: bool) -> ByteStream {
     use futures::StreamExt;
     Box::pin(entries.ready_chunks(1024).map(move |batch| {
         let mut out = Vec::with_capacity(batch.iter().map(|e| e.as_ref().map_or(0, |e| e.line.len() + 48)).sum());
+        // Where the open frame's header is, and its stream.
+        let mut open: Option<(usize, i32)> = None;
         for e in batch {
             let e = e?;
-            let ts = if timestamps { e.time.len() + 1 } else { 0 };
             if !tty {
-                out.extend_from_slice(&[e.stream as u8, 0, 0, 0]);
-                out.extend_from_slice(&((e.line.len() + ts) as u32).to_be_bytes());
+                let same = open.is_some_and(|(at, s)| s == e.stream && out.len() - at - 8 + e.line.len() < MAX_FRAME);
+                if !same {
+                    close_frame(&mut out, open);
+                    open = Some((out.len(), e.stream));
+                    out.extend_from_slice(&[e.stream as u8, 0, 0, 0, 0, 0, 0, 0]);
+                }
             }
             if timestamps {
                 out.extend_from_slice(e.time.as_bytes());
@@ -790,8 +797,20 @@ pub fn frame(entries: LogStream, tty: bool, timestamps: bool) -> ByteStream {
             }
             out.extend_from_slice(&e.line);
         }
+        close_frame(&mut out, open);
         Ok(Bytes::from(out))
     }))
+}
+
+/// The largest payload [`frame`] puts in one multiplexed frame.
+const MAX_FRAME: usize = 1 << 20;
+
+/// Writes the length of the frame whose header starts at `open`.
+fn close_frame(out: &mut [u8], open: Option<(usize, i32)>) {
+    if let Some((at, _)) = open {
+        let len = (out.len() - at - 8) as u32;
+        out[at + 4..at + 8].copy_from_slice(&len.to_be_bytes());
+    }
 }
 
 #[cfg(test)]
@@ -809,15 +828,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn frames_are_multiplexed() {
-        let entries: LogStream = Box::pin(futures::stream::iter(vec![Ok(pb::LogEntry {
-            stream: 2,
-            time: "t".into(),
-            line: b"hi\n".to_vec(),
-        })]));
+    async fn frames_are_multiplexed_and_lines_of_one_stream_share_one() {
+        let entry = |stream: i32, line: &[u8]| Ok(pb::LogEntry { stream, time: "T".into(), line: line.to_vec() });
+        let entries: LogStream =
+            Box::pin(futures::stream::iter(vec![entry(2, b"hi\n"), entry(1, b"a\n"), entry(1, b"b\n"), entry(2, b"c\n")]));
         let mut framed = frame(entries, false, false);
         use futures::StreamExt;
         let chunk = framed.next().await.expect("one").expect("ok");
-        assert_eq!(&chunk[..], &[2, 0, 0, 0, 0, 0, 0, 3, b'h', b'i', b'\n']);
+        let mut want = vec![2, 0, 0, 0, 0, 0, 0, 3, b'h', b'i', b'\n'];
+        want.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 4, b'a', b'\n', b'b', b'\n']);
+        want.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0, 2, b'c', b'\n']);
+        assert_eq!(&chunk[..], &want[..]);
+        // With timestamps each line keeps its own; with a TTY there are no headers.
+        let entries: LogStream = Box::pin(futures::stream::iter(vec![entry(1, b"a\n"), entry(1, b"b\n")]));
+        let chunk = frame(entries, true, true).next().await.expect("one").expect("ok");
+        assert_eq!(&chunk[..], b"T a\nT b\n");
     }
 }
