@@ -235,6 +235,22 @@ impl Engine {
         memory_of(&self.pids())
     }
 
+    /// RSS and PSS of one per-container monitor (berth-shim or
+    /// containerd-shim-runc-v2), averaged over those running.
+    pub fn shim_memory(&self) -> Memory {
+        let shims: Vec<i32> = self
+            .pids()
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("shim"))
+            })
+            .collect();
+        let total = memory_of(&shims);
+        let n = shims.len().max(1) as f64;
+        Memory { rss_mib: total.rss_mib / n, pss_mib: total.pss_mib / n }
+    }
+
     /// Starts a second daemon of this kind on a fresh root and measures the time
     /// until `docker version` answers; stops it again.
     pub fn cold_start_ms(&self) -> Result<f64> {

@@ -141,6 +141,7 @@ fn main() -> Result<()> {
     let mut ps_running = vec![Vec::new(); engines.len()];
     let mut ps_all_running = vec![Vec::new(); engines.len()];
     let mut with50: Vec<engine::Memory> = Vec::new();
+    let mut shims: Vec<engine::Memory> = Vec::new();
     let s = alternate(&engines, runs_long, |e| {
         let i = engines.iter().position(|x| x.name == e.name).unwrap_or(0);
         let mut ids = Vec::new();
@@ -156,6 +157,7 @@ fn main() -> Result<()> {
         }
         if with50.len() < engines.len() {
             with50.push(e.memory());
+            shims.push(e.shim_memory());
         }
         e.remove_all(&ids)?;
         Ok(ms)
@@ -189,6 +191,8 @@ fn main() -> Result<()> {
     };
     add("RSS per running container (MiB)", Unit::MiB, None, per(|m| m.rss_mib), &engines);
     add("PSS per running container (MiB)", Unit::MiB, None, per(|m| m.pss_mib), &engines);
+    add("one shim's RSS (MiB)", Unit::MiB, None, mem(&shims, |m| m.rss_mib), &engines);
+    add("one shim's PSS (MiB)", Unit::MiB, None, mem(&shims, |m| m.pss_mib), &engines);
 
     // API load: 32 clients for a while on each endpoint.
     for path in ["/_ping", "/containers/json"] {

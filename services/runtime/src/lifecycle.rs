@@ -830,8 +830,12 @@ mod tests {
     #[tokio::test]
     async fn frames_are_multiplexed_and_lines_of_one_stream_share_one() {
         let entry = |stream: i32, line: &[u8]| Ok(pb::LogEntry { stream, time: "T".into(), line: line.to_vec() });
-        let entries: LogStream =
-            Box::pin(futures::stream::iter(vec![entry(2, b"hi\n"), entry(1, b"a\n"), entry(1, b"b\n"), entry(2, b"c\n")]));
+        let entries: LogStream = Box::pin(futures::stream::iter(vec![
+            entry(2, b"hi\n"),
+            entry(1, b"a\n"),
+            entry(1, b"b\n"),
+            entry(2, b"c\n"),
+        ]));
         let mut framed = frame(entries, false, false);
         use futures::StreamExt;
         let chunk = framed.next().await.expect("one").expect("ok");
