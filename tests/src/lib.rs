@@ -440,6 +440,18 @@ fn stop_child(mut child: Child, what: &str) -> Result<Option<i32>> {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // While it still answers: remove what a failed test left, so user
+        // networks take their bridges with them.
+        if self.child.is_some() {
+            let ids = self.docker_out(&["ps", "-aq"]).map(|o| String::from_utf8_lossy(&o.stdout).to_string());
+            let ids: Vec<String> = ids.unwrap_or_default().split_whitespace().map(str::to_string).collect();
+            if !ids.is_empty() {
+                let mut args = vec!["rm", "-f"];
+                args.extend(ids.iter().map(String::as_str));
+                let _ = self.docker_out(&args);
+            }
+            let _ = self.docker_out(&["network", "prune", "-f"]);
+        }
         let _ = self.stop();
         for c in self.others.drain(..) {
             let _ = stop_child(c, "service");
@@ -642,6 +654,13 @@ pub fn free_port() -> u16 {
 }
 
 impl Daemon {
+    /// The host end of a container's veth on a network, as the network service
+    /// names it: `veth` + 7 characters of the container ID + 4 of the network ID.
+    pub fn veth_of(&self, container_id: &str, network: &str) -> Result<String> {
+        let net = self.docker(&["network", "inspect", "--format", "{{.Id}}", network])?;
+        Ok(format!("veth{}{}", &container_id[..7], &net.trim()[..4]))
+    }
+
     /// The API socket path.
     pub fn sock(&self) -> PathBuf {
         self.root.path().join("berth.sock")

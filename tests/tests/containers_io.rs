@@ -273,7 +273,7 @@ fn the_default_bridge_gives_each_container_an_address() {
     assert_eq!(out(&d, &["run", "--rm", "--network", "none", "busybox", "ping", "-c", "1", "127.0.0.1"]).0, Some(0));
 
     // Stopping releases the address and the veth; the next container may reuse it.
-    let veth = format!("veth{}", &a[..11]);
+    let veth = d.veth_of(&a, "bridge").expect("veth name");
     let has_link = |name: &str| std::fs::metadata(format!("/sys/class/net/{name}")).is_ok();
     assert!(has_link(&veth) && has_link(&d.bridge));
     d.docker(&["rm", "-f", "ca", "cb"]).expect("rm");

@@ -384,6 +384,8 @@ fn removing_fifty_running_containers_leaves_nothing() {
     }
     assert_eq!(d.docker(&["ps", "-q"]).expect("ps").lines().count(), 50);
     assert_eq!(shims_of(&d), 50);
+    let first_veth = d.veth_of(&ids[0], "bridge").expect("veth name");
+    assert!(std::fs::metadata(format!("/sys/class/net/{first_veth}")).is_ok(), "{first_veth} while running");
     let mut args = vec!["rm", "-f"];
     args.extend(ids.iter().map(String::as_str));
     d.docker(&args).expect("rm -f all");
@@ -399,7 +401,8 @@ fn removing_fifty_running_containers_leaves_nothing() {
     // No veth left, and the bridge's addresses are free again: the next container
     // gets the first one.
     for id in &ids {
-        assert!(std::fs::metadata(format!("/sys/class/net/veth{}", &id[..11])).is_err(), "veth of {id} left behind");
+        let veth = d.veth_of(id, "bridge").expect("veth name");
+        assert!(std::fs::metadata(format!("/sys/class/net/{veth}")).is_err(), "{veth} of {id} left behind");
     }
     let net = d.docker(&["network", "inspect", "--format", "{{(index .IPAM.Config 0).Gateway}}", "bridge"]);
     let gateway: std::net::Ipv4Addr = net.expect("gateway").trim().parse().expect("ip");

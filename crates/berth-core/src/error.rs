@@ -57,6 +57,10 @@ impl Error {
     pub fn already_exists(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::AlreadyExists, message)
     }
+    /// A [`ErrorKind::Forbidden`] error.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Forbidden, message)
+    }
     /// A [`ErrorKind::Conflict`] error.
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Conflict, message)

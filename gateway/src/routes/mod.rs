@@ -160,6 +160,9 @@ mod tests {
         async fn insert_network(&self, _: &berth_network::pb::Network) -> Result<()> {
             Err(Error::unavailable("read-only fake"))
         }
+        async fn delete_network(&self, _: &str) -> Result<()> {
+            Err(Error::unavailable("read-only fake"))
+        }
         async fn endpoints(&self, _: &str) -> Result<Vec<berth_network::store::EndpointRecord>> {
             Ok(vec![])
         }

@@ -1,11 +1,13 @@
-//! Network and volume endpoints the network and volume services answer today:
-//! NetworkList, NetworkInspect, VolumeList, VolumeInspect. Their lifecycles arrive
-//! with their own issues; asking for a missing object is dockerd's 404, so
+//! Network and volume endpoints: NetworkList, NetworkInspect, NetworkCreate,
+//! NetworkDelete, NetworkPrune, VolumeList, VolumeInspect. Volume lifecycles
+//! arrive with their own issue; asking for a missing object is dockerd's 404, so
 //! `docker inspect` falls through to the next kind.
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::Uri;
-use axum::routing::get;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use berth_core::Error;
 use serde_json::{Value, json};
@@ -17,7 +19,9 @@ use crate::params::Params;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/networks", get(get_networks_list))
-        .route("/networks/{id}", get(get_network_inspect))
+        .route("/networks/{id}", get(get_network_inspect).delete(delete_network))
+        .route("/networks/create", post(post_network_create))
+        .route("/networks/prune", post(post_networks_prune))
         .route("/volumes", get(get_volumes_list))
         .route("/volumes/{name}", get(get_volume_inspect))
 }
@@ -55,11 +59,21 @@ fn network_json(n: &berth_network::pb::Network) -> Value {
         "IPAM": {
             "Driver": "default",
             "Options": null,
-            "Config": if n.subnet.is_empty() { json!([]) } else { json!([{"Subnet": n.subnet, "Gateway": n.gateway}]) },
+            "Config": match (n.subnet.is_empty(), n.ip_range.is_empty()) {
+                (true, _) => json!([]),
+                (false, true) => json!([{"Subnet": n.subnet, "Gateway": n.gateway}]),
+                (false, false) => json!([{"Subnet": n.subnet, "Gateway": n.gateway, "IPRange": n.ip_range}]),
+            },
         },
         "ConfigFrom": {"Network": ""},
         "ConfigOnly": false,
-        "Containers": {},
+        "Containers": Value::Object(n.endpoints.iter().map(|e| (e.container_id.clone(), json!({
+            "Name": e.container_name,
+            "EndpointID": e.endpoint_id,
+            "MacAddress": e.mac_address,
+            "IPv4Address": format!("{}/{}", e.ip_address, e.prefix_len),
+            "IPv6Address": "",
+        }))).collect()),
         "Options": map(&n.options),
         "Labels": map(&n.labels),
     })
@@ -71,13 +85,59 @@ async fn get_networks_list(State(s): State<AppState>, uri: Uri) -> ApiResult<Jso
     Ok(Json(Value::Array(list.iter().map(network_json).collect())))
 }
 
-/// NetworkInspect: `GET /networks/{id}`.
+/// NetworkInspect: `GET /networks/{id}`, with the containers on it.
 async fn get_network_inspect(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let list = s.networks.list(vec![]).await?;
-    match list.iter().find(|n| n.id == id || n.name == id || n.id.starts_with(&id)) {
-        Some(n) => Ok(Json(network_json(n))),
-        None => Err(Error::not_found(format!("network {id} not found")).into()),
+    Ok(Json(network_json(&s.networks.inspect(&id).await?)))
+}
+
+fn pairs(v: &Value) -> Vec<berth_proto::types::v1::KeyValue> {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| berth_proto::types::v1::KeyValue {
+                    key: k.clone(),
+                    value: v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// NetworkCreate: `POST /networks/create`.
+async fn post_network_create(State(s): State<AppState>, body: Bytes) -> ApiResult<Response> {
+    let v: Value = serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))?;
+    let ipam = v["IPAM"]["Config"].as_array().cloned().unwrap_or_default();
+    if ipam.len() > 1 {
+        return Err(
+            Error::not_implemented("more than one IPAM config (IPv6 or several subnets) is not supported yet").into()
+        );
     }
+    let cfg = ipam.first().cloned().unwrap_or(Value::Null);
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let req = berth_network::pb::CreateNetworkRequest {
+        name: text(&v["Name"]),
+        driver: text(&v["Driver"]),
+        subnet: text(&cfg["Subnet"]),
+        gateway: text(&cfg["Gateway"]),
+        ip_range: text(&cfg["IPRange"]),
+        internal: v["Internal"].as_bool().unwrap_or(false),
+        labels: pairs(&v["Labels"]),
+        options: pairs(&v["Options"]),
+    };
+    let n = s.networks.create(req).await?;
+    Ok((StatusCode::CREATED, Json(json!({"Id": n.id, "Warning": ""}))).into_response())
+}
+
+/// NetworkDelete: `DELETE /networks/{id}`.
+async fn delete_network(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    s.networks.remove(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// NetworkPrune: `POST /networks/prune`.
+async fn post_networks_prune(State(s): State<AppState>, uri: Uri) -> ApiResult<Json<Value>> {
+    let deleted = s.networks.prune(Params::parse(uri.query()).filters()?).await?;
+    Ok(Json(json!({"NetworksDeleted": deleted})))
 }
 
 /// VolumeList: `GET /volumes`.

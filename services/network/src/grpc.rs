@@ -51,6 +51,38 @@ impl pb::network_service_server::NetworkService for NetworkGrpcServer {
         self.api.disconnect(&r.container_id, &r.network).await?;
         Ok(Response::new(pb::DisconnectContainerResponse {}))
     }
+
+    async fn create_network(
+        &self,
+        req: Request<pb::CreateNetworkRequest>,
+    ) -> Result<Response<pb::CreateNetworkResponse>, Status> {
+        let network = self.api.create(req.into_inner()).await?;
+        Ok(Response::new(pb::CreateNetworkResponse { network: Some(network) }))
+    }
+
+    async fn inspect_network(
+        &self,
+        req: Request<pb::InspectNetworkRequest>,
+    ) -> Result<Response<pb::InspectNetworkResponse>, Status> {
+        let network = self.api.inspect(&req.into_inner().reference).await?;
+        Ok(Response::new(pb::InspectNetworkResponse { network: Some(network) }))
+    }
+
+    async fn remove_network(
+        &self,
+        req: Request<pb::RemoveNetworkRequest>,
+    ) -> Result<Response<pb::RemoveNetworkResponse>, Status> {
+        self.api.remove(&req.into_inner().reference).await?;
+        Ok(Response::new(pb::RemoveNetworkResponse {}))
+    }
+
+    async fn prune_networks(
+        &self,
+        req: Request<pb::PruneNetworksRequest>,
+    ) -> Result<Response<pb::PruneNetworksResponse>, Status> {
+        let deleted = self.api.prune(req.into_inner().filters).await?;
+        Ok(Response::new(pb::PruneNetworksResponse { deleted }))
+    }
 }
 
 /// [`NetworkApi`] over a gRPC channel.
@@ -88,5 +120,30 @@ impl NetworkApi for NetworkGrpcClient {
         let req = pb::DisconnectContainerRequest { container_id: container_id.into(), network: network.into() };
         self.inner.clone().disconnect_container(req).await.map_err(err)?;
         Ok(())
+    }
+
+    async fn create(&self, req: pb::CreateNetworkRequest) -> Result<pb::Network> {
+        let r = self.inner.clone().create_network(req).await.map_err(err)?;
+        r.into_inner().network.ok_or_else(|| Error::internal("the network service answered without a network"))
+    }
+
+    async fn inspect(&self, reference: &str) -> Result<pb::Network> {
+        let req = pb::InspectNetworkRequest { reference: reference.into() };
+        let r = self.inner.clone().inspect_network(req).await.map_err(err)?;
+        r.into_inner().network.ok_or_else(|| Error::internal("the network service answered without a network"))
+    }
+
+    async fn remove(&self, reference: &str) -> Result<()> {
+        self.inner
+            .clone()
+            .remove_network(pb::RemoveNetworkRequest { reference: reference.into() })
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn prune(&self, filters: Vec<Filter>) -> Result<Vec<String>> {
+        let r = self.inner.clone().prune_networks(pb::PruneNetworksRequest { filters }).await.map_err(err)?;
+        Ok(r.into_inner().deleted)
     }
 }

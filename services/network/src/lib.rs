@@ -1,11 +1,12 @@
 //! Berth's network service: bridges, IPAM, network namespaces, published ports
 //! and the embedded DNS.
 //!
-//! This version has the predefined networks (`bridge`, `host`, `none`) and plugs
-//! containers into the default bridge: an address from the network's subnet
-//! ([`ipam`], persisted in the store so it is never handed out twice), and a veth
-//! pair between the bridge and the container's namespace ([`netlink`]). User
-//! networks, NAT, published ports and DNS arrive with the networking issue. The
+//! This version has the predefined networks (`bridge`, `host`, `none`) and
+//! user-defined bridge networks (create, inspect, remove, prune), and plugs
+//! containers into them: an address from the network's subnet ([`ipam`],
+//! persisted in the store so it is never handed out twice), and a veth pair
+//! between the network's bridge and the container's namespace ([`netlink`]).
+//! Isolation between networks, NAT, published ports and DNS are still to come. The
 //! shape is the one every service has: the [`NetworkApi`] trait, [`LocalNetwork`]
 //! over a [`NetworkStore`], and gRPC server and client adapters in [`grpc`].
 
@@ -34,4 +35,12 @@ pub trait NetworkApi: Send + Sync + 'static {
     async fn connect(&self, req: pb::ConnectContainerRequest) -> Result<pb::Endpoint>;
     /// Unplugs a container from one network (or all) and releases its addresses.
     async fn disconnect(&self, container_id: &str, network: &str) -> Result<()>;
+    /// Creates a user-defined bridge network.
+    async fn create(&self, req: pb::CreateNetworkRequest) -> Result<pb::Network>;
+    /// A network by name, ID or unique ID prefix, with its endpoints.
+    async fn inspect(&self, reference: &str) -> Result<pb::Network>;
+    /// Removes a user-defined network that has no endpoints.
+    async fn remove(&self, reference: &str) -> Result<()>;
+    /// Removes the user-defined networks without endpoints; returns their names.
+    async fn prune(&self, filters: Vec<Filter>) -> Result<Vec<String>>;
 }

@@ -108,12 +108,13 @@ pub struct Plug<'a> {
     pub host_veth: &'a str,
     /// The container's init, whose network namespace gets `eth0`.
     pub pid: i64,
-    /// The container's address, network and gateway.
+    /// The container's address and network, and the gateway of its default
+    /// route (none on an internal network: no way out).
     pub ip: Ipv4Addr,
     /// See `ip`.
     pub prefix: u8,
     /// See `ip`.
-    pub gateway: Ipv4Addr,
+    pub gateway: Option<Ipv4Addr>,
     /// The MAC address of `eth0`.
     pub mac: [u8; 6],
 }
@@ -150,11 +151,13 @@ pub async fn plug(p: &Plug<'_>) -> Result<()> {
         let eth0 = index_of(&h, "eth0").await?.ok_or_else(|| Error::internal("eth0 is missing"))?;
         h.address().add(eth0, IpAddr::V4(ip), prefix).execute().await.map_err(nl("address eth0"))?;
         h.link().set(LinkUnspec::new_with_index(eth0).up().build()).execute().await.map_err(nl("bring eth0 up"))?;
-        h.route()
-            .add(RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).build())
-            .execute()
-            .await
-            .map_err(nl("add the default route"))?;
+        if let Some(gateway) = gateway {
+            h.route()
+                .add(RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).build())
+                .execute()
+                .await
+                .map_err(nl("add the default route"))?;
+        }
         Ok(())
     })
     .await;

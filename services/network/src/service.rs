@@ -147,7 +147,13 @@ impl LocalNetwork {
     }
 
     /// Finds or hands out the container's address on `net`.
-    async fn endpoint_for(&self, net: &pb::Network, subnet: &Subnet, container_id: &str) -> Result<EndpointRecord> {
+    async fn endpoint_for(
+        &self,
+        net: &pb::Network,
+        subnet: &Subnet,
+        container_id: &str,
+        container_name: &str,
+    ) -> Result<EndpointRecord> {
         let _guard = self.alloc.lock().await;
         let on_net = self.store.endpoints(&net.id).await?;
         if let Some(e) = on_net.iter().find(|e| e.container_id == container_id) {
@@ -156,7 +162,8 @@ impl LocalNetwork {
         let gateway: Ipv4Addr =
             net.gateway.parse().map_err(|_| Error::internal(format!("network {} has no gateway", net.name)))?;
         let used: HashSet<Ipv4Addr> = on_net.iter().filter_map(|e| e.ip.parse().ok()).collect();
-        let ip = ipam::allocate(subnet, gateway, &used)
+        let pool = net.ip_range.parse::<Subnet>().unwrap_or(*subnet);
+        let ip = ipam::allocate(&pool, gateway, &used)
             .ok_or_else(|| Error::unavailable(format!("no available IPv4 addresses on network {}", net.name)))?;
         let record = EndpointRecord {
             network_id: net.id.clone(),
@@ -164,11 +171,18 @@ impl LocalNetwork {
             endpoint_id: berth_core::id::random_id(),
             ip: ip.to_string(),
             mac: ipam::mac_text(&ipam::mac_for(ip)),
-            host_veth: format!("veth{}", &container_id[..container_id.len().min(11)]),
+            host_veth: veth_name(&net.id, container_id),
+            container_name: container_name.trim_start_matches('/').to_string(),
         };
         self.store.insert_endpoint(&record).await?;
         Ok(record)
     }
+}
+
+/// The host end of a container's veth on a network: unique per container and
+/// network, at most 15 bytes.
+fn veth_name(network_id: &str, container_id: &str) -> String {
+    format!("veth{}{}", &container_id[..container_id.len().min(7)], &network_id[..network_id.len().min(4)])
 }
 
 fn endpoint_pb(net: &pb::Network, subnet: &Subnet, e: &EndpointRecord) -> pb::Endpoint {
@@ -180,8 +194,19 @@ fn endpoint_pb(net: &pb::Network, subnet: &Subnet, e: &EndpointRecord) -> pb::En
         prefix_len: i32::from(subnet.prefix),
         gateway: net.gateway.clone(),
         mac_address: e.mac.clone(),
+        container_id: e.container_id.clone(),
+        container_name: e.container_name.clone(),
     }
 }
+
+/// dockerd's network name rule: a letter or digit, then letters, digits, `_.-`.
+fn valid_network_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
 
 #[async_trait]
 impl NetworkApi for LocalNetwork {
@@ -219,7 +244,7 @@ impl NetworkApi for LocalNetwork {
         let gateway: Ipv4Addr =
             net.gateway.parse().map_err(|_| Error::internal(format!("network {} has no gateway", net.name)))?;
         let bridge_name = option(&net, BRIDGE_NAME).unwrap_or("berth0").to_string();
-        let e = self.endpoint_for(&net, &subnet, &req.container_id).await?;
+        let e = self.endpoint_for(&net, &subnet, &req.container_id, &req.container_name).await?;
         let ip: Ipv4Addr = e.ip.parse().map_err(|_| Error::internal(format!("stored address {:?}", e.ip)))?;
         let plugged = async {
             let bridge = netlink::ensure_bridge(&bridge_name, gateway, subnet.prefix).await?;
@@ -229,7 +254,7 @@ impl NetworkApi for LocalNetwork {
                 pid: req.pid,
                 ip,
                 prefix: subnet.prefix,
-                gateway,
+                gateway: (!net.internal).then_some(gateway),
                 mac: ipam::mac_for(ip),
             };
             netlink::plug(&plug).await
@@ -241,6 +266,164 @@ impl NetworkApi for LocalNetwork {
         }
         tracing::info!(container = %req.container_id, network = %net.name, ip = %e.ip, "container connected");
         Ok(endpoint_pb(&net, &subnet, &e))
+    }
+
+    async fn create(&self, req: pb::CreateNetworkRequest) -> Result<pb::Network> {
+        if req.name.is_empty() {
+            return Err(Error::invalid("network name must not be empty"));
+        }
+        if !valid_network_name(&req.name) {
+            return Err(Error::invalid(format!(
+                "invalid network name \"{}\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
+                req.name
+            )));
+        }
+        match req.driver.as_str() {
+            "" | "bridge" => {}
+            "host" | "null" => {
+                return Err(Error::forbidden(format!("only one instance of \"{}\" network is allowed", req.driver)));
+            }
+            other => return Err(Error::not_found(format!("plugin \"{other}\" not found"))),
+        }
+        let _lock = host_lock().await?;
+        let existing = self.store.networks().await?;
+        if existing.iter().any(|n| n.name == req.name) {
+            return Err(Error::conflict(format!("network with name {} already exists", req.name)));
+        }
+        let others: Vec<Subnet> = existing.iter().filter_map(|n| n.subnet.parse().ok()).collect();
+        let subnet = if req.subnet.is_empty() {
+            if !req.gateway.is_empty() || !req.ip_range.is_empty() {
+                return Err(Error::invalid("a gateway or an IP range needs a subnet (--subnet)"));
+            }
+            let mut taken = netlink::host_subnets().await?;
+            taken.extend(others.iter().copied());
+            ipam::choose(&ipam::default_candidates(), &taken).ok_or_else(|| {
+                Error::forbidden("could not find an available, non-overlapping IPv4 address pool among the defaults")
+            })?
+        } else {
+            let s: Subnet = req.subnet.parse().map_err(|e: String| Error::invalid(e))?;
+            if s.prefix > 30 {
+                return Err(Error::invalid(format!("subnet {s} is too small for a network")));
+            }
+            if others.iter().any(|o| o.overlaps(&s)) {
+                return Err(Error::forbidden("Pool overlaps with other one on this address space"));
+            }
+            s
+        };
+        let gateway = if req.gateway.is_empty() {
+            subnet.first_host()
+        } else {
+            let g: Ipv4Addr =
+                req.gateway.parse().map_err(|_| Error::invalid(format!("invalid gateway {:?}", req.gateway)))?;
+            if !subnet.contains(g) || g == subnet.addr || g == subnet.nth((subnet.size() - 1) as u32) {
+                return Err(Error::invalid(format!("no matching subnet for gateway {g}")));
+            }
+            g
+        };
+        if !req.ip_range.is_empty() {
+            let r: Subnet = req.ip_range.parse().map_err(|e: String| Error::invalid(e))?;
+            if !subnet.contains(r.addr) || r.prefix < subnet.prefix {
+                return Err(Error::invalid(format!("no matching subnet for range {r}")));
+            }
+        }
+        let mut n = record(&req.name, "bridge");
+        let mut options = req.options.clone();
+        let bridge = match options.iter().find(|kv| kv.key == BRIDGE_NAME) {
+            Some(kv) => kv.value.clone(),
+            None => {
+                let name = format!("br-{}", &n.id[..12]);
+                options.push(KeyValue { key: BRIDGE_NAME.into(), value: name.clone() });
+                name
+            }
+        };
+        if bridge.is_empty() || bridge.len() > 15 || bridge.contains(['/', ' ', ':']) {
+            return Err(Error::invalid(format!("invalid bridge name {bridge:?}")));
+        }
+        if existing.iter().any(|e| option(e, BRIDGE_NAME) == Some(bridge.as_str())) {
+            return Err(Error::conflict(format!("bridge {bridge} is used by another network")));
+        }
+        n.subnet = subnet.to_string();
+        n.gateway = gateway.to_string();
+        n.ip_range = req.ip_range.clone();
+        n.internal = req.internal;
+        n.labels = req.labels.clone();
+        n.options = options;
+        netlink::ensure_bridge(&bridge, gateway, subnet.prefix).await?;
+        if let Err(e) = self.store.insert_network(&n).await {
+            let _ = netlink::delete_link(&bridge).await;
+            return Err(e);
+        }
+        tracing::info!(name = %n.name, subnet = %n.subnet, bridge = %bridge, "network created");
+        Ok(n)
+    }
+
+    async fn inspect(&self, reference: &str) -> Result<pb::Network> {
+        let mut n = self.find(reference).await?;
+        if let Ok(subnet) = n.subnet.parse::<Subnet>() {
+            n.endpoints = self.store.endpoints(&n.id).await?.iter().map(|e| endpoint_pb(&n, &subnet, e)).collect();
+        }
+        Ok(n)
+    }
+
+    async fn remove(&self, reference: &str) -> Result<()> {
+        let n = self.find(reference).await?;
+        if PREDEFINED.contains(&n.name.as_str()) {
+            return Err(Error::forbidden(format!("{} is a pre-defined network and cannot be removed", n.name)));
+        }
+        if !self.store.endpoints(&n.id).await?.is_empty() {
+            return Err(Error::forbidden(format!(
+                "error while removing network: network {} id {} has active endpoints",
+                n.name, n.id
+            )));
+        }
+        if let Some(bridge) = option(&n, BRIDGE_NAME) {
+            netlink::delete_link(bridge).await?;
+        }
+        self.store.delete_network(&n.id).await?;
+        tracing::info!(name = %n.name, "network removed");
+        Ok(())
+    }
+
+    async fn prune(&self, filters: Vec<Filter>) -> Result<Vec<String>> {
+        let mut until = None;
+        let (mut labels, mut not_labels) = (vec![], vec![]);
+        for f in &filters {
+            match f.key.as_str() {
+                "label" => labels.extend(f.values.iter().cloned()),
+                "label!" => not_labels.extend(f.values.iter().cloned()),
+                "until" => {
+                    let v = f.values.first().cloned().unwrap_or_default();
+                    let t = v
+                        .parse::<i64>()
+                        .ok()
+                        .or_else(|| berth_core::id::parse_rfc3339(&v).map(|t| t.unix_timestamp()))
+                        .ok_or_else(|| Error::invalid(format!("invalid filter 'until={v}'")))?;
+                    until = Some(t);
+                }
+                other => return Err(Error::invalid(format!("invalid filter '{other}'"))),
+            }
+        }
+        let mut deleted = Vec::new();
+        for n in self.store.networks().await? {
+            let has = |l: &String| match l.split_once('=') {
+                Some((k, v)) => n.labels.iter().any(|kv| kv.key == k && kv.value == v),
+                None => n.labels.iter().any(|kv| &kv.key == l),
+            };
+            let created = berth_core::id::parse_rfc3339(&n.created).map(|t| t.unix_timestamp()).unwrap_or(0);
+            if PREDEFINED.contains(&n.name.as_str())
+                || until.is_some_and(|u| created >= u)
+                || !labels.iter().all(has)
+                || not_labels.iter().any(has)
+            {
+                continue;
+            }
+            match self.remove(&n.id).await {
+                Ok(()) => deleted.push(n.name),
+                Err(e) if e.kind() == berth_core::ErrorKind::Forbidden => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(deleted)
     }
 
     async fn disconnect(&self, container_id: &str, network: &str) -> Result<()> {
@@ -261,6 +444,15 @@ impl NetworkApi for LocalNetwork {
 mod tests {
     use super::*;
 
+    #[test]
+    fn names_like_dockerd() {
+        assert!(valid_network_name("net-a_1.b"));
+        assert!(!valid_network_name("-net") && !valid_network_name("a/b") && !valid_network_name(""));
+        let v = veth_name(&"f".repeat(64), &"0123456789abcdef".repeat(4));
+        assert_eq!(v, "veth0123456ffff");
+        assert!(v.len() <= 15);
+    }
+
     #[tokio::test]
     async fn predefined_networks_and_filters() {
         let dir = tempfile::tempdir().expect("tmp");
@@ -280,6 +472,7 @@ mod tests {
             container_id: "0123456789abcdef".into(),
             network: "host".into(),
             pid: 1,
+            container_name: "c".into(),
         });
         assert_eq!(host.await.err().map(|e| e.kind()), Some(berth_core::ErrorKind::InvalidArgument));
     }

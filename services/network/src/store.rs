@@ -27,13 +27,15 @@ pub struct EndpointRecord {
     pub mac: String,
     /// The host end of its veth pair.
     pub host_veth: String,
+    /// The container's name when it was connected.
+    pub container_name: String,
 }
 
 /// Persistence of network records and endpoints.
 ///
 /// Schema (`migrations/network/`): `networks(id PK, name UNIQUE, driver,
-/// internal, labels JSON, created_at, subnet, gateway, options JSON)` and
-/// `endpoints(network_id, container_id, endpoint_id, ip, mac, host_veth)` with one
+/// internal, labels JSON, created_at, subnet, gateway, options JSON, ip_range)` and
+/// `endpoints(network_id, container_id, endpoint_id, ip, mac, host_veth, container_name)` with one
 /// endpoint per container and network, and unique addresses per network.
 #[async_trait]
 pub trait NetworkStore: Send + Sync + 'static {
@@ -41,6 +43,8 @@ pub trait NetworkStore: Send + Sync + 'static {
     async fn networks(&self) -> Result<Vec<pb::Network>>;
     /// Records a network; a taken name is `AlreadyExists`.
     async fn insert_network(&self, n: &pb::Network) -> Result<()>;
+    /// Forgets a network (its endpoints must be gone).
+    async fn delete_network(&self, id: &str) -> Result<()>;
     /// The endpoints on a network.
     async fn endpoints(&self, network_id: &str) -> Result<Vec<EndpointRecord>>;
     /// A container's endpoints.
@@ -92,16 +96,18 @@ fn endpoint_of(r: &sqlx::sqlite::SqliteRow) -> Result<EndpointRecord> {
         ip: r.try_get("ip")?,
         mac: r.try_get("mac")?,
         host_veth: r.try_get("host_veth")?,
+        container_name: r.try_get("container_name")?,
     })
 }
 
-const ENDPOINT_COLUMNS: &str = "network_id, container_id, endpoint_id, ip, mac, host_veth";
+const ENDPOINT_COLUMNS: &str = "network_id, container_id, endpoint_id, ip, mac, host_veth, container_name";
 
 #[async_trait]
 impl NetworkStore for SqliteNetworkStore {
     async fn networks(&self) -> Result<Vec<pb::Network>> {
         let rows = sqlx::query(
-            "SELECT id, name, driver, internal, labels, created_at, subnet, gateway, options FROM networks ORDER BY name",
+            "SELECT id, name, driver, internal, labels, created_at, subnet, gateway, options, ip_range FROM networks \
+             ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -118,6 +124,8 @@ impl NetworkStore for SqliteNetworkStore {
                     subnet: r.try_get("subnet")?,
                     gateway: r.try_get("gateway")?,
                     options: pairs(&r.try_get::<String, _>("options")?),
+                    ip_range: r.try_get("ip_range")?,
+                    endpoints: vec![],
                 })
             })
             .collect()
@@ -125,8 +133,8 @@ impl NetworkStore for SqliteNetworkStore {
 
     async fn insert_network(&self, n: &pb::Network) -> Result<()> {
         sqlx::query(
-            "INSERT INTO networks (id, name, driver, internal, labels, created_at, subnet, gateway, options) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO networks (id, name, driver, internal, labels, created_at, subnet, gateway, options, ip_range) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&n.id)
         .bind(&n.name)
@@ -137,9 +145,15 @@ impl NetworkStore for SqliteNetworkStore {
         .bind(&n.subnet)
         .bind(&n.gateway)
         .bind(json_of(&n.options))
+        .bind(&n.ip_range)
         .execute(&self.pool)
         .await
         .map_err(|e| unique(e, &format!("network with name {} already exists", n.name)))?;
+        Ok(())
+    }
+
+    async fn delete_network(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM networks WHERE id = ?").bind(id).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -157,8 +171,8 @@ impl NetworkStore for SqliteNetworkStore {
 
     async fn insert_endpoint(&self, e: &EndpointRecord) -> Result<()> {
         sqlx::query(
-            "INSERT INTO endpoints (network_id, container_id, endpoint_id, ip, mac, host_veth, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO endpoints (network_id, container_id, endpoint_id, ip, mac, host_veth, created_at, \
+             container_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&e.network_id)
         .bind(&e.container_id)
@@ -167,6 +181,7 @@ impl NetworkStore for SqliteNetworkStore {
         .bind(&e.mac)
         .bind(&e.host_veth)
         .bind(berth_core::id::now_rfc3339())
+        .bind(&e.container_name)
         .execute(&self.pool)
         .await
         .map_err(|err| unique(err, &format!("Address already in use: {}", e.ip)))?;

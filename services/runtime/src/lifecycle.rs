@@ -433,7 +433,11 @@ impl LocalRuntime {
                         ..Default::default()
                     };
                     self.store.set_state(&c.id, &state).await?;
-                    return Err(e.context("failed to set up container networking"));
+                    return Err(if e.kind() == berth_core::ErrorKind::NotFound {
+                        e
+                    } else {
+                        e.context("failed to set up container networking")
+                    });
                 }
             };
             step("network plugged");
@@ -480,12 +484,15 @@ impl LocalRuntime {
     async fn plug_network(&self, c: &pb::Container, host_config: &Value, pid: i64) -> Result<Vec<u8>> {
         let mode = host_config["NetworkMode"].as_str().unwrap_or("");
         let settings = match (mode, &self.networks) {
-            ("" | "default" | "bridge", Some(networks)) => {
+            ("host" | "none", _) => json!({"Networks": {mode: {"NetworkID": "", "EndpointID": "", "IPAddress": ""}}}),
+            (m, Some(networks)) if !m.starts_with("container:") => {
+                let network = if matches!(m, "" | "default") { "bridge" } else { m };
                 let e = networks
                     .connect(berth_network::pb::ConnectContainerRequest {
                         container_id: c.id.clone(),
-                        network: "bridge".into(),
+                        network: network.into(),
                         pid,
+                        container_name: c.name.clone(),
                     })
                     .await?;
                 let endpoint = json!({
@@ -501,7 +508,6 @@ impl LocalRuntime {
                     "Networks": {e.network_name: endpoint},
                 })
             }
-            ("host" | "none", _) => json!({"Networks": {mode: {"NetworkID": "", "EndpointID": "", "IPAddress": ""}}}),
             _ => json!({"Networks": {}}),
         };
         Ok(serde_json::to_vec(&settings).unwrap_or_default())

@@ -242,6 +242,8 @@ impl RuntimeApi for LocalRuntime {
         };
         let host_config = with_log_defaults(host_config, &self.config.log_opts);
         validate_host_config(&host_config)?;
+        // A named network is looked up at start, as dockerd does (a 404 here would
+        // make the docker CLI try to pull the image).
         // Binds, mounts and tmpfs are checked now, so a bad one fails create as in dockerd.
         crate::spec::user_mounts(&host_config)?;
         let image_ref = user.get("Image").and_then(Value::as_str).unwrap_or("").to_string();
@@ -496,6 +498,18 @@ mod tests {
         }
         async fn disconnect(&self, _: &str, _: &str) -> Result<()> {
             Ok(())
+        }
+        async fn create(&self, _: berth_network::pb::CreateNetworkRequest) -> Result<berth_network::pb::Network> {
+            Err(Error::unavailable("no networks in this test"))
+        }
+        async fn inspect(&self, r: &str) -> Result<berth_network::pb::Network> {
+            Err(Error::not_found(format!("network {r} not found")))
+        }
+        async fn remove(&self, r: &str) -> Result<()> {
+            Err(Error::not_found(format!("network {r} not found")))
+        }
+        async fn prune(&self, _: Vec<Filter>) -> Result<Vec<String>> {
+            Ok(vec![])
         }
     }
 

@@ -1,0 +1,145 @@
+//! User-defined bridge networks: create, ls, inspect, rm, prune, `docker run
+//! --network NAME`, internal networks, and dockerd's answers to bad input.
+
+use berth_tests::{Daemon, TestImage, docker_save_tar, raw_http};
+use serde_json::Value;
+
+fn daemon() -> Daemon {
+    let d = Daemon::start(&[]).expect("start");
+    d.load(&docker_save_tar(&[TestImage::busybox(&["busybox:latest"])], false)).expect("load");
+    d
+}
+
+fn out(d: &Daemon, args: &[&str]) -> (Option<i32>, String, String) {
+    let o = d.docker_out(args).expect("docker");
+    (o.status.code(), String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string())
+}
+
+fn inspect(d: &Daemon, what: &[&str]) -> Value {
+    let mut args = vec!["inspect"];
+    args.extend_from_slice(what);
+    serde_json::from_str(&d.docker(&args).expect("inspect")).expect("json")
+}
+
+fn link_exists(name: &str) -> bool {
+    std::fs::metadata(format!("/sys/class/net/{name}")).is_ok()
+}
+
+#[test]
+fn user_networks_from_create_to_rm() {
+    let d = daemon();
+    let id = d
+        .docker(&[
+            "network",
+            "create",
+            "--subnet",
+            "10.231.1.0/24",
+            "--gateway",
+            "10.231.1.254",
+            "--ip-range",
+            "10.231.1.128/25",
+            "--label",
+            "team=a",
+            "net-a",
+        ])
+        .expect("create")
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    let ls = d.docker(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]).expect("ls");
+    assert!(ls.lines().any(|l| l == "net-a bridge"), "{ls}");
+    let net = &d
+        .docker(&["network", "inspect", "net-a"])
+        .map(|s| serde_json::from_str::<Value>(&s).expect("json"))
+        .expect("i")[0];
+    assert_eq!(net["IPAM"]["Config"][0]["Subnet"], "10.231.1.0/24");
+    assert_eq!(net["IPAM"]["Config"][0]["Gateway"], "10.231.1.254");
+    assert_eq!(net["IPAM"]["Config"][0]["IPRange"], "10.231.1.128/25");
+    assert_eq!(net["Labels"]["team"], "a");
+    let bridge = net["Options"]["com.docker.network.bridge.name"].as_str().expect("bridge").to_string();
+    assert_eq!(bridge, format!("br-{}", &id[..12]));
+    assert!(link_exists(&bridge));
+
+    // Containers on it get addresses from the range and reach each other.
+    d.docker(&["run", "-d", "--name", "n1", "--network", "net-a", "busybox", "sleep", "300"]).expect("n1");
+    d.docker(&["run", "-d", "--name", "n2", "--network", "net-a", "busybox", "sleep", "300"]).expect("n2");
+    let ip1 =
+        inspect(&d, &["n1"])[0]["NetworkSettings"]["Networks"]["net-a"]["IPAddress"].as_str().expect("ip").to_string();
+    let ip2 =
+        inspect(&d, &["n2"])[0]["NetworkSettings"]["Networks"]["net-a"]["IPAddress"].as_str().expect("ip").to_string();
+    assert_eq!(ip1, "10.231.1.129");
+    assert_eq!(ip2, "10.231.1.130");
+    assert_eq!(out(&d, &["exec", "n1", "ping", "-c", "1", "-W", "5", &ip2]).0, Some(0));
+    let route = d.docker(&["exec", "n1", "ip", "route"]).expect("route");
+    assert!(route.contains("default via 10.231.1.254"), "{route}");
+    let net = inspect(&d, &["--type", "network", "net-a"]);
+    let containers = net[0]["Containers"].as_object().expect("containers");
+    assert_eq!(containers.len(), 2);
+    assert!(
+        containers.values().any(|c| c["Name"] == "n1" && c["IPv4Address"] == format!("{ip1}/24")),
+        "{containers:?}"
+    );
+
+    // In use: dockerd's 403.
+    let (code, _, err) = out(&d, &["network", "rm", "net-a"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("has active endpoints"), "{err}");
+    let (status, _, _) = raw_http(&d.sock(), "DELETE", "/networks/net-a", b"").expect("raw");
+    assert_eq!(status, 403);
+
+    // An internal network has no way out: no default route.
+    d.docker(&["network", "create", "--internal", "--subnet", "10.231.2.0/24", "net-internal"]).expect("internal");
+    let route = d.docker(&["run", "--rm", "--network", "net-internal", "busybox", "ip", "route"]).expect("run");
+    assert!(!route.contains("default") && route.contains("10.231.2.0/24"), "{route}");
+
+    // A network without a subnet gets one from the pools, clashing with nothing.
+    d.docker(&["network", "create", "net-auto"]).expect("auto");
+    let auto = inspect(&d, &["--type", "network", "net-auto"]);
+    let subnet = auto[0]["IPAM"]["Config"][0]["Subnet"].as_str().expect("subnet").to_string();
+    assert!(!subnet.is_empty() && !subnet.starts_with("172.17."), "{subnet}");
+
+    // Removing: containers first, then the network and its bridge.
+    d.docker(&["rm", "-f", "n1", "n2"]).expect("rm");
+    d.docker(&["network", "rm", "net-a"]).expect("network rm");
+    assert!(!link_exists(&bridge), "the bridge goes with the network");
+    let pruned = d.docker(&["network", "prune", "-f"]).expect("prune");
+    assert!(pruned.contains("net-internal") && pruned.contains("net-auto"), "{pruned}");
+    let ls = d.docker(&["network", "ls", "--format", "{{.Name}}"]).expect("ls");
+    let mut names: Vec<&str> = ls.lines().collect();
+    names.sort_unstable();
+    assert_eq!(names, vec!["bridge", "host", "none"]);
+}
+
+#[test]
+fn bad_network_input_gets_dockerds_answers() {
+    let d = daemon();
+    d.docker(&["network", "create", "--subnet", "10.231.3.0/24", "net-b"]).expect("create");
+    let cases: [(&[&str], &str); 6] = [
+        (&["network", "create", "net-b"], "already exists"),
+        (&["network", "create", "--subnet", "10.231.3.0/25", "net-overlap"], "Pool overlaps"),
+        (
+            &["network", "create", "--subnet", "10.231.4.0/24", "--gateway", "10.231.5.1", "net-gw"],
+            "no matching subnet",
+        ),
+        (&["network", "create", "--driver", "macvlanx", "net-driver"], "not found"),
+        (&["network", "create", "bad/name"], "invalid network name"),
+        (&["network", "rm", "bridge"], "pre-defined network"),
+    ];
+    for (args, want) in cases {
+        let (code, _, err) = out(&d, args);
+        assert_ne!(code, Some(0), "{args:?}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    let body = br#"{"Name":"net-b"}"#;
+    assert_eq!(raw_http(&d.sock(), "POST", "/networks/create", body).expect("raw").0, 409);
+    let body = br#"{"Name":"x2","IPAM":{"Config":[{"Subnet":"10.231.3.0/25"}]}}"#;
+    assert_eq!(raw_http(&d.sock(), "POST", "/networks/create", body).expect("raw").0, 403);
+    assert_eq!(raw_http(&d.sock(), "DELETE", "/networks/bridge", b"").expect("raw").0, 403);
+    assert_eq!(raw_http(&d.sock(), "DELETE", "/networks/nosuchnet", b"").expect("raw").0, 404);
+    // A container on a network that does not exist: 404 at create, nothing left behind.
+    let (code, _, err) = out(&d, &["run", "--rm", "--network", "nosuchnet", "busybox", "true"]);
+    assert_eq!(code, Some(125), "{err}");
+    assert!(err.contains("network nosuchnet not found"), "{err}");
+    assert_eq!(d.docker(&["ps", "-aq"]).expect("ps").trim(), "");
+    d.docker(&["network", "rm", "net-b"]).expect("rm");
+}
