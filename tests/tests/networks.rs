@@ -143,3 +143,54 @@ fn bad_network_input_gets_dockerds_answers() {
     assert_eq!(d.docker(&["ps", "-aq"]).expect("ps").trim(), "");
     d.docker(&["network", "rm", "net-b"]).expect("rm");
 }
+
+#[test]
+fn static_addresses_and_connect_disconnect() {
+    let d = daemon();
+    d.docker(&["network", "create", "--subnet", "10.231.6.0/24", "net-c"]).expect("net-c");
+    d.docker(&["network", "create", "--subnet", "10.231.7.0/24", "net-d"]).expect("net-d");
+    d.docker(&["run", "-d", "--name", "m1", "--network", "net-c", "--ip", "10.231.6.50", "busybox", "sleep", "300"])
+        .expect("m1");
+    let addr = d.docker(&["exec", "m1", "ip", "-4", "-o", "addr", "show", "eth0"]).expect("addr");
+    assert!(addr.contains("10.231.6.50/24"), "{addr}");
+    // The same address again: refused at start, with dockerd's words.
+    let (code, _, err) = out(
+        &d,
+        &["run", "-d", "--name", "m-dup", "--network", "net-c", "--ip", "10.231.6.50", "busybox", "sleep", "1"],
+    );
+    assert_ne!(code, Some(0));
+    assert!(err.contains("Address already in use"), "{err}");
+    let (code, _, err) = out(&d, &["run", "--rm", "--network", "net-c", "--ip", "10.99.0.1", "busybox", "true"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("does not belong to any of this network's subnets"), "{err}");
+
+    // Connect a running container: eth1 appears, the default route stays on eth0.
+    d.docker(&["network", "connect", "net-d", "m1"]).expect("connect");
+    let addr = d.docker(&["exec", "m1", "ip", "-4", "-o", "addr", "show", "eth1"]).expect("eth1");
+    assert!(addr.contains("10.231.7."), "{addr}");
+    let route = d.docker(&["exec", "m1", "ip", "route"]).expect("route");
+    assert!(route.contains("default via 10.231.6.1 dev eth0"), "{route}");
+    let nets = &inspect(&d, &["m1"])[0]["NetworkSettings"]["Networks"];
+    assert!(nets["net-c"].is_object() && nets["net-d"].is_object(), "{nets}");
+    let (code, _, err) = out(&d, &["network", "connect", "net-d", "m1"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("already exists"), "{err}");
+
+    // Disconnect: eth1 goes, the network forgets the container.
+    d.docker(&["network", "disconnect", "net-d", "m1"]).expect("disconnect");
+    assert_ne!(out(&d, &["exec", "m1", "ip", "link", "show", "eth1"]).0, Some(0));
+    let net = inspect(&d, &["--type", "network", "net-d"]);
+    assert_eq!(net[0]["Containers"].as_object().map(|m| m.len()), Some(0));
+    let (code, _, err) = out(&d, &["network", "disconnect", "net-d", "m1"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("is not connected"), "{err}");
+
+    // A stopped container connected now is plugged in at its start.
+    d.docker(&["create", "--name", "m2", "--network", "net-c", "busybox", "sleep", "300"]).expect("create m2");
+    d.docker(&["network", "connect", "net-d", "m2"]).expect("connect stopped");
+    d.docker(&["start", "m2"]).expect("start m2");
+    let links = d.docker(&["exec", "m2", "ip", "-o", "link"]).expect("links");
+    assert!(links.contains("eth0") && links.contains("eth1"), "{links}");
+    d.docker(&["rm", "-f", "m1", "m2", "m-dup"]).expect("rm");
+    d.docker(&["network", "rm", "net-c", "net-d"]).expect("network rm");
+}

@@ -150,6 +150,9 @@ mod tests {
         async fn set_state(&self, _: &str, _: &berth_runtime::pb::ContainerState) -> Result<()> {
             Err(Error::unavailable("read-only fake"))
         }
+        async fn set_networking(&self, _: &str, _: &[u8]) -> Result<()> {
+            Err(Error::unavailable("read-only fake"))
+        }
     }
     struct NoNetworks;
     #[async_trait]

@@ -22,6 +22,8 @@ pub fn router() -> Router<AppState> {
         .route("/networks/{id}", get(get_network_inspect).delete(delete_network))
         .route("/networks/create", post(post_network_create))
         .route("/networks/prune", post(post_networks_prune))
+        .route("/networks/{id}/connect", post(post_network_connect))
+        .route("/networks/{id}/disconnect", post(post_network_disconnect))
         .route("/volumes", get(get_volumes_list))
         .route("/volumes/{name}", get(get_volume_inspect))
 }
@@ -132,6 +134,33 @@ async fn post_network_create(State(s): State<AppState>, body: Bytes) -> ApiResul
 async fn delete_network(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     s.networks.remove(&id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// NetworkConnect: `POST /networks/{id}/connect` with `{Container, EndpointConfig}`.
+async fn post_network_connect(State(s): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult<StatusCode> {
+    let v: Value = serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))?;
+    let container =
+        v["Container"].as_str().filter(|c| !c.is_empty()).ok_or_else(|| Error::invalid("Container is required"))?;
+    let ep = if v["EndpointConfig"].is_object() {
+        serde_json::to_vec(&v["EndpointConfig"]).unwrap_or_default()
+    } else {
+        vec![]
+    };
+    s.runtime.connect_network(container, &id, &ep).await?;
+    Ok(StatusCode::OK)
+}
+
+/// NetworkDisconnect: `POST /networks/{id}/disconnect` with `{Container, Force}`.
+async fn post_network_disconnect(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let v: Value = serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))?;
+    let container =
+        v["Container"].as_str().filter(|c| !c.is_empty()).ok_or_else(|| Error::invalid("Container is required"))?;
+    s.runtime.disconnect_network(container, &id, v["Force"].as_bool().unwrap_or(false)).await?;
+    Ok(StatusCode::OK)
 }
 
 /// NetworkPrune: `POST /networks/prune`.

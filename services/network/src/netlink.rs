@@ -106,6 +106,8 @@ pub struct Plug<'a> {
     pub bridge: u32,
     /// The host end's name (at most 15 bytes).
     pub host_veth: &'a str,
+    /// The inner end's name in the container.
+    pub interface: &'a str,
     /// The container's init, whose network namespace gets `eth0`.
     pub pid: i64,
     /// The container's address and network, and the gateway of its default
@@ -134,7 +136,7 @@ pub async fn plug(p: &Plug<'_>) -> Result<()> {
     let ns = std::fs::File::open(format!("/proc/{}/ns/net", p.pid))
         .map_err(|e| Error::internal(format!("open the container's network namespace: {e}")))?;
     let inner = rtnetlink::LinkMessageBuilder::<LinkUnspec>::new()
-        .name("eth0".into())
+        .name(p.interface.to_string())
         .address(p.mac.to_vec())
         .setns_by_fd(ns.as_raw_fd())
         .build();
@@ -144,13 +146,21 @@ pub async fn plug(p: &Plug<'_>) -> Result<()> {
         .controller(p.bridge)
         .up()
         .build();
-    h.link().add(pair).execute().await.map_err(nl("create the veth pair"))?;
-    let (ip, prefix, gateway) = (p.ip, p.prefix, p.gateway);
+    h.link()
+        .add(pair)
+        .execute()
+        .await
+        .map_err(|e| Error::internal(format!("create the veth pair {} / {}: {e}", p.host_veth, p.interface)))?;
+    let (ip, prefix, gateway, interface) = (p.ip, p.prefix, p.gateway, p.interface.to_string());
     let out = in_netns(ns, move |h| async move {
         h.link().set(LinkUnspec::new_with_index(1).up().build()).execute().await.map_err(nl("bring lo up"))?;
-        let eth0 = index_of(&h, "eth0").await?.ok_or_else(|| Error::internal("eth0 is missing"))?;
-        h.address().add(eth0, IpAddr::V4(ip), prefix).execute().await.map_err(nl("address eth0"))?;
-        h.link().set(LinkUnspec::new_with_index(eth0).up().build()).execute().await.map_err(nl("bring eth0 up"))?;
+        let eth0 = index_of(&h, &interface).await?.ok_or_else(|| Error::internal(format!("{interface} is missing")))?;
+        h.address().add(eth0, IpAddr::V4(ip), prefix).execute().await.map_err(nl("address the interface"))?;
+        h.link()
+            .set(LinkUnspec::new_with_index(eth0).up().build())
+            .execute()
+            .await
+            .map_err(nl("bring the interface up"))?;
         if let Some(gateway) = gateway {
             h.route()
                 .add(RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).build())

@@ -153,6 +153,7 @@ impl LocalNetwork {
         subnet: &Subnet,
         container_id: &str,
         container_name: &str,
+        wanted: Option<Ipv4Addr>,
     ) -> Result<EndpointRecord> {
         let _guard = self.alloc.lock().await;
         let on_net = self.store.endpoints(&net.id).await?;
@@ -162,9 +163,15 @@ impl LocalNetwork {
         let gateway: Ipv4Addr =
             net.gateway.parse().map_err(|_| Error::internal(format!("network {} has no gateway", net.name)))?;
         let used: HashSet<Ipv4Addr> = on_net.iter().filter_map(|e| e.ip.parse().ok()).collect();
-        let pool = net.ip_range.parse::<Subnet>().unwrap_or(*subnet);
-        let ip = ipam::allocate(&pool, gateway, &used)
-            .ok_or_else(|| Error::unavailable(format!("no available IPv4 addresses on network {}", net.name)))?;
+        let ip = match wanted {
+            Some(ip) if used.contains(&ip) => return Err(Error::conflict(format!("Address already in use: {ip}"))),
+            Some(ip) => ip,
+            None => {
+                let pool = net.ip_range.parse::<Subnet>().unwrap_or(*subnet);
+                ipam::allocate(&pool, gateway, &used)
+                    .ok_or_else(|| Error::unavailable(format!("no available IPv4 addresses on network {}", net.name)))?
+            }
+        };
         let record = EndpointRecord {
             network_id: net.id.clone(),
             container_id: container_id.to_string(),
@@ -244,17 +251,34 @@ impl NetworkApi for LocalNetwork {
         let gateway: Ipv4Addr =
             net.gateway.parse().map_err(|_| Error::internal(format!("network {} has no gateway", net.name)))?;
         let bridge_name = option(&net, BRIDGE_NAME).unwrap_or("berth0").to_string();
-        let e = self.endpoint_for(&net, &subnet, &req.container_id, &req.container_name).await?;
+        let wanted: Option<Ipv4Addr> = match req.ip_address.as_str() {
+            "" => None,
+            a => {
+                let ip: Ipv4Addr = a.parse().map_err(|_| Error::invalid(format!("invalid IPv4 address {a:?}")))?;
+                if !subnet.contains(ip) || ip == gateway || ip == subnet.addr {
+                    return Err(Error::invalid(format!(
+                        "Invalid address {ip}: It does not belong to any of this network's subnets"
+                    )));
+                }
+                Some(ip)
+            }
+        };
+        let e = self.endpoint_for(&net, &subnet, &req.container_id, &req.container_name, wanted).await?;
+        let interface = if req.interface.is_empty() { "eth0".to_string() } else { req.interface.clone() };
+        if interface.len() > 15 || interface.contains(['/', ' ']) {
+            return Err(Error::invalid(format!("invalid interface name {interface:?}")));
+        }
         let ip: Ipv4Addr = e.ip.parse().map_err(|_| Error::internal(format!("stored address {:?}", e.ip)))?;
         let plugged = async {
             let bridge = netlink::ensure_bridge(&bridge_name, gateway, subnet.prefix).await?;
             let plug = netlink::Plug {
                 bridge,
                 host_veth: &e.host_veth,
+                interface: &interface,
                 pid: req.pid,
                 ip,
                 prefix: subnet.prefix,
-                gateway: (!net.internal).then_some(gateway),
+                gateway: (!net.internal && req.default_route).then_some(gateway),
                 mac: ipam::mac_for(ip),
             };
             netlink::plug(&plug).await
@@ -473,6 +497,7 @@ mod tests {
             network: "host".into(),
             pid: 1,
             container_name: "c".into(),
+            ..Default::default()
         });
         assert_eq!(host.await.err().map(|e| e.kind()), Some(berth_core::ErrorKind::InvalidArgument));
     }

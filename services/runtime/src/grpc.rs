@@ -175,6 +175,24 @@ impl RuntimeService for RuntimeGrpcServer {
     ) -> Result<Response<pb::PruneContainersResponse>, Status> {
         Ok(Response::new(self.api.prune(req.into_inner().filters).await?))
     }
+
+    async fn connect_network(
+        &self,
+        req: Request<pb::ConnectNetworkRequest>,
+    ) -> Result<Response<pb::ConnectNetworkResponse>, Status> {
+        let r = req.into_inner();
+        self.api.connect_network(&r.reference, &r.network, &r.endpoint_config).await?;
+        Ok(Response::new(pb::ConnectNetworkResponse {}))
+    }
+
+    async fn disconnect_network(
+        &self,
+        req: Request<pb::DisconnectNetworkRequest>,
+    ) -> Result<Response<pb::DisconnectNetworkResponse>, Status> {
+        let r = req.into_inner();
+        self.api.disconnect_network(&r.reference, &r.network, r.force).await?;
+        Ok(Response::new(pb::DisconnectNetworkResponse {}))
+    }
 }
 
 type OutputStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::StreamOutput, Status>> + Send>>;
@@ -327,6 +345,22 @@ impl RuntimeApi for RuntimeGrpcClient {
     async fn prune(&self, filters: Vec<Filter>) -> Result<pb::PruneContainersResponse> {
         let req = pb::PruneContainersRequest { filters };
         Ok(self.inner.clone().prune_containers(req).await.map_err(err)?.into_inner())
+    }
+
+    async fn connect_network(&self, reference: &str, network: &str, endpoint_config: &[u8]) -> Result<()> {
+        let req = pb::ConnectNetworkRequest {
+            reference: reference.into(),
+            network: network.into(),
+            endpoint_config: endpoint_config.to_vec(),
+        };
+        self.inner.clone().connect_network(req).await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn disconnect_network(&self, reference: &str, network: &str, force: bool) -> Result<()> {
+        let req = pb::DisconnectNetworkRequest { reference: reference.into(), network: network.into(), force };
+        self.inner.clone().disconnect_network(req).await.map_err(err)?;
+        Ok(())
     }
 }
 

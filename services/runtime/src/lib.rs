@@ -13,6 +13,7 @@ pub mod cgroups;
 pub mod create;
 pub mod grpc;
 pub mod lifecycle;
+pub mod networking;
 pub mod service;
 pub mod shim;
 pub mod spec;
@@ -64,4 +65,8 @@ pub trait RuntimeApi: Send + Sync + 'static {
     async fn inspect_exec(&self, exec_id: &str) -> Result<pb::InspectExecResponse>;
     /// Removes stopped containers matching `filters` (until, label, label!).
     async fn prune(&self, filters: Vec<Filter>) -> Result<pb::PruneContainersResponse>;
+    /// Connects a container to a network (EndpointSettings JSON).
+    async fn connect_network(&self, reference: &str, network: &str, endpoint_config: &[u8]) -> Result<()>;
+    /// Disconnects a container from a network.
+    async fn disconnect_network(&self, reference: &str, network: &str, force: bool) -> Result<()>;
 }

@@ -479,40 +479,6 @@ impl LocalRuntime {
         Err(crate::shim::start_error(code, &msg))
     }
 
-    /// Plugs a container that waits at its start barrier into its network, and
-    /// returns its NetworkSettings JSON. `none` and `host` need nothing plugged.
-    async fn plug_network(&self, c: &pb::Container, host_config: &Value, pid: i64) -> Result<Vec<u8>> {
-        let mode = host_config["NetworkMode"].as_str().unwrap_or("");
-        let settings = match (mode, &self.networks) {
-            ("host" | "none", _) => json!({"Networks": {mode: {"NetworkID": "", "EndpointID": "", "IPAddress": ""}}}),
-            (m, Some(networks)) if !m.starts_with("container:") => {
-                let network = if matches!(m, "" | "default") { "bridge" } else { m };
-                let e = networks
-                    .connect(berth_network::pb::ConnectContainerRequest {
-                        container_id: c.id.clone(),
-                        network: network.into(),
-                        pid,
-                        container_name: c.name.clone(),
-                    })
-                    .await?;
-                let endpoint = json!({
-                    "IPAMConfig": null, "Links": null, "Aliases": null, "DriverOpts": null,
-                    "NetworkID": e.network_id, "EndpointID": e.endpoint_id, "Gateway": e.gateway,
-                    "IPAddress": e.ip_address, "IPPrefixLen": e.prefix_len, "IPv6Gateway": "",
-                    "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": e.mac_address,
-                });
-                json!({
-                    "EndpointID": e.endpoint_id, "Gateway": e.gateway, "IPAddress": e.ip_address,
-                    "IPPrefixLen": e.prefix_len, "MacAddress": e.mac_address,
-                    "SandboxKey": format!("/proc/{pid}/ns/net"),
-                    "Networks": {e.network_name: endpoint},
-                })
-            }
-            _ => json!({"Networks": {}}),
-        };
-        Ok(serde_json::to_vec(&settings).unwrap_or_default())
-    }
-
     /// Sends `signal` to a running container.
     pub(crate) async fn signal_container(&self, reference: &str, signal: &str) -> Result<()> {
         let sig = parse_signal(if signal.is_empty() { "KILL" } else { signal })?;

@@ -405,6 +405,14 @@ impl RuntimeApi for LocalRuntime {
         self.exec_inspect(exec_id).await
     }
 
+    async fn connect_network(&self, reference: &str, network: &str, endpoint_config: &[u8]) -> Result<()> {
+        LocalRuntime::connect_network(self, reference, network, endpoint_config).await
+    }
+
+    async fn disconnect_network(&self, reference: &str, network: &str, force: bool) -> Result<()> {
+        LocalRuntime::disconnect_network(self, reference, network, force).await
+    }
+
     async fn prune(&self, filters: Vec<Filter>) -> Result<pb::PruneContainersResponse> {
         let rule = PruneFilter::parse(&filters)?;
         let mut out = pb::PruneContainersResponse::default();

@@ -37,6 +37,8 @@ pub trait ContainerStore: Send + Sync + 'static {
     async fn delete(&self, id: &str) -> Result<bool>;
     /// Records a new state; an empty `started_at` keeps the old one.
     async fn set_state(&self, id: &str, state: &pb::ContainerState) -> Result<()>;
+    /// Replaces the NetworkingConfig JSON (networks connected and disconnected).
+    async fn set_networking(&self, id: &str, networking_config: &[u8]) -> Result<()>;
 }
 
 /// [`ContainerStore`] on SQLite.
@@ -174,6 +176,15 @@ impl ContainerStore for SqliteContainerStore {
         let n = sqlx::query("DELETE FROM containers WHERE id = ?").bind(id).execute(&self.pool).await?;
         Ok(n.rows_affected() > 0)
     }
+
+    async fn set_networking(&self, id: &str, networking_config: &[u8]) -> Result<()> {
+        sqlx::query("UPDATE containers SET networking_config = ? WHERE id = ?")
+            .bind(networking_config)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }
 
 /// A [`ContainerStore`] with every record in memory, written through to `inner`.
@@ -273,6 +284,15 @@ impl<S: ContainerStore> ContainerStore for CachedContainerStore<S> {
                 new.finished_at = old.finished_at;
             }
             c.state = Some(new);
+        }
+        Ok(())
+    }
+
+    async fn set_networking(&self, id: &str, networking_config: &[u8]) -> Result<()> {
+        let mut guard = self.loaded().await?;
+        self.inner.set_networking(id, networking_config).await?;
+        if let Some(c) = guard.as_mut().and_then(|l| l.iter_mut().find(|c| c.id == id)) {
+            c.networking_config = networking_config.to_vec();
         }
         Ok(())
     }

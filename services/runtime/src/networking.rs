@@ -1,0 +1,175 @@
+//! A container's networks: plugging them in at the start barrier, and
+//! `docker network connect/disconnect` while it runs or while it is stopped.
+//! The network service does the kernel work; the runtime keeps the container's
+//! NetworkingConfig (what it should be on) and NetworkSettings (what it is on).
+
+use berth_core::{Error, ErrorKind, Result};
+use serde_json::{Value, json};
+
+use crate::pb;
+use crate::service::{LocalRuntime, status};
+
+impl LocalRuntime {
+    /// Plugs a container that waits at its start barrier into its networks (its
+    /// NetworkMode first, with the default route, then every other network of its
+    /// NetworkingConfig), and returns its NetworkSettings JSON. `none` and `host`
+    /// need nothing plugged.
+    pub(crate) async fn plug_network(&self, c: &pb::Container, host_config: &Value, pid: i64) -> Result<Vec<u8>> {
+        let mode = host_config["NetworkMode"].as_str().unwrap_or("");
+        let mut settings = json!({"Networks": {}});
+        match (mode, &self.networks) {
+            ("host" | "none", _) => {
+                settings["Networks"][mode] = json!({"NetworkID": "", "EndpointID": "", "IPAddress": ""});
+            }
+            (m, Some(_)) if !m.starts_with("container:") => {
+                let primary = if matches!(m, "" | "default") { "bridge" } else { m };
+                let cfg: Value = serde_json::from_slice(&c.networking_config).unwrap_or_default();
+                let endpoints = cfg["EndpointsConfig"].as_object().cloned().unwrap_or_default();
+                let mut names = vec![primary.to_string()];
+                names.extend(
+                    endpoints.keys().filter(|k| *k != primary && !(primary == "bridge" && *k == "default")).cloned(),
+                );
+                settings["SandboxKey"] = json!(format!("/proc/{pid}/ns/net"));
+                for name in names {
+                    let ep_cfg = endpoints.get(&name).cloned().unwrap_or(Value::Null);
+                    self.plug_one(c, pid, &name, &ep_cfg, &mut settings).await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(serde_json::to_vec(&settings).unwrap_or_default())
+    }
+
+    /// Plugs one network into a container's namespace and records its endpoint
+    /// in `settings` (the first one, eth0, carries the default route).
+    pub(crate) async fn plug_one(
+        &self,
+        c: &pb::Container,
+        pid: i64,
+        network: &str,
+        ep_cfg: &Value,
+        settings: &mut Value,
+    ) -> Result<()> {
+        let Some(networks) = &self.networks else { return Ok(()) };
+        let used: Vec<String> = settings["Networks"]
+            .as_object()
+            .map(|m| m.values().filter_map(|v| v["Interface"].as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let index = (0..).find(|i| !used.contains(&format!("eth{i}"))).unwrap_or(0);
+        let interface = format!("eth{index}");
+        let e = networks
+            .connect(berth_network::pb::ConnectContainerRequest {
+                container_id: c.id.clone(),
+                network: network.into(),
+                pid,
+                container_name: c.name.clone(),
+                ip_address: ep_cfg["IPAMConfig"]["IPv4Address"].as_str().unwrap_or("").to_string(),
+                interface: interface.clone(),
+                default_route: index == 0,
+            })
+            .await?;
+        let endpoint = json!({
+            "IPAMConfig": ep_cfg.get("IPAMConfig").cloned().unwrap_or(Value::Null),
+            "Links": null,
+            "Aliases": ep_cfg.get("Aliases").cloned().unwrap_or(Value::Null),
+            "DriverOpts": null,
+            "NetworkID": e.network_id, "EndpointID": e.endpoint_id, "Gateway": e.gateway,
+            "IPAddress": e.ip_address, "IPPrefixLen": e.prefix_len, "IPv6Gateway": "",
+            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": e.mac_address,
+            "Interface": interface,
+        });
+        if e.network_name == "bridge" {
+            for (k, v) in [
+                ("EndpointID", json!(e.endpoint_id)),
+                ("Gateway", json!(e.gateway)),
+                ("IPAddress", json!(e.ip_address)),
+                ("IPPrefixLen", json!(e.prefix_len)),
+                ("MacAddress", json!(e.mac_address)),
+            ] {
+                settings[k] = v;
+            }
+        }
+        settings["Networks"][e.network_name.as_str()] = endpoint;
+        Ok(())
+    }
+
+    /// `docker network connect`: remembered in the container's NetworkingConfig,
+    /// and plugged at once into a running container.
+    pub(crate) async fn connect_network(&self, reference: &str, network: &str, ep_cfg: &[u8]) -> Result<()> {
+        let networks = self.networks.clone().ok_or_else(|| Error::unavailable("no network service"))?;
+        let c = self.resolve(reference).await?;
+        let net = networks.inspect(network).await?;
+        let host_config: Value = serde_json::from_slice(&c.host_config).unwrap_or_default();
+        let mode = host_config["NetworkMode"].as_str().unwrap_or("");
+        if matches!(mode, "host" | "none") || mode.starts_with("container:") || net.driver != "bridge" {
+            return Err(Error::forbidden(format!(
+                "container sharing network namespace with another container or host cannot be connected to any other network ({mode})"
+            )));
+        }
+        let ep_cfg: Value = if ep_cfg.is_empty() {
+            json!({})
+        } else {
+            serde_json::from_slice(ep_cfg).map_err(|e| Error::invalid(format!("invalid endpoint config: {e}")))?
+        };
+        let primary = if matches!(mode, "" | "default") { "bridge" } else { mode };
+        let mut cfg: Value = serde_json::from_slice(&c.networking_config).unwrap_or_else(|_| json!({}));
+        let on = |name: &str| name == primary || cfg["EndpointsConfig"].get(name).is_some();
+        if on(&net.name) || on(&net.id) {
+            return Err(Error::forbidden(format!(
+                "endpoint with name {} already exists in network {}",
+                c.name, net.name
+            )));
+        }
+        if status(&c) == "running" {
+            let pid = c.state.as_ref().map(|s| s.pid).unwrap_or(0);
+            let mut state = c.state.clone().unwrap_or_default();
+            let mut settings: Value =
+                serde_json::from_slice(&state.network_settings).unwrap_or_else(|_| json!({"Networks": {}}));
+            self.plug_one(&c, pid, &net.name, &ep_cfg, &mut settings).await?;
+            state.network_settings = serde_json::to_vec(&settings).unwrap_or_default();
+            state.started_at = String::new();
+            self.store.set_state(&c.id, &state).await?;
+        }
+        if !cfg["EndpointsConfig"].is_object() {
+            cfg["EndpointsConfig"] = json!({});
+        }
+        cfg["EndpointsConfig"][net.name.as_str()] = ep_cfg;
+        self.store.set_networking(&c.id, &serde_json::to_vec(&cfg).unwrap_or_default()).await
+    }
+
+    /// `docker network disconnect`: unplugged from a running container and
+    /// forgotten from its NetworkingConfig.
+    pub(crate) async fn disconnect_network(&self, reference: &str, network: &str, force: bool) -> Result<()> {
+        let networks = self.networks.clone().ok_or_else(|| Error::unavailable("no network service"))?;
+        let c = self.resolve(reference).await?;
+        let net = match networks.inspect(network).await {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::NotFound && force => {
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let mut cfg: Value = serde_json::from_slice(&c.networking_config).unwrap_or_else(|_| json!({}));
+        let mut state = c.state.clone().unwrap_or_default();
+        let mut settings: Value =
+            serde_json::from_slice(&state.network_settings).unwrap_or_else(|_| json!({"Networks": {}}));
+        let plugged = settings["Networks"].get(&net.name).is_some();
+        let configured = cfg["EndpointsConfig"].get(&net.name).is_some();
+        if !plugged && !configured {
+            return Err(Error::forbidden(format!("container {} is not connected to network {}", c.id, net.name)));
+        }
+        if status(&c) == "running" && plugged {
+            networks.disconnect(&c.id, &net.id).await?;
+            if let Some(m) = settings["Networks"].as_object_mut() {
+                m.remove(&net.name);
+            }
+            state.network_settings = serde_json::to_vec(&settings).unwrap_or_default();
+            state.started_at = String::new();
+            self.store.set_state(&c.id, &state).await?;
+        }
+        if let Some(m) = cfg["EndpointsConfig"].as_object_mut() {
+            m.remove(&net.name);
+        }
+        self.store.set_networking(&c.id, &serde_json::to_vec(&cfg).unwrap_or_default()).await
+    }
+}
