@@ -457,8 +457,10 @@ impl Drop for Daemon {
             let _ = stop_child(c, "service");
         }
         kill_leftover_containers(self.root.path());
-        // dockerd leaves docker0 behind; a test must not leave its bridge.
+        // dockerd leaves docker0 behind; a test must not leave its bridge, nor its rules.
         let _ = Command::new("ip").args(["link", "delete", &self.bridge]).stderr(Stdio::null()).status();
+        let table = format!("berth_{}", self.bridge);
+        let _ = Command::new("nft").args(["delete", "table", "inet", &table]).stderr(Stdio::null()).status();
     }
 }
 

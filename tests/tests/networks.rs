@@ -194,3 +194,88 @@ fn static_addresses_and_connect_disconnect() {
     d.docker(&["rm", "-f", "m1", "m2", "m-dup"]).expect("rm");
     d.docker(&["network", "rm", "net-c", "net-d"]).expect("network rm");
 }
+
+/// A network namespace standing for "the outside": a veth pair from the host,
+/// 10.239.1.1/30 on the host's end and 10.239.1.2/30 inside. Removed on drop.
+struct Outside {
+    ns: String,
+    link: String,
+}
+
+impl Outside {
+    fn new(tag: &str) -> Outside {
+        let o = Outside { ns: format!("ns{tag}"), link: format!("vo{tag}") };
+        let sh = |cmd: &str| {
+            let ok = std::process::Command::new("sh").args(["-c", cmd]).status().map(|s| s.success()).unwrap_or(false);
+            assert!(ok, "{cmd}");
+        };
+        sh(&format!("ip netns add {}", o.ns));
+        sh(&format!("ip link add {} type veth peer name inner netns {}", o.link, o.ns));
+        sh(&format!("ip addr add 10.239.1.1/30 dev {0} && ip link set {0} up", o.link));
+        sh(&format!(
+            "ip netns exec {0} ip addr add 10.239.1.2/30 dev inner && ip netns exec {0} ip link set inner up \
+             && ip netns exec {0} ip link set lo up",
+            o.ns
+        ));
+        o
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["link", "delete", &self.link]).status();
+        let _ = std::process::Command::new("ip").args(["netns", "delete", &self.ns]).status();
+    }
+}
+
+#[test]
+fn outbound_nat_isolation_and_internal_networks() {
+    let mut d = daemon();
+    let outside = Outside::new(&d.bridge[2..]);
+    // A server outside that tells whom it saw.
+    let mut server = std::process::Command::new("ip")
+        .args(["netns", "exec", &outside.ns, "python3", "-c"])
+        .arg(
+            "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('10.239.1.2', 9000)); s.listen(1)\nc,a=s.accept(); c.sendall(a[0].encode()); c.close()",
+        )
+        .spawn()
+        .expect("server");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // From a container on the default bridge: out through the host, masqueraded.
+    let seen = d.docker(&["run", "--rm", "busybox", "nc", "10.239.1.2", "9000"]).expect("nc out");
+    let _ = server.wait();
+    assert_eq!(seen.trim(), "10.239.1.1", "the outside sees the host's address");
+    let table = format!("berth_{}", d.bridge);
+    let rules = std::process::Command::new("nft").args(["list", "table", "inet", &table]).output().expect("nft");
+    let rules = String::from_utf8_lossy(&rules.stdout).to_string();
+    assert_eq!(rules.matches("masquerade").count(), 1, "{rules}");
+
+    // Two networks cannot reach each other; an internal one has no way out.
+    d.docker(&["network", "create", "--subnet", "10.231.10.0/24", "net-e"]).expect("net-e");
+    d.docker(&["network", "create", "--internal", "--subnet", "10.231.11.0/24", "net-i"]).expect("net-i");
+    d.docker(&["run", "-d", "--name", "on-e", "--network", "net-e", "busybox", "sleep", "300"]).expect("on-e");
+    d.docker(&["run", "-d", "--name", "on-bridge", "busybox", "sleep", "300"]).expect("on-bridge");
+    let ip_e = inspect(&d, &["on-e"])[0]["NetworkSettings"]["Networks"]["net-e"]["IPAddress"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert_eq!(out(&d, &["exec", "on-bridge", "ping", "-c", "1", "-W", "1", &ip_e]).0, Some(1), "isolated");
+    let (code, _, _) =
+        out(&d, &["run", "--rm", "--network", "net-i", "busybox", "nc", "-w", "1", "10.239.1.2", "9000"]);
+    assert_ne!(code, Some(0), "an internal network has no way out");
+    let rules = std::process::Command::new("nft").args(["list", "table", "inet", &table]).output().expect("nft");
+    let rules = String::from_utf8_lossy(&rules.stdout).to_string();
+    assert_eq!(rules.matches("masquerade").count(), 2, "{rules}");
+
+    drop(outside);
+    d.docker(&["rm", "-f", "on-e", "on-bridge"]).expect("rm");
+    d.docker(&["network", "rm", "net-e", "net-i"]).expect("network rm");
+    // berthd killed and started again: the same rules, once.
+    d.kill9().expect("kill -9");
+    d.restart().expect("restart");
+    let rules = std::process::Command::new("nft").args(["list", "table", "inet", &table]).output().expect("nft");
+    let rules = String::from_utf8_lossy(&rules.stdout).to_string();
+    assert_eq!(rules.matches("masquerade").count(), 1, "{rules}");
+    assert_eq!(rules.matches("table inet").count(), 1, "{rules}");
+}

@@ -6,7 +6,9 @@
 //! containers into them: an address from the network's subnet ([`ipam`],
 //! persisted in the store so it is never handed out twice), and a veth pair
 //! between the network's bridge and the container's namespace ([`netlink`]).
-//! Isolation between networks, NAT, published ports and DNS are still to come. The
+//! Traffic rules live in an nftables table of Berth's own ([`nft`]): outbound
+//! NAT, isolation between networks, closed internal networks. Published ports
+//! and DNS are still to come. The
 //! shape is the one every service has: the [`NetworkApi`] trait, [`LocalNetwork`]
 //! over a [`NetworkStore`], and gRPC server and client adapters in [`grpc`].
 
@@ -15,6 +17,7 @@
 pub mod grpc;
 pub mod ipam;
 pub mod netlink;
+pub mod nft;
 pub mod service;
 pub mod store;
 

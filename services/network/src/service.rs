@@ -33,6 +33,8 @@ impl Default for NetworkConfig {
 /// The network service.
 pub struct LocalNetwork {
     store: Arc<dyn NetworkStore>,
+    /// The nftables table of this daemon (empty: no rules, as in unit tests).
+    table: String,
     /// Address allocation is check-then-insert; one at a time.
     alloc: tokio::sync::Mutex<()>,
 }
@@ -74,14 +76,40 @@ impl LocalNetwork {
     /// predefined networks on first use.
     pub async fn open(dir: &Path, config: NetworkConfig) -> Result<Self> {
         let pool = berth_core::db::open_sqlite(&dir.join("network.db"), &MIGRATOR).await?;
-        let svc = Self::with_store(Arc::new(SqliteNetworkStore::new(pool)));
+        let mut svc = Self::with_store(Arc::new(SqliteNetworkStore::new(pool)));
+        // One table per daemon: `berth` for the default bridge, else named after it.
+        svc.table = if config.bridge == "berth0" { "berth".into() } else { format!("berth_{}", config.bridge) };
         svc.predefine(&config).await?;
+        // After a crash or a reboot: the rules again, exactly once.
+        svc.sync_rules().await?;
         Ok(svc)
     }
 
     /// A service over any store.
     pub fn with_store(store: Arc<dyn NetworkStore>) -> Self {
-        Self { store, alloc: tokio::sync::Mutex::new(()) }
+        Self { store, table: String::new(), alloc: tokio::sync::Mutex::new(()) }
+    }
+
+    /// Replaces this daemon's nftables table with the rules for its bridge networks.
+    async fn sync_rules(&self) -> Result<()> {
+        if self.table.is_empty() {
+            return Ok(());
+        }
+        let nets: Vec<crate::nft::BridgeRules> = self
+            .store
+            .networks()
+            .await?
+            .iter()
+            .filter(|n| n.driver == "bridge" && !n.subnet.is_empty())
+            .filter_map(|n| {
+                Some(crate::nft::BridgeRules {
+                    bridge: option(n, BRIDGE_NAME)?.to_string(),
+                    subnet: n.subnet.clone(),
+                    internal: n.internal,
+                })
+            })
+            .collect();
+        crate::nft::apply(&self.table, &nets).await
     }
 
     async fn predefine(&self, config: &NetworkConfig) -> Result<()> {
@@ -378,6 +406,7 @@ impl NetworkApi for LocalNetwork {
             return Err(e);
         }
         tracing::info!(name = %n.name, subnet = %n.subnet, bridge = %bridge, "network created");
+        self.sync_rules().await?;
         Ok(n)
     }
 
@@ -405,7 +434,7 @@ impl NetworkApi for LocalNetwork {
         }
         self.store.delete_network(&n.id).await?;
         tracing::info!(name = %n.name, "network removed");
-        Ok(())
+        self.sync_rules().await
     }
 
     async fn prune(&self, filters: Vec<Filter>) -> Result<Vec<String>> {

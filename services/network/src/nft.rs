@@ -1,0 +1,105 @@
+//! Berth's packet filtering and NAT: one nftables table of its own (`inet
+//! berth`), replaced whole and atomically whenever a network comes or goes, so
+//! there is never a duplicate rule and nobody else's rules are touched.
+//!
+//! - `postrouting` (nat): traffic from a bridge network's subnet leaving through
+//!   another interface is masqueraded (not for `--internal` networks);
+//! - `forward` (filter): replies pass; nothing crosses between two Berth bridge
+//!   networks (isolation); an internal network's bridge forwards nothing in or out.
+//!
+//! The rules live in the kernel, so they keep working while the services are
+//! down. Applied through `nft -f -` (nftables' own tool, as its JSON and text
+//! front ends are the stable interface).
+
+use std::fmt::Write as _;
+
+use berth_core::{Error, Result};
+
+/// What the rules need to know of one bridge network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeRules {
+    /// The bridge device.
+    pub bridge: String,
+    /// The subnet, CIDR.
+    pub subnet: String,
+    /// No way in or out.
+    pub internal: bool,
+}
+
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace(['"', '\\'], ""))
+}
+
+/// The nft script that replaces `table inet <table>` with the rules for `nets`.
+pub fn render(table: &str, nets: &[BridgeRules]) -> String {
+    let mut s = String::new();
+    // Creating then deleting makes the delete valid when the table is new; the
+    // whole script is one transaction.
+    let _ = writeln!(s, "table inet {table} {{}}\ndelete table inet {table}\ntable inet {table} {{");
+    s.push_str("  chain forward {\n    type filter hook forward priority filter; policy accept;\n");
+    s.push_str("    ct state established,related accept\n");
+    for n in nets.iter().filter(|n| n.internal) {
+        let b = quoted(&n.bridge);
+        let _ = writeln!(s, "    iifname {b} oifname != {b} drop\n    oifname {b} iifname != {b} drop");
+    }
+    for a in nets {
+        for b in nets.iter().filter(|b| b.bridge != a.bridge) {
+            let _ = writeln!(s, "    iifname {} oifname {} drop", quoted(&a.bridge), quoted(&b.bridge));
+        }
+    }
+    s.push_str("  }\n  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n");
+    for n in nets.iter().filter(|n| !n.internal) {
+        let _ = writeln!(s, "    ip saddr {} oifname != {} masquerade", n.subnet, quoted(&n.bridge));
+    }
+    s.push_str("  }\n}\n");
+    s
+}
+
+/// Replaces the table with the rules for `nets`, and turns on IPv4 forwarding
+/// (as dockerd does) when any network may reach out.
+pub async fn apply(table: &str, nets: &[BridgeRules]) -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    if nets.iter().any(|n| !n.internal) {
+        let _ = tokio::fs::write("/proc/sys/net/ipv4/ip_forward", "1").await;
+    }
+    let script = render(table, nets);
+    let mut child = tokio::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::unavailable(format!("run nft (install nftables): {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(script.as_bytes()).await.map_err(|e| Error::internal(format!("write to nft: {e}")))?;
+    }
+    let out = child.wait_with_output().await.map_err(|e| Error::internal(format!("nft: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::internal(format!("nft refused the rules: {}", String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_isolate_masquerade_and_close_internal_networks() {
+        let nets = vec![
+            BridgeRules { bridge: "berth0".into(), subnet: "172.18.0.0/16".into(), internal: false },
+            BridgeRules { bridge: "br-a".into(), subnet: "10.1.0.0/24".into(), internal: false },
+            BridgeRules { bridge: "br-i".into(), subnet: "10.2.0.0/24".into(), internal: true },
+        ];
+        let s = render("berth", &nets);
+        assert!(s.starts_with("table inet berth {}\ndelete table inet berth\ntable inet berth {"));
+        assert!(s.contains("ip saddr 172.18.0.0/16 oifname != \"berth0\" masquerade"));
+        assert!(s.contains("ip saddr 10.1.0.0/24 oifname != \"br-a\" masquerade"));
+        assert!(!s.contains("10.2.0.0/24"), "an internal network is not masqueraded");
+        assert!(s.contains("iifname \"berth0\" oifname \"br-a\" drop"));
+        assert!(s.contains("iifname \"br-a\" oifname \"berth0\" drop"));
+        assert!(s.contains("iifname \"br-i\" oifname != \"br-i\" drop"));
+        assert_eq!(s.matches(" drop").count(), 6 + 2);
+        assert_eq!(render("berth", &[]).matches("masquerade").count(), 0);
+    }
+}
