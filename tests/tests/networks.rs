@@ -279,3 +279,114 @@ fn outbound_nat_isolation_and_internal_networks() {
     assert_eq!(rules.matches("masquerade").count(), 1, "{rules}");
     assert_eq!(rules.matches("table inet").count(), 1, "{rules}");
 }
+
+fn fetch(addr: &str) -> Option<String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect_timeout(&addr.parse().ok()?, std::time::Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(3))).ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+fn wait_fetch(addr: &str, want: &str) -> bool {
+    (0..60).any(|_| {
+        let ok = fetch(addr).is_some_and(|t| t.contains(want));
+        if !ok {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        ok
+    })
+}
+
+#[test]
+fn published_ports_reach_the_container_and_go_with_it() {
+    let mut d = daemon();
+    let port = berth_tests::free_port();
+    let serve = "while true; do echo hello-web | nc -l -p 80; done";
+    d.docker(&["run", "-d", "--name", "web", "-p", &format!("{port}:80"), "busybox", "sh", "-c", serve]).expect("web");
+    // From the host itself, to 127.0.0.1 (dockerd's userland-proxy case).
+    assert!(wait_fetch(&format!("127.0.0.1:{port}"), "hello-web"), "127.0.0.1:{port}");
+    // From another container, through the host's address on the bridge (hairpin).
+    let gw = d.docker(&["network", "inspect", "--format", "{{(index .IPAM.Config 0).Gateway}}", "bridge"]).expect("gw");
+    let via = d.docker(&["run", "--rm", "busybox", "nc", "-w", "3", gw.trim(), &port.to_string()]).expect("hairpin");
+    assert!(via.contains("hello-web"), "{via:?}");
+    // docker port and inspect show it; ps too.
+    let shown = d.docker(&["port", "web", "80"]).expect("port");
+    assert!(shown.contains(&format!("0.0.0.0:{port}")), "{shown}");
+    let ps = d.docker(&["ps", "--format", "{{.Ports}}"]).expect("ps");
+    assert!(ps.contains(&format!("0.0.0.0:{port}->80/tcp")), "{ps}");
+
+    // A random host port (-p 80), and -P for the image's exposed ports.
+    d.docker(&["run", "-d", "--name", "rnd", "-p", "80", "busybox", "sh", "-c", serve]).expect("rnd");
+    let shown = d.docker(&["port", "rnd", "80"]).expect("port");
+    let host_port: u16 =
+        shown.lines().next().and_then(|l| l.rsplit(':').next()).and_then(|p| p.trim().parse().ok()).expect("p");
+    assert!((49153..=60999).contains(&host_port), "{shown}");
+    assert!(wait_fetch(&format!("127.0.0.1:{host_port}"), "hello-web"));
+
+    // Taken: by another container, and by a process on the host.
+    let (code, _, err) = out(&d, &["run", "-d", "--name", "dup", "-p", &format!("{port}:80"), "busybox", "true"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("port is already allocated"), "{err}");
+    let holder = std::net::TcpListener::bind("0.0.0.0:0").expect("listen");
+    let held = holder.local_addr().expect("addr").port();
+    let (code, _, err) = out(&d, &["run", "-d", "--name", "held", "-p", &format!("{held}:80"), "busybox", "true"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("address already in use"), "{err}");
+
+    // udp: Debian's busybox has no udp server, so the host's python3 answers from
+    // inside the container (bind-mounted read-only), upper-casing what it gets.
+    if std::path::Path::new("/usr/bin/python3").exists() {
+        let uport = berth_tests::free_port();
+        let echo = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',53))\n\
+                    while True:\n d,a=s.recvfrom(100); s.sendto(d.upper(),a)";
+        d.docker(&[
+            "run",
+            "-d",
+            "--name",
+            "udp",
+            "-p",
+            &format!("{uport}:53/udp"),
+            "-v",
+            "/usr:/usr:ro",
+            "-v",
+            "/lib:/lib:ro",
+            "-v",
+            "/lib64:/lib64:ro",
+            "busybox",
+            "/usr/bin/python3",
+            "-c",
+            echo,
+        ])
+        .expect("udp");
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp socket");
+        sock.set_read_timeout(Some(std::time::Duration::from_millis(200))).expect("timeout");
+        let got = (0..50).any(|_| {
+            let _ = sock.send_to(b"ping-udp", ("127.0.0.1", uport));
+            let mut buf = [0u8; 64];
+            matches!(sock.recv_from(&mut buf), Ok((n, _)) if &buf[..n] == b"PING-UDP")
+        });
+        assert!(got, "a udp datagram went to the container and its answer came back");
+    }
+
+    // berthd dies: the kernel keeps forwarding; back again: the rules once.
+    d.kill9().expect("kill -9");
+    assert!(wait_fetch(&format!("127.0.0.1:{port}"), "hello-web"), "while berthd is down");
+    d.restart().expect("restart");
+    let table = format!("berth_{}", d.bridge);
+    let rules = || {
+        let o = std::process::Command::new("nft").args(["list", "table", "inet", &table]).output().expect("nft");
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    assert_eq!(rules().matches(&format!("dport {port} ")).count(), 2, "{}", rules());
+    // Stopped: the rules go.
+    d.docker(&["stop", "-t", "0", "web"]).expect("stop");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while rules().contains(&format!("dport {port} ")) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!rules().contains(&format!("dport {port} ")), "{}", rules());
+    assert!(fetch(&format!("127.0.0.1:{port}")).is_none());
+    d.docker(&["rm", "-f", "web", "rnd", "dup", "held", "udp"]).expect("rm");
+}

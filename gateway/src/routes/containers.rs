@@ -115,7 +115,7 @@ pub(crate) fn summary(c: &pb::Container) -> Value {
         "ImageID": c.image_id,
         "Command": command,
         "Created": berth_core::id::parse_rfc3339(&c.created).map(|t| t.unix_timestamp()).unwrap_or(0),
-        "Ports": [],
+        "Ports": ports_of(c),
         "Labels": super::resources::map(&c.labels),
         "State": state_of(c).status,
         "Status": status_text(c),
@@ -123,6 +123,32 @@ pub(crate) fn summary(c: &pb::Container) -> Value {
         "NetworkSettings": {"Networks": networks_of(c)},
         "Mounts": [],
     })
+}
+
+/// The published ports of a running container as `docker ps` lists them.
+fn ports_of(c: &pb::Container) -> Value {
+    #[derive(serde::Deserialize)]
+    struct Settings {
+        #[serde(rename = "Ports")]
+        ports: Option<serde_json::Map<String, Value>>,
+    }
+    let settings = c.state.as_ref().map(|s| s.network_settings.as_slice()).unwrap_or_default();
+    let ports = serde_json::from_slice::<Settings>(settings).ok().and_then(|s| s.ports).unwrap_or_default();
+    let mut out = Vec::new();
+    for (key, bindings) in ports {
+        let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+        let private: u64 = port.parse().unwrap_or(0);
+        match bindings.as_array() {
+            Some(list) if !list.is_empty() => {
+                for b in list {
+                    let public: u64 = b["HostPort"].as_str().and_then(|p| p.parse().ok()).unwrap_or(0);
+                    out.push(json!({"IP": b["HostIp"], "PrivatePort": private, "PublicPort": public, "Type": proto}));
+                }
+            }
+            _ => out.push(json!({"PrivatePort": private, "Type": proto})),
+        }
+    }
+    Value::Array(out)
 }
 
 /// The `Networks` of the recorded NetworkSettings, for the list.

@@ -178,6 +178,15 @@ mod tests {
         async fn delete_endpoint(&self, _: &str, _: &str) -> Result<()> {
             Ok(())
         }
+        async fn ports(&self) -> Result<Vec<berth_network::store::PortRecord>> {
+            Ok(vec![])
+        }
+        async fn insert_ports(&self, _: &[berth_network::store::PortRecord]) -> Result<()> {
+            Err(Error::unavailable("read-only fake"))
+        }
+        async fn delete_ports(&self, _: &str, _: Option<&str>) -> Result<()> {
+            Ok(())
+        }
     }
     struct NoVolumes;
     #[async_trait]

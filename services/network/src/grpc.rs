@@ -83,6 +83,14 @@ impl pb::network_service_server::NetworkService for NetworkGrpcServer {
         let deleted = self.api.prune(req.into_inner().filters).await?;
         Ok(Response::new(pb::PruneNetworksResponse { deleted }))
     }
+
+    async fn publish_ports(
+        &self,
+        req: Request<pb::PublishPortsRequest>,
+    ) -> Result<Response<pb::PublishPortsResponse>, Status> {
+        let ports = self.api.publish(req.into_inner()).await?;
+        Ok(Response::new(pb::PublishPortsResponse { ports }))
+    }
 }
 
 /// [`NetworkApi`] over a gRPC channel.
@@ -145,5 +153,9 @@ impl NetworkApi for NetworkGrpcClient {
     async fn prune(&self, filters: Vec<Filter>) -> Result<Vec<String>> {
         let r = self.inner.clone().prune_networks(pb::PruneNetworksRequest { filters }).await.map_err(err)?;
         Ok(r.into_inner().deleted)
+    }
+
+    async fn publish(&self, req: pb::PublishPortsRequest) -> Result<Vec<pb::PortMapping>> {
+        Ok(self.inner.clone().publish_ports(req).await.map_err(err)?.into_inner().ports)
     }
 }

@@ -46,4 +46,7 @@ pub trait NetworkApi: Send + Sync + 'static {
     async fn remove(&self, reference: &str) -> Result<()>;
     /// Removes the user-defined networks without endpoints; returns their names.
     async fn prune(&self, filters: Vec<Filter>) -> Result<Vec<String>>;
+    /// Publishes host ports to a connected container; returns them with the
+    /// host ports chosen.
+    async fn publish(&self, req: pb::PublishPortsRequest) -> Result<Vec<pb::PortMapping>>;
 }

@@ -15,6 +15,25 @@ use std::fmt::Write as _;
 
 use berth_core::{Error, Result};
 
+/// One published port: host address and port to a container's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortRule {
+    /// tcp or udp.
+    pub proto: String,
+    /// The host address; 0.0.0.0 for every local address.
+    pub host_ip: String,
+    /// The host port.
+    pub host_port: u16,
+    /// The container's address.
+    pub container_ip: String,
+    /// The container's port.
+    pub container_port: u16,
+    /// The bridge the container is on.
+    pub bridge: String,
+    /// That bridge's subnet.
+    pub subnet: String,
+}
+
 /// What the rules need to know of one bridge network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BridgeRules {
@@ -30,8 +49,9 @@ fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace(['"', '\\'], ""))
 }
 
-/// The nft script that replaces `table inet <table>` with the rules for `nets`.
-pub fn render(table: &str, nets: &[BridgeRules]) -> String {
+/// The nft script that replaces `table inet <table>` with the rules for `nets`
+/// and the published `ports`.
+pub fn render(table: &str, nets: &[BridgeRules], ports: &[PortRule]) -> String {
     let mut s = String::new();
     // Creating then deleting makes the delete valid when the table is new; the
     // whole script is one transaction.
@@ -47,9 +67,38 @@ pub fn render(table: &str, nets: &[BridgeRules]) -> String {
             let _ = writeln!(s, "    iifname {} oifname {} drop", quoted(&a.bridge), quoted(&b.bridge));
         }
     }
-    s.push_str("  }\n  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n");
+    s.push_str("  }\n");
+    // Published ports: arriving (prerouting) and from the host itself (output),
+    // to any local address or to the one given.
+    let mut dnat = String::new();
+    for p in ports {
+        let to = if p.host_ip == "0.0.0.0" || p.host_ip.is_empty() {
+            "fib daddr type local".to_string()
+        } else {
+            format!("ip daddr {}", p.host_ip)
+        };
+        let _ = writeln!(
+            dnat,
+            "    {to} {} dport {} dnat ip to {}:{}",
+            p.proto, p.host_port, p.container_ip, p.container_port
+        );
+    }
+    let _ =
+        write!(s, "  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{dnat}  }}\n");
+    let _ = write!(s, "  chain output {{\n    type nat hook output priority -100; policy accept;\n{dnat}  }}\n");
+    s.push_str("  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n");
     for n in nets.iter().filter(|n| !n.internal) {
         let _ = writeln!(s, "    ip saddr {} oifname != {} masquerade", n.subnet, quoted(&n.bridge));
+    }
+    let mut published: Vec<(&str, &str)> = ports.iter().map(|p| (p.bridge.as_str(), p.subnet.as_str())).collect();
+    published.sort_unstable();
+    published.dedup();
+    for (bridge, subnet) in published {
+        // From the host's loopback (route_localnet), and back into the bridge it
+        // came from (hairpin): the reply must come back through the host.
+        let b = quoted(bridge);
+        let _ = writeln!(s, "    oifname {b} ip saddr 127.0.0.0/8 masquerade");
+        let _ = writeln!(s, "    oifname {b} ct status dnat ip saddr {subnet} masquerade");
     }
     s.push_str("  }\n}\n");
     s
@@ -57,12 +106,16 @@ pub fn render(table: &str, nets: &[BridgeRules]) -> String {
 
 /// Replaces the table with the rules for `nets`, and turns on IPv4 forwarding
 /// (as dockerd does) when any network may reach out.
-pub async fn apply(table: &str, nets: &[BridgeRules]) -> Result<()> {
+pub async fn apply(table: &str, nets: &[BridgeRules], ports: &[PortRule]) -> Result<()> {
     use tokio::io::AsyncWriteExt;
     if nets.iter().any(|n| !n.internal) {
         let _ = tokio::fs::write("/proc/sys/net/ipv4/ip_forward", "1").await;
     }
-    let script = render(table, nets);
+    for p in ports {
+        // Lets packets to 127.0.0.1 be forwarded to the container after DNAT.
+        let _ = tokio::fs::write(format!("/proc/sys/net/ipv4/conf/{}/route_localnet", p.bridge), "1").await;
+    }
+    let script = render(table, nets, ports);
     let mut child = tokio::process::Command::new("nft")
         .args(["-f", "-"])
         .stdin(std::process::Stdio::piped())
@@ -91,7 +144,7 @@ mod tests {
             BridgeRules { bridge: "br-a".into(), subnet: "10.1.0.0/24".into(), internal: false },
             BridgeRules { bridge: "br-i".into(), subnet: "10.2.0.0/24".into(), internal: true },
         ];
-        let s = render("berth", &nets);
+        let s = render("berth", &nets, &[]);
         assert!(s.starts_with("table inet berth {}\ndelete table inet berth\ntable inet berth {"));
         assert!(s.contains("ip saddr 172.18.0.0/16 oifname != \"berth0\" masquerade"));
         assert!(s.contains("ip saddr 10.1.0.0/24 oifname != \"br-a\" masquerade"));
@@ -100,6 +153,25 @@ mod tests {
         assert!(s.contains("iifname \"br-a\" oifname \"berth0\" drop"));
         assert!(s.contains("iifname \"br-i\" oifname != \"br-i\" drop"));
         assert_eq!(s.matches(" drop").count(), 6 + 2);
-        assert_eq!(render("berth", &[]).matches("masquerade").count(), 0);
+        assert_eq!(render("berth", &[], &[]).matches("masquerade").count(), 0);
+    }
+
+    #[test]
+    fn published_ports_are_dnat_for_arriving_and_local_traffic() {
+        let nets = vec![BridgeRules { bridge: "berth0".into(), subnet: "172.18.0.0/16".into(), internal: false }];
+        let port = |host_ip: &str, proto: &str, hp: u16| PortRule {
+            proto: proto.into(),
+            host_ip: host_ip.into(),
+            host_port: hp,
+            container_ip: "172.18.0.2".into(),
+            container_port: 80,
+            bridge: "berth0".into(),
+            subnet: "172.18.0.0/16".into(),
+        };
+        let s = render("berth", &nets, &[port("0.0.0.0", "tcp", 8080), port("127.0.0.1", "udp", 5353)]);
+        assert_eq!(s.matches("fib daddr type local tcp dport 8080 dnat ip to 172.18.0.2:80").count(), 2);
+        assert_eq!(s.matches("ip daddr 127.0.0.1 udp dport 5353 dnat ip to 172.18.0.2:80").count(), 2);
+        assert_eq!(s.matches("oifname \"berth0\" ip saddr 127.0.0.0/8 masquerade").count(), 1);
+        assert!(s.contains("oifname \"berth0\" ct status dnat ip saddr 172.18.0.0/16 masquerade"));
     }
 }

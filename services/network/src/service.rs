@@ -11,7 +11,7 @@ use berth_proto::types::v1::{Filter, KeyValue};
 
 use crate::ipam::{self, Subnet};
 use crate::netlink;
-use crate::store::{EndpointRecord, MIGRATOR, NetworkStore, SqliteNetworkStore};
+use crate::store::{EndpointRecord, MIGRATOR, NetworkStore, PortRecord, SqliteNetworkStore};
 use crate::{NetworkApi, pb};
 
 /// The option that names a bridge network's device, as in dockerd.
@@ -109,7 +109,26 @@ impl LocalNetwork {
                 })
             })
             .collect();
-        crate::nft::apply(&self.table, &nets).await
+        let networks = self.store.networks().await?;
+        let ports: Vec<crate::nft::PortRule> = self
+            .store
+            .ports()
+            .await?
+            .into_iter()
+            .filter_map(|p| {
+                let n = networks.iter().find(|n| n.id == p.network_id)?;
+                Some(crate::nft::PortRule {
+                    proto: p.proto,
+                    host_ip: p.host_ip,
+                    host_port: p.host_port,
+                    container_ip: p.container_ip,
+                    container_port: p.container_port,
+                    bridge: option(n, BRIDGE_NAME)?.to_string(),
+                    subnet: n.subnet.clone(),
+                })
+            })
+            .collect();
+        crate::nft::apply(&self.table, &nets, &ports).await
     }
 
     async fn predefine(&self, config: &NetworkConfig) -> Result<()> {
@@ -212,6 +231,22 @@ impl LocalNetwork {
         self.store.insert_endpoint(&record).await?;
         Ok(record)
     }
+}
+
+/// Where random host ports come from (dockerd's default range).
+const EPHEMERAL: std::ops::RangeInclusive<u16> = 49153..=60999;
+
+/// Whether the host lets us take `ip:port` now (nobody listens there).
+fn bindable(proto: &str, ip: Ipv4Addr, port: u16) -> bool {
+    match proto {
+        "udp" => std::net::UdpSocket::bind((ip, port)).is_ok(),
+        _ => std::net::TcpListener::bind((ip, port)).is_ok(),
+    }
+}
+
+/// Whether two host addresses overlap (0.0.0.0 is every address).
+fn same_host(a: &str, b: &str) -> bool {
+    a == b || a == "0.0.0.0" || b == "0.0.0.0"
 }
 
 /// The host end of a container's veth on a network: unique per container and
@@ -479,8 +514,89 @@ impl NetworkApi for LocalNetwork {
         Ok(deleted)
     }
 
+    async fn publish(&self, req: pb::PublishPortsRequest) -> Result<Vec<pb::PortMapping>> {
+        let net = self.find(&req.network).await?;
+        let endpoint = self
+            .store
+            .endpoints(&net.id)
+            .await?
+            .into_iter()
+            .find(|e| e.container_id == req.container_id)
+            .ok_or_else(|| Error::invalid(format!("container is not connected to network {}", net.name)))?;
+        let _guard = self.alloc.lock().await;
+        let mut taken: Vec<(String, String, u16)> =
+            self.store.ports().await?.into_iter().map(|p| (p.proto, p.host_ip, p.host_port)).collect();
+        let mut records = Vec::new();
+        let mut out = Vec::new();
+        for m in req.ports {
+            let proto = if m.proto.is_empty() { "tcp".to_string() } else { m.proto.to_ascii_lowercase() };
+            if !matches!(proto.as_str(), "tcp" | "udp") {
+                return Err(Error::invalid(format!("invalid proto '{}'", m.proto)));
+            }
+            let container_port = u16::try_from(m.container_port)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| Error::invalid(format!("invalid container port {}", m.container_port)))?;
+            let host_ip = if m.host_ip.is_empty() { "0.0.0.0".to_string() } else { m.host_ip.clone() };
+            let ip: Ipv4Addr =
+                host_ip.parse().map_err(|_| Error::invalid(format!("invalid host address {host_ip:?} (IPv4 only)")))?;
+            let clash = |port: u16, taken: &[(String, String, u16)]| {
+                taken.iter().any(|(p, h, hp)| *p == proto && *hp == port && same_host(h, &host_ip))
+            };
+            let host_port = match u16::try_from(m.host_port).map_err(|_| Error::invalid("invalid host port"))? {
+                0 => EPHEMERAL
+                    .clone()
+                    .find(|p| !clash(*p, &taken) && bindable(&proto, ip, *p))
+                    .ok_or_else(|| Error::unavailable("no free host port left in 49153-60999"))?,
+                p if clash(p, &taken) => {
+                    return Err(Error::conflict(format!("Bind for {host_ip}:{p} failed: port is already allocated")));
+                }
+                p if !bindable(&proto, ip, p) => {
+                    return Err(Error::conflict(format!(
+                        "driver failed programming external connectivity on endpoint {}: \
+                         Error starting userland proxy: listen {proto}4 {host_ip}:{p}: bind: address already in use",
+                        endpoint.container_name
+                    )));
+                }
+                p => p,
+            };
+            taken.push((proto.clone(), host_ip.clone(), host_port));
+            records.push(PortRecord {
+                container_id: req.container_id.clone(),
+                network_id: net.id.clone(),
+                proto: proto.clone(),
+                host_ip: host_ip.clone(),
+                host_port,
+                container_ip: endpoint.ip.clone(),
+                container_port,
+            });
+            out.push(pb::PortMapping {
+                proto,
+                host_ip,
+                host_port: u32::from(host_port),
+                container_port: u32::from(container_port),
+            });
+        }
+        self.store.insert_ports(&records).await?;
+        if let Err(e) = self.sync_rules().await {
+            self.store.delete_ports(&req.container_id, Some(&net.id)).await?;
+            return Err(e);
+        }
+        Ok(out)
+    }
+
     async fn disconnect(&self, container_id: &str, network: &str) -> Result<()> {
         let target = if network.is_empty() { None } else { Some(self.find(network).await?.id) };
+        let had_ports = self
+            .store
+            .ports()
+            .await?
+            .iter()
+            .any(|p| p.container_id == container_id && target.as_ref().is_none_or(|t| *t == p.network_id));
+        if had_ports {
+            self.store.delete_ports(container_id, target.as_deref()).await?;
+            self.sync_rules().await?;
+        }
         for e in self.store.container_endpoints(container_id).await? {
             if target.as_ref().is_some_and(|t| *t != e.network_id) {
                 continue;

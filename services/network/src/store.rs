@@ -53,6 +53,31 @@ pub trait NetworkStore: Send + Sync + 'static {
     async fn insert_endpoint(&self, e: &EndpointRecord) -> Result<()>;
     /// Forgets an endpoint.
     async fn delete_endpoint(&self, network_id: &str, container_id: &str) -> Result<()>;
+    /// Every published port.
+    async fn ports(&self) -> Result<Vec<PortRecord>>;
+    /// Records published ports, all or none; a taken host port is `AlreadyExists`.
+    async fn insert_ports(&self, ports: &[PortRecord]) -> Result<()>;
+    /// Withdraws a container's published ports (on one network, or all).
+    async fn delete_ports(&self, container_id: &str, network_id: Option<&str>) -> Result<()>;
+}
+
+/// A published port, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortRecord {
+    /// The container.
+    pub container_id: String,
+    /// The network the container's address is on.
+    pub network_id: String,
+    /// tcp or udp.
+    pub proto: String,
+    /// The host address (0.0.0.0: every address).
+    pub host_ip: String,
+    /// The host port.
+    pub host_port: u16,
+    /// The container's address.
+    pub container_ip: String,
+    /// The container's port.
+    pub container_port: u16,
 }
 
 /// [`NetworkStore`] on SQLite.
@@ -185,6 +210,68 @@ impl NetworkStore for SqliteNetworkStore {
         .execute(&self.pool)
         .await
         .map_err(|err| unique(err, &format!("Address already in use: {}", e.ip)))?;
+        Ok(())
+    }
+
+    async fn ports(&self) -> Result<Vec<PortRecord>> {
+        let rows = sqlx::query(
+            "SELECT container_id, network_id, proto, host_ip, host_port, container_ip, container_port FROM ports \
+             ORDER BY host_port",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PortRecord {
+                    container_id: r.try_get("container_id")?,
+                    network_id: r.try_get("network_id")?,
+                    proto: r.try_get("proto")?,
+                    host_ip: r.try_get("host_ip")?,
+                    host_port: r.try_get::<i64, _>("host_port")? as u16,
+                    container_ip: r.try_get("container_ip")?,
+                    container_port: r.try_get::<i64, _>("container_port")? as u16,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_ports(&self, ports: &[PortRecord]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for p in ports {
+            sqlx::query(
+                "INSERT INTO ports (container_id, network_id, proto, host_ip, host_port, container_ip, container_port) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&p.container_id)
+            .bind(&p.network_id)
+            .bind(&p.proto)
+            .bind(&p.host_ip)
+            .bind(i64::from(p.host_port))
+            .bind(&p.container_ip)
+            .bind(i64::from(p.container_port))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                unique(e, &format!("Bind for {}:{} failed: port is already allocated", p.host_ip, p.host_port))
+            })?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_ports(&self, container_id: &str, network_id: Option<&str>) -> Result<()> {
+        match network_id {
+            Some(n) => {
+                sqlx::query("DELETE FROM ports WHERE container_id = ? AND network_id = ?")
+                    .bind(container_id)
+                    .bind(n)
+                    .execute(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("DELETE FROM ports WHERE container_id = ?").bind(container_id).execute(&self.pool).await?
+            }
+        };
         Ok(())
     }
 

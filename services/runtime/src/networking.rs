@@ -9,6 +9,58 @@ use serde_json::{Value, json};
 use crate::pb;
 use crate::service::{LocalRuntime, status};
 
+/// The ports to publish: `HostConfig.PortBindings` (`-p`), and with
+/// `PublishAllPorts` (`-P`) every exposed port without a binding, on a free host
+/// port. Keys are `port/proto`; a host port of 0 asks for a free one.
+pub fn port_requests(config: &Value, host_config: &Value) -> Result<Vec<berth_network::pb::PortMapping>> {
+    let parse_key = |key: &str| -> Result<(u32, String)> {
+        let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+        let port: u32 = port
+            .parse()
+            .ok()
+            .filter(|p| (1..=65535).contains(p))
+            .ok_or_else(|| Error::invalid(format!("invalid port {key:?}")))?;
+        Ok((port, proto.to_ascii_lowercase()))
+    };
+    let mut out = Vec::new();
+    let bindings = host_config["PortBindings"].as_object().cloned().unwrap_or_default();
+    for (key, list) in &bindings {
+        let (container_port, proto) = parse_key(key)?;
+        let list = list.as_array().cloned().unwrap_or_default();
+        let list = if list.is_empty() { vec![json!({})] } else { list };
+        for b in list {
+            let hp = b["HostPort"].as_str().unwrap_or("");
+            let first = hp.split('-').next().unwrap_or("");
+            let host_port: u32 = if first.is_empty() {
+                0
+            } else {
+                first
+                    .parse()
+                    .ok()
+                    .filter(|p| *p <= 65535)
+                    .ok_or_else(|| Error::invalid(format!("invalid host port {hp:?}")))?
+            };
+            out.push(berth_network::pb::PortMapping {
+                proto: proto.clone(),
+                host_ip: b["HostIp"].as_str().unwrap_or("").to_string(),
+                host_port,
+                container_port,
+            });
+        }
+    }
+    if host_config["PublishAllPorts"].as_bool().unwrap_or(false) {
+        for key in config["ExposedPorts"].as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()).unwrap_or_default()
+        {
+            if bindings.contains_key(&key) {
+                continue;
+            }
+            let (container_port, proto) = parse_key(&key)?;
+            out.push(berth_network::pb::PortMapping { proto, host_ip: String::new(), host_port: 0, container_port });
+        }
+    }
+    Ok(out)
+}
+
 impl LocalRuntime {
     /// Plugs a container that waits at its start barrier into its networks (its
     /// NetworkMode first, with the default route, then every other network of its
@@ -34,6 +86,38 @@ impl LocalRuntime {
                     let ep_cfg = endpoints.get(&name).cloned().unwrap_or(Value::Null);
                     self.plug_one(c, pid, &name, &ep_cfg, &mut settings).await?;
                 }
+                let config: Value = serde_json::from_slice(&c.config).unwrap_or_default();
+                let wanted = port_requests(&config, host_config)?;
+                let mut ports = serde_json::Map::new();
+                for key in config["ExposedPorts"]
+                    .as_object()
+                    .map(|m| m.keys().cloned().collect::<Vec<_>>())
+                    .unwrap_or_default()
+                {
+                    ports.insert(key, Value::Null);
+                }
+                if !wanted.is_empty()
+                    && let Some(networks) = &self.networks
+                {
+                    let published = networks
+                        .publish(berth_network::pb::PublishPortsRequest {
+                            container_id: c.id.clone(),
+                            network: primary.to_string(),
+                            ports: wanted,
+                        })
+                        .await?;
+                    for p in published {
+                        let key = format!("{}/{}", p.container_port, p.proto);
+                        let entry = ports.entry(key).or_insert_with(|| json!([]));
+                        if !entry.is_array() {
+                            *entry = json!([]);
+                        }
+                        if let Some(list) = entry.as_array_mut() {
+                            list.push(json!({"HostIp": p.host_ip, "HostPort": p.host_port.to_string()}));
+                        }
+                    }
+                }
+                settings["Ports"] = Value::Object(ports);
             }
             _ => {}
         }
@@ -171,5 +255,27 @@ impl LocalRuntime {
             m.remove(&net.name);
         }
         self.store.set_networking(&c.id, &serde_json::to_vec(&cfg).unwrap_or_default()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_bindings_and_publish_all() {
+        let config = json!({"ExposedPorts": {"80/tcp": {}, "53/udp": {}}});
+        let hc = json!({"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}], "443": [{"HostPort": ""}]}});
+        let mut got = port_requests(&config, &hc).expect("ports");
+        got.sort_by_key(|p| p.container_port);
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].container_port, got[0].host_port, got[0].proto.as_str()), (80, 8080, "tcp"));
+        assert_eq!(got[0].host_ip, "127.0.0.1");
+        assert_eq!((got[1].container_port, got[1].host_port), (443, 0));
+        let all = port_requests(&config, &json!({"PublishAllPorts": true})).expect("all");
+        assert_eq!(all.len(), 2);
+        assert!(all.iter().any(|p| p.container_port == 53 && p.proto == "udp" && p.host_port == 0));
+        assert!(port_requests(&config, &json!({"PortBindings": {"x/tcp": []}})).is_err());
+        assert!(port_requests(&config, &json!({"PortBindings": {"80/tcp": [{"HostPort": "99999"}]}})).is_err());
     }
 }

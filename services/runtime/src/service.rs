@@ -519,6 +519,12 @@ mod tests {
         async fn prune(&self, _: Vec<Filter>) -> Result<Vec<String>> {
             Ok(vec![])
         }
+        async fn publish(
+            &self,
+            _: berth_network::pb::PublishPortsRequest,
+        ) -> Result<Vec<berth_network::pb::PortMapping>> {
+            Err(Error::unavailable("no networks in this test"))
+        }
     }
 
     async fn runtime() -> (tempfile::TempDir, LocalRuntime) {
