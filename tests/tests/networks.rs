@@ -390,3 +390,36 @@ fn published_ports_reach_the_container_and_go_with_it() {
     assert!(fetch(&format!("127.0.0.1:{port}")).is_none());
     d.docker(&["rm", "-f", "web", "rnd", "dup", "held", "udp"]).expect("rm");
 }
+
+#[test]
+fn hostname_add_host_and_dns_land_in_the_containers_files() {
+    let d = daemon();
+    let script = "hostname; cat /etc/hosts; cat /etc/resolv.conf; ip -4 -o addr show eth0";
+    let text = d
+        .docker(&[
+            "run",
+            "--rm",
+            "--hostname",
+            "web1",
+            "--add-host",
+            "db.local:10.0.0.5",
+            "--dns",
+            "10.0.0.53",
+            "--dns-search",
+            "corp.test",
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ])
+        .expect("run");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("web1"));
+    assert!(text.contains("10.0.0.5\tdb.local"), "{text}");
+    assert!(text.contains("nameserver 10.0.0.53\n") && text.contains("search corp.test\n"), "{text}");
+    assert_eq!(text.matches("nameserver").count(), 1, "--dns replaces the host's resolvers: {text}");
+    // Its own address names it.
+    let ip =
+        text.lines().last().and_then(|l| l.split_whitespace().nth(3)).and_then(|a| a.split('/').next()).expect("ip");
+    assert!(text.contains(&format!("{ip}\tweb1")), "{text}");
+}

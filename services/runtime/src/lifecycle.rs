@@ -190,18 +190,59 @@ fn host_nofile_hard() -> u64 {
     nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map(|(_, hard)| hard).unwrap_or(1024)
 }
 
-fn resolv_conf(network_host: bool) -> String {
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    if network_host {
-        return host;
-    }
-    // Loopback resolvers of the host are unreachable from the container's own network namespace.
-    let kept: Vec<&str> = host
+fn strings_of(v: &Value) -> Vec<String> {
+    v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
+}
+
+/// The container's /etc/resolv.conf: the host's (without loopback resolvers,
+/// unreachable from the container's own namespace), or `--dns`,
+/// `--dns-search` and `--dns-option` where given, as dockerd writes it.
+pub fn resolv_conf(host: &str, host_config: &Value, network_host: bool) -> String {
+    let (dns, search, options) = (
+        strings_of(&host_config["Dns"]),
+        strings_of(&host_config["DnsSearch"]),
+        strings_of(&host_config["DnsOptions"]),
+    );
+    let mut lines: Vec<String> = host
         .lines()
-        .filter(|l| !(l.starts_with("nameserver") && (l.contains(" 127.") || l.contains(" ::1"))))
+        .filter(|l| {
+            let nameserver = l.starts_with("nameserver");
+            let loopback = l.contains(" 127.") || l.contains(" ::1");
+            !(nameserver && (!dns.is_empty() || (!network_host && loopback))
+                || (l.starts_with("search") || l.starts_with("domain")) && !search.is_empty()
+                || l.starts_with("options") && !options.is_empty())
+        })
+        .map(str::to_string)
         .collect();
-    let mut out = kept.join("\n");
+    lines.extend(dns.iter().map(|d| format!("nameserver {d}")));
+    if !search.is_empty() {
+        lines.push(format!("search {}", search.join(" ")));
+    }
+    if !options.is_empty() {
+        lines.push(format!("options {}", options.join(" ")));
+    }
+    let mut out = lines.join("\n");
     out.push('\n');
+    out
+}
+
+/// The container's /etc/hosts: localhost, its own address (once known) and
+/// hostname, and `--add-host` entries.
+pub fn hosts_file(hostname: &str, own_ip: Option<&str>, host_config: &Value) -> String {
+    let mut out = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n\
+         ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+    );
+    for extra in strings_of(&host_config["ExtraHosts"]) {
+        // `name:ip` (the CLI's --add-host), or `name=ip` as newer clients send it.
+        if let Some((name, ip)) = extra.split_once([':', '=']) {
+            out.push_str(&format!("{ip}\t{name}\n"));
+        }
+    }
+    match own_ip {
+        Some(ip) => out.push_str(&format!("{ip}\t{hostname}\n")),
+        None => out.push_str(&format!("127.0.1.1\t{hostname}\n")),
+    }
     out
 }
 
@@ -330,12 +371,10 @@ impl LocalRuntime {
         }
         let hostname = config["Hostname"].as_str().unwrap_or_default().to_string();
         let network_host = host_config["NetworkMode"].as_str() == Some("host");
-        let hosts = format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
-        );
-        for (name, body) in
-            [("hostname", format!("{hostname}\n")), ("hosts", hosts), ("resolv.conf", resolv_conf(network_host))]
-        {
+        let hosts = hosts_file(&hostname, None, &host_config);
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let resolv = resolv_conf(&host_resolv, &host_config, network_host);
+        for (name, body) in [("hostname", format!("{hostname}\n")), ("hosts", hosts), ("resolv.conf", resolv)] {
             std::fs::write(bundle.join(name), body)?;
         }
         let user_spec = config["User"].as_str().unwrap_or("").to_string();
@@ -441,6 +480,16 @@ impl LocalRuntime {
                 }
             };
             step("network plugged");
+            // Now the container's address is known: it goes into its /etc/hosts
+            // (rewritten in place: the file is bind-mounted).
+            let own_ip = serde_json::from_slice::<Value>(&network_settings).ok().and_then(|s| {
+                s["Networks"].as_object().and_then(|m| {
+                    m.values().find_map(|n| n["IPAddress"].as_str().filter(|i| !i.is_empty()).map(str::to_string))
+                })
+            });
+            if let Some(ip) = own_ip {
+                let _ = std::fs::write(bundle.join("hosts"), hosts_file(&hostname, Some(&ip), &host_config));
+            }
             self.connect_waiters(&c.id, &bundle).await;
             step("attaches connected");
             if let Err(e) = crate::shim::start(&bundle).await {
@@ -788,6 +837,26 @@ fn close_frame(out: &mut [u8], open: Option<(usize, i32)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolv_conf_and_hosts_like_dockerd() {
+        let host = "domain example\nsearch a.example\nnameserver 127.0.0.53\nnameserver 9.9.9.9\noptions edns0\n";
+        let plain = resolv_conf(host, &json!({}), false);
+        assert!(
+            !plain.contains("127.0.0.53") && plain.contains("nameserver 9.9.9.9") && plain.contains("search a.example")
+        );
+        assert!(resolv_conf(host, &json!({}), true).contains("127.0.0.53"), "host networking keeps the host's");
+        let custom =
+            resolv_conf(host, &json!({"Dns": ["10.0.0.2"], "DnsSearch": ["b.test"], "DnsOptions": ["ndots:2"]}), false);
+        assert_eq!(custom, "nameserver 10.0.0.2\nsearch b.test\noptions ndots:2\n");
+        let hosts = hosts_file("box", Some("172.18.0.2"), &json!({"ExtraHosts": ["db:10.0.0.5", "cache=10.0.0.6"]}));
+        assert!(
+            hosts.contains("10.0.0.5\tdb\n")
+                && hosts.contains("10.0.0.6\tcache\n")
+                && hosts.ends_with("172.18.0.2\tbox\n")
+        );
+        assert!(hosts_file("box", None, &json!({})).ends_with("127.0.1.1\tbox\n"));
+    }
 
     #[test]
     fn signals_by_name_and_number() {
