@@ -96,7 +96,8 @@ pub fn busybox_layer() -> Vec<u8> {
     let mut t = Tar::new().dir("bin/").dir("etc/").dir("tmp/").dir("root/").file("bin/busybox", &busybox, 0o755);
     for applet in [
         "sh", "echo", "cat", "ls", "true", "false", "sleep", "id", "hostname", "env", "ps", "mount", "grep", "wc",
-        "tr", "touch", "pwd", "kill", "test", "wait", "head", "seq", "tty", "stty", "ping", "ip", "nc",
+        "tr", "touch", "pwd", "kill", "test", "wait", "head", "seq", "tty", "stty", "ping", "ip", "nc", "nslookup",
+        "wget", "httpd",
     ] {
         t = t.symlink(&format!("bin/{applet}"), "busybox");
     }
@@ -457,10 +458,29 @@ impl Drop for Daemon {
             let _ = stop_child(c, "service");
         }
         kill_leftover_containers(self.root.path());
-        // dockerd leaves docker0 behind; a test must not leave its bridge, nor its rules.
-        let _ = Command::new("ip").args(["link", "delete", &self.bridge]).stderr(Stdio::null()).status();
-        let table = format!("berth_{}", self.bridge);
-        let _ = Command::new("nft").args(["delete", "table", "inet", &table]).stderr(Stdio::null()).status();
+        remove_bridge_and_rules(&self.bridge);
+    }
+}
+
+/// What a test daemon with default bridge `bridge` leaves on the host by
+/// design (a real daemon keeps them): the bridge, its nftables table
+/// `berth_<bridge>`, and its accept rules in dockerd's DOCKER-USER chain.
+pub fn remove_bridge_and_rules(bridge: &str) {
+    let _ = Command::new("ip").args(["link", "delete", bridge]).stderr(Stdio::null()).status();
+    let table = format!("berth_{bridge}");
+    let _ = Command::new("nft").args(["delete", "table", "inet", &table]).stderr(Stdio::null()).status();
+    let listing = Command::new("nft")
+        .args(["-a", "list", "chain", "ip", "filter", "DOCKER-USER"])
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    let tag = format!("comment \"berth:{table}\"");
+    for handle in listing.lines().filter(|l| l.contains(&tag)).filter_map(|l| l.rsplit_once("# handle ")) {
+        let _ = Command::new("nft")
+            .args(["delete", "rule", "ip", "filter", "DOCKER-USER", "handle", handle.1.trim()])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -678,4 +698,33 @@ impl Daemon {
         let n = |p: PathBuf| std::fs::read_dir(p).map(|d| d.count()).unwrap_or(0);
         (n(self.data_root().join("image/layers")), n(self.data_root().join("image/blobs/sha256")))
     }
+}
+
+/// dockerd (Debian's docker.io) beside Berth: its own socket
+/// (`DIR/docker.sock`), data root, exec root, pid file and an empty config file
+/// under `dir`; its log in `DIR/dockerd.log`.
+pub fn dockerd_command(dir: &Path) -> Result<Command> {
+    std::fs::write(dir.join("daemon.json"), "{}")?;
+    let mut c = Command::new("dockerd");
+    c.arg("-H")
+        .arg(format!("unix://{}", dir.join("docker.sock").display()))
+        .arg("--data-root")
+        .arg(dir.join("data"))
+        .arg("--exec-root")
+        .arg(dir.join("exec"))
+        .arg("--pidfile")
+        .arg(dir.join("docker.pid"))
+        .arg("--config-file")
+        .arg(dir.join("daemon.json"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("dockerd.log"))?);
+    Ok(c)
+}
+
+/// What dockerd leaves on the host after it stops: the FORWARD policy it set
+/// to DROP, and docker0.
+pub fn undo_dockerd_host_changes() {
+    let _ = Command::new("iptables").args(["-P", "FORWARD", "ACCEPT"]).status();
+    let _ = Command::new("ip").args(["link", "delete", "docker0"]).stderr(Stdio::null()).status();
 }

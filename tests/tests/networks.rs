@@ -196,26 +196,28 @@ fn static_addresses_and_connect_disconnect() {
 }
 
 /// A network namespace standing for "the outside": a veth pair from the host,
-/// 10.239.1.1/30 on the host's end and 10.239.1.2/30 inside. Removed on drop.
+/// 10.239.N.1/30 on the host's end and 10.239.N.2/30 inside (`addr`). Removed
+/// on drop.
 struct Outside {
     ns: String,
     link: String,
+    addr: String,
 }
 
 impl Outside {
-    fn new(tag: &str) -> Outside {
-        let o = Outside { ns: format!("ns{tag}"), link: format!("vo{tag}") };
+    fn new(tag: &str, n: u8) -> Outside {
+        let o = Outside { ns: format!("ns{tag}"), link: format!("vo{tag}"), addr: format!("10.239.{n}.2") };
         let sh = |cmd: &str| {
             let ok = std::process::Command::new("sh").args(["-c", cmd]).status().map(|s| s.success()).unwrap_or(false);
             assert!(ok, "{cmd}");
         };
         sh(&format!("ip netns add {}", o.ns));
         sh(&format!("ip link add {} type veth peer name inner netns {}", o.link, o.ns));
-        sh(&format!("ip addr add 10.239.1.1/30 dev {0} && ip link set {0} up", o.link));
+        sh(&format!("ip addr add 10.239.{n}.1/30 dev {0} && ip link set {0} up", o.link));
         sh(&format!(
-            "ip netns exec {0} ip addr add 10.239.1.2/30 dev inner && ip netns exec {0} ip link set inner up \
+            "ip netns exec {0} ip addr add {1}/30 dev inner && ip netns exec {0} ip link set inner up \
              && ip netns exec {0} ip link set lo up",
-            o.ns
+            o.ns, o.addr
         ));
         o
     }
@@ -231,7 +233,7 @@ impl Drop for Outside {
 #[test]
 fn outbound_nat_isolation_and_internal_networks() {
     let mut d = daemon();
-    let outside = Outside::new(&d.bridge[2..]);
+    let outside = Outside::new(&d.bridge[2..], 1);
     // A server outside that tells whom it saw.
     let mut server = std::process::Command::new("ip")
         .args(["netns", "exec", &outside.ns, "python3", "-c"])
@@ -422,4 +424,217 @@ fn hostname_add_host_and_dns_land_in_the_containers_files() {
     let ip =
         text.lines().last().and_then(|l| l.split_whitespace().nth(3)).and_then(|a| a.split('/').next()).expect("ip");
     assert!(text.contains(&format!("{ip}\tweb1")), "{text}");
+}
+
+/// A DNS server outside that knows one name, outside.test (192.0.2.7), and
+/// answers NXDOMAIN to everything else.
+const FAKE_UPSTREAM: &str = r#"
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 53))
+while True:
+    q, a = s.recvfrom(512)
+    i, labels = 12, []
+    while q[i]:
+        labels.append(q[i + 1:i + 1 + q[i]].decode())
+        i += q[i] + 1
+    qtype = struct.unpack('>H', q[i + 1:i + 3])[0]
+    question = q[12:i + 5]
+    if '.'.join(labels).lower() == 'outside.test':
+        ans = b'\xc0\x0c' + struct.pack('>HHIH', 1, 1, 60, 4) + bytes([192, 0, 2, 7]) if qtype == 1 else b''
+        r = q[:2] + struct.pack('>HHHHH', 0x8180, 1, 1 if ans else 0, 0, 0) + question + ans
+    else:
+        r = q[:2] + struct.pack('>HHHHH', 0x8183, 1, 0, 0, 0) + question
+    s.sendto(r, a)
+"#;
+
+fn ip_on(d: &Daemon, container: &str, network: &str) -> String {
+    inspect(d, &[container])[0]["NetworkSettings"]["Networks"][network]["IPAddress"].as_str().unwrap_or("").to_string()
+}
+
+#[test]
+fn embedded_dns_names_aliases_short_ids_and_forwarding() {
+    let mut d = daemon();
+    let outside = Outside::new(&d.bridge[2..], 2);
+    let mut upstream = std::process::Command::new("ip")
+        .args(["netns", "exec", &outside.ns, "python3", "-c", FAKE_UPSTREAM, &outside.addr])
+        .spawn()
+        .expect("fake upstream");
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _upstream = Kill(&mut upstream);
+    d.docker(&["network", "create", "--subnet", "10.231.20.0/24", "net-dns"]).expect("net-dns");
+    d.docker(&["network", "create", "--subnet", "10.231.21.0/24", "net-dns2"]).expect("net-dns2");
+    let web = d
+        .docker(&[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--network",
+            "net-dns",
+            "--network-alias",
+            "srv",
+            "busybox",
+            "sleep",
+            "300",
+        ])
+        .expect("web")
+        .trim()
+        .to_string();
+    let dns = ["--dns", outside.addr.as_str()];
+    let mut client = vec!["run", "-d", "--name", "client", "--network", "net-dns"];
+    client.extend_from_slice(&dns);
+    client.extend_from_slice(&["busybox", "sleep", "300"]);
+    d.docker(&client).expect("client");
+    let web_ip = ip_on(&d, "web", "net-dns");
+    assert!(web_ip.starts_with("10.231.20."), "{web_ip}");
+
+    let resolv = d.docker(&["exec", "client", "cat", "/etc/resolv.conf"]).expect("resolv.conf");
+    assert!(resolv.contains("nameserver 127.0.0.11\n") && resolv.contains("ndots:0"), "{resolv}");
+    assert!(!resolv.contains(&outside.addr), "--dns goes to the embedded DNS, not the container: {resolv}");
+    let lookup = |d: &Daemon, who: &str, name: &str| out(d, &["exec", who, "nslookup", name]);
+    for name in ["web", "srv", &web[..12], "web.net-dns", "WEB"] {
+        let (code, text, err) = lookup(&d, "client", name);
+        assert_eq!(code, Some(0), "{name}: {text} {err}");
+        assert!(text.contains(&format!("Address: {web_ip}")), "{name}: {text}");
+    }
+    // Through libc (getaddrinfo), as programs resolve.
+    assert_eq!(out(&d, &["exec", "client", "ping", "-c", "1", "-W", "2", "srv"]).0, Some(0), "ping by alias");
+    let reverse = d.docker(&["exec", "client", "nslookup", &web_ip]).expect("reverse");
+    assert!(reverse.contains("web.net-dns"), "{reverse}");
+    // Other names go to the container's --dns servers.
+    let (code, text, err) = lookup(&d, "client", "outside.test");
+    assert_eq!(code, Some(0), "{text} {err}");
+    assert!(text.contains("192.0.2.7"), "forwarded: {text}");
+    assert_ne!(lookup(&d, "client", "nowhere.test").0, Some(0), "NXDOMAIN from upstream");
+
+    // Another network does not see web's names; the default bridge has none.
+    let mut other = vec!["run", "--rm", "--network", "net-dns2"];
+    other.extend_from_slice(&dns);
+    other.extend_from_slice(&["busybox", "nslookup", "web"]);
+    assert_ne!(out(&d, &other).0, Some(0), "isolated networks do not resolve each other");
+    let plain = d.docker(&["run", "--rm", "busybox", "cat", "/etc/resolv.conf"]).expect("bridge resolv.conf");
+    assert!(!plain.contains("127.0.0.11"), "{plain}");
+
+    // connect --alias: web answers to db on net-dns2, with its address there.
+    d.docker(&["network", "connect", "--alias", "db", "net-dns2", "web"]).expect("connect");
+    let web_ip2 = ip_on(&d, "web", "net-dns2");
+    let on2 = vec!["run", "--rm", "--network", "net-dns2", "busybox", "nslookup", "db"];
+    let text = d.docker(&on2).expect("db on net-dns2");
+    assert!(text.contains(&format!("Address: {web_ip2}")) && !text.contains(&web_ip), "{text}");
+    let networks = &inspect(&d, &["web"])[0]["NetworkSettings"]["Networks"];
+    assert_eq!(networks["net-dns2"]["Aliases"], serde_json::json!(["db"]));
+    let names = networks["net-dns"]["DNSNames"].to_string();
+    assert!(names.contains("\"web\"") && names.contains("\"srv\"") && names.contains(&web[..12]), "{names}");
+
+    // Renamed: the new name answers at once.
+    d.docker(&["rename", "web", "web2"]).expect("rename");
+    assert!(lookup(&d, "client", "web2").1.contains(&web_ip), "the new name resolves");
+    assert_ne!(lookup(&d, "client", "web").0, Some(0), "the old one does not");
+
+    // berthd killed and back: running containers still resolve.
+    d.kill9().expect("kill -9");
+    d.restart().expect("restart");
+    let (code, text, err) = lookup(&d, "client", "web2");
+    assert_eq!(code, Some(0), "{text} {err}");
+    assert!(text.contains(&web_ip), "{text}");
+
+    // A stopped container's resolver is gone with it; nothing is left listening.
+    d.docker(&["rm", "-f", "web2", "client"]).expect("rm");
+    d.docker(&["network", "rm", "net-dns", "net-dns2"]).expect("network rm");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bollard_creates_connects_and_removes_networks() {
+    use bollard::models::{EndpointIpamConfig, EndpointSettings, Ipam, IpamConfig};
+    use bollard::models::{NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest};
+    use bollard::query_parameters::{InspectNetworkOptions, ListNetworksOptions};
+    let d = daemon();
+    let client = bollard::Docker::connect_with_unix(&d.host, 30, bollard::API_DEFAULT_VERSION).expect("connect");
+    let created = client
+        .create_network(NetworkCreateRequest {
+            name: "bn".into(),
+            driver: Some("bridge".into()),
+            ipam: Some(Ipam {
+                config: Some(vec![IpamConfig { subnet: Some("10.231.30.0/24".into()), ..Default::default() }]),
+                ..Default::default()
+            }),
+            labels: Some([("team".to_string(), "blue".to_string())].into()),
+            ..Default::default()
+        })
+        .await
+        .expect("create");
+    let id = created.id.clone();
+    assert_eq!(id.len(), 64);
+    let dup = client.create_network(NetworkCreateRequest { name: "bn".into(), ..Default::default() }).await;
+    assert!(matches!(dup, Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. })), "{dup:?}");
+    let listed = client
+        .list_networks(Some(ListNetworksOptions {
+            filters: Some([("name".to_string(), vec!["bn".to_string()])].into()),
+        }))
+        .await
+        .expect("list");
+    assert_eq!(listed.iter().filter_map(|n| n.id.clone()).collect::<Vec<_>>(), vec![id.clone()]);
+
+    // A server on the network, connected by bollard with an alias and a fixed address.
+    d.docker(&["run", "-d", "--name", "server", "busybox", "httpd", "-f", "-p", "8000", "-h", "/etc"]).expect("server");
+    client
+        .connect_network(
+            "bn",
+            NetworkConnectRequest {
+                container: Some("server".into()),
+                endpoint_config: Some(EndpointSettings {
+                    aliases: Some(vec!["pal".into()]),
+                    ipam_config: Some(EndpointIpamConfig {
+                        ipv4_address: Some("10.231.30.40".into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+            },
+        )
+        .await
+        .expect("connect");
+    let n = client.inspect_network("bn", None::<InspectNetworkOptions>).await.expect("inspect");
+    assert_eq!(n.labels.as_ref().and_then(|l| l.get("team")).map(String::as_str), Some("blue"));
+    let subnet = n.ipam.as_ref().and_then(|i| i.config.as_ref()).and_then(|c| c.first()).and_then(|c| c.subnet.clone());
+    assert_eq!(subnet.as_deref(), Some("10.231.30.0/24"));
+    let containers = n.containers.clone().unwrap_or_default();
+    assert_eq!(containers.len(), 1, "{containers:?}");
+    let on = containers.values().next().cloned().unwrap_or_default();
+    assert_eq!(on.ipv4_address.as_deref(), Some("10.231.30.40/24"));
+    assert_eq!(on.name.as_deref(), Some("server"));
+
+    // TCP between containers, by the alias bollard gave.
+    let page = d
+        .docker(&["run", "--rm", "--network", "bn", "busybox", "wget", "-q", "-O", "-", "http://pal:8000/passwd"])
+        .expect("wget by alias");
+    assert!(page.contains("root:x:0:0"), "{page}");
+
+    client
+        .disconnect_network("bn", NetworkDisconnectRequest { container: Some("server".into()), force: Some(false) })
+        .await
+        .expect("disconnect");
+    let n = client.inspect_network(&id[..12], None::<InspectNetworkOptions>).await.expect("inspect by prefix");
+    assert!(n.containers.unwrap_or_default().is_empty());
+    let again = client
+        .disconnect_network("bn", NetworkDisconnectRequest { container: Some("server".into()), force: Some(false) })
+        .await;
+    assert!(
+        matches!(again, Err(bollard::errors::Error::DockerResponseServerError { status_code: 403, .. })),
+        "{again:?}"
+    );
+    client.remove_network("bn").await.expect("remove");
+    let gone = client.inspect_network("bn", None::<InspectNetworkOptions>).await;
+    assert!(
+        matches!(gone, Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })),
+        "{gone:?}"
+    );
+    d.docker(&["rm", "-f", "server"]).expect("rm");
 }

@@ -187,6 +187,21 @@ mod tests {
         async fn delete_ports(&self, _: &str, _: Option<&str>) -> Result<()> {
             Ok(())
         }
+        async fn all_endpoints(&self) -> Result<Vec<berth_network::store::EndpointRecord>> {
+            Ok(vec![])
+        }
+        async fn rename_container(&self, _: &str, _: &str) -> Result<()> {
+            Ok(())
+        }
+        async fn resolvers(&self) -> Result<Vec<berth_network::store::ResolverRecord>> {
+            Ok(vec![])
+        }
+        async fn put_resolver(&self, _: &berth_network::store::ResolverRecord) -> Result<()> {
+            Err(Error::unavailable("read-only fake"))
+        }
+        async fn delete_resolver(&self, _: &str) -> Result<()> {
+            Ok(())
+        }
     }
     struct NoVolumes;
     #[async_trait]

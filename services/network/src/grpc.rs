@@ -91,6 +91,15 @@ impl pb::network_service_server::NetworkService for NetworkGrpcServer {
         let ports = self.api.publish(req.into_inner()).await?;
         Ok(Response::new(pb::PublishPortsResponse { ports }))
     }
+
+    async fn rename_container(
+        &self,
+        req: Request<pb::RenameContainerRequest>,
+    ) -> Result<Response<pb::RenameContainerResponse>, Status> {
+        let r = req.into_inner();
+        self.api.rename(&r.container_id, &r.name).await?;
+        Ok(Response::new(pb::RenameContainerResponse {}))
+    }
 }
 
 /// [`NetworkApi`] over a gRPC channel.
@@ -157,5 +166,11 @@ impl NetworkApi for NetworkGrpcClient {
 
     async fn publish(&self, req: pb::PublishPortsRequest) -> Result<Vec<pb::PortMapping>> {
         Ok(self.inner.clone().publish_ports(req).await.map_err(err)?.into_inner().ports)
+    }
+
+    async fn rename(&self, container_id: &str, name: &str) -> Result<()> {
+        let req = pb::RenameContainerRequest { container_id: container_id.into(), name: name.into() };
+        self.inner.clone().rename_container(req).await.map_err(err)?;
+        Ok(())
     }
 }

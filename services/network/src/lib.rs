@@ -7,13 +7,14 @@
 //! persisted in the store so it is never handed out twice), and a veth pair
 //! between the network's bridge and the container's namespace ([`netlink`]).
 //! Traffic rules live in an nftables table of Berth's own ([`nft`]): outbound
-//! NAT, isolation between networks, closed internal networks. Published ports
-//! and DNS are still to come. The
-//! shape is the one every service has: the [`NetworkApi`] trait, [`LocalNetwork`]
+//! NAT, isolation between networks, closed internal networks, published ports.
+//! Containers on user-defined networks find each other by name through the
+//! embedded DNS ([`dns`]). The shape is the one every service has: the [`NetworkApi`] trait, [`LocalNetwork`]
 //! over a [`NetworkStore`], and gRPC server and client adapters in [`grpc`].
 
 #![forbid(unsafe_code)]
 
+pub mod dns;
 pub mod grpc;
 pub mod ipam;
 pub mod netlink;
@@ -49,4 +50,6 @@ pub trait NetworkApi: Send + Sync + 'static {
     /// Publishes host ports to a connected container; returns them with the
     /// host ports chosen.
     async fn publish(&self, req: pb::PublishPortsRequest) -> Result<Vec<pb::PortMapping>>;
+    /// Gives a container's endpoints its new name.
+    async fn rename(&self, container_id: &str, name: &str) -> Result<()>;
 }

@@ -9,9 +9,10 @@ use async_trait::async_trait;
 use berth_core::{Error, Result};
 use berth_proto::types::v1::{Filter, KeyValue};
 
+use crate::dns::{self, Dns};
 use crate::ipam::{self, Subnet};
 use crate::netlink;
-use crate::store::{EndpointRecord, MIGRATOR, NetworkStore, PortRecord, SqliteNetworkStore};
+use crate::store::{EndpointRecord, MIGRATOR, NetworkStore, PortRecord, ResolverRecord, SqliteNetworkStore};
 use crate::{NetworkApi, pb};
 
 /// The option that names a bridge network's device, as in dockerd.
@@ -37,6 +38,8 @@ pub struct LocalNetwork {
     table: String,
     /// Address allocation is check-then-insert; one at a time.
     alloc: tokio::sync::Mutex<()>,
+    /// The embedded DNS of the containers on user-defined networks.
+    dns: Arc<Dns>,
 }
 
 /// Serializes the choice of subnets between Berth daemons on one host (tests run
@@ -82,12 +85,57 @@ impl LocalNetwork {
         svc.predefine(&config).await?;
         // After a crash or a reboot: the rules again, exactly once.
         svc.sync_rules().await?;
+        svc.refresh_dns().await?;
+        svc.restore_resolvers().await?;
         Ok(svc)
     }
 
     /// A service over any store.
     pub fn with_store(store: Arc<dyn NetworkStore>) -> Self {
-        Self { store, table: String::new(), alloc: tokio::sync::Mutex::new(()) }
+        Self { store, table: String::new(), alloc: tokio::sync::Mutex::new(()), dns: Arc::new(Dns::default()) }
+    }
+
+    /// Rebuilds the embedded DNS's view of who is where from the store.
+    async fn refresh_dns(&self) -> Result<()> {
+        let (networks, endpoints) = (self.store.networks().await?, self.store.all_endpoints().await?);
+        self.dns.set_table(dns::Table::build(&networks, &endpoints));
+        Ok(())
+    }
+
+    /// Serves again the resolvers of containers that still run in the same
+    /// namespace (after the service restarted); forgets the others.
+    async fn restore_resolvers(&self) -> Result<()> {
+        for r in self.store.resolvers().await? {
+            let same = dns::netns_of(r.pid).is_ok_and(|(dev, ino)| format!("{dev}:{ino}") == r.netns);
+            let upstreams = r.upstreams.iter().filter_map(|u| u.parse().ok()).collect();
+            if same && self.dns.serve(&r.container_id, r.pid, upstreams).await.is_ok() {
+                continue;
+            }
+            self.store.delete_resolver(&r.container_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the container's resolver (kept in the store for a restart). A
+    /// resolver that cannot start is logged, not fatal: the container runs,
+    /// without names.
+    async fn start_resolver(&self, container_id: &str, pid: i64, dns_servers: &[String]) -> Result<()> {
+        let upstreams = dns_servers.iter().filter_map(|u| u.parse().ok()).collect();
+        match self.dns.serve(container_id, pid, upstreams).await {
+            Ok((dev, ino)) => {
+                let r = ResolverRecord {
+                    container_id: container_id.to_string(),
+                    pid,
+                    netns: format!("{dev}:{ino}"),
+                    upstreams: dns_servers.to_vec(),
+                };
+                self.store.put_resolver(&r).await
+            }
+            Err(e) => {
+                tracing::warn!(container = %container_id, error = %e, "embedded DNS not started");
+                Ok(())
+            }
+        }
     }
 
     /// Replaces this daemon's nftables table with the rules for its bridge networks.
@@ -200,6 +248,7 @@ impl LocalNetwork {
         subnet: &Subnet,
         container_id: &str,
         container_name: &str,
+        aliases: &[String],
         wanted: Option<Ipv4Addr>,
     ) -> Result<EndpointRecord> {
         let _guard = self.alloc.lock().await;
@@ -227,6 +276,7 @@ impl LocalNetwork {
             mac: ipam::mac_text(&ipam::mac_for(ip)),
             host_veth: veth_name(&net.id, container_id),
             container_name: container_name.trim_start_matches('/').to_string(),
+            aliases: aliases.to_vec(),
         };
         self.store.insert_endpoint(&record).await?;
         Ok(record)
@@ -266,6 +316,8 @@ fn endpoint_pb(net: &pb::Network, subnet: &Subnet, e: &EndpointRecord) -> pb::En
         mac_address: e.mac.clone(),
         container_id: e.container_id.clone(),
         container_name: e.container_name.clone(),
+        aliases: e.aliases.clone(),
+        dns_names: if net.name == "bridge" { vec![] } else { dns::dns_names(e) },
     }
 }
 
@@ -326,7 +378,8 @@ impl NetworkApi for LocalNetwork {
                 Some(ip)
             }
         };
-        let e = self.endpoint_for(&net, &subnet, &req.container_id, &req.container_name, wanted).await?;
+        let aliases: Vec<String> = req.aliases.iter().filter(|a| !a.is_empty()).cloned().collect();
+        let e = self.endpoint_for(&net, &subnet, &req.container_id, &req.container_name, &aliases, wanted).await?;
         let interface = if req.interface.is_empty() { "eth0".to_string() } else { req.interface.clone() };
         if interface.len() > 15 || interface.contains(['/', ' ']) {
             return Err(Error::invalid(format!("invalid interface name {interface:?}")));
@@ -350,6 +403,10 @@ impl NetworkApi for LocalNetwork {
         if let Err(err) = plugged {
             self.store.delete_endpoint(&net.id, &req.container_id).await?;
             return Err(err.context(format!("connect to network {}", net.name)));
+        }
+        self.refresh_dns().await?;
+        if net.name != "bridge" {
+            self.start_resolver(&req.container_id, req.pid, &req.dns_servers).await?;
         }
         tracing::info!(container = %req.container_id, network = %net.name, ip = %e.ip, "container connected");
         Ok(endpoint_pb(&net, &subnet, &e))
@@ -605,7 +662,17 @@ impl NetworkApi for LocalNetwork {
             netlink::delete_link(&e.host_veth).await?;
             self.store.delete_endpoint(&e.network_id, container_id).await?;
         }
+        self.refresh_dns().await?;
+        if target.is_none() || !self.dns.wants(container_id) {
+            self.dns.stop(container_id);
+            self.store.delete_resolver(container_id).await?;
+        }
         Ok(())
+    }
+
+    async fn rename(&self, container_id: &str, name: &str) -> Result<()> {
+        self.store.rename_container(container_id, name.trim_start_matches('/')).await?;
+        self.refresh_dns().await
     }
 }
 

@@ -27,16 +27,32 @@ pub struct EndpointRecord {
     pub mac: String,
     /// The host end of its veth pair.
     pub host_veth: String,
-    /// The container's name when it was connected.
+    /// The container's name (kept up to date on rename).
     pub container_name: String,
+    /// Its other names on this network (`--network-alias`).
+    pub aliases: Vec<String>,
+}
+
+/// A container whose embedded DNS runs, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolverRecord {
+    /// The container.
+    pub container_id: String,
+    /// Its init when the resolver started.
+    pub pid: i64,
+    /// The identity of its network namespace, `dev:inode`.
+    pub netns: String,
+    /// Its `--dns` servers (empty: the host's).
+    pub upstreams: Vec<String>,
 }
 
 /// Persistence of network records and endpoints.
 ///
 /// Schema (`migrations/network/`): `networks(id PK, name UNIQUE, driver,
 /// internal, labels JSON, created_at, subnet, gateway, options JSON, ip_range)` and
-/// `endpoints(network_id, container_id, endpoint_id, ip, mac, host_veth, container_name)` with one
-/// endpoint per container and network, and unique addresses per network.
+/// `endpoints(network_id, container_id, endpoint_id, ip, mac, host_veth, container_name, aliases JSON)`
+/// with one endpoint per container and network, and unique addresses per network;
+/// `ports` (published ports) and `resolvers` (containers whose embedded DNS runs).
 #[async_trait]
 pub trait NetworkStore: Send + Sync + 'static {
     /// Every network record, by name.
@@ -53,6 +69,16 @@ pub trait NetworkStore: Send + Sync + 'static {
     async fn insert_endpoint(&self, e: &EndpointRecord) -> Result<()>;
     /// Forgets an endpoint.
     async fn delete_endpoint(&self, network_id: &str, container_id: &str) -> Result<()>;
+    /// Every endpoint on every network.
+    async fn all_endpoints(&self) -> Result<Vec<EndpointRecord>>;
+    /// A container's new name on all its endpoints.
+    async fn rename_container(&self, container_id: &str, name: &str) -> Result<()>;
+    /// The containers whose resolver runs.
+    async fn resolvers(&self) -> Result<Vec<ResolverRecord>>;
+    /// Records (or replaces) a container's resolver.
+    async fn put_resolver(&self, r: &ResolverRecord) -> Result<()>;
+    /// Forgets a container's resolver.
+    async fn delete_resolver(&self, container_id: &str) -> Result<()>;
     /// Every published port.
     async fn ports(&self) -> Result<Vec<PortRecord>>;
     /// Records published ports, all or none; a taken host port is `AlreadyExists`.
@@ -122,10 +148,11 @@ fn endpoint_of(r: &sqlx::sqlite::SqliteRow) -> Result<EndpointRecord> {
         mac: r.try_get("mac")?,
         host_veth: r.try_get("host_veth")?,
         container_name: r.try_get("container_name")?,
+        aliases: serde_json::from_str(&r.try_get::<String, _>("aliases")?).unwrap_or_default(),
     })
 }
 
-const ENDPOINT_COLUMNS: &str = "network_id, container_id, endpoint_id, ip, mac, host_veth, container_name";
+const ENDPOINT_COLUMNS: &str = "network_id, container_id, endpoint_id, ip, mac, host_veth, container_name, aliases";
 
 #[async_trait]
 impl NetworkStore for SqliteNetworkStore {
@@ -197,7 +224,7 @@ impl NetworkStore for SqliteNetworkStore {
     async fn insert_endpoint(&self, e: &EndpointRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO endpoints (network_id, container_id, endpoint_id, ip, mac, host_veth, created_at, \
-             container_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             container_name, aliases) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&e.network_id)
         .bind(&e.container_id)
@@ -207,6 +234,7 @@ impl NetworkStore for SqliteNetworkStore {
         .bind(&e.host_veth)
         .bind(berth_core::id::now_rfc3339())
         .bind(&e.container_name)
+        .bind(serde_json::to_string(&e.aliases).unwrap_or_else(|_| "[]".into()))
         .execute(&self.pool)
         .await
         .map_err(|err| unique(err, &format!("Address already in use: {}", e.ip)))?;
@@ -272,6 +300,56 @@ impl NetworkStore for SqliteNetworkStore {
                 sqlx::query("DELETE FROM ports WHERE container_id = ?").bind(container_id).execute(&self.pool).await?
             }
         };
+        Ok(())
+    }
+
+    async fn all_endpoints(&self) -> Result<Vec<EndpointRecord>> {
+        let q = format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints");
+        let rows = sqlx::query(&q).fetch_all(&self.pool).await?;
+        rows.iter().map(endpoint_of).collect()
+    }
+
+    async fn rename_container(&self, container_id: &str, name: &str) -> Result<()> {
+        sqlx::query("UPDATE endpoints SET container_name = ? WHERE container_id = ?")
+            .bind(name)
+            .bind(container_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn resolvers(&self) -> Result<Vec<ResolverRecord>> {
+        let rows =
+            sqlx::query("SELECT container_id, pid, netns, upstreams FROM resolvers").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ResolverRecord {
+                    container_id: r.try_get("container_id")?,
+                    pid: r.try_get("pid")?,
+                    netns: r.try_get("netns")?,
+                    upstreams: serde_json::from_str(&r.try_get::<String, _>("upstreams")?).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    async fn put_resolver(&self, r: &ResolverRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO resolvers (container_id, pid, netns, upstreams) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (container_id) DO UPDATE SET pid = excluded.pid, netns = excluded.netns, \
+             upstreams = excluded.upstreams",
+        )
+        .bind(&r.container_id)
+        .bind(r.pid)
+        .bind(&r.netns)
+        .bind(serde_json::to_string(&r.upstreams).unwrap_or_else(|_| "[]".into()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_resolver(&self, container_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM resolvers WHERE container_id = ?").bind(container_id).execute(&self.pool).await?;
         Ok(())
     }
 

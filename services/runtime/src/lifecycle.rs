@@ -226,6 +226,37 @@ pub fn resolv_conf(host: &str, host_config: &Value, network_host: bool) -> Strin
     out
 }
 
+/// The /etc/resolv.conf of a container on a user-defined network: the
+/// embedded DNS at 127.0.0.11 (which forwards to `--dns` or the host's
+/// resolvers), the host's search domains or `--dns-search`, and `ndots:0`
+/// unless `--dns-option` says otherwise, as dockerd writes it.
+pub fn embedded_resolv_conf(host: &str, host_config: &Value) -> String {
+    let (search, options) = (strings_of(&host_config["DnsSearch"]), strings_of(&host_config["DnsOptions"]));
+    let mut lines: Vec<String> = Vec::new();
+    if search.is_empty() {
+        lines.extend(host.lines().filter(|l| l.starts_with("search") || l.starts_with("domain")).map(str::to_string));
+    } else {
+        lines.push(format!("search {}", search.join(" ")));
+    }
+    lines.push(format!("nameserver {}", berth_network::dns::ADDRESS));
+    let mut opts: Vec<String> = if options.is_empty() {
+        host.lines()
+            .filter_map(|l| l.strip_prefix("options"))
+            .flat_map(|o| o.split_whitespace().map(str::to_string))
+            .filter(|o| !o.starts_with("ndots:"))
+            .collect()
+    } else {
+        options
+    };
+    if !opts.iter().any(|o| o.starts_with("ndots:")) {
+        opts.insert(0, "ndots:0".into());
+    }
+    lines.push(format!("options {}", opts.join(" ")));
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
+}
+
 /// The container's /etc/hosts: localhost, its own address (once known) and
 /// hostname, and `--add-host` entries.
 pub fn hosts_file(hostname: &str, own_ip: Option<&str>, host_config: &Value) -> String {
@@ -489,6 +520,10 @@ impl LocalRuntime {
             });
             if let Some(ip) = own_ip {
                 let _ = std::fs::write(bundle.join("hosts"), hosts_file(&hostname, Some(&ip), &host_config));
+            }
+            // On a user-defined network, names come from the embedded DNS.
+            if crate::networking::uses_embedded_dns(&network_settings) {
+                let _ = std::fs::write(bundle.join("resolv.conf"), embedded_resolv_conf(&host_resolv, &host_config));
             }
             self.connect_waiters(&c.id, &bundle).await;
             step("attaches connected");
@@ -856,6 +891,18 @@ mod tests {
                 && hosts.ends_with("172.18.0.2\tbox\n")
         );
         assert!(hosts_file("box", None, &json!({})).ends_with("127.0.1.1\tbox\n"));
+        assert_eq!(
+            embedded_resolv_conf(host, &json!({})),
+            "domain example\nsearch a.example\nnameserver 127.0.0.11\noptions ndots:0 edns0\n"
+        );
+        assert_eq!(
+            embedded_resolv_conf(
+                host,
+                &json!({"Dns": ["10.0.0.2"], "DnsSearch": ["b.test"], "DnsOptions": ["ndots:2"]})
+            ),
+            "search b.test\nnameserver 127.0.0.11\noptions ndots:2\n",
+            "--dns servers are the embedded DNS's upstreams, not the container's"
+        );
     }
 
     #[test]

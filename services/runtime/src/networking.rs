@@ -61,6 +61,20 @@ pub fn port_requests(config: &Value, host_config: &Value) -> Result<Vec<berth_ne
     Ok(out)
 }
 
+/// Whether a container with these NetworkSettings is on a user-defined network
+/// (anything but the default bridge, host and none), where the embedded DNS
+/// answers names.
+pub fn uses_embedded_dns(network_settings: &[u8]) -> bool {
+    let settings: Value = serde_json::from_slice(network_settings).unwrap_or_default();
+    settings["Networks"].as_object().is_some_and(|m| {
+        m.iter().any(|(name, n)| name != "bridge" && !n["NetworkID"].as_str().unwrap_or("").is_empty())
+    })
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
+}
+
 impl LocalRuntime {
     /// Plugs a container that waits at its start barrier into its networks (its
     /// NetworkMode first, with the default route, then every other network of its
@@ -150,17 +164,22 @@ impl LocalRuntime {
                 ip_address: ep_cfg["IPAMConfig"]["IPv4Address"].as_str().unwrap_or("").to_string(),
                 interface: interface.clone(),
                 default_route: index == 0,
+                aliases: strings(&ep_cfg["Aliases"]),
+                dns_servers: strings(
+                    &serde_json::from_slice::<Value>(&c.host_config).map(|h| h["Dns"].clone()).unwrap_or_default(),
+                ),
             })
             .await?;
+        let list = |v: &[String]| if v.is_empty() { Value::Null } else { json!(v) };
         let endpoint = json!({
             "IPAMConfig": ep_cfg.get("IPAMConfig").cloned().unwrap_or(Value::Null),
             "Links": null,
-            "Aliases": ep_cfg.get("Aliases").cloned().unwrap_or(Value::Null),
+            "Aliases": list(&e.aliases),
             "DriverOpts": null,
             "NetworkID": e.network_id, "EndpointID": e.endpoint_id, "Gateway": e.gateway,
             "IPAddress": e.ip_address, "IPPrefixLen": e.prefix_len, "IPv6Gateway": "",
             "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": e.mac_address,
-            "Interface": interface,
+            "Interface": interface, "DNSNames": list(&e.dns_names),
         });
         if e.network_name == "bridge" {
             for (k, v) in [
@@ -261,6 +280,15 @@ impl LocalRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_networks_use_the_embedded_dns() {
+        let on = |v: Value| uses_embedded_dns(&serde_json::to_vec(&v).expect("json"));
+        assert!(!on(json!({"Networks": {"bridge": {"NetworkID": "abc"}}})));
+        assert!(!on(json!({"Networks": {"host": {"NetworkID": ""}}})));
+        assert!(on(json!({"Networks": {"bridge": {"NetworkID": "a"}, "net-a": {"NetworkID": "b"}}})));
+        assert!(!on(json!({})));
+    }
 
     #[test]
     fn port_bindings_and_publish_all() {

@@ -327,7 +327,14 @@ impl RuntimeApi for LocalRuntime {
         }
         self.store.rename(&c.id, &new_name).await.map_err(|e| {
             if e.kind() == ErrorKind::AlreadyExists { conflict_name(&new_name, "another container") } else { e }
-        })
+        })?;
+        // The embedded DNS answers to the new name at once, as in dockerd.
+        if let Some(n) = &self.networks
+            && let Err(e) = n.rename(&c.id, &new_name).await
+        {
+            tracing::warn!(id = %c.id, error = %e, "rename the container's endpoints");
+        }
+        Ok(())
     }
 
     async fn remove(&self, reference: &str, force: bool, _remove_volumes: bool) -> Result<()> {
@@ -524,6 +531,9 @@ mod tests {
             _: berth_network::pb::PublishPortsRequest,
         ) -> Result<Vec<berth_network::pb::PortMapping>> {
             Err(Error::unavailable("no networks in this test"))
+        }
+        async fn rename(&self, _: &str, _: &str) -> Result<()> {
+            Ok(())
         }
     }
 
