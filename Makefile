@@ -16,7 +16,7 @@ DEBIAN_PACKAGES := protobuf-compiler busybox-static attr curl ca-certificates ip
 # state under /var/lib/berth.
 BERTHD_FLAGS ?=
 
-.PHONY: all deps build run test test-unit test-e2e test-bench-smoke bench bench-deps lint fmt clean
+.PHONY: all deps test-deps build run test test-unit test-e2e test-bench-smoke bench bench-deps lint fmt clean
 
 all: build
 
@@ -44,9 +44,18 @@ lint: deps
 test-unit: deps
 	$(CARGO) test --workspace --exclude berth-tests --exclude berth-bench
 
+# Packages a test or the benchmark needs and `make run` does not: dockerd
+# (docker.io) and iptables, to check Berth beside dockerd.
+TEST_PACKAGES := docker.io iptables
+
+test-deps: deps
+	@missing=""; for p in $(TEST_PACKAGES) $(EXTRA_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+
 # End-to-end tests start berthd (and the split services) on temporary roots and
 # drive them with the docker CLI and bollard. They need root.
-test-e2e: build
+test-e2e: build test-deps
 	BERTH_BIN_DIR=$(BIN_DIR) $(CARGO) test -p berth-tests $(CARGO_PROFILE_FLAG) -- --test-threads=4
 
 # The benchmark, once, small, against Berth only: it must not rot.
@@ -57,10 +66,8 @@ test: lint test-unit test-e2e test-bench-smoke
 
 # Berth against dockerd (Debian's docker.io), side by side, release builds.
 # Results: bench/results/latest.{json,md,png}. See bench/README.md.
-bench-deps: deps
-	@missing=""; for p in docker.io iptables python3-matplotlib; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+bench-deps:
+	$(MAKE) test-deps EXTRA_PACKAGES=python3-matplotlib
 
 bench: bench-deps
 	$(CARGO) build --workspace --bins --release

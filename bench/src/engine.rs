@@ -47,25 +47,6 @@ fn wait_socket(path: &Path, child: &mut Child, what: &str) -> Result<()> {
     Ok(())
 }
 
-fn dockerd_cmd(dir: &Path) -> Result<Command> {
-    std::fs::write(dir.join("daemon.json"), "{}")?;
-    let mut c = Command::new("dockerd");
-    c.arg("-H")
-        .arg(format!("unix://{}", dir.join("docker.sock").display()))
-        .arg("--data-root")
-        .arg(dir.join("data"))
-        .arg("--exec-root")
-        .arg(dir.join("exec"))
-        .arg("--pidfile")
-        .arg(dir.join("docker.pid"))
-        .arg("--config-file")
-        .arg(dir.join("daemon.json"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("dockerd.log"))?);
-    Ok(c)
-}
-
 fn stop(mut child: Child) {
     // SAFETY: kill(2) of a child we spawned and have not reaped.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -78,12 +59,6 @@ fn stop(mut child: Child) {
     }
     let _ = child.kill();
     let _ = child.wait();
-}
-
-/// What dockerd leaves on the host: the FORWARD policy it set to DROP, and docker0.
-fn undo_dockerd_host_changes() {
-    let _ = Command::new("iptables").args(["-P", "FORWARD", "ACCEPT"]).status();
-    let _ = Command::new("ip").args(["link", "delete", "docker0"]).stderr(Stdio::null()).status();
 }
 
 /// Every process whose command line mentions `needle`.
@@ -136,7 +111,8 @@ impl Engine {
     /// dockerd with its own socket, data root and exec root.
     pub fn dockerd() -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("bench-dockerd-").tempdir()?;
-        let mut child = dockerd_cmd(dir.path())?.spawn().context("start dockerd (apt-get install docker.io)")?;
+        let mut child =
+            berth_tests::dockerd_command(dir.path())?.spawn().context("start dockerd (apt-get install docker.io)")?;
         wait_socket(&dir.path().join("docker.sock"), &mut child, "dockerd")?;
         let docker_config = dir.path().join("docker-config");
         std::fs::create_dir_all(&docker_config)?;
@@ -274,7 +250,7 @@ impl Engine {
                     .stderr(Stdio::null());
                 (c, sock)
             }
-            Kind::Dockerd { .. } => (dockerd_cmd(dir.path())?, dir.path().join("docker.sock")),
+            Kind::Dockerd { .. } => (berth_tests::dockerd_command(dir.path())?, dir.path().join("docker.sock")),
         };
         let start = Instant::now();
         let mut child = cmd.spawn()?;
@@ -307,7 +283,7 @@ impl Engine {
         // The cold dockerd shares docker0 with the one under test; that one undoes
         // dockerd's host changes when it stops.
         if let Kind::Berth(_) = &self.kind {
-            let _ = Command::new("ip").args(["link", "delete", "btcold0"]).stderr(Stdio::null()).status();
+            berth_tests::remove_bridge_and_rules("btcold0");
         }
         result
     }
@@ -319,7 +295,7 @@ impl Drop for Engine {
             && let Some(c) = child.take()
         {
             stop(c);
-            undo_dockerd_host_changes();
+            berth_tests::undo_dockerd_host_changes();
         }
     }
 }

@@ -7,6 +7,16 @@
 //! - `forward` (filter): replies pass; nothing crosses between two Berth bridge
 //!   networks (isolation); an internal network's bridge forwards nothing in or out.
 //!
+//! Beside dockerd: dockerd (through iptables-nft) sets the policy of `FORWARD`
+//! in `table ip filter` to DROP, and a drop in any table is final, so Berth's
+//! forwarded traffic would die there. dockerd's answer for other forwarders is
+//! its `DOCKER-USER` chain, consulted first and never flushed by dockerd: Berth
+//! keeps two rules per bridge there (`-i BRIDGE -j ACCEPT`, `-o BRIDGE -j
+//! ACCEPT`, in a form iptables can read), tagged `berth:<table>`, so the verdict
+//! on its bridges' traffic is its own table's. It makes the chain when dockerd
+//! has not yet (dockerd keeps an existing one), so the order the two start in
+//! does not matter.
+//!
 //! The rules live in the kernel, so they keep working while the services are
 //! down. Applied through `nft -f -` (nftables' own tool, as its JSON and text
 //! front ends are the stable interface).
@@ -107,7 +117,9 @@ pub fn render(table: &str, nets: &[BridgeRules], ports: &[PortRule]) -> String {
 /// Replaces the table with the rules for `nets`, and turns on IPv4 forwarding
 /// (as dockerd does) when any network may reach out.
 pub async fn apply(table: &str, nets: &[BridgeRules], ports: &[PortRule]) -> Result<()> {
-    use tokio::io::AsyncWriteExt;
+    // One sync at a time in this process: the DOCKER-USER part lists, then edits.
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _serial = SERIAL.lock().await;
     if nets.iter().any(|n| !n.internal) {
         let _ = tokio::fs::write("/proc/sys/net/ipv4/ip_forward", "1").await;
     }
@@ -115,7 +127,56 @@ pub async fn apply(table: &str, nets: &[BridgeRules], ports: &[PortRule]) -> Res
         // Lets packets to 127.0.0.1 be forwarded to the container after DNAT.
         let _ = tokio::fs::write(format!("/proc/sys/net/ipv4/conf/{}/route_localnet", p.bridge), "1").await;
     }
-    let script = render(table, nets, ports);
+    run_nft(&render(table, nets, ports)).await?;
+    let listed = tokio::process::Command::new("nft")
+        .args(["-a", "list", "chain", "ip", "filter", DOCKER_USER])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .await;
+    let listing = listed.ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    let stale = stale_handles(listing.as_deref().unwrap_or(""), table);
+    if let Err(e) = run_nft(&render_docker_user(table, nets, &stale)).await {
+        tracing::warn!(error = %e, "accept rules for Berth's bridges in dockerd's DOCKER-USER chain");
+    }
+    Ok(())
+}
+
+/// dockerd's chain for rules of others, in `table ip filter`.
+const DOCKER_USER: &str = "DOCKER-USER";
+
+/// The handles of this table's rules in a `nft -a list chain` listing.
+pub fn stale_handles(listing: &str, table: &str) -> Vec<u64> {
+    let tag = format!("comment \"berth:{table}\"");
+    listing
+        .lines()
+        .filter(|l| l.contains(&tag))
+        .filter_map(|l| l.rsplit_once("# handle ")?.1.trim().parse().ok())
+        .collect()
+}
+
+/// The nft script that replaces this table's rules in dockerd's DOCKER-USER
+/// chain (made when missing): accept what enters or leaves a non-internal
+/// bridge, so Berth's own table decides about it.
+pub fn render_docker_user(table: &str, nets: &[BridgeRules], stale: &[u64]) -> String {
+    let mut s = format!("add table ip filter\nadd chain ip filter {DOCKER_USER}\n");
+    for h in stale {
+        let _ = writeln!(s, "delete rule ip filter {DOCKER_USER} handle {h}");
+    }
+    for n in nets.iter().filter(|n| !n.internal) {
+        for dir in ["iifname", "oifname"] {
+            let _ = writeln!(
+                s,
+                "insert rule ip filter {DOCKER_USER} {dir} {} counter accept comment \"berth:{table}\"",
+                quoted(&n.bridge)
+            );
+        }
+    }
+    s
+}
+
+async fn run_nft(script: &str) -> Result<()> {
+    use tokio::io::AsyncWriteExt;
     let mut child = tokio::process::Command::new("nft")
         .args(["-f", "-"])
         .stdin(std::process::Stdio::piped())
@@ -136,6 +197,29 @@ pub async fn apply(table: &str, nets: &[BridgeRules], ports: &[PortRule]) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docker_user_rules_replace_only_their_own() {
+        let listing = "table ip filter {\n\tchain DOCKER-USER { # handle 7\n\
+            \t\tiifname \"berth0\" counter packets 0 bytes 0 accept comment \"berth:berth\" # handle 12\n\
+            \t\tiifname \"bt1\" counter packets 0 bytes 0 accept comment \"berth:berth_bt1\" # handle 13\n\
+            \t\tcounter packets 5 bytes 300 return # handle 8\n\t}\n}\n";
+        assert_eq!(stale_handles(listing, "berth"), vec![12]);
+        assert_eq!(stale_handles(listing, "berth_bt1"), vec![13]);
+        assert!(stale_handles("", "berth").is_empty());
+        let nets = vec![
+            BridgeRules { bridge: "berth0".into(), subnet: "172.18.0.0/16".into(), internal: false },
+            BridgeRules { bridge: "br-i".into(), subnet: "10.2.0.0/24".into(), internal: true },
+        ];
+        let s = render_docker_user("berth", &nets, &[12]);
+        assert!(s.starts_with("add table ip filter\nadd chain ip filter DOCKER-USER\n"), "{s}");
+        assert!(s.contains("delete rule ip filter DOCKER-USER handle 12\n"));
+        assert!(
+            s.contains("insert rule ip filter DOCKER-USER iifname \"berth0\" counter accept comment \"berth:berth\"")
+        );
+        assert!(s.contains("insert rule ip filter DOCKER-USER oifname \"berth0\" counter accept"));
+        assert!(!s.contains("br-i"), "internal networks forward nothing: {s}");
+    }
 
     #[test]
     fn rules_isolate_masquerade_and_close_internal_networks() {

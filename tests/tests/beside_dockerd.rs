@@ -1,0 +1,206 @@
+//! Berth and dockerd (Debian's docker.io, 20.10) on one host: dockerd's
+//! iptables rules (FORWARD policy DROP, its NAT and published ports) keep
+//! working beside Berth's nftables table, and Berth's containers still reach
+//! out and are reached through their published ports. Alone in its test binary,
+//! because dockerd's FORWARD policy affects every bridge on the host.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_tests::{Daemon, TestImage, docker_save_tar, free_port};
+
+/// dockerd on a temporary root; stopped, and its host changes undone, on drop.
+struct Dockerd {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Dockerd {
+    fn start() -> Dockerd {
+        let dir = tempfile::Builder::new().prefix("beside-dockerd-").tempdir().expect("tmp");
+        let child = berth_tests::dockerd_command(dir.path())
+            .expect("dockerd command")
+            .spawn()
+            .expect("start dockerd (make test installs docker.io)");
+        let d = Dockerd { child, dir };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !d.docker(&["version"]).0 {
+            assert!(Instant::now() < deadline, "dockerd does not answer: {}", d.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
+    }
+
+    fn docker_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("docker");
+        c.env("DOCKER_HOST", format!("unix://{}", self.dir.path().join("docker.sock").display()))
+            .env("DOCKER_CONFIG", self.dir.path())
+            .args(args);
+        c
+    }
+
+    fn docker(&self, args: &[&str]) -> (bool, String) {
+        match self.docker_cmd(args).stdin(Stdio::null()).output() {
+            Ok(o) => (
+                o.status.success(),
+                format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+            ),
+            Err(e) => (false, e.to_string()),
+        }
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let (_, ids) = self.docker(&["ps", "-aq"]);
+        for id in ids.split_whitespace() {
+            let _ = self.docker(&["rm", "-f", id]);
+        }
+        // SAFETY: kill(2) of a child we spawned and have not reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        berth_tests::undo_dockerd_host_changes();
+    }
+}
+
+/// A namespace standing for another host: 10.239.9.1/30 on the host's end,
+/// 10.239.9.2/30 inside, with a TCP server on :9000 that tells whom it saw.
+struct Outside {
+    ns: String,
+    link: String,
+    server: Option<Child>,
+}
+
+const OUTSIDE: &str = "10.239.9.2";
+
+impl Outside {
+    fn new(tag: &str) -> Outside {
+        let mut o = Outside { ns: format!("ns{tag}"), link: format!("vo{tag}"), server: None };
+        let sh = |cmd: &str| {
+            let ok = Command::new("sh").args(["-c", cmd]).status().map(|s| s.success()).unwrap_or(false);
+            assert!(ok, "{cmd}");
+        };
+        sh(&format!("ip netns add {}", o.ns));
+        sh(&format!("ip link add {} type veth peer name inner netns {}", o.link, o.ns));
+        sh(&format!("ip addr add 10.239.9.1/30 dev {0} && ip link set {0} up", o.link));
+        sh(&format!(
+            "ip netns exec {0} ip addr add {OUTSIDE}/30 dev inner && ip netns exec {0} ip link set inner up \
+             && ip netns exec {0} ip link set lo up && ip netns exec {0} ip route add default via 10.239.9.1",
+            o.ns
+        ));
+        let server = "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+                      s.bind(('10.239.9.2', 9000)); s.listen(8)\nwhile True:\n  c,a=s.accept(); \
+                      c.sendall(a[0].encode()); c.close()";
+        o.server =
+            Some(Command::new("ip").args(["netns", "exec", &o.ns, "python3", "-c", server]).spawn().expect("server"));
+        std::thread::sleep(Duration::from_millis(300));
+        o
+    }
+
+    /// An HTTP GET from the other host; the body, if any came.
+    fn get(&self, url: &str) -> Option<String> {
+        let script =
+            "import sys, urllib.request\nprint(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode())";
+        let o = Command::new("ip").args(["netns", "exec", &self.ns, "python3", "-c", script, url]).output().ok()?;
+        o.status.success().then(|| String::from_utf8_lossy(&o.stdout).to_string())
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        let _ = Command::new("ip").args(["link", "delete", &self.link]).status();
+        let _ = Command::new("ip").args(["netns", "delete", &self.ns]).status();
+    }
+}
+
+fn retry(mut f: impl FnMut() -> Option<String>, want: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..30 {
+        if let Some(got) = f() {
+            if got.contains(want) {
+                return got;
+            }
+            last = got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    last
+}
+
+#[test]
+fn berth_and_dockerd_forward_side_by_side() {
+    let berth = Daemon::start(&[]).expect("berthd");
+    let image = docker_save_tar(&[TestImage::busybox(&["busybox:latest"])], false);
+    berth.load(&image).expect("load into berth");
+    let outside = Outside::new(&berth.bridge[2..]);
+    // dockerd starts after Berth: its FORWARD policy turns to DROP.
+    let dockerd = Dockerd::start();
+    let mut load = dockerd.docker_cmd(&["load"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().expect("load");
+    if let Some(mut stdin) = load.stdin.take() {
+        use std::io::Write;
+        stdin.write_all(&image).expect("write image");
+    }
+    assert!(load.wait().expect("load").success(), "docker load into dockerd");
+    // dockerd turns the policy to DROP when it had to switch forwarding on itself
+    // (here Berth did first); set it as dockerd would have.
+    assert!(Command::new("iptables").args(["-P", "FORWARD", "DROP"]).status().expect("iptables").success());
+
+    // Out of both engines' containers, each masqueraded by its own rules.
+    let from_berth = berth.docker(&["run", "--rm", "busybox", "nc", "-w", "3", OUTSIDE, "9000"]).expect("berth out");
+    assert_eq!(from_berth.trim(), "10.239.9.1", "Berth's container gets out despite FORWARD DROP");
+    let (ok, from_dockerd) =
+        dockerd.docker(&["run", "--rm", "--network", "bridge", "busybox", "nc", "-w", "3", OUTSIDE, "9000"]);
+    assert!(ok && from_dockerd.trim() == "10.239.9.1", "dockerd's container gets out: {from_dockerd}");
+
+    // Into both engines' containers through published ports, from the other host.
+    let (bp, dp) = (free_port(), free_port());
+    berth
+        .docker(&["run", "-d", "-p", &format!("{bp}:8000"), "busybox", "httpd", "-f", "-p", "8000", "-h", "/etc"])
+        .expect("berth httpd");
+    let (ok, text) = dockerd.docker(&[
+        "run",
+        "-d",
+        "-p",
+        &format!("{dp}:8000"),
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "8000",
+        "-h",
+        "/etc",
+    ]);
+    assert!(ok, "dockerd httpd: {text}");
+    let got = retry(|| outside.get(&format!("http://10.239.9.1:{bp}/passwd")), "root:x:0:0");
+    assert!(got.contains("root:x:0:0"), "Berth's published port from another host: {got:?}");
+    let got = retry(|| outside.get(&format!("http://10.239.9.1:{dp}/passwd")), "root:x:0:0");
+    assert!(got.contains("root:x:0:0"), "dockerd's published port from another host: {got:?}");
+
+    // dockerd's chains are as dockerd made them, with Berth's two accept rules per bridge first.
+    let user = Command::new("iptables").args(["-S", "DOCKER-USER"]).output().expect("iptables");
+    let user = String::from_utf8_lossy(&user.stdout).to_string();
+    assert!(user.contains(&format!("-A DOCKER-USER -i {} ", berth.bridge)), "{user}");
+    assert!(user.contains(&format!("-A DOCKER-USER -o {} ", berth.bridge)), "{user}");
+    assert!(user.trim_end().ends_with("-A DOCKER-USER -j RETURN"), "dockerd's RETURN stays last: {user}");
+    let forward = Command::new("iptables").args(["-S", "FORWARD"]).output().expect("iptables");
+    assert!(String::from_utf8_lossy(&forward.stdout).contains("-A FORWARD -j DOCKER-USER"));
+
+    drop(dockerd);
+    let bridge = berth.bridge.clone();
+    drop(berth);
+    let user = Command::new("iptables").args(["-S", "DOCKER-USER"]).output().expect("iptables");
+    assert!(!String::from_utf8_lossy(&user.stdout).contains(&bridge), "the test daemon's rules went with it");
+}
