@@ -81,15 +81,20 @@ async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let network_config = berth_network::NetworkConfig { bridge: config.bridge.clone() };
     let networks = Arc::new(berth_network::LocalNetwork::open(&root.join("network"), network_config).await?);
     let runtime_config = berth_runtime::RuntimeConfig { log_opts: config.log_opts.clone() };
-    let runtime =
-        berth_runtime::LocalRuntime::open(&root.join("runtime"), images.clone(), networks.clone(), runtime_config)
-            .await?;
-    let volumes = berth_volume::LocalVolumes::open(&root.join("volume")).await?;
+    let volumes = Arc::new(berth_volume::LocalVolumes::open(&root.join("volume")).await?);
+    let runtime = berth_runtime::LocalRuntime::open(
+        &root.join("runtime"),
+        images.clone(),
+        networks.clone(),
+        volumes.clone(),
+        runtime_config,
+    )
+    .await?;
     let state = AppState {
         images,
         runtime: Arc::new(runtime),
         networks,
-        volumes: Arc::new(volumes),
+        volumes,
         info: Arc::new(DaemonInfo {
             data_root: config.data_root.clone(),
             exec_root: config.exec_root.clone(),

@@ -78,6 +78,18 @@ impl Tar {
         self.0.append_data(&mut h, path, data).expect("file");
         self
     }
+    /// Adds a regular file (`data`) or, with `None`, a directory, owned by `uid:gid`.
+    pub fn owned(mut self, path: &str, data: Option<&[u8]>, mode: u32, uid: u64, gid: u64) -> Self {
+        let (kind, bytes) = match data {
+            Some(d) => (tar::EntryType::Regular, d),
+            None => (tar::EntryType::Directory, &[][..]),
+        };
+        let mut h = Self::header(kind, mode, bytes.len() as u64);
+        h.set_uid(uid);
+        h.set_gid(gid);
+        self.0.append_data(&mut h, path, bytes).expect("entry");
+        self
+    }
     /// Adds a symlink.
     pub fn symlink(mut self, path: &str, target: &str) -> Self {
         let mut h = Self::header(tar::EntryType::Symlink, 0o777, 0);
@@ -97,7 +109,7 @@ pub fn busybox_layer() -> Vec<u8> {
     for applet in [
         "sh", "echo", "cat", "ls", "true", "false", "sleep", "id", "hostname", "env", "ps", "mount", "grep", "wc",
         "tr", "touch", "pwd", "kill", "test", "wait", "head", "seq", "tty", "stty", "ping", "ip", "nc", "nslookup",
-        "wget", "httpd",
+        "wget", "httpd", "stat", "readlink", "rm", "mkdir", "df", "ln",
     ] {
         t = t.symlink(&format!("bin/{applet}"), "busybox");
     }
@@ -543,6 +555,7 @@ pub fn start_split() -> Result<Daemon> {
         if svc == "runtime" {
             cmd.arg(format!("--image-addr=unix://{}", root.path().join("image.sock").display()));
             cmd.arg(format!("--network-addr=unix://{}", root.path().join("network.sock").display()));
+            cmd.arg(format!("--volume-addr=unix://{}", root.path().join("volume.sock").display()));
         }
         if svc == "network" {
             cmd.arg("--bridge").arg(&bridge);

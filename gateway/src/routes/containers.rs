@@ -121,7 +121,7 @@ pub(crate) fn summary(c: &pb::Container) -> Value {
         "Status": status_text(c),
         "HostConfig": {"NetworkMode": network_mode(c)},
         "NetworkSettings": {"Networks": networks_of(c)},
-        "Mounts": [],
+        "Mounts": berth_runtime::volumes::mounts_json(&c.mounts),
     })
 }
 
@@ -238,7 +238,7 @@ fn inspect_json(c: &pb::Container) -> Value {
         "ExecIDs": null,
         "HostConfig": host_config,
         "GraphDriver": {"Name": "overlay2", "Data": null},
-        "Mounts": [],
+        "Mounts": berth_runtime::volumes::mounts_json(&c.mounts),
         "Config": config,
         "NetworkSettings": with_defaults(network_settings(c), json!({
             "Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {}, "HairpinMode": false,

@@ -209,6 +209,21 @@ mod tests {
         async fn volumes(&self) -> Result<Vec<berth_volume::pb::Volume>> {
             Ok(vec![])
         }
+        async fn insert(&self, _: &berth_volume::pb::Volume) -> Result<()> {
+            Err(Error::unavailable("read-only fake"))
+        }
+        async fn delete(&self, _: &str) -> Result<()> {
+            Err(Error::unavailable("read-only fake"))
+        }
+        async fn refs(&self) -> Result<Vec<(String, String)>> {
+            Ok(vec![])
+        }
+        async fn add_ref(&self, _: &str, _: &str) -> Result<()> {
+            Err(Error::unavailable("read-only fake"))
+        }
+        async fn drop_refs(&self, _: &str) -> Result<Vec<String>> {
+            Ok(vec![])
+        }
     }
 
     async fn call(method: &str, uri: &str) -> (StatusCode, serde_json::Value) {

@@ -1,7 +1,7 @@
 //! Network and volume endpoints: NetworkList, NetworkInspect, NetworkCreate,
-//! NetworkDelete, NetworkPrune, VolumeList, VolumeInspect. Volume lifecycles
-//! arrive with their own issue; asking for a missing object is dockerd's 404, so
-//! `docker inspect` falls through to the next kind.
+//! NetworkDelete, NetworkPrune, NetworkConnect, NetworkDisconnect, VolumeList,
+//! VolumeInspect, VolumeCreate, VolumeDelete, VolumePrune. Asking for a missing
+//! object is dockerd's 404, so `docker inspect` falls through to the next kind.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -25,7 +25,9 @@ pub fn router() -> Router<AppState> {
         .route("/networks/{id}/connect", post(post_network_connect))
         .route("/networks/{id}/disconnect", post(post_network_disconnect))
         .route("/volumes", get(get_volumes_list))
-        .route("/volumes/{name}", get(get_volume_inspect))
+        .route("/volumes/create", post(post_volume_create))
+        .route("/volumes/prune", post(post_volumes_prune))
+        .route("/volumes/{name}", get(get_volume_inspect).delete(delete_volume))
 }
 
 /// Ordered key/value pairs as a JSON object (labels, options).
@@ -33,17 +35,22 @@ pub(crate) fn map(pairs: &[berth_proto::types::v1::KeyValue]) -> Value {
     Value::Object(pairs.iter().map(|kv| (kv.key.clone(), json!(kv.value))).collect())
 }
 
-/// The Volume JSON of a volume.
+/// The Volume JSON of a volume; `UsageData` only when its size was walked
+/// (`system df`), as dockerd.
 pub(crate) fn volume_json(v: &berth_volume::pb::Volume) -> Value {
-    json!({
+    let mut j = json!({
         "Name": v.name,
         "Driver": v.driver,
         "Mountpoint": v.mountpoint,
         "CreatedAt": v.created_at,
         "Labels": map(&v.labels),
-        "Options": map(&v.options),
+        "Options": if v.options.is_empty() { Value::Null } else { map(&v.options) },
         "Scope": v.scope,
-    })
+    });
+    if v.size >= 0 {
+        j["UsageData"] = json!({"Size": v.size, "RefCount": v.used_by.len()});
+    }
+    j
 }
 
 fn network_json(n: &berth_network::pb::Network) -> Value {
@@ -169,17 +176,40 @@ async fn post_networks_prune(State(s): State<AppState>, uri: Uri) -> ApiResult<J
     Ok(Json(json!({"NetworksDeleted": deleted})))
 }
 
-/// VolumeList: `GET /volumes`.
+/// VolumeList: `GET /volumes` (filters: dangling, driver, label, name).
 async fn get_volumes_list(State(s): State<AppState>, uri: Uri) -> ApiResult<Json<Value>> {
-    let list = s.volumes.list(Params::parse(uri.query()).filters()?).await?;
+    let list = s.volumes.list(Params::parse(uri.query()).filters()?, false).await?;
     Ok(Json(json!({"Volumes": list.iter().map(volume_json).collect::<Vec<_>>(), "Warnings": []})))
 }
 
 /// VolumeInspect: `GET /volumes/{name}`.
 async fn get_volume_inspect(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    let list = s.volumes.list(vec![]).await?;
-    match list.iter().find(|v| v.name == name) {
-        Some(v) => Ok(Json(volume_json(v))),
-        None => Err(Error::not_found(format!("get {name}: no such volume")).into()),
-    }
+    Ok(Json(volume_json(&s.volumes.inspect(&name).await?)))
+}
+
+/// VolumeCreate: `POST /volumes/create` with `{Name, Driver, DriverOpts, Labels}`.
+async fn post_volume_create(State(s): State<AppState>, body: Bytes) -> ApiResult<Response> {
+    let v: Value = serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))?;
+    let req = berth_volume::pb::CreateVolumeRequest {
+        name: v["Name"].as_str().unwrap_or("").to_string(),
+        driver: v["Driver"].as_str().unwrap_or("").to_string(),
+        labels: pairs(&v["Labels"]),
+        options: pairs(&v["DriverOpts"]),
+        anonymous: false,
+    };
+    let created = s.volumes.create(req).await?;
+    Ok((StatusCode::CREATED, Json(volume_json(&created))).into_response())
+}
+
+/// VolumeDelete: `DELETE /volumes/{name}?force=1` (409 while a container uses it).
+async fn delete_volume(State(s): State<AppState>, Path(name): Path<String>, uri: Uri) -> ApiResult<StatusCode> {
+    s.volumes.remove(&name, Params::parse(uri.query()).bool("force")).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// VolumePrune: `POST /volumes/prune` (anonymous volumes only unless `all=true`,
+/// as since API 1.42).
+async fn post_volumes_prune(State(s): State<AppState>, uri: Uri) -> ApiResult<Json<Value>> {
+    let r = s.volumes.prune(Params::parse(uri.query()).filters()?).await?;
+    Ok(Json(json!({"VolumesDeleted": r.deleted, "SpaceReclaimed": r.space_reclaimed})))
 }

@@ -215,7 +215,7 @@ async fn data_usage(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let store = state.images.store_info().await?;
     let images = state.images.list(true, vec![]).await?;
     let containers = state.runtime.list(true, vec![], 0).await?;
-    let volumes = state.volumes.list(vec![]).await?;
+    let volumes = state.volumes.list(vec![], true).await?;
     let summaries: Vec<Value> = images
         .iter()
         .map(|i| {

@@ -19,6 +19,7 @@ pub mod shim;
 pub mod spec;
 pub mod stdio;
 pub mod store;
+pub mod volumes;
 
 use async_trait::async_trait;
 use berth_core::Result;

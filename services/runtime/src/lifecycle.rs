@@ -311,6 +311,7 @@ impl LocalRuntime {
     fn spawn_watch(&self, c: &pb::Container) {
         let store = self.store.clone();
         let networks = self.networks.clone();
+        let volumes = self.volumes.clone();
         let host = self.host.clone();
         let id = c.id.clone();
         let pid = c.state.as_ref().map(|s| s.pid).unwrap_or(0);
@@ -342,6 +343,8 @@ impl LocalRuntime {
             tracing::info!(id = %id, code, "container exited");
             let _ = host.events.send(Event::Exited(id.clone(), code));
             if auto_remove {
+                // Volumes first: `docker run --rm` returns once the container is gone.
+                crate::volumes::release(volumes.as_ref(), &id, true).await;
                 if let Err(e) = store.delete(&id).await {
                     tracing::warn!(id = %id, error = %e, "auto-remove");
                 }
@@ -379,6 +382,7 @@ impl LocalRuntime {
                 .and_then(|h| h["AutoRemove"].as_bool())
                 .unwrap_or(false);
             if auto_remove {
+                self.release_volumes(&c.id, true).await;
                 self.store.delete(&c.id).await?;
                 self.host.forget(&c.id);
             }
@@ -416,6 +420,9 @@ impl LocalRuntime {
         let passwd = read_from_layers(&upper, &image.layer_dirs, "etc/passwd");
         let group = read_from_layers(&upper, &image.layer_dirs, "etc/group");
         let user = spec::resolve_user(&user_spec, &group_add, &passwd, &group)?;
+        let mut lower_dirs = vec![upper.clone()];
+        lower_dirs.extend(image.layer_dirs.iter().rev().map(PathBuf::from));
+        let mounts = self.prepare_mounts(c, lower_dirs).await?;
         let inputs = SpecInputs {
             config: config.clone(),
             host_config: host_config.clone(),
@@ -425,6 +432,7 @@ impl LocalRuntime {
             resolv_file: bundle.join("resolv.conf"),
             user,
             host_nofile_hard: host_nofile_hard(),
+            mounts,
         };
         let mut oci = spec::build(&inputs)?;
         let lower: Vec<String> = image.layer_dirs.iter().rev().cloned().collect();

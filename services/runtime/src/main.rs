@@ -1,5 +1,5 @@
 //! `berth-runtime`: the runtime service as its own process, serving gRPC. It
-//! reaches the image service over gRPC too.
+//! reaches the image, network and volume services over gRPC too.
 
 use std::sync::Arc;
 
@@ -19,6 +19,9 @@ struct Args {
     /// gRPC address of the network service.
     #[arg(long, env = "BERTH_NETWORK_ADDR", default_value = "unix:///run/berth/network.sock")]
     network_addr: Addr,
+    /// gRPC address of the volume service.
+    #[arg(long, env = "BERTH_VOLUME_ADDR", default_value = "unix:///run/berth/volume.sock")]
+    volume_addr: Addr,
     /// Default log option for containers (`max-size=10m`, `max-file=3`), repeatable.
     #[arg(long = "log-opt", value_name = "KEY=VALUE")]
     log_opts: Vec<String>,
@@ -36,8 +39,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let images = Arc::new(berth_image::client::ImageGrpcClient::new(channel(&args.image_addr)?));
     let networks = Arc::new(berth_network::NetworkGrpcClient::new(channel(&args.network_addr)?));
+    let volumes = Arc::new(berth_volume::VolumeGrpcClient::new(channel(&args.volume_addr)?));
     berth_core::service::run("runtime", args.service, |dir| async move {
-        let runtime = berth_runtime::LocalRuntime::open(&dir, images, networks, config).await?;
+        let runtime = berth_runtime::LocalRuntime::open(&dir, images, networks, volumes, config).await?;
         Ok(berth_runtime::RuntimeGrpcServer::service(Arc::new(runtime)))
     })
     .await?;

@@ -33,6 +33,9 @@ pub struct LocalRuntime {
     /// Plugs containers into networks; without it every container gets only
     /// an isolated namespace (as with `--network none`).
     pub(crate) networks: Option<Arc<dyn berth_network::NetworkApi>>,
+    /// Keeps the volumes containers use; without it a container may have only
+    /// binds and tmpfs.
+    pub(crate) volumes: Option<Arc<dyn berth_volume::VolumeApi>>,
 }
 
 const STATUSES: [&str; 7] = ["created", "restarting", "running", "removing", "paused", "exited", "dead"];
@@ -125,6 +128,7 @@ impl LocalRuntime {
         dir: &Path,
         images: Arc<dyn ImageApi>,
         networks: Arc<dyn berth_network::NetworkApi>,
+        volumes: Arc<dyn berth_volume::VolumeApi>,
         config: RuntimeConfig,
     ) -> Result<Self> {
         crate::lifecycle::validate_log_opts(config.log_opts.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
@@ -136,6 +140,7 @@ impl LocalRuntime {
             execs: Default::default(),
             config,
             networks: Some(networks),
+            volumes: Some(volumes),
         };
         rt.reconnect().await?;
         Ok(rt)
@@ -150,6 +155,7 @@ impl LocalRuntime {
             execs: Default::default(),
             config: RuntimeConfig::default(),
             networks: None,
+            volumes: None,
         }
     }
 
@@ -246,6 +252,7 @@ impl RuntimeApi for LocalRuntime {
         // make the docker CLI try to pull the image).
         // Binds, mounts and tmpfs are checked now, so a bad one fails create as in dockerd.
         crate::spec::user_mounts(&host_config)?;
+        let from = self.volumes_from(&host_config).await?;
         let image_ref = user.get("Image").and_then(Value::as_str).unwrap_or("").to_string();
         if image_ref.is_empty() {
             return Err(Error::invalid("config.Image must name an image"));
@@ -272,6 +279,8 @@ impl RuntimeApi for LocalRuntime {
                 .find(|n| !existing.iter().any(|c| &c.name == n))
                 .unwrap_or_else(|| format!("berth_{}", &id[..12])),
         };
+        let wanted = crate::volumes::plan(&Value::Object(merged.clone()), &host_config, from)?;
+        let mounts = self.use_volumes(&id, wanted).await?;
         let networking = if req.networking_config.is_empty() {
             serde_json::to_vec(&default_networking()).unwrap_or_default()
         } else {
@@ -291,10 +300,16 @@ impl RuntimeApi for LocalRuntime {
             host_config: serde_json::to_vec(&host_config).map_err(|e| Error::internal(e.to_string()))?,
             networking_config: networking,
             restart_count: 0,
+            mounts: serde_json::to_vec(&mounts).map_err(|e| Error::internal(e.to_string()))?,
         };
-        self.store.insert(&container).await.map_err(|e| {
-            if e.kind() == ErrorKind::AlreadyExists { conflict_name(&name, "another container") } else { e }
-        })?;
+        if let Err(e) = self.store.insert(&container).await {
+            self.release_volumes(&id, true).await;
+            return Err(if e.kind() == ErrorKind::AlreadyExists {
+                conflict_name(&name, "another container")
+            } else {
+                e
+            });
+        }
         tracing::info!(id = %id, name = %name, "container created");
         Ok(pb::CreateContainerResponse { id, warnings: vec![] })
     }
@@ -337,7 +352,7 @@ impl RuntimeApi for LocalRuntime {
         Ok(())
     }
 
-    async fn remove(&self, reference: &str, force: bool, _remove_volumes: bool) -> Result<()> {
+    async fn remove(&self, reference: &str, force: bool, remove_volumes: bool) -> Result<()> {
         let c = self.resolve(reference).await?;
         let st = status(&c);
         if matches!(st, "running" | "paused" | "restarting") && !force {
@@ -355,6 +370,7 @@ impl RuntimeApi for LocalRuntime {
         }
         self.host.forget(&c.id);
         self.forget_execs(&c.id);
+        self.release_volumes(&c.id, remove_volumes).await;
         if let Some(n) = &self.networks
             && let Err(e) = n.disconnect(&c.id, "").await
         {
@@ -539,9 +555,15 @@ mod tests {
 
     async fn runtime() -> (tempfile::TempDir, LocalRuntime) {
         let dir = tempfile::tempdir().expect("tmp");
-        let rt = LocalRuntime::open(dir.path(), Arc::new(OneImage), Arc::new(NoNetworks), RuntimeConfig::default())
-            .await
-            .expect("open");
+        let rt = LocalRuntime::open(
+            dir.path(),
+            Arc::new(OneImage),
+            Arc::new(NoNetworks),
+            Arc::new(berth_volume::LocalVolumes::open(&dir.path().join("volume")).await.expect("volumes")),
+            RuntimeConfig::default(),
+        )
+        .await
+        .expect("open");
         (dir, rt)
     }
 

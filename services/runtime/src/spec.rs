@@ -216,6 +216,8 @@ pub struct SpecInputs {
     pub user: ResolvedUser,
     /// The host's hard limit for open files.
     pub host_nofile_hard: u64,
+    /// The container's volumes and binds, resolved at create.
+    pub mounts: Vec<crate::volumes::MountPoint>,
 }
 
 fn oci(e: oci_spec::OciSpecError) -> Error {
@@ -232,57 +234,27 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount>
         .map_err(oci)
 }
 
-/// The mounts of `-v /host:/ctr[:ro]`, `--mount type=bind|tmpfs` and `--tmpfs`.
+/// The tmpfs mounts of `--mount type=tmpfs` and `--tmpfs` (volumes and binds
+/// are resolved at create: [`crate::volumes`]).
 pub fn user_mounts(host_config: &Value) -> Result<Vec<Mount>> {
     let mut out = Vec::new();
-    for bind in host_config["Binds"].as_array().cloned().unwrap_or_default() {
-        let s = bind.as_str().unwrap_or_default();
-        let parts: Vec<&str> = s.split(':').collect();
-        let (src, dst, mode) = match parts.as_slice() {
-            [src, dst] => (*src, *dst, ""),
-            [src, dst, mode] => (*src, *dst, *mode),
-            _ => return Err(Error::invalid(format!("invalid volume specification: '{s}'"))),
-        };
-        if !src.starts_with('/') {
-            return Err(Error::not_implemented(format!("named volumes arrive with the volume service: '{s}'")));
-        }
-        if !dst.starts_with('/') {
-            return Err(Error::invalid(format!("invalid volume specification: '{s}': the target must be absolute")));
-        }
-        let ro = mode.split(',').any(|m| m == "ro");
-        let mut opts = vec!["rbind", "rprivate"];
-        opts.push(if ro { "ro" } else { "rw" });
-        out.push(mount(dst, "bind", src, &opts)?);
-    }
     for m in host_config["Mounts"].as_array().cloned().unwrap_or_default() {
+        if m["Type"].as_str() != Some("tmpfs") {
+            continue;
+        }
         let target = m["Target"].as_str().unwrap_or_default();
         if !target.starts_with('/') {
             return Err(Error::invalid(format!("invalid mount config: the target {target:?} must be absolute")));
         }
-        let ro = m["ReadOnly"].as_bool().unwrap_or(false);
-        match m["Type"].as_str().unwrap_or_default() {
-            "bind" => {
-                let src = m["Source"].as_str().unwrap_or_default();
-                if !Path::new(src).exists() {
-                    return Err(Error::invalid(format!(
-                        "invalid mount config for type \"bind\": bind source path does not exist: {src}"
-                    )));
-                }
-                out.push(mount(target, "bind", src, &["rbind", "rprivate", if ro { "ro" } else { "rw" }])?);
-            }
-            "tmpfs" => {
-                let size = m["TmpfsOptions"]["SizeBytes"].as_i64().filter(|s| *s > 0).map(|s| format!("size={s}"));
-                let mut opts = vec!["nosuid", "nodev", "noexec"];
-                if let Some(s) = &size {
-                    opts.push(s);
-                }
-                if ro {
-                    opts.push("ro");
-                }
-                out.push(mount(target, "tmpfs", "tmpfs", &opts)?);
-            }
-            other => return Err(Error::not_implemented(format!("mount type {other:?} is not supported yet"))),
+        let size = m["TmpfsOptions"]["SizeBytes"].as_i64().filter(|s| *s > 0).map(|s| format!("size={s}"));
+        let mut opts = vec!["nosuid", "nodev", "noexec"];
+        if let Some(s) = &size {
+            opts.push(s);
         }
+        if m["ReadOnly"].as_bool().unwrap_or(false) {
+            opts.push("ro");
+        }
+        out.push(mount(target, "tmpfs", "tmpfs", &opts)?);
     }
     if let Some(tmpfs) = host_config["Tmpfs"].as_object() {
         for (target, opts) in tmpfs {
@@ -414,6 +386,14 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
     ] {
         mounts.push(mount(dest, "bind", &file.to_string_lossy(), &["rbind", "rprivate"])?);
     }
+    // Volumes and binds, parents before what is mounted inside them.
+    let mut binds = inputs.mounts.clone();
+    binds.sort_by_key(|m| Path::new(&m.destination).components().count());
+    for m in &binds {
+        let mut opts = vec!["rbind", if m.rw { "rw" } else { "ro" }];
+        opts.push(if m.propagation.is_empty() { "rprivate" } else { m.propagation.as_str() });
+        mounts.push(mount(&m.destination, "bind", &m.source, &opts)?);
+    }
     mounts.extend(user_mounts(hc)?);
 
     let network_mode = hc["NetworkMode"].as_str().unwrap_or("default");
@@ -530,6 +510,7 @@ mod tests {
             resolv_file: "/run/berth/c/resolv.conf".into(),
             user: ResolvedUser { uid: 0, gid: 0, additional_gids: vec![] },
             host_nofile_hard: 20_000,
+            mounts: vec![],
         }
     }
 
@@ -565,10 +546,17 @@ mod tests {
         let hc = json!({
             "Memory": 64 << 20, "MemorySwap": 128 << 20, "NanoCpus": 1_500_000_000, "CpuShares": 512,
             "CpusetCpus": "0", "PidsLimit": 50, "NetworkMode": "host", "ReadonlyRootfs": true,
-            "Binds": ["/srv/data:/data:ro"], "Tmpfs": {"/run": "size=1m"},
+            "Tmpfs": {"/run": "size=1m"},
             "Ulimits": [{"Name": "nproc", "Soft": 100, "Hard": 200}],
         });
-        let v = serde_json::to_value(build(&inputs(json!({"Cmd": ["true"]}), hc)).expect("spec")).expect("json");
+        let mut inp = inputs(json!({"Cmd": ["true"]}), hc);
+        inp.mounts = vec![crate::volumes::MountPoint {
+            typ: "bind".into(),
+            source: "/srv/data".into(),
+            destination: "/data".into(),
+            ..Default::default()
+        }];
+        let v = serde_json::to_value(build(&inp).expect("spec")).expect("json");
         let r = &v["linux"]["resources"];
         assert_eq!(r["memory"]["limit"], 64 << 20);
         assert_eq!(r["memory"]["swap"], 128 << 20);
@@ -602,8 +590,5 @@ mod tests {
         assert!(build(&inputs(json!({"Cmd": ["true"]}), nofile)).is_err(), "above the host's hard limit");
         assert!(build(&inputs(json!({"Cmd": ["true"], "WorkingDir": "rel"}), json!({}))).is_err());
         assert!(build(&inputs(json!({}), json!({}))).is_err());
-        let missing = json!({"Mounts": [{"Type": "bind", "Source": "/definitely/not/here", "Target": "/x"}]});
-        let err = build(&inputs(json!({"Cmd": ["true"]}), missing)).expect_err("missing source");
-        assert!(err.message().contains("bind source path does not exist"), "{err}");
     }
 }

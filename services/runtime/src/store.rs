@@ -76,8 +76,8 @@ impl ContainerStore for SqliteContainerStore {
     async fn containers(&self) -> Result<Vec<pb::Container>> {
         let rows = sqlx::query(
             "SELECT id, name, image, image_id, created_at, path, args, config, host_config, networking_config, \
-             status, pid, exit_code, error, started_at, finished_at, oom_killed, restart_count, network_settings \
-             FROM containers ORDER BY created_at DESC, id",
+             status, pid, exit_code, error, started_at, finished_at, oom_killed, restart_count, network_settings, \
+             mounts FROM containers ORDER BY created_at DESC, id",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -108,6 +108,7 @@ impl ContainerStore for SqliteContainerStore {
                     host_config: r.try_get("host_config")?,
                     networking_config: r.try_get("networking_config")?,
                     restart_count: r.try_get("restart_count")?,
+                    mounts: r.try_get("mounts")?,
                 })
             })
             .collect()
@@ -117,7 +118,7 @@ impl ContainerStore for SqliteContainerStore {
         let state = c.state.clone().unwrap_or_default();
         sqlx::query(
             "INSERT INTO containers (id, name, image, image_id, created_at, path, args, config, host_config, \
-             networking_config, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             networking_config, status, mounts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&c.id)
         .bind(&c.name)
@@ -130,6 +131,7 @@ impl ContainerStore for SqliteContainerStore {
         .bind(&c.host_config)
         .bind(&c.networking_config)
         .bind(&state.status)
+        .bind(&c.mounts)
         .execute(&self.pool)
         .await
         .map_err(|e| unique_violation(e, &c.name))?;

@@ -6,7 +6,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -47,41 +47,7 @@ fn ctx<T>(r: io::Result<T>, what: impl FnOnce() -> String) -> Result<T, InitErro
     r.map_err(|e| InitError(128, format!("{}: {e}", what())))
 }
 
-/// Resolves `path` inside `root` the way the container will see it: symlinks
-/// are followed as if `root` were `/`, and nothing resolves outside `root`.
-pub fn secure_join(root: &Path, path: &Path) -> io::Result<PathBuf> {
-    let mut pending: Vec<PathBuf> = path.components().rev().map(|c| PathBuf::from(c.as_os_str())).collect();
-    let mut cur = PathBuf::new();
-    let mut hops = 0;
-    while let Some(next) = pending.pop() {
-        match next.components().next() {
-            None | Some(Component::RootDir) | Some(Component::CurDir) => continue,
-            Some(Component::ParentDir) => {
-                cur.pop();
-                continue;
-            }
-            _ => {}
-        }
-        let candidate = cur.join(&next);
-        match std::fs::symlink_metadata(root.join(&candidate)) {
-            Ok(m) if m.file_type().is_symlink() => {
-                hops += 1;
-                if hops > 40 {
-                    return Err(io::Error::other(format!("too many symlinks resolving {}", path.display())));
-                }
-                let target = std::fs::read_link(root.join(&candidate))?;
-                if target.is_absolute() {
-                    cur = PathBuf::new();
-                }
-                for c in target.components().rev() {
-                    pending.push(PathBuf::from(c.as_os_str()));
-                }
-            }
-            _ => cur = candidate,
-        }
-    }
-    Ok(root.join(cur))
-}
+use berth_shim::secure_join;
 
 const FLAG_OPTIONS: [(&str, libc::c_ulong); 10] = [
     ("ro", libc::MS_RDONLY),

@@ -129,3 +129,40 @@ pub mod protocol {
         }
     }
 }
+
+/// Resolves `path` inside `root` the way the container will see it: symlinks
+/// are followed as if `root` were `/`, and nothing resolves outside `root`.
+pub fn secure_join(root: &std::path::Path, path: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+    use std::path::{Component, PathBuf};
+    let mut pending: Vec<PathBuf> = path.components().rev().map(|c| PathBuf::from(c.as_os_str())).collect();
+    let mut cur = PathBuf::new();
+    let mut hops = 0;
+    while let Some(next) = pending.pop() {
+        match next.components().next() {
+            None | Some(Component::RootDir) | Some(Component::CurDir) => continue,
+            Some(Component::ParentDir) => {
+                cur.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let candidate = cur.join(&next);
+        match std::fs::symlink_metadata(root.join(&candidate)) {
+            Ok(m) if m.file_type().is_symlink() => {
+                hops += 1;
+                if hops > 40 {
+                    return Err(std::io::Error::other(format!("too many symlinks resolving {}", path.display())));
+                }
+                let target = std::fs::read_link(root.join(&candidate))?;
+                if target.is_absolute() {
+                    cur = PathBuf::new();
+                }
+                for c in target.components().rev() {
+                    pending.push(PathBuf::from(c.as_os_str()));
+                }
+            }
+            _ => cur = candidate,
+        }
+    }
+    Ok(root.join(cur))
+}

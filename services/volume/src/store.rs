@@ -1,0 +1,140 @@
+//! Persistence of volume records and of the references containers hold.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use berth_core::{Error, Result};
+use berth_proto::types::v1::KeyValue;
+use sqlx::{Row, SqlitePool};
+
+use crate::pb;
+
+/// The embedded migrations of the volume service.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/volume");
+
+/// Persistence of volume records and references.
+///
+/// Schema (`migrations/volume/`): `volumes(name PK, driver, mountpoint, labels
+/// JSON, options JSON, created_at)` and `volume_refs(volume, container_id)`.
+#[async_trait]
+pub trait VolumeStore: Send + Sync + 'static {
+    /// Every volume record, by name (`used_by` empty, `size` -1).
+    async fn volumes(&self) -> Result<Vec<pb::Volume>>;
+    /// Records a volume; a taken name is `AlreadyExists`.
+    async fn insert(&self, v: &pb::Volume) -> Result<()>;
+    /// Forgets a volume and its references.
+    async fn delete(&self, name: &str) -> Result<()>;
+    /// Every reference: (volume, container ID).
+    async fn refs(&self) -> Result<Vec<(String, String)>>;
+    /// Records a container's reference on a volume (idempotent).
+    async fn add_ref(&self, volume: &str, container_id: &str) -> Result<()>;
+    /// Drops every reference of a container; returns the volumes it had.
+    async fn drop_refs(&self, container_id: &str) -> Result<Vec<String>>;
+}
+
+/// [`VolumeStore`] on SQLite.
+#[derive(Debug, Clone)]
+pub struct SqliteVolumeStore {
+    pool: SqlitePool,
+}
+
+impl SqliteVolumeStore {
+    /// Wraps an open pool whose migrations have run.
+    pub fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+}
+
+fn pairs(json: &str) -> Vec<KeyValue> {
+    serde_json::from_str::<BTreeMap<String, String>>(json)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(key, value)| KeyValue { key, value })
+        .collect()
+}
+
+fn json_of(pairs: &[KeyValue]) -> String {
+    let map: BTreeMap<&str, &str> = pairs.iter().map(|kv| (kv.key.as_str(), kv.value.as_str())).collect();
+    serde_json::to_string(&map).unwrap_or_else(|_| "{}".into())
+}
+
+#[async_trait]
+impl VolumeStore for SqliteVolumeStore {
+    async fn volumes(&self) -> Result<Vec<pb::Volume>> {
+        let rows =
+            sqlx::query("SELECT name, driver, mountpoint, labels, options, created_at FROM volumes ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(pb::Volume {
+                    name: r.try_get("name")?,
+                    driver: r.try_get("driver")?,
+                    mountpoint: r.try_get("mountpoint")?,
+                    created_at: r.try_get("created_at")?,
+                    labels: pairs(&r.try_get::<String, _>("labels")?),
+                    options: pairs(&r.try_get::<String, _>("options")?),
+                    scope: "local".into(),
+                    used_by: vec![],
+                    size: -1,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert(&self, v: &pb::Volume) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO volumes (name, driver, mountpoint, labels, options, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&v.name)
+        .bind(&v.driver)
+        .bind(&v.mountpoint)
+        .bind(json_of(&v.labels))
+        .bind(json_of(&v.options))
+        .bind(&v.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => {
+                Error::already_exists(format!("volume {} already exists", v.name))
+            }
+            _ => Error::from(e),
+        })?;
+        Ok(())
+    }
+
+    async fn delete(&self, name: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM volume_refs WHERE volume = ?").bind(name).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM volumes WHERE name = ?").bind(name).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn refs(&self) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT volume, container_id FROM volume_refs ORDER BY volume, container_id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get("volume")?, r.try_get("container_id")?))).collect()
+    }
+
+    async fn add_ref(&self, volume: &str, container_id: &str) -> Result<()> {
+        sqlx::query("INSERT OR IGNORE INTO volume_refs (volume, container_id) VALUES (?, ?)")
+            .bind(volume)
+            .bind(container_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn drop_refs(&self, container_id: &str) -> Result<Vec<String>> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query("SELECT volume FROM volume_refs WHERE container_id = ?")
+            .bind(container_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM volume_refs WHERE container_id = ?").bind(container_id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        rows.iter().map(|r| Ok(r.try_get("volume")?)).collect()
+    }
+}
