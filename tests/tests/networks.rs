@@ -326,6 +326,11 @@ fn published_ports_reach_the_container_and_go_with_it() {
         shown.lines().next().and_then(|l| l.rsplit(':').next()).and_then(|p| p.trim().parse().ok()).expect("p");
     assert!((49153..=60999).contains(&host_port), "{shown}");
     assert!(wait_fetch(&format!("127.0.0.1:{host_port}"), "hello-web"));
+    // A host port range: the first free port of it (web holds the first).
+    let range = format!("{port}-{}:80", port + 1);
+    d.docker(&["run", "-d", "--name", "rng", "-p", &range, "busybox", "sh", "-c", serve]).expect("range");
+    let shown = d.docker(&["port", "rng", "80"]).expect("port");
+    assert!(shown.contains(&format!(":{}", port + 1)), "{shown}");
 
     // Taken: by another container, and by a process on the host.
     let (code, _, err) = out(&d, &["run", "-d", "--name", "dup", "-p", &format!("{port}:80"), "busybox", "true"]);
@@ -390,7 +395,7 @@ fn published_ports_reach_the_container_and_go_with_it() {
     }
     assert!(!rules().contains(&format!("dport {port} ")), "{}", rules());
     assert!(fetch(&format!("127.0.0.1:{port}")).is_none());
-    d.docker(&["rm", "-f", "web", "rnd", "dup", "held", "udp"]).expect("rm");
+    d.docker(&["rm", "-f", "web", "rnd", "rng", "dup", "held", "udp"]).expect("rm");
 }
 
 #[test]

@@ -600,7 +600,15 @@ impl NetworkApi for LocalNetwork {
             let clash = |port: u16, taken: &[(String, String, u16)]| {
                 taken.iter().any(|(p, h, hp)| *p == proto && *hp == port && same_host(h, &host_ip))
             };
+            let end = u16::try_from(m.host_port_end).map_err(|_| Error::invalid("invalid host port range"))?;
             let host_port = match u16::try_from(m.host_port).map_err(|_| Error::invalid("invalid host port"))? {
+                p if end > p && p > 0 => {
+                    (p..=end).find(|p| !clash(*p, &taken) && bindable(&proto, ip, *p)).ok_or_else(|| {
+                        Error::conflict(format!(
+                            "Bind for {host_ip}:{p}-{end} failed: every port in the range is allocated"
+                        ))
+                    })?
+                }
                 0 => EPHEMERAL
                     .clone()
                     .find(|p| !clash(*p, &taken) && bindable(&proto, ip, *p))
@@ -632,6 +640,7 @@ impl NetworkApi for LocalNetwork {
                 host_ip,
                 host_port: u32::from(host_port),
                 container_port: u32::from(container_port),
+                host_port_end: 0,
             });
         }
         self.store.insert_ports(&records).await?;

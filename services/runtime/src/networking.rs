@@ -29,22 +29,28 @@ pub fn port_requests(config: &Value, host_config: &Value) -> Result<Vec<berth_ne
         let list = list.as_array().cloned().unwrap_or_default();
         let list = if list.is_empty() { vec![json!({})] } else { list };
         for b in list {
+            // `8080`, or a range `8000-8010` to take the first free port of.
             let hp = b["HostPort"].as_str().unwrap_or("");
-            let first = hp.split('-').next().unwrap_or("");
-            let host_port: u32 = if first.is_empty() {
-                0
-            } else {
-                first
-                    .parse()
+            let port = |s: &str| -> Result<u32> {
+                s.parse()
                     .ok()
                     .filter(|p| *p <= 65535)
-                    .ok_or_else(|| Error::invalid(format!("invalid host port {hp:?}")))?
+                    .ok_or_else(|| Error::invalid(format!("invalid host port {hp:?}")))
             };
+            let (host_port, host_port_end) = match hp.split_once('-') {
+                _ if hp.is_empty() => (0, 0),
+                Some((a, b)) => (port(a)?, port(b)?),
+                None => (port(hp)?, 0),
+            };
+            if host_port_end != 0 && host_port_end < host_port {
+                return Err(Error::invalid(format!("invalid host port range {hp:?}")));
+            }
             out.push(berth_network::pb::PortMapping {
                 proto: proto.clone(),
                 host_ip: b["HostIp"].as_str().unwrap_or("").to_string(),
                 host_port,
                 container_port,
+                host_port_end,
             });
         }
     }
@@ -55,7 +61,13 @@ pub fn port_requests(config: &Value, host_config: &Value) -> Result<Vec<berth_ne
                 continue;
             }
             let (container_port, proto) = parse_key(&key)?;
-            out.push(berth_network::pb::PortMapping { proto, host_ip: String::new(), host_port: 0, container_port });
+            out.push(berth_network::pb::PortMapping {
+                proto,
+                host_ip: String::new(),
+                host_port: 0,
+                container_port,
+                host_port_end: 0,
+            });
         }
     }
     Ok(out)
@@ -305,5 +317,9 @@ mod tests {
         assert!(all.iter().any(|p| p.container_port == 53 && p.proto == "udp" && p.host_port == 0));
         assert!(port_requests(&config, &json!({"PortBindings": {"x/tcp": []}})).is_err());
         assert!(port_requests(&config, &json!({"PortBindings": {"80/tcp": [{"HostPort": "99999"}]}})).is_err());
+        let range =
+            port_requests(&config, &json!({"PortBindings": {"80/tcp": [{"HostPort": "8000-8010"}]}})).expect("range");
+        assert_eq!((range[0].host_port, range[0].host_port_end), (8000, 8010));
+        assert!(port_requests(&config, &json!({"PortBindings": {"80/tcp": [{"HostPort": "9-8"}]}})).is_err());
     }
 }
