@@ -45,8 +45,9 @@ test-unit: deps
 	$(CARGO) test --workspace --exclude berth-tests --exclude berth-bench
 
 # Packages a test or the benchmark needs and `make run` does not: dockerd
-# (docker.io) and iptables, to check Berth beside dockerd.
-TEST_PACKAGES := docker.io iptables
+# (docker.io) and iptables, to check Berth beside dockerd; Debian's registry
+# (docker-registry), htpasswd (apache2-utils) and openssl for the registry tests.
+TEST_PACKAGES := docker.io iptables docker-registry apache2-utils openssl
 
 test-deps: deps
 	@missing=""; for p in $(TEST_PACKAGES) $(EXTRA_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -76,7 +76,8 @@ async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     }
     take_pidfile(&config.pidfile)?;
     let root = &config.data_root;
-    let images = berth_image::service::LocalImageService::open(&root.join("image")).await?;
+    let images =
+        berth_image::service::LocalImageService::open_with(&root.join("image"), config.registry.clone()).await?;
     let images = Arc::new(images);
     let network_config = berth_network::NetworkConfig { bridge: config.bridge.clone() };
     let networks = Arc::new(berth_network::LocalNetwork::open(&root.join("network"), network_config).await?);

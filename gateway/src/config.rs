@@ -20,6 +20,16 @@
 //! | `log-format`   | `BERTH_LOG_FORMAT`   | `--log-format`       | `text`                           |
 //! | `log-opts`     |                      | `--log-opt K=V`      | `max-size=10m`, `max-file=3`     |
 //! | `bridge`       | `BERTH_BRIDGE`       | `-b`, `--bridge`     | `berth0`                         |
+//! | `insecure-registries` |               | `--insecure-registry`| 127.0.0.0/8 (always)             |
+//! | `registry-mirrors` |                  | `--registry-mirror`  |                                  |
+//! | `max-concurrent-downloads` |          | `--max-concurrent-downloads` | 3                        |
+//! | `max-concurrent-uploads` |            | `--max-concurrent-uploads` | 5                          |
+//! | `certs-dir`    | `BERTH_CERTS_DIR`    | `--certs-dir`        | `/etc/berth/certs.d`             |
+//!
+//! Registries: `insecure-registries` are CIDRs or `host[:port]` (tried over
+//! HTTPS without verification, then HTTP); `certs-dir/<host:port>/*.crt` add
+//! trusted roots per registry, as dockerd's `/etc/docker/certs.d`;
+//! `registry-mirrors` are tried first for Docker Hub images.
 //!
 //! `log-opts` (a TOML table, like daemon.json's object) are the json-file options
 //! given to containers that set none of their own; flags override file keys.
@@ -82,6 +92,21 @@ pub struct DaemonFlags {
     /// The default bridge network's device.
     #[arg(short = 'b', long, value_name = "NAME")]
     pub bridge: Option<String>,
+    /// A registry reached without TLS verification (CIDR or host[:port], repeatable).
+    #[arg(long = "insecure-registry", value_name = "REGISTRY")]
+    pub insecure_registries: Vec<String>,
+    /// A mirror of Docker Hub (URL, repeatable).
+    #[arg(long = "registry-mirror", value_name = "URL")]
+    pub registry_mirrors: Vec<String>,
+    /// Layers downloaded at once per pull.
+    #[arg(long, value_name = "N")]
+    pub max_concurrent_downloads: Option<usize>,
+    /// Layers uploaded at once per push.
+    #[arg(long, value_name = "N")]
+    pub max_concurrent_uploads: Option<usize>,
+    /// Per-registry CA certificates: DIR/<host:port>/*.crt.
+    #[arg(long, value_name = "DIR")]
+    pub certs_dir: Option<PathBuf>,
 }
 
 /// The configuration file's shape.
@@ -101,6 +126,11 @@ struct FileConfig {
     log_format: Option<String>,
     log_opts: Option<std::collections::BTreeMap<String, String>>,
     bridge: Option<String>,
+    insecure_registries: Option<Vec<String>>,
+    registry_mirrors: Option<Vec<String>>,
+    max_concurrent_downloads: Option<usize>,
+    max_concurrent_uploads: Option<usize>,
+    certs_dir: Option<PathBuf>,
 }
 
 /// Where the environment comes from; tests pass a map.
@@ -177,6 +207,8 @@ pub struct DaemonConfig {
     pub log_opts: std::collections::BTreeMap<String, String>,
     /// The default bridge's device.
     pub bridge: String,
+    /// Registries, mirrors, certificates and transfer concurrency.
+    pub registry: berth_image::registry::RegistryConfig,
 }
 
 fn env_bool(v: &str) -> Option<bool> {
@@ -363,6 +395,34 @@ impl DaemonConfig {
         if bridge.is_empty() || bridge.len() > 15 || bridge.contains(['/', ' ', ':']) {
             errors.push(format!("invalid bridge name {bridge:?}: 1 to 15 characters, no '/', ':' or spaces"));
         }
+        let mut registry = berth_image::registry::RegistryConfig {
+            insecure: file.insecure_registries.unwrap_or_default(),
+            mirrors: file.registry_mirrors.unwrap_or_default(),
+            ..Default::default()
+        };
+        registry.insecure.extend(flags.insecure_registries.iter().cloned());
+        registry.mirrors.extend(flags.registry_mirrors.iter().cloned());
+        for m in &registry.mirrors {
+            if !(m.starts_with("http://") || m.starts_with("https://")) {
+                errors.push(format!("invalid mirror {m:?}: want http:// or https:// and a host"));
+            }
+        }
+        for (n, name) in [
+            (flags.max_concurrent_downloads.or(file.max_concurrent_downloads), "max-concurrent-downloads"),
+            (flags.max_concurrent_uploads.or(file.max_concurrent_uploads), "max-concurrent-uploads"),
+        ] {
+            match n {
+                Some(0) => errors.push(format!("invalid {name} 0: want at least 1")),
+                Some(n) if name.ends_with("downloads") => registry.max_concurrent_downloads = n,
+                Some(n) => registry.max_concurrent_uploads = n,
+                None => {}
+            }
+        }
+        if let Some(dir) =
+            flags.certs_dir.clone().or_else(|| env.get("BERTH_CERTS_DIR").map(PathBuf::from)).or(file.certs_dir)
+        {
+            registry.certs_dir = dir;
+        }
         if errors.is_empty() {
             Ok(DaemonConfig {
                 hosts,
@@ -375,6 +435,7 @@ impl DaemonConfig {
                 log_format,
                 log_opts,
                 bridge,
+                registry,
             })
         } else {
             Err(errors)

@@ -17,6 +17,19 @@ pub mod types {
 pub mod image {
     pub mod v1 {
         tonic::include_proto!("berth.image.v1");
+
+        /// Credentials are never printed: not in logs, not in panics.
+        impl std::fmt::Debug for RegistryAuth {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct("RegistryAuth")
+                    .field("username", &self.username)
+                    .field("server_address", &self.server_address)
+                    .field("password", &if self.password.is_empty() { "" } else { "<redacted>" })
+                    .field("identity_token", &if self.identity_token.is_empty() { "" } else { "<redacted>" })
+                    .field("registry_token", &if self.registry_token.is_empty() { "" } else { "<redacted>" })
+                    .finish()
+            }
+        }
     }
 }
 pub mod runtime {

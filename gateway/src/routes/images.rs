@@ -7,7 +7,7 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -28,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/images/load", post(post_images_load))
         .route("/images/get", get(get_images_get_all))
         .route("/images/prune", post(post_images_prune))
+        .route("/auth", post(post_auth))
         .route(
             "/images/search",
             get(|| async { ApiResult::<()>::Err(Error::not_implemented("image search is not supported").into()) }),
@@ -142,9 +143,113 @@ async fn get_images_list(
     Ok(Json(Value::Array(images.iter().map(|i| summary(i, version)).collect())))
 }
 
+/// The credentials of `X-Registry-Auth` (base64url JSON: username, password,
+/// serveraddress, identitytoken, registrytoken); none when absent or empty.
+pub(crate) fn registry_auth(headers: &HeaderMap) -> Result<Option<pb::RegistryAuth>, Error> {
+    use base64::Engine as _;
+    let Some(raw) = headers.get("x-registry-auth").and_then(|v| v.to_str().ok()).map(str::trim) else {
+        return Ok(None);
+    };
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let engines = [
+        base64::engine::general_purpose::URL_SAFE,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        base64::engine::general_purpose::STANDARD,
+    ];
+    let bytes = engines
+        .iter()
+        .find_map(|e| e.decode(raw).ok())
+        .ok_or_else(|| Error::invalid("invalid X-Registry-Auth header: not base64"))?;
+    let v: Value =
+        serde_json::from_slice(&bytes).map_err(|_| Error::invalid("invalid X-Registry-Auth header: not JSON"))?;
+    Ok(Some(auth_of_json(&v)))
+}
+
+/// Credentials from Docker's AuthConfig JSON (X-Registry-Auth, `POST /auth`).
+pub(crate) fn auth_of_json(v: &Value) -> pb::RegistryAuth {
+    let text = |k: &str| v[k].as_str().unwrap_or("").to_string();
+    pb::RegistryAuth {
+        username: text("username"),
+        password: text("password"),
+        identity_token: text("identitytoken"),
+        registry_token: text("registrytoken"),
+        server_address: text("serveraddress"),
+    }
+}
+
+/// One progress message as dockerd's JSON message: status, id,
+/// progressDetail and the progress bar the CLI shows without a terminal.
+fn progress_json(p: &pb::Progress) -> Value {
+    if !p.error.is_empty() {
+        return json!({"errorDetail": {"message": p.error}, "error": p.error});
+    }
+    let mut v = json!({"status": p.status});
+    if !p.id.is_empty() {
+        v["id"] = json!(p.id);
+        v["progressDetail"] = json!({});
+    }
+    if p.total > 0 || p.current > 0 {
+        v["progressDetail"] = json!({"current": p.current, "total": p.total});
+        v["progress"] = json!(progress_bar(p.current, p.total));
+    }
+    v
+}
+
+/// dockerd's `[=====>     ]  1.2MB/3.4MB`.
+fn progress_bar(current: i64, total: i64) -> String {
+    let human = |n: i64| -> String {
+        let n = n.max(0) as f64;
+        match n {
+            n if n >= 1e9 => format!("{:.3}GB", n / 1e9),
+            n if n >= 1e6 => format!("{:.3}MB", n / 1e6),
+            n if n >= 1e3 => format!("{:.3}kB", n / 1e3),
+            n => format!("{n}B"),
+        }
+    };
+    if total <= 0 {
+        return human(current);
+    }
+    let width = 50;
+    let done = ((current.min(total) as f64 / total as f64) * width as f64) as usize;
+    let bar = if done >= width {
+        "=".repeat(width)
+    } else {
+        format!("{}>{}", "=".repeat(done), " ".repeat(width - done - 1))
+    };
+    format!("[{bar}] {:>8}/{}", human(current), human(total))
+}
+
+/// A pull or push as dockerd answers it: an error before the first message is
+/// the response's status (404, 401, ...); after it, 200 and JSON lines, the
+/// last one an `errorDetail` when it failed.
+async fn progress_response(mut stream: berth_image::ProgressStream) -> ApiResult<Response> {
+    let first = match stream.next().await {
+        Some(Ok(p)) => p,
+        Some(Err(e)) => return Err(e.into()),
+        None => return Err(Error::internal("the image service ended the stream without a word").into()),
+    };
+    let lines = futures::stream::once(async move { Ok::<_, Error>(first) }).chain(stream).map(|item| {
+        let v = match item {
+            Ok(p) => progress_json(&p),
+            Err(e) => json!({"errorDetail": {"message": e.message()}, "error": e.message()}),
+        };
+        Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(format!("{v}\n")))
+    });
+    let mut resp = Response::new(Body::from_stream(lines));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(resp)
+}
+
 /// ImageCreate: `POST /images/create`. `fromSrc=-` imports the request body;
-/// `fromImage` (a registry pull) arrives with the registries issue.
-async fn post_images_create(State(s): State<AppState>, uri: Uri, body: Body) -> ApiResult<Response> {
+/// `fromImage` pulls from a registry (`tag`, `platform`, `X-Registry-Auth`).
+async fn post_images_create(
+    State(s): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     let p = Params::parse(uri.query());
     match (p.get("fromSrc"), p.get("fromImage")) {
         (Some("-"), _) => {
@@ -162,12 +267,30 @@ async fn post_images_create(State(s): State<AppState>, uri: Uri, body: Body) -> 
             "importing from {src:?} is not supported: send the tarball as the request body (fromSrc=-)"
         ))
         .into()),
-        (None, Some(image)) => Err(Error::not_implemented(format!(
-            "pulling {image} from a registry is not implemented yet; load it with docker load"
-        ))
-        .into()),
+        (None, Some(image)) => {
+            // `tag` is a tag, or a digest (`fromImage=x&tag=sha256:...`).
+            let reference = match p.get("tag").filter(|t| !t.is_empty()) {
+                Some(t) if t.starts_with("sha256:") => format!("{image}@{t}"),
+                Some(t) => format!("{image}:{t}"),
+                None => image.to_string(),
+            };
+            let req = pb::PullImageRequest {
+                reference,
+                platform: p.get("platform").unwrap_or("").to_string(),
+                auth: registry_auth(&headers)?,
+            };
+            progress_response(s.images.pull(req).await?).await
+        }
         (None, None) => Err(Error::invalid("either fromSrc or fromImage must be given").into()),
     }
+}
+
+/// SystemAuth: `POST /auth` with Docker's AuthConfig: the credentials are
+/// checked against the registry (`docker login`), never stored by the daemon.
+async fn post_auth(State(s): State<AppState>, body: axum::body::Bytes) -> ApiResult<Json<Value>> {
+    let v: Value = serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))?;
+    let r = s.images.login(auth_of_json(&v)).await?;
+    Ok(Json(json!({"Status": r.status, "IdentityToken": r.identity_token})))
 }
 
 /// ImageLoad: `POST /images/load`.
@@ -247,7 +370,12 @@ async fn get_image(State(s): State<AppState>, Path(rest): Path<String>) -> ApiRe
 }
 
 /// `POST /images/{name}/tag|push`.
-async fn post_image(State(s): State<AppState>, Path(rest): Path<String>, uri: Uri) -> ApiResult<Response> {
+async fn post_image(
+    State(s): State<AppState>,
+    Path(rest): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     let p = Params::parse(uri.query());
     if let Some(name) = rest.strip_suffix("/tag") {
         let repo = p.get("repo").unwrap_or("");
@@ -258,8 +386,12 @@ async fn post_image(State(s): State<AppState>, Path(rest): Path<String>, uri: Ur
         return Ok(StatusCode::CREATED.into_response());
     }
     if let Some(name) = rest.strip_suffix("/push") {
-        s.images.inspect(name).await?;
-        return Err(Error::not_implemented("pushing to a registry is not implemented yet").into());
+        let reference = match p.get("tag").filter(|t| !t.is_empty()) {
+            Some(t) => format!("{name}:{t}"),
+            None => name.to_string(),
+        };
+        let req = pb::PushImageRequest { reference, auth: registry_auth(&headers)? };
+        return progress_response(s.images.push(req).await?).await;
     }
     Err(Error::not_found("page not found").into())
 }

@@ -116,6 +116,15 @@ mod tests {
         async fn store_info(&self) -> Result<pb::StoreInfoResponse> {
             Ok(pb::StoreInfoResponse::default())
         }
+        async fn pull(&self, _: pb::PullImageRequest) -> Result<berth_image::ProgressStream> {
+            Err(Error::unavailable("no registries in this test"))
+        }
+        async fn push(&self, _: pb::PushImageRequest) -> Result<berth_image::ProgressStream> {
+            Err(Error::unavailable("no registries in this test"))
+        }
+        async fn login(&self, _: pb::RegistryAuth) -> Result<pb::LoginResponse> {
+            Err(Error::unavailable("no registries in this test"))
+        }
     }
 
     fn app() -> axum::Router {

@@ -128,4 +128,19 @@ impl ImageApi for ImageGrpcClient {
         let r = self.inner.clone().store_info(pb::StoreInfoRequest {}).await.map_err(err)?;
         Ok(r.into_inner())
     }
+
+    async fn pull(&self, req: pb::PullImageRequest) -> Result<crate::ProgressStream> {
+        let r = self.inner.clone().pull_image(req).await.map_err(err)?;
+        Ok(Box::pin(r.into_inner().map(|m| m.map_err(err))))
+    }
+
+    async fn push(&self, req: pb::PushImageRequest) -> Result<crate::ProgressStream> {
+        let r = self.inner.clone().push_image(req).await.map_err(err)?;
+        Ok(Box::pin(r.into_inner().map(|m| m.map_err(err))))
+    }
+
+    async fn login(&self, auth: pb::RegistryAuth) -> Result<pb::LoginResponse> {
+        let r = self.inner.clone().login(pb::LoginRequest { auth: Some(auth) }).await.map_err(err)?;
+        Ok(r.into_inner())
+    }
 }

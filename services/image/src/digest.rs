@@ -83,7 +83,9 @@ pub fn decompress<'a, R: Read + 'a>(reader: R) -> Result<(Compression, Box<dyn R
     if head.starts_with(&[0x1f, 0x8b]) {
         Ok((Compression::Gzip, Box::new(flate2::read::MultiGzDecoder::new(buf))))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Err(Error::not_implemented("zstd-compressed layers are not supported yet"))
+        let decoder = ruzstd::decoding::StreamingDecoder::new(buf)
+            .map_err(|e| Error::invalid(format!("invalid zstd layer: {e}")))?;
+        Ok((Compression::Zstd, Box::new(decoder)))
     } else {
         Ok((Compression::None, Box::new(buf)))
     }

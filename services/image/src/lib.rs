@@ -29,6 +29,7 @@ pub mod filters;
 #[allow(unsafe_code)]
 pub mod layers;
 pub mod reference;
+pub mod registry;
 pub mod server;
 pub mod service;
 pub mod store;
@@ -62,4 +63,15 @@ pub trait ImageApi: Send + Sync + 'static {
     async fn import(&self, options: pb::ImportOptions, input: ByteStream) -> Result<String>;
     /// Counts and sizes.
     async fn store_info(&self) -> Result<pb::StoreInfoResponse>;
+    /// Pulls an image from its registry. Errors before the first progress
+    /// message come as the stream's first item (so the caller can answer with
+    /// a status code); later ones as a last item too.
+    async fn pull(&self, req: pb::PullImageRequest) -> Result<ProgressStream>;
+    /// Pushes an image (or every tag of a repository) to its registry.
+    async fn push(&self, req: pb::PushImageRequest) -> Result<ProgressStream>;
+    /// Checks credentials against a registry.
+    async fn login(&self, auth: pb::RegistryAuth) -> Result<pb::LoginResponse>;
 }
+
+/// Progress messages of a pull or push; an `Err` ends it.
+pub type ProgressStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::Progress>> + Send>>;

@@ -1,5 +1,6 @@
 //! `berth-image`: the image service as its own process, serving gRPC.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use berth_core::service::ServiceArgs;
@@ -11,14 +12,36 @@ use clap::Parser;
 struct Args {
     #[command(flatten)]
     service: ServiceArgs,
+    /// A registry reached without TLS verification (CIDR or host[:port], repeatable).
+    #[arg(long = "insecure-registry", value_name = "REGISTRY")]
+    insecure_registries: Vec<String>,
+    /// A mirror of Docker Hub (URL, repeatable).
+    #[arg(long = "registry-mirror", value_name = "URL")]
+    registry_mirrors: Vec<String>,
+    /// Layers downloaded at once per pull.
+    #[arg(long, default_value_t = 3)]
+    max_concurrent_downloads: usize,
+    /// Layers uploaded at once per push.
+    #[arg(long, default_value_t = 5)]
+    max_concurrent_uploads: usize,
+    /// Per-registry CA certificates: DIR/<host:port>/*.crt.
+    #[arg(long, env = "BERTH_CERTS_DIR", default_value = "/etc/berth/certs.d")]
+    certs_dir: PathBuf,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let registry = berth_image::registry::RegistryConfig {
+        insecure: args.insecure_registries,
+        mirrors: args.registry_mirrors,
+        certs_dir: args.certs_dir,
+        max_concurrent_downloads: args.max_concurrent_downloads.max(1),
+        max_concurrent_uploads: args.max_concurrent_uploads.max(1),
+    };
     berth_core::service::run("image", args.service, |dir| async move {
         Ok(berth_image::server::ImageGrpcServer::service(Arc::new(
-            berth_image::service::LocalImageService::open(&dir).await?,
+            berth_image::service::LocalImageService::open_with(&dir, registry).await?,
         )))
     })
     .await?;

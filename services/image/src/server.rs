@@ -38,6 +38,11 @@ fn chunks<T: Send + 'static>(
 }
 
 type SaveStream = Pin<Box<dyn Stream<Item = Result<pb::SaveImagesResponse, Status>> + Send>>;
+type ProgressStream = Pin<Box<dyn Stream<Item = Result<pb::Progress, Status>> + Send>>;
+
+fn progress(s: crate::ProgressStream) -> ProgressStream {
+    Box::pin(s.map(|r| r.map_err(Status::from)))
+}
 
 #[tonic::async_trait]
 impl ImageService for ImageGrpcServer {
@@ -127,5 +132,22 @@ impl ImageService for ImageGrpcServer {
 
     async fn store_info(&self, _req: Request<pb::StoreInfoRequest>) -> Result<Response<pb::StoreInfoResponse>, Status> {
         Ok(Response::new(self.api.store_info().await?))
+    }
+
+    type PullImageStream = ProgressStream;
+
+    async fn pull_image(&self, req: Request<pb::PullImageRequest>) -> Result<Response<ProgressStream>, Status> {
+        Ok(Response::new(progress(self.api.pull(req.into_inner()).await?)))
+    }
+
+    type PushImageStream = ProgressStream;
+
+    async fn push_image(&self, req: Request<pb::PushImageRequest>) -> Result<Response<ProgressStream>, Status> {
+        Ok(Response::new(progress(self.api.push(req.into_inner()).await?)))
+    }
+
+    async fn login(&self, req: Request<pb::LoginRequest>) -> Result<Response<pb::LoginResponse>, Status> {
+        let auth = req.into_inner().auth.unwrap_or_default();
+        Ok(Response::new(self.api.login(auth).await?))
     }
 }

@@ -27,10 +27,13 @@ use crate::store::{ImageRecord, ImageStore, LayerRecord, MIGRATOR, SqliteImageSt
 use crate::{Filter, ImageApi, pb};
 
 /// The image service over SQLite and a content directory.
+#[derive(Clone)]
 pub struct LocalImageService {
-    store: Arc<dyn ImageStore>,
-    content: Content,
-    write: Mutex<()>,
+    pub(crate) store: Arc<dyn ImageStore>,
+    pub(crate) content: Content,
+    /// Loads, imports, pulls and deletes change the store one at a time.
+    pub(crate) write: Arc<Mutex<()>>,
+    pub(crate) registry: Arc<crate::registry::RegistryConfig>,
 }
 
 /// How a reference was resolved, which decides what `rmi` does.
@@ -65,20 +68,31 @@ fn created_of(rec: &ImageRecord) -> OffsetDateTime {
 impl LocalImageService {
     /// Opens the service's state under `dir` (`<data-root>/image`).
     pub async fn open(dir: &Path) -> Result<Self> {
+        Self::open_with(dir, crate::registry::RegistryConfig::default()).await
+    }
+
+    /// Opens the service with the daemon's registry settings.
+    pub async fn open_with(dir: &Path, registry: crate::registry::RegistryConfig) -> Result<Self> {
         let content = Content::open(dir)?;
         let pool = berth_core::db::open_sqlite(&dir.join("image.db"), &MIGRATOR).await?;
-        let svc = Self::with_store(Arc::new(SqliteImageStore::new(pool)), content);
+        let mut svc = Self::with_store(Arc::new(SqliteImageStore::new(pool)), content);
+        svc.registry = Arc::new(registry);
         svc.sweep().await?;
         Ok(svc)
     }
 
     /// A service over any store.
     pub fn with_store(store: Arc<dyn ImageStore>, content: Content) -> Self {
-        Self { store, content, write: Mutex::new(()) }
+        Self {
+            store,
+            content,
+            write: Arc::new(Mutex::new(())),
+            registry: Arc::new(crate::registry::RegistryConfig::default()),
+        }
     }
 
     /// Removes content no record names (leftovers of a crash or a failed load).
-    async fn sweep(&self) -> Result<()> {
+    pub(crate) async fn sweep(&self) -> Result<()> {
         let layers = self.store.layers().await?;
         let chains: HashSet<String> = layers.iter().map(|l| l.chain_id.clone()).collect();
         let diffs: HashSet<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
@@ -194,7 +208,7 @@ impl LocalImageService {
         Ok(out)
     }
 
-    async fn commit(&self, config: Vec<u8>, layers: Vec<LayerRecord>, tags: &[String]) -> Result<String> {
+    pub(crate) async fn commit(&self, config: Vec<u8>, layers: Vec<LayerRecord>, tags: &[String]) -> Result<String> {
         let id = sha256_digest(&config);
         let cfg: Value = serde_json::from_slice(&config).unwrap_or(Value::Null);
         let created = cfg["created"].as_str().unwrap_or("1970-01-01T00:00:00Z").to_string();
@@ -490,7 +504,18 @@ impl ImageApi for LocalImageService {
             Resolved::Ref(r) => {
                 self.store.untag(&r).await?;
                 items.push(untagged(&r));
-                let left = rec.tags.len() + rec.digests.len() - 1;
+                let mut left = rec.tags.len() + rec.digests.len() - 1;
+                // As dockerd: when the last tag of a repository goes, that
+                // repository's digest references go with it.
+                let repo_of = |x: &str| Reference::parse(x).map(|p| p.name).unwrap_or_default();
+                let name = repo_of(&r);
+                if !r.contains('@') && !rec.tags.iter().any(|t| *t != r && repo_of(t) == name) {
+                    for d in rec.digests.iter().filter(|d| repo_of(d) == name) {
+                        self.store.untag(d).await?;
+                        items.push(untagged(d));
+                        left -= 1;
+                    }
+                }
                 if left == 0 && !keep_image {
                     self.delete_locked(&rec.id, &mut items).await?;
                 }
@@ -632,6 +657,32 @@ impl ImageApi for LocalImageService {
             tracing::warn!(error = %e, "sweep after failed import");
         }
         out
+    }
+
+    async fn pull(&self, req: pb::PullImageRequest) -> Result<crate::ProgressStream> {
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let svc = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = svc.pull_into(req, tx.clone()).await {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+
+    async fn push(&self, req: pb::PushImageRequest) -> Result<crate::ProgressStream> {
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let svc = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = svc.push_from(req, tx.clone()).await {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+
+    async fn login(&self, auth: pb::RegistryAuth) -> Result<pb::LoginResponse> {
+        crate::registry::login(&self.registry, &auth).await
     }
 
     async fn store_info(&self) -> Result<pb::StoreInfoResponse> {

@@ -515,6 +515,15 @@ mod tests {
         async fn store_info(&self) -> Result<ipb::StoreInfoResponse> {
             Ok(Default::default())
         }
+        async fn pull(&self, _: ipb::PullImageRequest) -> Result<berth_image::ProgressStream> {
+            Err(Error::unavailable("no registries in this test"))
+        }
+        async fn push(&self, _: ipb::PushImageRequest) -> Result<berth_image::ProgressStream> {
+            Err(Error::unavailable("no registries in this test"))
+        }
+        async fn login(&self, _: ipb::RegistryAuth) -> Result<ipb::LoginResponse> {
+            Err(Error::unavailable("no registries in this test"))
+        }
     }
 
     struct NoNetworks;

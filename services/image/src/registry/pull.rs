@@ -1,0 +1,484 @@
+//! `docker pull`: manifest (or a manifest list / OCI index, resolved to the
+//! wanted platform), config, then the missing layers, several at once, each
+//! downloaded to `ingest/<hex>.partial` (resumed with a range request on the
+//! next attempt), verified against its digest, then decompressed, checked
+//! against the config's diff ID and unpacked as soon as it is complete. The
+//! image becomes visible only when everything is in: a failed pull leaves no
+//! image, no layer, and keeps its partial downloads for the next attempt.
+//!
+//! Progress goes out as dockerd's messages (`Pulling from`, `Pulling fs
+//! layer`, `Waiting`, `Downloading`, `Verifying Checksum`, `Download complete`,
+//! `Extracting`, `Pull complete`, `Already exists`, `Digest:`, `Status:`).
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use berth_core::{Error, Result};
+use futures::{StreamExt, TryStreamExt};
+use oci_client::Reference as OciRef;
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::{RegistryConfig, auth_of, error_of, locate};
+use crate::digest::{chain_ids, sha256_digest};
+use crate::pb;
+use crate::reference::Reference;
+use crate::service::LocalImageService;
+use crate::store::LayerRecord;
+
+/// Manifest media types.
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const ACCEPT: [&str; 4] = [DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX];
+
+/// Progress (or the error that ends it) of one operation.
+pub type ProgressTx = mpsc::Sender<Result<pb::Progress>>;
+
+fn short(digest: &str) -> String {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    hex.chars().take(12).collect()
+}
+
+/// Sends progress; `false` once the receiver is gone (the client left).
+pub(crate) async fn say(tx: &ProgressTx, id: &str, status: &str) -> bool {
+    tx.send(Ok(pb::Progress { id: id.into(), status: status.into(), ..Default::default() })).await.is_ok()
+}
+
+fn bytes(tx: &ProgressTx, id: &str, status: &str, current: u64, total: u64) {
+    // Byte counts are best effort: dropped rather than waited for.
+    let _ = tx.try_send(Ok(pb::Progress {
+        id: id.into(),
+        status: status.into(),
+        current: current as i64,
+        total: total as i64,
+        error: String::new(),
+    }));
+}
+
+/// The platform a pull wants: `os/arch[/variant]`, by default the host's.
+fn wanted_platform(p: &str) -> Result<(String, String, Option<String>)> {
+    if p.is_empty() {
+        return Ok(("linux".into(), crate::archive::host_arch().into(), None));
+    }
+    let parts: Vec<&str> = p.split('/').collect();
+    match parts.as_slice() {
+        [os, arch] => Ok((os.to_string(), arch.to_string(), None)),
+        [os, arch, variant] => Ok((os.to_string(), arch.to_string(), Some(variant.to_string()))),
+        _ => Err(Error::invalid(format!("\"{p}\": unknown operating system or architecture: invalid argument"))),
+    }
+}
+
+/// The entry of a manifest list for the platform, as dockerd chooses it.
+pub fn choose(index: &Value, os: &str, arch: &str, variant: Option<&str>) -> Option<(String, String)> {
+    let entries = index["manifests"].as_array()?;
+    let matches = |e: &&Value| {
+        let p = &e["platform"];
+        p["os"].as_str() == Some(os)
+            && p["architecture"].as_str() == Some(arch)
+            && variant.is_none_or(|v| p["variant"].as_str() == Some(v))
+    };
+    let e = entries.iter().find(matches)?;
+    Some((e["digest"].as_str()?.to_string(), e["mediaType"].as_str().unwrap_or(OCI_MANIFEST).to_string()))
+}
+
+/// A resolved image manifest.
+struct Resolved {
+    client: oci_client::Client,
+    oref: OciRef,
+    /// The digest the user's reference resolved to (a list's own digest for lists).
+    top_digest: String,
+    manifest: Value,
+}
+
+async fn fetch_manifest(
+    client: &oci_client::Client,
+    oref: &OciRef,
+    auth: &RegistryAuth,
+    what: &str,
+) -> Result<(Vec<u8>, String)> {
+    let (raw, _) = client.pull_manifest_raw(oref, auth, &ACCEPT).await.map_err(|e| error_of(e, what))?;
+    Ok((raw.clone(), sha256_digest(&raw)))
+}
+
+/// Finds the manifest of `r` for the platform, trying mirrors first.
+async fn resolve(config: &RegistryConfig, r: &Reference, platform: &str, auth: RegistryAuth) -> Result<Resolved> {
+    let loc = locate(r);
+    let (os, arch, variant) = wanted_platform(platform)?;
+    let tag = r.tag.clone().unwrap_or_else(|| crate::reference::DEFAULT_TAG.into());
+    let what = match &r.digest {
+        Some(d) => format!("manifest for {}@{d}", r.name),
+        None => format!("manifest for {}:{tag}", r.name),
+    };
+    let mut last = None;
+    for host in config.hosts_for(&loc.registry) {
+        let endpoint = config.endpoint(&host).await;
+        let client = endpoint.client(config);
+        let oref = match &r.digest {
+            Some(d) => OciRef::with_digest(host.clone(), loc.repository.clone(), d.clone()),
+            None => OciRef::with_tag(host.clone(), loc.repository.clone(), tag.clone()),
+        };
+        let (raw, digest) = match fetch_manifest(&client, &oref, &auth, &what).await {
+            Ok(m) => m,
+            // As dockerd: a registry that refuses is a repository that may not exist (404, so the
+            // CLI does not stop to ask for a password).
+            Err(e) if e.kind() == berth_core::ErrorKind::Unauthenticated => {
+                last = Some(Error::not_found(format!(
+                    "pull access denied for {}, repository does not exist or may require 'docker login': {}",
+                    r.name,
+                    e.message()
+                )));
+                continue;
+            }
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
+        if let Some(want) = &r.digest
+            && *want != digest
+        {
+            return Err(Error::invalid(format!("manifest verification failed for digest {want}")));
+        }
+        let mut manifest: Value =
+            serde_json::from_slice(&raw).map_err(|e| Error::invalid(format!("{what}: invalid manifest: {e}")))?;
+        let media = manifest["mediaType"].as_str().unwrap_or("").to_string();
+        if manifest["schemaVersion"].as_i64() == Some(1) {
+            return Err(Error::not_implemented(format!("{what}: Docker schema 1 manifests are not supported")));
+        }
+        if media == DOCKER_LIST || media == OCI_INDEX || manifest.get("manifests").is_some() {
+            let platform_text =
+                format!("{os}/{arch}{}", variant.as_deref().map(|v| format!("/{v}")).unwrap_or_default());
+            let (entry, _) = choose(&manifest, &os, &arch, variant.as_deref()).ok_or_else(|| {
+                Error::not_found(format!("no matching manifest for {platform_text} in the manifest list entries"))
+            })?;
+            let inner = OciRef::with_digest(host.clone(), loc.repository.clone(), entry.clone());
+            let (raw, got) = fetch_manifest(&client, &inner, &auth, &what).await?;
+            if got != entry {
+                return Err(Error::invalid(format!("manifest verification failed for digest {entry}")));
+            }
+            manifest =
+                serde_json::from_slice(&raw).map_err(|e| Error::invalid(format!("{what}: invalid manifest: {e}")))?;
+        }
+        if manifest["config"]["digest"].as_str().is_none() {
+            return Err(Error::invalid(format!("{what}: the manifest has no config")));
+        }
+        return Ok(Resolved { client, oref, top_digest: digest, manifest });
+    }
+    Err(last.unwrap_or_else(|| Error::not_found(format!("{what}: not found"))))
+}
+
+/// A layer of the manifest.
+#[derive(Clone)]
+struct LayerDesc {
+    digest: String,
+    size: u64,
+    media_type: String,
+}
+
+fn descriptor(l: &LayerDesc) -> OciDescriptor {
+    OciDescriptor {
+        media_type: l.media_type.clone(),
+        digest: l.digest.clone(),
+        size: l.size as i64,
+        urls: None,
+        annotations: None,
+    }
+}
+
+/// Hashes a file with SHA-256.
+fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("sha256:{}", hex::encode(h.finalize())))
+}
+
+/// A reader that reports how far it got (for `Extracting`).
+struct Counting<R> {
+    inner: R,
+    done: u64,
+    total: u64,
+    last: Instant,
+    tx: ProgressTx,
+    id: String,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        if self.last.elapsed() >= Duration::from_millis(100) || (n == 0 && self.done > 0) {
+            self.last = Instant::now();
+            bytes(&self.tx, &self.id, "Extracting", self.done.min(self.total), self.total);
+        }
+        Ok(n)
+    }
+}
+
+impl LocalImageService {
+    fn ingest_path(&self, digest: &str) -> Result<PathBuf> {
+        let dir = self.content.root().join("ingest");
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir.join(format!("{}.partial", crate::digest::digest_hex(digest)?)))
+    }
+
+    /// Downloads one layer blob to its ingest file (resuming what is there) and
+    /// verifies it.
+    async fn download(&self, r: &Resolved, l: &LayerDesc, tx: &ProgressTx) -> Result<PathBuf> {
+        let id = short(&l.digest);
+        let path = self.ingest_path(&l.digest)?;
+        let mut have = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if have > l.size {
+            have = 0;
+        }
+        if have < l.size || l.size == 0 {
+            let response = if have > 0 {
+                r.client.pull_blob_stream_partial(&r.oref, &descriptor(l), have, None).await
+            } else {
+                r.client.pull_blob_stream(&r.oref, &descriptor(l)).await.map(oci_client::client::BlobResponse::Full)
+            };
+            let what = format!("download {}", l.digest);
+            let (mut stream, append) = match response.map_err(|e| error_of(e, &what))? {
+                oci_client::client::BlobResponse::Partial(s) => (s, true),
+                oci_client::client::BlobResponse::Full(s) => (s, false),
+            };
+            let mut file =
+                std::fs::OpenOptions::new().create(true).append(append).write(true).truncate(!append).open(&path)?;
+            let mut done = if append { have } else { 0 };
+            let mut last = Instant::now() - Duration::from_secs(1);
+            while let Some(chunk) = stream.stream.next().await {
+                let chunk = match chunk {
+                    Ok(c) => c,
+                    Err(e) if e.to_string().to_ascii_lowercase().contains("digest") => {
+                        let _ = std::fs::remove_file(&path);
+                        return Err(Error::invalid(format!(
+                            "filesystem layer verification failed for digest {}",
+                            l.digest
+                        )));
+                    }
+                    Err(e) => return Err(Error::internal(format!("{what}: {e}"))),
+                };
+                file.write_all(&chunk)?;
+                done += chunk.len() as u64;
+                if last.elapsed() >= Duration::from_millis(100) {
+                    last = Instant::now();
+                    bytes(tx, &id, "Downloading", done, l.size);
+                }
+            }
+            file.flush()?;
+            bytes(tx, &id, "Downloading", done, l.size);
+        }
+        say(tx, &id, "Verifying Checksum").await;
+        let p = path.clone();
+        let got = tokio::task::spawn_blocking(move || sha256_file(&p))
+            .await
+            .map_err(|e| Error::internal(e.to_string()))??;
+        if got != l.digest {
+            let _ = std::fs::remove_file(&path);
+            return Err(Error::invalid(format!("filesystem layer verification failed for digest {}", l.digest)));
+        }
+        say(tx, &id, "Download complete").await;
+        Ok(path)
+    }
+
+    /// Decompresses, checks and unpacks a downloaded layer; returns its record.
+    /// `target` is the layer's record to be (its size is filled in).
+    async fn extract(
+        &self,
+        blob: PathBuf,
+        l: &LayerDesc,
+        mut target: LayerRecord,
+        stage: PathBuf,
+        tx: &ProgressTx,
+    ) -> Result<LayerRecord> {
+        let id = short(&l.digest);
+        let content = self.content.clone();
+        let (tx2, total, digest) = (tx.clone(), l.size, l.digest.clone());
+        let (want, c) = (target.diff_id.clone(), target.chain_id.clone());
+        let size = tokio::task::spawn_blocking(move || -> Result<u64> {
+            let file = std::io::BufReader::with_capacity(256 * 1024, std::fs::File::open(&blob)?);
+            let reader = Counting { inner: file, done: 0, total, last: Instant::now(), tx: tx2, id };
+            let staged = content.stage_layer(&stage, reader)?;
+            if staged.diff_id != want {
+                let _ = std::fs::remove_file(&staged.path);
+                return Err(Error::invalid(format!(
+                    "layer {digest}: its content has diff ID {}, but the image config expects {want}",
+                    staged.diff_id
+                )));
+            }
+            content.commit_blob(&staged.path, &want)?;
+            content.unpack_layer(&c, &want)
+        })
+        .await
+        .map_err(|e| Error::internal(e.to_string()))??;
+        say(tx, &short(&l.digest), "Pull complete").await;
+        target.size = size as i64;
+        Ok(target)
+    }
+
+    /// Runs a pull, reporting on `tx`. Holds the store's write lock throughout,
+    /// so no failed load or pull sweeps layers another one is unpacking.
+    pub(crate) async fn pull_into(&self, req: pb::PullImageRequest, tx: ProgressTx) -> Result<()> {
+        let r = Reference::parse(&req.reference)?;
+        let resolved = resolve(&self.registry, &r, &req.platform, auth_of(req.auth.as_ref())).await?;
+        let _w = self.write.lock().await;
+        let result = self.pull_resolved(&r, &resolved, &tx).await;
+        if result.is_err()
+            && let Err(e) = self.sweep().await
+        {
+            tracing::warn!(error = %e, "sweep after failed pull");
+        }
+        result
+    }
+
+    async fn pull_resolved(&self, r: &Reference, res: &Resolved, tx: &ProgressTx) -> Result<()> {
+        let loc = locate(r);
+        let shown = r.digest.clone().or_else(|| r.tag.clone()).unwrap_or_else(|| "latest".into());
+        if !say(tx, &shown, &format!("Pulling from {}", loc.repository)).await {
+            return Ok(());
+        }
+        let m = &res.manifest;
+        let config_desc = OciDescriptor {
+            media_type: m["config"]["mediaType"].as_str().unwrap_or("").to_string(),
+            digest: m["config"]["digest"].as_str().unwrap_or("").to_string(),
+            size: m["config"]["size"].as_i64().unwrap_or(0),
+            urls: None,
+            annotations: None,
+        };
+        let mut config = Vec::new();
+        res.client
+            .pull_blob(&res.oref, &config_desc, &mut config)
+            .await
+            .map_err(|e| error_of(e, &format!("fetch the image config {}", config_desc.digest)))?;
+        if sha256_digest(&config) != config_desc.digest {
+            return Err(Error::invalid(format!("image config verification failed for digest {}", config_desc.digest)));
+        }
+        let cfg: Value =
+            serde_json::from_slice(&config).map_err(|e| Error::invalid(format!("invalid image config: {e}")))?;
+        let diff_ids: Vec<String> = cfg["rootfs"]["diff_ids"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|d| d.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let layers: Vec<LayerDesc> = m["layers"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|l| LayerDesc {
+                        digest: l["digest"].as_str().unwrap_or("").to_string(),
+                        size: l["size"].as_u64().unwrap_or(0),
+                        media_type: l["mediaType"].as_str().unwrap_or("").to_string(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if layers.len() != diff_ids.len() || layers.iter().any(|l| !crate::reference::is_valid_digest(&l.digest)) {
+            return Err(Error::invalid(format!(
+                "invalid image: the manifest has {} layers, the config {} diff IDs",
+                layers.len(),
+                diff_ids.len()
+            )));
+        }
+        let chains = chain_ids(&diff_ids);
+        let known: HashMap<String, LayerRecord> =
+            self.store.layers().await?.into_iter().map(|l| (l.chain_id.clone(), l)).collect();
+        let mut records: Vec<Option<LayerRecord>> = vec![None; layers.len()];
+        let mut missing = Vec::new();
+        for (i, l) in layers.iter().enumerate() {
+            if let Some(k) = known.get(&chains[i]) {
+                records[i] = Some(k.clone());
+                say(tx, &short(&l.digest), "Already exists").await;
+            } else if !missing.iter().any(|j: &usize| layers[*j].digest == l.digest) {
+                missing.push(i);
+                say(tx, &short(&l.digest), "Pulling fs layer").await;
+            } else {
+                missing.push(i);
+            }
+        }
+        let parallel = self.registry.max_concurrent_downloads.max(1);
+        for &i in missing.iter().skip(parallel) {
+            say(tx, &short(&layers[i].digest), "Waiting").await;
+        }
+        let stage = self.content.staging()?;
+        let stage_path = stage.path().to_path_buf();
+        let done: Vec<(usize, LayerRecord)> = futures::stream::iter(missing.iter().copied())
+            .map(|i| {
+                let (l, stage_path) = (layers[i].clone(), stage_path.clone());
+                let target = LayerRecord {
+                    chain_id: chains[i].clone(),
+                    diff_id: diff_ids[i].clone(),
+                    parent: i.checked_sub(1).map(|p| chains[p].clone()),
+                    size: 0,
+                };
+                async move {
+                    let blob = self.download(res, &l, tx).await?;
+                    let rec = self.extract(blob, &l, target, stage_path, tx).await?;
+                    Ok::<_, Error>((i, rec))
+                }
+            })
+            .buffer_unordered(parallel)
+            .try_collect()
+            .await?;
+        for (i, rec) in done {
+            records[i] = Some(rec);
+        }
+        let records: Vec<LayerRecord> = records.into_iter().flatten().collect();
+        let mut refs = Vec::new();
+        if r.digest.is_none() {
+            refs.push(r.tagged());
+        }
+        refs.push(format!("{}@{}", r.name, res.top_digest));
+        let before = self.store.images().await?.into_iter().find(|i| i.tags.contains(&r.tagged())).map(|i| i.id);
+        let id = self.commit(config, records, &refs).await?;
+        for l in &layers {
+            if let Ok(p) = self.ingest_path(&l.digest) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        say(tx, "", &format!("Digest: {}", res.top_digest)).await;
+        let name = match &r.digest {
+            Some(d) => format!("{}@{d}", r.name),
+            None => r.tagged(),
+        };
+        if before.as_deref() == Some(id.as_str()) && missing.is_empty() {
+            say(tx, "", &format!("Status: Image is up to date for {name}")).await;
+        } else {
+            say(tx, "", &format!("Status: Downloaded newer image for {name}")).await;
+        }
+        tracing::info!(reference = %name, id = %id, "image pulled");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn platforms_from_lists() {
+        let index = json!({"manifests": [
+            {"digest": "sha256:a", "mediaType": OCI_MANIFEST, "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+            {"digest": "sha256:b", "mediaType": DOCKER_MANIFEST, "platform": {"os": "linux", "architecture": "amd64"}},
+        ]});
+        assert_eq!(choose(&index, "linux", "amd64", None), Some(("sha256:b".into(), DOCKER_MANIFEST.into())));
+        assert_eq!(choose(&index, "linux", "arm64", Some("v8")).map(|c| c.0), Some("sha256:a".into()));
+        assert_eq!(choose(&index, "linux", "arm64", Some("v7")), None);
+        assert_eq!(choose(&index, "windows", "amd64", None), None);
+        assert!(wanted_platform("linux").is_err());
+        assert_eq!(wanted_platform("linux/arm64/v8").ok().and_then(|p| p.2), Some("v8".into()));
+    }
+}

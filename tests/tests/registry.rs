@@ -1,0 +1,352 @@
+//! Registries end to end, against Debian's distribution registry started by the
+//! tests (tests/src/registry.rs): pull (Docker and OCI manifests, gzip and
+//! plain layers, by tag and digest, lists and indexes by platform), `docker
+//! run` of a missing image, progress, push (and pull back), login, and faults.
+
+use berth_tests::registry::{Compression, Format, Registry, RegistryOpts};
+use berth_tests::{Daemon, Tar, TestImage};
+use serde_json::Value;
+
+fn out(d: &Daemon, args: &[&str]) -> (Option<i32>, String, String) {
+    let o = d.docker_out(args).expect("docker");
+    (o.status.code(), String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string())
+}
+
+fn inspect(d: &Daemon, what: &str) -> Value {
+    serde_json::from_str::<Value>(&d.docker(&["image", "inspect", what]).expect("inspect")).expect("json")[0].clone()
+}
+
+/// busybox plus a layer of its own, so images differ.
+fn app(marker: &str) -> TestImage {
+    let layer = Tar::new().dir("app/").file("app/marker", marker.as_bytes(), 0o644).finish();
+    TestImage::busybox(&[]).with_layer(layer, &[])
+}
+
+#[test]
+fn pull_formats_run_and_repo_digests() {
+    let reg = Registry::start(RegistryOpts::default()).expect("registry");
+    let host = reg.host();
+    let (docker_digest, _) =
+        reg.push_image("team/app", "v1", &app("docker"), Format::Docker, Compression::Gzip).expect("push docker");
+    reg.push_image("team/oci", "v1", &app("oci"), Format::Oci, Compression::None).expect("push oci");
+    let d = Daemon::start(&[]).expect("berthd");
+
+    // docker pull: dockerd's progress and summary.
+    let text = d.docker(&["pull", &format!("{host}/team/app:v1")]).expect("pull");
+    assert!(text.contains("v1: Pulling from team/app"), "{text}");
+    assert!(text.contains("Pull complete"), "{text}");
+    assert!(text.contains(&format!("Digest: {docker_digest}")), "{text}");
+    assert!(text.contains(&format!("Status: Downloaded newer image for {host}/team/app:v1")), "{text}");
+    let img = inspect(&d, &format!("{host}/team/app:v1"));
+    assert_eq!(img["RepoDigests"], serde_json::json!([format!("{host}/team/app@{docker_digest}")]));
+    assert_eq!(img["Id"].as_str(), Some(app("docker").id().as_str()), "the ID is the config digest");
+    // Again: nothing to fetch.
+    let again = d.docker(&["pull", &format!("{host}/team/app:v1")]).expect("pull again");
+    assert!(again.contains("Image is up to date"), "{again}");
+    // The image runs.
+    let marker = d.docker(&["run", "--rm", &format!("{host}/team/app:v1"), "cat", "/app/marker"]).expect("run");
+    assert_eq!(marker, "docker");
+
+    // docker run of a missing image: the CLI's 404, then the pull, then the run.
+    let o = d.docker_out(&["run", "--rm", &format!("{host}/team/oci:v1"), "cat", "/app/marker"]).expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "oci");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Unable to find image"));
+    // Shared layers already exist: only the new one is fetched.
+    let (oci_gz, _) = reg.push_image("team/ocigz", "v2", &app("gz"), Format::Oci, Compression::Gzip).expect("push");
+    let text = d.docker(&["pull", &format!("{host}/team/ocigz:v2")]).expect("pull");
+    assert!(text.contains("Already exists"), "{text}");
+    // By digest, with -q.
+    d.docker(&["rmi", &format!("{host}/team/ocigz:v2")]).expect("rmi");
+    let q = d.docker(&["pull", "-q", &format!("{host}/team/ocigz@{oci_gz}")]).expect("pull by digest");
+    assert_eq!(q.trim(), format!("{host}/team/ocigz@{oci_gz}"));
+    assert!(inspect(&d, &format!("{host}/team/ocigz@{oci_gz}"))["RepoDigests"].to_string().contains(&oci_gz));
+}
+
+#[test]
+fn manifest_lists_choose_the_platform() {
+    let reg = Registry::start(RegistryOpts::default()).expect("registry");
+    let host = reg.host();
+    let (amd, amd_m) = reg.push_image("multi", "amd", &app("amd64"), Format::Oci, Compression::Gzip).expect("amd");
+    let (arm, arm_m) = reg.push_image("multi", "arm", &app("arm64"), Format::Oci, Compression::Gzip).expect("arm");
+    let entries = vec![
+        (
+            "linux".to_string(),
+            "arm64".to_string(),
+            arm,
+            arm_m.len() as u64,
+            berth_tests::registry::OCI_MANIFEST.to_string(),
+        ),
+        (
+            "linux".to_string(),
+            "amd64".to_string(),
+            amd,
+            amd_m.len() as u64,
+            berth_tests::registry::OCI_MANIFEST.to_string(),
+        ),
+    ];
+    let index = reg.push_index("multi", "latest", Format::Oci, &entries).expect("index");
+    let only_arm = vec![entries[0].clone()];
+    reg.push_index("armonly", "latest", Format::Docker, &only_arm).ok();
+    let d = Daemon::start(&[]).expect("berthd");
+    let text = d.docker(&["pull", &format!("{host}/multi")]).expect("pull index");
+    assert!(text.contains(&format!("Digest: {index}")), "the index's digest: {text}");
+    let marker = d.docker(&["run", "--rm", &format!("{host}/multi"), "cat", "/app/marker"]).expect("run");
+    assert_eq!(marker, "amd64");
+    // --platform picks another entry.
+    d.docker(&["pull", "--platform", "linux/arm64", &format!("{host}/multi:latest")]).expect("pull arm64");
+    let marker = d.docker(&["run", "--rm", &format!("{host}/multi"), "cat", "/app/marker"]).expect("run");
+    assert_eq!(marker, "arm64");
+    // A list without linux/amd64.
+    reg.push_image("armonly", "arm", &app("arm64"), Format::Oci, Compression::Gzip).expect("arm");
+    reg.push_index("armonly", "latest", Format::Oci, &only_arm).expect("arm index");
+    let (code, _, err) = out(&d, &["pull", &format!("{host}/armonly")]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("no matching manifest for linux/amd64"), "{err}");
+}
+
+#[test]
+fn push_then_pull_back_and_faults() {
+    let mut reg = Registry::start(RegistryOpts::default()).expect("registry");
+    let host = reg.host();
+    let d = Daemon::start(&[]).expect("berthd");
+    d.load(&berth_tests::docker_save_tar(
+        &[app("pushed").with_layer(Tar::new().file("x", b"x", 0o644).finish(), &["local/app:v3"])],
+        false,
+    ))
+    .expect("load");
+    d.docker(&["tag", "local/app:v3", &format!("{host}/pushed/app:v3")]).expect("tag");
+    let text = d.docker(&["push", &format!("{host}/pushed/app:v3")]).expect("push");
+    assert!(text.contains(&format!("The push refers to repository [{host}/pushed/app]")), "{text}");
+    assert!(text.contains("Pushed"), "{text}");
+    assert!(text.contains("v3: digest: sha256:"), "{text}");
+    let again = d.docker(&["push", &format!("{host}/pushed/app:v3")]).expect("push again");
+    assert!(again.contains("Layer already exists") && !again.contains("Pushed"), "{again}");
+    let pushed_digest =
+        inspect(&d, &format!("{host}/pushed/app:v3"))["RepoDigests"][0].as_str().unwrap_or("").to_string();
+    assert!(pushed_digest.starts_with(&format!("{host}/pushed/app@sha256:")), "{pushed_digest}");
+
+    // A second daemon pulls it back, byte for byte the same image.
+    let d2 = Daemon::start(&[]).expect("berthd 2");
+    d2.docker(&["pull", &pushed_digest]).expect("pull back");
+    assert_eq!(inspect(&d2, &pushed_digest)["Id"], inspect(&d, &format!("{host}/pushed/app:v3"))["Id"]);
+    assert_eq!(d2.docker(&["run", "--rm", &pushed_digest, "cat", "/app/marker"]).expect("run"), "pushed");
+
+    // Bad input and faults: a clear error, nothing half-pulled, the next pull works.
+    let (code, _, err) = out(&d2, &["pull", &format!("{host}/Bad/Name")]);
+    assert!(code != Some(0) && err.contains("invalid reference format"), "{err}");
+    let (code, _, err) = out(&d2, &["pull", &format!("{host}/nosuch/repo:v1")]);
+    assert!(code != Some(0) && (err.contains("not found") || err.contains("unknown")), "{err}");
+    let (_, blob_digest) = {
+        let (digest, manifest) =
+            reg.push_image("bad/layer", "v1", &app("corrupt"), Format::Docker, Compression::Gzip).expect("push");
+        let m: Value = serde_json::from_slice(&manifest).expect("manifest");
+        (digest, m["layers"][1]["digest"].as_str().unwrap_or("").to_string())
+    };
+    reg.corrupt_blob(&blob_digest).expect("corrupt");
+    let (code, _, err) = out(&d2, &["pull", &format!("{host}/bad/layer:v1")]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("verification failed") || err.contains("digest"), "{err}");
+    let (code, images, _) = out(&d2, &["images", "-q", &format!("{host}/bad/layer")]);
+    assert_eq!((code, images.trim()), (Some(0), ""), "nothing half-pulled is visible");
+    reg.stop();
+    let (code, _, err) = out(&d2, &["pull", &format!("{host}/pushed/app:v3")]);
+    assert!(code != Some(0) && err.to_ascii_lowercase().contains("connect"), "{err}");
+    reg.restart().expect("restart registry");
+    d2.docker(&["pull", &format!("{host}/pushed/app:v3")]).expect("the next pull works");
+}
+
+#[test]
+fn login_with_htpasswd() {
+    let reg = Registry::start(RegistryOpts { htpasswd: Some(("alice".into(), "s3cret".into())), ..Default::default() })
+        .expect("registry");
+    let host = reg.host();
+    reg.push_image("private/app", "v1", &app("private"), Format::Docker, Compression::Gzip).expect("push");
+    let d = Daemon::start(&[]).expect("berthd");
+    let (code, _, err) = out(&d, &["pull", &format!("{host}/private/app:v1")]);
+    assert!(code != Some(0) && err.to_ascii_lowercase().contains("unauthorized"), "anonymous: {err}");
+    let wrong = d.docker_with_input(&["login", "-u", "alice", "--password-stdin", &host], b"wrong\n").expect("login");
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("401"), "{}", String::from_utf8_lossy(&wrong.stderr));
+    let right = d.docker_with_input(&["login", "-u", "alice", "--password-stdin", &host], b"s3cret\n").expect("login");
+    assert!(right.status.success(), "{}", String::from_utf8_lossy(&right.stderr));
+    assert!(String::from_utf8_lossy(&right.stdout).contains("Login Succeeded"));
+    // The CLI now sends X-Registry-Auth; pull and push work.
+    d.docker(&["pull", &format!("{host}/private/app:v1")]).expect("pull with credentials");
+    d.docker(&["tag", &format!("{host}/private/app:v1"), &format!("{host}/private/copy:v1")]).expect("tag");
+    d.docker(&["push", &format!("{host}/private/copy:v1")]).expect("push with credentials");
+    // Credentials are never written to the daemon's log or state.
+    let log = d.log();
+    assert!(!log.contains("s3cret"), "the password leaked into the log");
+    let leaked =
+        std::process::Command::new("grep").args(["-r", "-l", "s3cret"]).arg(d.data_root()).output().expect("grep");
+    assert!(leaked.stdout.is_empty(), "stored: {}", String::from_utf8_lossy(&leaked.stdout));
+}
+
+/// An interface of the host's own with an address outside 127.0.0.0/8 (which dockerd, and
+/// Berth, always treat as insecure), so a registry there is a secure one:
+/// HTTPS verified against the roots, or a CA in certs.d. Local traffic only.
+struct Dummy {
+    link: String,
+}
+
+impl Dummy {
+    fn new(link: &str, addr: &str) -> Dummy {
+        let d = Dummy { link: link.into() };
+        let sh = |cmd: &str| {
+            let ok = std::process::Command::new("sh").args(["-c", cmd]).status().map(|s| s.success()).unwrap_or(false);
+            assert!(ok, "{cmd}");
+        };
+        // A veth pair with both ends on the host: an address of the host's own.
+        sh(&format!(
+            "ip link add {link} type veth peer name {link}p && ip addr add {addr}/32 dev {link} \
+             && ip link set {link} up && ip link set {link}p up"
+        ));
+        d
+    }
+}
+
+impl Drop for Dummy {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["link", "delete", &self.link]).status();
+    }
+}
+
+fn openssl(args: &[&str]) {
+    let o = std::process::Command::new("openssl").args(args).output().expect("openssl");
+    assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn tls_with_a_test_ca_and_basic_auth() {
+    let ip = "10.239.77.1";
+    let _dummy = Dummy::new(&format!("btreg{}", std::process::id() % 100000), ip);
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = |f: &str| dir.path().join(f).to_string_lossy().to_string();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=berth test CA",
+        "-keyout",
+        &p("ca.key"),
+        "-out",
+        &p("ca.crt"),
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        &format!("/CN={ip}"),
+        "-keyout",
+        &p("server.key"),
+        "-out",
+        &p("server.csr"),
+    ]);
+    std::fs::write(dir.path().join("ext"), format!("subjectAltName=IP:{ip}\n")).expect("ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &p("server.csr"),
+        "-CA",
+        &p("ca.crt"),
+        "-CAkey",
+        &p("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        &p("ext"),
+        "-out",
+        &p("server.crt"),
+    ]);
+    // The registry serves the chain; the harness trusts the CA inside it.
+    let chain = [std::fs::read(p("server.crt")).expect("crt"), std::fs::read(p("ca.crt")).expect("ca")].concat();
+    std::fs::write(p("chain.crt"), chain).expect("chain");
+    let reg = Registry::start(RegistryOpts {
+        htpasswd: Some(("bob".into(), "pa55".into())),
+        tls: Some((p("chain.crt").into(), p("server.key").into())),
+        ip: Some(ip.into()),
+    })
+    .expect("registry");
+    let host = reg.host();
+    reg.push_image("secure/app", "v1", &app("tls"), Format::Docker, Compression::Gzip).expect("push");
+    let certs = dir.path().join("certs.d");
+    std::fs::create_dir_all(&certs).expect("certs.d");
+    let d = Daemon::start(&["--certs-dir", &certs.to_string_lossy()]).expect("berthd");
+    // Without the CA the registry is not trusted.
+    let o = d.docker_with_input(&["login", "-u", "bob", "--password-stdin", &host], b"pa55\n").expect("login");
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success() && err.to_ascii_lowercase().contains("certificate"), "untrusted: {err}");
+    // With certs.d/<host:port>/ca.crt it is.
+    std::fs::create_dir_all(certs.join(&host)).expect("host dir");
+    std::fs::copy(p("ca.crt"), certs.join(&host).join("ca.crt")).expect("ca.crt");
+    let wrong = d.docker_with_input(&["login", "-u", "bob", "--password-stdin", &host], b"nope\n").expect("login");
+    assert!(!wrong.status.success(), "a wrong password is refused");
+    let right = d.docker_with_input(&["login", "-u", "bob", "--password-stdin", &host], b"pa55\n").expect("login");
+    assert!(right.status.success(), "{}", String::from_utf8_lossy(&right.stderr));
+    let marker = d.docker(&["run", "--rm", &format!("{host}/secure/app:v1"), "cat", "/app/marker"]).expect("run");
+    assert_eq!(marker, "tls");
+}
+
+#[test]
+fn interrupted_pulls_resume_with_ranges() {
+    let reg = Registry::start(RegistryOpts::default()).expect("registry");
+    let host = reg.host();
+    // A layer of incompressible bytes, big enough to split.
+    let noise: Vec<u8> = (0..2_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let img = TestImage::busybox(&[]).with_layer(Tar::new().file("noise", &noise, 0o644).finish(), &[]);
+    let (_, manifest) = reg.push_image("big/app", "v1", &img, Format::Docker, Compression::Gzip).expect("push");
+    let m: Value = serde_json::from_slice(&manifest).expect("manifest");
+    let layer = m["layers"][1]["digest"].as_str().expect("layer").to_string();
+    let blob = std::fs::read(reg.blob_path(&layer)).expect("blob");
+    let d = Daemon::start(&[]).expect("berthd");
+    let ingest = d.data_root().join("image/ingest");
+    std::fs::create_dir_all(&ingest).expect("ingest");
+    let partial = ingest.join(format!("{}.partial", layer.trim_start_matches("sha256:")));
+
+    // Half of it arrived before the last attempt broke off: only the rest is fetched.
+    std::fs::write(&partial, &blob[..blob.len() / 2]).expect("half");
+    d.docker(&["pull", &format!("{host}/big/app:v1")]).expect("resumed pull");
+    let hex = layer.trim_start_matches("sha256:");
+    let log = reg.log();
+    assert!(
+        log.lines().any(|l| l.contains(hex) && l.contains("\" 206 ")),
+        "a range request for the rest of the layer:\n{log}"
+    );
+    assert!(!partial.exists(), "the partial download is gone once the image is in");
+    assert_eq!(
+        d.docker(&["run", "--rm", &format!("{host}/big/app:v1"), "wc", "-c", "/noise"])
+            .expect("run")
+            .split_whitespace()
+            .next(),
+        Some("2000000")
+    );
+
+    // A partial download that is wrong fails verification once, then is fetched anew.
+    d.docker(&["rmi", &format!("{host}/big/app:v1")]).expect("rmi");
+    std::fs::write(&partial, vec![0u8; blob.len() / 2]).expect("junk");
+    let (code, _, err) = out(&d, &["pull", &format!("{host}/big/app:v1")]);
+    assert!(code != Some(0) && err.contains("verification failed"), "{err}");
+    assert!(!partial.exists());
+    d.docker(&["pull", &format!("{host}/big/app:v1")]).expect("the next pull works");
+}
+
+#[test]
+fn mirrors_serve_docker_hub_names() {
+    let reg = Registry::start(RegistryOpts::default()).expect("registry");
+    let host = reg.host();
+    reg.push_image("library/mirrored", "latest", &app("mirror"), Format::Docker, Compression::Gzip).expect("push");
+    let d = Daemon::start(&["--registry-mirror", &format!("http://{host}")]).expect("berthd");
+    let text = d.docker(&["pull", "mirrored"]).expect("pull through the mirror");
+    assert!(text.contains("Status: Downloaded newer image for mirrored:latest"), "{text}");
+    assert_eq!(d.docker(&["run", "--rm", "mirrored", "cat", "/app/marker"]).expect("run"), "mirror");
+}
