@@ -71,6 +71,23 @@ pub struct RegistryOpts {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// The local address to listen on; 127.0.0.1 when not given.
     pub ip: Option<String>,
+    /// Token auth (`WWW-Authenticate: Bearer`): the token service's realm URL,
+    /// the service and issuer names, and the PEM certificate its tokens are
+    /// signed with. The harness's own uploads cannot speak it: push through Berth.
+    pub token: Option<TokenAuth>,
+}
+
+/// The registry's `auth.token` settings.
+#[derive(Clone, Debug)]
+pub struct TokenAuth {
+    /// Where clients get tokens (`http://127.0.0.1:PORT/token`).
+    pub realm: String,
+    /// The `service` (the token's audience).
+    pub service: String,
+    /// The `issuer` of the tokens.
+    pub issuer: String,
+    /// The certificate (PEM) that signs the tokens.
+    pub root_cert: PathBuf,
 }
 
 /// Which manifest types [`Registry::push_image`] and [`Registry::push_index`] use.
@@ -142,7 +159,15 @@ impl Registry {
         if let Some((cert, key)) = &self.opts.tls {
             config.push_str(&format!("  tls:\n    certificate: {}\n    key: {}\n", q(cert), q(key)));
         }
-        if self.opts.htpasswd.is_some() {
+        if let Some(t) = &self.opts.token {
+            config.push_str(&format!(
+                "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                serde_json::to_string(&t.realm).unwrap_or_default(),
+                serde_json::to_string(&t.service).unwrap_or_default(),
+                serde_json::to_string(&t.issuer).unwrap_or_default(),
+                q(&t.root_cert)
+            ));
+        } else if self.opts.htpasswd.is_some() {
             let file = self.dir.path().join("htpasswd");
             config.push_str(&format!("auth:\n  htpasswd:\n    realm: berth-e2e\n    path: {}\n", q(&file)));
         }
@@ -178,6 +203,7 @@ impl Registry {
             }
             match self.request("GET", "/v2/", &[], b"") {
                 Ok((200, _, _)) => return Ok(()),
+                Ok((401, _, _)) if self.opts.token.is_some() => return Ok(()),
                 Ok((status, _, body)) => {
                     bail!(
                         "GET /v2/ answered {status}: {}\n--- registry log ---\n{}",
@@ -772,7 +798,8 @@ mod tests {
             .output()
             .expect("openssl");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let opts = RegistryOpts { htpasswd: Some(("u".into(), "p".into())), tls: Some((cert, key)), ip: None };
+        let opts =
+            RegistryOpts { htpasswd: Some(("u".into(), "p".into())), tls: Some((cert, key)), ..Default::default() };
         let r = Registry::start(opts).expect("start registry with TLS");
         let img = TestImage::busybox(&[]);
         let (d, m) = r.push_image("tls/busybox", "v1", &img, Format::Oci, Compression::Gzip).expect("push");

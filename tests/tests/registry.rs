@@ -3,7 +3,7 @@
 //! plain layers, by tag and digest, lists and indexes by platform), `docker
 //! run` of a missing image, progress, push (and pull back), login, and faults.
 
-use berth_tests::registry::{Compression, Format, Registry, RegistryOpts};
+use berth_tests::registry::{Compression, Format, Registry, RegistryOpts, TokenAuth};
 use berth_tests::{Daemon, Tar, TestImage};
 use serde_json::Value;
 
@@ -275,6 +275,7 @@ fn tls_with_a_test_ca_and_basic_auth() {
         htpasswd: Some(("bob".into(), "pa55".into())),
         tls: Some((p("chain.crt").into(), p("server.key").into())),
         ip: Some(ip.into()),
+        token: None,
     })
     .expect("registry");
     let host = reg.host();
@@ -349,4 +350,109 @@ fn mirrors_serve_docker_hub_names() {
     let text = d.docker(&["pull", "mirrored"]).expect("pull through the mirror");
     assert!(text.contains("Status: Downloaded newer image for mirrored:latest"), "{text}");
     assert_eq!(d.docker(&["run", "--rm", "mirrored", "cat", "/app/marker"]).expect("run"), "mirror");
+}
+
+/// A token service for the registry's Bearer flow: checks basic credentials
+/// (carol:t0ken), and signs a JWT (RS256, its certificate in `x5c`) granting
+/// what was asked; anonymous callers get a token that grants nothing.
+const TOKEN_SERVER: &str = r#"
+import base64, http.server, json, subprocess, sys, time, urllib.parse, uuid
+port, key, cert_der = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+def b64(b): return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+x5c = base64.b64encode(open(cert_der, "rb").read()).decode()
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_GET(self):
+        q = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+        auth = self.headers.get("Authorization", "")
+        user = None
+        if auth.startswith("Basic "):
+            u, _, p = base64.b64decode(auth[6:]).decode().partition(":")
+            if (u, p) != ("carol", "t0ken"):
+                self.send_response(401); self.end_headers(); return
+            user = u
+        access = []
+        for scope in q.get("scope", []):
+            kind, name, actions = scope.split(":")
+            if user:
+                access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        claims = {"iss": "berth-issuer", "sub": user or "", "aud": q.get("service", [""])[0],
+                  "exp": now + 300, "nbf": now - 10, "iat": now - 10, "jti": str(uuid.uuid4()), "access": access}
+        head = b64(json.dumps({"alg": "RS256", "typ": "JWT", "x5c": [x5c]}).encode())
+        body = b64(json.dumps(claims).encode())
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key], input=f"{head}.{body}".encode(),
+                             capture_output=True, check=True).stdout
+        token = f"{head}.{body}.{b64(sig)}"
+        out = json.dumps({"token": token, "access_token": token, "expires_in": 300}).encode()
+        self.send_response(200); self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out))); self.end_headers(); self.wfile.write(out)
+http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+"#;
+
+#[test]
+fn token_auth_through_a_realm() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = |f: &str| dir.path().join(f).to_string_lossy().to_string();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=berth token signer",
+        "-keyout",
+        &p("token.key"),
+        "-out",
+        &p("token.crt"),
+    ]);
+    openssl(&["x509", "-in", &p("token.crt"), "-outform", "DER", "-out", &p("token.der")]);
+    let port = berth_tests::free_port();
+    let mut server = std::process::Command::new("python3")
+        .args(["-c", TOKEN_SERVER, &port.to_string(), &p("token.key"), &p("token.der")])
+        .spawn()
+        .expect("token server");
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Kill(&mut server);
+    let reg = Registry::start(RegistryOpts {
+        token: Some(TokenAuth {
+            realm: format!("http://127.0.0.1:{port}/token"),
+            service: "berth-registry".into(),
+            issuer: "berth-issuer".into(),
+            root_cert: p("token.crt").into(),
+        }),
+        ..Default::default()
+    })
+    .expect("registry");
+    let host = reg.host();
+    let d = Daemon::start(&[]).expect("berthd");
+    d.load(&berth_tests::docker_save_tar(&[app("token").with_layer(Tar::new().finish(), &["tok/app:v1"])], false))
+        .expect("load");
+    d.docker(&["tag", "tok/app:v1", &format!("{host}/tok/app:v1")]).expect("tag");
+    let (code, _, err) = out(&d, &["push", &format!("{host}/tok/app:v1")]);
+    assert!(
+        code != Some(0) && (err.to_ascii_lowercase().contains("unauthorized") || err.contains("denied")),
+        "anonymous push: {err}"
+    );
+    let wrong = d.docker_with_input(&["login", "-u", "carol", "--password-stdin", &host], b"nope\n").expect("login");
+    assert!(!wrong.status.success(), "the token service refuses a wrong password");
+    let right = d.docker_with_input(&["login", "-u", "carol", "--password-stdin", &host], b"t0ken\n").expect("login");
+    assert!(right.status.success(), "{}", String::from_utf8_lossy(&right.stderr));
+    d.docker(&["push", &format!("{host}/tok/app:v1")]).expect("push with a token");
+    d.docker(&["rmi", &format!("{host}/tok/app:v1"), "tok/app:v1"]).expect("rmi");
+    let marker = d.docker(&["run", "--rm", &format!("{host}/tok/app:v1"), "cat", "/app/marker"]).expect("pull and run");
+    assert_eq!(marker, "token");
+    // Another daemon without credentials is refused.
+    let d2 = Daemon::start(&[]).expect("berthd 2");
+    let (code, _, err) = out(&d2, &["pull", &format!("{host}/tok/app:v1")]);
+    assert!(code != Some(0) && err.contains("pull access denied"), "{err}");
 }
