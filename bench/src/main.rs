@@ -134,6 +134,33 @@ fn main() -> Result<()> {
     })?;
     add(&format!("docker logs ({lines} lines)"), Unit::Ms, Some(5.0), s, &engines);
 
+    // docker pull of a ~100 MiB image (one incompressible layer on busybox) from
+    // a local registry (Debian's docker-registry, plain HTTP on 127.0.0.1, which
+    // both engines treat as insecure); removed again after every pull, so every
+    // run downloads, verifies and unpacks the whole layer.
+    let mib = if o.smoke { 1 } else { 100 };
+    let registry = berth_tests::registry::Registry::start(Default::default()).context("start docker-registry")?;
+    let noise: Vec<u8> = (0..mib * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let big = berth_tests::TestImage::busybox(&[])
+        .with_layer(berth_tests::Tar::new().file("noise", &noise, 0o644).finish(), &[]);
+    drop(noise);
+    registry.push_image(
+        "bench/big",
+        "v1",
+        &big,
+        berth_tests::registry::Format::Docker,
+        berth_tests::registry::Compression::Gzip,
+    )?;
+    drop(big);
+    let reference = format!("{}/bench/big:v1", registry.host());
+    let s = alternate(&engines, o.runs, |e| {
+        let ms = timed(|| e.ok(&["pull", "-q", &reference]))?;
+        e.ok(&["rmi", &reference])?;
+        Ok(ms)
+    })?;
+    add(&format!("docker pull ({mib} MiB layer, local registry)"), Unit::Ms, Some(2.0), s, &engines);
+    drop(registry);
+
     // 50 containers started one after another, then ps with them running (and
     // the memory then: the per-container figure is the difference to idle,
     // divided by 51, the 50 and bench-exec).
