@@ -125,6 +125,11 @@ fn push_then_pull_back_and_faults() {
     let pushed_digest =
         inspect(&d, &format!("{host}/pushed/app:v3"))["RepoDigests"][0].as_str().unwrap_or("").to_string();
     assert!(pushed_digest.starts_with(&format!("{host}/pushed/app@sha256:")), "{pushed_digest}");
+    // --all-tags: every tag of the repository.
+    d.load(&berth_tests::docker_save_tar(&[TestImage::busybox(&["busybox:latest"])], false)).expect("busybox");
+    d.docker(&["tag", "busybox:latest", &format!("{host}/pushed/app:base")]).expect("tag base");
+    let all = d.docker(&["push", "--all-tags", &format!("{host}/pushed/app")]).expect("push --all-tags");
+    assert!(all.contains("base: digest: sha256:") && all.contains("v3: digest: sha256:"), "{all}");
 
     // A second daemon pulls it back, byte for byte the same image.
     let d2 = Daemon::start(&[]).expect("berthd 2");
@@ -149,6 +154,13 @@ fn push_then_pull_back_and_faults() {
     assert!(err.contains("verification failed") || err.contains("digest"), "{err}");
     let (code, images, _) = out(&d2, &["images", "-q", &format!("{host}/bad/layer")]);
     assert_eq!((code, images.trim()), (Some(0), ""), "nothing half-pulled is visible");
+    // A manifest whose bytes do not match the digest asked for (still valid
+    // JSON, so the registry serves it as it is).
+    let (m_digest, m_bytes) =
+        reg.push_image("bad/manifest", "v1", &app("m"), Format::Docker, Compression::Gzip).expect("push");
+    std::fs::write(reg.blob_path(&m_digest), [m_bytes.as_slice(), b" "].concat()).expect("alter the manifest");
+    let (code, _, err) = out(&d2, &["pull", &format!("{host}/bad/manifest@{m_digest}")]);
+    assert!(code != Some(0) && err.contains(&format!("manifest verification failed for digest {m_digest}")), "{err}");
     reg.stop();
     let (code, _, err) = out(&d2, &["pull", &format!("{host}/pushed/app:v3")]);
     assert!(code != Some(0) && err.to_ascii_lowercase().contains("connect"), "{err}");

@@ -103,8 +103,15 @@ async fn fetch_manifest(
     auth: &RegistryAuth,
     what: &str,
 ) -> Result<(Vec<u8>, String)> {
-    let (raw, _) = client.pull_manifest_raw(oref, auth, &ACCEPT).await.map_err(|e| error_of(e, what))?;
-    Ok((raw.clone(), sha256_digest(&raw)))
+    let (raw, _) = client.pull_manifest_raw(oref, auth, &ACCEPT).await.map_err(|e| match e {
+        // The bytes do not hash to the digest asked for: dockerd's words.
+        oci_client::errors::OciDistributionError::DigestError(_) => {
+            Error::invalid(format!("manifest verification failed for digest {}", oref.digest().unwrap_or("?")))
+        }
+        e => error_of(e, what),
+    })?;
+    let digest = sha256_digest(&raw);
+    Ok((raw, digest))
 }
 
 /// Finds the manifest of `r` for the platform, trying mirrors first.
