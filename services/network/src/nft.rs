@@ -117,9 +117,6 @@ pub fn render(table: &str, nets: &[BridgeRules], ports: &[PortRule]) -> String {
 /// Replaces the table with the rules for `nets`, and turns on IPv4 forwarding
 /// (as dockerd does) when any network may reach out.
 pub async fn apply(table: &str, nets: &[BridgeRules], ports: &[PortRule]) -> Result<()> {
-    // One sync at a time in this process: the DOCKER-USER part lists, then edits.
-    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    let _serial = SERIAL.lock().await;
     if nets.iter().any(|n| !n.internal) {
         let _ = tokio::fs::write("/proc/sys/net/ipv4/ip_forward", "1").await;
     }
@@ -128,6 +125,27 @@ pub async fn apply(table: &str, nets: &[BridgeRules], ports: &[PortRule]) -> Res
         let _ = tokio::fs::write(format!("/proc/sys/net/ipv4/conf/{}/route_localnet", p.bridge), "1").await;
     }
     run_nft(&render(table, nets, ports)).await?;
+    // dockerd's chain is brought in line in the background: two more nft runs
+    // (~30 ms) that neither a start of berthd nor a container start waits for.
+    if let Ok(mut latest) = DOCKER_USER_WANTED.lock() {
+        latest.insert(table.to_string(), nets.to_vec());
+    }
+    let table = table.to_string();
+    tokio::spawn(async move { sync_docker_user(&table).await });
+    Ok(())
+}
+
+/// What each table of this process wants in DOCKER-USER, the latest first: a
+/// sync that runs late applies the newest wish, never an older one.
+static DOCKER_USER_WANTED: std::sync::Mutex<std::collections::BTreeMap<String, Vec<BridgeRules>>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Replaces this table's rules in DOCKER-USER with what it wants now. One at a
+/// time in this process (it lists, then edits by handle).
+async fn sync_docker_user(table: &str) {
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _serial = SERIAL.lock().await;
+    let Some(nets) = DOCKER_USER_WANTED.lock().ok().and_then(|w| w.get(table).cloned()) else { return };
     let listed = tokio::process::Command::new("nft")
         .args(["-a", "list", "chain", "ip", "filter", DOCKER_USER])
         .stdin(std::process::Stdio::null())
@@ -136,10 +154,9 @@ pub async fn apply(table: &str, nets: &[BridgeRules], ports: &[PortRule]) -> Res
         .await;
     let listing = listed.ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
     let stale = stale_handles(listing.as_deref().unwrap_or(""), table);
-    if let Err(e) = run_nft(&render_docker_user(table, nets, &stale)).await {
+    if let Err(e) = run_nft(&render_docker_user(table, &nets, &stale)).await {
         tracing::warn!(error = %e, "accept rules for Berth's bridges in dockerd's DOCKER-USER chain");
     }
-    Ok(())
 }
 
 /// dockerd's chain for rules of others, in `table ip filter`.
