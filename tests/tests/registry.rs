@@ -435,6 +435,15 @@ fn token_auth_through_a_realm() {
         }
     }
     let _server = Kill(&mut server);
+    // Wait until the token service listens.
+    let up = (0..100).any(|_| {
+        let ok = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        if !ok {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        ok
+    });
+    assert!(up, "the token service did not start");
     let reg = Registry::start(RegistryOpts {
         token: Some(TokenAuth {
             realm: format!("http://127.0.0.1:{port}/token"),

@@ -130,3 +130,31 @@ async fn check_health_and_reflection(d: &berth_tests::Daemon) {
         assert!(names.contains(&"grpc.health.v1.Health".to_string()), "{svc}: {names:?}");
     }
 }
+
+#[test]
+fn pull_push_and_volumes_cross_the_grpc_hop() {
+    use berth_tests::registry::{Compression, Format, Registry, RegistryOpts};
+    let reg = Registry::start(RegistryOpts::default()).expect("registry");
+    let host = reg.host();
+    let layer = berth_tests::Tar::new().file("marker", b"split-pull", 0o644).finish();
+    let img = TestImage::busybox(&[]).with_layer(layer, &[]);
+    let (digest, _) = reg.push_image("split/app", "v1", &img, Format::Docker, Compression::Gzip).expect("push");
+    let d = start_split().expect("start split");
+    // Progress streams from the image service through the gateway.
+    let text = d.docker(&["pull", &format!("{host}/split/app:v1")]).expect("pull");
+    assert!(text.contains("Pull complete") && text.contains(&format!("Digest: {digest}")), "{text}");
+    // An early failure keeps its status across the hop.
+    let out = d.docker_out(&["pull", &format!("{host}/split/nothing:v1")]).expect("pull missing");
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success() && err.contains("manifest unknown"), "{err}");
+    d.docker(&["tag", &format!("{host}/split/app:v1"), &format!("{host}/split/copy:v1")]).expect("tag");
+    let pushed = d.docker(&["push", &format!("{host}/split/copy:v1")]).expect("push");
+    assert!(pushed.contains("v1: digest: sha256:"), "{pushed}");
+    // A named volume, filled by one container and read by the next, through the
+    // runtime and volume services.
+    let app = format!("{host}/split/app:v1");
+    d.docker(&["run", "--rm", "-v", "splitvol:/v", &app, "sh", "-c", "cat /marker > /v/m"]).expect("write");
+    assert_eq!(d.docker(&["run", "--rm", "-v", "splitvol:/v", &app, "cat", "/v/m"]).expect("read"), "split-pull");
+    let out = d.docker_out(&["volume", "rm", "splitvol"]).expect("volume rm");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -244,7 +244,11 @@ pub fn error_of(e: OciDistributionError, what: &str) -> Error {
         E::RegistryError { envelope, .. } => {
             let text: Vec<String> = envelope.errors.iter().map(|e| format!("{:?}: {}", e.code, e.message)).collect();
             let joined = text.join("; ");
-            if joined.contains("NameUnknown") || joined.contains("ManifestUnknown") || joined.contains("BlobUnknown") {
+            if joined.contains("ManifestUnknown") {
+                // dockerd's words: "manifest for x:y not found: manifest unknown: ...".
+                let detail = envelope.errors.first().map(|e| e.message.clone()).unwrap_or_default();
+                Error::not_found(format!("{what} not found: manifest unknown: {detail}"))
+            } else if joined.contains("NameUnknown") || joined.contains("BlobUnknown") {
                 Error::not_found(format!("{what}: {joined}"))
             } else if joined.contains("Unauthorized") || joined.contains("Denied") {
                 Error::new(ErrorKind::Unauthenticated, format!("{what}: {joined}"))
