@@ -477,3 +477,30 @@ fn token_auth_through_a_realm() {
     let (code, _, err) = out(&d2, &["pull", &format!("{host}/tok/app:v1")]);
     assert!(code != Some(0) && err.contains("pull access denied"), "{err}");
 }
+
+#[test]
+fn foreign_layers_come_from_their_urls() {
+    let reg = Registry::start(RegistryOpts::default()).expect("registry");
+    let host = reg.host();
+    let img = app("foreign");
+    let (_, manifest) = reg.push_image("src/app", "v1", &img, Format::Docker, Compression::Gzip).expect("push");
+    let mut m: Value = serde_json::from_slice(&manifest).expect("manifest");
+    // The same image in another repository, its own layer marked foreign and
+    // only reachable at its URL (the first repository's blob endpoint).
+    let base = m["layers"][0]["digest"].as_str().expect("base").to_string();
+    let own = m["layers"][1]["digest"].as_str().expect("own").to_string();
+    reg.push_blob("foreign/app", &std::fs::read(reg.blob_path(&base)).expect("base blob")).expect("base");
+    reg.push_blob("foreign/app", &img.config_bytes()).expect("config");
+    m["layers"][1]["mediaType"] = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip".into();
+    m["layers"][1]["urls"] = serde_json::json!([format!("http://{host}/v2/src/app/blobs/{own}")]);
+    let bytes = serde_json::to_vec(&m).expect("json");
+    reg.push_manifest("foreign/app", "v1", berth_tests::registry::DOCKER_MANIFEST, &bytes).expect("manifest");
+    let d = Daemon::start(&[]).expect("berthd");
+    assert_eq!(
+        d.docker(&["run", "--rm", &format!("{host}/foreign/app:v1"), "cat", "/app/marker"]).expect("run"),
+        "foreign"
+    );
+    let log = reg.log();
+    assert!(log.contains(&format!("GET /v2/src/app/blobs/{own}")), "fetched from its URL:\n{log}");
+    assert!(!log.contains(&format!("GET /v2/foreign/app/blobs/{own}")), "not from the registry's repository");
+}

@@ -187,6 +187,34 @@ struct LayerDesc {
     digest: String,
     size: u64,
     media_type: String,
+    /// Where a foreign (non-distributable) layer is fetched from instead of the
+    /// registry, as dockerd does.
+    urls: Vec<String>,
+}
+
+/// A blob's bytes from `offset` on (`true`), or from the start (`false`, when
+/// the server ignored the range).
+type BlobSource = (futures::stream::BoxStream<'static, std::result::Result<bytes::Bytes, std::io::Error>>, bool);
+
+/// A foreign layer from the first of its URLs that answers.
+async fn from_urls(urls: &[String], offset: u64) -> Option<BlobSource> {
+    let client = reqwest::Client::builder().connect_timeout(Duration::from_secs(15)).build().ok()?;
+    for url in urls.iter().filter(|u| u.starts_with("http://") || u.starts_with("https://")) {
+        let mut req = client.get(url);
+        if offset > 0 {
+            req = req.header(reqwest::header::RANGE, format!("bytes={offset}-"));
+        }
+        match req.send().await {
+            Ok(r) if r.status() == reqwest::StatusCode::PARTIAL_CONTENT || r.status().is_success() => {
+                let partial = r.status() == reqwest::StatusCode::PARTIAL_CONTENT;
+                let stream = r.bytes_stream().map(|c| c.map_err(std::io::Error::other));
+                return Some((Box::pin(stream), partial));
+            }
+            Ok(r) => tracing::debug!(%url, status = %r.status(), "foreign layer URL refused"),
+            Err(e) => tracing::debug!(%url, error = %e, "foreign layer URL unreachable"),
+        }
+    }
+    None
 }
 
 fn descriptor(l: &LayerDesc) -> OciDescriptor {
@@ -253,21 +281,30 @@ impl LocalImageService {
             have = 0;
         }
         if have < l.size || l.size == 0 {
-            let response = if have > 0 {
-                r.client.pull_blob_stream_partial(&r.oref, &descriptor(l), have, None).await
-            } else {
-                r.client.pull_blob_stream(&r.oref, &descriptor(l)).await.map(oci_client::client::BlobResponse::Full)
-            };
             let what = format!("download {}", l.digest);
-            let (mut stream, append) = match response.map_err(|e| error_of(e, &what))? {
-                oci_client::client::BlobResponse::Partial(s) => (s, true),
-                oci_client::client::BlobResponse::Full(s) => (s, false),
+            let foreign = if l.urls.is_empty() { None } else { from_urls(&l.urls, have).await };
+            let (mut stream, append) = match foreign {
+                Some(source) => source,
+                None => {
+                    let response = if have > 0 {
+                        r.client.pull_blob_stream_partial(&r.oref, &descriptor(l), have, None).await
+                    } else {
+                        r.client
+                            .pull_blob_stream(&r.oref, &descriptor(l))
+                            .await
+                            .map(oci_client::client::BlobResponse::Full)
+                    };
+                    match response.map_err(|e| error_of(e, &what))? {
+                        oci_client::client::BlobResponse::Partial(s) => (s.stream, true),
+                        oci_client::client::BlobResponse::Full(s) => (s.stream, false),
+                    }
+                }
             };
             let mut file =
                 std::fs::OpenOptions::new().create(true).append(append).write(true).truncate(!append).open(&path)?;
             let mut done = if append { have } else { 0 };
             let mut last = Instant::now() - Duration::from_secs(1);
-            while let Some(chunk) = stream.stream.next().await {
+            while let Some(chunk) = stream.next().await {
                 let chunk = match chunk {
                     Ok(c) => c,
                     Err(e) if e.to_string().to_ascii_lowercase().contains("digest") => {
@@ -388,6 +425,10 @@ impl LocalImageService {
                         digest: l["digest"].as_str().unwrap_or("").to_string(),
                         size: l["size"].as_u64().unwrap_or(0),
                         media_type: l["mediaType"].as_str().unwrap_or("").to_string(),
+                        urls: l["urls"]
+                            .as_array()
+                            .map(|u| u.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                            .unwrap_or_default(),
                     })
                     .collect()
             })
