@@ -60,7 +60,7 @@ test-e2e: build test-deps
 	BERTH_BIN_DIR=$(BIN_DIR) $(CARGO) test -p berth-tests $(CARGO_PROFILE_FLAG) -- --test-threads=4
 
 # The benchmark, once, small, against Berth only: it must not rot.
-test-bench-smoke: build
+test-bench-smoke: build test-deps
 	BERTH_BIN_DIR=$(BIN_DIR) $(BIN_DIR)/berth-bench --smoke --out $$(mktemp -d)
 
 test: lint test-unit test-e2e test-bench-smoke
