@@ -504,3 +504,36 @@ fn foreign_layers_come_from_their_urls() {
     assert!(log.contains(&format!("GET /v2/src/app/blobs/{own}")), "fetched from its URL:\n{log}");
     assert!(!log.contains(&format!("GET /v2/foreign/app/blobs/{own}")), "not from the registry's repository");
 }
+
+#[test]
+fn concurrent_pulls_share_their_layers() {
+    let reg = Registry::start(RegistryOpts::default()).expect("registry");
+    let host = reg.host();
+    let noise: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2246822519) >> 11) as u8).collect();
+    let shared = Tar::new().file("shared", &noise, 0o644).finish();
+    let a = TestImage::busybox(&[])
+        .with_layer(shared.clone(), &[])
+        .with_layer(Tar::new().file("who", b"a", 0o644).finish(), &[]);
+    let b =
+        TestImage::busybox(&[]).with_layer(shared, &[]).with_layer(Tar::new().file("who", b"b", 0o644).finish(), &[]);
+    reg.push_image("conc/a", "v1", &a, Format::Docker, Compression::Gzip).expect("push a");
+    reg.push_image("conc/b", "v1", &b, Format::Docker, Compression::Gzip).expect("push b");
+    let d = Daemon::start(&[]).expect("berthd");
+    let (ra, rb) = (format!("{host}/conc/a:v1"), format!("{host}/conc/b:v1"));
+    let results: Vec<std::process::Output> = std::thread::scope(|s| {
+        let ta = s.spawn(|| d.docker_out(&["pull", &ra]).expect("pull a"));
+        let tb = s.spawn(|| d.docker_out(&["pull", &rb]).expect("pull b"));
+        vec![ta.join().expect("a"), tb.join().expect("b")]
+    });
+    for o in &results {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert_eq!(d.docker(&["run", "--rm", &ra, "cat", "/who"]).expect("run a"), "a");
+    assert_eq!(d.docker(&["run", "--rm", &rb, "sh", "-c", "cat /who; wc -c < /shared"]).expect("run b"), "b3000000\n");
+    // Removing one keeps the other whole (the shared layer is used twice).
+    d.docker(&["rmi", &ra]).expect("rmi a");
+    assert_eq!(
+        d.docker(&["run", "--rm", &rb, "wc", "-c", "/shared"]).expect("run b").split_whitespace().next(),
+        Some("3000000")
+    );
+}

@@ -31,9 +31,58 @@ use crate::{Filter, ImageApi, pb};
 pub struct LocalImageService {
     pub(crate) store: Arc<dyn ImageStore>,
     pub(crate) content: Content,
-    /// Loads, imports, pulls and deletes change the store one at a time.
+    /// Loads, imports, deletes and the commits of pulls change the store one at a time.
     pub(crate) write: Arc<Mutex<()>>,
     pub(crate) registry: Arc<crate::registry::RegistryConfig>,
+    /// Layers pulls are unpacking or have unpacked but not committed yet.
+    pub(crate) pending: Arc<PendingLayers>,
+}
+
+/// Layers on disk the store does not know yet, because the pulls that unpack
+/// them run outside the write lock (several at once). The sweep leaves them,
+/// and one chain is unpacked by one caller at a time.
+#[derive(Default)]
+pub struct PendingLayers {
+    /// Chain ID to (diff ID, the record once unpacked).
+    layers: std::sync::Mutex<HashMap<String, (String, Option<LayerRecord>)>>,
+    locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+impl PendingLayers {
+    /// The lock of one chain (unpacking it, or deciding it is there).
+    pub(crate) fn lock_for(&self, chain: &str) -> Arc<Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(chain.to_string()).or_default().clone()
+    }
+
+    /// Marks a chain as being unpacked (before its first byte is written).
+    pub(crate) fn begin(&self, chain: &str, diff: &str) {
+        let mut l = self.layers.lock().unwrap_or_else(|e| e.into_inner());
+        l.entry(chain.to_string()).or_insert_with(|| (diff.to_string(), None));
+    }
+
+    /// Records an unpacked chain.
+    pub(crate) fn done(&self, rec: &LayerRecord) {
+        let mut l = self.layers.lock().unwrap_or_else(|e| e.into_inner());
+        l.insert(rec.chain_id.clone(), (rec.diff_id.clone(), Some(rec.clone())));
+    }
+
+    /// Forgets a chain (committed to the store, or its unpack failed).
+    pub(crate) fn forget(&self, chain: &str) {
+        self.layers.lock().unwrap_or_else(|e| e.into_inner()).remove(chain);
+        self.locks.lock().unwrap_or_else(|e| e.into_inner()).remove(chain);
+    }
+
+    /// An unpacked chain's record.
+    pub(crate) fn get(&self, chain: &str) -> Option<LayerRecord> {
+        self.layers.lock().unwrap_or_else(|e| e.into_inner()).get(chain).and_then(|(_, r)| r.clone())
+    }
+
+    /// Every pending chain and diff ID (for the sweep to leave).
+    fn keep(&self) -> (Vec<String>, Vec<String>) {
+        let l = self.layers.lock().unwrap_or_else(|e| e.into_inner());
+        (l.keys().cloned().collect(), l.values().map(|(d, _)| d.clone()).collect())
+    }
 }
 
 /// How a reference was resolved, which decides what `rmi` does.
@@ -88,14 +137,18 @@ impl LocalImageService {
             content,
             write: Arc::new(Mutex::new(())),
             registry: Arc::new(crate::registry::RegistryConfig::default()),
+            pending: Arc::new(PendingLayers::default()),
         }
     }
 
     /// Removes content no record names (leftovers of a crash or a failed load).
     pub(crate) async fn sweep(&self) -> Result<()> {
         let layers = self.store.layers().await?;
-        let chains: HashSet<String> = layers.iter().map(|l| l.chain_id.clone()).collect();
-        let diffs: HashSet<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
+        let mut chains: HashSet<String> = layers.iter().map(|l| l.chain_id.clone()).collect();
+        let mut diffs: HashSet<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
+        let (pending_chains, pending_diffs) = self.pending.keep();
+        chains.extend(pending_chains);
+        diffs.extend(pending_diffs);
         let content = self.content.clone();
         let n = blocking(move || content.sweep(&chains, &diffs)).await?;
         if n > 0 {
@@ -198,6 +251,13 @@ impl LocalImageService {
             let parent = i.checked_sub(1).map(|p| chains[p].clone());
             if let Some(rec) = known.get(chain) {
                 out.push(rec.clone());
+                continue;
+            }
+            // A pull may be unpacking the same chain: wait for it, and use its work.
+            let lock = self.pending.lock_for(chain);
+            let _unpacking = lock.lock().await;
+            if let Some(rec) = self.pending.get(chain) {
+                out.push(rec);
                 continue;
             }
             let content = self.content.clone();

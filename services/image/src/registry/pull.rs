@@ -379,12 +379,49 @@ impl LocalImageService {
     pub(crate) async fn pull_into(&self, req: pb::PullImageRequest, tx: ProgressTx) -> Result<()> {
         let r = Reference::parse(&req.reference)?;
         let resolved = resolve(&self.registry, &r, &req.platform, auth_of(req.auth.as_ref())).await?;
-        let _w = self.write.lock().await;
         let result = self.pull_resolved(&r, &resolved, &tx).await;
-        if result.is_err()
-            && let Err(e) = self.sweep().await
-        {
-            tracing::warn!(error = %e, "sweep after failed pull");
+        if result.is_err() {
+            // Layers of this pull that are unpacked stay pending (the next attempt
+            // uses them); what a failed unpack left is swept.
+            let _w = self.write.lock().await;
+            if let Err(e) = self.sweep().await {
+                tracing::warn!(error = %e, "sweep after failed pull");
+            }
+        }
+        result
+    }
+
+    /// Fetches and unpacks one missing layer, unless another pull (or load) got
+    /// it in meanwhile: one caller per chain, one download per blob.
+    async fn fetch_layer(
+        &self,
+        res: &Resolved,
+        l: &LayerDesc,
+        target: LayerRecord,
+        stage: PathBuf,
+        tx: &ProgressTx,
+    ) -> Result<LayerRecord> {
+        let chain_lock = self.pending.lock_for(&target.chain_id);
+        let _chain = chain_lock.lock().await;
+        let stored = self.store.layers().await?.into_iter().find(|s| s.chain_id == target.chain_id);
+        if let Some(rec) = stored.or_else(|| self.pending.get(&target.chain_id)) {
+            say(tx, &short(&l.digest), "Already exists").await;
+            return Ok(rec);
+        }
+        self.pending.begin(&target.chain_id, &target.diff_id);
+        let chain = target.chain_id.clone();
+        let result = async {
+            let blob = {
+                let blob_lock = self.pending.lock_for(&format!("blob:{}", l.digest));
+                let _blob = blob_lock.lock().await;
+                self.download(res, l, tx).await?
+            };
+            self.extract(blob, l, target, stage, tx).await
+        }
+        .await;
+        match &result {
+            Ok(rec) => self.pending.done(rec),
+            Err(_) => self.pending.forget(&chain),
         }
         result
     }
@@ -446,8 +483,8 @@ impl LocalImageService {
         let mut records: Vec<Option<LayerRecord>> = vec![None; layers.len()];
         let mut missing = Vec::new();
         for (i, l) in layers.iter().enumerate() {
-            if let Some(k) = known.get(&chains[i]) {
-                records[i] = Some(k.clone());
+            if let Some(k) = known.get(&chains[i]).cloned().or_else(|| self.pending.get(&chains[i])) {
+                records[i] = Some(k);
                 say(tx, &short(&l.digest), "Already exists").await;
             } else if !missing.iter().any(|j: &usize| layers[*j].digest == l.digest) {
                 missing.push(i);
@@ -472,8 +509,7 @@ impl LocalImageService {
                     size: 0,
                 };
                 async move {
-                    let blob = self.download(res, &l, tx).await?;
-                    let rec = self.extract(blob, &l, target, stage_path, tx).await?;
+                    let rec = self.fetch_layer(res, &l, target, stage_path, tx).await?;
                     Ok::<_, Error>((i, rec))
                 }
             })
@@ -489,8 +525,20 @@ impl LocalImageService {
             refs.push(r.tagged());
         }
         refs.push(format!("{}@{}", r.name, res.top_digest));
-        let before = self.store.images().await?.into_iter().find(|i| i.tags.contains(&r.tagged())).map(|i| i.id);
-        let id = self.commit(config, records, &refs).await?;
+        let chains_of_image: Vec<String> = records.iter().map(|l| l.chain_id.clone()).collect();
+        let (before, id) = {
+            let _w = self.write.lock().await;
+            let before = self.store.images().await?.into_iter().find(|i| i.tags.contains(&r.tagged())).map(|i| i.id);
+            let id = self.commit(config, records, &refs).await?;
+            // In the store now: no longer pending.
+            for c in &chains_of_image {
+                self.pending.forget(c);
+            }
+            for l in &layers {
+                self.pending.forget(&format!("blob:{}", l.digest));
+            }
+            (before, id)
+        };
         for l in &layers {
             if let Ok(p) = self.ingest_path(&l.digest) {
                 let _ = std::fs::remove_file(p);
