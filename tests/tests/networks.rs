@@ -245,7 +245,10 @@ fn outbound_nat_isolation_and_internal_networks() {
         .expect("server");
     std::thread::sleep(std::time::Duration::from_millis(300));
     // From a container on the default bridge: out through the host, masqueraded.
-    let seen = d.docker(&["run", "--rm", "busybox", "nc", "10.239.1.2", "9000"]).expect("nc out");
+    let seen = d.docker_out(&["run", "--rm", "busybox", "nc", "-w", "5", "10.239.1.2", "9000"]).expect("nc out");
+    let seen = String::from_utf8_lossy(&seen.stdout).to_string();
+    // The server answers one connection and ends; if none came, it must not outlive the test.
+    let _ = server.kill();
     let _ = server.wait();
     assert_eq!(seen.trim(), "10.239.1.1", "the outside sees the host's address");
     let table = format!("berth_{}", d.bridge);
