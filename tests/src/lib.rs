@@ -278,6 +278,39 @@ pub struct Daemon {
 }
 
 /// A bridge device name no other test daemon uses.
+/// Removes what test daemons that died without their clean-up (a killed test
+/// run) left on the host: `bt<8 hex>` bridges that no live process names in
+/// its command line (berthd's `--bridge`, or the network service's), with their
+/// nft tables and DOCKER-USER rules. Once per test process.
+pub fn sweep_dead_test_bridges() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Ok(links) = std::fs::read_dir("/sys/class/net") else { return };
+        let names: Vec<String> = links
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.len() == 10 && n.starts_with("bt") && n[2..].bytes().all(|b| b.is_ascii_hexdigit()))
+            .collect();
+        if names.is_empty() {
+            return;
+        }
+        let cmdlines: Vec<String> = std::fs::read_dir("/proc")
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+                    .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+                    .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for name in names {
+            if !cmdlines.iter().any(|c| c.contains(&name)) {
+                remove_bridge_and_rules(&name);
+            }
+        }
+    });
+}
+
 fn unique_bridge() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -304,6 +337,7 @@ fn wait_for(path: &Path, child: &mut Child, what: &str) -> Result<()> {
 impl Daemon {
     /// Starts berthd on a fresh temporary root with `extra` flags.
     pub fn start(extra: &[&str]) -> Result<Self> {
+        sweep_dead_test_bridges();
         let root = tempfile::Builder::new().prefix("berth-e2e-").tempdir()?;
         let docker_config = root.path().join("docker-config");
         std::fs::create_dir_all(&docker_config)?;
@@ -543,6 +577,7 @@ fn kill_leftover_containers(root: &Path) {
 /// Starts the four services and the gateway as separate processes, talking gRPC
 /// over unix sockets in a temporary root.
 pub fn start_split() -> Result<Daemon> {
+    sweep_dead_test_bridges();
     let root = tempfile::Builder::new().prefix("berth-split-").tempdir()?;
     let docker_config = root.path().join("docker-config");
     std::fs::create_dir_all(&docker_config)?;
