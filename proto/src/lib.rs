@@ -12,6 +12,43 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("bert
 pub mod types {
     pub mod v1 {
         tonic::include_proto!("berth.types.v1");
+
+        /// Key/value lists (labels, options) as the JSON objects Docker's API
+        /// and Berth's stores write them: one conversion for every service.
+        pub mod kv {
+            use super::KeyValue;
+            use serde_json::Value;
+
+            /// A JSON object's members, in key order; values that are not
+            /// strings are kept as their JSON text. Anything else: none.
+            pub fn from_object(v: &Value) -> Vec<KeyValue> {
+                v.as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| KeyValue {
+                                key: k.clone(),
+                                value: v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            }
+
+            /// [`from_object`] of JSON text (as stored); invalid text is none.
+            pub fn from_text(text: &str) -> Vec<KeyValue> {
+                serde_json::from_str::<Value>(text).map(|v| from_object(&v)).unwrap_or_default()
+            }
+
+            /// The pairs as a JSON object (a later duplicate key wins).
+            pub fn to_object(pairs: &[KeyValue]) -> Value {
+                Value::Object(pairs.iter().map(|kv| (kv.key.clone(), Value::String(kv.value.clone()))).collect())
+            }
+
+            /// [`to_object`] as JSON text, for a store.
+            pub fn to_text(pairs: &[KeyValue]) -> String {
+                to_object(pairs).to_string()
+            }
+        }
     }
 }
 pub mod image {

@@ -30,10 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/volumes/{name}", get(get_volume_inspect).delete(delete_volume))
 }
 
-/// Ordered key/value pairs as a JSON object (labels, options).
-pub(crate) fn map(pairs: &[berth_proto::types::v1::KeyValue]) -> Value {
-    Value::Object(pairs.iter().map(|kv| (kv.key.clone(), json!(kv.value))).collect())
-}
+pub(crate) use berth_proto::types::v1::kv::{from_object as pairs, to_object as map};
 
 /// The Volume JSON of a volume; `UsageData` only when its size was walked
 /// (`system df`), as dockerd.
@@ -97,19 +94,6 @@ async fn get_networks_list(State(s): State<AppState>, uri: Uri) -> ApiResult<Jso
 /// NetworkInspect: `GET /networks/{id}`, with the containers on it.
 async fn get_network_inspect(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     Ok(Json(network_json(&s.networks.inspect(&id).await?)))
-}
-
-fn pairs(v: &Value) -> Vec<berth_proto::types::v1::KeyValue> {
-    v.as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| berth_proto::types::v1::KeyValue {
-                    key: k.clone(),
-                    value: v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()),
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// NetworkCreate: `POST /networks/create`.

@@ -1,10 +1,7 @@
 //! Persistence of networks and endpoints.
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
 use berth_core::{Error, Result};
-use berth_proto::types::v1::KeyValue;
 use sqlx::{Row, SqlitePool};
 
 use crate::pb;
@@ -119,18 +116,7 @@ impl SqliteNetworkStore {
     }
 }
 
-fn pairs(json: &str) -> Vec<KeyValue> {
-    serde_json::from_str::<BTreeMap<String, String>>(json)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(key, value)| KeyValue { key, value })
-        .collect()
-}
-
-fn json_of(pairs: &[KeyValue]) -> String {
-    let map: BTreeMap<&str, &str> = pairs.iter().map(|kv| (kv.key.as_str(), kv.value.as_str())).collect();
-    serde_json::to_string(&map).unwrap_or_else(|_| "{}".into())
-}
+use berth_proto::types::v1::kv::{from_text as pairs, to_text as json_of};
 
 fn unique(e: sqlx::Error, what: &str) -> Error {
     match &e {

@@ -107,18 +107,7 @@ fn clean(dst: &str) -> String {
     p.to_string_lossy().into_owned()
 }
 
-fn pairs(v: &Value) -> Vec<berth_proto::types::v1::KeyValue> {
-    v.as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| berth_proto::types::v1::KeyValue {
-                    key: k.clone(),
-                    value: v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()),
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use berth_proto::types::v1::kv::from_object as pairs;
 
 fn volume(
     name: &str,
