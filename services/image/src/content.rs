@@ -5,6 +5,7 @@
 //! blobs/sha256/<hex>        uncompressed layer tarballs, by diff ID (for docker save)
 //! layers/<hex>/             unpacked layers by chain ID: overlayfs lower dirs
 //! tmp/                      staging for loads and imports; emptied at start
+//! ingest/<hex>.partial      registry downloads in progress, resumed by the next pull
 //! ```
 //! Everything becomes visible by `rename(2)` from `tmp/`, which is atomic within one
 //! filesystem, so a crash leaves either nothing or a complete file or directory;
@@ -41,7 +42,7 @@ impl Content {
     pub fn open(root: &Path) -> Result<Self> {
         let c = Self { root: root.to_path_buf() };
         let _ = fs::remove_dir_all(c.tmp_root());
-        for dir in [c.root.join("blobs/sha256"), c.root.join("layers"), c.tmp_root()] {
+        for dir in [c.root.join("blobs/sha256"), c.root.join("layers"), c.tmp_root(), c.ingest_root()] {
             fs::create_dir_all(&dir).map_err(|e| Error::from(e).context(format!("create {}", dir.display())))?;
         }
         Ok(c)
@@ -54,6 +55,12 @@ impl Content {
 
     fn tmp_root(&self) -> PathBuf {
         self.root.join("tmp")
+    }
+
+    /// Partial and complete downloads of a pull, kept across failures and
+    /// restarts so the next attempt resumes them (not emptied at start).
+    pub fn ingest_root(&self) -> PathBuf {
+        self.root.join("ingest")
     }
 
     /// A fresh staging directory, removed when dropped.

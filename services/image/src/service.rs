@@ -101,6 +101,23 @@ fn to_io(stream: ByteStream) -> impl tokio::io::AsyncRead + Send + Unpin {
     StreamReader::new(stream.map(|r| r.map_err(|e| std::io::Error::other(e.to_string()))))
 }
 
+/// Runs an operation that reports on a progress channel in a task of its own;
+/// its error, if it fails, is the stream's last item.
+fn progress_task<F, Fut>(op: F) -> crate::ProgressStream
+where
+    F: FnOnce(crate::registry::pull::ProgressTx) -> Fut,
+    Fut: std::future::Future<Output = Result<()>> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    let work = op(tx.clone());
+    tokio::spawn(async move {
+        if let Err(e) = work.await {
+            let _ = tx.send(Err(e)).await;
+        }
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
 fn short(id: &str) -> &str {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
     &hex[..hex.len().min(12)]
@@ -720,25 +737,13 @@ impl ImageApi for LocalImageService {
     }
 
     async fn pull(&self, req: pb::PullImageRequest) -> Result<crate::ProgressStream> {
-        let (tx, rx) = tokio::sync::mpsc::channel(256);
         let svc = self.clone();
-        tokio::spawn(async move {
-            if let Err(e) = svc.pull_into(req, tx.clone()).await {
-                let _ = tx.send(Err(e)).await;
-            }
-        });
-        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+        Ok(progress_task(move |tx| async move { svc.pull_into(req, tx).await }))
     }
 
     async fn push(&self, req: pb::PushImageRequest) -> Result<crate::ProgressStream> {
-        let (tx, rx) = tokio::sync::mpsc::channel(256);
         let svc = self.clone();
-        tokio::spawn(async move {
-            if let Err(e) = svc.push_from(req, tx.clone()).await {
-                let _ = tx.send(Err(e)).await;
-            }
-        });
-        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+        Ok(progress_task(move |tx| async move { svc.push_from(req, tx).await }))
     }
 
     async fn login(&self, auth: pb::RegistryAuth) -> Result<pb::LoginResponse> {

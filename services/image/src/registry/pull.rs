@@ -41,7 +41,8 @@ const ACCEPT: [&str; 4] = [DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX
 /// Progress (or the error that ends it) of one operation.
 pub type ProgressTx = mpsc::Sender<Result<pb::Progress>>;
 
-fn short(digest: &str) -> String {
+/// The 12 hex characters dockerd shows for a digest.
+pub(crate) fn short(digest: &str) -> String {
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
     hex.chars().take(12).collect()
 }
@@ -51,7 +52,8 @@ pub(crate) async fn say(tx: &ProgressTx, id: &str, status: &str) -> bool {
     tx.send(Ok(pb::Progress { id: id.into(), status: status.into(), ..Default::default() })).await.is_ok()
 }
 
-fn bytes(tx: &ProgressTx, id: &str, status: &str, current: u64, total: u64) {
+/// Sends a byte count for an item (Downloading, Extracting, Pushing).
+pub(crate) fn bytes(tx: &ProgressTx, id: &str, status: &str, current: u64, total: u64) {
     // Byte counts are best effort: dropped rather than waited for.
     let _ = tx.try_send(Ok(pb::Progress {
         id: id.into(),
@@ -266,9 +268,7 @@ impl<R: Read> Read for Counting<R> {
 
 impl LocalImageService {
     fn ingest_path(&self, digest: &str) -> Result<PathBuf> {
-        let dir = self.content.root().join("ingest");
-        std::fs::create_dir_all(&dir)?;
-        Ok(dir.join(format!("{}.partial", crate::digest::digest_hex(digest)?)))
+        Ok(self.content.ingest_root().join(format!("{}.partial", crate::digest::digest_hex(digest)?)))
     }
 
     /// Downloads one layer blob to its ingest file (resuming what is there) and

@@ -13,7 +13,7 @@ use oci_client::RegistryOperation;
 use oci_client::manifest::OciDescriptor;
 use serde_json::json;
 
-use super::pull::{DOCKER_MANIFEST, ProgressTx, say};
+use super::pull::{DOCKER_MANIFEST, ProgressTx, bytes, say, short};
 use super::{auth_of, error_of, locate};
 use crate::digest::sha256_digest;
 use crate::pb;
@@ -23,10 +23,6 @@ use crate::store::ImageRecord;
 
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-
-fn short(digest: &str) -> String {
-    digest.strip_prefix("sha256:").unwrap_or(digest).chars().take(12).collect()
-}
 
 /// A stored layer tarball, gzip-compressed the same way every time.
 fn compress(path: &std::path::Path) -> Result<Vec<u8>> {
@@ -107,22 +103,10 @@ impl LocalImageService {
             } else if let Some(from) = self.mount_source(client, oref, img, all, &digest).await {
                 say(tx, &id, &format!("Mounted from {from}")).await;
             } else {
-                let total = data.len() as i64;
-                let _ = tx.try_send(Ok(pb::Progress {
-                    id: id.clone(),
-                    status: "Pushing".into(),
-                    current: 0,
-                    total,
-                    error: String::new(),
-                }));
+                let total = data.len() as u64;
+                bytes(tx, &id, "Pushing", 0, total);
                 client.push_blob(oref, &data, &digest).await.map_err(|e| error_of(e, &what))?;
-                let _ = tx.try_send(Ok(pb::Progress {
-                    id: id.clone(),
-                    status: "Pushing".into(),
-                    current: total,
-                    total,
-                    error: String::new(),
-                }));
+                bytes(tx, &id, "Pushing", total, total);
                 say(tx, &id, "Pushed").await;
             }
             descriptors.push(desc);
