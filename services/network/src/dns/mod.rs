@@ -249,6 +249,13 @@ impl Dns {
         if let Ok(mut servers) = self.servers.lock() {
             servers.insert(container_id.to_string(), Server { netns, stop: stop.clone() });
         }
+        // The container's --dns, else the host's resolvers as they are now (read
+        // once per container, as dockerd does at the sandbox's start).
+        let upstreams = if upstreams.is_empty() {
+            nameservers(&tokio::fs::read_to_string("/etc/resolv.conf").await.unwrap_or_default())
+        } else {
+            upstreams
+        };
         let ctx = Arc::new(Ctx {
             dns: self.clone(),
             container_id: container_id.to_string(),
@@ -272,19 +279,12 @@ impl Dns {
 struct Ctx {
     dns: Arc<Dns>,
     container_id: String,
+    /// Where unknown names go: the container's `--dns`, else the host's resolvers.
     upstreams: Vec<IpAddr>,
     forwards: Arc<tokio::sync::Semaphore>,
 }
 
 impl Ctx {
-    /// The upstreams to forward to: the container's `--dns`, else the host's.
-    fn upstreams(&self) -> Vec<IpAddr> {
-        if !self.upstreams.is_empty() {
-            return self.upstreams.clone();
-        }
-        nameservers(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
-    }
-
     /// The local answer to `packet`, or `Err(())` when it has to go upstream.
     fn local(&self, packet: &[u8], limit: usize) -> std::result::Result<Vec<u8>, ()> {
         let Some(q) = wire::parse_query(packet) else {
@@ -303,7 +303,7 @@ impl Ctx {
 
     async fn forward_udp(&self, packet: &[u8]) -> Option<Vec<u8>> {
         let id = wire::id_of(packet)?;
-        for upstream in self.upstreams() {
+        for &upstream in &self.upstreams {
             let bind: SocketAddr =
                 if upstream.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { "[::]:0".parse().ok()? };
             let Ok(sock) = UdpSocket::bind(bind).await else { continue };
@@ -331,7 +331,7 @@ impl Ctx {
     }
 
     async fn forward_tcp(&self, packet: &[u8]) -> Option<Vec<u8>> {
-        for upstream in self.upstreams() {
+        for &upstream in &self.upstreams {
             let attempt = async {
                 let mut s = TcpStream::connect((upstream, 53)).await.ok()?;
                 s.write_all(&(packet.len() as u16).to_be_bytes()).await.ok()?;
