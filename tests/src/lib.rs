@@ -778,3 +778,31 @@ pub fn undo_dockerd_host_changes() {
     let _ = Command::new("iptables").args(["-P", "FORWARD", "ACCEPT"]).status();
     let _ = Command::new("ip").args(["link", "delete", "docker0"]).stderr(Stdio::null()).status();
 }
+
+/// A helper process that must not outlive the test: killed and reaped on drop.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A fresh RSA key and a self-signed certificate for `cn` in `dir`
+/// (`NAME.key`, `NAME.crt`, PEM), made by openssl; `extra` goes to `openssl
+/// req` (e.g. `-addext subjectAltName=IP:127.0.0.1`). Returns (key, cert).
+pub fn self_signed(dir: &Path, name: &str, cn: &str, extra: &[&str]) -> (PathBuf, PathBuf) {
+    let (key, cert) = (dir.join(format!("{name}.key")), dir.join(format!("{name}.crt")));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", &format!("/CN={cn}")])
+        .args(extra)
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "openssl req: {}", String::from_utf8_lossy(&out.stderr));
+    (key, cert)
+}

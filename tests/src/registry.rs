@@ -104,6 +104,8 @@ pub enum Format {
 pub enum Compression {
     /// gzip (deterministic: no name, mtime 0).
     Gzip,
+    /// zstd (ruzstd's encoder); only with [`Format::Oci`].
+    Zstd,
     /// Uncompressed tar; only with [`Format::Oci`].
     None,
 }
@@ -343,7 +345,12 @@ impl Registry {
     ) -> Result<(String, Vec<u8>)> {
         let (manifest_type, config_type, layer_type) = match (format, compression) {
             (Format::Docker, Compression::Gzip) => (DOCKER_MANIFEST, DOCKER_CONFIG, DOCKER_LAYER_GZIP),
-            (Format::Docker, Compression::None) => bail!("uncompressed layers need Format::Oci"),
+            (Format::Docker, Compression::None | Compression::Zstd) => {
+                bail!("uncompressed and zstd layers need Format::Oci")
+            }
+            (Format::Oci, Compression::Zstd) => {
+                (OCI_MANIFEST, OCI_CONFIG, "application/vnd.oci.image.layer.v1.tar+zstd")
+            }
             (Format::Oci, Compression::Gzip) => (OCI_MANIFEST, OCI_CONFIG, OCI_LAYER_GZIP),
             (Format::Oci, Compression::None) => (OCI_MANIFEST, OCI_CONFIG, OCI_LAYER),
         };
@@ -352,6 +359,9 @@ impl Registry {
             let blob = match compression {
                 Compression::Gzip => gzip(layer)?,
                 Compression::None => layer.clone(),
+                Compression::Zstd => {
+                    ruzstd::encoding::compress_to_vec(layer.as_slice(), ruzstd::encoding::CompressionLevel::Fastest)
+                }
             };
             let d = self.push_blob(repo, &blob)?;
             layers.push(json!({"mediaType": layer_type, "digest": d, "size": blob.len()}));
@@ -792,16 +802,8 @@ mod tests {
     #[test]
     fn registry_tls_with_htpasswd() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-        let out = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
-            .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .output()
-            .expect("openssl");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let (key, cert) =
+            crate::self_signed(dir.path(), "server", "127.0.0.1", &["-addext", "subjectAltName=IP:127.0.0.1"]);
         let opts =
             RegistryOpts { htpasswd: Some(("u".into(), "p".into())), tls: Some((cert, key)), ..Default::default() };
         let r = Registry::start(opts).expect("start registry with TLS");

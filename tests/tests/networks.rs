@@ -464,18 +464,11 @@ fn ip_on(d: &Daemon, container: &str, network: &str) -> String {
 fn embedded_dns_names_aliases_short_ids_and_forwarding() {
     let mut d = daemon();
     let outside = Outside::new(&d.bridge[2..], 2);
-    let mut upstream = std::process::Command::new("ip")
+    let upstream = std::process::Command::new("ip")
         .args(["netns", "exec", &outside.ns, "python3", "-c", FAKE_UPSTREAM, &outside.addr])
         .spawn()
         .expect("fake upstream");
-    struct Kill<'a>(&'a mut std::process::Child);
-    impl Drop for Kill<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _upstream = Kill(&mut upstream);
+    let _upstream = berth_tests::ChildGuard(upstream);
     d.docker(&["network", "create", "--subnet", "10.231.20.0/24", "net-dns"]).expect("net-dns");
     d.docker(&["network", "create", "--subnet", "10.231.21.0/24", "net-dns2"]).expect("net-dns2");
     let web = d

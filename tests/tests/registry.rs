@@ -29,6 +29,7 @@ fn pull_formats_run_and_repo_digests() {
     let (docker_digest, _) =
         reg.push_image("team/app", "v1", &app("docker"), Format::Docker, Compression::Gzip).expect("push docker");
     reg.push_image("team/oci", "v1", &app("oci"), Format::Oci, Compression::None).expect("push oci");
+    reg.push_image("team/zstd", "v1", &app("zstd"), Format::Oci, Compression::Zstd).expect("push zstd");
     let d = Daemon::start(&[]).expect("berthd");
 
     // docker pull: dockerd's progress and summary.
@@ -52,6 +53,9 @@ fn pull_formats_run_and_repo_digests() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "oci");
     assert!(String::from_utf8_lossy(&o.stderr).contains("Unable to find image"));
+    // zstd-compressed layers.
+    let zstd = d.docker(&["run", "--rm", &format!("{host}/team/zstd:v1"), "cat", "/app/marker"]).expect("run zstd");
+    assert_eq!(zstd, "zstd");
     // Shared layers already exist: only the new one is fetched.
     let (oci_gz, _) = reg.push_image("team/ocigz", "v2", &app("gz"), Format::Oci, Compression::Gzip).expect("push");
     let text = d.docker(&["pull", &format!("{host}/team/ocigz:v2")]).expect("pull");
@@ -235,21 +239,7 @@ fn tls_with_a_test_ca_and_basic_auth() {
     let _dummy = Dummy::new(&format!("btreg{}", std::process::id() % 100000), ip);
     let dir = tempfile::tempdir().expect("tmp");
     let p = |f: &str| dir.path().join(f).to_string_lossy().to_string();
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=berth test CA",
-        "-keyout",
-        &p("ca.key"),
-        "-out",
-        &p("ca.crt"),
-    ]);
+    berth_tests::self_signed(dir.path(), "ca", "berth test CA", &[]);
     openssl(&[
         "req",
         "-newkey",
@@ -406,35 +396,14 @@ http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
 fn token_auth_through_a_realm() {
     let dir = tempfile::tempdir().expect("tmp");
     let p = |f: &str| dir.path().join(f).to_string_lossy().to_string();
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=berth token signer",
-        "-keyout",
-        &p("token.key"),
-        "-out",
-        &p("token.crt"),
-    ]);
+    berth_tests::self_signed(dir.path(), "token", "berth token signer", &[]);
     openssl(&["x509", "-in", &p("token.crt"), "-outform", "DER", "-out", &p("token.der")]);
     let port = berth_tests::free_port();
-    let mut server = std::process::Command::new("python3")
+    let server = std::process::Command::new("python3")
         .args(["-c", TOKEN_SERVER, &port.to_string(), &p("token.key"), &p("token.der")])
         .spawn()
         .expect("token server");
-    struct Kill<'a>(&'a mut std::process::Child);
-    impl Drop for Kill<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _server = Kill(&mut server);
+    let _server = berth_tests::ChildGuard(server);
     // Wait until the token service listens.
     let up = (0..100).any(|_| {
         let ok = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();

@@ -190,9 +190,17 @@ fn copy_up_keeps_owners_modes_and_links() {
     let got = d.docker(&["run", "--rm", "-v", "bare2:/seed:nocopy", "seeded", "ls", "-A", "/seed"]).expect("nocopy");
     assert_eq!(got, "");
     // Volume sizes in system df -v.
+    // seedvol holds "changed\n" (8 bytes), private/inner (6) and the link to "file" (4).
     let df = d.docker(&["system", "df", "-v"]).expect("df");
     let line = df.lines().find(|l| l.starts_with("seedvol")).unwrap_or_default().to_string();
     assert!(line.contains("B"), "{df}");
+    let df: Value =
+        serde_json::from_str(&d.docker(&["system", "df", "-v", "--format", "{{json .}}"]).expect("df json"))
+            .expect("json");
+    let seedvol = df["Volumes"].as_array().and_then(|l| l.iter().find(|v| v["Name"] == "seedvol")).cloned();
+    let seedvol = seedvol.unwrap_or_default();
+    assert_eq!(seedvol["Size"], "18B", "{seedvol}");
+    assert_eq!(seedvol["Links"], "0", "no container uses it now: {seedvol}");
 }
 
 #[test]
