@@ -28,6 +28,8 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
+use berth_shim::protocol::{Annotations, ExitRecord, files};
+
 use crate::pb;
 use crate::service::{LocalRuntime, status};
 use crate::spec::{self, SpecInputs};
@@ -79,7 +81,8 @@ impl Host {
     /// the two steps of a start) is ended through its init.
     pub fn forget(&self, id: &str) {
         let bundle = self.bundle(id);
-        if let Some(pid) = std::fs::read_to_string(bundle.join("pid")).ok().and_then(|p| p.trim().parse::<i32>().ok())
+        if let Some(pid) =
+            std::fs::read_to_string(bundle.join(files::PID)).ok().and_then(|p| p.trim().parse::<i32>().ok())
             && std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.contains(id))
         {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
@@ -104,8 +107,8 @@ impl Host {
     }
 }
 
-fn read_exit(bundle: &Path) -> Option<Value> {
-    std::fs::read(bundle.join("exit.json")).ok().and_then(|b| serde_json::from_slice(&b).ok())
+fn read_exit(bundle: &Path) -> Option<ExitRecord> {
+    std::fs::read(bundle.join(files::EXIT)).ok().and_then(|b| serde_json::from_slice(&b).ok())
 }
 
 fn pid_alive(pid: i64) -> bool {
@@ -280,7 +283,7 @@ pub fn hosts_file(hostname: &str, own_ip: Option<&str>, host_config: &Value) -> 
 /// Waits for a container's exit without its shim's help (the shim is gone or
 /// going): the exit record it left, or, once the init is gone too and no record
 /// came, a stand-in.
-async fn poll_exit(bundle: &Path, pid: i64) -> Value {
+async fn poll_exit(bundle: &Path, pid: i64) -> ExitRecord {
     let mut dead_since: Option<std::time::Instant> = None;
     loop {
         if let Some(e) = read_exit(bundle) {
@@ -289,7 +292,11 @@ async fn poll_exit(bundle: &Path, pid: i64) -> Value {
         if !pid_alive(pid) {
             let since = *dead_since.get_or_insert_with(std::time::Instant::now);
             if since.elapsed() >= Duration::from_secs(3) {
-                return json!({"ExitCode": 137, "FinishedAt": berth_core::id::now_rfc3339(), "Error": "the container's shim went away"});
+                return ExitRecord {
+                    exit_code: 137,
+                    finished_at: berth_core::id::now_rfc3339(),
+                    error: Some("the container's shim went away".into()),
+                };
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -325,15 +332,15 @@ impl LocalRuntime {
                 Some(exit) => exit,
                 None => poll_exit(&bundle, pid).await,
             };
-            let code = exit["ExitCode"].as_i64().unwrap_or(128);
+            let code = exit.exit_code;
             let oom = crate::cgroups::oom_killed(&host.cgroup_root, &id);
             let state = pb::ContainerState {
                 status: "exited".into(),
                 pid: 0,
                 exit_code: code,
-                error: exit["Error"].as_str().unwrap_or("").to_string(),
+                error: exit.error.unwrap_or_default(),
                 started_at: String::new(),
-                finished_at: exit["FinishedAt"].as_str().unwrap_or("").to_string(),
+                finished_at: exit.finished_at,
                 oom_killed: oom,
                 network_settings: Vec::new(),
             };
@@ -401,7 +408,7 @@ impl LocalRuntime {
         for d in [&upper, &work, &rootfs] {
             std::fs::create_dir_all(d).map_err(|e| Error::from(e).context(format!("create {}", d.display())))?;
         }
-        for f in ["exit.json", "pid"] {
+        for f in [files::EXIT, files::PID] {
             let _ = std::fs::remove_file(bundle.join(f));
         }
         let hostname = config["Hostname"].as_str().unwrap_or_default().to_string();
@@ -435,36 +442,31 @@ impl LocalRuntime {
             mounts,
         };
         let mut oci = spec::build(&inputs)?;
-        let lower: Vec<String> = image.layer_dirs.iter().rev().cloned().collect();
-        if lower.is_empty() {
+        let lowerdirs: Vec<PathBuf> = image.layer_dirs.iter().rev().map(PathBuf::from).collect();
+        if lowerdirs.is_empty() {
             return Err(Error::invalid(format!("image {} has no layers", image.id)));
         }
-        let mut annotations = std::collections::HashMap::new();
-        annotations.insert("berth.overlay.lowerdir".to_string(), lower.join(":"));
-        annotations.insert("berth.overlay.upperdir".to_string(), upper.to_string_lossy().into_owned());
-        annotations.insert("berth.overlay.workdir".to_string(), work.to_string_lossy().into_owned());
-        annotations.insert("berth.log.path".to_string(), bundle.join("container.log").to_string_lossy().into_owned());
-        let (max_size, max_file) = log_limits(&host_config)?;
-        annotations.insert("berth.log.max-size".to_string(), max_size.to_string());
-        annotations.insert("berth.log.max-file".to_string(), max_file.to_string());
-        if config["OpenStdin"].as_bool().unwrap_or(false) {
-            annotations.insert("berth.stdin".to_string(), "true".to_string());
-        }
-        if host_config["Init"].as_bool().unwrap_or(false) {
-            annotations.insert("berth.init".to_string(), "true".to_string());
-        }
+        let (log_max_size, log_max_file) = log_limits(&host_config)?;
+        let mut annotations = Annotations {
+            lowerdirs,
+            upperdir: upper.clone(),
+            workdir: work.clone(),
+            log_path: bundle.join("container.log"),
+            log_max_size,
+            log_max_file,
+            stdin: config["OpenStdin"].as_bool().unwrap_or(false),
+            init: host_config["Init"].as_bool().unwrap_or(false),
+            cgroups: Vec::new(),
+        };
         let limits = crate::cgroups::Limits::from_spec(&serde_json::to_value(&oci).unwrap_or_default());
         step("bundle written");
         let cgroups = crate::cgroups::create(&self.host.cgroup_root, &c.id, &limits).inspect_err(|_| {
             crate::cgroups::remove(&self.host.cgroup_root, &c.id);
         })?;
-        annotations.insert(
-            "berth.cgroups".to_string(),
-            cgroups.iter().map(|d| d.to_string_lossy().into_owned()).collect::<Vec<_>>().join("\n"),
-        );
-        oci.set_annotations(Some(annotations));
+        annotations.cgroups = cgroups;
+        oci.set_annotations(Some(annotations.to_map()));
         let spec_json = serde_json::to_vec_pretty(&oci).map_err(|e| Error::internal(e.to_string()))?;
-        std::fs::write(bundle.join("config.json"), spec_json)?;
+        std::fs::write(bundle.join(files::SPEC), spec_json)?;
 
         step("cgroups ready");
         let shim = self.host.shim.clone();

@@ -5,9 +5,8 @@ use std::path::Path;
 use std::pin::Pin;
 
 use berth_core::{Error, Result};
-use berth_shim::protocol as p;
+use berth_shim::protocol::{self as p, ExitRecord, Reply, Request};
 use futures::{Stream, StreamExt};
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
@@ -30,11 +29,11 @@ pub async fn connect(bundle: &Path) -> Result<UnixStream> {
     conn.map_err(|e| Error::unavailable(format!("the container's shim does not answer: {e}")))
 }
 
-/// Sends one request and reads the reply line. A refusal (`ok: false`) becomes
-/// an error carrying the shim's code in `code()` terms: the message only.
-pub async fn request(bundle: &Path, req: &Value) -> Result<(Value, UnixStream)> {
+/// Sends one request and reads the reply line; a refusal is a reply with `ok`
+/// false ([`Reply::into_result`]).
+pub async fn request(bundle: &Path, req: &Request) -> Result<(Reply, UnixStream)> {
     let mut conn = connect(bundle).await?;
-    let mut line = req.to_string();
+    let mut line = serde_json::to_string(req).map_err(|e| Error::internal(format!("shim request: {e}")))?;
     line.push('\n');
     conn.write_all(line.as_bytes()).await.map_err(|e| Error::unavailable(format!("talk to the shim: {e}")))?;
     // Byte by byte: what follows the reply line belongs to the stream.
@@ -47,16 +46,8 @@ pub async fn request(bundle: &Path, req: &Value) -> Result<(Value, UnixStream)> 
             Ok(_) | Err(_) => return Err(Error::unavailable("the container's shim closed the connection")),
         }
     }
-    let v: Value = serde_json::from_slice(&reply).map_err(|e| Error::internal(format!("shim reply: {e}")))?;
+    let v: Reply = serde_json::from_slice(&reply).map_err(|e| Error::internal(format!("shim reply: {e}")))?;
     Ok((v, conn))
-}
-
-/// A refused request: `(code, message)`.
-pub fn refusal(reply: &Value) -> Option<(i64, String)> {
-    if reply["ok"].as_bool() == Some(true) {
-        return None;
-    }
-    Some((reply["code"].as_i64().unwrap_or(125), reply["error"].as_str().unwrap_or("refused").to_string()))
 }
 
 /// How input ends on a stream: whether the client's end of input closes the
@@ -143,11 +134,8 @@ pub fn pump(conn: UnixStream, input: InputStream, policy: InputPolicy) -> Output
 
 /// Asks a shim to run its container's command (the barrier after `ok PID`).
 pub async fn start(bundle: &Path) -> Result<()> {
-    let (reply, _) = request(bundle, &serde_json::json!({"op": "start"})).await?;
-    match refusal(&reply) {
-        None => Ok(()),
-        Some((code, msg)) => Err(start_error(code, &msg)),
-    }
+    let (reply, _) = request(bundle, &Request::Start).await?;
+    reply.into_result().map(drop).map_err(|(code, msg)| start_error(code.into(), &msg))
 }
 
 /// The error for a command that could not be started, worded like dockerd's.
@@ -158,7 +146,7 @@ pub fn start_error(code: i64, msg: &str) -> Error {
 
 /// Waits for the container's exit through its shim: the exit record, or `None`
 /// when the shim cannot be asked (it is gone or going).
-pub async fn wait(bundle: &Path) -> Option<Value> {
-    let (reply, _) = request(bundle, &serde_json::json!({"op": "wait"})).await.ok()?;
-    reply.get("ExitCode").is_some().then_some(reply)
+pub async fn wait(bundle: &Path) -> Option<ExitRecord> {
+    let (reply, _) = request(bundle, &Request::Wait).await.ok()?;
+    reply.exit
 }

@@ -585,6 +585,36 @@ mod tests {
     }
 
     #[test]
+    fn the_shim_reads_the_spec_the_runtime_writes() {
+        let mut inp = inputs(
+            json!({"Cmd": ["sh"], "Hostname": "h"}),
+            json!({"Ulimits": [{"Name": "rttime", "Soft": 1, "Hard": 2}]}),
+        );
+        inp.user = ResolvedUser { uid: 7, gid: 8, additional_gids: vec![9] };
+        let mut spec = build(&inp).expect("spec");
+        let ann = berth_shim::protocol::Annotations {
+            lowerdirs: vec!["/l".into()],
+            log_path: "/c.log".into(),
+            log_max_file: 1,
+            ..Default::default()
+        };
+        spec.set_annotations(Some(ann.to_map()));
+        let bytes = serde_json::to_vec(&spec).expect("json");
+        let (read, read_ann) = berth_shim::spec::Spec::parse(&bytes).expect("the shim parses it");
+        assert_eq!(
+            (read.process.user.uid, read.process.user.gid, read.process.user.additional_gids.clone()),
+            (7, 8, vec![9])
+        );
+        assert_eq!(read.process.args, vec!["sh"]);
+        assert_eq!(read.hostname, "h");
+        assert!(read.has_namespace("network"));
+        assert!(read.process.rlimits.iter().any(|r| r.kind == "RLIMIT_RTTIME" && r.hard == 2));
+        assert!(read.process.capabilities.bounding.iter().any(|c| c == "CAP_CHOWN"));
+        assert_eq!(read.linux.masked_paths.len(), MASKED_PATHS.len());
+        assert_eq!(read_ann, ann);
+    }
+
+    #[test]
     fn refuses_what_cannot_work() {
         let nofile = json!({"Ulimits": [{"Name": "nofile", "Soft": 30000, "Hard": 30000}]});
         assert!(build(&inputs(json!({"Cmd": ["true"]}), nofile)).is_err(), "above the host's hard limit");

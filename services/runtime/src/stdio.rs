@@ -12,12 +12,13 @@ use std::sync::{Arc, Mutex};
 
 use berth_core::{Error, Result};
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::pb;
 use crate::service::{LocalRuntime, status};
 use crate::shim::{self, InputPolicy, InputStream, OutputStream};
+use berth_shim::protocol::{ExecRequest, ExitRecord, Request, files};
 
 /// An exec: what to run, and what became of it.
 #[derive(Debug, Clone)]
@@ -42,7 +43,7 @@ pub type Execs = Arc<Mutex<HashMap<String, ExecRecord>>>;
 /// An attach that waits for its container's next start.
 #[derive(Debug)]
 pub struct Waiter {
-    request: Value,
+    request: Request,
     conn: oneshot::Sender<tokio::net::UnixStream>,
 }
 
@@ -87,13 +88,11 @@ impl LocalRuntime {
         let tty = config["Tty"].as_bool().unwrap_or(false);
         let stdin = req.stdin && config["OpenStdin"].as_bool().unwrap_or(false);
         let policy = InputPolicy { stdin, close_on_eof: config["StdinOnce"].as_bool().unwrap_or(false) && !tty };
-        let request = json!({"op": "attach", "stdin": stdin, "stdout": req.stdout, "stderr": req.stderr});
+        let request = Request::Attach { stdin, stdout: req.stdout, stderr: req.stderr };
         let bundle = self.host.bundle(&c.id);
         if status(&c) == "running" {
             let (reply, conn) = shim::request(&bundle, &request).await?;
-            if let Some((_, msg)) = shim::refusal(&reply) {
-                return Err(Error::internal(msg));
-            }
+            reply.into_result().map_err(|(_, msg)| Error::internal(msg))?;
             return Ok(shim::pump(conn, input, policy));
         }
         let (conn_tx, conn_rx) = oneshot::channel();
@@ -120,7 +119,7 @@ impl LocalRuntime {
                 continue;
             }
             match shim::request(bundle, &w.request).await {
-                Ok((reply, conn)) if shim::refusal(&reply).is_none() => {
+                Ok((reply, conn)) if reply.ok => {
                     let _ = w.conn.send(conn);
                 }
                 Ok((reply, _)) => tracing::warn!(id, ?reply, "attach refused"),
@@ -141,15 +140,14 @@ impl LocalRuntime {
         if status(&c) != "running" {
             return Err(not_running(&c.id));
         }
-        let (reply, _) = shim::request(
-            &self.host.bundle(&c.id),
-            &json!({"op": "resize", "exec": exec, "height": req.height, "width": req.width}),
-        )
-        .await?;
-        match shim::refusal(&reply) {
-            None => Ok(()),
-            Some((_, msg)) => Err(Error::invalid(format!("cannot resize: {msg}"))),
-        }
+        let clamp = |n: u32| u16::try_from(n).unwrap_or(u16::MAX);
+        let request = Request::Resize {
+            height: clamp(req.height),
+            width: clamp(req.width),
+            exec: (!exec.is_empty()).then_some(exec),
+        };
+        let (reply, _) = shim::request(&self.host.bundle(&c.id), &request).await?;
+        reply.into_result().map(drop).map_err(|(_, msg)| Error::invalid(format!("cannot resize: {msg}")))
     }
 
     fn exec_record(&self, id: &str) -> Result<ExecRecord> {
@@ -179,10 +177,10 @@ impl LocalRuntime {
     pub(crate) async fn exec_inspect(&self, id: &str) -> Result<pb::InspectExecResponse> {
         let mut rec = self.exec_record(id)?;
         if rec.started && rec.exit_code.is_none() {
-            let file = self.host.bundle(&rec.container_id).join(format!("exec-{id}.json"));
-            let code = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+            let file = self.host.bundle(&rec.container_id).join(files::exec_exit(id));
+            let code = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice::<ExitRecord>(&b).ok());
             let code = match code {
-                Some(v) => v["ExitCode"].as_i64(),
+                Some(record) => Some(record.exit_code),
                 // The container (and so the exec) is gone without a record.
                 None => match self.resolve(&rec.container_id).await {
                     Ok(c) if status(&c) == "running" => None,
@@ -239,7 +237,10 @@ impl LocalRuntime {
             return Err(not_running(&c.id));
         }
         let bundle = self.host.bundle(&c.id);
-        let spec = std::fs::read(bundle.join("config.json")).map(|b| json_of(&b)).unwrap_or(Value::Null);
+        let (spec, _) = std::fs::read(bundle.join(files::SPEC))
+            .map_err(|e| e.to_string())
+            .and_then(|b| berth_shim::spec::Spec::parse(&b))
+            .map_err(|e| Error::internal(format!("the container's bundle: {e}")))?;
         let cfg = &rec.config;
         let container_cfg = json_of(&c.config);
         let host_cfg = json_of(&c.host_config);
@@ -252,18 +253,18 @@ impl LocalRuntime {
         let user = crate::spec::resolve_user(&user_spec, &strings(&host_cfg["GroupAdd"]), &passwd, &group)?;
         let tty = cfg["Tty"].as_bool().unwrap_or(false);
         let stdin = cfg["AttachStdin"].as_bool().unwrap_or(false);
-        let request = json!({
-            "op": "exec",
-            "id": rec.id,
-            "args": cfg["Cmd"],
-            "env": merge_env(strings(&spec["process"]["env"]), &strings(&cfg["Env"])),
-            "cwd": cfg["WorkingDir"].as_str().filter(|w| !w.is_empty()).or(spec["process"]["cwd"].as_str()).unwrap_or("/"),
-            "uid": user.uid,
-            "gid": user.gid,
-            "groups": user.additional_gids,
-            "tty": tty,
-            "stdin": stdin,
-            "detach": detach,
+        let cwd = cfg["WorkingDir"].as_str().filter(|w| !w.is_empty()).unwrap_or(&spec.process.cwd);
+        let request = Request::Exec(ExecRequest {
+            id: rec.id.clone(),
+            args: strings(&cfg["Cmd"]),
+            env: merge_env(spec.process.env.clone(), &strings(&cfg["Env"])),
+            cwd: if cwd.is_empty() { "/".into() } else { cwd.to_string() },
+            uid: user.uid,
+            gid: user.gid,
+            groups: user.additional_gids,
+            tty,
+            stdin,
+            detach,
         });
         let (reply, conn) = shim::request(&bundle, &request).await?;
         let execs = self.execs.clone();
@@ -273,8 +274,8 @@ impl LocalRuntime {
                 r.exit_code = Some(code);
             }
         };
-        if let Some((code, msg)) = shim::refusal(&reply) {
-            let code = if code == 125 || code == 128 { 126 } else { code };
+        if let Err((code, msg)) = reply.clone().into_result() {
+            let code = if code == 125 || code == 128 { 126 } else { i64::from(code) };
             set_exit(code);
             let message =
                 format!("OCI runtime exec failed: exec failed: unable to start container process: {msg}: unknown");
@@ -287,7 +288,7 @@ impl LocalRuntime {
             ];
             return Ok(Box::pin(futures::stream::iter(out)));
         }
-        let exec_pid = reply["pid"].as_i64().unwrap_or(0);
+        let exec_pid = reply.pid.map(i64::from).unwrap_or(0);
         if let Some(r) = lock(&self.execs).get_mut(&rec.id) {
             r.pid = exec_pid;
         }

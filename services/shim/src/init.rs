@@ -8,7 +8,8 @@ use std::ffi::CString;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use berth_shim::protocol::Annotations;
+use berth_shim::spec::Spec;
 
 use crate::sys;
 
@@ -24,7 +25,9 @@ pub enum Stdio {
 /// What the container's init needs besides the spec.
 pub struct InitArgs<'a> {
     /// The OCI spec (config.json).
-    pub spec: &'a Value,
+    pub spec: &'a Spec,
+    /// Its annotations: the overlay's layers, `--init`.
+    pub annotations: &'a Annotations,
     /// The bundle directory.
     pub bundle: &'a Path,
     /// Its standard streams.
@@ -79,21 +82,15 @@ fn parse_options(options: &[String]) -> (libc::c_ulong, String) {
     (flags, data.join(","))
 }
 
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
-}
-
-fn mount_all(rootfs: &Path, spec: &Value) -> Result<(), InitError> {
-    for m in spec["mounts"].as_array().cloned().unwrap_or_default() {
-        let dest = m["destination"].as_str().unwrap_or_default();
-        let typ = m["type"].as_str().unwrap_or_default();
-        let source = m["source"].as_str().unwrap_or_default();
+fn mount_all(rootfs: &Path, spec: &Spec) -> Result<(), InitError> {
+    for m in &spec.mounts {
+        let (dest, typ, source) = (m.destination.as_str(), m.kind.as_str(), m.source.as_str());
         if typ == "cgroup" {
             // cgroup namespaces and the hybrid hierarchy arrive with resource limits.
             continue;
         }
         let target = ctx(secure_join(rootfs, Path::new(dest)), || format!("resolve {dest}"))?;
-        let (flags, data) = parse_options(&strings(&m["options"]));
+        let (flags, data) = parse_options(&m.options);
         let is_bind = flags & libc::MS_BIND != 0;
         if is_bind && std::fs::metadata(source).map(|m| !m.is_dir()).unwrap_or(false) {
             if let Some(parent) = target.parent() {
@@ -153,26 +150,26 @@ fn make_dev(rootfs: &Path) -> Result<(), InitError> {
     Ok(())
 }
 
-fn mask_and_protect(spec: &Value) -> Result<(), InitError> {
-    for p in strings(&spec["linux"]["maskedPaths"]) {
-        let path = Path::new(&p);
+fn mask_and_protect(spec: &Spec) -> Result<(), InitError> {
+    for p in &spec.linux.masked_paths {
+        let path = Path::new(p);
         match std::fs::metadata(path) {
             Ok(m) if m.is_dir() => sys::mount("tmpfs", path, Some("tmpfs"), libc::MS_RDONLY, None)?,
             Ok(_) => sys::mount("/dev/null", path, None, libc::MS_BIND, None)?,
             Err(_) => {}
         }
     }
-    for p in strings(&spec["linux"]["readonlyPaths"]) {
-        let path = Path::new(&p);
+    for p in &spec.linux.readonly_paths {
+        let path = Path::new(p);
         if path.exists() {
-            sys::mount(&p, path, None, libc::MS_BIND | libc::MS_REC, None)?;
+            sys::mount(p, path, None, libc::MS_BIND | libc::MS_REC, None)?;
             sys::mount("", path, None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC, None)?;
         }
     }
     Ok(())
 }
 
-const RLIMITS: [(&str, libc::__rlimit_resource_t); 15] = [
+const RLIMITS: [(&str, libc::__rlimit_resource_t); 16] = [
     ("RLIMIT_CPU", libc::RLIMIT_CPU),
     ("RLIMIT_FSIZE", libc::RLIMIT_FSIZE),
     ("RLIMIT_DATA", libc::RLIMIT_DATA),
@@ -188,6 +185,7 @@ const RLIMITS: [(&str, libc::__rlimit_resource_t); 15] = [
     ("RLIMIT_MSGQUEUE", libc::RLIMIT_MSGQUEUE),
     ("RLIMIT_NICE", libc::RLIMIT_NICE),
     ("RLIMIT_RTPRIO", libc::RLIMIT_RTPRIO),
+    ("RLIMIT_RTTIME", libc::RLIMIT_RTTIME),
 ];
 
 fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf, InitError> {
@@ -233,19 +231,15 @@ pub struct Process {
 
 impl Process {
     /// The spec's `process`.
-    pub fn from_spec(spec: &Value) -> Self {
-        let p = &spec["process"];
-        let user = &p["user"];
+    pub fn from_spec(spec: &Spec) -> Self {
+        let p = &spec.process;
         Process {
-            args: strings(&p["args"]),
-            env: strings(&p["env"]),
-            cwd: p["cwd"].as_str().unwrap_or("/").to_string(),
-            uid: user["uid"].as_u64().unwrap_or(0) as u32,
-            gid: user["gid"].as_u64().unwrap_or(0) as u32,
-            groups: user["additionalGids"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|g| g.as_u64().map(|g| g as u32)).collect())
-                .unwrap_or_default(),
+            args: p.args.clone(),
+            env: p.env.clone(),
+            cwd: p.cwd.clone(),
+            uid: p.user.uid,
+            gid: p.user.gid,
+            groups: p.user.additional_gids.clone(),
         }
     }
 }
@@ -263,9 +257,9 @@ enum Never {}
 /// Moves process `pid` (0: the caller) into the container's cgroups. On cgroup
 /// v1 the first move costs the kernel a grace period (about 10 ms here), so the
 /// shim does it for the init while the init sets itself up.
-pub fn join_cgroups(spec: &Value, pid: libc::pid_t) -> Result<(), InitError> {
-    for dir in spec["annotations"]["berth.cgroups"].as_str().unwrap_or("").lines().filter(|l| !l.is_empty()) {
-        ctx(std::fs::write(Path::new(dir).join("cgroup.procs"), pid.to_string()), || format!("join cgroup {dir}"))?;
+pub fn join_cgroups(cgroups: &[PathBuf], pid: libc::pid_t) -> Result<(), InitError> {
+    for dir in cgroups {
+        ctx(std::fs::write(dir.join("cgroup.procs"), pid.to_string()), || format!("join cgroup {}", dir.display()))?;
     }
     Ok(())
 }
@@ -302,16 +296,9 @@ fn setup_and_exec(a: &InitArgs<'_>) -> Result<Never, InitError> {
     if let Stdio::Pipes(i, o, e) = a.stdio {
         pipe_stdio(i, o, e)?;
     }
-    let namespaces: Vec<String> = spec["linux"]["namespaces"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|n| n["type"].as_str().map(str::to_string))
-        .collect();
     let mut flags = libc::CLONE_NEWNS;
-    for ns in &namespaces {
-        flags |= match ns.as_str() {
+    for ns in &spec.linux.namespaces {
+        flags |= match ns.kind.as_str() {
             "uts" => libc::CLONE_NEWUTS,
             "ipc" => libc::CLONE_NEWIPC,
             "network" => libc::CLONE_NEWNET,
@@ -324,20 +311,15 @@ fn setup_and_exec(a: &InitArgs<'_>) -> Result<Never, InitError> {
     }
     sys::mount("", Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None)?;
 
-    let ann = &spec["annotations"];
-    let rootfs = a.bundle.join(spec["root"]["path"].as_str().unwrap_or("rootfs"));
+    let ann = a.annotations;
+    let rootfs = a.bundle.join(&spec.root.path);
     ctx(std::fs::create_dir_all(&rootfs), || format!("create {}", rootfs.display()))?;
-    let overlay = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        ann["berth.overlay.lowerdir"].as_str().unwrap_or_default(),
-        ann["berth.overlay.upperdir"].as_str().unwrap_or_default(),
-        ann["berth.overlay.workdir"].as_str().unwrap_or_default()
-    );
+    let lower: Vec<String> = ann.lowerdirs.iter().map(|d| d.to_string_lossy().into_owned()).collect();
+    let overlay =
+        format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), ann.upperdir.display(), ann.workdir.display());
     sys::mount("overlay", &rootfs, Some("overlay"), 0, Some(&overlay))?;
-    if namespaces.iter().any(|n| n == "uts")
-        && let Some(h) = spec["hostname"].as_str().filter(|h| !h.is_empty())
-    {
-        ctx(sys::sethostname(h), || "sethostname".into())?;
+    if spec.has_namespace("uts") && !spec.hostname.is_empty() {
+        ctx(sys::sethostname(&spec.hostname), || "sethostname".into())?;
     }
     mount_all(&rootfs, spec)?;
     make_dev(&rootfs)?;
@@ -350,7 +332,7 @@ fn setup_and_exec(a: &InitArgs<'_>) -> Result<Never, InitError> {
         tty_stdio(a.sync, true)?;
     }
     mask_and_protect(spec)?;
-    if spec["root"]["readonly"].as_bool().unwrap_or(false) {
+    if spec.root.readonly {
         sys::mount("", Path::new("/"), None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC, None)?;
     }
     let process = Process::from_spec(spec);
@@ -361,7 +343,7 @@ fn setup_and_exec(a: &InitArgs<'_>) -> Result<Never, InitError> {
     if !matches!(sys::read(a.sync, &mut go), Ok(n) if n > 0) {
         return Err(InitError(125, "the shim went away before the start".into()));
     }
-    if ann["berth.init"].as_str() == Some("true") {
+    if ann.init {
         return init_and_exec(a.sync, &exe, &process, matches!(a.stdio, Stdio::Tty));
     }
     exec(&exe, &process)
@@ -370,7 +352,9 @@ fn setup_and_exec(a: &InitArgs<'_>) -> Result<Never, InitError> {
 /// What an exec needs: the container's spec and init, its own process and stdio.
 pub struct ExecArgs<'a> {
     /// The container's OCI spec.
-    pub spec: &'a Value,
+    pub spec: &'a Spec,
+    /// The container's cgroup directories.
+    pub cgroups: &'a [PathBuf],
     /// The container's init, whose namespaces the exec joins.
     pub init_pid: libc::pid_t,
     /// The process to run.
@@ -393,16 +377,16 @@ pub fn exec_in(a: &ExecArgs<'_>) -> InitError {
 
 fn exec_setup(a: &ExecArgs<'_>) -> Result<Never, InitError> {
     sys::reset_signals();
-    join_cgroups(a.spec, 0)?;
+    join_cgroups(a.cgroups, 0)?;
     if let Stdio::Pipes(i, o, e) = a.stdio {
         pipe_stdio(i, o, e)?;
     }
     let mut kinds = vec![];
-    for n in a.spec["linux"]["namespaces"].as_array().cloned().unwrap_or_default() {
-        match n["type"].as_str() {
-            Some("ipc") => kinds.push("ipc"),
-            Some("uts") => kinds.push("uts"),
-            Some("network") => kinds.push("net"),
+    for n in &a.spec.linux.namespaces {
+        match n.kind.as_str() {
+            "ipc" => kinds.push("ipc"),
+            "uts" => kinds.push("uts"),
+            "network" => kinds.push("net"),
             _ => {}
         }
     }
@@ -429,12 +413,12 @@ fn exec_setup(a: &ExecArgs<'_>) -> Result<Never, InitError> {
 /// Everything before execve that can fail in ways the user should hear about:
 /// rlimits, the working directory, capabilities, the user, and finding the
 /// executable (127 when it is not there).
-fn prepare(spec: &Value, p: &Process) -> Result<CString, InitError> {
-    for r in spec["process"]["rlimits"].as_array().cloned().unwrap_or_default() {
-        if let Some((_, res)) = RLIMITS.iter().find(|(n, _)| Some(*n) == r["type"].as_str()) {
-            let (soft, hard) = (r["soft"].as_u64().unwrap_or(0), r["hard"].as_u64().unwrap_or(0));
-            ctx(sys::setrlimit(*res, soft, hard), || format!("setrlimit {}", r["type"]))?;
-        }
+fn prepare(spec: &Spec, p: &Process) -> Result<CString, InitError> {
+    for r in &spec.process.rlimits {
+        let Some((_, res)) = RLIMITS.iter().find(|(n, _)| *n == r.kind) else {
+            return Err(InitError(128, format!("unknown rlimit {}", r.kind)));
+        };
+        ctx(sys::setrlimit(*res, r.soft, r.hard), || format!("setrlimit {}", r.kind))?;
     }
     let cwd = p.cwd.as_str();
     if std::fs::create_dir_all(cwd).is_err() || std::env::set_current_dir(cwd).is_err() {
@@ -443,12 +427,9 @@ fn prepare(spec: &Value, p: &Process) -> Result<CString, InitError> {
             format!("chdir to cwd (\"{cwd}\") set in config.json failed: no such file or directory"),
         ));
     }
-    let keep: Vec<String> = strings(&spec["process"]["capabilities"]["bounding"])
-        .iter()
-        .map(|c| c.trim_start_matches("CAP_").to_string())
-        .collect();
+    let keep: Vec<&str> = spec.process.capabilities.bounding.iter().map(|c| c.trim_start_matches("CAP_")).collect();
     for (n, name) in berth_shim::CAPABILITIES.iter().enumerate() {
-        if !keep.iter().any(|k| k == name) {
+        if !keep.contains(name) {
             ctx(sys::drop_bounding_cap(n as u32), || format!("drop CAP_{name}"))?;
         }
     }

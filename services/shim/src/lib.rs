@@ -2,6 +2,9 @@
 //! control protocol that both sides must agree on. The shim itself is the
 //! `berth-shim` binary.
 
+pub mod messages;
+pub mod spec;
+
 /// Linux capability names (without `CAP_`), in kernel numbering order: the index
 /// is the capability's number.
 pub const CAPABILITIES: [&str; 41] = [
@@ -68,6 +71,8 @@ pub const CAPABILITIES: [&str; 41] = [
 /// client sends [`STDIN`](protocol::STDIN) and [`CLOSE_STDIN`](protocol::CLOSE_STDIN).
 /// A client that just goes away (a detach) leaves the process's stdin open.
 pub mod protocol {
+    pub use crate::messages::{Annotations, ExecRequest, ExitRecord, Reply, Request, files, keys};
+
     /// The socket's file name in the bundle.
     pub const SOCKET: &str = "ctl.sock";
     /// Input for the process's stdin.

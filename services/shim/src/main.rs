@@ -30,8 +30,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use berth_shim::protocol as p;
-use serde_json::{Value, json};
+use berth_shim::protocol::{self as p, Annotations, ExecRequest, ExitRecord, Reply, Request};
+use berth_shim::spec::Spec;
 
 /// How much output may wait for one client before the client is dropped.
 const CLIENT_BACKLOG: usize = 8 << 20;
@@ -181,8 +181,8 @@ impl Conn {
         }
     }
 
-    fn reply(&mut self, v: Value) {
-        let mut line = v.to_string();
+    fn reply(&mut self, r: &Reply) {
+        let mut line = serde_json::to_string(r).unwrap_or_else(|_| r#"{"ok":false,"code":125}"#.into());
         line.push('\n');
         self.send(line.as_bytes());
     }
@@ -211,8 +211,12 @@ impl Conn {
     }
 }
 
-fn error_reply(code: i32, msg: &str) -> Value {
-    json!({"ok": false, "code": code, "error": msg})
+fn exit_record(code: i32, error: Option<String>) -> ExitRecord {
+    ExitRecord { exit_code: code.into(), finished_at: now(), error }
+}
+
+fn write_exit(path: &Path, record: &ExitRecord) -> std::io::Result<()> {
+    write_atomic(path, &serde_json::to_vec(record).map_err(std::io::Error::other)?)
 }
 
 /// Reads the sync socket until the child executes (end of file), fails
@@ -242,10 +246,6 @@ fn handshake(sync: libc::c_int, master: &mut Option<libc::c_int>) -> Result<bool
             Err(e) => return Err((128, format!("read from the container's init: {e}"))),
         }
     }
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
 }
 
 /// Pipes for a process's stdio: the child's (stdin, stdout, stderr) and ours.
@@ -282,7 +282,9 @@ fn valid_exec_id(id: &str) -> bool {
 }
 
 struct Shim {
-    spec: Value,
+    spec: Spec,
+    /// The container's cgroup directories, which execs join.
+    cgroups: Vec<PathBuf>,
     bundle: PathBuf,
     log: log::Log,
     pending: [log::Pending; 2],
@@ -294,7 +296,7 @@ struct Shim {
     sync: Option<libc::c_int>,
     start_error: Option<(i32, String)>,
     /// The exit record, once written.
-    exited: Option<Value>,
+    exited: Option<ExitRecord>,
 }
 
 #[derive(Clone, Copy)]
@@ -404,11 +406,11 @@ impl Shim {
                     }
                 };
                 if let Some(line) = line {
-                    match serde_json::from_slice::<Value>(&line) {
-                        Ok(req) => self.request(ci, &req),
+                    match serde_json::from_slice::<Request>(&line) {
+                        Ok(req) => self.request(ci, req),
                         Err(e) => {
                             let c = &mut self.conns[ci];
-                            c.reply(error_reply(125, &format!("bad request: {e}")));
+                            c.reply(&Reply::refused(125, format!("bad request: {e}")));
                             c.role = Role::Done;
                         }
                     }
@@ -447,47 +449,41 @@ impl Shim {
         self.proc_mut(t).io.pump_stdin();
     }
 
-    fn request(&mut self, ci: usize, req: &Value) {
-        let op = req["op"].as_str().unwrap_or_default();
+    fn request(&mut self, ci: usize, req: Request) {
         let conn_id = self.conns[ci].id;
-        let (role, reply) = match op {
-            "attach" => {
-                let role = Role::Attach {
-                    stdin: req["stdin"].as_bool().unwrap_or(false),
-                    stdout: req["stdout"].as_bool().unwrap_or(false),
-                    stderr: req["stderr"].as_bool().unwrap_or(false),
-                };
+        let (role, reply) = match req {
+            Request::Attach { stdin, stdout, stderr } => {
+                let role = Role::Attach { stdin, stdout, stderr };
                 // After the exit there is nothing more to stream.
-                (if self.exited.is_some() { Role::Done } else { role }, Some(json!({"ok": true})))
+                (if self.exited.is_some() { Role::Done } else { role }, Some(Reply::ok()))
             }
-            "start" => (Role::Done, Some(self.start())),
-            "wait" => match &self.exited {
-                Some(exit) => (Role::Done, Some(exit.clone())),
+            Request::Start => (Role::Done, Some(self.start())),
+            Request::Wait => match &self.exited {
+                Some(exit) => (Role::Done, Some(Reply { exit: Some(exit.clone()), ..Reply::ok() })),
                 None => (Role::Wait, None),
             },
-            "resize" => (Role::Done, Some(self.resize(req))),
-            "exec" => match self.exec(req, conn_id) {
-                Ok((pid, detached)) => {
-                    let id = req["id"].as_str().unwrap_or_default().to_string();
-                    (if detached { Role::Done } else { Role::Exec(id) }, Some(json!({"ok": true, "pid": pid})))
+            Request::Resize { height, width, exec } => (Role::Done, Some(self.resize(height, width, exec.as_deref()))),
+            Request::Exec(req) => match self.exec(&req, conn_id) {
+                Ok(pid) => {
+                    let role = if req.detach { Role::Done } else { Role::Exec(req.id) };
+                    (role, Some(Reply { pid: Some(pid), ..Reply::ok() }))
                 }
-                Err((code, msg)) => (Role::Done, Some(error_reply(code, &msg))),
+                Err((code, msg)) => (Role::Done, Some(Reply::refused(code, msg))),
             },
-            other => (Role::Done, Some(error_reply(125, &format!("unknown request {other:?}")))),
         };
         let c = &mut self.conns[ci];
         c.role = role;
         if let Some(r) = reply {
-            c.reply(r);
+            c.reply(&r);
         }
     }
 
     /// Lets the init run the command; the answer says whether it could.
-    fn start(&mut self) -> Value {
+    fn start(&mut self) -> Reply {
         let Some(sync) = self.sync.take() else {
             return match &self.start_error {
-                Some((code, msg)) => error_reply(*code, msg),
-                None => json!({"ok": true}),
+                Some((code, msg)) => Reply::refused(*code, msg.clone()),
+                None => Reply::ok(),
             };
         };
         let mut unused = None;
@@ -496,51 +492,49 @@ impl Shim {
             .and_then(|_| handshake(sync, &mut unused));
         sys::close(sync);
         match outcome {
-            Ok(_) => json!({"ok": true}),
+            Ok(_) => Reply::ok(),
             Err((code, msg)) => {
                 self.start_error = Some((code, msg.clone()));
-                error_reply(code, &msg)
+                Reply::refused(code, msg)
             }
         }
     }
 
-    fn resize(&mut self, req: &Value) -> Value {
-        let rows = req["height"].as_u64().unwrap_or(0).min(u16::MAX as u64) as u16;
-        let cols = req["width"].as_u64().unwrap_or(0).min(u16::MAX as u64) as u16;
-        let target = match req["exec"].as_str().filter(|s| !s.is_empty()) {
+    fn resize(&mut self, rows: u16, cols: u16, exec: Option<&str>) -> Reply {
+        let target = match exec.filter(|s| !s.is_empty()) {
             Some(id) => self.exec_index(id),
             None => Some(0),
         };
         let master = target.and_then(|t| self.proc_mut(t).io.master);
         match master.map(|m| sys::set_winsize(m, rows, cols)) {
-            Some(Ok(())) => json!({"ok": true}),
-            Some(Err(e)) => error_reply(125, &format!("resize: {e}")),
-            None => error_reply(125, "the process has no terminal"),
+            Some(Ok(())) => Reply::ok(),
+            Some(Err(e)) => Reply::refused(125, format!("resize: {e}")),
+            None => Reply::refused(125, "the process has no terminal"),
         }
     }
 
-    /// Starts an exec in the container; `(pid, detached)`.
-    fn exec(&mut self, req: &Value, conn: u64) -> Result<(libc::pid_t, bool), (i32, String)> {
-        let id = req["id"].as_str().unwrap_or_default().to_string();
+    /// Starts an exec in the container; its PID.
+    fn exec(&mut self, req: &ExecRequest, conn: u64) -> Result<libc::pid_t, (i32, String)> {
+        let id = req.id.clone();
         if !valid_exec_id(&id) || self.exec_index(&id).is_some() {
             return Err((125, format!("invalid or duplicate exec ID {id:?}")));
         }
         if self.exited.is_some() || self.ctr.exit.is_some() {
             return Err((125, "the container is not running".into()));
         }
+        if !req.cwd.starts_with('/') {
+            return Err((125, format!("the working directory {:?} is not absolute", req.cwd)));
+        }
         let process = init::Process {
-            args: strings(&req["args"]),
-            env: strings(&req["env"]),
-            cwd: req["cwd"].as_str().filter(|c| !c.is_empty()).unwrap_or("/").to_string(),
-            uid: req["uid"].as_u64().unwrap_or(0) as u32,
-            gid: req["gid"].as_u64().unwrap_or(0) as u32,
-            groups: req["groups"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|g| g.as_u64().map(|g| g as u32)).collect())
-                .unwrap_or_default(),
+            args: req.args.clone(),
+            env: req.env.clone(),
+            cwd: req.cwd.clone(),
+            uid: req.uid,
+            gid: req.gid,
+            groups: req.groups.clone(),
         };
-        let detached = req["detach"].as_bool().unwrap_or(false);
-        let tty = req["tty"].as_bool().unwrap_or(false) && !detached;
+        let detached = req.detach;
+        let tty = req.tty && !detached;
         let os = |e: std::io::Error| (125, e.to_string());
         let (child_stdio, mut io) = if detached {
             let null = sys::dev_null().map_err(os)?;
@@ -548,7 +542,7 @@ impl Shim {
         } else if tty {
             ((-1, -1, -1), Stdio::default())
         } else {
-            pipes(req["stdin"].as_bool().unwrap_or(false)).map_err(os)?
+            pipes(req.stdin).map_err(os)?
         };
         let (sync_parent, sync_child) = sys::seqpacket_pair().map_err(os)?;
         let close_child_ends = || close_fds(child_stdio);
@@ -572,6 +566,7 @@ impl Shim {
                 };
                 let args = init::ExecArgs {
                     spec: &self.spec,
+                    cgroups: &self.cgroups,
                     init_pid: self.ctr.pid,
                     process: &process,
                     stdio,
@@ -606,7 +601,7 @@ impl Shim {
             exit: None,
             conn: if detached { None } else { Some(conn) },
         });
-        Ok((pid, detached))
+        Ok(pid)
     }
 
     fn reap(&mut self) {
@@ -637,8 +632,7 @@ impl Shim {
             let mut e = self.execs.remove(i);
             e.io.close_all();
             let id = e.exec_id.clone().unwrap_or_default();
-            let record = json!({"ExitCode": code, "FinishedAt": now()});
-            let _ = write_atomic(&self.bundle.join(format!("exec-{id}.json")), record.to_string().as_bytes());
+            let _ = write_exit(&self.bundle.join(p::files::exec_exit(&id)), &exit_record(code, None));
             if let Some(cid) = e.conn
                 && let Some(c) = self.conns.iter_mut().find(|c| c.id == cid)
             {
@@ -655,24 +649,20 @@ impl Shim {
             }
             self.ctr.io.close_all();
             let _ = self.log.file.sync_all();
-            let mut exit = json!({"ExitCode": code, "FinishedAt": now()});
-            if let Some((_, msg)) = &self.start_error {
-                exit["Error"] = json!(msg);
-            }
-            let _ = write_atomic(&self.bundle.join("exit.json"), exit.to_string().as_bytes());
-            let mut reply = exit.clone();
-            reply["ok"] = json!(true);
+            let exit = exit_record(code, self.start_error.as_ref().map(|(_, msg)| msg.clone()));
+            let _ = write_exit(&self.bundle.join(p::files::EXIT), &exit);
+            let reply = Reply { exit: Some(exit.clone()), ..Reply::ok() };
             for c in self.conns.iter_mut() {
                 match c.role {
                     Role::Wait => {
-                        c.reply(reply.clone());
+                        c.reply(&reply);
                         c.role = Role::Done;
                     }
                     Role::Attach { .. } | Role::Request => c.role = Role::Done,
                     _ => {}
                 }
             }
-            self.exited = Some(reply);
+            self.exited = Some(exit);
         }
     }
 
@@ -764,16 +754,13 @@ impl Shim {
 }
 
 fn run(bundle: &Path) -> Result<(), String> {
-    let spec: Value = std::fs::read(bundle.join("config.json"))
-        .map_err(|e| format!("read config.json: {e}"))
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("parse config.json: {e}")))?;
-    let ann = &spec["annotations"];
-    let log_path = ann["berth.log.path"].as_str().map(PathBuf::from).unwrap_or_else(|| bundle.join("container.log"));
-    let max_size = ann["berth.log.max-size"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let max_files = ann["berth.log.max-file"].as_str().and_then(|s| s.parse().ok()).unwrap_or(1);
-    let log = log::Log::open(log_path, max_size, max_files).map_err(|e| format!("open log: {e}"))?;
-    let tty = spec["process"]["terminal"].as_bool().unwrap_or(false);
-    let open_stdin = ann["berth.stdin"].as_str() == Some("true");
+    let (spec, annotations): (Spec, Annotations) = std::fs::read(bundle.join(p::files::SPEC))
+        .map_err(|e| format!("read {}: {e}", p::files::SPEC))
+        .and_then(|b| Spec::parse(&b))?;
+    let log = log::Log::open(annotations.log_path.clone(), annotations.log_max_size, annotations.log_max_file)
+        .map_err(|e| format!("open log: {e}"))?;
+    let tty = spec.process.terminal;
+    let open_stdin = annotations.stdin;
 
     let (child_stdio, io) =
         if tty { ((-1, -1, -1), Stdio::default()) } else { pipes(open_stdin).map_err(|e| e.to_string())? };
@@ -786,7 +773,7 @@ fn run(bundle: &Path) -> Result<(), String> {
             sys::close(sync_parent);
             let stdio =
                 if tty { init::Stdio::Tty } else { init::Stdio::Pipes(child_stdio.0, child_stdio.1, child_stdio.2) };
-            let args = init::InitArgs { spec: &spec, bundle, stdio, sync: sync_child };
+            let args = init::InitArgs { spec: &spec, annotations: &annotations, bundle, stdio, sync: sync_child };
             let init::InitError(code, msg) = init::run(&args);
             let _ = sys::write_all(sync_child, format!("E{code}:{msg}").as_bytes());
             sys::exit_now(code);
@@ -797,7 +784,7 @@ fn run(bundle: &Path) -> Result<(), String> {
     sys::close(sync_child);
     // Into the container's cgroups while the init sets itself up; the init runs
     // the command only after the start, so nothing escapes the limits.
-    let joined = init::join_cgroups(&spec, pid);
+    let joined = init::join_cgroups(&annotations.cgroups, pid);
     let mut master = None;
     let outcome = match joined {
         Ok(()) => handshake(sync_parent, &mut master),
@@ -809,8 +796,7 @@ fn run(bundle: &Path) -> Result<(), String> {
             let (code, msg) = outcome.err().unwrap_or((128, "the container's init exited during setup".into()));
             sys::kill(pid, libc::SIGKILL);
             let _ = sys::wait_child(pid, false);
-            let exit = json!({"ExitCode": code, "FinishedAt": now(), "Error": msg});
-            let _ = write_atomic(&bundle.join("exit.json"), exit.to_string().as_bytes());
+            let _ = write_exit(&bundle.join(p::files::EXIT), &exit_record(code, Some(msg.clone())));
             report(&format!("err {code} {msg}"));
             return Ok(());
         }
@@ -825,11 +811,12 @@ fn run(bundle: &Path) -> Result<(), String> {
     let _ = std::fs::remove_file(p::SOCKET);
     let listener = UnixListener::bind(p::SOCKET).map_err(|e| format!("listen on {}: {e}", p::SOCKET))?;
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-    write_atomic(&bundle.join("pid"), pid.to_string().as_bytes()).map_err(|e| format!("write pid: {e}"))?;
+    write_atomic(&bundle.join(p::files::PID), pid.to_string().as_bytes()).map_err(|e| format!("write pid: {e}"))?;
     report(&format!("ok {pid}"));
 
     let mut shim = Shim {
         spec,
+        cgroups: annotations.cgroups,
         bundle: bundle.to_path_buf(),
         log,
         pending: [

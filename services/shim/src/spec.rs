@@ -1,0 +1,171 @@
+//! The part of the OCI runtime spec (`config.json`) the shim reads, as serde
+//! types. The runtime writes the whole spec with the `oci-spec` crate; the shim
+//! mirrors only what it acts on, so the per-container process stays small (no
+//! builder or derive crates), and a spec it cannot act on (no process, no root)
+//! is refused when it is read, not discovered half-way through a setup.
+//! Fields the shim does not use are ignored.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use crate::messages::Annotations;
+
+/// A bundle's spec, as the shim sees it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Spec {
+    /// The container's process.
+    pub process: Process,
+    /// The root filesystem.
+    pub root: Root,
+    /// The container's hostname (with a UTS namespace).
+    #[serde(default)]
+    pub hostname: String,
+    /// Mounts, in order.
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+    /// Linux specifics.
+    #[serde(default)]
+    pub linux: Linux,
+    /// Berth's annotations ([`Annotations`]).
+    #[serde(default)]
+    pub annotations: HashMap<String, String>,
+}
+
+impl Spec {
+    /// Parses a spec and its annotations.
+    pub fn parse(bytes: &[u8]) -> Result<(Spec, Annotations), String> {
+        let spec: Spec = serde_json::from_slice(bytes).map_err(|e| format!("parse config.json: {e}"))?;
+        let annotations = Annotations::from_map(&spec.annotations)?;
+        Ok((spec, annotations))
+    }
+
+    /// Whether the spec asks for a namespace of `kind` (`network`, `uts`, ...).
+    pub fn has_namespace(&self, kind: &str) -> bool {
+        self.linux.namespaces.iter().any(|n| n.kind == kind)
+    }
+}
+
+/// The container's process.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Process {
+    /// Run on a TTY.
+    #[serde(default)]
+    pub terminal: bool,
+    /// Who it runs as.
+    pub user: User,
+    /// The command and its arguments.
+    pub args: Vec<String>,
+    /// `KEY=value` pairs.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// The working directory.
+    pub cwd: String,
+    /// Capability sets.
+    #[serde(default)]
+    pub capabilities: Capabilities,
+    /// Resource limits.
+    #[serde(default)]
+    pub rlimits: Vec<Rlimit>,
+}
+
+/// A user and its groups.
+#[derive(Debug, Clone, Deserialize)]
+pub struct User {
+    /// User ID.
+    pub uid: u32,
+    /// Primary group ID.
+    pub gid: u32,
+    /// Supplementary groups.
+    #[serde(default, rename = "additionalGids")]
+    pub additional_gids: Vec<u32>,
+}
+
+/// Capability sets, by name (`CAP_CHOWN`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Capabilities {
+    /// The bounding set.
+    #[serde(default)]
+    pub bounding: Vec<String>,
+}
+
+/// One resource limit.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Rlimit {
+    /// `RLIMIT_NOFILE`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Soft limit.
+    pub soft: u64,
+    /// Hard limit.
+    pub hard: u64,
+}
+
+/// The root filesystem.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Root {
+    /// The mount point, relative to the bundle or absolute.
+    pub path: String,
+    /// Mount it read-only.
+    #[serde(default)]
+    pub readonly: bool,
+}
+
+/// One mount.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Mount {
+    /// Where, inside the container.
+    pub destination: String,
+    /// Filesystem type (`bind` for binds).
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// What.
+    #[serde(default)]
+    pub source: String,
+    /// mount(8) options.
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+/// Linux specifics.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Linux {
+    /// Namespaces to create.
+    #[serde(default)]
+    pub namespaces: Vec<Namespace>,
+    /// Paths hidden from the container.
+    #[serde(default, rename = "maskedPaths")]
+    pub masked_paths: Vec<String>,
+    /// Paths the container may only read.
+    #[serde(default, rename = "readonlyPaths")]
+    pub readonly_paths: Vec<String>,
+}
+
+/// One namespace.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Namespace {
+    /// `mount`, `pid`, `uts`, `ipc`, `network`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spec_without_a_user_or_annotations_is_refused() {
+        let spec = r#"{"ociVersion":"1.0.2","process":{"user":{"uid":5,"gid":6},"args":["sh"],"cwd":"/"},
+            "root":{"path":"rootfs"},"linux":{"namespaces":[{"type":"pid"},{"type":"network"}]},
+            "annotations":{"berth.overlay.lowerdir":"/l","berth.overlay.upperdir":"/u","berth.overlay.workdir":"/w",
+            "berth.log.path":"/c.log","berth.log.max-size":"0","berth.log.max-file":"1"}}"#;
+        let (s, a) = Spec::parse(spec.as_bytes()).expect("spec");
+        assert_eq!((s.process.user.uid, s.process.user.gid), (5, 6));
+        assert!(s.has_namespace("network") && !s.has_namespace("uts"));
+        assert_eq!(a.lowerdirs, vec![std::path::PathBuf::from("/l")]);
+        let no_uid = spec.replace(r#""uid":5,"#, "");
+        assert!(Spec::parse(no_uid.as_bytes()).is_err_and(|e| e.contains("uid")));
+        let no_log = spec.replace(r#""berth.log.path":"/c.log","#, "");
+        assert!(Spec::parse(no_log.as_bytes()).is_err_and(|e| e.contains("berth.log.path")));
+    }
+}
