@@ -318,6 +318,7 @@ fn endpoint_pb(net: &pb::Network, subnet: &Subnet, e: &EndpointRecord) -> pb::En
         container_name: e.container_name.clone(),
         aliases: e.aliases.clone(),
         dns_names: if net.name == "bridge" { vec![] } else { dns::dns_names(e) },
+        resolver: String::new(),
     }
 }
 
@@ -409,7 +410,11 @@ impl NetworkApi for LocalNetwork {
             self.start_resolver(&req.container_id, req.pid, &req.dns_servers).await?;
         }
         tracing::info!(container = %req.container_id, network = %net.name, ip = %e.ip, "container connected");
-        Ok(endpoint_pb(&net, &subnet, &e))
+        let mut endpoint = endpoint_pb(&net, &subnet, &e);
+        if net.name != "bridge" {
+            endpoint.resolver = dns::ADDRESS.to_string();
+        }
+        Ok(endpoint)
     }
 
     async fn create(&self, req: pb::CreateNetworkRequest) -> Result<pb::Network> {

@@ -13,7 +13,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use berth_core::{Error, Result};
-use serde_json::Value;
 
 /// The cgroup layout of the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,15 +47,17 @@ pub struct Limits {
 
 impl Limits {
     /// Reads the limits from an OCI spec.
-    pub fn from_spec(spec: &Value) -> Self {
-        let r = &spec["linux"]["resources"];
+    pub fn from_spec(spec: &oci_spec::runtime::Spec) -> Self {
+        let r = spec.linux().as_ref().and_then(|l| l.resources().clone()).unwrap_or_default();
+        let memory = (*r.memory()).unwrap_or_default();
+        let cpu = r.cpu().clone().unwrap_or_default();
         Limits {
-            memory: r["memory"]["limit"].as_i64(),
-            memory_swap: r["memory"]["swap"].as_i64(),
-            cpu_quota: r["cpu"]["quota"].as_i64().map(|q| (q, r["cpu"]["period"].as_u64().unwrap_or(100_000))),
-            cpu_shares: r["cpu"]["shares"].as_u64(),
-            cpuset_cpus: r["cpu"]["cpus"].as_str().map(str::to_string),
-            pids: r["pids"]["limit"].as_i64(),
+            memory: memory.limit(),
+            memory_swap: memory.swap(),
+            cpu_quota: cpu.quota().map(|q| (q, cpu.period().unwrap_or(100_000))),
+            cpu_shares: cpu.shares(),
+            cpuset_cpus: cpu.cpus().clone(),
+            pids: r.pids().as_ref().map(|p| p.limit()),
         }
     }
 }
@@ -265,7 +266,9 @@ mod tests {
 
     #[test]
     fn limits_from_spec() {
-        let spec = serde_json::json!({"linux": {"resources": {"memory": {"limit": 10}, "cpu": {"quota": 5, "period": 10}, "pids": {"limit": 3}}}});
+        let spec: oci_spec::runtime::Spec = serde_json::from_value(serde_json::json!({"ociVersion": "1.0.2",
+            "linux": {"resources": {"memory": {"limit": 10}, "cpu": {"quota": 5, "period": 10}, "pids": {"limit": 3}}}}))
+        .expect("spec");
         let l = Limits::from_spec(&spec);
         assert_eq!((l.memory, l.cpu_quota, l.pids), (Some(10), Some((5, 10)), Some(3)));
     }

@@ -3,7 +3,9 @@
 
 use berth_core::{Error, Result};
 use rand::Rng;
-use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+use berth_models::container::{ContainerConfig, HostConfig};
 
 /// Checks a requested name (`/web-1` or `web-1`) and returns it without the slash.
 pub fn validate_name(name: &str) -> Result<String> {
@@ -58,83 +60,56 @@ pub fn generate_name(attempt: u32) -> String {
     if attempt == 0 { base } else { format!("{base}{}", rng.random_range(0..10)) }
 }
 
-fn list(v: &Value) -> Vec<Value> {
-    v.as_array().cloned().unwrap_or_default()
-}
-
-fn is_empty(v: Option<&Value>) -> bool {
-    match v {
-        None | Some(Value::Null) => true,
-        Some(Value::String(s)) => s.is_empty(),
-        Some(Value::Array(a)) => a.is_empty(),
-        Some(Value::Object(o)) => o.is_empty(),
-        _ => false,
-    }
-}
-
 /// Merges the image's config into the user's, as dockerd does: user values win,
 /// lists of environment variables and maps (labels, ports, volumes) are united,
 /// and the image's Entrypoint/Cmd apply unless the user gave an entrypoint.
-pub fn merge_config(user: &Map<String, Value>, image: &Value) -> Map<String, Value> {
+pub fn merge_config(user: &ContainerConfig, image: &ContainerConfig) -> ContainerConfig {
     let mut out = user.clone();
-    let img = |k: &str| image.get(k).cloned().unwrap_or(Value::Null);
-    for key in ["User", "WorkingDir", "StopSignal", "Healthcheck", "Shell"] {
-        if is_empty(out.get(key)) && !is_empty(image.get(key)) {
-            out.insert(key.into(), img(key));
+    let take = |mine: &mut String, theirs: &String| {
+        if mine.is_empty() {
+            mine.clone_from(theirs);
         }
+    };
+    take(&mut out.user, &image.user);
+    take(&mut out.working_dir, &image.working_dir);
+    take(&mut out.stop_signal, &image.stop_signal);
+    if out.healthcheck.is_none() {
+        out.healthcheck.clone_from(&image.healthcheck);
+    }
+    if out.shell.is_empty() && !image.shell.is_empty() {
+        out.shell = image.shell.clone();
     }
     // Env: the user's entries, then the image's whose names the user did not set.
-    let user_env = list(out.get("Env").unwrap_or(&Value::Null));
-    let key_of = |e: &Value| e.as_str().map(|s| s.split('=').next().unwrap_or("").to_string());
-    let user_keys: Vec<Option<String>> = user_env.iter().map(key_of).collect();
-    let mut env = user_env.clone();
-    for e in list(&img("Env")) {
-        if !user_keys.contains(&key_of(&e)) {
-            env.push(e);
-        }
-    }
+    let key_of = |e: &String| e.split('=').next().unwrap_or("").to_string();
+    let user_keys: Vec<String> = user.env().iter().map(key_of).collect();
+    let mut env = user.env().to_vec();
+    env.extend(image.env().iter().filter(|e| !user_keys.contains(&key_of(e))).cloned());
     if !env.is_empty() {
-        out.insert("Env".into(), Value::Array(env));
+        out.env = Some(env);
     }
-    for key in ["Labels", "ExposedPorts", "Volumes"] {
-        let mut merged = image.get(key).and_then(Value::as_object).cloned().unwrap_or_default();
-        if let Some(mine) = out.get(key).and_then(Value::as_object) {
-            for (k, v) in mine {
-                merged.insert(k.clone(), v.clone());
-            }
-        }
-        if !merged.is_empty() || out.contains_key(key) {
-            out.insert(key.into(), Value::Object(merged));
-        }
+    fn unite<V: Clone>(
+        mine: &Option<BTreeMap<String, V>>,
+        theirs: &Option<BTreeMap<String, V>>,
+    ) -> Option<BTreeMap<String, V>> {
+        let mut merged = theirs.clone().unwrap_or_default();
+        merged.extend(mine.iter().flatten().map(|(k, v)| (k.clone(), v.clone())));
+        (!merged.is_empty() || mine.is_some()).then_some(merged)
     }
-    if is_empty(out.get("Entrypoint")) {
-        if is_empty(out.get("Cmd")) {
-            out.insert("Cmd".into(), img("Cmd"));
+    out.labels = unite(&user.labels, &image.labels);
+    out.exposed_ports = unite(&user.exposed_ports, &image.exposed_ports);
+    out.volumes = unite(&user.volumes, &image.volumes);
+    if user.entrypoint.is_empty() {
+        if user.cmd.is_empty() {
+            out.cmd = image.cmd.clone();
         }
-        out.insert("Entrypoint".into(), img("Entrypoint"));
+        out.entrypoint = image.entrypoint.clone();
     }
     out
 }
 
 /// The executable and arguments of a merged config: Entrypoint followed by Cmd.
-pub fn command_line(config: &Map<String, Value>) -> Result<(String, Vec<String>)> {
-    let mut argv: Vec<String> = Vec::new();
-    for key in ["Entrypoint", "Cmd"] {
-        match config.get(key) {
-            None | Some(Value::Null) => {}
-            Some(Value::Array(items)) => {
-                for i in items {
-                    argv.push(
-                        i.as_str().ok_or_else(|| Error::invalid(format!("{key} must be a list of strings")))?.into(),
-                    );
-                }
-            }
-            // The API accepts a plain string for both, meaning one word.
-            Some(Value::String(s)) if !s.is_empty() => argv.push(s.clone()),
-            Some(Value::String(_)) => {}
-            Some(_) => return Err(Error::invalid(format!("{key} must be a list of strings"))),
-        }
-    }
+pub fn command_line(config: &ContainerConfig) -> Result<(String, Vec<String>)> {
+    let mut argv = config.argv();
     if argv.is_empty() {
         return Err(Error::invalid("no command specified"));
     }
@@ -143,33 +118,32 @@ pub fn command_line(config: &Map<String, Value>) -> Result<(String, Vec<String>)
 }
 
 /// Checks the resource values of a HostConfig that dockerd checks at create.
-pub fn validate_host_config(hc: &Value) -> Result<()> {
-    let num = |k: &str| hc.get(k).and_then(Value::as_i64).unwrap_or(0);
-    let memory = num("Memory");
+pub fn validate_host_config(hc: &HostConfig) -> Result<()> {
+    let memory = hc.memory;
     if memory < 0 {
         return Err(Error::invalid("invalid memory limit: it must not be negative"));
     }
     if memory > 0 && memory < 6 * 1024 * 1024 {
         return Err(Error::invalid("Minimum memory limit allowed is 6MB"));
     }
-    let swap = num("MemorySwap");
+    let swap = hc.memory_swap;
     if swap > 0 && memory > 0 && swap < memory {
         return Err(Error::invalid("Minimum memoryswap limit should be larger than memory limit, see usage"));
     }
     if swap > 0 && memory == 0 {
         return Err(Error::invalid("You should always set the Memory limit when using Memoryswap limit, see usage"));
     }
-    if num("NanoCpus") < 0 {
+    if hc.nano_cpus < 0 {
         return Err(Error::invalid("invalid CPU count: it must not be negative"));
     }
-    if num("CpuShares") < 0 {
+    if hc.cpu_shares < 0 {
         return Err(Error::invalid("invalid CPU shares: it must not be negative"));
     }
-    if num("CpuQuota") > 0 && num("NanoCpus") > 0 {
+    if hc.cpu_quota > 0 && hc.nano_cpus > 0 {
         return Err(Error::invalid("Conflicting options: Nano CPUs and CPU Period cannot both be set"));
     }
     let ncpu = std::thread::available_parallelism().map(|n| n.get() as i64).unwrap_or(1);
-    if num("NanoCpus") > ncpu * 1_000_000_000 {
+    if hc.nano_cpus > ncpu * 1_000_000_000 {
         return Err(Error::invalid(format!(
             "Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
         )));
@@ -178,17 +152,17 @@ pub fn validate_host_config(hc: &Value) -> Result<()> {
     Ok(())
 }
 
-/// The empty networking config dockerd stores when none is given.
-pub fn default_networking() -> Value {
-    json!({"EndpointsConfig": {}})
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
-    fn obj(v: Value) -> Map<String, Value> {
-        v.as_object().cloned().unwrap_or_default()
+    fn cfg(v: Value) -> ContainerConfig {
+        serde_json::from_value(v).expect("config")
+    }
+
+    fn hc(v: Value) -> HostConfig {
+        serde_json::from_value(v).expect("host config")
     }
 
     #[test]
@@ -203,45 +177,48 @@ mod tests {
 
     #[test]
     fn image_command_applies_without_user_entrypoint() {
-        let image = json!({"Cmd": ["sh"], "Entrypoint": null, "Env": ["PATH=/bin", "A=img"], "WorkingDir": "/srv", "Labels": {"a": "1", "b": "img"}});
-        let m = merge_config(&obj(json!({"Env": ["A=user"], "Labels": {"b": "user"}})), &image);
-        assert_eq!(m["Cmd"], json!(["sh"]));
-        assert_eq!(m["Env"], json!(["A=user", "PATH=/bin"]));
-        assert_eq!(m["WorkingDir"], "/srv");
-        assert_eq!(m["Labels"], json!({"a": "1", "b": "user"}));
+        let image = cfg(
+            json!({"Cmd": ["sh"], "Entrypoint": null, "Env": ["PATH=/bin", "A=img"], "WorkingDir": "/srv", "Labels": {"a": "1", "b": "img"}}),
+        );
+        let m = merge_config(&cfg(json!({"Env": ["A=user"], "Labels": {"b": "user"}})), &image);
+        let v = serde_json::to_value(&m).expect("json");
+        assert_eq!(v["Cmd"], json!(["sh"]));
+        assert_eq!(v["Env"], json!(["A=user", "PATH=/bin"]));
+        assert_eq!(v["WorkingDir"], "/srv");
+        assert_eq!(v["Labels"], json!({"a": "1", "b": "user"}));
         assert_eq!(command_line(&m).ok(), Some(("sh".to_string(), vec![])));
     }
 
     #[test]
     fn user_cmd_keeps_image_entrypoint() {
-        let image = json!({"Entrypoint": ["/bin/app"], "Cmd": ["--help"]});
-        let m = merge_config(&obj(json!({"Cmd": ["--version"]})), &image);
+        let image = cfg(json!({"Entrypoint": ["/bin/app"], "Cmd": ["--help"]}));
+        let m = merge_config(&cfg(json!({"Cmd": ["--version"]})), &image);
         assert_eq!(command_line(&m).ok(), Some(("/bin/app".to_string(), vec!["--version".to_string()])));
     }
 
     #[test]
     fn user_entrypoint_drops_image_cmd() {
-        let image = json!({"Entrypoint": ["/bin/app"], "Cmd": ["--help"]});
-        let m = merge_config(&obj(json!({"Entrypoint": ["/bin/other"]})), &image);
+        let image = cfg(json!({"Entrypoint": ["/bin/app"], "Cmd": ["--help"]}));
+        let m = merge_config(&cfg(json!({"Entrypoint": "/bin/other"})), &image);
         assert_eq!(command_line(&m).ok(), Some(("/bin/other".to_string(), vec![])));
     }
 
     #[test]
     fn no_command_is_an_error() {
-        let m = merge_config(&obj(json!({})), &json!({}));
+        let m = merge_config(&cfg(json!({})), &cfg(json!({})));
         assert_eq!(command_line(&m).err().map(|e| e.message().to_string()).as_deref(), Some("no command specified"));
     }
 
     #[test]
     fn host_config_limits() {
-        assert!(validate_host_config(&json!({"Memory": 1024})).is_err());
-        assert!(validate_host_config(&json!({"Memory": 64 << 20, "MemorySwap": 32 << 20})).is_err());
-        assert!(validate_host_config(&json!({"Memory": 64 << 20, "MemorySwap": 128 << 20})).is_ok());
-        assert!(validate_host_config(&json!({"NanoCpus": 1_000_000_000_000i64})).is_err());
+        assert!(validate_host_config(&hc(json!({"Memory": 1024}))).is_err());
+        assert!(validate_host_config(&hc(json!({"Memory": 64 << 20, "MemorySwap": 32 << 20}))).is_err());
+        assert!(validate_host_config(&hc(json!({"Memory": 64 << 20, "MemorySwap": 128 << 20}))).is_ok());
+        assert!(validate_host_config(&hc(json!({"NanoCpus": 1_000_000_000_000i64}))).is_err());
         assert!(
-            validate_host_config(&json!({"NetworkMode": "somenet"})).is_ok(),
+            validate_host_config(&hc(json!({"NetworkMode": "somenet"}))).is_ok(),
             "network names are checked by the network service"
         );
-        assert!(validate_host_config(&json!({})).is_ok());
+        assert!(validate_host_config(&hc(json!({}))).is_ok());
     }
 }

@@ -24,13 +24,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_core::{ByteStream, Error, Result};
+use berth_models::container::{ContainerStatus, HostConfig};
 use bytes::Bytes;
-use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use berth_shim::protocol::{Annotations, ExitRecord, files};
 
 use crate::pb;
+use crate::record;
 use crate::service::{LocalRuntime, status};
 use crate::spec::{self, SpecInputs};
 use crate::store::ContainerStore;
@@ -134,13 +135,16 @@ pub fn parse_size(s: &str) -> Result<u64> {
 }
 
 /// The log bounds of a container: its `--log-opt max-size/max-file`, or the defaults.
-pub fn log_limits(host_config: &Value) -> Result<(u64, u32)> {
-    let cfg = &host_config["LogConfig"]["Config"];
-    let size = match cfg["max-size"].as_str() {
+pub fn log_limits(host_config: &HostConfig) -> Result<(u64, u32)> {
+    log_limits_of(&host_config.log_config.config)
+}
+
+fn log_limits_of(opts: &std::collections::BTreeMap<String, String>) -> Result<(u64, u32)> {
+    let size = match opts.get("max-size") {
         Some(s) => parse_size(s)?,
         None => DEFAULT_LOG_MAX_SIZE,
     };
-    let files = match cfg["max-file"].as_str() {
+    let files = match opts.get("max-file") {
         Some(f) => f
             .parse::<u32>()
             .ok()
@@ -158,14 +162,14 @@ const JSON_FILE_OPTS: [&str; 8] =
 
 /// Checks log options (a container's `--log-opt` or the daemon's `log-opts`).
 pub fn validate_log_opts<'a>(opts: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<()> {
-    let mut config = serde_json::Map::new();
+    let mut config = std::collections::BTreeMap::new();
     for (k, v) in opts {
         if !JSON_FILE_OPTS.contains(&k) {
             return Err(Error::invalid(format!("unknown log opt '{k}' for json-file log driver")));
         }
-        config.insert(k.to_string(), Value::String(v.to_string()));
+        config.insert(k.to_string(), v.to_string());
     }
-    log_limits(&json!({"LogConfig": {"Config": config}})).map(|_| ())
+    log_limits_of(&config).map(|_| ())
 }
 
 /// Parses a signal given by name (`KILL`, `SIGTERM`) or number.
@@ -193,19 +197,11 @@ fn host_nofile_hard() -> u64 {
     nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map(|(_, hard)| hard).unwrap_or(1024)
 }
 
-fn strings_of(v: &Value) -> Vec<String> {
-    v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
-}
-
 /// The container's /etc/resolv.conf: the host's (without loopback resolvers,
 /// unreachable from the container's own namespace), or `--dns`,
 /// `--dns-search` and `--dns-option` where given, as dockerd writes it.
-pub fn resolv_conf(host: &str, host_config: &Value, network_host: bool) -> String {
-    let (dns, search, options) = (
-        strings_of(&host_config["Dns"]),
-        strings_of(&host_config["DnsSearch"]),
-        strings_of(&host_config["DnsOptions"]),
-    );
+pub fn resolv_conf(host: &str, host_config: &HostConfig, network_host: bool) -> String {
+    let (dns, search, options) = (host_config.dns(), host_config.dns_search(), host_config.dns_options());
     let mut lines: Vec<String> = host
         .lines()
         .filter(|l| {
@@ -230,18 +226,18 @@ pub fn resolv_conf(host: &str, host_config: &Value, network_host: bool) -> Strin
 }
 
 /// The /etc/resolv.conf of a container on a user-defined network: the
-/// embedded DNS at 127.0.0.11 (which forwards to `--dns` or the host's
+/// embedded DNS at `resolver` (which forwards to `--dns` or the host's
 /// resolvers), the host's search domains or `--dns-search`, and `ndots:0`
 /// unless `--dns-option` says otherwise, as dockerd writes it.
-pub fn embedded_resolv_conf(host: &str, host_config: &Value) -> String {
-    let (search, options) = (strings_of(&host_config["DnsSearch"]), strings_of(&host_config["DnsOptions"]));
+pub fn embedded_resolv_conf(host: &str, host_config: &HostConfig, resolver: &str) -> String {
+    let (search, options) = (host_config.dns_search(), host_config.dns_options().to_vec());
     let mut lines: Vec<String> = Vec::new();
     if search.is_empty() {
         lines.extend(host.lines().filter(|l| l.starts_with("search") || l.starts_with("domain")).map(str::to_string));
     } else {
         lines.push(format!("search {}", search.join(" ")));
     }
-    lines.push(format!("nameserver {}", berth_network::dns::ADDRESS));
+    lines.push(format!("nameserver {resolver}"));
     let mut opts: Vec<String> = if options.is_empty() {
         host.lines()
             .filter_map(|l| l.strip_prefix("options"))
@@ -262,12 +258,12 @@ pub fn embedded_resolv_conf(host: &str, host_config: &Value) -> String {
 
 /// The container's /etc/hosts: localhost, its own address (once known) and
 /// hostname, and `--add-host` entries.
-pub fn hosts_file(hostname: &str, own_ip: Option<&str>, host_config: &Value) -> String {
+pub fn hosts_file(hostname: &str, own_ip: Option<&str>, host_config: &HostConfig) -> String {
     let mut out = String::from(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n\
          ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
     );
-    for extra in strings_of(&host_config["ExtraHosts"]) {
+    for extra in host_config.extra_hosts() {
         // `name:ip` (the CLI's --add-host), or `name=ip` as newer clients send it.
         if let Some((name, ip)) = extra.split_once([':', '=']) {
             out.push_str(&format!("{ip}\t{name}\n"));
@@ -308,7 +304,7 @@ impl LocalRuntime {
     /// still runs and records the exit of those that stopped meanwhile.
     pub(crate) async fn reconnect(&self) -> Result<()> {
         for c in self.store.containers().await? {
-            if matches!(status(&c), "running" | "paused" | "restarting") {
+            if status(&c).is_live() {
                 self.spawn_watch(&c);
             }
         }
@@ -322,10 +318,7 @@ impl LocalRuntime {
         let host = self.host.clone();
         let id = c.id.clone();
         let pid = c.state.as_ref().map(|s| s.pid).unwrap_or(0);
-        let auto_remove = serde_json::from_slice::<Value>(&c.host_config)
-            .ok()
-            .and_then(|h| h["AutoRemove"].as_bool())
-            .unwrap_or(false);
+        let auto_remove = record::host_config(c).map(|h| h.auto_remove).unwrap_or(false);
         tokio::spawn(async move {
             let bundle = host.bundle(&id);
             let exit = match crate::shim::wait(&bundle).await {
@@ -335,14 +328,11 @@ impl LocalRuntime {
             let code = exit.exit_code;
             let oom = crate::cgroups::oom_killed(&host.cgroup_root, &id);
             let state = pb::ContainerState {
-                status: "exited".into(),
-                pid: 0,
                 exit_code: code,
                 error: exit.error.unwrap_or_default(),
-                started_at: String::new(),
                 finished_at: exit.finished_at,
                 oom_killed: oom,
-                network_settings: Vec::new(),
+                ..record::state(ContainerStatus::Exited)
             };
             if let Err(e) = store.set_state(&id, &state).await {
                 tracing::warn!(id = %id, error = %e, "record exit");
@@ -374,7 +364,7 @@ impl LocalRuntime {
     /// --rm` waits for that).
     pub(crate) async fn start_container(&self, reference: &str) -> Result<bool> {
         let c = self.resolve(reference).await?;
-        if matches!(status(&c), "running" | "paused" | "restarting") {
+        if !status(&c).can_start() {
             return Ok(true);
         }
         let out = self.start_resolved(&c).await;
@@ -384,11 +374,7 @@ impl LocalRuntime {
             }
             crate::cgroups::remove(&self.host.cgroup_root, &c.id);
             let _ = self.host.events.send(Event::Exited(c.id.clone(), 128));
-            let auto_remove = serde_json::from_slice::<Value>(&c.host_config)
-                .ok()
-                .and_then(|h| h["AutoRemove"].as_bool())
-                .unwrap_or(false);
-            if auto_remove {
+            if record::host_config(&c).is_ok_and(|h| h.auto_remove) {
                 self.release_volumes(&c.id, true).await;
                 self.store.delete(&c.id).await?;
                 self.host.forget(&c.id);
@@ -401,8 +387,8 @@ impl LocalRuntime {
         let t0 = std::time::Instant::now();
         let step = |what: &str| tracing::debug!(id = %c.id, ms = t0.elapsed().as_secs_f64() * 1000.0, "start: {what}");
         let image = self.images.inspect(&c.image_id).await?;
-        let config: Value = serde_json::from_slice(&c.config).unwrap_or_default();
-        let host_config: Value = serde_json::from_slice(&c.host_config).unwrap_or_default();
+        let config = record::config(c)?;
+        let host_config = record::host_config(c)?;
         let bundle = self.host.bundle(&c.id);
         let (upper, work, rootfs) = (bundle.join("upper"), bundle.join("work"), bundle.join("rootfs"));
         for d in [&upper, &work, &rootfs] {
@@ -411,22 +397,17 @@ impl LocalRuntime {
         for f in [files::EXIT, files::PID] {
             let _ = std::fs::remove_file(bundle.join(f));
         }
-        let hostname = config["Hostname"].as_str().unwrap_or_default().to_string();
-        let network_host = host_config["NetworkMode"].as_str() == Some("host");
+        let hostname = config.hostname.clone();
+        let network_host = host_config.host_network();
         let hosts = hosts_file(&hostname, None, &host_config);
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let resolv = resolv_conf(&host_resolv, &host_config, network_host);
         for (name, body) in [("hostname", format!("{hostname}\n")), ("hosts", hosts), ("resolv.conf", resolv)] {
             std::fs::write(bundle.join(name), body)?;
         }
-        let user_spec = config["User"].as_str().unwrap_or("").to_string();
-        let group_add: Vec<String> = host_config["GroupAdd"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|g| g.as_str().map(str::to_string)).collect())
-            .unwrap_or_default();
         let passwd = read_from_layers(&upper, &image.layer_dirs, "etc/passwd");
         let group = read_from_layers(&upper, &image.layer_dirs, "etc/group");
-        let user = spec::resolve_user(&user_spec, &group_add, &passwd, &group)?;
+        let user = spec::resolve_user(&config.user, host_config.group_add(), &passwd, &group)?;
         let mut lower_dirs = vec![upper.clone()];
         lower_dirs.extend(image.layer_dirs.iter().rev().map(PathBuf::from));
         let mounts = self.prepare_mounts(c, lower_dirs).await?;
@@ -454,11 +435,11 @@ impl LocalRuntime {
             log_path: bundle.join("container.log"),
             log_max_size,
             log_max_file,
-            stdin: config["OpenStdin"].as_bool().unwrap_or(false),
-            init: host_config["Init"].as_bool().unwrap_or(false),
+            stdin: config.open_stdin,
+            init: host_config.init.unwrap_or(false),
             cgroups: Vec::new(),
         };
-        let limits = crate::cgroups::Limits::from_spec(&serde_json::to_value(&oci).unwrap_or_default());
+        let limits = crate::cgroups::Limits::from_spec(&oci);
         step("bundle written");
         let cgroups = crate::cgroups::create(&self.host.cgroup_root, &c.id, &limits).inspect_err(|_| {
             crate::cgroups::remove(&self.host.cgroup_root, &c.id);
@@ -496,7 +477,7 @@ impl LocalRuntime {
         if let Some(pid) = report.strip_prefix("ok ").and_then(|p| p.trim().parse::<i64>().ok()) {
             // The container exists and waits at the barrier: plug in its network,
             // connect the attaches that wait for this start, then let the command run.
-            let network_settings = match self.plug_network(c, &host_config, pid).await {
+            let plugged = match self.plug_network(c, &host_config, pid).await {
                 Ok(s) => s,
                 Err(e) => {
                     let _ = nix::sys::signal::kill(
@@ -506,13 +487,7 @@ impl LocalRuntime {
                     if let Some(n) = &self.networks {
                         let _ = n.disconnect(&c.id, "").await;
                     }
-                    let state = pb::ContainerState {
-                        status: "created".into(),
-                        exit_code: 128,
-                        error: e.message().to_string(),
-                        ..Default::default()
-                    };
-                    self.store.set_state(&c.id, &state).await?;
+                    self.store.set_state(&c.id, &record::failed_start(128, e.message())).await?;
                     return Err(if e.kind() == berth_core::ErrorKind::NotFound {
                         e
                     } else {
@@ -523,37 +498,26 @@ impl LocalRuntime {
             step("network plugged");
             // Now the container's address is known: it goes into its /etc/hosts
             // (rewritten in place: the file is bind-mounted).
-            let own_ip = serde_json::from_slice::<Value>(&network_settings).ok().and_then(|s| {
-                s["Networks"].as_object().and_then(|m| {
-                    m.values().find_map(|n| n["IPAddress"].as_str().filter(|i| !i.is_empty()).map(str::to_string))
-                })
-            });
-            if let Some(ip) = own_ip {
-                let _ = std::fs::write(bundle.join("hosts"), hosts_file(&hostname, Some(&ip), &host_config));
+            if let Some(ip) = plugged.settings.first_ip() {
+                let _ = std::fs::write(bundle.join("hosts"), hosts_file(&hostname, Some(ip), &host_config));
             }
             // On a user-defined network, names come from the embedded DNS.
-            if crate::networking::uses_embedded_dns(&network_settings) {
-                let _ = std::fs::write(bundle.join("resolv.conf"), embedded_resolv_conf(&host_resolv, &host_config));
+            if let Some(resolver) = &plugged.resolver {
+                let resolv = embedded_resolv_conf(&host_resolv, &host_config, resolver);
+                let _ = std::fs::write(bundle.join("resolv.conf"), resolv);
             }
             self.connect_waiters(&c.id, &bundle).await;
             step("attaches connected");
             if let Err(e) = crate::shim::start(&bundle).await {
-                let state = pb::ContainerState {
-                    status: "created".into(),
-                    exit_code: 128,
-                    error: e.message().to_string(),
-                    ..Default::default()
-                };
-                self.store.set_state(&c.id, &state).await?;
+                self.store.set_state(&c.id, &record::failed_start(128, e.message())).await?;
                 return Err(e);
             }
             step("command running");
             let state = pb::ContainerState {
-                status: "running".into(),
                 pid,
                 started_at: now,
-                network_settings,
-                ..Default::default()
+                network_settings: berth_models::to_vec(&plugged.settings),
+                ..record::state(ContainerStatus::Running)
             };
             self.store.set_state(&c.id, &state).await?;
             let mut running = c.clone();
@@ -567,9 +531,7 @@ impl LocalRuntime {
             .and_then(|r| r.split_once(' '))
             .map(|(c, m)| (c.parse::<i64>().unwrap_or(128), m.to_string()))
             .unwrap_or((128, format!("the shim did not report: {report:?}")));
-        let state =
-            pb::ContainerState { status: "created".into(), exit_code: code, error: msg.clone(), ..Default::default() };
-        self.store.set_state(&c.id, &state).await?;
+        self.store.set_state(&c.id, &record::failed_start(code, &msg)).await?;
         Err(crate::shim::start_error(code, &msg))
     }
 
@@ -578,7 +540,7 @@ impl LocalRuntime {
         let sig = parse_signal(if signal.is_empty() { "KILL" } else { signal })?;
         let c = self.resolve(reference).await?;
         let pid = c.state.as_ref().map(|s| s.pid).unwrap_or(0);
-        if status(&c) != "running" || !pid_alive(pid) {
+        if !status(&c).can_signal() || !pid_alive(pid) {
             return Err(Error::conflict(format!("Container {} is not running", c.id)));
         }
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
@@ -593,7 +555,7 @@ impl LocalRuntime {
                     Ok(Event::Removed(i)) if i == id => return None,
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
                         if let Ok(c) = self.resolve(id).await
-                            && status(&c) == "exited"
+                            && status(&c) == ContainerStatus::Exited
                         {
                             return c.state.map(|s| s.exit_code);
                         }
@@ -612,16 +574,16 @@ impl LocalRuntime {
     /// `Ok(true)` when it was not running.
     pub(crate) async fn stop_container(&self, reference: &str, timeout: i64, signal: &str) -> Result<bool> {
         let c = self.resolve(reference).await?;
-        if status(&c) != "running" {
+        if !status(&c).can_signal() {
             return Ok(true);
         }
-        let config: Value = serde_json::from_slice(&c.config).unwrap_or_default();
-        let stop_signal = if signal.is_empty() {
-            config["StopSignal"].as_str().unwrap_or("SIGTERM").to_string()
-        } else {
-            signal.to_string()
+        let config = record::config(&c)?;
+        let stop_signal = match (signal, config.stop_signal.as_str()) {
+            ("", "") => "SIGTERM".to_string(),
+            ("", own) => own.to_string(),
+            (given, _) => given.to_string(),
         };
-        let timeout = if timeout < 0 { config["StopTimeout"].as_i64().unwrap_or(10) } else { timeout };
+        let timeout = if timeout < 0 { config.stop_timeout.unwrap_or(10) } else { timeout };
         let mut rx = self.host.subscribe();
         if let Err(e) = self.signal_container(&c.id, &stop_signal).await
             && e.kind() != berth_core::ErrorKind::Conflict
@@ -644,7 +606,7 @@ impl LocalRuntime {
         }
         if self.wait_exit(&mut rx, &c.id, Some(Duration::from_secs(15))).await.is_none() {
             let now = self.resolve(&c.id).await?;
-            if status(&now) == "running" {
+            if status(&now).can_signal() {
                 return Err(Error::internal(format!("container {} did not stop after SIGKILL", c.id)));
             }
         }
@@ -659,7 +621,7 @@ impl LocalRuntime {
         let done = |code: i64| pb::WaitContainerResponse { exit_code: code, error: String::new() };
         match condition {
             "" | "not-running" => {
-                if status(&c) != "running" {
+                if !status(&c).is_running() {
                     return Ok(done(st.exit_code));
                 }
                 Ok(done(self.wait_exit(&mut rx, &c.id, None).await.unwrap_or(st.exit_code)))
@@ -731,7 +693,7 @@ async fn is_running(store: &dyn ContainerStore, id: &str) -> bool {
         .await
         .ok()
         .and_then(|all| all.into_iter().find(|c| c.id == id))
-        .is_some_and(|c| status(&c) == "running")
+        .is_some_and(|c| status(&c).is_running())
 }
 
 async fn follow_log(
@@ -882,33 +844,43 @@ fn close_frame(out: &mut [u8], open: Option<(usize, i32)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
+
+    fn hc(v: Value) -> HostConfig {
+        serde_json::from_value(v).expect("host config")
+    }
 
     #[test]
     fn resolv_conf_and_hosts_like_dockerd() {
         let host = "domain example\nsearch a.example\nnameserver 127.0.0.53\nnameserver 9.9.9.9\noptions edns0\n";
-        let plain = resolv_conf(host, &json!({}), false);
+        let plain = resolv_conf(host, &hc(json!({})), false);
         assert!(
             !plain.contains("127.0.0.53") && plain.contains("nameserver 9.9.9.9") && plain.contains("search a.example")
         );
-        assert!(resolv_conf(host, &json!({}), true).contains("127.0.0.53"), "host networking keeps the host's");
-        let custom =
-            resolv_conf(host, &json!({"Dns": ["10.0.0.2"], "DnsSearch": ["b.test"], "DnsOptions": ["ndots:2"]}), false);
+        assert!(resolv_conf(host, &hc(json!({})), true).contains("127.0.0.53"), "host networking keeps the host's");
+        let custom = resolv_conf(
+            host,
+            &hc(json!({"Dns": ["10.0.0.2"], "DnsSearch": ["b.test"], "DnsOptions": ["ndots:2"]})),
+            false,
+        );
         assert_eq!(custom, "nameserver 10.0.0.2\nsearch b.test\noptions ndots:2\n");
-        let hosts = hosts_file("box", Some("172.18.0.2"), &json!({"ExtraHosts": ["db:10.0.0.5", "cache=10.0.0.6"]}));
+        let hosts =
+            hosts_file("box", Some("172.18.0.2"), &hc(json!({"ExtraHosts": ["db:10.0.0.5", "cache=10.0.0.6"]})));
         assert!(
             hosts.contains("10.0.0.5\tdb\n")
                 && hosts.contains("10.0.0.6\tcache\n")
                 && hosts.ends_with("172.18.0.2\tbox\n")
         );
-        assert!(hosts_file("box", None, &json!({})).ends_with("127.0.1.1\tbox\n"));
+        assert!(hosts_file("box", None, &hc(json!({}))).ends_with("127.0.1.1\tbox\n"));
         assert_eq!(
-            embedded_resolv_conf(host, &json!({})),
+            embedded_resolv_conf(host, &hc(json!({})), "127.0.0.11"),
             "domain example\nsearch a.example\nnameserver 127.0.0.11\noptions ndots:0 edns0\n"
         );
         assert_eq!(
             embedded_resolv_conf(
                 host,
-                &json!({"Dns": ["10.0.0.2"], "DnsSearch": ["b.test"], "DnsOptions": ["ndots:2"]})
+                &hc(json!({"Dns": ["10.0.0.2"], "DnsSearch": ["b.test"], "DnsOptions": ["ndots:2"]})),
+                "127.0.0.11"
             ),
             "search b.test\nnameserver 127.0.0.11\noptions ndots:2\n",
             "--dns servers are the embedded DNS's upstreams, not the container's"

@@ -4,15 +4,20 @@
 //! NetworkingConfig (what it should be on) and NetworkSettings (what it is on).
 
 use berth_core::{Error, ErrorKind, Result};
-use serde_json::{Value, json};
+use berth_models::container::{ContainerConfig, HostConfig, PortBinding};
+use berth_models::network::{EndpointSettings, NetworkSettings};
 
 use crate::pb;
+use crate::record;
 use crate::service::{LocalRuntime, status};
 
 /// The ports to publish: `HostConfig.PortBindings` (`-p`), and with
 /// `PublishAllPorts` (`-P`) every exposed port without a binding, on a free host
 /// port. Keys are `port/proto`; a host port of 0 asks for a free one.
-pub fn port_requests(config: &Value, host_config: &Value) -> Result<Vec<berth_network::pb::PortMapping>> {
+pub fn port_requests(
+    config: &ContainerConfig,
+    host_config: &HostConfig,
+) -> Result<Vec<berth_network::pb::PortMapping>> {
     let parse_key = |key: &str| -> Result<(u32, String)> {
         let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
         let port: u32 = port
@@ -23,14 +28,13 @@ pub fn port_requests(config: &Value, host_config: &Value) -> Result<Vec<berth_ne
         Ok((port, proto.to_ascii_lowercase()))
     };
     let mut out = Vec::new();
-    let bindings = host_config["PortBindings"].as_object().cloned().unwrap_or_default();
+    let bindings = host_config.port_bindings.clone().unwrap_or_default();
     for (key, list) in &bindings {
         let (container_port, proto) = parse_key(key)?;
-        let list = list.as_array().cloned().unwrap_or_default();
-        let list = if list.is_empty() { vec![json!({})] } else { list };
+        let list = list.clone().filter(|l| !l.is_empty()).unwrap_or_else(|| vec![PortBinding::default()]);
         for b in list {
             // `8080`, or a range `8000-8010` to take the first free port of.
-            let hp = b["HostPort"].as_str().unwrap_or("");
+            let hp = b.host_port.as_str();
             let port = |s: &str| -> Result<u32> {
                 s.parse()
                     .ok()
@@ -47,20 +51,19 @@ pub fn port_requests(config: &Value, host_config: &Value) -> Result<Vec<berth_ne
             }
             out.push(berth_network::pb::PortMapping {
                 proto: proto.clone(),
-                host_ip: b["HostIp"].as_str().unwrap_or("").to_string(),
+                host_ip: b.host_ip.clone(),
                 host_port,
                 container_port,
                 host_port_end,
             });
         }
     }
-    if host_config["PublishAllPorts"].as_bool().unwrap_or(false) {
-        for key in config["ExposedPorts"].as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()).unwrap_or_default()
-        {
-            if bindings.contains_key(&key) {
+    if host_config.publish_all_ports {
+        for key in config.exposed_ports() {
+            if bindings.contains_key(key) {
                 continue;
             }
-            let (container_port, proto) = parse_key(&key)?;
+            let (container_port, proto) = parse_key(key)?;
             out.push(berth_network::pb::PortMapping {
                 proto,
                 host_ip: String::new(),
@@ -73,58 +76,46 @@ pub fn port_requests(config: &Value, host_config: &Value) -> Result<Vec<berth_ne
     Ok(out)
 }
 
-/// Whether a container with these NetworkSettings is on a user-defined network
-/// (anything but the default bridge, host and none), where the embedded DNS
-/// answers names.
-pub fn uses_embedded_dns(network_settings: &[u8]) -> bool {
-    let settings: Value = serde_json::from_slice(network_settings).unwrap_or_default();
-    settings["Networks"].as_object().is_some_and(|m| {
-        m.iter().any(|(name, n)| name != "bridge" && !n["NetworkID"].as_str().unwrap_or("").is_empty())
-    })
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
+/// What plugging a container in gave: its NetworkSettings, and the nameserver
+/// the network service answers its names on (user-defined networks), if any.
+#[derive(Debug, Clone, Default)]
+pub struct Plugged {
+    /// The container's NetworkSettings.
+    pub settings: NetworkSettings,
+    /// The embedded DNS the container resolves through, as the network service
+    /// said when it connected the container.
+    pub resolver: Option<String>,
 }
 
 impl LocalRuntime {
     /// Plugs a container that waits at its start barrier into its networks (its
     /// NetworkMode first, with the default route, then every other network of its
-    /// NetworkingConfig), and returns its NetworkSettings JSON. `none` and `host`
-    /// need nothing plugged.
-    pub(crate) async fn plug_network(&self, c: &pb::Container, host_config: &Value, pid: i64) -> Result<Vec<u8>> {
-        let mode = host_config["NetworkMode"].as_str().unwrap_or("");
-        let mut settings = json!({"Networks": {}});
+    /// NetworkingConfig). `none` and `host` need nothing plugged.
+    pub(crate) async fn plug_network(&self, c: &pb::Container, host_config: &HostConfig, pid: i64) -> Result<Plugged> {
+        let mut out = Plugged::default();
+        let mode = host_config.network_mode.as_str();
         match (mode, &self.networks) {
             ("host" | "none", _) => {
-                settings["Networks"][mode] = json!({"NetworkID": "", "EndpointID": "", "IPAddress": ""});
+                out.settings.networks.insert(mode.to_string(), EndpointSettings::default());
             }
-            (m, Some(_)) if !m.starts_with("container:") => {
-                let primary = if matches!(m, "" | "default") { "bridge" } else { m };
-                let cfg: Value = serde_json::from_slice(&c.networking_config).unwrap_or_default();
-                let endpoints = cfg["EndpointsConfig"].as_object().cloned().unwrap_or_default();
+            (m, Some(networks)) if !m.starts_with("container:") => {
+                let primary = host_config.network_mode();
+                let endpoints = record::networking(c)?.endpoints_config;
                 let mut names = vec![primary.to_string()];
                 names.extend(
                     endpoints.keys().filter(|k| *k != primary && !(primary == "bridge" && *k == "default")).cloned(),
                 );
-                settings["SandboxKey"] = json!(format!("/proc/{pid}/ns/net"));
+                out.settings.sandbox_key = format!("/proc/{pid}/ns/net");
                 for name in names {
-                    let ep_cfg = endpoints.get(&name).cloned().unwrap_or(Value::Null);
-                    self.plug_one(c, pid, &name, &ep_cfg, &mut settings).await?;
+                    let ep_cfg = endpoints.get(&name).cloned().unwrap_or_default();
+                    let resolver = self.plug_one(c, pid, &name, &ep_cfg, &mut out.settings).await?;
+                    out.resolver = out.resolver.or(resolver);
                 }
-                let config: Value = serde_json::from_slice(&c.config).unwrap_or_default();
+                let config = record::config(c)?;
                 let wanted = port_requests(&config, host_config)?;
-                let mut ports = serde_json::Map::new();
-                for key in config["ExposedPorts"]
-                    .as_object()
-                    .map(|m| m.keys().cloned().collect::<Vec<_>>())
-                    .unwrap_or_default()
-                {
-                    ports.insert(key, Value::Null);
-                }
-                if !wanted.is_empty()
-                    && let Some(networks) = &self.networks
-                {
+                let mut ports: berth_models::container::PortMap =
+                    config.exposed_ports().map(|k| (k.clone(), None)).collect();
+                if !wanted.is_empty() {
                     let published = networks
                         .publish(berth_network::pb::PublishPortsRequest {
                             container_id: c.id.clone(),
@@ -134,38 +125,34 @@ impl LocalRuntime {
                         .await?;
                     for p in published {
                         let key = format!("{}/{}", p.container_port, p.proto);
-                        let entry = ports.entry(key).or_insert_with(|| json!([]));
-                        if !entry.is_array() {
-                            *entry = json!([]);
-                        }
-                        if let Some(list) = entry.as_array_mut() {
-                            list.push(json!({"HostIp": p.host_ip, "HostPort": p.host_port.to_string()}));
-                        }
+                        ports
+                            .entry(key)
+                            .or_insert(None)
+                            .get_or_insert_with(Vec::new)
+                            .push(PortBinding { host_ip: p.host_ip, host_port: p.host_port.to_string() });
                     }
                 }
-                settings["Ports"] = Value::Object(ports);
+                out.settings.ports = Some(ports);
             }
             _ => {}
         }
-        Ok(serde_json::to_vec(&settings).unwrap_or_default())
+        Ok(out)
     }
 
     /// Plugs one network into a container's namespace and records its endpoint
-    /// in `settings` (the first one, eth0, carries the default route).
+    /// in `settings` (the first one, eth0, carries the default route). Returns
+    /// the resolver the network service serves the container's names on.
     pub(crate) async fn plug_one(
         &self,
         c: &pb::Container,
         pid: i64,
         network: &str,
-        ep_cfg: &Value,
-        settings: &mut Value,
-    ) -> Result<()> {
-        let Some(networks) = &self.networks else { return Ok(()) };
-        let used: Vec<String> = settings["Networks"]
-            .as_object()
-            .map(|m| m.values().filter_map(|v| v["Interface"].as_str().map(str::to_string)).collect())
-            .unwrap_or_default();
-        let index = (0..).find(|i| !used.contains(&format!("eth{i}"))).unwrap_or(0);
+        ep_cfg: &EndpointSettings,
+        settings: &mut NetworkSettings,
+    ) -> Result<Option<String>> {
+        let Some(networks) = &self.networks else { return Ok(None) };
+        let used: Vec<&str> = settings.networks.values().map(|n| n.interface.as_str()).collect();
+        let index = (0..).find(|i| !used.contains(&format!("eth{i}").as_str())).unwrap_or(0);
         let interface = format!("eth{index}");
         let e = networks
             .connect(berth_network::pb::ConnectContainerRequest {
@@ -173,39 +160,36 @@ impl LocalRuntime {
                 network: network.into(),
                 pid,
                 container_name: c.name.clone(),
-                ip_address: ep_cfg["IPAMConfig"]["IPv4Address"].as_str().unwrap_or("").to_string(),
+                ip_address: ep_cfg.requested_ipv4().to_string(),
                 interface: interface.clone(),
                 default_route: index == 0,
-                aliases: strings(&ep_cfg["Aliases"]),
-                dns_servers: strings(
-                    &serde_json::from_slice::<Value>(&c.host_config).map(|h| h["Dns"].clone()).unwrap_or_default(),
-                ),
+                aliases: ep_cfg.aliases().to_vec(),
+                dns_servers: record::host_config(c)?.dns().to_vec(),
             })
             .await?;
-        let list = |v: &[String]| if v.is_empty() { Value::Null } else { json!(v) };
-        let endpoint = json!({
-            "IPAMConfig": ep_cfg.get("IPAMConfig").cloned().unwrap_or(Value::Null),
-            "Links": null,
-            "Aliases": list(&e.aliases),
-            "DriverOpts": null,
-            "NetworkID": e.network_id, "EndpointID": e.endpoint_id, "Gateway": e.gateway,
-            "IPAddress": e.ip_address, "IPPrefixLen": e.prefix_len, "IPv6Gateway": "",
-            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": e.mac_address,
-            "Interface": interface, "DNSNames": list(&e.dns_names),
-        });
+        let list = |v: &[String]| (!v.is_empty()).then(|| v.to_vec());
+        let endpoint = EndpointSettings {
+            ipam_config: ep_cfg.ipam_config.clone(),
+            aliases: list(&e.aliases),
+            network_id: e.network_id.clone(),
+            endpoint_id: e.endpoint_id.clone(),
+            gateway: e.gateway.clone(),
+            ip_address: e.ip_address.clone(),
+            ip_prefix_len: i64::from(e.prefix_len),
+            mac_address: e.mac_address.clone(),
+            interface,
+            dns_names: list(&e.dns_names),
+            ..Default::default()
+        };
         if e.network_name == "bridge" {
-            for (k, v) in [
-                ("EndpointID", json!(e.endpoint_id)),
-                ("Gateway", json!(e.gateway)),
-                ("IPAddress", json!(e.ip_address)),
-                ("IPPrefixLen", json!(e.prefix_len)),
-                ("MacAddress", json!(e.mac_address)),
-            ] {
-                settings[k] = v;
-            }
+            settings.endpoint_id.clone_from(&e.endpoint_id);
+            settings.gateway.clone_from(&e.gateway);
+            settings.ip_address.clone_from(&e.ip_address);
+            settings.ip_prefix_len = i64::from(e.prefix_len);
+            settings.mac_address.clone_from(&e.mac_address);
         }
-        settings["Networks"][e.network_name.as_str()] = endpoint;
-        Ok(())
+        settings.networks.insert(e.network_name.clone(), endpoint);
+        Ok((!e.resolver.is_empty()).then_some(e.resolver))
     }
 
     /// `docker network connect`: remembered in the container's NetworkingConfig,
@@ -214,42 +198,35 @@ impl LocalRuntime {
         let networks = self.networks.clone().ok_or_else(|| Error::unavailable("no network service"))?;
         let c = self.resolve(reference).await?;
         let net = networks.inspect(network).await?;
-        let host_config: Value = serde_json::from_slice(&c.host_config).unwrap_or_default();
-        let mode = host_config["NetworkMode"].as_str().unwrap_or("");
+        let host_config = record::host_config(&c)?;
+        let mode = host_config.network_mode.as_str();
         if matches!(mode, "host" | "none") || mode.starts_with("container:") || net.driver != "bridge" {
             return Err(Error::forbidden(format!(
                 "container sharing network namespace with another container or host cannot be connected to any other network ({mode})"
             )));
         }
-        let ep_cfg: Value = if ep_cfg.is_empty() {
-            json!({})
-        } else {
-            serde_json::from_slice(ep_cfg).map_err(|e| Error::invalid(format!("invalid endpoint config: {e}")))?
-        };
-        let primary = if matches!(mode, "" | "default") { "bridge" } else { mode };
-        let mut cfg: Value = serde_json::from_slice(&c.networking_config).unwrap_or_else(|_| json!({}));
-        let on = |name: &str| name == primary || cfg["EndpointsConfig"].get(name).is_some();
+        let ep_cfg: EndpointSettings =
+            berth_models::parse_or_default("endpoint config", ep_cfg).map_err(Error::invalid)?;
+        let primary = host_config.network_mode();
+        let mut cfg = record::networking(&c)?;
+        let on = |name: &str| name == primary || cfg.endpoints_config.contains_key(name);
         if on(&net.name) || on(&net.id) {
             return Err(Error::forbidden(format!(
                 "endpoint with name {} already exists in network {}",
                 c.name, net.name
             )));
         }
-        if status(&c) == "running" {
+        if status(&c).is_running() {
             let pid = c.state.as_ref().map(|s| s.pid).unwrap_or(0);
             let mut state = c.state.clone().unwrap_or_default();
-            let mut settings: Value =
-                serde_json::from_slice(&state.network_settings).unwrap_or_else(|_| json!({"Networks": {}}));
+            let mut settings = record::network_settings(&state);
             self.plug_one(&c, pid, &net.name, &ep_cfg, &mut settings).await?;
-            state.network_settings = serde_json::to_vec(&settings).unwrap_or_default();
+            state.network_settings = berth_models::to_vec(&settings);
             state.started_at = String::new();
             self.store.set_state(&c.id, &state).await?;
         }
-        if !cfg["EndpointsConfig"].is_object() {
-            cfg["EndpointsConfig"] = json!({});
-        }
-        cfg["EndpointsConfig"][net.name.as_str()] = ep_cfg;
-        self.store.set_networking(&c.id, &serde_json::to_vec(&cfg).unwrap_or_default()).await
+        cfg.endpoints_config.insert(net.name.clone(), ep_cfg);
+        self.store.set_networking(&c.id, &berth_models::to_vec(&cfg)).await
     }
 
     /// `docker network disconnect`: unplugged from a running container and
@@ -264,62 +241,55 @@ impl LocalRuntime {
             }
             Err(e) => return Err(e),
         };
-        let mut cfg: Value = serde_json::from_slice(&c.networking_config).unwrap_or_else(|_| json!({}));
+        let mut cfg = record::networking(&c)?;
         let mut state = c.state.clone().unwrap_or_default();
-        let mut settings: Value =
-            serde_json::from_slice(&state.network_settings).unwrap_or_else(|_| json!({"Networks": {}}));
-        let plugged = settings["Networks"].get(&net.name).is_some();
-        let configured = cfg["EndpointsConfig"].get(&net.name).is_some();
+        let mut settings = record::network_settings(&state);
+        let plugged = settings.networks.contains_key(&net.name);
+        let configured = cfg.endpoints_config.contains_key(&net.name);
         if !plugged && !configured {
             return Err(Error::forbidden(format!("container {} is not connected to network {}", c.id, net.name)));
         }
-        if status(&c) == "running" && plugged {
+        if status(&c).is_running() && plugged {
             networks.disconnect(&c.id, &net.id).await?;
-            if let Some(m) = settings["Networks"].as_object_mut() {
-                m.remove(&net.name);
-            }
-            state.network_settings = serde_json::to_vec(&settings).unwrap_or_default();
+            settings.networks.remove(&net.name);
+            state.network_settings = berth_models::to_vec(&settings);
             state.started_at = String::new();
             self.store.set_state(&c.id, &state).await?;
         }
-        if let Some(m) = cfg["EndpointsConfig"].as_object_mut() {
-            m.remove(&net.name);
-        }
-        self.store.set_networking(&c.id, &serde_json::to_vec(&cfg).unwrap_or_default()).await
+        cfg.endpoints_config.remove(&net.name);
+        self.store.set_networking(&c.id, &berth_models::to_vec(&cfg)).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
-    #[test]
-    fn user_networks_use_the_embedded_dns() {
-        let on = |v: Value| uses_embedded_dns(&serde_json::to_vec(&v).expect("json"));
-        assert!(!on(json!({"Networks": {"bridge": {"NetworkID": "abc"}}})));
-        assert!(!on(json!({"Networks": {"host": {"NetworkID": ""}}})));
-        assert!(on(json!({"Networks": {"bridge": {"NetworkID": "a"}, "net-a": {"NetworkID": "b"}}})));
-        assert!(!on(json!({})));
+    fn ports(config: &Value, hc: Value) -> Result<Vec<berth_network::pb::PortMapping>> {
+        let config: ContainerConfig = serde_json::from_value(config.clone()).expect("config");
+        let hc: HostConfig = serde_json::from_value(hc).expect("host config");
+        port_requests(&config, &hc)
     }
 
     #[test]
     fn port_bindings_and_publish_all() {
         let config = json!({"ExposedPorts": {"80/tcp": {}, "53/udp": {}}});
         let hc = json!({"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}], "443": [{"HostPort": ""}]}});
-        let mut got = port_requests(&config, &hc).expect("ports");
+        let mut got = ports(&config, hc).expect("ports");
         got.sort_by_key(|p| p.container_port);
         assert_eq!(got.len(), 2);
         assert_eq!((got[0].container_port, got[0].host_port, got[0].proto.as_str()), (80, 8080, "tcp"));
         assert_eq!(got[0].host_ip, "127.0.0.1");
         assert_eq!((got[1].container_port, got[1].host_port), (443, 0));
-        let all = port_requests(&config, &json!({"PublishAllPorts": true})).expect("all");
+        let all = ports(&config, json!({"PublishAllPorts": true})).expect("all");
         assert_eq!(all.len(), 2);
         assert!(all.iter().any(|p| p.container_port == 53 && p.proto == "udp" && p.host_port == 0));
-        assert!(port_requests(&config, &json!({"PortBindings": {"x/tcp": []}})).is_err());
-        assert!(port_requests(&config, &json!({"PortBindings": {"80/tcp": [{"HostPort": "99999"}]}})).is_err());
-        let range =
-            port_requests(&config, &json!({"PortBindings": {"80/tcp": [{"HostPort": "8000-8010"}]}})).expect("range");
+        assert!(ports(&config, json!({"PortBindings": {"x/tcp": []}})).is_err());
+        assert!(ports(&config, json!({"PortBindings": {"80/tcp": [{"HostPort": "99999"}]}})).is_err());
+        let range = ports(&config, json!({"PortBindings": {"80/tcp": [{"HostPort": "8000-8010"}]}})).expect("range");
         assert_eq!((range[0].host_port, range[0].host_port_end), (8000, 8010));
-        assert!(port_requests(&config, &json!({"PortBindings": {"80/tcp": [{"HostPort": "9-8"}]}})).is_err());
+        assert!(ports(&config, json!({"PortBindings": {"80/tcp": [{"HostPort": "9-8"}]}})).is_err());
+        assert!(ports(&config, json!({"PortBindings": {"80/tcp": null}})).is_ok_and(|p| p.len() == 1));
     }
 }

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use berth_core::{Error, ErrorKind, Result};
 use berth_image::ImageApi;
+use berth_models::container::{ContainerStatus, CreateBody, HostConfig, LogConfig};
+use berth_models::image::ImageConfig;
+use berth_models::network::NetworkingConfig;
 use berth_proto::types::v1::Filter;
-use serde_json::{Map, Value};
 
-use crate::create::{
-    command_line, default_networking, generate_name, merge_config, validate_host_config, validate_name,
-};
+use crate::create::{command_line, generate_name, merge_config, validate_host_config, validate_name};
+pub(crate) use crate::record::status;
 use crate::store::{CachedContainerStore, ContainerStore, MIGRATOR, SqliteContainerStore};
 use crate::{RuntimeApi, pb};
 
@@ -36,12 +37,6 @@ pub struct LocalRuntime {
     /// Keeps the volumes containers use; without it a container may have only
     /// binds and tmpfs.
     pub(crate) volumes: Option<Arc<dyn berth_volume::VolumeApi>>,
-}
-
-const STATUSES: [&str; 7] = ["created", "restarting", "running", "removing", "paused", "exited", "dead"];
-
-pub(crate) fn status(c: &pb::Container) -> &str {
-    c.state.as_ref().map(|s| s.status.as_str()).unwrap_or("created")
 }
 
 /// The filters of `docker container prune`: `until` (a time or Unix seconds),
@@ -100,20 +95,25 @@ fn dir_size(dir: &Path) -> u64 {
 
 /// A HostConfig whose LogConfig is filled in as dockerd does at create: the
 /// json-file driver, with the daemon's `log-opts` when the container sets none.
-fn with_log_defaults(mut hc: Value, daemon: &std::collections::BTreeMap<String, String>) -> Value {
-    let Some(obj) = hc.as_object_mut() else { return hc };
-    let log = obj.entry("LogConfig").or_insert_with(|| serde_json::json!({}));
-    if !log.is_object() {
-        *log = serde_json::json!({});
+fn with_log_defaults(mut hc: HostConfig, daemon: &std::collections::BTreeMap<String, String>) -> HostConfig {
+    let log: &mut LogConfig = &mut hc.log_config;
+    if log.kind.is_empty() {
+        log.kind = "json-file".into();
     }
-    if log["Type"].as_str().unwrap_or("").is_empty() {
-        log["Type"] = Value::String("json-file".into());
-    }
-    let empty = log["Config"].as_object().is_none_or(|c| c.is_empty());
-    if empty && log["Type"] == "json-file" {
-        log["Config"] = Value::Object(daemon.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect());
+    if log.config.is_empty() && log.kind == "json-file" {
+        log.config = daemon.clone();
     }
     hc
+}
+
+/// The create request's documents, parsed once: a wrong type or a malformed
+/// document is a 400 naming it.
+fn parse_create(req: &pb::CreateContainerRequest) -> Result<CreateBody> {
+    let config = berth_models::parse("container config", &req.config).map_err(Error::invalid)?;
+    let host_config = berth_models::parse_or_default("HostConfig", &req.host_config).map_err(Error::invalid)?;
+    let networking_config: NetworkingConfig =
+        berth_models::parse_or_default("NetworkingConfig", &req.networking_config).map_err(Error::invalid)?;
+    Ok(CreateBody { config, host_config, networking_config })
 }
 
 fn conflict_name(name: &str, id: &str) -> Error {
@@ -188,9 +188,11 @@ impl LocalRuntime {
         let values = |key: &str| -> Vec<&str> {
             filters.iter().filter(|f| f.key == key).flat_map(|f| f.values.iter().map(String::as_str)).collect()
         };
+        let mut statuses = Vec::new();
         for s in values("status") {
-            if !STATUSES.contains(&s) {
-                return Err(Error::invalid(format!("invalid filter 'status={s}'")));
+            match ContainerStatus::ALL.into_iter().find(|c| c.as_str() == s) {
+                Some(c) => statuses.push(c),
+                None => return Err(Error::invalid(format!("invalid filter 'status={s}'"))),
             }
         }
         let mut exited = Vec::new();
@@ -213,7 +215,7 @@ impl LocalRuntime {
             Some(r) => Some(self.resolve(r).await?.created),
             None => None,
         };
-        let (ids, names, labels, statuses) = (values("id"), values("name"), values("label"), values("status"));
+        let (ids, names, labels) = (values("id"), values("name"), values("label"));
         Ok(list
             .into_iter()
             .filter(|c| ids.is_empty() || ids.iter().any(|i| c.id.starts_with(i)))
@@ -228,7 +230,8 @@ impl LocalRuntime {
             .filter(|c| ancestors.is_empty() || ancestors.iter().any(|a| c.image_id == *a || c.image == *a))
             .filter(|c| {
                 exited.is_empty()
-                    || (status(c) == "exited" && exited.contains(&c.state.as_ref().map(|s| s.exit_code).unwrap_or(0)))
+                    || (status(c) == ContainerStatus::Exited
+                        && exited.contains(&c.state.as_ref().map(|s| s.exit_code).unwrap_or(0)))
             })
             .filter(|c| before.as_ref().is_none_or(|b| c.created < *b))
             .filter(|c| since.as_ref().is_none_or(|s| c.created > *s))
@@ -239,32 +242,28 @@ impl LocalRuntime {
 #[async_trait]
 impl RuntimeApi for LocalRuntime {
     async fn create(&self, req: pb::CreateContainerRequest) -> Result<pb::CreateContainerResponse> {
-        let user: Map<String, Value> = serde_json::from_slice(&req.config)
-            .map_err(|e| Error::invalid(format!("invalid container config: {e}")))?;
-        let host_config: Value = if req.host_config.is_empty() {
-            Value::Object(Map::new())
-        } else {
-            serde_json::from_slice(&req.host_config).map_err(|e| Error::invalid(format!("invalid HostConfig: {e}")))?
-        };
-        let host_config = with_log_defaults(host_config, &self.config.log_opts);
+        let body = parse_create(&req)?;
+        let user = body.config;
+        let host_config = with_log_defaults(body.host_config, &self.config.log_opts);
         validate_host_config(&host_config)?;
         // A named network is looked up at start, as dockerd does (a 404 here would
         // make the docker CLI try to pull the image).
         // Binds, mounts and tmpfs are checked now, so a bad one fails create as in dockerd.
         crate::spec::user_mounts(&host_config)?;
         let from = self.volumes_from(&host_config).await?;
-        let image_ref = user.get("Image").and_then(Value::as_str).unwrap_or("").to_string();
+        let image_ref = user.image.clone();
         if image_ref.is_empty() {
             return Err(Error::invalid("config.Image must name an image"));
         }
         let requested = if req.name.is_empty() { None } else { Some(validate_name(&req.name)?) };
         let image = self.images.inspect(&image_ref).await?;
-        let image_config: Value = serde_json::from_slice::<Value>(&image.config).unwrap_or_default()["config"].clone();
-        let mut merged = merge_config(&user, &image_config);
+        let image_config: ImageConfig = berth_models::parse("image config", &image.config)
+            .map_err(|e| Error::internal(format!("image {}: {e}", image.id)))?;
+        let mut merged = merge_config(&user, &image_config.container_config());
         let (path, args) = command_line(&merged)?;
         let id = berth_core::id::random_id();
-        if merged.get("Hostname").and_then(Value::as_str).unwrap_or("").is_empty() {
-            merged.insert("Hostname".into(), Value::String(id[..12].to_string()));
+        if merged.hostname.is_empty() {
+            merged.hostname = id[..12].to_string();
         }
         let existing = self.store.containers().await?;
         let name = match requested {
@@ -279,13 +278,8 @@ impl RuntimeApi for LocalRuntime {
                 .find(|n| !existing.iter().any(|c| &c.name == n))
                 .unwrap_or_else(|| format!("berth_{}", &id[..12])),
         };
-        let wanted = crate::volumes::plan(&Value::Object(merged.clone()), &host_config, from)?;
+        let wanted = crate::volumes::plan(&merged, &host_config, from)?;
         let mounts = self.use_volumes(&id, wanted).await?;
-        let networking = if req.networking_config.is_empty() {
-            serde_json::to_vec(&default_networking()).unwrap_or_default()
-        } else {
-            req.networking_config.clone()
-        };
         let container = pb::Container {
             id: id.clone(),
             name: name.clone(),
@@ -295,10 +289,10 @@ impl RuntimeApi for LocalRuntime {
             labels: vec![],
             path,
             args,
-            state: Some(pb::ContainerState { status: "created".into(), ..Default::default() }),
-            config: serde_json::to_vec(&merged).map_err(|e| Error::internal(e.to_string()))?,
-            host_config: serde_json::to_vec(&host_config).map_err(|e| Error::internal(e.to_string()))?,
-            networking_config: networking,
+            state: Some(crate::record::state(ContainerStatus::Created)),
+            config: berth_models::to_vec(&merged),
+            host_config: berth_models::to_vec(&host_config),
+            networking_config: berth_models::to_vec(&body.networking_config),
             restart_count: 0,
             mounts: serde_json::to_vec(&mounts).map_err(|e| Error::internal(e.to_string()))?,
         };
@@ -323,7 +317,7 @@ impl RuntimeApi for LocalRuntime {
         let mut out = self.filter(self.store.containers().await?, &filters).await?;
         let explicit_status = filters.iter().any(|f| f.key == "status" || f.key == "exited");
         if !all && !explicit_status {
-            out.retain(|c| matches!(status(c), "running" | "paused" | "restarting" | "removing"));
+            out.retain(|c| status(c).is_live() || status(c) == ContainerStatus::Removing);
         }
         if limit > 0 {
             out.truncate(limit as usize);
@@ -355,14 +349,14 @@ impl RuntimeApi for LocalRuntime {
     async fn remove(&self, reference: &str, force: bool, remove_volumes: bool) -> Result<()> {
         let c = self.resolve(reference).await?;
         let st = status(&c);
-        if matches!(st, "running" | "paused" | "restarting") && !force {
-            let verb = if st == "paused" { "paused" } else { "running" };
+        if !st.can_remove() && !force {
+            let verb = if st == ContainerStatus::Paused { "paused" } else { "running" };
             return Err(Error::conflict(format!(
                 "cannot remove container \"/{}\": container is {verb}: stop the container before removing or force remove",
                 c.name
             )));
         }
-        if matches!(st, "running" | "paused" | "restarting") {
+        if st.is_live() {
             self.kill_and_wait(&c).await?;
         }
         if !self.store.delete(&c.id).await? {
@@ -440,7 +434,7 @@ impl RuntimeApi for LocalRuntime {
         let rule = PruneFilter::parse(&filters)?;
         let mut out = pb::PruneContainersResponse::default();
         for c in self.store.containers().await? {
-            if !matches!(status(&c), "created" | "exited" | "dead") || !rule.matches(&c) {
+            if status(&c).is_live() || status(&c) == ContainerStatus::Removing || !rule.matches(&c) {
                 continue;
             }
             let upper = self.host.bundle(&c.id).join("upper");
@@ -461,7 +455,7 @@ impl RuntimeApi for LocalRuntime {
         let users: Vec<pb::Container> =
             self.store.containers().await?.into_iter().filter(|c| c.image_id == image_id).collect();
         Ok(pb::ImageInUseResponse {
-            running: users.iter().any(|c| status(c) == "running"),
+            running: users.iter().any(|c| status(c).is_running()),
             container_ids: users.into_iter().map(|c| c.id).collect(),
         })
     }
@@ -472,6 +466,7 @@ mod tests {
     use super::*;
     use berth_core::ByteStream;
     use berth_image::pb as ipb;
+    use serde_json::Value;
 
     struct OneImage;
 

@@ -21,12 +21,12 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use berth_core::{Error, Result};
+use berth_models::container::{ContainerConfig, HostConfig};
 use oci_spec::runtime::{
     Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder,
     LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder,
     PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
-use serde_json::Value;
 
 /// dockerd's default capabilities.
 pub const DEFAULT_CAPS: [&str; 14] = [
@@ -146,18 +146,13 @@ fn parse_cap(name: &str) -> Result<Capability> {
 }
 
 /// The capability set after `--cap-add` / `--cap-drop` / `--privileged`.
-pub fn capabilities(host_config: &Value) -> Result<HashSet<Capability>> {
-    let strings = |k: &str| -> Vec<String> {
-        host_config[k]
-            .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
-            .unwrap_or_default()
-    };
+pub fn capabilities(host_config: &HostConfig) -> Result<HashSet<Capability>> {
     let all = || ALL_CAPS.iter().map(|c| parse_cap(c)).collect::<Result<HashSet<_>>>();
-    if host_config["Privileged"].as_bool().unwrap_or(false) {
+    if host_config.privileged {
         return all();
     }
-    let (add, drop) = (strings("CapAdd"), strings("CapDrop"));
+    let (add, drop) =
+        (host_config.cap_add.clone().unwrap_or_default(), host_config.cap_drop.clone().unwrap_or_default());
     let is_all = |v: &[String]| v.iter().any(|c| c.eq_ignore_ascii_case("ALL"));
     let mut caps: HashSet<Capability> = if is_all(&drop) {
         HashSet::new()
@@ -201,9 +196,9 @@ fn rlimit_type(name: &str) -> Result<PosixRlimitType> {
 #[derive(Debug, Clone)]
 pub struct SpecInputs {
     /// The merged container config (`Config`).
-    pub config: Value,
+    pub config: ContainerConfig,
     /// The host config (`HostConfig`).
-    pub host_config: Value,
+    pub host_config: HostConfig,
     /// The container's root filesystem (the overlay mount point).
     pub rootfs: PathBuf,
     /// Files Berth writes for the container, bound over the image's.
@@ -236,33 +231,27 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount>
 
 /// The tmpfs mounts of `--mount type=tmpfs` and `--tmpfs` (volumes and binds
 /// are resolved at create: [`crate::volumes`]).
-pub fn user_mounts(host_config: &Value) -> Result<Vec<Mount>> {
+pub fn user_mounts(host_config: &HostConfig) -> Result<Vec<Mount>> {
     let mut out = Vec::new();
-    for m in host_config["Mounts"].as_array().cloned().unwrap_or_default() {
-        if m["Type"].as_str() != Some("tmpfs") {
-            continue;
-        }
-        let target = m["Target"].as_str().unwrap_or_default();
+    for m in host_config.mounts().iter().filter(|m| m.kind == "tmpfs") {
+        let target = m.target.as_str();
         if !target.starts_with('/') {
             return Err(Error::invalid(format!("invalid mount config: the target {target:?} must be absolute")));
         }
-        let size = m["TmpfsOptions"]["SizeBytes"].as_i64().filter(|s| *s > 0).map(|s| format!("size={s}"));
+        let size = m.tmpfs_options.as_ref().map(|t| t.size_bytes).filter(|s| *s > 0).map(|s| format!("size={s}"));
         let mut opts = vec!["nosuid", "nodev", "noexec"];
         if let Some(s) = &size {
             opts.push(s);
         }
-        if m["ReadOnly"].as_bool().unwrap_or(false) {
+        if m.read_only {
             opts.push("ro");
         }
         out.push(mount(target, "tmpfs", "tmpfs", &opts)?);
     }
-    if let Some(tmpfs) = host_config["Tmpfs"].as_object() {
-        for (target, opts) in tmpfs {
-            let mut o: Vec<&str> = vec!["nosuid", "nodev", "noexec"];
-            let given = opts.as_str().unwrap_or_default();
-            o.extend(given.split(',').filter(|s| !s.is_empty()));
-            out.push(mount(target, "tmpfs", "tmpfs", &o)?);
-        }
+    for (target, given) in host_config.tmpfs.iter().flatten() {
+        let mut o: Vec<&str> = vec!["nosuid", "nodev", "noexec"];
+        o.extend(given.split(',').filter(|s| !s.is_empty()));
+        out.push(mount(target, "tmpfs", "tmpfs", &o)?);
     }
     Ok(out)
 }
@@ -271,24 +260,20 @@ pub fn user_mounts(host_config: &Value) -> Result<Vec<Mount>> {
 pub fn build(inputs: &SpecInputs) -> Result<Spec> {
     let cfg = &inputs.config;
     let hc = &inputs.host_config;
-    let privileged = hc["Privileged"].as_bool().unwrap_or(false);
-    let strings = |v: &Value| -> Vec<String> {
-        v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
-    };
-    let mut args = strings(&cfg["Entrypoint"]);
-    args.extend(strings(&cfg["Cmd"]));
+    let privileged = hc.privileged;
+    let args = cfg.argv();
     if args.is_empty() {
         return Err(Error::invalid("no command specified"));
     }
-    let mut env = strings(&cfg["Env"]);
+    let mut env = cfg.env().to_vec();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     }
     if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
-        env.push(format!("HOSTNAME={}", cfg["Hostname"].as_str().unwrap_or_default()));
+        env.push(format!("HOSTNAME={}", cfg.hostname));
     }
-    let cwd = match cfg["WorkingDir"].as_str() {
-        Some(w) if !w.is_empty() => {
+    let cwd = match cfg.working_dir.as_str() {
+        w if !w.is_empty() => {
             if !w.starts_with('/') {
                 return Err(Error::invalid(format!(
                     "the working directory '{w}' is invalid, it needs to be an absolute path"
@@ -308,11 +293,10 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
             .build()
             .map_err(oci)?,
     ];
-    for u in hc["Ulimits"].as_array().cloned().unwrap_or_default() {
-        let name = u["Name"].as_str().unwrap_or_default();
-        let typ = rlimit_type(name)?;
-        let soft = u["Soft"].as_i64().unwrap_or(0).max(0) as u64;
-        let hard = u["Hard"].as_i64().unwrap_or(0).max(0) as u64;
+    for u in hc.ulimits.iter().flatten() {
+        let typ = rlimit_type(&u.name)?;
+        let soft = u.soft.max(0) as u64;
+        let hard = u.hard.max(0) as u64;
         if soft > hard {
             return Err(Error::invalid(format!(
                 "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
@@ -330,7 +314,7 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
 
     let caps = capabilities(hc)?;
     let process = ProcessBuilder::default()
-        .terminal(cfg["Tty"].as_bool().unwrap_or(false))
+        .terminal(cfg.tty)
         .user(
             UserBuilder::default()
                 .uid(inputs.user.uid)
@@ -351,14 +335,12 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
                 .map_err(oci)?,
         )
         .rlimits(rlimits)
-        .no_new_privileges(
-            strings(&hc["SecurityOpt"]).iter().any(|o| o == "no-new-privileges" || o == "no-new-privileges:true"),
-        )
-        .oom_score_adj(hc["OomScoreAdj"].as_i64().unwrap_or(0) as i32)
+        .no_new_privileges(hc.security_opt().iter().any(|o| o == "no-new-privileges" || o == "no-new-privileges:true"))
+        .oom_score_adj(i32::try_from(hc.oom_score_adj).unwrap_or(0))
         .build()
         .map_err(oci)?;
 
-    let shm = hc["ShmSize"].as_i64().filter(|s| *s > 0).unwrap_or(64 * 1024 * 1024);
+    let shm = Some(hc.shm_size).filter(|s| *s > 0).unwrap_or(64 * 1024 * 1024);
     let shm_opt = format!("size={shm}");
     let mut mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
@@ -396,10 +378,9 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
     }
     mounts.extend(user_mounts(hc)?);
 
-    let network_mode = hc["NetworkMode"].as_str().unwrap_or("default");
     let mut namespaces =
         vec![LinuxNamespaceType::Mount, LinuxNamespaceType::Pid, LinuxNamespaceType::Uts, LinuxNamespaceType::Ipc];
-    if network_mode != "host" {
+    if !hc.host_network() {
         namespaces.push(LinuxNamespaceType::Network);
     }
     let namespaces = namespaces
@@ -407,37 +388,36 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
         .map(|t| LinuxNamespaceBuilder::default().typ(t).build().map_err(oci))
         .collect::<Result<Vec<_>>>()?;
 
-    let num = |k: &str| hc[k].as_i64().unwrap_or(0);
     let mut resources = LinuxResourcesBuilder::default();
-    if num("Memory") > 0 || num("MemorySwap") != 0 {
+    if hc.memory > 0 || hc.memory_swap != 0 {
         let mut m = LinuxMemoryBuilder::default();
-        if num("Memory") > 0 {
-            m = m.limit(num("Memory"));
+        if hc.memory > 0 {
+            m = m.limit(hc.memory);
         }
-        if num("MemorySwap") != 0 {
-            m = m.swap(num("MemorySwap"));
+        if hc.memory_swap != 0 {
+            m = m.swap(hc.memory_swap);
         }
         resources = resources.memory(m.build().map_err(oci)?);
     }
     let mut cpu = LinuxCpuBuilder::default();
     let mut any_cpu = false;
-    if num("NanoCpus") > 0 {
-        cpu = cpu.period(100_000u64).quota(num("NanoCpus") * 100_000 / 1_000_000_000);
+    if hc.nano_cpus > 0 {
+        cpu = cpu.period(100_000u64).quota(hc.nano_cpus * 100_000 / 1_000_000_000);
         any_cpu = true;
     }
-    if num("CpuShares") > 0 {
-        cpu = cpu.shares(num("CpuShares") as u64);
+    if hc.cpu_shares > 0 {
+        cpu = cpu.shares(hc.cpu_shares as u64);
         any_cpu = true;
     }
-    if let Some(set) = hc["CpusetCpus"].as_str().filter(|s| !s.is_empty()) {
-        cpu = cpu.cpus(set.to_string());
+    if !hc.cpuset_cpus.is_empty() {
+        cpu = cpu.cpus(hc.cpuset_cpus.clone());
         any_cpu = true;
     }
     if any_cpu {
         resources = resources.cpu(cpu.build().map_err(oci)?);
     }
-    if num("PidsLimit") > 0 {
-        resources = resources.pids(LinuxPidsBuilder::default().limit(num("PidsLimit")).build().map_err(oci)?);
+    if let Some(limit) = hc.pids_limit.filter(|l| *l > 0) {
+        resources = resources.pids(LinuxPidsBuilder::default().limit(limit).build().map_err(oci)?);
     }
     let mut linux = LinuxBuilder::default().namespaces(namespaces).resources(resources.build().map_err(oci)?);
     if !privileged {
@@ -447,14 +427,8 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
     }
     SpecBuilder::default()
         .version("1.0.2")
-        .root(
-            RootBuilder::default()
-                .path(inputs.rootfs.clone())
-                .readonly(hc["ReadonlyRootfs"].as_bool().unwrap_or(false))
-                .build()
-                .map_err(oci)?,
-        )
-        .hostname(cfg["Hostname"].as_str().unwrap_or_default().to_string())
+        .root(RootBuilder::default().path(inputs.rootfs.clone()).readonly(hc.readonly_rootfs).build().map_err(oci)?)
+        .hostname(cfg.hostname.clone())
         .process(process)
         .mounts(mounts)
         .linux(linux.build().map_err(oci)?)
@@ -465,7 +439,7 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     const PASSWD: &str =
         "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33::/var/www:/bin/false\nbob:x:1000:1000::/home/bob:/bin/sh\n";
@@ -491,19 +465,23 @@ mod tests {
 
     #[test]
     fn capability_sets() {
-        let caps = |hc: Value| capabilities(&hc).map(|c| c.len()).unwrap_or(usize::MAX);
+        let caps = |hc: Value| capabilities(&host(hc)).map(|c| c.len()).unwrap_or(usize::MAX);
         assert_eq!(caps(json!({})), DEFAULT_CAPS.len());
         assert_eq!(caps(json!({"CapDrop": ["ALL"]})), 0);
         assert_eq!(caps(json!({"CapDrop": ["ALL"], "CapAdd": ["net_admin"]})), 1);
         assert_eq!(caps(json!({"CapAdd": ["CAP_SYS_ADMIN"], "CapDrop": ["MKNOD"]})), DEFAULT_CAPS.len());
         assert_eq!(caps(json!({"Privileged": true})), ALL_CAPS.len());
-        assert!(capabilities(&json!({"CapAdd": ["FLY"]})).is_err());
+        assert!(capabilities(&host(json!({"CapAdd": ["FLY"]}))).is_err());
+    }
+
+    fn host(v: Value) -> HostConfig {
+        serde_json::from_value(v).expect("host config")
     }
 
     fn inputs(config: Value, host_config: Value) -> SpecInputs {
         SpecInputs {
-            config,
-            host_config,
+            config: serde_json::from_value(config).expect("config"),
+            host_config: host(host_config),
             rootfs: "/run/berth/c/rootfs".into(),
             hostname_file: "/run/berth/c/hostname".into(),
             hosts_file: "/run/berth/c/hosts".into(),

@@ -11,11 +11,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use berth_core::{Error, Result};
+use berth_models::container::ExecConfig;
 use futures::StreamExt;
-use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::pb;
+use crate::record;
 use crate::service::{LocalRuntime, status};
 use crate::shim::{self, InputPolicy, InputStream, OutputStream};
 use berth_shim::protocol::{ExecRequest, ExitRecord, Request, files};
@@ -28,7 +29,7 @@ pub struct ExecRecord {
     /// Its container's ID.
     pub container_id: String,
     /// Docker's ExecConfig.
-    pub config: Value,
+    pub config: ExecConfig,
     /// Started once (an exec runs at most once).
     pub started: bool,
     /// The process, once started.
@@ -55,14 +56,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn json_of(bytes: &[u8]) -> Value {
-    serde_json::from_slice(bytes).unwrap_or(Value::Null)
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
-}
-
 fn not_running(id: &str) -> Error {
     Error::conflict(format!("Container {id} is not running"))
 }
@@ -84,13 +77,13 @@ impl LocalRuntime {
     /// not running, and then sees all of its output.
     pub(crate) async fn attach_container(&self, req: pb::AttachRequest, input: InputStream) -> Result<OutputStream> {
         let c = self.resolve(&req.reference).await?;
-        let config = json_of(&c.config);
-        let tty = config["Tty"].as_bool().unwrap_or(false);
-        let stdin = req.stdin && config["OpenStdin"].as_bool().unwrap_or(false);
-        let policy = InputPolicy { stdin, close_on_eof: config["StdinOnce"].as_bool().unwrap_or(false) && !tty };
+        let config = record::config(&c)?;
+        let tty = config.tty;
+        let stdin = req.stdin && config.open_stdin;
+        let policy = InputPolicy { stdin, close_on_eof: config.stdin_once && !tty };
         let request = Request::Attach { stdin, stdout: req.stdout, stderr: req.stderr };
         let bundle = self.host.bundle(&c.id);
-        if status(&c) == "running" {
+        if status(&c).can_exec() {
             let (reply, conn) = shim::request(&bundle, &request).await?;
             reply.into_result().map_err(|(_, msg)| Error::internal(msg))?;
             return Ok(shim::pump(conn, input, policy));
@@ -137,7 +130,7 @@ impl LocalRuntime {
             (rec.container_id, rec.id)
         };
         let c = self.resolve(&container).await?;
-        if status(&c) != "running" {
+        if !status(&c).can_exec() {
             return Err(not_running(&c.id));
         }
         let clamp = |n: u32| u16::try_from(n).unwrap_or(u16::MAX);
@@ -157,12 +150,11 @@ impl LocalRuntime {
     /// Records an exec for a running container.
     pub(crate) async fn exec_create(&self, req: pb::CreateExecRequest) -> Result<String> {
         let c = self.resolve(&req.reference).await?;
-        if status(&c) != "running" {
+        if !status(&c).can_exec() {
             return Err(not_running(&c.id));
         }
-        let config: Value =
-            serde_json::from_slice(&req.config).map_err(|e| Error::invalid(format!("invalid exec config: {e}")))?;
-        if strings(&config["Cmd"]).is_empty() {
+        let config: ExecConfig = berth_models::parse("exec config", &req.config).map_err(Error::invalid)?;
+        if config.cmd.is_empty() {
             return Err(Error::invalid("No exec command specified"));
         }
         let id = berth_core::id::random_id();
@@ -183,7 +175,7 @@ impl LocalRuntime {
                 Some(record) => Some(record.exit_code),
                 // The container (and so the exec) is gone without a record.
                 None => match self.resolve(&rec.container_id).await {
-                    Ok(c) if status(&c) == "running" => None,
+                    Ok(c) if status(&c).is_running() => None,
                     _ => Some(137),
                 },
             };
@@ -200,7 +192,7 @@ impl LocalRuntime {
             running: rec.started && rec.exit_code.is_none(),
             exit_code: rec.exit_code,
             pid: if rec.exit_code.is_none() { rec.pid } else { 0 },
-            config: serde_json::to_vec(&rec.config).unwrap_or_default(),
+            config: berth_models::to_vec(&rec.config),
         })
     }
 
@@ -233,7 +225,7 @@ impl LocalRuntime {
     async fn exec_start_inner(&self, rec: &ExecRecord, detach: bool, input: InputStream) -> Result<OutputStream> {
         let c = self.resolve(&rec.container_id).await?;
         let pid = c.state.as_ref().map(|s| s.pid).unwrap_or(0);
-        if status(&c) != "running" {
+        if !status(&c).can_exec() {
             return Err(not_running(&c.id));
         }
         let bundle = self.host.bundle(&c.id);
@@ -242,22 +234,20 @@ impl LocalRuntime {
             .and_then(|b| berth_shim::spec::Spec::parse(&b))
             .map_err(|e| Error::internal(format!("the container's bundle: {e}")))?;
         let cfg = &rec.config;
-        let container_cfg = json_of(&c.config);
-        let host_cfg = json_of(&c.host_config);
-        let user_spec =
-            cfg["User"].as_str().filter(|u| !u.is_empty()).or(container_cfg["User"].as_str()).unwrap_or("").to_string();
+        let container_cfg = record::config(&c)?;
+        let host_cfg = record::host_config(&c)?;
+        let user_spec = if cfg.user.is_empty() { &container_cfg.user } else { &cfg.user };
         // The container's own view of its users, through its root.
         let root = std::path::PathBuf::from(format!("/proc/{pid}/root"));
         let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
         let group = std::fs::read_to_string(root.join("etc/group")).unwrap_or_default();
-        let user = crate::spec::resolve_user(&user_spec, &strings(&host_cfg["GroupAdd"]), &passwd, &group)?;
-        let tty = cfg["Tty"].as_bool().unwrap_or(false);
-        let stdin = cfg["AttachStdin"].as_bool().unwrap_or(false);
-        let cwd = cfg["WorkingDir"].as_str().filter(|w| !w.is_empty()).unwrap_or(&spec.process.cwd);
+        let user = crate::spec::resolve_user(user_spec, host_cfg.group_add(), &passwd, &group)?;
+        let (tty, stdin) = (cfg.tty, cfg.attach_stdin);
+        let cwd = if cfg.working_dir.is_empty() { &spec.process.cwd } else { &cfg.working_dir };
         let request = Request::Exec(ExecRequest {
             id: rec.id.clone(),
-            args: strings(&cfg["Cmd"]),
-            env: merge_env(spec.process.env.clone(), &strings(&cfg["Env"])),
+            args: cfg.cmd.as_slice().to_vec(),
+            env: merge_env(spec.process.env.clone(), cfg.env.as_deref().unwrap_or_default()),
             cwd: if cwd.is_empty() { "/".into() } else { cwd.to_string() },
             uid: user.uid,
             gid: user.gid,

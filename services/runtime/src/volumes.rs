@@ -19,6 +19,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use berth_core::{Error, Result};
+use berth_models::container::{ContainerConfig, HostConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -107,7 +108,13 @@ fn clean(dst: &str) -> String {
     p.to_string_lossy().into_owned()
 }
 
-use berth_proto::types::v1::kv::from_object as pairs;
+/// Labels or driver options as the volume service's key/value pairs.
+fn pairs(map: Option<&BTreeMap<String, String>>) -> Vec<berth_proto::types::v1::KeyValue> {
+    map.into_iter()
+        .flatten()
+        .map(|(k, v)| berth_proto::types::v1::KeyValue { key: k.clone(), value: v.clone() })
+        .collect()
+}
 
 fn volume(
     name: &str,
@@ -133,14 +140,12 @@ fn volume(
 
 /// The mounts a create asks for, by destination, with `from` the mount points
 /// of the `--volumes-from` containers (already given their modes).
-pub fn plan(config: &Value, host_config: &Value, from: Vec<MountPoint>) -> Result<Vec<Wanted>> {
+pub fn plan(config: &ContainerConfig, host_config: &HostConfig, from: Vec<MountPoint>) -> Result<Vec<Wanted>> {
     let mut by_dst: BTreeMap<String, Wanted> = BTreeMap::new();
-    if let Some(vols) = config["Volumes"].as_object() {
-        for dst in vols.keys() {
-            check_destination(dst, "volume", dst)?;
-            let (mp, req) = volume("", dst, true, "", false);
-            by_dst.insert(mp.destination.clone(), Wanted::Volume(mp, req));
-        }
+    for dst in config.volume_paths() {
+        check_destination(dst, "volume", dst)?;
+        let (mp, req) = volume("", dst, true, "", false);
+        by_dst.insert(mp.destination.clone(), Wanted::Volume(mp, req));
     }
     for mp in from {
         let w = if mp.typ == "volume" {
@@ -152,8 +157,7 @@ pub fn plan(config: &Value, host_config: &Value, from: Vec<MountPoint>) -> Resul
         by_dst.insert(w.destination().to_string(), w);
     }
     let mut explicit: Vec<Wanted> = Vec::new();
-    for bind in host_config["Binds"].as_array().cloned().unwrap_or_default() {
-        let spec = bind.as_str().unwrap_or_default();
+    for spec in host_config.binds() {
         let parts: Vec<&str> = spec.split(':').collect();
         let (src, dst, mode) = match parts.as_slice() {
             [src, dst] => (*src, *dst, ""),
@@ -184,34 +188,37 @@ pub fn plan(config: &Value, host_config: &Value, from: Vec<MountPoint>) -> Resul
             explicit.push(Wanted::Volume(mp, req));
         }
     }
-    for m in host_config["Mounts"].as_array().cloned().unwrap_or_default() {
-        let target = m["Target"].as_str().unwrap_or_default();
-        let typ = m["Type"].as_str().unwrap_or_default();
-        if typ == "tmpfs" {
+    for m in host_config.mounts() {
+        let target = m.target.as_str();
+        if m.kind == "tmpfs" {
             continue;
         }
-        let rw = !m["ReadOnly"].as_bool().unwrap_or(false);
-        match typ {
+        let rw = !m.read_only;
+        match m.kind.as_str() {
             "volume" => {
                 check_destination(target, "volume", target)?;
-                let o = &m["VolumeOptions"];
-                let name = m["Source"].as_str().unwrap_or_default();
-                let (mp, mut req) = volume(name, target, rw, "", o["NoCopy"].as_bool().unwrap_or(false));
-                req.labels = pairs(&o["Labels"]);
-                req.driver = o["DriverConfig"]["Name"].as_str().unwrap_or("").to_string();
-                req.options = pairs(&o["DriverConfig"]["Options"]);
+                let o = m.volume_options.clone().unwrap_or_default();
+                let (mp, mut req) = volume(&m.source, target, rw, "", o.no_copy);
+                req.labels = pairs(o.labels.as_ref());
+                let driver = o.driver_config.unwrap_or_default();
+                req.driver = driver.name;
+                req.options = pairs(driver.options.as_ref());
                 explicit.push(Wanted::Volume(mp, req));
             }
             "bind" => {
                 check_destination(target, "bind", target)?;
-                let src = m["Source"].as_str().unwrap_or_default();
+                let src = m.source.as_str();
                 if !Path::new(src).exists() {
                     return Err(Error::invalid(format!(
                         "invalid mount config for type \"bind\": bind source path does not exist: {src}"
                     )));
                 }
-                let propagation =
-                    m["BindOptions"]["Propagation"].as_str().filter(|p| !p.is_empty()).unwrap_or("rprivate");
+                let propagation = m
+                    .bind_options
+                    .as_ref()
+                    .map(|b| b.propagation.as_str())
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or("rprivate");
                 explicit.push(Wanted::Bind(MountPoint {
                     typ: "bind".into(),
                     source: src.to_string(),
@@ -371,10 +378,10 @@ pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
 
 impl crate::service::LocalRuntime {
     /// The mount points `HostConfig.VolumesFrom` brings, with their modes.
-    pub(crate) async fn volumes_from(&self, host_config: &Value) -> Result<Vec<MountPoint>> {
+    pub(crate) async fn volumes_from(&self, host_config: &HostConfig) -> Result<Vec<MountPoint>> {
         let mut out = Vec::new();
-        for entry in host_config["VolumesFrom"].as_array().cloned().unwrap_or_default() {
-            let (reference, rw) = parse_volumes_from(entry.as_str().unwrap_or_default())?;
+        for entry in host_config.volumes_from.iter().flatten() {
+            let (reference, rw) = parse_volumes_from(entry)?;
             // A 400, not dockerd's 404: on a 404 the docker CLI goes to pull the image.
             let other = self.resolve(reference).await.map_err(|e| {
                 if e.kind() == berth_core::ErrorKind::NotFound {
@@ -491,6 +498,14 @@ mod tests {
             .collect()
     }
 
+    fn cfg(v: Value) -> ContainerConfig {
+        serde_json::from_value(v).expect("config")
+    }
+
+    fn host(v: Value) -> HostConfig {
+        serde_json::from_value(v).expect("host config")
+    }
+
     #[test]
     fn precedence_like_dockerd() {
         let config = json!({"Volumes": {"/data": {}, "/cache": {}, "/logs/": {}}});
@@ -506,7 +521,7 @@ mod tests {
             "Mounts": [{"Type": "volume", "Target": "/m", "VolumeOptions": {"NoCopy": true, "Labels": {"a": "b"}}},
                        {"Type": "tmpfs", "Target": "/run"}],
         });
-        let p = plan(&config, &hc, from).expect("plan");
+        let p = plan(&cfg(config), &host(hc), from).expect("plan");
         assert_eq!(
             dsts(&p),
             vec![("/cache", "shared"), ("/data", "named"), ("/logs", "anon"), ("/m", "anon"), ("/srv", "/srv")]
@@ -521,7 +536,9 @@ mod tests {
 
     #[test]
     fn bad_specifications() {
-        let err = |hc: Value| plan(&json!({}), &hc, vec![]).err().map(|e| e.message().to_string()).unwrap_or_default();
+        let err = |hc: Value| {
+            plan(&cfg(json!({})), &host(hc), vec![]).err().map(|e| e.message().to_string()).unwrap_or_default()
+        };
         assert!(err(json!({"Binds": ["v:/"]})).contains("destination can't be '/'"));
         assert!(err(json!({"Binds": ["v:rel"]})).contains("must be absolute"));
         assert!(err(json!({"Binds": ["v:/a:bogus"]})).contains("invalid mode: bogus"));
@@ -531,7 +548,7 @@ mod tests {
             err(json!({"Mounts": [{"Type": "bind", "Source": "/definitely/not/here", "Target": "/x"}]}))
                 .contains("bind source path does not exist")
         );
-        assert!(plan(&json!({"Volumes": {"rel": {}}}), &json!({}), vec![]).is_err());
+        assert!(plan(&cfg(json!({"Volumes": {"rel": {}}})), &host(json!({})), vec![]).is_err());
         assert_eq!(parse_volumes_from("c1:ro").ok(), Some(("c1", Some(false))));
         assert!(parse_volumes_from("c1:zz").is_err());
     }
