@@ -354,6 +354,13 @@ impl Daemon {
         Ok(d)
     }
 
+    /// berthd on a fresh root with `busybox:latest` loaded, as most tests want it.
+    pub fn with_busybox() -> Self {
+        let d = Daemon::start(&[]).expect("start berthd");
+        d.load(&docker_save_tar(&[TestImage::busybox(&["busybox:latest"])], false)).expect("load busybox");
+        d
+    }
+
     /// The data root.
     pub fn data_root(&self) -> PathBuf {
         self.root.path().join("data")
@@ -442,6 +449,16 @@ impl Daemon {
     /// Runs the docker CLI and returns its output.
     pub fn docker_out(&self, args: &[&str]) -> Result<Output> {
         Ok(self.docker_cmd(args).stdin(Stdio::null()).output()?)
+    }
+
+    /// Runs the docker CLI, whatever its outcome: (exit code, stdout, stderr).
+    pub fn out(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let o = self.docker_out(args).expect("run the docker CLI");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
     }
 
     /// Runs the docker CLI, expecting success, and returns stdout.
@@ -805,4 +822,84 @@ pub fn self_signed(dir: &Path, name: &str, cn: &str, extra: &[&str]) -> (PathBuf
         .expect("openssl");
     assert!(out.status.success(), "openssl req: {}", String::from_utf8_lossy(&out.stderr));
     (key, cert)
+}
+
+/// A network namespace standing for another host, reached through a veth pair
+/// from the host: 10.239.N.1/30 on the host's end (`host_addr`), 10.239.N.2/30
+/// inside (`addr`), with its default route back through the host. Removed on
+/// drop. `tag` keeps names unique between tests running at once.
+pub struct Outside {
+    pub ns: String,
+    pub link: String,
+    pub addr: String,
+    pub host_addr: String,
+}
+
+impl Outside {
+    pub fn new(tag: &str, n: u8) -> Outside {
+        let o = Outside {
+            ns: format!("ns{tag}"),
+            link: format!("vo{tag}"),
+            addr: format!("10.239.{n}.2"),
+            host_addr: format!("10.239.{n}.1"),
+        };
+        let sh = |cmd: &str| {
+            let ok = Command::new("sh").args(["-c", cmd]).status().map(|s| s.success()).unwrap_or(false);
+            assert!(ok, "{cmd}");
+        };
+        sh(&format!("ip netns add {}", o.ns));
+        sh(&format!("ip link add {} type veth peer name inner netns {}", o.link, o.ns));
+        sh(&format!("ip addr add {}/30 dev {1} && ip link set {1} up", o.host_addr, o.link));
+        sh(&format!(
+            "ip netns exec {0} ip addr add {1}/30 dev inner && ip netns exec {0} ip link set inner up \
+             && ip netns exec {0} ip link set lo up && ip netns exec {0} ip route add default via {2}",
+            o.ns, o.addr, o.host_addr
+        ));
+        o
+    }
+
+    /// Runs a Python server inside that prints `ready` once it listens, and
+    /// returns only then, so that no client races its start (a cold Python
+    /// can take longer than any fixed sleep).
+    pub fn serve(&self, script: &str, args: &[&str]) -> ChildGuard {
+        use std::io::BufRead;
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "python3", "-c", script])
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("outside server");
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            let _ = std::io::BufReader::new(out).read_line(&mut line);
+        }
+        let guard = ChildGuard(child);
+        assert_eq!(line.trim(), "ready", "the outside server did not start");
+        guard
+    }
+
+    /// A TCP server on `addr:port` that answers each connection with the
+    /// address it saw the connection come from.
+    pub fn serve_whoami(&self, port: u16) -> ChildGuard {
+        const WHOAMI: &str = "import socket, sys\ns=socket.socket(); \
+                              s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+                              s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(8)\nprint('ready', flush=True)\n\
+                              while True:\n  c,a=s.accept(); c.sendall(a[0].encode()); c.close()";
+        self.serve(WHOAMI, &[&self.addr, &port.to_string()])
+    }
+
+    /// An HTTP GET from inside; the body, if any came.
+    pub fn get(&self, url: &str) -> Option<String> {
+        let script =
+            "import sys, urllib.request\nprint(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode())";
+        let o = Command::new("ip").args(["netns", "exec", &self.ns, "python3", "-c", script, url]).output().ok()?;
+        o.status.success().then(|| String::from_utf8_lossy(&o.stdout).to_string())
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "delete", &self.link]).status();
+        let _ = Command::new("ip").args(["netns", "delete", &self.ns]).status();
+    }
 }

@@ -7,7 +7,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_tests::{Daemon, TestImage, docker_save_tar, free_port};
+use berth_tests::{Daemon, Outside, TestImage, docker_save_tar, free_port};
 
 /// dockerd on a temporary root; stopped, and its host changes undone, on drop.
 struct Dockerd {
@@ -72,60 +72,6 @@ impl Drop for Dockerd {
     }
 }
 
-/// A namespace standing for another host: 10.239.9.1/30 on the host's end,
-/// 10.239.9.2/30 inside, with a TCP server on :9000 that tells whom it saw.
-struct Outside {
-    ns: String,
-    link: String,
-    server: Option<Child>,
-}
-
-const OUTSIDE: &str = "10.239.9.2";
-
-impl Outside {
-    fn new(tag: &str) -> Outside {
-        let mut o = Outside { ns: format!("ns{tag}"), link: format!("vo{tag}"), server: None };
-        let sh = |cmd: &str| {
-            let ok = Command::new("sh").args(["-c", cmd]).status().map(|s| s.success()).unwrap_or(false);
-            assert!(ok, "{cmd}");
-        };
-        sh(&format!("ip netns add {}", o.ns));
-        sh(&format!("ip link add {} type veth peer name inner netns {}", o.link, o.ns));
-        sh(&format!("ip addr add 10.239.9.1/30 dev {0} && ip link set {0} up", o.link));
-        sh(&format!(
-            "ip netns exec {0} ip addr add {OUTSIDE}/30 dev inner && ip netns exec {0} ip link set inner up \
-             && ip netns exec {0} ip link set lo up && ip netns exec {0} ip route add default via 10.239.9.1",
-            o.ns
-        ));
-        let server = "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-                      s.bind(('10.239.9.2', 9000)); s.listen(8)\nwhile True:\n  c,a=s.accept(); \
-                      c.sendall(a[0].encode()); c.close()";
-        o.server =
-            Some(Command::new("ip").args(["netns", "exec", &o.ns, "python3", "-c", server]).spawn().expect("server"));
-        std::thread::sleep(Duration::from_millis(300));
-        o
-    }
-
-    /// An HTTP GET from the other host; the body, if any came.
-    fn get(&self, url: &str) -> Option<String> {
-        let script =
-            "import sys, urllib.request\nprint(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode())";
-        let o = Command::new("ip").args(["netns", "exec", &self.ns, "python3", "-c", script, url]).output().ok()?;
-        o.status.success().then(|| String::from_utf8_lossy(&o.stdout).to_string())
-    }
-}
-
-impl Drop for Outside {
-    fn drop(&mut self) {
-        if let Some(mut s) = self.server.take() {
-            let _ = s.kill();
-            let _ = s.wait();
-        }
-        let _ = Command::new("ip").args(["link", "delete", &self.link]).status();
-        let _ = Command::new("ip").args(["netns", "delete", &self.ns]).status();
-    }
-}
-
 fn retry(mut f: impl FnMut() -> Option<String>, want: &str) -> String {
     let mut last = String::new();
     for _ in 0..30 {
@@ -145,7 +91,8 @@ fn berth_and_dockerd_forward_side_by_side() {
     let berth = Daemon::start(&[]).expect("berthd");
     let image = docker_save_tar(&[TestImage::busybox(&["busybox:latest"])], false);
     berth.load(&image).expect("load into berth");
-    let outside = Outside::new(&berth.bridge[2..]);
+    let outside = Outside::new(&berth.bridge[2..], 9);
+    let _server = outside.serve_whoami(9000);
     // dockerd starts after Berth: its FORWARD policy turns to DROP.
     let dockerd = Dockerd::start();
     let mut load = dockerd.docker_cmd(&["load"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().expect("load");
@@ -159,10 +106,11 @@ fn berth_and_dockerd_forward_side_by_side() {
     assert!(Command::new("iptables").args(["-P", "FORWARD", "DROP"]).status().expect("iptables").success());
 
     // Out of both engines' containers, each masqueraded by its own rules.
-    let from_berth = berth.docker(&["run", "--rm", "busybox", "nc", "-w", "3", OUTSIDE, "9000"]).expect("berth out");
+    let from_berth =
+        berth.docker(&["run", "--rm", "busybox", "nc", "-w", "3", &outside.addr, "9000"]).expect("berth out");
     assert_eq!(from_berth.trim(), "10.239.9.1", "Berth's container gets out despite FORWARD DROP");
     let (ok, from_dockerd) =
-        dockerd.docker(&["run", "--rm", "--network", "bridge", "busybox", "nc", "-w", "3", OUTSIDE, "9000"]);
+        dockerd.docker(&["run", "--rm", "--network", "bridge", "busybox", "nc", "-w", "3", &outside.addr, "9000"]);
     assert!(ok && from_dockerd.trim() == "10.239.9.1", "dockerd's container gets out: {from_dockerd}");
 
     // Into both engines' containers through published ports, from the other host.

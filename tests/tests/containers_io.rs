@@ -5,19 +5,8 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use berth_tests::{Daemon, TestImage, docker_save_tar, hijack, raw_http, read_frames_until};
+use berth_tests::{Daemon, hijack, raw_http, read_frames_until};
 use serde_json::Value;
-
-fn daemon() -> Daemon {
-    let d = Daemon::start(&[]).expect("start");
-    d.load(&docker_save_tar(&[TestImage::busybox(&["busybox:latest"])], false)).expect("load");
-    d
-}
-
-fn out(d: &Daemon, args: &[&str]) -> (Option<i32>, String, String) {
-    let o = d.docker_out(args).expect("docker");
-    (o.status.code(), String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string())
-}
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -33,7 +22,7 @@ fn json(bytes: &[u8]) -> Value {
 
 #[test]
 fn stdin_reaches_the_container_and_its_end_closes_it() {
-    let d = daemon();
+    let d = Daemon::with_busybox();
     let o = d.docker_with_input(&["run", "-i", "--rm", "busybox", "sh", "-c", "cat; echo done"], b"hello\nworld\n");
     let o = o.expect("docker run -i");
     assert_eq!(String::from_utf8_lossy(&o.stdout), "hello\nworld\ndone\n", "{}", String::from_utf8_lossy(&o.stderr));
@@ -49,9 +38,9 @@ fn stdin_reaches_the_container_and_its_end_closes_it() {
 
 #[test]
 fn tty_containers_get_a_terminal_and_resizes() {
-    let d = daemon();
+    let d = Daemon::with_busybox();
     let (code, stdout, stderr) =
-        out(&d, &["run", "--rm", "-t", "busybox", "sh", "-c", "tty; [ -t 0 ] && [ -t 1 ] && echo both; exit 4"]);
+        d.out(&["run", "--rm", "-t", "busybox", "sh", "-c", "tty; [ -t 0 ] && [ -t 1 ] && echo both; exit 4"]);
     assert_eq!(code, Some(4), "{stderr}");
     // The terminal's line discipline turns \n into \r\n; stdout is raw.
     assert!(stdout.starts_with("/dev/pts/0\r\n"), "{stdout:?}");
@@ -79,24 +68,21 @@ fn tty_containers_get_a_terminal_and_resizes() {
 
 #[test]
 fn exec_runs_in_the_container_with_its_options() {
-    let d = daemon();
+    let d = Daemon::with_busybox();
     d.docker(&["run", "-d", "--name", "box", "-e", "FROM_RUN=1", "busybox", "sleep", "300"]).expect("run");
-    let (code, stdout, stderr) = out(
-        &d,
-        &[
-            "exec",
-            "-e",
-            "FOO=bar",
-            "-w",
-            "/tmp",
-            "-u",
-            "65534",
-            "box",
-            "sh",
-            "-c",
-            "echo $FOO $FROM_RUN; pwd; id -u; tr '\\0' ' ' < /proc/1/cmdline",
-        ],
-    );
+    let (code, stdout, stderr) = d.out(&[
+        "exec",
+        "-e",
+        "FOO=bar",
+        "-w",
+        "/tmp",
+        "-u",
+        "65534",
+        "box",
+        "sh",
+        "-c",
+        "echo $FOO $FROM_RUN; pwd; id -u; tr '\\0' ' ' < /proc/1/cmdline",
+    ]);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(stdout, "bar 1\n/tmp\n65534\nsleep 300 ");
     // Same namespaces as the container: its hostname and its PID 1.
@@ -104,17 +90,17 @@ fn exec_runs_in_the_container_with_its_options() {
     let inspect: Value = serde_json::from_str(&d.docker(&["inspect", "box"]).expect("inspect")).expect("json");
     assert_eq!(host.trim(), inspect[0]["Config"]["Hostname"].as_str().expect("hostname"));
 
-    assert_eq!(out(&d, &["exec", "box", "sh", "-c", "echo oops >&2; exit 7"]).0, Some(7));
-    let (code, _, stderr) = out(&d, &["exec", "box", "nosuchcmd"]);
+    assert_eq!(d.out(&["exec", "box", "sh", "-c", "echo oops >&2; exit 7"]).0, Some(7));
+    let (code, _, stderr) = d.out(&["exec", "box", "nosuchcmd"]);
     assert_eq!(code, Some(127), "{stderr}");
     let o = d.docker_with_input(&["exec", "-i", "box", "cat"], b"piped in\n").expect("exec -i");
     assert_eq!(String::from_utf8_lossy(&o.stdout), "piped in\n");
-    let (code, stdout, _) = out(&d, &["exec", "-t", "box", "tty"]);
+    let (code, stdout, _) = d.out(&["exec", "-t", "box", "tty"]);
     assert_eq!(code, Some(0));
     assert!(stdout.starts_with("/dev/pts/"), "{stdout:?}");
     // Detached: returns at once, runs anyway.
-    assert_eq!(out(&d, &["exec", "-d", "box", "sh", "-c", "sleep 0.2; touch /tmp/flag"]).0, Some(0));
-    wait_until("the detached exec", || out(&d, &["exec", "box", "test", "-f", "/tmp/flag"]).0 == Some(0));
+    assert_eq!(d.out(&["exec", "-d", "box", "sh", "-c", "sleep 0.2; touch /tmp/flag"]).0, Some(0));
+    wait_until("the detached exec", || d.out(&["exec", "box", "test", "-f", "/tmp/flag"]).0 == Some(0));
 
     // The API directly: exec inspect reports the exit code.
     let cfg = br#"{"Cmd":["sh","-c","exit 3"],"AttachStdout":true}"#;
@@ -138,7 +124,7 @@ fn exec_runs_in_the_container_with_its_options() {
     assert_eq!(status, 400);
 
     d.docker(&["stop", "-t", "0", "box"]).expect("stop");
-    let (code, _, stderr) = out(&d, &["exec", "box", "true"]);
+    let (code, _, stderr) = d.out(&["exec", "box", "true"]);
     assert_ne!(code, Some(0));
     assert!(stderr.contains("is not running"), "{stderr}");
     let (status, _, _) = raw_http(&d.sock(), "POST", "/containers/box/exec", br#"{"Cmd":["true"]}"#).expect("409");
@@ -147,7 +133,7 @@ fn exec_runs_in_the_container_with_its_options() {
 
 #[test]
 fn detach_keys_end_the_attach_and_leave_the_container_running() {
-    let mut d = daemon();
+    let mut d = Daemon::with_busybox();
     let id = d
         .docker(&["run", "-d", "-i", "busybox", "sh", "-c", "while read l; do echo got $l; done"])
         .expect("run -d -i")
@@ -179,9 +165,8 @@ fn detach_keys_end_the_attach_and_leave_the_container_running() {
 
 #[test]
 fn init_is_pid_1_reaps_orphans_and_forwards_signals() {
-    let d = daemon();
-    let (code, stdout, stderr) =
-        out(&d, &["run", "--rm", "--init", "busybox", "sh", "-c", "cat /proc/1/comm; echo $$"]);
+    let d = Daemon::with_busybox();
+    let (code, stdout, stderr) = d.out(&["run", "--rm", "--init", "busybox", "sh", "-c", "cat /proc/1/comm; echo $$"]);
     assert_eq!(code, Some(0), "{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.first(), Some(&"docker-init"), "{stdout}");
@@ -211,7 +196,7 @@ fn init_is_pid_1_reaps_orphans_and_forwards_signals() {
 
 #[test]
 fn output_is_complete_when_attached_before_the_start() {
-    let d = daemon();
+    let d = Daemon::with_busybox();
     // Attach before start (as docker run does), then start: every line arrives,
     // including the first ones printed right at the start.
     let id = d.docker(&["create", "busybox", "seq", "1", "20000"]).expect("create").trim().to_string();
@@ -223,7 +208,7 @@ fn output_is_complete_when_attached_before_the_start() {
 
 #[test]
 fn the_default_bridge_gives_each_container_an_address() {
-    let d = daemon();
+    let d = Daemon::with_busybox();
     let a = d.docker(&["run", "-d", "--name", "ca", "busybox", "sleep", "300"]).expect("run ca").trim().to_string();
     d.docker(&["run", "-d", "--name", "cb", "busybox", "sleep", "300"]).expect("run cb");
     let ip_of = |name: &str| d.docker(&["inspect", "--format", "{{.NetworkSettings.IPAddress}}", name]).expect("ip");
@@ -251,7 +236,7 @@ fn the_default_bridge_gives_each_container_an_address() {
     let route = d.docker(&["exec", "ca", "ip", "route"]).expect("ip route");
     assert!(route.contains(&format!("default via {gateway}")), "{route}");
     // Containers on the bridge reach each other, and the host reaches them.
-    assert_eq!(out(&d, &["exec", "ca", "ping", "-c", "1", "-W", "5", &ip_b]).0, Some(0));
+    assert_eq!(d.out(&["exec", "ca", "ping", "-c", "1", "-W", "5", &ip_b]).0, Some(0));
     let ping = std::process::Command::new("ping").args(["-c", "1", "-W", "5", &ip_a]).output();
     if let Ok(o) = ping {
         assert!(o.status.success(), "host -> container: {}", String::from_utf8_lossy(&o.stdout));
@@ -270,7 +255,7 @@ fn the_default_bridge_gives_each_container_an_address() {
     let lo = d.docker(&["run", "--rm", "--network", "none", "busybox", "ip", "-o", "link"]).expect("none");
     assert_eq!(lo.lines().count(), 1, "{lo}");
     assert!(lo.contains("lo:") && lo.contains("UP"), "{lo}");
-    assert_eq!(out(&d, &["run", "--rm", "--network", "none", "busybox", "ping", "-c", "1", "127.0.0.1"]).0, Some(0));
+    assert_eq!(d.out(&["run", "--rm", "--network", "none", "busybox", "ping", "-c", "1", "127.0.0.1"]).0, Some(0));
 
     // Stopping releases the address and the veth; the next container may reuse it.
     let veth = d.veth_of(&a, "bridge").expect("veth name");
@@ -284,9 +269,9 @@ fn the_default_bridge_gives_each_container_an_address() {
 
 #[test]
 fn group_add_and_signal_forwarding_from_the_cli() {
-    let d = daemon();
+    let d = Daemon::with_busybox();
     let (code, stdout, stderr) =
-        out(&d, &["run", "--rm", "-u", "65534", "--group-add", "4242", "--group-add", "root", "busybox", "id", "-G"]);
+        d.out(&["run", "--rm", "-u", "65534", "--group-add", "4242", "--group-add", "root", "busybox", "id", "-G"]);
     assert_eq!(code, Some(0), "{stderr}");
     let groups: Vec<&str> = stdout.split_whitespace().collect();
     assert!(groups.contains(&"4242") && groups.contains(&"0"), "{stdout}");
@@ -339,7 +324,7 @@ fn docker_on_tty(d: &Daemon, args: &[&str]) -> (std::fs::File, std::process::Chi
 
 #[test]
 fn interactive_run_on_a_terminal_resizes_and_detaches() {
-    let d = daemon();
+    let d = Daemon::with_busybox();
     let (master, mut cli) = docker_on_tty(&d, &["run", "-it", "--name", "tty-box", "busybox", "sh"]);
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut reader = master.try_clone().expect("dup");

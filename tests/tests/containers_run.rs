@@ -6,21 +6,6 @@ use std::time::{Duration, Instant};
 
 use berth_tests::{Daemon, TestImage, docker_save_tar};
 
-fn daemon() -> Daemon {
-    let d = Daemon::start(&[]).expect("start");
-    d.load(&docker_save_tar(&[TestImage::busybox(&["busybox:latest"])], false)).expect("load");
-    d
-}
-
-fn run(d: &Daemon, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = d.docker_out(args).expect("docker");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
-
 fn overlay_mounts_of(d: &Daemon) -> usize {
     let root = d.data_root().to_string_lossy().to_string();
     std::fs::read_to_string("/proc/mounts").unwrap_or_default().lines().filter(|l| l.contains(&root)).count()
@@ -51,21 +36,21 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn run_attached_gives_output_and_exit_codes() {
-    let d = daemon();
-    assert_eq!(run(&d, &["run", "--rm", "busybox", "echo", "hello"]), (Some(0), "hello\n".into(), String::new()));
-    let (code, out, err) = run(&d, &["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    let d = Daemon::with_busybox();
+    assert_eq!(d.out(&["run", "--rm", "busybox", "echo", "hello"]), (Some(0), "hello\n".into(), String::new()));
+    let (code, out, err) = d.out(&["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"]);
     assert_eq!((code, out.as_str(), err.as_str()), (Some(3), "out\n", "err\n"));
-    let (code, _, err) = run(&d, &["run", "--rm", "busybox", "nosuchcmd"]);
+    let (code, _, err) = d.out(&["run", "--rm", "busybox", "nosuchcmd"]);
     assert_eq!(code, Some(127), "{err}");
     assert!(err.contains("executable file not found"), "{err}");
-    let (code, _, err) = run(&d, &["run", "--rm", "busybox", "/etc/passwd"]);
+    let (code, _, err) = d.out(&["run", "--rm", "busybox", "/etc/passwd"]);
     assert_eq!(code, Some(126), "{err}");
     // --rm leaves nothing behind.
     assert_eq!(d.docker(&["ps", "-a", "-q"]).expect("ps").trim(), "");
     assert_eq!(overlay_mounts_of(&d), 0);
     assert_eq!(shims_of(&d), 0);
     // Without --rm the container stays, exited, with its code.
-    let (code, _, _) = run(&d, &["run", "--name", "kept", "busybox", "sh", "-c", "exit 5"]);
+    let (code, _, _) = d.out(&["run", "--name", "kept", "busybox", "sh", "-c", "exit 5"]);
     assert_eq!(code, Some(5));
     let state = d
         .docker(&["inspect", "--format", "{{.State.Status}} {{.State.ExitCode}} {{.State.Pid}}", "kept"])
@@ -76,11 +61,11 @@ fn run_attached_gives_output_and_exit_codes() {
 
 #[test]
 fn containers_are_isolated() {
-    let d = daemon();
+    let d = Daemon::with_busybox();
     let script = "echo pid=$$; hostname; grep CapEff /proc/self/status; ls /dev | tr '\\n' ' '; echo; \
                   [ -s /proc/kcore ] && echo kcore-visible || echo kcore-masked; (echo 1 > /proc/sys/kernel/panic) 2>/dev/null && echo sys-rw || echo sys-ro; \
                   (touch /sys/x) 2>/dev/null && echo sysfs-rw || echo sysfs-ro; cat /proc/net/dev | grep -c ':'; id -u";
-    let (code, out, err) = run(&d, &["run", "--rm", "-h", "box1", "busybox", "sh", "-c", script]);
+    let (code, out, err) = d.out(&["run", "--rm", "-h", "box1", "busybox", "sh", "-c", script]);
     assert_eq!(code, Some(0), "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "pid=1", "the command is PID 1 of its own namespace");
@@ -97,40 +82,39 @@ fn containers_are_isolated() {
 
     // --network host sees the host's interfaces, such as this daemon's bridge.
     let pattern = format!("{}:", d.bridge);
-    let (_, out, _) =
-        run(&d, &["run", "--rm", "--network", "host", "busybox", "grep", "-c", &pattern, "/proc/net/dev"]);
+    let (_, out, _) = d.out(&["run", "--rm", "--network", "host", "busybox", "grep", "-c", &pattern, "/proc/net/dev"]);
     assert_eq!(out.trim(), "1", "the host's interfaces under --network host");
 
     // Capabilities, users, workdir, env, read-only root, binds.
-    let (_, out, _) = run(&d, &["run", "--rm", "--cap-drop", "ALL", "busybox", "grep", "CapEff", "/proc/self/status"]);
+    let (_, out, _) = d.out(&["run", "--rm", "--cap-drop", "ALL", "busybox", "grep", "CapEff", "/proc/self/status"]);
     assert_eq!(out.trim(), "CapEff:\t0000000000000000");
-    let (_, out, _) = run(&d, &["run", "--rm", "--privileged", "busybox", "grep", "CapBnd", "/proc/self/status"]);
+    let (_, out, _) = d.out(&["run", "--rm", "--privileged", "busybox", "grep", "CapBnd", "/proc/self/status"]);
     assert_ne!(out.trim(), "CapBnd:\t00000000a80425fb");
-    let (_, out, _) = run(&d, &["run", "--rm", "-u", "nobody", "busybox", "id"]);
+    let (_, out, _) = d.out(&["run", "--rm", "-u", "nobody", "busybox", "id"]);
     assert_eq!(out.trim(), "uid=65534(nobody) gid=65534(nogroup)");
-    let (_, out, _) = run(&d, &["run", "--rm", "-u", "1234:5678", "busybox", "id", "-u"]);
+    let (_, out, _) = d.out(&["run", "--rm", "-u", "1234:5678", "busybox", "id", "-u"]);
     assert_eq!(out.trim(), "1234");
-    let (code, _, err) = run(&d, &["run", "--rm", "-u", "ghost", "busybox", "true"]);
+    let (code, _, err) = d.out(&["run", "--rm", "-u", "ghost", "busybox", "true"]);
     assert_ne!(code, Some(0));
     assert!(err.contains("unable to find user ghost"), "{err}");
     let (_, out, _) =
-        run(&d, &["run", "--rm", "-w", "/srv/app", "-e", "GREETING=hi", "busybox", "sh", "-c", "pwd; echo $GREETING"]);
+        d.out(&["run", "--rm", "-w", "/srv/app", "-e", "GREETING=hi", "busybox", "sh", "-c", "pwd; echo $GREETING"]);
     assert_eq!(out, "/srv/app\nhi\n");
-    let (code, _, _) = run(&d, &["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
+    let (code, _, _) = d.out(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
     assert_ne!(code, Some(0), "a read-only root refuses writes");
     let host_dir = d.root.path().join("shared");
     std::fs::create_dir_all(&host_dir).expect("mkdir");
     std::fs::write(host_dir.join("in.txt"), "from host").expect("write");
     let bind = format!("{}:/data", host_dir.display());
     let (_, out, _) =
-        run(&d, &["run", "--rm", "-v", &bind, "busybox", "sh", "-c", "cat /data/in.txt; echo back > /data/out.txt"]);
+        d.out(&["run", "--rm", "-v", &bind, "busybox", "sh", "-c", "cat /data/in.txt; echo back > /data/out.txt"]);
     assert_eq!(out, "from host");
     assert_eq!(std::fs::read_to_string(host_dir.join("out.txt")).expect("written back"), "back\n");
     let ro = format!("{}:/data:ro", host_dir.display());
-    let (code, _, _) = run(&d, &["run", "--rm", "-v", &ro, "busybox", "touch", "/data/nope"]);
+    let (code, _, _) = d.out(&["run", "--rm", "-v", &ro, "busybox", "touch", "/data/nope"]);
     assert_ne!(code, Some(0));
     let (_, out, _) =
-        run(&d, &["run", "--rm", "--tmpfs", "/scratch", "busybox", "sh", "-c", "mount | grep -c ' /scratch '"]);
+        d.out(&["run", "--rm", "--tmpfs", "/scratch", "busybox", "sh", "-c", "mount | grep -c ' /scratch '"]);
     assert_eq!(out.trim(), "1");
     // Mount targets that climb out through symlinks stay inside the rootfs.
     assert_eq!(overlay_mounts_of(&d), 0);
@@ -138,16 +122,16 @@ fn containers_are_isolated() {
 
 #[test]
 fn detached_logs_stop_start_kill_wait() {
-    let d = daemon();
+    let d = Daemon::with_busybox();
     let id = d
         .docker(&["run", "-d", "--name", "svc", "busybox", "sh", "-c", "echo one; echo two >&2; sleep 300"])
         .expect("run -d");
     let id = id.trim().to_string();
     assert_eq!(id.len(), 64);
     wait_until("output", || d.docker(&["logs", "svc"]).map(|o| o.contains("one")).unwrap_or(false));
-    let (_, out, err) = run(&d, &["logs", "svc"]);
+    let (_, out, err) = d.out(&["logs", "svc"]);
     assert_eq!((out.as_str(), err.as_str()), ("one\n", "two\n"), "stdout and stderr stay apart");
-    let (_, out, _) = run(&d, &["logs", "--timestamps", "svc"]);
+    let (_, out, _) = d.out(&["logs", "--timestamps", "svc"]);
     assert!(out.starts_with("20") && out.trim_end().ends_with(" one"), "{out}");
     assert_eq!(d.docker(&["ps", "--format", "{{.Names}}"]).expect("ps").trim(), "svc");
     let pid = d.docker(&["inspect", "--format", "{{.State.Pid}}", "svc"]).expect("inspect");
@@ -155,7 +139,7 @@ fn detached_logs_stop_start_kill_wait() {
     assert!(pid > 1 && std::path::Path::new(&format!("/proc/{pid}")).exists());
 
     // A running container cannot be removed without -f.
-    let (_, _, err) = run(&d, &["rm", "svc"]);
+    let (_, _, err) = d.out(&["rm", "svc"]);
     assert!(err.contains("container is running"), "{err}");
 
     // logs -f follows new output and ends when the container exits.
@@ -174,9 +158,9 @@ fn detached_logs_stop_start_kill_wait() {
         d.docker(&["inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", "svc"]).expect("inspect").trim(),
         "exited 137"
     );
-    let (code, _, _) = run(&d, &["stop", "svc"]);
+    let (code, _, _) = d.out(&["stop", "svc"]);
     assert_eq!(code, Some(0), "stopping a stopped container is fine (304)");
-    let (_, _, err) = run(&d, &["kill", "svc"]);
+    let (_, _, err) = d.out(&["kill", "svc"]);
     assert!(err.contains("is not running"), "{err}");
 
     // start again; kill with a signal; wait reports it.
@@ -192,7 +176,7 @@ fn detached_logs_stop_start_kill_wait() {
         "137",
         "a wait on a stopped container returns at once"
     );
-    let (_, _, err) = run(&d, &["kill", "-s", "NOPE", "svc"]);
+    let (_, _, err) = d.out(&["kill", "-s", "NOPE", "svc"]);
     assert!(err.contains("Invalid signal") || err.contains("is not running"), "{err}");
 
     // restart; rm -f of a running container leaves nothing behind.
@@ -207,7 +191,7 @@ fn detached_logs_stop_start_kill_wait() {
 
 #[test]
 fn containers_outlive_a_crashed_berthd() {
-    let mut d = daemon();
+    let mut d = Daemon::with_busybox();
     d.docker(&[
         "run",
         "-d",
@@ -250,43 +234,37 @@ fn containers_outlive_a_crashed_berthd() {
 
 #[test]
 fn cgroup_limits_are_enforced() {
-    let d = daemon();
+    let d = Daemon::with_busybox();
     // Memory: a shell that holds 64 MB in a variable is OOM-killed under a 16 MB limit.
-    let (code, out, _) = run(
-        &d,
-        &[
-            "run",
-            "--name",
-            "hog",
-            "--memory",
-            "16m",
-            "--memory-swap",
-            "16m",
-            "busybox",
-            "sh",
-            "-c",
-            "x=$(head -c 64000000 /dev/zero | tr '\\0' a); echo survived",
-        ],
-    );
+    let (code, out, _) = d.out(&[
+        "run",
+        "--name",
+        "hog",
+        "--memory",
+        "16m",
+        "--memory-swap",
+        "16m",
+        "busybox",
+        "sh",
+        "-c",
+        "x=$(head -c 64000000 /dev/zero | tr '\\0' a); echo survived",
+    ]);
     assert_eq!(code, Some(137), "{out}");
     assert_eq!(
         d.docker(&["inspect", "--format", "{{.State.OOMKilled}} {{.State.ExitCode}}", "hog"]).expect("inspect").trim(),
         "true 137"
     );
     // Pids: forks beyond the limit fail.
-    let (_, _, err) = run(
-        &d,
-        &[
-            "run",
-            "--rm",
-            "--pids-limit",
-            "5",
-            "busybox",
-            "sh",
-            "-c",
-            "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 5 & done; echo done",
-        ],
-    );
+    let (_, _, err) = d.out(&[
+        "run",
+        "--rm",
+        "--pids-limit",
+        "5",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 5 & done; echo done",
+    ]);
     assert!(err.contains("fork"), "forks past pids.max fail: {err:?}");
     // CPU: the quota is in the container's cgroup, and a plain container is not OOM-killed.
     let id = d
@@ -311,25 +289,22 @@ fn cgroup_limits_are_enforced() {
 
 #[test]
 fn logs_are_bounded_and_rotated() {
-    let d = daemon();
+    let d = Daemon::with_busybox();
     // 2000 lines of ~100 bytes into a 20k log with 2 files: the oldest output is gone.
     let script = "i=0; while [ $i -lt 2000 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done";
-    let (code, _, _) = run(
-        &d,
-        &[
-            "run",
-            "--name",
-            "chatty",
-            "--log-opt",
-            "max-size=20k",
-            "--log-opt",
-            "max-file=2",
-            "busybox",
-            "sh",
-            "-c",
-            script,
-        ],
-    );
+    let (code, _, _) = d.out(&[
+        "run",
+        "--name",
+        "chatty",
+        "--log-opt",
+        "max-size=20k",
+        "--log-opt",
+        "max-file=2",
+        "busybox",
+        "sh",
+        "-c",
+        script,
+    ]);
     assert_eq!(code, Some(0));
     let id = d.docker(&["inspect", "--format", "{{.Id}}", "chatty"]).expect("id").trim().to_string();
     let dir = d.data_root().join("runtime/containers").join(&id);
@@ -346,9 +321,9 @@ fn logs_are_bounded_and_rotated() {
     let lines: Vec<&str> = logs.lines().collect();
     let first: u32 = lines[0].split('-').nth(1).and_then(|n| n.parse().ok()).expect("number");
     assert_eq!(lines.len() as u32, 2000 - first, "what is kept is contiguous and in order");
-    let (_, tail, _) = run(&d, &["logs", "--tail", "2", "chatty"]);
+    let (_, tail, _) = d.out(&["logs", "--tail", "2", "chatty"]);
     assert_eq!(tail.lines().count(), 2);
-    let (_, _, err) = run(&d, &["run", "--rm", "--log-opt", "max-size=lots", "busybox", "true"]);
+    let (_, _, err) = d.out(&["run", "--rm", "--log-opt", "max-size=lots", "busybox", "true"]);
     assert!(err.contains("invalid max-size"), "{err}");
 }
 
@@ -357,7 +332,7 @@ fn daemon_log_opts_are_the_default_for_containers() {
     let d = Daemon::start(&["--log-opt", "max-size=8k", "--log-opt", "max-file=2"]).expect("start");
     d.load(&docker_save_tar(&[TestImage::busybox(&["busybox:latest"])], false)).expect("load");
     let script = "i=0; while [ $i -lt 1000 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done";
-    assert_eq!(run(&d, &["run", "--name", "chatty", "busybox", "sh", "-c", script]).0, Some(0));
+    assert_eq!(d.out(&["run", "--name", "chatty", "busybox", "sh", "-c", script]).0, Some(0));
     let cfg = d.docker(&["inspect", "--format", "{{json .HostConfig.LogConfig}}", "chatty"]).expect("inspect");
     let cfg: serde_json::Value = serde_json::from_str(&cfg).expect("json");
     assert_eq!(cfg["Type"], "json-file");
@@ -374,7 +349,7 @@ fn daemon_log_opts_are_the_default_for_containers() {
 
 #[test]
 fn removing_fifty_running_containers_leaves_nothing() {
-    let d = daemon();
+    let d = Daemon::with_busybox();
     let mut ids = Vec::new();
     for i in 0..50 {
         let id = d
@@ -413,7 +388,7 @@ fn removing_fifty_running_containers_leaves_nothing() {
 
 #[test]
 fn container_prune_removes_stopped_ones() {
-    let d = daemon();
+    let d = Daemon::with_busybox();
     d.docker(&["create", "--name", "made", "busybox", "true"]).expect("create");
     d.docker(&["run", "--name", "done", "--label", "keep=yes", "busybox", "true"]).expect("run");
     d.docker(&["run", "--name", "gone", "busybox", "true"]).expect("run");

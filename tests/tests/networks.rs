@@ -1,19 +1,8 @@
 //! User-defined bridge networks: create, ls, inspect, rm, prune, `docker run
 //! --network NAME`, internal networks, and dockerd's answers to bad input.
 
-use berth_tests::{Daemon, TestImage, docker_save_tar, raw_http};
+use berth_tests::{Daemon, Outside, raw_http};
 use serde_json::Value;
-
-fn daemon() -> Daemon {
-    let d = Daemon::start(&[]).expect("start");
-    d.load(&docker_save_tar(&[TestImage::busybox(&["busybox:latest"])], false)).expect("load");
-    d
-}
-
-fn out(d: &Daemon, args: &[&str]) -> (Option<i32>, String, String) {
-    let o = d.docker_out(args).expect("docker");
-    (o.status.code(), String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string())
-}
 
 fn inspect(d: &Daemon, what: &[&str]) -> Value {
     let mut args = vec!["inspect"];
@@ -27,7 +16,7 @@ fn link_exists(name: &str) -> bool {
 
 #[test]
 fn user_networks_from_create_to_rm() {
-    let d = daemon();
+    let d = Daemon::with_busybox();
     let id = d
         .docker(&[
             "network",
@@ -69,7 +58,7 @@ fn user_networks_from_create_to_rm() {
         inspect(&d, &["n2"])[0]["NetworkSettings"]["Networks"]["net-a"]["IPAddress"].as_str().expect("ip").to_string();
     assert_eq!(ip1, "10.231.1.129");
     assert_eq!(ip2, "10.231.1.130");
-    assert_eq!(out(&d, &["exec", "n1", "ping", "-c", "1", "-W", "5", &ip2]).0, Some(0));
+    assert_eq!(d.out(&["exec", "n1", "ping", "-c", "1", "-W", "5", &ip2]).0, Some(0));
     let route = d.docker(&["exec", "n1", "ip", "route"]).expect("route");
     assert!(route.contains("default via 10.231.1.254"), "{route}");
     let net = inspect(&d, &["--type", "network", "net-a"]);
@@ -81,7 +70,7 @@ fn user_networks_from_create_to_rm() {
     );
 
     // In use: dockerd's 403.
-    let (code, _, err) = out(&d, &["network", "rm", "net-a"]);
+    let (code, _, err) = d.out(&["network", "rm", "net-a"]);
     assert_ne!(code, Some(0));
     assert!(err.contains("has active endpoints"), "{err}");
     let (status, _, _) = raw_http(&d.sock(), "DELETE", "/networks/net-a", b"").expect("raw");
@@ -112,7 +101,7 @@ fn user_networks_from_create_to_rm() {
 
 #[test]
 fn bad_network_input_gets_dockerds_answers() {
-    let d = daemon();
+    let d = Daemon::with_busybox();
     d.docker(&["network", "create", "--subnet", "10.231.3.0/24", "net-b"]).expect("create");
     let cases: [(&[&str], &str); 6] = [
         (&["network", "create", "net-b"], "already exists"),
@@ -126,7 +115,7 @@ fn bad_network_input_gets_dockerds_answers() {
         (&["network", "rm", "bridge"], "pre-defined network"),
     ];
     for (args, want) in cases {
-        let (code, _, err) = out(&d, args);
+        let (code, _, err) = d.out(args);
         assert_ne!(code, Some(0), "{args:?}");
         assert!(err.contains(want), "{args:?}: {err}");
     }
@@ -137,7 +126,7 @@ fn bad_network_input_gets_dockerds_answers() {
     assert_eq!(raw_http(&d.sock(), "DELETE", "/networks/bridge", b"").expect("raw").0, 403);
     assert_eq!(raw_http(&d.sock(), "DELETE", "/networks/nosuchnet", b"").expect("raw").0, 404);
     // A container on a network that does not exist: 404 at create, nothing left behind.
-    let (code, _, err) = out(&d, &["run", "--rm", "--network", "nosuchnet", "busybox", "true"]);
+    let (code, _, err) = d.out(&["run", "--rm", "--network", "nosuchnet", "busybox", "true"]);
     assert_eq!(code, Some(125), "{err}");
     assert!(err.contains("network nosuchnet not found"), "{err}");
     assert_eq!(d.docker(&["ps", "-aq"]).expect("ps").trim(), "");
@@ -146,7 +135,7 @@ fn bad_network_input_gets_dockerds_answers() {
 
 #[test]
 fn static_addresses_and_connect_disconnect() {
-    let d = daemon();
+    let d = Daemon::with_busybox();
     d.docker(&["network", "create", "--subnet", "10.231.6.0/24", "net-c"]).expect("net-c");
     d.docker(&["network", "create", "--subnet", "10.231.7.0/24", "net-d"]).expect("net-d");
     d.docker(&["run", "-d", "--name", "m1", "--network", "net-c", "--ip", "10.231.6.50", "busybox", "sleep", "300"])
@@ -154,13 +143,11 @@ fn static_addresses_and_connect_disconnect() {
     let addr = d.docker(&["exec", "m1", "ip", "-4", "-o", "addr", "show", "eth0"]).expect("addr");
     assert!(addr.contains("10.231.6.50/24"), "{addr}");
     // The same address again: refused at start, with dockerd's words.
-    let (code, _, err) = out(
-        &d,
-        &["run", "-d", "--name", "m-dup", "--network", "net-c", "--ip", "10.231.6.50", "busybox", "sleep", "1"],
-    );
+    let (code, _, err) =
+        d.out(&["run", "-d", "--name", "m-dup", "--network", "net-c", "--ip", "10.231.6.50", "busybox", "sleep", "1"]);
     assert_ne!(code, Some(0));
     assert!(err.contains("Address already in use"), "{err}");
-    let (code, _, err) = out(&d, &["run", "--rm", "--network", "net-c", "--ip", "10.99.0.1", "busybox", "true"]);
+    let (code, _, err) = d.out(&["run", "--rm", "--network", "net-c", "--ip", "10.99.0.1", "busybox", "true"]);
     assert_ne!(code, Some(0));
     assert!(err.contains("does not belong to any of this network's subnets"), "{err}");
 
@@ -172,16 +159,16 @@ fn static_addresses_and_connect_disconnect() {
     assert!(route.contains("default via 10.231.6.1 dev eth0"), "{route}");
     let nets = &inspect(&d, &["m1"])[0]["NetworkSettings"]["Networks"];
     assert!(nets["net-c"].is_object() && nets["net-d"].is_object(), "{nets}");
-    let (code, _, err) = out(&d, &["network", "connect", "net-d", "m1"]);
+    let (code, _, err) = d.out(&["network", "connect", "net-d", "m1"]);
     assert_ne!(code, Some(0));
     assert!(err.contains("already exists"), "{err}");
 
     // Disconnect: eth1 goes, the network forgets the container.
     d.docker(&["network", "disconnect", "net-d", "m1"]).expect("disconnect");
-    assert_ne!(out(&d, &["exec", "m1", "ip", "link", "show", "eth1"]).0, Some(0));
+    assert_ne!(d.out(&["exec", "m1", "ip", "link", "show", "eth1"]).0, Some(0));
     let net = inspect(&d, &["--type", "network", "net-d"]);
     assert_eq!(net[0]["Containers"].as_object().map(|m| m.len()), Some(0));
-    let (code, _, err) = out(&d, &["network", "disconnect", "net-d", "m1"]);
+    let (code, _, err) = d.out(&["network", "disconnect", "net-d", "m1"]);
     assert_ne!(code, Some(0));
     assert!(err.contains("is not connected"), "{err}");
 
@@ -195,61 +182,15 @@ fn static_addresses_and_connect_disconnect() {
     d.docker(&["network", "rm", "net-c", "net-d"]).expect("network rm");
 }
 
-/// A network namespace standing for "the outside": a veth pair from the host,
-/// 10.239.N.1/30 on the host's end and 10.239.N.2/30 inside (`addr`). Removed
-/// on drop.
-struct Outside {
-    ns: String,
-    link: String,
-    addr: String,
-}
-
-impl Outside {
-    fn new(tag: &str, n: u8) -> Outside {
-        let o = Outside { ns: format!("ns{tag}"), link: format!("vo{tag}"), addr: format!("10.239.{n}.2") };
-        let sh = |cmd: &str| {
-            let ok = std::process::Command::new("sh").args(["-c", cmd]).status().map(|s| s.success()).unwrap_or(false);
-            assert!(ok, "{cmd}");
-        };
-        sh(&format!("ip netns add {}", o.ns));
-        sh(&format!("ip link add {} type veth peer name inner netns {}", o.link, o.ns));
-        sh(&format!("ip addr add 10.239.{n}.1/30 dev {0} && ip link set {0} up", o.link));
-        sh(&format!(
-            "ip netns exec {0} ip addr add {1}/30 dev inner && ip netns exec {0} ip link set inner up \
-             && ip netns exec {0} ip link set lo up",
-            o.ns, o.addr
-        ));
-        o
-    }
-}
-
-impl Drop for Outside {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip").args(["link", "delete", &self.link]).status();
-        let _ = std::process::Command::new("ip").args(["netns", "delete", &self.ns]).status();
-    }
-}
-
 #[test]
 fn outbound_nat_isolation_and_internal_networks() {
-    let mut d = daemon();
+    let mut d = Daemon::with_busybox();
     let outside = Outside::new(&d.bridge[2..], 1);
     // A server outside that tells whom it saw.
-    let mut server = std::process::Command::new("ip")
-        .args(["netns", "exec", &outside.ns, "python3", "-c"])
-        .arg(
-            "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-             s.bind(('10.239.1.2', 9000)); s.listen(1)\nc,a=s.accept(); c.sendall(a[0].encode()); c.close()",
-        )
-        .spawn()
-        .expect("server");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _server = outside.serve_whoami(9000);
     // From a container on the default bridge: out through the host, masqueraded.
     let seen = d.docker_out(&["run", "--rm", "busybox", "nc", "-w", "5", "10.239.1.2", "9000"]).expect("nc out");
     let seen = String::from_utf8_lossy(&seen.stdout).to_string();
-    // The server answers one connection and ends; if none came, it must not outlive the test.
-    let _ = server.kill();
-    let _ = server.wait();
     assert_eq!(seen.trim(), "10.239.1.1", "the outside sees the host's address");
     let table = format!("berth_{}", d.bridge);
     let rules = std::process::Command::new("nft").args(["list", "table", "inet", &table]).output().expect("nft");
@@ -265,9 +206,8 @@ fn outbound_nat_isolation_and_internal_networks() {
         .as_str()
         .unwrap_or("")
         .to_string();
-    assert_eq!(out(&d, &["exec", "on-bridge", "ping", "-c", "1", "-W", "1", &ip_e]).0, Some(1), "isolated");
-    let (code, _, _) =
-        out(&d, &["run", "--rm", "--network", "net-i", "busybox", "nc", "-w", "1", "10.239.1.2", "9000"]);
+    assert_eq!(d.out(&["exec", "on-bridge", "ping", "-c", "1", "-W", "1", &ip_e]).0, Some(1), "isolated");
+    let (code, _, _) = d.out(&["run", "--rm", "--network", "net-i", "busybox", "nc", "-w", "1", "10.239.1.2", "9000"]);
     assert_ne!(code, Some(0), "an internal network has no way out");
     let rules = std::process::Command::new("nft").args(["list", "table", "inet", &table]).output().expect("nft");
     let rules = String::from_utf8_lossy(&rules.stdout).to_string();
@@ -306,7 +246,7 @@ fn wait_fetch(addr: &str, want: &str) -> bool {
 
 #[test]
 fn published_ports_reach_the_container_and_go_with_it() {
-    let mut d = daemon();
+    let mut d = Daemon::with_busybox();
     let port = berth_tests::free_port();
     let serve = "while true; do echo hello-web | nc -l -p 80; done";
     d.docker(&["run", "-d", "--name", "web", "-p", &format!("{port}:80"), "busybox", "sh", "-c", serve]).expect("web");
@@ -336,12 +276,12 @@ fn published_ports_reach_the_container_and_go_with_it() {
     assert!(shown.contains(&format!(":{}", port + 1)), "{shown}");
 
     // Taken: by another container, and by a process on the host.
-    let (code, _, err) = out(&d, &["run", "-d", "--name", "dup", "-p", &format!("{port}:80"), "busybox", "true"]);
+    let (code, _, err) = d.out(&["run", "-d", "--name", "dup", "-p", &format!("{port}:80"), "busybox", "true"]);
     assert_ne!(code, Some(0));
     assert!(err.contains("port is already allocated"), "{err}");
     let holder = std::net::TcpListener::bind("0.0.0.0:0").expect("listen");
     let held = holder.local_addr().expect("addr").port();
-    let (code, _, err) = out(&d, &["run", "-d", "--name", "held", "-p", &format!("{held}:80"), "busybox", "true"]);
+    let (code, _, err) = d.out(&["run", "-d", "--name", "held", "-p", &format!("{held}:80"), "busybox", "true"]);
     assert_ne!(code, Some(0));
     assert!(err.contains("address already in use"), "{err}");
 
@@ -403,7 +343,7 @@ fn published_ports_reach_the_container_and_go_with_it() {
 
 #[test]
 fn hostname_add_host_and_dns_land_in_the_containers_files() {
-    let d = daemon();
+    let d = Daemon::with_busybox();
     let script = "hostname; cat /etc/hosts; cat /etc/resolv.conf; ip -4 -o addr show eth0";
     let text = d
         .docker(&[
@@ -440,6 +380,7 @@ const FAKE_UPSTREAM: &str = r#"
 import socket, struct, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind((sys.argv[1], 53))
+print('ready', flush=True)
 while True:
     q, a = s.recvfrom(512)
     i, labels = 12, []
@@ -462,13 +403,9 @@ fn ip_on(d: &Daemon, container: &str, network: &str) -> String {
 
 #[test]
 fn embedded_dns_names_aliases_short_ids_and_forwarding() {
-    let mut d = daemon();
+    let mut d = Daemon::with_busybox();
     let outside = Outside::new(&d.bridge[2..], 2);
-    let upstream = std::process::Command::new("ip")
-        .args(["netns", "exec", &outside.ns, "python3", "-c", FAKE_UPSTREAM, &outside.addr])
-        .spawn()
-        .expect("fake upstream");
-    let _upstream = berth_tests::ChildGuard(upstream);
+    let _upstream = outside.serve(FAKE_UPSTREAM, &[&outside.addr]);
     d.docker(&["network", "create", "--subnet", "10.231.20.0/24", "net-dns"]).expect("net-dns");
     d.docker(&["network", "create", "--subnet", "10.231.21.0/24", "net-dns2"]).expect("net-dns2");
     let web = d
@@ -499,14 +436,14 @@ fn embedded_dns_names_aliases_short_ids_and_forwarding() {
     let resolv = d.docker(&["exec", "client", "cat", "/etc/resolv.conf"]).expect("resolv.conf");
     assert!(resolv.contains("nameserver 127.0.0.11\n") && resolv.contains("ndots:0"), "{resolv}");
     assert!(!resolv.contains(&outside.addr), "--dns goes to the embedded DNS, not the container: {resolv}");
-    let lookup = |d: &Daemon, who: &str, name: &str| out(d, &["exec", who, "nslookup", name]);
+    let lookup = |d: &Daemon, who: &str, name: &str| d.out(&["exec", who, "nslookup", name]);
     for name in ["web", "srv", &web[..12], "web.net-dns", "WEB"] {
         let (code, text, err) = lookup(&d, "client", name);
         assert_eq!(code, Some(0), "{name}: {text} {err}");
         assert!(text.contains(&format!("Address: {web_ip}")), "{name}: {text}");
     }
     // Through libc (getaddrinfo), as programs resolve.
-    assert_eq!(out(&d, &["exec", "client", "ping", "-c", "1", "-W", "2", "srv"]).0, Some(0), "ping by alias");
+    assert_eq!(d.out(&["exec", "client", "ping", "-c", "1", "-W", "2", "srv"]).0, Some(0), "ping by alias");
     let reverse = d.docker(&["exec", "client", "nslookup", &web_ip]).expect("reverse");
     assert!(reverse.contains("web.net-dns"), "{reverse}");
     // Other names go to the container's --dns servers.
@@ -519,7 +456,7 @@ fn embedded_dns_names_aliases_short_ids_and_forwarding() {
     let mut other = vec!["run", "--rm", "--network", "net-dns2"];
     other.extend_from_slice(&dns);
     other.extend_from_slice(&["busybox", "nslookup", "web"]);
-    assert_ne!(out(&d, &other).0, Some(0), "isolated networks do not resolve each other");
+    assert_ne!(d.out(&other).0, Some(0), "isolated networks do not resolve each other");
     let plain = d.docker(&["run", "--rm", "busybox", "cat", "/etc/resolv.conf"]).expect("bridge resolv.conf");
     assert!(!plain.contains("127.0.0.11"), "{plain}");
 
@@ -556,7 +493,7 @@ async fn bollard_creates_connects_and_removes_networks() {
     use bollard::models::{EndpointIpamConfig, EndpointSettings, Ipam, IpamConfig};
     use bollard::models::{NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest};
     use bollard::query_parameters::{InspectNetworkOptions, ListNetworksOptions};
-    let d = daemon();
+    let d = Daemon::with_busybox();
     let client = bollard::Docker::connect_with_unix(&d.host, 30, bollard::API_DEFAULT_VERSION).expect("connect");
     let created = client
         .create_network(NetworkCreateRequest {

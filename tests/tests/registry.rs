@@ -7,11 +7,6 @@ use berth_tests::registry::{Compression, Format, Registry, RegistryOpts, TokenAu
 use berth_tests::{Daemon, Tar, TestImage};
 use serde_json::Value;
 
-fn out(d: &Daemon, args: &[&str]) -> (Option<i32>, String, String) {
-    let o = d.docker_out(args).expect("docker");
-    (o.status.code(), String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string())
-}
-
 fn inspect(d: &Daemon, what: &str) -> Value {
     serde_json::from_str::<Value>(&d.docker(&["image", "inspect", what]).expect("inspect")).expect("json")[0].clone()
 }
@@ -104,7 +99,7 @@ fn manifest_lists_choose_the_platform() {
     // A list without linux/amd64.
     reg.push_image("armonly", "arm", &app("arm64"), Format::Oci, Compression::Gzip).expect("arm");
     reg.push_index("armonly", "latest", Format::Oci, &only_arm).expect("arm index");
-    let (code, _, err) = out(&d, &["pull", &format!("{host}/armonly")]);
+    let (code, _, err) = d.out(&["pull", &format!("{host}/armonly")]);
     assert_ne!(code, Some(0));
     assert!(err.contains("no matching manifest for linux/amd64"), "{err}");
 }
@@ -142,9 +137,9 @@ fn push_then_pull_back_and_faults() {
     assert_eq!(d2.docker(&["run", "--rm", &pushed_digest, "cat", "/app/marker"]).expect("run"), "pushed");
 
     // Bad input and faults: a clear error, nothing half-pulled, the next pull works.
-    let (code, _, err) = out(&d2, &["pull", &format!("{host}/Bad/Name")]);
+    let (code, _, err) = d2.out(&["pull", &format!("{host}/Bad/Name")]);
     assert!(code != Some(0) && err.contains("invalid reference format"), "{err}");
-    let (code, _, err) = out(&d2, &["pull", &format!("{host}/nosuch/repo:v1")]);
+    let (code, _, err) = d2.out(&["pull", &format!("{host}/nosuch/repo:v1")]);
     assert!(code != Some(0) && (err.contains("not found") || err.contains("unknown")), "{err}");
     let (_, blob_digest) = {
         let (digest, manifest) =
@@ -153,20 +148,20 @@ fn push_then_pull_back_and_faults() {
         (digest, m["layers"][1]["digest"].as_str().unwrap_or("").to_string())
     };
     reg.corrupt_blob(&blob_digest).expect("corrupt");
-    let (code, _, err) = out(&d2, &["pull", &format!("{host}/bad/layer:v1")]);
+    let (code, _, err) = d2.out(&["pull", &format!("{host}/bad/layer:v1")]);
     assert_ne!(code, Some(0));
     assert!(err.contains("verification failed") || err.contains("digest"), "{err}");
-    let (code, images, _) = out(&d2, &["images", "-q", &format!("{host}/bad/layer")]);
+    let (code, images, _) = d2.out(&["images", "-q", &format!("{host}/bad/layer")]);
     assert_eq!((code, images.trim()), (Some(0), ""), "nothing half-pulled is visible");
     // A manifest whose bytes do not match the digest asked for (still valid
     // JSON, so the registry serves it as it is).
     let (m_digest, m_bytes) =
         reg.push_image("bad/manifest", "v1", &app("m"), Format::Docker, Compression::Gzip).expect("push");
     std::fs::write(reg.blob_path(&m_digest), [m_bytes.as_slice(), b" "].concat()).expect("alter the manifest");
-    let (code, _, err) = out(&d2, &["pull", &format!("{host}/bad/manifest@{m_digest}")]);
+    let (code, _, err) = d2.out(&["pull", &format!("{host}/bad/manifest@{m_digest}")]);
     assert!(code != Some(0) && err.contains(&format!("manifest verification failed for digest {m_digest}")), "{err}");
     reg.stop();
-    let (code, _, err) = out(&d2, &["pull", &format!("{host}/pushed/app:v3")]);
+    let (code, _, err) = d2.out(&["pull", &format!("{host}/pushed/app:v3")]);
     assert!(code != Some(0) && err.to_ascii_lowercase().contains("connect"), "{err}");
     reg.restart().expect("restart registry");
     d2.docker(&["pull", &format!("{host}/pushed/app:v3")]).expect("the next pull works");
@@ -179,7 +174,7 @@ fn login_with_htpasswd() {
     let host = reg.host();
     reg.push_image("private/app", "v1", &app("private"), Format::Docker, Compression::Gzip).expect("push");
     let d = Daemon::start(&[]).expect("berthd");
-    let (code, _, err) = out(&d, &["pull", &format!("{host}/private/app:v1")]);
+    let (code, _, err) = d.out(&["pull", &format!("{host}/private/app:v1")]);
     assert!(code != Some(0) && err.to_ascii_lowercase().contains("unauthorized"), "anonymous: {err}");
     let wrong = d.docker_with_input(&["login", "-u", "alice", "--password-stdin", &host], b"wrong\n").expect("login");
     assert!(!wrong.status.success());
@@ -337,7 +332,7 @@ fn interrupted_pulls_resume_with_ranges() {
     // A partial download that is wrong fails verification once, then is fetched anew.
     d.docker(&["rmi", &format!("{host}/big/app:v1")]).expect("rmi");
     std::fs::write(&partial, vec![0u8; blob.len() / 2]).expect("junk");
-    let (code, _, err) = out(&d, &["pull", &format!("{host}/big/app:v1")]);
+    let (code, _, err) = d.out(&["pull", &format!("{host}/big/app:v1")]);
     assert!(code != Some(0) && err.contains("verification failed"), "{err}");
     assert!(!partial.exists());
     d.docker(&["pull", &format!("{host}/big/app:v1")]).expect("the next pull works");
@@ -428,7 +423,7 @@ fn token_auth_through_a_realm() {
     d.load(&berth_tests::docker_save_tar(&[app("token").with_layer(Tar::new().finish(), &["tok/app:v1"])], false))
         .expect("load");
     d.docker(&["tag", "tok/app:v1", &format!("{host}/tok/app:v1")]).expect("tag");
-    let (code, _, err) = out(&d, &["push", &format!("{host}/tok/app:v1")]);
+    let (code, _, err) = d.out(&["push", &format!("{host}/tok/app:v1")]);
     assert!(
         code != Some(0) && (err.to_ascii_lowercase().contains("unauthorized") || err.contains("denied")),
         "anonymous push: {err}"
@@ -443,7 +438,7 @@ fn token_auth_through_a_realm() {
     assert_eq!(marker, "token");
     // Another daemon without credentials is refused.
     let d2 = Daemon::start(&[]).expect("berthd 2");
-    let (code, _, err) = out(&d2, &["pull", &format!("{host}/tok/app:v1")]);
+    let (code, _, err) = d2.out(&["pull", &format!("{host}/tok/app:v1")]);
     assert!(code != Some(0) && err.contains("pull access denied"), "{err}");
 }
 

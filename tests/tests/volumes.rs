@@ -27,11 +27,6 @@ fn seeded() -> TestImage {
     img
 }
 
-fn out(d: &Daemon, args: &[&str]) -> (Option<i32>, String, String) {
-    let o = d.docker_out(args).expect("docker");
-    (o.status.code(), String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string())
-}
-
 fn json(d: &Daemon, args: &[&str]) -> Value {
     serde_json::from_str(&d.docker(args).expect("docker")).expect("json")
 }
@@ -59,15 +54,15 @@ fn named_volumes_from_create_to_prune() {
     assert!(!v["CreatedAt"].as_str().unwrap_or("").is_empty());
     // Creating it again is no error; with other options it is.
     assert_eq!(d.docker(&["volume", "create", "data"]).expect("again").trim(), "data");
-    let (code, _, err) = out(&d, &["volume", "create", "--opt", "type=tmpfs", "--opt", "device=tmpfs", "data"]);
+    let (code, _, err) = d.out(&["volume", "create", "--opt", "type=tmpfs", "--opt", "device=tmpfs", "data"]);
     assert_ne!(code, Some(0));
     assert!(err.contains("already exists with different options"), "{err}");
-    let (code, _, err) = out(&d, &["volume", "create", "a/b"]);
+    let (code, _, err) = d.out(&["volume", "create", "a/b"]);
     assert_ne!(code, Some(0));
     assert!(err.contains("includes invalid characters for a local volume name"), "{err}");
-    let (_, _, err) = out(&d, &["volume", "create", "--opt", "colour=red", "x1"]);
+    let (_, _, err) = d.out(&["volume", "create", "--opt", "colour=red", "x1"]);
     assert!(err.contains("invalid option: \"colour\""), "{err}");
-    let (_, _, err) = out(&d, &["volume", "inspect", "nope"]);
+    let (_, _, err) = d.out(&["volume", "inspect", "nope"]);
     assert!(err.contains("no such volume"), "{err}");
 
     // Written by one container, read by the next, through -v and --mount.
@@ -76,7 +71,7 @@ fn named_volumes_from_create_to_prune() {
         .docker(&["run", "--rm", "--mount", "type=volume,src=data,dst=/d,readonly", "busybox", "cat", "/d/f"])
         .expect("read");
     assert_eq!(read.trim(), "hello");
-    let (code, _, _) = out(&d, &["run", "--rm", "-v", "data:/data:ro", "busybox", "touch", "/data/g"]);
+    let (code, _, _) = d.out(&["run", "--rm", "-v", "data:/data:ro", "busybox", "touch", "/data/g"]);
     assert_ne!(code, Some(0), "read-only");
     // A volume named by -v that does not exist yet is made.
     d.docker(&["run", "--rm", "-v", "implicit:/x", "busybox", "true"]).expect("implicit");
@@ -90,21 +85,21 @@ fn named_volumes_from_create_to_prune() {
     // In use by a container (running or not): 409, also with -f, also after kill -9.
     d.docker(&["run", "-d", "--name", "user", "-v", "data:/data", "busybox", "sleep", "300"]).expect("user");
     assert!(volume_names(&d, &["dangling=true"]) == vec!["implicit"], "{:?}", volume_names(&d, &["dangling=true"]));
-    let (code, _, err) = out(&d, &["volume", "rm", "data"]);
+    let (code, _, err) = d.out(&["volume", "rm", "data"]);
     assert_ne!(code, Some(0));
     assert!(err.contains("volume is in use"), "{err}");
     d.kill9().expect("kill -9");
     d.restart().expect("restart");
-    let (code, _, err) = out(&d, &["volume", "rm", "-f", "data"]);
+    let (code, _, err) = d.out(&["volume", "rm", "-f", "data"]);
     assert!(code != Some(0) && err.contains("volume is in use"), "after a crash: {err}");
     // The data is still there for the running container.
     assert_eq!(d.docker(&["exec", "user", "cat", "/data/f"]).expect("exec").trim(), "hello");
     d.docker(&["rm", "-f", "user"]).expect("rm");
     assert_eq!(d.docker(&["volume", "rm", "data"]).expect("rm volume").trim(), "data");
     assert!(!std::path::Path::new(&mountpoint).exists(), "its directory went with it");
-    let (code, _, _) = out(&d, &["volume", "rm", "data"]);
+    let (code, _, _) = d.out(&["volume", "rm", "data"]);
     assert_ne!(code, Some(0), "gone");
-    out(&d, &["volume", "rm", "-f", "data"]).0.filter(|c| *c == 0).expect("-f: a missing volume is no error");
+    d.out(&["volume", "rm", "-f", "data"]).0.filter(|c| *c == 0).expect("-f: a missing volume is no error");
 
     // A plain prune leaves named volumes; --all takes them.
     assert!(d.docker(&["volume", "prune", "-f"]).expect("prune").contains("Total reclaimed space"));
@@ -151,9 +146,9 @@ fn anonymous_volumes_go_with_rm_v_and_rm() {
         .docker(&["run", "--rm", "--volumes-from", "src:ro", "busybox", "sh", "-c", "cat /b/s /anon2/a"])
         .expect("volumes-from");
     assert_eq!(got, "shared\na2\n");
-    let (code, _, _) = out(&d, &["run", "--rm", "--volumes-from", "src:ro", "busybox", "touch", "/b/t"]);
+    let (code, _, _) = d.out(&["run", "--rm", "--volumes-from", "src:ro", "busybox", "touch", "/b/t"]);
     assert_ne!(code, Some(0), "read-only volumes-from");
-    let (code, _, err) = out(&d, &["run", "--rm", "--volumes-from", "nosuch", "busybox", "true"]);
+    let (code, _, err) = d.out(&["run", "--rm", "--volumes-from", "nosuch", "busybox", "true"]);
     assert!(code != Some(0) && err.contains("No such container"), "{err}");
     d.docker(&["rm", "-f", "-v", "src"]).expect("rm src");
     assert_eq!(volume_names(&d, &[]), vec!["kept"], "the anonymous one went, the named one stayed");
@@ -216,7 +211,7 @@ fn bad_mounts_get_dockerds_answers() {
         let mut run = vec!["run", "--rm"];
         run.extend(args.iter().copied());
         run.extend(["busybox", "true"]);
-        let (code, _, err) = out(&d, &run);
+        let (code, _, err) = d.out(&run);
         assert_eq!(code, Some(125), "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: {err}");
     }
@@ -330,6 +325,6 @@ fn local_driver_options_tmpfs_and_bind() {
     assert!(host.path().join("before").exists() && host.path().join("after").exists(), "host data untouched");
     assert!(!std::path::Path::new(&mountpoint).exists());
     let (code, _, err) =
-        out(&d, &["volume", "create", "--opt", "type=none", "--opt", "o=bind", "--opt", "device=/no/such/dir", "bad"]);
+        d.out(&["volume", "create", "--opt", "type=none", "--opt", "o=bind", "--opt", "device=/no/such/dir", "bad"]);
     assert!(code != Some(0) && err.contains("no such file or directory"), "{err}");
 }
