@@ -208,7 +208,7 @@ pub struct DaemonConfig {
     /// The default bridge's device.
     pub bridge: String,
     /// Registries, mirrors, certificates and transfer concurrency.
-    pub registry: berth_image::registry::RegistryConfig,
+    pub registry: berth_image_api::RegistryConfig,
 }
 
 fn env_bool(v: &str) -> Option<bool> {
@@ -386,7 +386,7 @@ impl DaemonConfig {
             }
         }
         if let Err(e) =
-            berth_runtime::lifecycle::validate_log_opts(log_opts.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            berth_runtime_api::logopts::validate_log_opts(log_opts.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         {
             errors.push(format!("log-opts: {}", e.message()));
         }
@@ -395,7 +395,7 @@ impl DaemonConfig {
         if bridge.is_empty() || bridge.len() > 15 || bridge.contains(['/', ' ', ':']) {
             errors.push(format!("invalid bridge name {bridge:?}: 1 to 15 characters, no '/', ':' or spaces"));
         }
-        let mut registry = berth_image::registry::RegistryConfig {
+        let mut registry = berth_image_api::RegistryConfig {
             insecure: file.insecure_registries.unwrap_or_default(),
             mirrors: file.registry_mirrors.unwrap_or_default(),
             ..Default::default()

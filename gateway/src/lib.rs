@@ -24,10 +24,10 @@ pub mod version;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use berth_image::ImageApi;
-use berth_network::NetworkApi;
-use berth_runtime::RuntimeApi;
-use berth_volume::VolumeApi;
+use berth_image_api::ImageApi;
+use berth_network_api::NetworkApi;
+use berth_runtime_api::RuntimeApi;
+use berth_volume_api::VolumeApi;
 
 /// Facts about the daemon that `/info` and `/version` report.
 #[derive(Debug, Clone)]

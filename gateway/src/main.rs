@@ -43,10 +43,10 @@ async fn main() -> anyhow::Result<()> {
     berth_core::telemetry::init(&config.log_level, config.log_format);
     let shutdown = berth_core::shutdown::on_signals()?;
     let state = AppState {
-        images: Arc::new(berth_image::client::ImageGrpcClient::new(channel(&args.image_addr)?)),
-        runtime: Arc::new(berth_runtime::RuntimeGrpcClient::new(channel(&args.runtime_addr)?)),
-        networks: Arc::new(berth_network::NetworkGrpcClient::new(channel(&args.network_addr)?)),
-        volumes: Arc::new(berth_volume::VolumeGrpcClient::new(channel(&args.volume_addr)?)),
+        images: Arc::new(berth_image_api::ImageGrpcClient::new(channel(&args.image_addr)?)),
+        runtime: Arc::new(berth_runtime_api::RuntimeGrpcClient::new(channel(&args.runtime_addr)?)),
+        networks: Arc::new(berth_network_api::NetworkGrpcClient::new(channel(&args.network_addr)?)),
+        volumes: Arc::new(berth_volume_api::VolumeGrpcClient::new(channel(&args.volume_addr)?)),
         info: Arc::new(DaemonInfo {
             data_root: config.data_root.clone(),
             exec_root: config.exec_root.clone(),

@@ -34,6 +34,11 @@ pub mod types {
                     .unwrap_or_default()
             }
 
+            /// A typed string map's members, in key order.
+            pub fn from_map(m: &std::collections::BTreeMap<String, String>) -> Vec<KeyValue> {
+                m.iter().map(|(k, v)| KeyValue { key: k.clone(), value: v.clone() }).collect()
+            }
+
             /// [`from_object`] of JSON text (as stored); invalid text is none.
             pub fn from_text(text: &str) -> Vec<KeyValue> {
                 serde_json::from_str::<Value>(text).map(|v| from_object(&v)).unwrap_or_default()

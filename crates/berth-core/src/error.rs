@@ -114,6 +114,7 @@ impl From<std::io::Error> for Error {
     }
 }
 
+#[cfg(feature = "db")]
 impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
         match err {
@@ -126,6 +127,7 @@ impl From<sqlx::Error> for Error {
     }
 }
 
+#[cfg(feature = "db")]
 impl From<sqlx::migrate::MigrateError> for Error {
     fn from(err: sqlx::migrate::MigrateError) -> Self {
         Self::internal(format!("database migration failed: {err}"))

@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "db")]
 pub mod db;
 pub mod error;
 pub mod grpc;

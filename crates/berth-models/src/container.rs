@@ -1,5 +1,5 @@
 //! A container's documents: the create body, its `Config` and `HostConfig`,
-//! mounts (`Mount` as requested, `MountPoint` as resolved), `State` and
+//! mounts (`Mount` as requested, [`MountPoint`] as resolved), `State` and
 //! `Health`, and an exec's config. Field names are dockerd's (API 1.50).
 
 use std::collections::BTreeMap;
@@ -489,6 +489,36 @@ pub struct TmpfsOptions {
     /// Fields Berth does not act on, kept as sent.
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+/// One entry of a container's `Mounts` as resolved at create, as Docker's inspect
+/// shows it (`NoCopy` is Berth's own, kept for the start).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MountPoint {
+    /// volume or bind.
+    #[serde(rename = "Type")]
+    pub typ: String,
+    /// The volume's name (volumes only).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// The host path: the volume's mountpoint or the bind's source.
+    pub source: String,
+    /// The path in the container.
+    pub destination: String,
+    /// `local` for volumes.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub driver: String,
+    /// The mode as given (`ro`, `z`, ...).
+    pub mode: String,
+    /// Writable.
+    #[serde(rename = "RW")]
+    pub rw: bool,
+    /// Bind propagation (`rprivate` unless given).
+    pub propagation: String,
+    /// No copy-up into this volume (`nocopy`, `volume-nocopy`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_copy: bool,
 }
 
 /// The statuses a container goes through, and the moves between them, in one

@@ -28,6 +28,9 @@ pub struct ImageConfig {
     /// The author.
     #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
     pub author: String,
+    /// The Docker version that built it.
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    pub docker_version: String,
     /// A comment (`docker import -m`).
     #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
     pub comment: String,
@@ -90,6 +93,39 @@ impl ImageConfig {
     /// The default container config (empty when the image has none).
     pub fn container_config(&self) -> ContainerConfig {
         self.config.clone().unwrap_or_default()
+    }
+}
+
+/// Docker's `AuthConfig`: registry credentials, as `POST /auth` takes them and
+/// as `X-Registry-Auth` carries them (base64 JSON). Never stored, never logged.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct AuthConfig {
+    /// The user name.
+    #[serde(default, deserialize_with = "nullable")]
+    pub username: String,
+    /// The password.
+    #[serde(default, deserialize_with = "nullable")]
+    pub password: String,
+    /// `base64(user:password)`, as some clients send it instead.
+    #[serde(default, deserialize_with = "nullable")]
+    pub auth: String,
+    /// The registry (`https://index.docker.io/v1/`, `host:port`).
+    #[serde(default, deserialize_with = "nullable")]
+    pub serveraddress: String,
+    /// A refresh token from a token service.
+    #[serde(default, deserialize_with = "nullable")]
+    pub identitytoken: String,
+    /// A bearer token for the registry.
+    #[serde(default, deserialize_with = "nullable")]
+    pub registrytoken: String,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("username", &self.username)
+            .field("serveraddress", &self.serveraddress)
+            .finish_non_exhaustive()
     }
 }
 

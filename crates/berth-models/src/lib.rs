@@ -19,9 +19,13 @@
 //! health), [`network`] (`NetworkingConfig`, `EndpointSettings`,
 //! `NetworkSettings`), [`image`] (the image config document).
 
+#![forbid(unsafe_code)]
+
 pub mod container;
+pub mod distribution;
 pub mod image;
 pub mod network;
+pub mod stream;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
@@ -86,6 +90,17 @@ impl<'de> Deserialize<'de> for StrSlice {
                 Some(Form::Many(v)) => Some(v),
             },
         ))
+    }
+}
+
+/// The machine's architecture in Go's (and so Docker's and OCI's) words:
+/// `amd64`, `arm64`, ...
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
     }
 }
 

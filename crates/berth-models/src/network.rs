@@ -137,3 +137,96 @@ impl NetworkSettings {
         self.networks.values().map(|n| n.ip_address.as_str()).find(|i| !i.is_empty())
     }
 }
+
+/// One IPAM pool of a network create.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IpamPool {
+    /// CIDR.
+    #[serde(rename = "Subnet", default, deserialize_with = "nullable")]
+    pub subnet: String,
+    /// The range to allocate from (CIDR inside the subnet).
+    #[serde(rename = "IPRange", default, deserialize_with = "nullable")]
+    pub ip_range: String,
+    /// The gateway address.
+    #[serde(rename = "Gateway", default, deserialize_with = "nullable")]
+    pub gateway: String,
+    /// Fields Berth does not act on, kept as sent.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// A network create's IPAM settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ipam {
+    /// The pools.
+    #[serde(rename = "Config", default, deserialize_with = "nullable")]
+    pub config: Vec<IpamPool>,
+    /// Fields Berth does not act on, kept as sent.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `POST /networks/create`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetworkCreateRequest {
+    /// The network's name.
+    #[serde(rename = "Name", default, deserialize_with = "nullable")]
+    pub name: String,
+    /// `bridge` (or empty).
+    #[serde(rename = "Driver", default, deserialize_with = "nullable")]
+    pub driver: String,
+    /// No outside access.
+    #[serde(rename = "Internal", default, deserialize_with = "nullable")]
+    pub internal: bool,
+    /// Addresses.
+    #[serde(rename = "IPAM", default, deserialize_with = "nullable")]
+    pub ipam: Ipam,
+    /// Labels.
+    #[serde(rename = "Labels", default, deserialize_with = "nullable")]
+    pub labels: BTreeMap<String, String>,
+    /// Driver options, echoed back by inspect exactly as given.
+    #[serde(rename = "Options", default, deserialize_with = "nullable")]
+    pub options: BTreeMap<String, String>,
+    /// Fields Berth does not act on, kept as sent.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `POST /networks/{id}/connect`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct NetworkConnectRequest {
+    /// The container (name or ID).
+    #[serde(rename = "Container", default, deserialize_with = "nullable")]
+    pub container: String,
+    /// Its endpoint on the network.
+    #[serde(rename = "EndpointConfig", default)]
+    pub endpoint_config: Option<EndpointSettings>,
+}
+
+/// `POST /networks/{id}/disconnect`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct NetworkDisconnectRequest {
+    /// The container (name or ID).
+    #[serde(rename = "Container", default, deserialize_with = "nullable")]
+    pub container: String,
+    /// Disconnect even if the network is gone.
+    #[serde(rename = "Force", default, deserialize_with = "nullable")]
+    pub force: bool,
+}
+
+/// `POST /volumes/create`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct VolumeCreateRequest {
+    /// The name (empty: a generated one, anonymous).
+    #[serde(rename = "Name", default, deserialize_with = "nullable")]
+    pub name: String,
+    /// `local` (or empty).
+    #[serde(rename = "Driver", default, deserialize_with = "nullable")]
+    pub driver: String,
+    /// Driver options.
+    #[serde(rename = "DriverOpts", default, deserialize_with = "nullable")]
+    pub driver_opts: BTreeMap<String, String>,
+    /// Labels.
+    #[serde(rename = "Labels", default, deserialize_with = "nullable")]
+    pub labels: BTreeMap<String, String>,
+}

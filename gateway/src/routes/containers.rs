@@ -11,7 +11,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post};
 use axum::{Json, Router};
 use berth_core::Error;
-use berth_runtime::pb;
+use berth_models::container::{ContainerConfig, CreateBody, ExecConfig, HostConfig, State as StateDoc};
+use berth_models::container::{ContainerStatus, MountPoint};
+use berth_models::network::NetworkSettings;
+use berth_runtime_api::pb;
 use serde_json::{Map, Value, json};
 
 use super::streams;
@@ -48,8 +51,15 @@ fn state_of(c: &pb::Container) -> pb::ContainerState {
     c.state.clone().unwrap_or_default()
 }
 
-fn json_of(bytes: &[u8]) -> Value {
-    serde_json::from_slice(bytes).unwrap_or(Value::Null)
+/// A document the runtime sent, typed; one it could not have sent reads as
+/// empty (the runtime checks what it stores).
+fn doc<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> T {
+    berth_models::parse_or_default("document", bytes).unwrap_or_default()
+}
+
+/// A typed document as JSON, for presentation.
+fn value_of<T: serde::Serialize>(doc: &T) -> Value {
+    serde_json::to_value(doc).unwrap_or(Value::Null)
 }
 
 /// Go's `units.HumanDuration`, which `docker ps` shows.
@@ -121,28 +131,22 @@ pub(crate) fn summary(c: &pb::Container) -> Value {
         "Status": status_text(c),
         "HostConfig": {"NetworkMode": network_mode(c)},
         "NetworkSettings": {"Networks": networks_of(c)},
-        "Mounts": berth_runtime::volumes::mounts_json(&c.mounts),
+        "Mounts": mounts_json(&c.mounts),
     })
 }
 
 /// The published ports of a running container as `docker ps` lists them.
 fn ports_of(c: &pb::Container) -> Value {
-    #[derive(serde::Deserialize)]
-    struct Settings {
-        #[serde(rename = "Ports")]
-        ports: Option<serde_json::Map<String, Value>>,
-    }
-    let settings = c.state.as_ref().map(|s| s.network_settings.as_slice()).unwrap_or_default();
-    let ports = serde_json::from_slice::<Settings>(settings).ok().and_then(|s| s.ports).unwrap_or_default();
+    let settings: NetworkSettings = doc(&state_of(c).network_settings);
     let mut out = Vec::new();
-    for (key, bindings) in ports {
+    for (key, bindings) in settings.ports.unwrap_or_default() {
         let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
         let private: u64 = port.parse().unwrap_or(0);
-        match bindings.as_array() {
+        match bindings {
             Some(list) if !list.is_empty() => {
                 for b in list {
-                    let public: u64 = b["HostPort"].as_str().and_then(|p| p.parse().ok()).unwrap_or(0);
-                    out.push(json!({"IP": b["HostIp"], "PrivatePort": private, "PublicPort": public, "Type": proto}));
+                    let public: u64 = b.host_port.parse().unwrap_or(0);
+                    out.push(json!({"IP": b.host_ip, "PrivatePort": private, "PublicPort": public, "Type": proto}));
                 }
             }
             _ => out.push(json!({"PrivatePort": private, "Type": proto})),
@@ -164,25 +168,35 @@ fn networks_of(c: &pb::Container) -> Value {
 
 /// The NetworkSettings the runtime recorded at the start (empty when stopped).
 fn network_settings(c: &pb::Container) -> Value {
-    let s = json_of(&state_of(c).network_settings);
-    if s.is_object() { s } else { json!({"Networks": {}}) }
+    value_of(&doc::<NetworkSettings>(&state_of(c).network_settings))
 }
 
 fn with_defaults(value: Value, defaults: Value) -> Value {
     let mut out: Map<String, Value> = defaults.as_object().cloned().unwrap_or_default();
     if let Value::Object(given) = value {
-        for (k, v) in given {
+        // Not given (null) shows dockerd's default.
+        for (k, v) in given.into_iter().filter(|(_, v)| !v.is_null()) {
             out.insert(k, v);
         }
     }
     Value::Object(out)
 }
 
+/// The `Mounts` of inspect and of the container list (without Berth's own `NoCopy`).
+fn mounts_json(mounts: &[u8]) -> Value {
+    let list: Vec<MountPoint> = doc(mounts);
+    value_of(&list.into_iter().map(|m| MountPoint { no_copy: false, ..m }).collect::<Vec<_>>())
+}
+
 /// The ContainerInspectResponse JSON of a container.
 fn inspect_json(c: &pb::Container) -> Value {
     let st = state_of(c);
-    let mut config = with_defaults(
-        json_of(&c.config),
+    let mut config: ContainerConfig = doc(&c.config);
+    config.image.clone_from(&c.image);
+    let mut host_config: HostConfig = doc(&c.host_config);
+    host_config.network_mode = network_mode(c);
+    let config = with_defaults(
+        value_of(&config),
         json!({
             "Hostname": "", "Domainname": "", "User": "", "AttachStdin": false, "AttachStdout": false,
             "AttachStderr": false, "Tty": false, "OpenStdin": false, "StdinOnce": false, "Env": [],
@@ -190,9 +204,8 @@ fn inspect_json(c: &pb::Container) -> Value {
             "OnBuild": null, "Labels": {},
         }),
     );
-    config["Image"] = json!(c.image);
-    let mut host_config = with_defaults(
-        json_of(&c.host_config),
+    let host_config = with_defaults(
+        value_of(&host_config),
         json!({
             "Binds": null, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
             "NetworkMode": "bridge", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
@@ -204,25 +217,27 @@ fn inspect_json(c: &pb::Container) -> Value {
             "MemorySwap": 0, "PidsLimit": null, "Ulimits": null, "Tmpfs": null, "Init": null,
         }),
     );
-    host_config["NetworkMode"] = json!(network_mode(c));
+    let status = ContainerStatus::parse(if st.status.is_empty() { "created" } else { &st.status });
+    let state = StateDoc {
+        status,
+        running: status.is_running(),
+        paused: status == ContainerStatus::Paused,
+        restarting: status == ContainerStatus::Restarting,
+        oom_killed: st.oom_killed,
+        dead: status == ContainerStatus::Dead,
+        pid: st.pid,
+        exit_code: st.exit_code,
+        error: st.error.clone(),
+        started_at: if st.started_at.is_empty() { ZERO_TIME.into() } else { st.started_at.clone() },
+        finished_at: if st.finished_at.is_empty() { ZERO_TIME.into() } else { st.finished_at.clone() },
+        health: None,
+    };
     json!({
         "Id": c.id,
         "Created": c.created,
         "Path": c.path,
         "Args": c.args,
-        "State": {
-            "Status": st.status,
-            "Running": st.status == "running" || st.status == "paused",
-            "Paused": st.status == "paused",
-            "Restarting": st.status == "restarting",
-            "OOMKilled": st.oom_killed,
-            "Dead": st.status == "dead",
-            "Pid": st.pid,
-            "ExitCode": st.exit_code,
-            "Error": st.error,
-            "StartedAt": if st.started_at.is_empty() { ZERO_TIME } else { &st.started_at },
-            "FinishedAt": if st.finished_at.is_empty() { ZERO_TIME } else { &st.finished_at },
-        },
+        "State": state,
         "Image": c.image_id,
         "ResolvConfPath": "",
         "HostnamePath": "",
@@ -238,7 +253,7 @@ fn inspect_json(c: &pb::Container) -> Value {
         "ExecIDs": null,
         "HostConfig": host_config,
         "GraphDriver": {"Name": "overlay2", "Data": null},
-        "Mounts": berth_runtime::volumes::mounts_json(&c.mounts),
+        "Mounts": mounts_json(&c.mounts),
         "Config": config,
         "NetworkSettings": with_defaults(network_settings(c), json!({
             "Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {}, "HairpinMode": false,
@@ -256,18 +271,14 @@ async fn post_containers_create(State(s): State<AppState>, uri: Uri, body: Bytes
     if body.is_empty() {
         return Err(Error::invalid("config cannot be empty in order to create a container").into());
     }
-    let mut config: Map<String, Value> =
-        serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))?;
-    let host_config = config.remove("HostConfig").unwrap_or(Value::Null);
-    let networking = config.remove("NetworkingConfig").unwrap_or(Value::Null);
-    let to_bytes = |v: &Value| if v.is_null() { Vec::new() } else { serde_json::to_vec(v).unwrap_or_default() };
+    let body: CreateBody = berth_models::parse("container config", &body).map_err(Error::invalid)?;
     let created = s
         .runtime
         .create(pb::CreateContainerRequest {
             name: p.get("name").unwrap_or("").to_string(),
-            config: serde_json::to_vec(&config).map_err(|e| Error::internal(e.to_string()))?,
-            host_config: to_bytes(&host_config),
-            networking_config: to_bytes(&networking),
+            config: berth_models::to_vec(&body.config),
+            host_config: berth_models::to_vec(&body.host_config),
+            networking_config: berth_models::to_vec(&body.networking_config),
         })
         .await?;
     Ok((StatusCode::CREATED, Json(json!({"Id": created.id, "Warnings": created.warnings}))).into_response())
@@ -405,7 +416,7 @@ fn logs_request(c: &pb::Container, p: &Params) -> ApiResult<pb::ContainerLogsReq
 }
 
 fn tty_of(c: &pb::Container) -> bool {
-    json_of(&c.config)["Tty"].as_bool().unwrap_or(false)
+    doc::<ContainerConfig>(&c.config).tty
 }
 
 fn stream_content_type(tty: bool) -> axum::http::HeaderValue {
@@ -425,7 +436,7 @@ async fn get_container_logs(State(s): State<AppState>, Path(id): Path<String>, u
         return Err(Error::invalid("Bad parameters: you must choose at least one stream").into());
     }
     let tty = tty_of(&c);
-    let framed = berth_runtime::lifecycle::frame(s.runtime.logs(req).await?, tty, p.bool("timestamps"));
+    let framed = super::streams::frame_logs(s.runtime.logs(req).await?, tty, p.bool("timestamps"));
     use futures::StreamExt;
     let framed = framed.take_until(s.shutdown.clone().cancelled_owned());
     let body = axum::body::Body::from_stream(framed.map(|r| r.map_err(|e| std::io::Error::other(e.to_string()))));
@@ -449,7 +460,7 @@ async fn post_container_attach(
     let tty = tty_of(&c);
     let keys = streams::detach_keys(p.get("detachKeys").unwrap_or(""))?;
     let (stdout, stderr) = (p.bool("stdout"), p.bool("stderr"));
-    let mut parts_out: Vec<berth_runtime::shim::OutputStream> = Vec::new();
+    let mut parts_out: Vec<berth_runtime_api::OutputStream> = Vec::new();
     if p.bool("logs") {
         let req = pb::ContainerLogsRequest { reference: c.id.clone(), stdout, stderr, tail: -1, ..Default::default() };
         let logs = s
@@ -488,16 +499,18 @@ async fn post_container_resize(State(s): State<AppState>, Path(id): Path<String>
 
 /// ContainerExec: `POST /containers/{id}/exec`.
 async fn post_container_exec(State(s): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
-    let config: Value =
-        serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("invalid exec config: {e}")))?;
-    if !config.is_object() {
-        return Err(Error::invalid("invalid exec config: not a JSON object").into());
-    }
-    if let Some(keys) = config["DetachKeys"].as_str() {
-        streams::detach_keys(keys)?;
-    }
+    let config: ExecConfig = berth_models::parse("exec config", &body).map_err(Error::invalid)?;
+    streams::detach_keys(&config.detach_keys)?;
     let exec_id = s.runtime.create_exec(pb::CreateExecRequest { reference: id, config: body.to_vec() }).await?;
     Ok((StatusCode::CREATED, Json(json!({"Id": exec_id}))).into_response())
+}
+
+/// The body of ExecStart.
+#[derive(Debug, Default, serde::Deserialize)]
+struct ExecStartConfig {
+    /// No stream: the exec runs in the background.
+    #[serde(rename = "Detach", default, deserialize_with = "berth_models::nullable")]
+    detach: bool,
 }
 
 /// ExecStart: `POST /exec/{id}/start`, hijacked unless `Detach`.
@@ -508,17 +521,15 @@ async fn post_exec_start(
 ) -> ApiResult<Response> {
     let (mut parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, 1 << 20).await.map_err(|e| Error::invalid(format!("read body: {e}")))?;
-    let start: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        json!({})
+    let start: ExecStartConfig = if body.iter().all(u8::is_ascii_whitespace) {
+        ExecStartConfig::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("invalid exec start config: {e}")))?
+        berth_models::parse("exec start config", &body).map_err(Error::invalid)?
     };
     let info = s.runtime.inspect_exec(&id).await?;
-    let config = json_of(&info.config);
-    let detach = start["Detach"].as_bool().unwrap_or(false);
-    let tty = config["Tty"].as_bool().unwrap_or(false);
-    let stdin = config["AttachStdin"].as_bool().unwrap_or(false);
-    let keys = streams::detach_keys(config["DetachKeys"].as_str().unwrap_or(""))?;
+    let config: ExecConfig = doc(&info.config);
+    let (detach, tty, stdin) = (start.detach, config.tty, config.attach_stdin);
+    let keys = streams::detach_keys(&config.detach_keys)?;
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let output = s
         .runtime
@@ -544,25 +555,25 @@ async fn post_exec_resize(State(s): State<AppState>, Path(id): Path<String>, uri
 /// ExecInspect: `GET /exec/{id}/json`.
 async fn get_exec_inspect(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let info = s.runtime.inspect_exec(&id).await?;
-    let cfg = json_of(&info.config);
-    let cmd: Vec<Value> = cfg["Cmd"].as_array().cloned().unwrap_or_default();
+    let cfg: ExecConfig = doc(&info.config);
+    let cmd = cfg.cmd.as_slice();
     Ok(Json(json!({
         "ID": info.id,
         "Running": info.running,
         "ExitCode": info.exit_code,
         "ProcessConfig": {
-            "tty": cfg["Tty"].as_bool().unwrap_or(false),
-            "entrypoint": cmd.first().cloned().unwrap_or(Value::String(String::new())),
-            "arguments": cmd.get(1..).map(<[Value]>::to_vec).unwrap_or_default(),
-            "privileged": cfg["Privileged"].as_bool().unwrap_or(false),
-            "user": cfg["User"].as_str().unwrap_or(""),
+            "tty": cfg.tty,
+            "entrypoint": cmd.first().cloned().unwrap_or_default(),
+            "arguments": cmd.get(1..).unwrap_or_default(),
+            "privileged": cfg.privileged,
+            "user": cfg.user,
         },
-        "OpenStdin": cfg["AttachStdin"].as_bool().unwrap_or(false),
-        "OpenStderr": cfg["AttachStderr"].as_bool().unwrap_or(false),
-        "OpenStdout": cfg["AttachStdout"].as_bool().unwrap_or(false),
+        "OpenStdin": cfg.attach_stdin,
+        "OpenStderr": cfg.attach_stderr,
+        "OpenStdout": cfg.attach_stdout,
         "CanRemove": false,
         "ContainerID": info.container_id,
-        "DetachKeys": cfg["DetachKeys"].as_str().unwrap_or(""),
+        "DetachKeys": cfg.detach_keys,
         "Pid": info.pid,
     })))
 }

@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use berth_core::{ByteStream, Error};
-use berth_image::pb;
+use berth_image_api::pb;
+use berth_models::image::{AuthConfig, ImageConfig};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -40,8 +41,9 @@ fn unix_seconds(rfc3339: &str) -> i64 {
     berth_core::id::parse_rfc3339(rfc3339).map(|t| t.unix_timestamp()).unwrap_or(0)
 }
 
-fn config_of(image: &pb::Image) -> Value {
-    serde_json::from_slice(&image.config).unwrap_or(Value::Null)
+/// The image's config, checked by the image service when the image came in.
+fn config_of(image: &pb::Image) -> ImageConfig {
+    berth_models::parse("image config", &image.config).unwrap_or_default()
 }
 
 /// The ImageSummary JSON of an image.
@@ -55,7 +57,7 @@ pub(crate) fn summary(image: &pb::Image, version: ApiVersion) -> Value {
         "Created": unix_seconds(&image.created),
         "Size": image.size,
         "SharedSize": -1,
-        "Labels": cfg["config"]["Labels"].clone(),
+        "Labels": cfg.config.and_then(|c| c.labels),
         "Containers": -1,
     });
     if version < ApiVersion(1, 44) {
@@ -83,20 +85,20 @@ fn inspect_json(image: &pb::Image) -> Value {
         "RepoTags": image.repo_tags,
         "RepoDigests": image.repo_digests,
         "Parent": image.parent,
-        "Comment": cfg["comment"].as_str().unwrap_or(""),
-        "Created": cfg["created"].as_str().unwrap_or(&image.created),
-        "DockerVersion": cfg["docker_version"].as_str().unwrap_or(""),
-        "Author": cfg["author"].as_str().unwrap_or(""),
-        "Config": cfg["config"].clone(),
-        "Architecture": cfg["architecture"].as_str().unwrap_or(""),
-        "Os": cfg["os"].as_str().unwrap_or("linux"),
+        "Comment": cfg.comment,
+        "Created": if cfg.created.is_empty() { &image.created } else { &cfg.created },
+        "DockerVersion": cfg.docker_version,
+        "Author": cfg.author,
+        "Config": cfg.config,
+        "Architecture": cfg.architecture,
+        "Os": if cfg.os.is_empty() { "linux" } else { &cfg.os },
         "Size": image.size,
         "GraphDriver": {"Name": "overlay2", "Data": graph},
         "RootFS": {"Type": "layers", "Layers": image.diff_ids},
         "Metadata": {"LastTagTime": if image.last_tag_time.is_empty() { "0001-01-01T00:00:00Z" } else { &image.last_tag_time }},
     });
-    if let Some(variant) = cfg["variant"].as_str() {
-        out["Variant"] = json!(variant);
+    if !cfg.variant.is_empty() {
+        out["Variant"] = json!(cfg.variant);
     }
     out
 }
@@ -137,7 +139,7 @@ async fn get_images_list(
     let mut filters = p.filters()?;
     // Before 1.41 the CLI sent the reference as a plain `filter` parameter.
     if let Some(f) = p.get("filter").filter(|f| !f.is_empty()) {
-        filters.push(berth_image::Filter { key: "reference".into(), values: vec![f.to_string()] });
+        filters.push(berth_image_api::Filter { key: "reference".into(), values: vec![f.to_string()] });
     }
     let images = s.images.list(p.bool("all"), filters).await?;
     Ok(Json(Value::Array(images.iter().map(|i| summary(i, version)).collect())))
@@ -162,20 +164,28 @@ pub(crate) fn registry_auth(headers: &HeaderMap) -> Result<Option<pb::RegistryAu
         .iter()
         .find_map(|e| e.decode(raw).ok())
         .ok_or_else(|| Error::invalid("invalid X-Registry-Auth header: not base64"))?;
-    let v: Value =
-        serde_json::from_slice(&bytes).map_err(|_| Error::invalid("invalid X-Registry-Auth header: not JSON"))?;
-    Ok(Some(auth_of_json(&v)))
+    let v: AuthConfig = serde_json::from_slice(&bytes)
+        .map_err(|_| Error::invalid("invalid X-Registry-Auth header: not an AuthConfig"))?;
+    Ok(Some(registry_auth_of(v)))
 }
 
-/// Credentials from Docker's AuthConfig JSON (X-Registry-Auth, `POST /auth`).
-pub(crate) fn auth_of_json(v: &Value) -> pb::RegistryAuth {
-    let text = |k: &str| v[k].as_str().unwrap_or("").to_string();
+/// Credentials from Docker's AuthConfig (X-Registry-Auth, `POST /auth`); an
+/// `auth` field (`base64(user:password)`) stands for the two when they are not given.
+pub(crate) fn registry_auth_of(mut v: AuthConfig) -> pb::RegistryAuth {
+    use base64::Engine as _;
+    if v.username.is_empty()
+        && v.password.is_empty()
+        && let Ok(pair) = base64::engine::general_purpose::STANDARD.decode(v.auth.trim())
+        && let Some((user, password)) = String::from_utf8_lossy(&pair).split_once(':')
+    {
+        (v.username, v.password) = (user.to_string(), password.to_string());
+    }
     pb::RegistryAuth {
-        username: text("username"),
-        password: text("password"),
-        identity_token: text("identitytoken"),
-        registry_token: text("registrytoken"),
-        server_address: text("serveraddress"),
+        username: v.username,
+        password: v.password,
+        identity_token: v.identitytoken,
+        registry_token: v.registrytoken,
+        server_address: v.serveraddress,
     }
 }
 
@@ -185,16 +195,31 @@ fn progress_json(p: &pb::Progress) -> Value {
     if !p.error.is_empty() {
         return json!({"errorDetail": {"message": p.error}, "error": p.error});
     }
-    let mut v = json!({"status": p.status});
-    if !p.id.is_empty() {
-        v["id"] = json!(p.id);
-        v["progressDetail"] = json!({});
-    }
-    if p.total > 0 || p.current > 0 {
-        v["progressDetail"] = json!({"current": p.current, "total": p.total});
-        v["progress"] = json!(progress_bar(p.current, p.total));
-    }
-    v
+    let counted = p.total > 0 || p.current > 0;
+    let detail = match (counted, p.id.is_empty()) {
+        (true, _) => Some(json!({"current": p.current, "total": p.total})),
+        (false, false) => Some(json!({})),
+        (false, true) => None,
+    };
+    let msg = JsonMessage {
+        status: &p.status,
+        id: (!p.id.is_empty()).then_some(p.id.as_str()),
+        progress_detail: detail,
+        progress: counted.then(|| progress_bar(p.current, p.total)),
+    };
+    serde_json::to_value(msg).unwrap_or(Value::Null)
+}
+
+/// dockerd's `jsonmessage.JSONMessage`, as progress streams carry it.
+#[derive(serde::Serialize)]
+struct JsonMessage<'a> {
+    status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(rename = "progressDetail", skip_serializing_if = "Option::is_none")]
+    progress_detail: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    progress: Option<String>,
 }
 
 /// dockerd's `[=====>     ]  1.2MB/3.4MB`.
@@ -224,7 +249,7 @@ fn progress_bar(current: i64, total: i64) -> String {
 /// A pull or push as dockerd answers it: an error before the first message is
 /// the response's status (404, 401, ...); after it, 200 and JSON lines, the
 /// last one an `errorDetail` when it failed.
-async fn progress_response(mut stream: berth_image::ProgressStream) -> ApiResult<Response> {
+async fn progress_response(mut stream: berth_image_api::ProgressStream) -> ApiResult<Response> {
     let first = match stream.next().await {
         Some(Ok(p)) => p,
         Some(Err(e)) => return Err(e.into()),
@@ -288,8 +313,8 @@ async fn post_images_create(
 /// SystemAuth: `POST /auth` with Docker's AuthConfig: the credentials are
 /// checked against the registry (`docker login`), never stored by the daemon.
 async fn post_auth(State(s): State<AppState>, body: axum::body::Bytes) -> ApiResult<Json<Value>> {
-    let v: Value = serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))?;
-    let r = s.images.login(auth_of_json(&v)).await?;
+    let v: AuthConfig = berth_models::parse("AuthConfig", &body).map_err(Error::invalid)?;
+    let r = s.images.login(registry_auth_of(v)).await?;
     Ok(Json(json!({"Status": r.status, "IdentityToken": r.identity_token})))
 }
 

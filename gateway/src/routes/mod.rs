@@ -73,7 +73,7 @@ mod tests {
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
     use berth_core::{ByteStream, Error, Result};
-    use berth_image::{Filter, ImageApi, pb};
+    use berth_image_api::{Filter, ImageApi, pb};
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
@@ -116,10 +116,10 @@ mod tests {
         async fn store_info(&self) -> Result<pb::StoreInfoResponse> {
             Ok(pb::StoreInfoResponse::default())
         }
-        async fn pull(&self, _: pb::PullImageRequest) -> Result<berth_image::ProgressStream> {
+        async fn pull(&self, _: pb::PullImageRequest) -> Result<berth_image_api::ProgressStream> {
             Err(Error::unavailable("no registries in this test"))
         }
-        async fn push(&self, _: pb::PushImageRequest) -> Result<berth_image::ProgressStream> {
+        async fn push(&self, _: pb::PushImageRequest) -> Result<berth_image_api::ProgressStream> {
             Err(Error::unavailable("no registries in this test"))
         }
         async fn login(&self, _: pb::RegistryAuth) -> Result<pb::LoginResponse> {
@@ -128,110 +128,162 @@ mod tests {
     }
 
     fn app() -> axum::Router {
-        let runtime = berth_runtime::LocalRuntime::with_store(Arc::new(NoContainers), Arc::new(FakeImages));
-        let networks = berth_network::LocalNetwork::with_store(Arc::new(NoNetworks));
-        let volumes = berth_volume::LocalVolumes::with_store(Arc::new(NoVolumes));
         super::app(AppState {
             images: Arc::new(FakeImages),
-            runtime: Arc::new(runtime),
-            networks: Arc::new(networks),
-            volumes: Arc::new(volumes),
+            runtime: Arc::new(Unavailable),
+            networks: Arc::new(Unavailable),
+            volumes: Arc::new(Unavailable),
             info: Arc::new(DaemonInfo { data_root: "/d".into(), exec_root: "/e".into(), id: "x".into(), debug: false }),
             shutdown: Default::default(),
         })
     }
 
-    struct NoContainers;
+    /// Every service but images answers "unavailable": these tests are about the image routes.
+    struct Unavailable;
     #[async_trait]
-    impl berth_runtime::ContainerStore for NoContainers {
-        async fn containers(&self) -> Result<Vec<berth_runtime::pb::Container>> {
-            Ok(vec![])
+    impl berth_runtime_api::RuntimeApi for Unavailable {
+        async fn create(
+            &self,
+            _: berth_runtime_api::pb::CreateContainerRequest,
+        ) -> Result<berth_runtime_api::pb::CreateContainerResponse> {
+            Err(Error::unavailable("not in this test"))
         }
-        async fn insert(&self, _: &berth_runtime::pb::Container) -> Result<()> {
-            Err(Error::unavailable("read-only fake"))
+        async fn inspect(&self, _: &str) -> Result<berth_runtime_api::pb::Container> {
+            Err(Error::unavailable("not in this test"))
+        }
+        async fn list(
+            &self,
+            _: bool,
+            _: Vec<berth_runtime_api::Filter>,
+            _: i64,
+        ) -> Result<Vec<berth_runtime_api::pb::Container>> {
+            Err(Error::unavailable("not in this test"))
         }
         async fn rename(&self, _: &str, _: &str) -> Result<()> {
-            Err(Error::unavailable("read-only fake"))
+            Err(Error::unavailable("not in this test"))
         }
-        async fn delete(&self, _: &str) -> Result<bool> {
-            Ok(false)
+        async fn remove(&self, _: &str, _: bool, _: bool) -> Result<()> {
+            Err(Error::unavailable("not in this test"))
         }
-        async fn set_state(&self, _: &str, _: &berth_runtime::pb::ContainerState) -> Result<()> {
-            Err(Error::unavailable("read-only fake"))
+        async fn image_in_use(&self, _: &str) -> Result<berth_runtime_api::pb::ImageInUseResponse> {
+            Err(Error::unavailable("not in this test"))
         }
-        async fn set_networking(&self, _: &str, _: &[u8]) -> Result<()> {
-            Err(Error::unavailable("read-only fake"))
+        async fn start(&self, _: &str) -> Result<bool> {
+            Err(Error::unavailable("not in this test"))
         }
-    }
-    struct NoNetworks;
-    #[async_trait]
-    impl berth_network::NetworkStore for NoNetworks {
-        async fn networks(&self) -> Result<Vec<berth_network::pb::Network>> {
-            Ok(vec![])
+        async fn stop(&self, _: &str, _: i64, _: &str) -> Result<bool> {
+            Err(Error::unavailable("not in this test"))
         }
-        async fn insert_network(&self, _: &berth_network::pb::Network) -> Result<()> {
-            Err(Error::unavailable("read-only fake"))
+        async fn kill(&self, _: &str, _: &str) -> Result<()> {
+            Err(Error::unavailable("not in this test"))
         }
-        async fn delete_network(&self, _: &str) -> Result<()> {
-            Err(Error::unavailable("read-only fake"))
+        async fn wait(&self, _: &str, _: &str) -> Result<berth_runtime_api::pb::WaitContainerResponse> {
+            Err(Error::unavailable("not in this test"))
         }
-        async fn endpoints(&self, _: &str) -> Result<Vec<berth_network::store::EndpointRecord>> {
-            Ok(vec![])
+        async fn logs(&self, _: berth_runtime_api::pb::ContainerLogsRequest) -> Result<berth_runtime_api::LogStream> {
+            Err(Error::unavailable("not in this test"))
         }
-        async fn container_endpoints(&self, _: &str) -> Result<Vec<berth_network::store::EndpointRecord>> {
-            Ok(vec![])
+        async fn attach(
+            &self,
+            _: berth_runtime_api::pb::AttachRequest,
+            _: berth_runtime_api::InputStream,
+        ) -> Result<berth_runtime_api::OutputStream> {
+            Err(Error::unavailable("not in this test"))
         }
-        async fn insert_endpoint(&self, _: &berth_network::store::EndpointRecord) -> Result<()> {
-            Err(Error::unavailable("read-only fake"))
+        async fn resize(&self, _: berth_runtime_api::pb::ResizeTtyRequest) -> Result<()> {
+            Err(Error::unavailable("not in this test"))
         }
-        async fn delete_endpoint(&self, _: &str, _: &str) -> Result<()> {
-            Ok(())
+        async fn create_exec(&self, _: berth_runtime_api::pb::CreateExecRequest) -> Result<String> {
+            Err(Error::unavailable("not in this test"))
         }
-        async fn ports(&self) -> Result<Vec<berth_network::store::PortRecord>> {
-            Ok(vec![])
+        async fn start_exec(
+            &self,
+            _: berth_runtime_api::pb::StartExecRequest,
+            _: berth_runtime_api::InputStream,
+        ) -> Result<berth_runtime_api::OutputStream> {
+            Err(Error::unavailable("not in this test"))
         }
-        async fn insert_ports(&self, _: &[berth_network::store::PortRecord]) -> Result<()> {
-            Err(Error::unavailable("read-only fake"))
+        async fn inspect_exec(&self, _: &str) -> Result<berth_runtime_api::pb::InspectExecResponse> {
+            Err(Error::unavailable("not in this test"))
         }
-        async fn delete_ports(&self, _: &str, _: Option<&str>) -> Result<()> {
-            Ok(())
+        async fn prune(
+            &self,
+            _: Vec<berth_runtime_api::Filter>,
+        ) -> Result<berth_runtime_api::pb::PruneContainersResponse> {
+            Err(Error::unavailable("not in this test"))
         }
-        async fn all_endpoints(&self) -> Result<Vec<berth_network::store::EndpointRecord>> {
-            Ok(vec![])
+        async fn connect_network(&self, _: &str, _: &str, _: &[u8]) -> Result<()> {
+            Err(Error::unavailable("not in this test"))
         }
-        async fn rename_container(&self, _: &str, _: &str) -> Result<()> {
-            Ok(())
-        }
-        async fn resolvers(&self) -> Result<Vec<berth_network::store::ResolverRecord>> {
-            Ok(vec![])
-        }
-        async fn put_resolver(&self, _: &berth_network::store::ResolverRecord) -> Result<()> {
-            Err(Error::unavailable("read-only fake"))
-        }
-        async fn delete_resolver(&self, _: &str) -> Result<()> {
-            Ok(())
+        async fn disconnect_network(&self, _: &str, _: &str, _: bool) -> Result<()> {
+            Err(Error::unavailable("not in this test"))
         }
     }
-    struct NoVolumes;
     #[async_trait]
-    impl berth_volume::VolumeStore for NoVolumes {
-        async fn volumes(&self) -> Result<Vec<berth_volume::pb::Volume>> {
-            Ok(vec![])
+    impl berth_network_api::NetworkApi for Unavailable {
+        async fn list(&self, _: Vec<berth_network_api::Filter>) -> Result<Vec<berth_network_api::pb::Network>> {
+            Err(Error::unavailable("not in this test"))
         }
-        async fn insert(&self, _: &berth_volume::pb::Volume) -> Result<()> {
-            Err(Error::unavailable("read-only fake"))
+        async fn connect(
+            &self,
+            _: berth_network_api::pb::ConnectContainerRequest,
+        ) -> Result<berth_network_api::pb::Endpoint> {
+            Err(Error::unavailable("not in this test"))
         }
-        async fn delete(&self, _: &str) -> Result<()> {
-            Err(Error::unavailable("read-only fake"))
+        async fn disconnect(&self, _: &str, _: &str) -> Result<()> {
+            Err(Error::unavailable("not in this test"))
         }
-        async fn refs(&self) -> Result<Vec<(String, String)>> {
-            Ok(vec![])
+        async fn create(
+            &self,
+            _: berth_network_api::pb::CreateNetworkRequest,
+        ) -> Result<berth_network_api::pb::Network> {
+            Err(Error::unavailable("not in this test"))
         }
-        async fn add_ref(&self, _: &str, _: &str) -> Result<()> {
-            Err(Error::unavailable("read-only fake"))
+        async fn inspect(&self, _: &str) -> Result<berth_network_api::pb::Network> {
+            Err(Error::unavailable("not in this test"))
         }
-        async fn drop_refs(&self, _: &str) -> Result<Vec<String>> {
-            Ok(vec![])
+        async fn remove(&self, _: &str) -> Result<()> {
+            Err(Error::unavailable("not in this test"))
+        }
+        async fn prune(&self, _: Vec<berth_network_api::Filter>) -> Result<Vec<String>> {
+            Err(Error::unavailable("not in this test"))
+        }
+        async fn publish(
+            &self,
+            _: berth_network_api::pb::PublishPortsRequest,
+        ) -> Result<Vec<berth_network_api::pb::PortMapping>> {
+            Err(Error::unavailable("not in this test"))
+        }
+        async fn rename(&self, _: &str, _: &str) -> Result<()> {
+            Err(Error::unavailable("not in this test"))
+        }
+    }
+    #[async_trait]
+    impl berth_volume_api::VolumeApi for Unavailable {
+        async fn list(&self, _: Vec<berth_volume_api::Filter>, _: bool) -> Result<Vec<berth_volume_api::pb::Volume>> {
+            Err(Error::unavailable("not in this test"))
+        }
+        async fn create(&self, _: berth_volume_api::pb::CreateVolumeRequest) -> Result<berth_volume_api::pb::Volume> {
+            Err(Error::unavailable("not in this test"))
+        }
+        async fn inspect(&self, _: &str) -> Result<berth_volume_api::pb::Volume> {
+            Err(Error::unavailable("not in this test"))
+        }
+        async fn remove(&self, _: &str, _: bool) -> Result<()> {
+            Err(Error::unavailable("not in this test"))
+        }
+        async fn prune(&self, _: Vec<berth_volume_api::Filter>) -> Result<berth_volume_api::pb::PruneVolumesResponse> {
+            Err(Error::unavailable("not in this test"))
+        }
+        async fn use_volume(
+            &self,
+            _: berth_volume_api::pb::CreateVolumeRequest,
+            _: &str,
+        ) -> Result<berth_volume_api::pb::Volume> {
+            Err(Error::unavailable("not in this test"))
+        }
+        async fn release(&self, _: &str, _: bool) -> Result<Vec<String>> {
+            Err(Error::unavailable("not in this test"))
         }
     }
 

@@ -10,6 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use berth_core::Error;
+use berth_models::network::{
+    NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest, VolumeCreateRequest,
+};
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -30,11 +33,11 @@ pub fn router() -> Router<AppState> {
         .route("/volumes/{name}", get(get_volume_inspect).delete(delete_volume))
 }
 
-pub(crate) use berth_proto::types::v1::kv::{from_object as pairs, to_object as map};
+pub(crate) use berth_proto::types::v1::kv::{from_map as pairs, to_object as map};
 
 /// The Volume JSON of a volume; `UsageData` only when its size was walked
 /// (`system df`), as dockerd.
-pub(crate) fn volume_json(v: &berth_volume::pb::Volume) -> Value {
+pub(crate) fn volume_json(v: &berth_volume_api::pb::Volume) -> Value {
     let mut j = json!({
         "Name": v.name,
         "Driver": v.driver,
@@ -50,7 +53,7 @@ pub(crate) fn volume_json(v: &berth_volume::pb::Volume) -> Value {
     j
 }
 
-fn network_json(n: &berth_network::pb::Network) -> Value {
+fn network_json(n: &berth_network_api::pb::Network) -> Value {
     json!({
         "Name": n.name,
         "Id": n.id,
@@ -98,24 +101,23 @@ async fn get_network_inspect(State(s): State<AppState>, Path(id): Path<String>) 
 
 /// NetworkCreate: `POST /networks/create`.
 async fn post_network_create(State(s): State<AppState>, body: Bytes) -> ApiResult<Response> {
-    let v: Value = serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))?;
-    let ipam = v["IPAM"]["Config"].as_array().cloned().unwrap_or_default();
+    let v: NetworkCreateRequest = berth_models::parse("network config", &body).map_err(Error::invalid)?;
+    let ipam = v.ipam.config;
     if ipam.len() > 1 {
         return Err(
             Error::not_implemented("more than one IPAM config (IPv6 or several subnets) is not supported yet").into()
         );
     }
-    let cfg = ipam.first().cloned().unwrap_or(Value::Null);
-    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
-    let req = berth_network::pb::CreateNetworkRequest {
-        name: text(&v["Name"]),
-        driver: text(&v["Driver"]),
-        subnet: text(&cfg["Subnet"]),
-        gateway: text(&cfg["Gateway"]),
-        ip_range: text(&cfg["IPRange"]),
-        internal: v["Internal"].as_bool().unwrap_or(false),
-        labels: pairs(&v["Labels"]),
-        options: pairs(&v["Options"]),
+    let pool = ipam.into_iter().next().unwrap_or_default();
+    let req = berth_network_api::pb::CreateNetworkRequest {
+        name: v.name,
+        driver: v.driver,
+        subnet: pool.subnet,
+        gateway: pool.gateway,
+        ip_range: pool.ip_range,
+        internal: v.internal,
+        labels: pairs(&v.labels),
+        options: pairs(&v.options),
     };
     let n = s.networks.create(req).await?;
     Ok((StatusCode::CREATED, Json(json!({"Id": n.id, "Warning": ""}))).into_response())
@@ -129,15 +131,12 @@ async fn delete_network(State(s): State<AppState>, Path(id): Path<String>) -> Ap
 
 /// NetworkConnect: `POST /networks/{id}/connect` with `{Container, EndpointConfig}`.
 async fn post_network_connect(State(s): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult<StatusCode> {
-    let v: Value = serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))?;
-    let container =
-        v["Container"].as_str().filter(|c| !c.is_empty()).ok_or_else(|| Error::invalid("Container is required"))?;
-    let ep = if v["EndpointConfig"].is_object() {
-        serde_json::to_vec(&v["EndpointConfig"]).unwrap_or_default()
-    } else {
-        vec![]
-    };
-    s.runtime.connect_network(container, &id, &ep).await?;
+    let v: NetworkConnectRequest = berth_models::parse("network connect", &body).map_err(Error::invalid)?;
+    if v.container.is_empty() {
+        return Err(Error::invalid("Container is required").into());
+    }
+    let ep = v.endpoint_config.as_ref().map(berth_models::to_vec).unwrap_or_default();
+    s.runtime.connect_network(&v.container, &id, &ep).await?;
     Ok(StatusCode::OK)
 }
 
@@ -147,10 +146,11 @@ async fn post_network_disconnect(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    let v: Value = serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))?;
-    let container =
-        v["Container"].as_str().filter(|c| !c.is_empty()).ok_or_else(|| Error::invalid("Container is required"))?;
-    s.runtime.disconnect_network(container, &id, v["Force"].as_bool().unwrap_or(false)).await?;
+    let v: NetworkDisconnectRequest = berth_models::parse("network disconnect", &body).map_err(Error::invalid)?;
+    if v.container.is_empty() {
+        return Err(Error::invalid("Container is required").into());
+    }
+    s.runtime.disconnect_network(&v.container, &id, v.force).await?;
     Ok(StatusCode::OK)
 }
 
@@ -173,12 +173,12 @@ async fn get_volume_inspect(State(s): State<AppState>, Path(name): Path<String>)
 
 /// VolumeCreate: `POST /volumes/create` with `{Name, Driver, DriverOpts, Labels}`.
 async fn post_volume_create(State(s): State<AppState>, body: Bytes) -> ApiResult<Response> {
-    let v: Value = serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))?;
-    let req = berth_volume::pb::CreateVolumeRequest {
-        name: v["Name"].as_str().unwrap_or("").to_string(),
-        driver: v["Driver"].as_str().unwrap_or("").to_string(),
-        labels: pairs(&v["Labels"]),
-        options: pairs(&v["DriverOpts"]),
+    let v: VolumeCreateRequest = berth_models::parse("volume config", &body).map_err(Error::invalid)?;
+    let req = berth_volume_api::pb::CreateVolumeRequest {
+        name: v.name,
+        driver: v.driver,
+        labels: pairs(&v.labels),
+        options: pairs(&v.driver_opts),
         anonymous: false,
     };
     let created = s.volumes.create(req).await?;

@@ -10,9 +10,9 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use berth_core::{Error, Result};
-use berth_runtime::pb;
-use berth_runtime::shim::OutputStream;
+use berth_core::{ByteStream, Error, Result};
+use berth_models::stream;
+use berth_runtime_api::{LogStream, OutputStream, pb};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -107,11 +107,49 @@ fn frame(o: pb::StreamOutput, tty: bool) -> Option<bytes::Bytes> {
     if tty {
         return Some(bytes::Bytes::from(o.data));
     }
-    let mut out = Vec::with_capacity(o.data.len() + 8);
-    out.extend_from_slice(&[o.stream as u8, 0, 0, 0]);
-    out.extend_from_slice(&(o.data.len() as u32).to_be_bytes());
-    out.extend_from_slice(&o.data);
+    let mut out = Vec::with_capacity(o.data.len() + stream::HEADER);
+    stream::put_frame(&mut out, o.stream as u8, &o.data);
     Some(bytes::Bytes::from(out))
+}
+
+/// Frames log entries for the Docker API: the 8-byte multiplexed header per
+/// entry (stream, 0, 0, 0, big-endian length), or raw bytes for a TTY; with
+/// `timestamps`, each line starts with its RFC 3339 time.
+///
+/// Entries that are ready together go out as one chunk, and consecutive lines of
+/// one stream share a frame (up to [`stream::MAX_FRAME`] bytes): a long log is a few large
+/// writes for Berth and for the client (the docker CLI writes each frame with its
+/// own system call), while a follower still gets each line at once.
+pub fn frame_logs(entries: LogStream, tty: bool, timestamps: bool) -> ByteStream {
+    use futures::StreamExt;
+    Box::pin(entries.ready_chunks(1024).map(move |batch| {
+        let mut out = Vec::with_capacity(batch.iter().map(|e| e.as_ref().map_or(0, |e| e.line.len() + 48)).sum());
+        // Where the open frame's header is, and its stream.
+        let mut open: Option<(usize, i32)> = None;
+        for e in batch {
+            let e = e?;
+            if !tty {
+                let same =
+                    open.is_some_and(|(at, s)| s == e.stream && out.len() - at - 8 + e.line.len() < stream::MAX_FRAME);
+                if !same {
+                    if let Some((at, _)) = open {
+                        stream::close_frame(&mut out, at);
+                    }
+                    open = Some((out.len(), e.stream));
+                    out.extend_from_slice(&stream::header(e.stream as u8, 0));
+                }
+            }
+            if timestamps {
+                out.extend_from_slice(e.time.as_bytes());
+                out.push(b' ');
+            }
+            out.extend_from_slice(&e.line);
+        }
+        if let Some((at, _)) = open {
+            stream::close_frame(&mut out, at);
+        }
+        Ok(bytes::Bytes::from(out))
+    }))
 }
 
 /// What a hijacked stream needs besides its output.
@@ -223,6 +261,28 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn frames_are_multiplexed_and_lines_of_one_stream_share_one() {
+        let entry = |stream: i32, line: &[u8]| Ok(pb::LogEntry { stream, time: "T".into(), line: line.to_vec() });
+        let entries: LogStream = Box::pin(futures::stream::iter(vec![
+            entry(2, b"hi\n"),
+            entry(1, b"a\n"),
+            entry(1, b"b\n"),
+            entry(2, b"c\n"),
+        ]));
+        let mut framed = frame_logs(entries, false, false);
+        use futures::StreamExt;
+        let chunk = framed.next().await.expect("one").expect("ok");
+        let mut want = vec![2, 0, 0, 0, 0, 0, 0, 3, b'h', b'i', b'\n'];
+        want.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 4, b'a', b'\n', b'b', b'\n']);
+        want.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0, 2, b'c', b'\n']);
+        assert_eq!(&chunk[..], &want[..]);
+        // With timestamps each line keeps its own; with a TTY there are no headers.
+        let entries: LogStream = Box::pin(futures::stream::iter(vec![entry(1, b"a\n"), entry(1, b"b\n")]));
+        let chunk = frame_logs(entries, true, true).next().await.expect("one").expect("ok");
+        assert_eq!(&chunk[..], b"T a\nT b\n");
+    }
 
     #[test]
     fn detach_keys_parse_like_dockerd() {

@@ -53,7 +53,7 @@ pub(crate) fn kernel_version() -> String {
 }
 
 fn arch() -> &'static str {
-    berth_image::archive::host_arch()
+    berth_models::host_arch()
 }
 
 /// SystemVersion.
@@ -134,7 +134,7 @@ pub(crate) fn host() -> Host {
 /// SystemInfo.
 async fn info(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let containers = state.runtime.list(true, vec![], 0).await?;
-    let status = |c: &berth_runtime::pb::Container| c.state.as_ref().map(|s| s.status.clone()).unwrap_or_default();
+    let status = |c: &berth_runtime_api::pb::Container| c.state.as_ref().map(|s| s.status.clone()).unwrap_or_default();
     let running = containers.iter().filter(|c| status(c) == "running").count();
     let paused = containers.iter().filter(|c| status(c) == "paused").count();
     let store = state.images.store_info().await?;

@@ -23,6 +23,7 @@ use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use berth_core::{Error, Result};
+use berth_models::distribution::{Descriptor, ImageIndex, ImageManifest, ManifestDoc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -186,8 +187,8 @@ impl Staged {
         Ok(out)
     }
 
-    fn blob(&self, descriptor: &Value) -> Result<(String, Vec<u8>)> {
-        let digest = descriptor["digest"].as_str().unwrap_or_default().to_string();
+    fn blob(&self, descriptor: &Descriptor) -> Result<(String, Vec<u8>)> {
+        let digest = descriptor.digest.clone();
         let hex = digest::digest_hex(&digest)?;
         let bytes = self.read_json_bytes(&format!("blobs/sha256/{hex}"))?;
         check_digest(&digest, &sha256_digest(&bytes), "blob")?;
@@ -195,24 +196,24 @@ impl Staged {
     }
 
     fn oci_images(&self) -> Result<Vec<ArchiveImage>> {
-        let index: Value = serde_json::from_slice(&self.read_json_bytes("index.json")?)
+        let index: ImageIndex = serde_json::from_slice(&self.read_json_bytes("index.json")?)
             .map_err(|e| Error::invalid(format!("invalid archive: index.json: {e}")))?;
         let mut out: Vec<ArchiveImage> = Vec::new();
         let mut by_config: HashMap<Vec<u8>, usize> = HashMap::new();
-        for desc in index["manifests"].as_array().cloned().unwrap_or_default() {
-            let name = image_name(&desc);
-            let Some(manifest) = self.pick_manifest(&desc, 0)? else {
+        for desc in &index.manifests {
+            let name = image_name(desc);
+            let Some(manifest) = self.pick_manifest(desc, 0)? else {
                 continue;
             };
-            let (_, config) = self.blob(&manifest["config"])?;
+            let (_, config) = self.blob(&manifest.config)?;
             let mut layers = Vec::new();
             let mut layer_digests = Vec::new();
-            for layer in manifest["layers"].as_array().cloned().unwrap_or_default() {
-                let media = layer["mediaType"].as_str().unwrap_or_default();
+            for layer in &manifest.layers {
+                let media = layer.media_type.as_str();
                 if media.contains("nondistributable") || media.contains("foreign") {
                     return Err(Error::not_implemented(format!("foreign layer {media} is not supported")));
                 }
-                let digest = layer["digest"].as_str().unwrap_or_default().to_string();
+                let digest = layer.digest.clone();
                 let hex = digest::digest_hex(&digest)?;
                 layers.push(self.resolve(&format!("blobs/sha256/{hex}"))?);
                 layer_digests.push(Some(digest));
@@ -234,40 +235,37 @@ impl Staged {
 
     /// Follows a descriptor to an image manifest, choosing linux/amd64 (or the first
     /// linux entry) in an index.
-    fn pick_manifest(&self, desc: &Value, depth: usize) -> Result<Option<Value>> {
+    fn pick_manifest(&self, desc: &Descriptor, depth: usize) -> Result<Option<ImageManifest>> {
         if depth > 4 {
             return Err(Error::invalid("invalid archive: indexes nested too deep"));
         }
         let (_, bytes) = self.blob(desc)?;
-        let doc: Value =
-            serde_json::from_slice(&bytes).map_err(|e| Error::invalid(format!("invalid archive: manifest: {e}")))?;
-        if doc.get("manifests").is_some() {
-            let entries = doc["manifests"].as_array().cloned().unwrap_or_default();
-            let platform_is = |d: &Value, arch: Option<&str>| {
-                d["platform"]["os"].as_str().unwrap_or("linux") == "linux"
-                    && arch.is_none_or(|a| d["platform"]["architecture"].as_str() == Some(a))
-            };
-            let chosen = entries
-                .iter()
-                .find(|d| platform_is(d, Some(host_arch())))
-                .or_else(|| entries.iter().find(|d| platform_is(d, None)));
-            return match chosen {
-                Some(d) => self.pick_manifest(d, depth + 1),
-                None => Ok(None),
-            };
+        match ManifestDoc::parse(&bytes).map_err(|e| Error::invalid(format!("invalid archive: {e}")))? {
+            ManifestDoc::Index(index) => {
+                // An entry without a platform is taken for linux, as in a layout.
+                let platform_is = |d: &Descriptor, arch: Option<&str>| {
+                    let p = d.platform.clone().unwrap_or_default();
+                    (p.os.is_empty() || p.os == "linux") && arch.is_none_or(|a| p.architecture == a)
+                };
+                let entries = &index.manifests;
+                let chosen = entries
+                    .iter()
+                    .find(|d| platform_is(d, Some(host_arch())))
+                    .or_else(|| entries.iter().find(|d| platform_is(d, None)));
+                match chosen {
+                    Some(d) => self.pick_manifest(d, depth + 1),
+                    None => Ok(None),
+                }
+            }
+            ManifestDoc::Image(m) => Ok(Some(m)),
         }
-        if doc.get("config").is_none() {
-            return Err(Error::invalid("invalid archive: manifest has no config"));
-        }
-        Ok(Some(doc))
     }
 }
 
-fn image_name(desc: &Value) -> Option<String> {
-    let ann = &desc["annotations"];
-    let full = ann["io.containerd.image.name"].as_str().or_else(|| {
+fn image_name(desc: &Descriptor) -> Option<String> {
+    let full = desc.annotation("io.containerd.image.name").or_else(|| {
         // ref.name is sometimes only a tag; only a full reference names an image.
-        ann["org.opencontainers.image.ref.name"].as_str().filter(|r| r.contains(':') || r.contains('/'))
+        desc.annotation("org.opencontainers.image.ref.name").filter(|r| r.contains(':') || r.contains('/'))
     })?;
     crate::reference::Reference::parse(full).ok().map(|r| r.tagged())
 }
@@ -302,15 +300,7 @@ pub fn lexical_join(base: &Path, rel: &Path) -> Result<PathBuf> {
     Ok(out.iter().collect())
 }
 
-/// The Go name of the host architecture, as image configs spell it.
-pub fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        other => other,
-    }
-}
+pub use berth_models::host_arch;
 
 // === writing ===
 

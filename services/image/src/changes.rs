@@ -3,10 +3,12 @@
 //! LABEL, EXPOSE, VOLUME, STOPSIGNAL.
 
 use berth_core::{Error, Result};
-use serde_json::{Map, Value, json};
+use berth_models::StrSlice;
+use berth_models::container::ContainerConfig;
+use serde_json::json;
 
-/// Applies each instruction in `changes` to the container config object `config`.
-pub fn apply(config: &mut Map<String, Value>, changes: &[String]) -> Result<()> {
+/// Applies each instruction in `changes` to the container config `config`.
+pub fn apply(config: &mut ContainerConfig, changes: &[String]) -> Result<()> {
     for change in changes {
         let change = change.trim();
         if change.is_empty() {
@@ -15,43 +17,34 @@ pub fn apply(config: &mut Map<String, Value>, changes: &[String]) -> Result<()> 
         let (word, rest) = change.split_once(char::is_whitespace).unwrap_or((change, ""));
         let rest = rest.trim();
         match word.to_ascii_uppercase().as_str() {
-            "CMD" => {
-                config.insert("Cmd".into(), json!(command(rest, true)?));
-            }
-            "ENTRYPOINT" => {
-                config.insert("Entrypoint".into(), json!(command(rest, true)?));
-            }
+            "CMD" => config.cmd = StrSlice(Some(command(rest, true)?)),
+            "ENTRYPOINT" => config.entrypoint = StrSlice(Some(command(rest, true)?)),
             "ENV" => {
-                let env = config.entry("Env").or_insert_with(|| json!([]));
-                let list = env.as_array_mut().ok_or_else(|| Error::internal("Env is not a list"))?;
+                let list = config.env.get_or_insert_with(Vec::new);
                 for (k, v) in pairs(rest, "ENV")? {
-                    list.retain(|e| e.as_str().and_then(|s| s.split_once('=')).map(|(ek, _)| ek) != Some(k.as_str()));
-                    list.push(json!(format!("{k}={v}")));
+                    list.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k.as_str()));
+                    list.push(format!("{k}={v}"));
                 }
             }
             "LABEL" => {
-                let labels = config.entry("Labels").or_insert_with(|| json!({}));
-                let map = labels.as_object_mut().ok_or_else(|| Error::internal("Labels is not a map"))?;
-                for (k, v) in pairs(rest, "LABEL")? {
-                    map.insert(k, json!(v));
-                }
+                let map = config.labels.get_or_insert_with(Default::default);
+                map.extend(pairs(rest, "LABEL")?);
             }
             "WORKDIR" => {
                 require(rest, "WORKDIR")?;
-                config.insert("WorkingDir".into(), json!(unquote(rest)));
+                config.working_dir = unquote(rest);
             }
             "USER" => {
                 require(rest, "USER")?;
-                config.insert("User".into(), json!(unquote(rest)));
+                config.user = unquote(rest);
             }
             "STOPSIGNAL" => {
                 require(rest, "STOPSIGNAL")?;
-                config.insert("StopSignal".into(), json!(rest));
+                config.stop_signal = rest.to_string();
             }
             "EXPOSE" => {
                 require(rest, "EXPOSE")?;
-                let ports = config.entry("ExposedPorts").or_insert_with(|| json!({}));
-                let map = ports.as_object_mut().ok_or_else(|| Error::internal("ExposedPorts is not a map"))?;
+                let map = config.exposed_ports.get_or_insert_with(Default::default);
                 for p in rest.split_whitespace() {
                     let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
                     if port.parse::<u16>().is_err() || !matches!(proto, "tcp" | "udp" | "sctp") {
@@ -62,8 +55,7 @@ pub fn apply(config: &mut Map<String, Value>, changes: &[String]) -> Result<()> 
             }
             "VOLUME" => {
                 require(rest, "VOLUME")?;
-                let vols = config.entry("Volumes").or_insert_with(|| json!({}));
-                let map = vols.as_object_mut().ok_or_else(|| Error::internal("Volumes is not a map"))?;
+                let map = config.volumes.get_or_insert_with(Default::default);
                 for v in command(rest, false)? {
                     map.insert(v, json!({}));
                 }
@@ -156,11 +148,12 @@ fn split_words(s: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn run(changes: &[&str]) -> Result<Value> {
-        let mut m = Map::new();
-        apply(&mut m, &changes.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
-        Ok(Value::Object(m))
+        let mut c = ContainerConfig::default();
+        apply(&mut c, &changes.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+        Ok(serde_json::to_value(c).expect("json"))
     }
 
     #[test]

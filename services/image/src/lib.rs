@@ -22,7 +22,6 @@
 
 pub mod archive;
 pub mod changes;
-pub mod client;
 pub mod content;
 pub mod digest;
 pub mod filters;
@@ -30,48 +29,9 @@ pub mod filters;
 pub mod layers;
 pub mod reference;
 pub mod registry;
-pub mod server;
 pub mod service;
 pub mod store;
 
-use async_trait::async_trait;
-pub use berth_core::ByteStream;
-use berth_core::Result;
-pub use berth_proto::image::v1 as pb;
-pub use berth_proto::types::v1::Filter;
-
-/// What the image service does, in-process or remote.
-#[async_trait]
-pub trait ImageApi: Send + Sync + 'static {
-    /// Images matching `filters` (reference, dangling, label, before, since), newest first.
-    async fn list(&self, all: bool, filters: Vec<Filter>) -> Result<Vec<pb::Image>>;
-    /// Resolves a reference or ID to one image.
-    async fn inspect(&self, reference: &str) -> Result<pb::Image>;
-    /// The image's history, newest first.
-    async fn history(&self, reference: &str) -> Result<Vec<pb::HistoryItem>>;
-    /// Points `repo:tag` at the image `source`.
-    async fn tag(&self, source: &str, repo: &str, tag: &str) -> Result<()>;
-    /// Untags or deletes, as `docker rmi`; with `keep_image` (containers use it) it only untags.
-    async fn remove(&self, reference: &str, force: bool, keep_image: bool) -> Result<Vec<pb::DeleteItem>>;
-    /// Removes dangling (or all unused) images; `in_use` are image IDs containers use.
-    async fn prune(&self, filters: Vec<Filter>, in_use: Vec<String>) -> Result<pb::PruneImagesResponse>;
-    /// Loads a `docker save` or OCI layout tarball.
-    async fn load(&self, input: ByteStream) -> Result<Vec<pb::LoadedImage>>;
-    /// Writes the named images as one tarball. Unknown names fail before any byte is sent.
-    async fn save(&self, names: Vec<String>) -> Result<ByteStream>;
-    /// Makes a one-layer image of a root filesystem tarball; returns its ID.
-    async fn import(&self, options: pb::ImportOptions, input: ByteStream) -> Result<String>;
-    /// Counts and sizes.
-    async fn store_info(&self) -> Result<pb::StoreInfoResponse>;
-    /// Pulls an image from its registry. Errors before the first progress
-    /// message come as the stream's first item (so the caller can answer with
-    /// a status code); later ones as a last item too.
-    async fn pull(&self, req: pb::PullImageRequest) -> Result<ProgressStream>;
-    /// Pushes an image (or every tag of a repository) to its registry.
-    async fn push(&self, req: pb::PushImageRequest) -> Result<ProgressStream>;
-    /// Checks credentials against a registry.
-    async fn login(&self, auth: pb::RegistryAuth) -> Result<pb::LoginResponse>;
-}
-
-/// Progress messages of a pull or push; an `Err` ends it.
-pub type ProgressStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::Progress>> + Send>>;
+pub use berth_image_api::{
+    ByteStream, Filter, ImageApi, ImageGrpcClient, ImageGrpcServer, ProgressStream, client, pb, server,
+};

@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use berth_core::{ByteStream, Error, Result};
+use berth_models::image::ImageConfig;
 use bytes::Bytes;
 use futures::StreamExt;
-use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
 use tokio_util::io::{StreamReader, SyncIoBridge};
@@ -123,8 +123,15 @@ fn short(id: &str) -> &str {
     &hex[..hex.len().min(12)]
 }
 
-fn config_value(rec: &ImageRecord) -> Value {
-    serde_json::from_slice(&rec.config).unwrap_or(Value::Null)
+/// A stored image's config. It was parsed when the image came in (load,
+/// pull, import), so a config that no longer parses is read as empty.
+fn image_config(rec: &ImageRecord) -> ImageConfig {
+    berth_models::parse("image config", &rec.config).unwrap_or_default()
+}
+
+/// An image's labels (its config's `config.Labels`).
+fn image_labels(rec: &ImageRecord) -> Option<std::collections::BTreeMap<String, String>> {
+    image_config(rec).config.and_then(|c| c.labels)
 }
 
 fn created_of(rec: &ImageRecord) -> OffsetDateTime {
@@ -287,8 +294,8 @@ impl LocalImageService {
 
     pub(crate) async fn commit(&self, config: Vec<u8>, layers: Vec<LayerRecord>, tags: &[String]) -> Result<String> {
         let id = sha256_digest(&config);
-        let cfg: Value = serde_json::from_slice(&config).unwrap_or(Value::Null);
-        let created = cfg["created"].as_str().unwrap_or("1970-01-01T00:00:00Z").to_string();
+        let cfg: ImageConfig = berth_models::parse("image config", &config).map_err(Error::invalid)?;
+        let created = if cfg.created.is_empty() { "1970-01-01T00:00:00Z".to_string() } else { cfg.created };
         let rec = ImageRecord {
             id: id.clone(),
             size: layers.iter().map(|l| l.size).sum(),
@@ -316,18 +323,8 @@ impl LocalImageService {
             let mut done: HashMap<PathBuf, String> = HashMap::new();
             let mut out = Vec::new();
             for img in images {
-                let cfg: Value = serde_json::from_slice(&img.config)
-                    .map_err(|e| Error::invalid(format!("invalid image config: {e}")))?;
-                let want: Vec<String> = cfg["rootfs"]["diff_ids"]
-                    .as_array()
-                    .ok_or_else(|| Error::invalid("invalid image config: no rootfs.diff_ids"))?
-                    .iter()
-                    .map(|v| {
-                        v.as_str()
-                            .map(str::to_string)
-                            .ok_or_else(|| Error::invalid("invalid image config: diff_id is not a string"))
-                    })
-                    .collect::<Result<_>>()?;
+                let cfg: ImageConfig = berth_models::parse("image config", &img.config).map_err(Error::invalid)?;
+                let want = cfg.rootfs.diff_ids;
                 if want.len() != img.layers.len() {
                     return Err(Error::invalid(format!(
                         "invalid archive: the config names {} layers, the manifest {}",
@@ -416,18 +413,19 @@ impl LocalImageService {
         })
         .await?;
         let layers = self.ensure_layers(std::slice::from_ref(&diff)).await?;
-        let mut container_config = serde_json::Map::new();
+        let mut container_config = berth_models::container::ContainerConfig::default();
         crate::changes::apply(&mut container_config, &options.changes)?;
         let now = berth_core::id::now_rfc3339();
         let comment = if options.message.is_empty() { "Imported from -".to_string() } else { options.message.clone() };
-        let config = json!({
-            "architecture": arch,
-            "config": Value::Object(container_config),
-            "created": now,
-            "history": [{"created": now, "created_by": "", "comment": comment}],
-            "os": os,
-            "rootfs": {"type": "layers", "diff_ids": [diff]},
-        });
+        let config = ImageConfig {
+            architecture: arch,
+            os,
+            created: now.clone(),
+            config: Some(container_config),
+            rootfs: berth_models::image::RootFs { kind: "layers".into(), diff_ids: vec![diff] },
+            history: vec![berth_models::image::History { created: now, comment, ..Default::default() }],
+            ..Default::default()
+        };
         let bytes = serde_json::to_vec(&config).map_err(|e| Error::internal(e.to_string()))?;
         let tags: Vec<String> = tag.into_iter().collect();
         drop(staging);
@@ -490,7 +488,7 @@ impl ImageApi for LocalImageService {
             {
                 continue;
             }
-            if !labels.is_empty() && !labels_match(&config_value(&rec)["config"]["Labels"], &labels) {
+            if !labels.is_empty() && !labels_match(image_labels(&rec).as_ref(), &labels) {
                 continue;
             }
             if !refs.is_empty() {
@@ -513,11 +511,11 @@ impl ImageApi for LocalImageService {
 
     async fn history(&self, reference: &str) -> Result<Vec<pb::HistoryItem>> {
         let (rec, _) = self.resolve(reference).await?;
-        let cfg = config_value(&rec);
+        let cfg = image_config(&rec);
         let unix = |s: &str| berth_core::id::parse_rfc3339(s).map(|t| t.unix_timestamp()).unwrap_or(0);
         let mut items = Vec::new();
         let mut layer = 0usize;
-        let history = cfg["history"].as_array().cloned().unwrap_or_default();
+        let history = cfg.history;
         if history.is_empty() {
             for l in &rec.layers {
                 items.push(pb::HistoryItem {
@@ -529,7 +527,7 @@ impl ImageApi for LocalImageService {
             }
         }
         for h in history {
-            let empty = h["empty_layer"].as_bool().unwrap_or(false);
+            let empty = h.empty_layer;
             let size = if empty {
                 0
             } else {
@@ -539,11 +537,11 @@ impl ImageApi for LocalImageService {
             };
             items.push(pb::HistoryItem {
                 id: "<missing>".into(),
-                created: unix(h["created"].as_str().unwrap_or("")),
-                created_by: h["created_by"].as_str().unwrap_or("").to_string(),
+                created: unix(&h.created),
+                created_by: h.created_by,
                 tags: vec![],
                 size,
-                comment: h["comment"].as_str().unwrap_or("").to_string(),
+                comment: h.comment,
             });
         }
         items.reverse();
@@ -636,7 +634,8 @@ impl ImageApi for LocalImageService {
             if until.is_some_and(|u| created_of(&rec) > u) {
                 continue;
             }
-            let cfg_labels = &config_value(&rec)["config"]["Labels"];
+            let cfg_labels = image_labels(&rec);
+            let cfg_labels = cfg_labels.as_ref();
             if !labels_match(cfg_labels, &labels) || (!not_labels.is_empty() && labels_match(cfg_labels, &not_labels)) {
                 continue;
             }

@@ -15,41 +15,12 @@
 #![forbid(unsafe_code)]
 
 pub mod dns;
-pub mod grpc;
 pub mod ipam;
 pub mod netlink;
 pub mod nft;
 pub mod service;
 pub mod store;
 
-use async_trait::async_trait;
-use berth_core::Result;
-pub use berth_proto::network::v1 as pb;
-use berth_proto::types::v1::Filter;
-pub use grpc::{NetworkGrpcClient, NetworkGrpcServer};
+pub use berth_network_api::{Filter, NetworkApi, NetworkGrpcClient, NetworkGrpcServer, grpc, pb};
 pub use service::{LocalNetwork, NetworkConfig};
 pub use store::{NetworkStore, SqliteNetworkStore};
-
-/// What the network service does, in-process or remote.
-#[async_trait]
-pub trait NetworkApi: Send + Sync + 'static {
-    /// Networks matching `filters`.
-    async fn list(&self, filters: Vec<Filter>) -> Result<Vec<pb::Network>>;
-    /// Plugs a container (its init's network namespace) into a network.
-    async fn connect(&self, req: pb::ConnectContainerRequest) -> Result<pb::Endpoint>;
-    /// Unplugs a container from one network (or all) and releases its addresses.
-    async fn disconnect(&self, container_id: &str, network: &str) -> Result<()>;
-    /// Creates a user-defined bridge network.
-    async fn create(&self, req: pb::CreateNetworkRequest) -> Result<pb::Network>;
-    /// A network by name, ID or unique ID prefix, with its endpoints.
-    async fn inspect(&self, reference: &str) -> Result<pb::Network>;
-    /// Removes a user-defined network that has no endpoints.
-    async fn remove(&self, reference: &str) -> Result<()>;
-    /// Removes the user-defined networks without endpoints; returns their names.
-    async fn prune(&self, filters: Vec<Filter>) -> Result<Vec<String>>;
-    /// Publishes host ports to a connected container; returns them with the
-    /// host ports chosen.
-    async fn publish(&self, req: pb::PublishPortsRequest) -> Result<Vec<pb::PortMapping>>;
-    /// Gives a container's endpoints its new name.
-    async fn rename(&self, container_id: &str, name: &str) -> Result<()>;
-}

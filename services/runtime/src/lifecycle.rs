@@ -23,9 +23,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_core::{ByteStream, Error, Result};
+use berth_core::{Error, Result};
 use berth_models::container::{ContainerStatus, HostConfig};
-use bytes::Bytes;
 use tokio::sync::broadcast;
 
 use berth_shim::protocol::{Annotations, ExitRecord, files};
@@ -116,60 +115,13 @@ fn pid_alive(pid: i64) -> bool {
     pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
 }
 
-/// Default bound of a container's log: like json-file with `max-size=10m`,
-/// `max-file=3`, so a chatty container cannot fill the disk.
-pub const DEFAULT_LOG_MAX_SIZE: u64 = 10 * 1024 * 1024;
-/// See [`DEFAULT_LOG_MAX_SIZE`].
-pub const DEFAULT_LOG_MAX_FILE: u32 = 3;
-
-/// Parses `1k`, `10m`, `1g` (or plain bytes) as json-file's `max-size` does.
-pub fn parse_size(s: &str) -> Result<u64> {
-    let s = s.trim().to_ascii_lowercase();
-    let (num, mult) = match s.chars().last() {
-        Some('k') => (&s[..s.len() - 1], 1024),
-        Some('m') => (&s[..s.len() - 1], 1024 * 1024),
-        Some('g') => (&s[..s.len() - 1], 1024 * 1024 * 1024),
-        _ => (s.as_str(), 1),
-    };
-    num.parse::<u64>().map(|n| n * mult).map_err(|_| Error::invalid(format!("invalid max-size {s:?}")))
-}
+pub use berth_runtime_api::logopts::{
+    DEFAULT_LOG_MAX_FILE, DEFAULT_LOG_MAX_SIZE, log_limits_of, parse_size, validate_log_opts,
+};
 
 /// The log bounds of a container: its `--log-opt max-size/max-file`, or the defaults.
 pub fn log_limits(host_config: &HostConfig) -> Result<(u64, u32)> {
     log_limits_of(&host_config.log_config.config)
-}
-
-fn log_limits_of(opts: &std::collections::BTreeMap<String, String>) -> Result<(u64, u32)> {
-    let size = match opts.get("max-size") {
-        Some(s) => parse_size(s)?,
-        None => DEFAULT_LOG_MAX_SIZE,
-    };
-    let files = match opts.get("max-file") {
-        Some(f) => f
-            .parse::<u32>()
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| Error::invalid(format!("invalid max-file {f:?}")))?,
-        None => DEFAULT_LOG_MAX_FILE,
-    };
-    Ok((size, files))
-}
-
-/// The options of json-file, the log driver Berth implements. dockerd accepts
-/// the same names.
-const JSON_FILE_OPTS: [&str; 8] =
-    ["max-size", "max-file", "compress", "labels", "labels-regex", "env", "env-regex", "tag"];
-
-/// Checks log options (a container's `--log-opt` or the daemon's `log-opts`).
-pub fn validate_log_opts<'a>(opts: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<()> {
-    let mut config = std::collections::BTreeMap::new();
-    for (k, v) in opts {
-        if !JSON_FILE_OPTS.contains(&k) {
-            return Err(Error::invalid(format!("unknown log opt '{k}' for json-file log driver")));
-        }
-        config.insert(k.to_string(), v.to_string());
-    }
-    log_limits_of(&config).map(|_| ())
 }
 
 /// Parses a signal given by name (`KILL`, `SIGTERM`) or number.
@@ -659,8 +611,7 @@ impl LocalRuntime {
     }
 }
 
-/// Log entries, in order.
-pub type LogStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::LogEntry>> + Send>>;
+pub use berth_runtime_api::LogStream;
 
 /// One line of a json-file log, borrowed where it can be.
 #[derive(serde::Deserialize)]
@@ -795,52 +746,6 @@ async fn follow_log(
     }
 }
 
-/// Frames log entries for the Docker API: the 8-byte multiplexed header per
-/// entry (stream, 0, 0, 0, big-endian length), or raw bytes for a TTY; with
-/// `timestamps`, each line starts with its RFC 3339 time.
-///
-/// Entries that are ready together go out as one chunk, and consecutive lines of
-/// one stream share a frame (up to [`MAX_FRAME`] bytes): a long log is a few large
-/// writes for Berth and for the client (the docker CLI writes each frame with its
-/// own system call), while a follower still gets each line at once.
-pub fn frame(entries: LogStream, tty: bool, timestamps: bool) -> ByteStream {
-    use futures::StreamExt;
-    Box::pin(entries.ready_chunks(1024).map(move |batch| {
-        let mut out = Vec::with_capacity(batch.iter().map(|e| e.as_ref().map_or(0, |e| e.line.len() + 48)).sum());
-        // Where the open frame's header is, and its stream.
-        let mut open: Option<(usize, i32)> = None;
-        for e in batch {
-            let e = e?;
-            if !tty {
-                let same = open.is_some_and(|(at, s)| s == e.stream && out.len() - at - 8 + e.line.len() < MAX_FRAME);
-                if !same {
-                    close_frame(&mut out, open);
-                    open = Some((out.len(), e.stream));
-                    out.extend_from_slice(&[e.stream as u8, 0, 0, 0, 0, 0, 0, 0]);
-                }
-            }
-            if timestamps {
-                out.extend_from_slice(e.time.as_bytes());
-                out.push(b' ');
-            }
-            out.extend_from_slice(&e.line);
-        }
-        close_frame(&mut out, open);
-        Ok(Bytes::from(out))
-    }))
-}
-
-/// The largest payload [`frame`] puts in one multiplexed frame.
-const MAX_FRAME: usize = 1 << 20;
-
-/// Writes the length of the frame whose header starts at `open`.
-fn close_frame(out: &mut [u8], open: Option<(usize, i32)>) {
-    if let Some((at, _)) = open {
-        let len = (out.len() - at - 8) as u32;
-        out[at + 4..at + 8].copy_from_slice(&len.to_be_bytes());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -895,27 +800,5 @@ mod tests {
         assert_eq!(parse_signal("9").ok(), Some(Signal::SIGKILL));
         assert!(parse_signal("NOPE").is_err());
         assert!(parse_signal("999").is_err());
-    }
-
-    #[tokio::test]
-    async fn frames_are_multiplexed_and_lines_of_one_stream_share_one() {
-        let entry = |stream: i32, line: &[u8]| Ok(pb::LogEntry { stream, time: "T".into(), line: line.to_vec() });
-        let entries: LogStream = Box::pin(futures::stream::iter(vec![
-            entry(2, b"hi\n"),
-            entry(1, b"a\n"),
-            entry(1, b"b\n"),
-            entry(2, b"c\n"),
-        ]));
-        let mut framed = frame(entries, false, false);
-        use futures::StreamExt;
-        let chunk = framed.next().await.expect("one").expect("ok");
-        let mut want = vec![2, 0, 0, 0, 0, 0, 0, 3, b'h', b'i', b'\n'];
-        want.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 4, b'a', b'\n', b'b', b'\n']);
-        want.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0, 2, b'c', b'\n']);
-        assert_eq!(&chunk[..], &want[..]);
-        // With timestamps each line keeps its own; with a TTY there are no headers.
-        let entries: LogStream = Box::pin(futures::stream::iter(vec![entry(1, b"a\n"), entry(1, b"b\n")]));
-        let chunk = frame(entries, true, true).next().await.expect("one").expect("ok");
-        assert_eq!(&chunk[..], b"T a\nT b\n");
     }
 }

@@ -37,9 +37,9 @@ async fn main() -> anyhow::Result<()> {
         };
         config.log_opts.insert(k.to_string(), v.to_string());
     }
-    let images = Arc::new(berth_image::client::ImageGrpcClient::new(channel(&args.image_addr)?));
-    let networks = Arc::new(berth_network::NetworkGrpcClient::new(channel(&args.network_addr)?));
-    let volumes = Arc::new(berth_volume::VolumeGrpcClient::new(channel(&args.volume_addr)?));
+    let images = Arc::new(berth_image_api::client::ImageGrpcClient::new(channel(&args.image_addr)?));
+    let networks = Arc::new(berth_network_api::NetworkGrpcClient::new(channel(&args.network_addr)?));
+    let volumes = Arc::new(berth_volume_api::VolumeGrpcClient::new(channel(&args.volume_addr)?));
     berth_core::service::run("runtime", args.service, |dir| async move {
         let runtime = berth_runtime::LocalRuntime::open(&dir, images, networks, volumes, config).await?;
         Ok(berth_runtime::RuntimeGrpcServer::service(Arc::new(runtime)))

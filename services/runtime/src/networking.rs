@@ -17,7 +17,7 @@ use crate::service::{LocalRuntime, status};
 pub fn port_requests(
     config: &ContainerConfig,
     host_config: &HostConfig,
-) -> Result<Vec<berth_network::pb::PortMapping>> {
+) -> Result<Vec<berth_network_api::pb::PortMapping>> {
     let parse_key = |key: &str| -> Result<(u32, String)> {
         let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
         let port: u32 = port
@@ -49,7 +49,7 @@ pub fn port_requests(
             if host_port_end != 0 && host_port_end < host_port {
                 return Err(Error::invalid(format!("invalid host port range {hp:?}")));
             }
-            out.push(berth_network::pb::PortMapping {
+            out.push(berth_network_api::pb::PortMapping {
                 proto: proto.clone(),
                 host_ip: b.host_ip.clone(),
                 host_port,
@@ -64,7 +64,7 @@ pub fn port_requests(
                 continue;
             }
             let (container_port, proto) = parse_key(key)?;
-            out.push(berth_network::pb::PortMapping {
+            out.push(berth_network_api::pb::PortMapping {
                 proto,
                 host_ip: String::new(),
                 host_port: 0,
@@ -117,7 +117,7 @@ impl LocalRuntime {
                     config.exposed_ports().map(|k| (k.clone(), None)).collect();
                 if !wanted.is_empty() {
                     let published = networks
-                        .publish(berth_network::pb::PublishPortsRequest {
+                        .publish(berth_network_api::pb::PublishPortsRequest {
                             container_id: c.id.clone(),
                             network: primary.to_string(),
                             ports: wanted,
@@ -155,7 +155,7 @@ impl LocalRuntime {
         let index = (0..).find(|i| !used.contains(&format!("eth{i}").as_str())).unwrap_or(0);
         let interface = format!("eth{index}");
         let e = networks
-            .connect(berth_network::pb::ConnectContainerRequest {
+            .connect(berth_network_api::pb::ConnectContainerRequest {
                 container_id: c.id.clone(),
                 network: network.into(),
                 pid,
@@ -266,7 +266,7 @@ mod tests {
     use super::*;
     use serde_json::{Value, json};
 
-    fn ports(config: &Value, hc: Value) -> Result<Vec<berth_network::pb::PortMapping>> {
+    fn ports(config: &Value, hc: Value) -> Result<Vec<berth_network_api::pb::PortMapping>> {
         let config: ContainerConfig = serde_json::from_value(config.clone()).expect("config");
         let hc: HostConfig = serde_json::from_value(hc).expect("host config");
         port_requests(&config, &hc)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use berth_core::{Error, ErrorKind, Result};
-use berth_image::ImageApi;
+use berth_image_api::ImageApi;
 use berth_models::container::{ContainerStatus, CreateBody, HostConfig, LogConfig};
 use berth_models::image::ImageConfig;
 use berth_models::network::NetworkingConfig;
@@ -33,10 +33,10 @@ pub struct LocalRuntime {
     pub(crate) config: RuntimeConfig,
     /// Plugs containers into networks; without it every container gets only
     /// an isolated namespace (as with `--network none`).
-    pub(crate) networks: Option<Arc<dyn berth_network::NetworkApi>>,
+    pub(crate) networks: Option<Arc<dyn berth_network_api::NetworkApi>>,
     /// Keeps the volumes containers use; without it a container may have only
     /// binds and tmpfs.
-    pub(crate) volumes: Option<Arc<dyn berth_volume::VolumeApi>>,
+    pub(crate) volumes: Option<Arc<dyn berth_volume_api::VolumeApi>>,
 }
 
 /// The filters of `docker container prune`: `until` (a time or Unix seconds),
@@ -127,8 +127,8 @@ impl LocalRuntime {
     pub async fn open(
         dir: &Path,
         images: Arc<dyn ImageApi>,
-        networks: Arc<dyn berth_network::NetworkApi>,
-        volumes: Arc<dyn berth_volume::VolumeApi>,
+        networks: Arc<dyn berth_network_api::NetworkApi>,
+        volumes: Arc<dyn berth_volume_api::VolumeApi>,
         config: RuntimeConfig,
     ) -> Result<Self> {
         crate::lifecycle::validate_log_opts(config.log_opts.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
@@ -465,7 +465,7 @@ impl RuntimeApi for LocalRuntime {
 mod tests {
     use super::*;
     use berth_core::ByteStream;
-    use berth_image::pb as ipb;
+    use berth_image_api::pb as ipb;
     use serde_json::Value;
 
     struct OneImage;
@@ -510,10 +510,10 @@ mod tests {
         async fn store_info(&self) -> Result<ipb::StoreInfoResponse> {
             Ok(Default::default())
         }
-        async fn pull(&self, _: ipb::PullImageRequest) -> Result<berth_image::ProgressStream> {
+        async fn pull(&self, _: ipb::PullImageRequest) -> Result<berth_image_api::ProgressStream> {
             Err(Error::unavailable("no registries in this test"))
         }
-        async fn push(&self, _: ipb::PushImageRequest) -> Result<berth_image::ProgressStream> {
+        async fn push(&self, _: ipb::PushImageRequest) -> Result<berth_image_api::ProgressStream> {
             Err(Error::unavailable("no registries in this test"))
         }
         async fn login(&self, _: ipb::RegistryAuth) -> Result<ipb::LoginResponse> {
@@ -524,20 +524,26 @@ mod tests {
     struct NoNetworks;
 
     #[async_trait]
-    impl berth_network::NetworkApi for NoNetworks {
-        async fn list(&self, _: Vec<Filter>) -> Result<Vec<berth_network::pb::Network>> {
+    impl berth_network_api::NetworkApi for NoNetworks {
+        async fn list(&self, _: Vec<Filter>) -> Result<Vec<berth_network_api::pb::Network>> {
             Ok(vec![])
         }
-        async fn connect(&self, _: berth_network::pb::ConnectContainerRequest) -> Result<berth_network::pb::Endpoint> {
+        async fn connect(
+            &self,
+            _: berth_network_api::pb::ConnectContainerRequest,
+        ) -> Result<berth_network_api::pb::Endpoint> {
             Err(Error::unavailable("no networks in this test"))
         }
         async fn disconnect(&self, _: &str, _: &str) -> Result<()> {
             Ok(())
         }
-        async fn create(&self, _: berth_network::pb::CreateNetworkRequest) -> Result<berth_network::pb::Network> {
+        async fn create(
+            &self,
+            _: berth_network_api::pb::CreateNetworkRequest,
+        ) -> Result<berth_network_api::pb::Network> {
             Err(Error::unavailable("no networks in this test"))
         }
-        async fn inspect(&self, r: &str) -> Result<berth_network::pb::Network> {
+        async fn inspect(&self, r: &str) -> Result<berth_network_api::pb::Network> {
             Err(Error::not_found(format!("network {r} not found")))
         }
         async fn remove(&self, r: &str) -> Result<()> {
@@ -548,8 +554,8 @@ mod tests {
         }
         async fn publish(
             &self,
-            _: berth_network::pb::PublishPortsRequest,
-        ) -> Result<Vec<berth_network::pb::PortMapping>> {
+            _: berth_network_api::pb::PublishPortsRequest,
+        ) -> Result<Vec<berth_network_api::pb::PortMapping>> {
             Err(Error::unavailable("no networks in this test"))
         }
         async fn rename(&self, _: &str, _: &str) -> Result<()> {

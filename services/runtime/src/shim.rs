@@ -2,20 +2,16 @@
 //! requests, and the pump that joins an attach or exec stream to a client.
 
 use std::path::Path;
-use std::pin::Pin;
 
 use berth_core::{Error, Result};
 use berth_shim::protocol::{self as p, ExitRecord, Reply, Request};
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
 use crate::pb;
 
-/// Input from a client: stdin bytes and the end of input.
-pub type InputStream = Pin<Box<dyn Stream<Item = pb::StreamInput> + Send>>;
-/// Output to a client.
-pub type OutputStream = Pin<Box<dyn Stream<Item = Result<pb::StreamOutput>> + Send>>;
+pub use berth_runtime_api::{InputStream, OutputStream};
 
 /// Connects to the shim of the container whose bundle is `bundle`. The socket's
 /// full path may not fit a `sockaddr_un`, so it is reached through a descriptor

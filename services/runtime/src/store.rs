@@ -62,13 +62,10 @@ fn unique_violation(e: sqlx::Error, what: &str) -> Error {
 }
 
 fn labels_of(config: &[u8]) -> Vec<KeyValue> {
-    let v: serde_json::Value = serde_json::from_slice(config).unwrap_or_default();
-    let mut out: Vec<KeyValue> = v["Labels"]
-        .as_object()
-        .map(|m| m.iter().map(|(k, v)| KeyValue { key: k.clone(), value: v.as_str().unwrap_or("").into() }).collect())
-        .unwrap_or_default();
-    out.sort_by(|a, b| a.key.cmp(&b.key));
-    out
+    // Written by the runtime at create from a parsed Config.
+    let config: berth_models::container::ContainerConfig =
+        berth_models::parse_or_default("Config", config).unwrap_or_default();
+    config.labels.as_ref().map(berth_proto::types::v1::kv::from_map).unwrap_or_default()
 }
 
 #[async_trait]

@@ -20,43 +20,14 @@ use std::path::{Path, PathBuf};
 
 use berth_core::{Error, Result};
 use berth_models::container::{ContainerConfig, HostConfig};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-/// One entry of a container's `Mounts`, as Docker's inspect shows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct MountPoint {
-    /// volume or bind.
-    #[serde(rename = "Type")]
-    pub typ: String,
-    /// The volume's name (volumes only).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub name: String,
-    /// The host path: the volume's mountpoint or the bind's source.
-    pub source: String,
-    /// The path in the container.
-    pub destination: String,
-    /// `local` for volumes.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub driver: String,
-    /// The mode as given (`ro`, `z`, ...).
-    pub mode: String,
-    /// Writable.
-    #[serde(rename = "RW")]
-    pub rw: bool,
-    /// Bind propagation (`rprivate` unless given).
-    pub propagation: String,
-    /// No copy-up into this volume (`nocopy`, `volume-nocopy`).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub no_copy: bool,
-}
+pub use berth_models::container::MountPoint;
 
 /// A mount the create asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Wanted {
     /// A volume to use (or create), with how it is mounted.
-    Volume(MountPoint, berth_volume::pb::CreateVolumeRequest),
+    Volume(MountPoint, berth_volume_api::pb::CreateVolumeRequest),
     /// A bind of a host path.
     Bind(MountPoint),
 }
@@ -110,10 +81,7 @@ fn clean(dst: &str) -> String {
 
 /// Labels or driver options as the volume service's key/value pairs.
 fn pairs(map: Option<&BTreeMap<String, String>>) -> Vec<berth_proto::types::v1::KeyValue> {
-    map.into_iter()
-        .flatten()
-        .map(|(k, v)| berth_proto::types::v1::KeyValue { key: k.clone(), value: v.clone() })
-        .collect()
+    map.map(berth_proto::types::v1::kv::from_map).unwrap_or_default()
 }
 
 fn volume(
@@ -122,7 +90,7 @@ fn volume(
     rw: bool,
     mode: &str,
     no_copy: bool,
-) -> (MountPoint, berth_volume::pb::CreateVolumeRequest) {
+) -> (MountPoint, berth_volume_api::pb::CreateVolumeRequest) {
     let mp = MountPoint {
         typ: "volume".into(),
         name: name.into(),
@@ -133,8 +101,11 @@ fn volume(
         no_copy,
         ..Default::default()
     };
-    let req =
-        berth_volume::pb::CreateVolumeRequest { name: name.into(), anonymous: name.is_empty(), ..Default::default() };
+    let req = berth_volume_api::pb::CreateVolumeRequest {
+        name: name.into(),
+        anonymous: name.is_empty(),
+        ..Default::default()
+    };
     (mp, req)
 }
 
@@ -149,7 +120,7 @@ pub fn plan(config: &ContainerConfig, host_config: &HostConfig, from: Vec<MountP
     }
     for mp in from {
         let w = if mp.typ == "volume" {
-            let req = berth_volume::pb::CreateVolumeRequest { name: mp.name.clone(), ..Default::default() };
+            let req = berth_volume_api::pb::CreateVolumeRequest { name: mp.name.clone(), ..Default::default() };
             Wanted::Volume(mp, req)
         } else {
             Wanted::Bind(mp)
@@ -257,18 +228,6 @@ pub fn stored(mounts: &[u8]) -> Vec<MountPoint> {
         return vec![];
     }
     serde_json::from_slice(mounts).unwrap_or_default()
-}
-
-/// The `Mounts` JSON of inspect and of the container list.
-pub fn mounts_json(mounts: &[u8]) -> Value {
-    let list: Vec<Value> = stored(mounts)
-        .into_iter()
-        .map(|mut m| {
-            m.no_copy = false;
-            serde_json::to_value(m).unwrap_or_default()
-        })
-        .collect();
-    Value::Array(list)
 }
 
 fn is_empty_dir(dir: &Path) -> bool {
@@ -451,7 +410,7 @@ impl crate::service::LocalRuntime {
             let Some(volumes) = &self.volumes else {
                 return Err(Error::unavailable("volumes need the volume service"));
             };
-            let req = berth_volume::pb::CreateVolumeRequest { name: mp.name.clone(), ..Default::default() };
+            let req = berth_volume_api::pb::CreateVolumeRequest { name: mp.name.clone(), ..Default::default() };
             volumes.use_volume(req, &c.id).await?;
             if mp.no_copy {
                 continue;
@@ -469,7 +428,7 @@ impl crate::service::LocalRuntime {
 /// Drops a container's volume references (see `release_volumes`); for the
 /// exit watcher, which holds no runtime.
 pub(crate) async fn release(
-    volumes: Option<&std::sync::Arc<dyn berth_volume::VolumeApi>>,
+    volumes: Option<&std::sync::Arc<dyn berth_volume_api::VolumeApi>>,
     id: &str,
     remove_anonymous: bool,
 ) {
@@ -485,7 +444,7 @@ pub(crate) async fn release(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn dsts(p: &[Wanted]) -> Vec<(&str, &str)> {
         p.iter()

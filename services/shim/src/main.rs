@@ -20,8 +20,12 @@
 //! memory stays small. A slow client never blocks it: output for a client that
 //! falls too far behind drops that client, never the container.
 
+#![deny(unsafe_code)]
+
 mod init;
 mod log;
+// Every `unsafe` block of the shim is in `sys`, each with its SAFETY reason.
+#[allow(unsafe_code)]
 mod sys;
 
 use std::io::{Read, Write};
@@ -715,8 +719,7 @@ impl Shim {
             }
             let waiting = self.ctr.exit.is_some() || self.execs.iter().any(|e| e.exit.is_some());
             let timeout = if waiting || self.exited.is_some() { 100 } else { -1 };
-            // SAFETY: `fds` is a valid array of pollfd of the length we pass.
-            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            sys::poll(&mut fds, timeout);
             for (tok, pfd) in toks.iter().zip(fds.iter()) {
                 if pfd.revents == 0 {
                     continue;

@@ -29,6 +29,13 @@ pub fn dup2(old: libc::c_int, new: libc::c_int) -> io::Result<()> {
     check(unsafe { libc::dup2(old, new) }).map(|_| ())
 }
 
+/// poll(2) over `fds`, waiting at most `timeout_ms` (-1: without limit). An
+/// interrupted wait (EINTR) simply returns with no events set.
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) {
+    // SAFETY: `fds` is a valid, exclusively borrowed array of pollfd of the length we pass.
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+}
+
 /// close(2).
 pub fn close(fd: libc::c_int) {
     // SAFETY: closing a descriptor we own; errors are irrelevant here.

@@ -24,32 +24,7 @@ use oci_client::secrets::RegistryAuth;
 use crate::pb;
 use crate::reference::Reference;
 
-/// Registry settings of the daemon (daemon.json's names).
-#[derive(Debug, Clone)]
-pub struct RegistryConfig {
-    /// `insecure-registries`: CIDRs or `host[:port]`; 127.0.0.0/8 is always added.
-    pub insecure: Vec<String>,
-    /// `registry-mirrors`: URLs tried first for Docker Hub images.
-    pub mirrors: Vec<String>,
-    /// Where `<host:port>/ca.crt` (and any `*.crt`) add trusted roots per registry.
-    pub certs_dir: PathBuf,
-    /// `max-concurrent-downloads` (layers at once per pull).
-    pub max_concurrent_downloads: usize,
-    /// `max-concurrent-uploads` (layers at once per push).
-    pub max_concurrent_uploads: usize,
-}
-
-impl Default for RegistryConfig {
-    fn default() -> Self {
-        Self {
-            insecure: vec![],
-            mirrors: vec![],
-            certs_dir: PathBuf::from("/etc/berth/certs.d"),
-            max_concurrent_downloads: 3,
-            max_concurrent_uploads: 5,
-        }
-    }
-}
+pub use berth_image_api::RegistryConfig;
 
 /// Where a reference lives: the registry host (`docker.io` for Hub) and the
 /// repository path in it.
@@ -90,10 +65,22 @@ fn in_cidr(ip: IpAddr, cidr: &str) -> bool {
     }
 }
 
-impl RegistryConfig {
+/// How the daemon's registry settings decide where and how to reach a registry.
+pub trait RegistryConfigExt {
+    /// Whether `host` (`host[:port]`) is insecure.
+    fn is_insecure(&self, host: &str) -> bool;
+    /// The extra roots for `host` from `certs.d/<host>/*.crt`.
+    fn roots_for(&self, host: &str) -> Vec<Vec<u8>>;
+    /// How to speak to `host`: the scheme and whether to verify certificates.
+    fn endpoint(&self, host: &str) -> impl std::future::Future<Output = Endpoint> + Send;
+    /// The hosts to try for a registry: the mirrors first for Docker Hub.
+    fn hosts_for(&self, registry: &str) -> Vec<String>;
+}
+
+impl RegistryConfigExt for RegistryConfig {
     /// Whether `host` (`host[:port]`) is insecure: listed by name, or one of its
     /// addresses is in a listed CIDR (127.0.0.0/8 always is).
-    pub fn is_insecure(&self, host: &str) -> bool {
+    fn is_insecure(&self, host: &str) -> bool {
         if self.insecure.iter().any(|i| i == host) {
             return true;
         }
@@ -127,7 +114,7 @@ impl RegistryConfig {
 
     /// How to speak to `host`: the scheme and whether to verify certificates.
     /// Insecure registries are probed: HTTPS (unverified) if it answers, else HTTP.
-    pub async fn endpoint(&self, host: &str) -> Endpoint {
+    async fn endpoint(&self, host: &str) -> Endpoint {
         if !self.is_insecure(host) {
             return Endpoint { host: host.to_string(), https: true, verify: true, roots: self.roots_for(host) };
         }
@@ -144,7 +131,7 @@ impl RegistryConfig {
     }
 
     /// The hosts to try for a registry: the mirrors first for Docker Hub.
-    pub fn hosts_for(&self, registry: &str) -> Vec<String> {
+    fn hosts_for(&self, registry: &str) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         if registry == "docker.io" {
             for m in &self.mirrors {

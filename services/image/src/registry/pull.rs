@@ -16,15 +16,16 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use berth_core::{Error, Result};
+use berth_models::distribution::{ImageIndex, ImageManifest, ManifestDoc};
+use berth_models::image::ImageConfig;
 use futures::{StreamExt, TryStreamExt};
 use oci_client::Reference as OciRef;
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use super::{RegistryConfig, auth_of, error_of, locate};
+use super::{RegistryConfig, RegistryConfigExt, auth_of, error_of, locate};
 use crate::digest::{chain_ids, sha256_digest};
 use crate::pb;
 use crate::reference::Reference;
@@ -32,10 +33,7 @@ use crate::service::LocalImageService;
 use crate::store::LayerRecord;
 
 /// Manifest media types.
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub use berth_models::distribution::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 const ACCEPT: [&str; 4] = [DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX];
 
 /// Progress (or the error that ends it) of one operation.
@@ -77,17 +75,12 @@ fn wanted_platform(p: &str) -> Result<(String, String, Option<String>)> {
     }
 }
 
-/// The entry of a manifest list for the platform, as dockerd chooses it.
-pub fn choose(index: &Value, os: &str, arch: &str, variant: Option<&str>) -> Option<(String, String)> {
-    let entries = index["manifests"].as_array()?;
-    let matches = |e: &&Value| {
-        let p = &e["platform"];
-        p["os"].as_str() == Some(os)
-            && p["architecture"].as_str() == Some(arch)
-            && variant.is_none_or(|v| p["variant"].as_str() == Some(v))
-    };
-    let e = entries.iter().find(matches)?;
-    Some((e["digest"].as_str()?.to_string(), e["mediaType"].as_str().unwrap_or(OCI_MANIFEST).to_string()))
+/// The entry of a manifest list for the platform, as dockerd chooses it:
+/// its digest and media type.
+pub fn choose(index: &ImageIndex, os: &str, arch: &str, variant: Option<&str>) -> Option<(String, String)> {
+    let e = index.choose(os, arch, variant)?;
+    let media = if e.media_type.is_empty() { OCI_MANIFEST.to_string() } else { e.media_type.clone() };
+    Some((e.digest.clone(), media))
 }
 
 /// A resolved image manifest.
@@ -96,7 +89,7 @@ struct Resolved {
     oref: OciRef,
     /// The digest the user's reference resolved to (a list's own digest for lists).
     top_digest: String,
-    manifest: Value,
+    manifest: ImageManifest,
 }
 
 async fn fetch_manifest(
@@ -155,29 +148,34 @@ async fn resolve(config: &RegistryConfig, r: &Reference, platform: &str, auth: R
         {
             return Err(Error::invalid(format!("manifest verification failed for digest {want}")));
         }
-        let mut manifest: Value =
-            serde_json::from_slice(&raw).map_err(|e| Error::invalid(format!("{what}: invalid manifest: {e}")))?;
-        let media = manifest["mediaType"].as_str().unwrap_or("").to_string();
-        if manifest["schemaVersion"].as_i64() == Some(1) {
-            return Err(Error::not_implemented(format!("{what}: Docker schema 1 manifests are not supported")));
-        }
-        if media == DOCKER_LIST || media == OCI_INDEX || manifest.get("manifests").is_some() {
-            let platform_text =
-                format!("{os}/{arch}{}", variant.as_deref().map(|v| format!("/{v}")).unwrap_or_default());
-            let (entry, _) = choose(&manifest, &os, &arch, variant.as_deref()).ok_or_else(|| {
-                Error::not_found(format!("no matching manifest for {platform_text} in the manifest list entries"))
-            })?;
-            let inner = OciRef::with_digest(host.clone(), loc.repository.clone(), entry.clone());
-            let (raw, got) = fetch_manifest(&client, &inner, &auth, &what).await?;
-            if got != entry {
-                return Err(Error::invalid(format!("manifest verification failed for digest {entry}")));
+        let parsed = ManifestDoc::parse(&raw).map_err(|e| {
+            if e.contains("schema 1") {
+                Error::not_implemented(format!("{what}: {e}"))
+            } else {
+                Error::invalid(format!("{what}: {e}"))
             }
-            manifest =
-                serde_json::from_slice(&raw).map_err(|e| Error::invalid(format!("{what}: invalid manifest: {e}")))?;
-        }
-        if manifest["config"]["digest"].as_str().is_none() {
-            return Err(Error::invalid(format!("{what}: the manifest has no config")));
-        }
+        })?;
+        let manifest = match parsed {
+            ManifestDoc::Image(m) => m,
+            ManifestDoc::Index(index) => {
+                let platform_text =
+                    format!("{os}/{arch}{}", variant.as_deref().map(|v| format!("/{v}")).unwrap_or_default());
+                let (entry, _) = choose(&index, &os, &arch, variant.as_deref()).ok_or_else(|| {
+                    Error::not_found(format!("no matching manifest for {platform_text} in the manifest list entries"))
+                })?;
+                let inner = OciRef::with_digest(host.clone(), loc.repository.clone(), entry.clone());
+                let (raw, got) = fetch_manifest(&client, &inner, &auth, &what).await?;
+                if got != entry {
+                    return Err(Error::invalid(format!("manifest verification failed for digest {entry}")));
+                }
+                match ManifestDoc::parse(&raw).map_err(|e| Error::invalid(format!("{what}: {e}")))? {
+                    ManifestDoc::Image(m) => m,
+                    ManifestDoc::Index(_) => {
+                        return Err(Error::invalid(format!("{what}: a manifest list entry is itself a list")));
+                    }
+                }
+            }
+        };
         return Ok(Resolved { client, oref, top_digest: digest, manifest });
     }
     Err(last.unwrap_or_else(|| Error::not_found(format!("{what}: not found"))))
@@ -434,9 +432,9 @@ impl LocalImageService {
         }
         let m = &res.manifest;
         let config_desc = OciDescriptor {
-            media_type: m["config"]["mediaType"].as_str().unwrap_or("").to_string(),
-            digest: m["config"]["digest"].as_str().unwrap_or("").to_string(),
-            size: m["config"]["size"].as_i64().unwrap_or(0),
+            media_type: m.config.media_type.clone(),
+            digest: m.config.digest.clone(),
+            size: m.config.size,
             urls: None,
             annotations: None,
         };
@@ -448,28 +446,18 @@ impl LocalImageService {
         if sha256_digest(&config) != config_desc.digest {
             return Err(Error::invalid(format!("image config verification failed for digest {}", config_desc.digest)));
         }
-        let cfg: Value =
-            serde_json::from_slice(&config).map_err(|e| Error::invalid(format!("invalid image config: {e}")))?;
-        let diff_ids: Vec<String> = cfg["rootfs"]["diff_ids"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|d| d.as_str().map(str::to_string)).collect())
-            .unwrap_or_default();
-        let layers: Vec<LayerDesc> = m["layers"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|l| LayerDesc {
-                        digest: l["digest"].as_str().unwrap_or("").to_string(),
-                        size: l["size"].as_u64().unwrap_or(0),
-                        media_type: l["mediaType"].as_str().unwrap_or("").to_string(),
-                        urls: l["urls"]
-                            .as_array()
-                            .map(|u| u.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
-                            .unwrap_or_default(),
-                    })
-                    .collect()
+        let cfg: ImageConfig = berth_models::parse("image config", &config).map_err(Error::invalid)?;
+        let diff_ids = cfg.rootfs.diff_ids;
+        let layers: Vec<LayerDesc> = m
+            .layers
+            .iter()
+            .map(|l| LayerDesc {
+                digest: l.digest.clone(),
+                size: u64::try_from(l.size).unwrap_or(0),
+                media_type: l.media_type.clone(),
+                urls: l.urls().to_vec(),
             })
-            .unwrap_or_default();
+            .collect();
         if layers.len() != diff_ids.len() || layers.iter().any(|l| !crate::reference::is_valid_digest(&l.digest)) {
             return Err(Error::invalid(format!(
                 "invalid image: the manifest has {} layers, the config {} diff IDs",
@@ -566,10 +554,11 @@ mod tests {
 
     #[test]
     fn platforms_from_lists() {
-        let index = json!({"manifests": [
+        let index: ImageIndex = serde_json::from_value(json!({"manifests": [
             {"digest": "sha256:a", "mediaType": OCI_MANIFEST, "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
             {"digest": "sha256:b", "mediaType": DOCKER_MANIFEST, "platform": {"os": "linux", "architecture": "amd64"}},
-        ]});
+        ]}))
+        .expect("index");
         assert_eq!(choose(&index, "linux", "amd64", None), Some(("sha256:b".into(), DOCKER_MANIFEST.into())));
         assert_eq!(choose(&index, "linux", "arm64", Some("v8")).map(|c| c.0), Some("sha256:a".into()));
         assert_eq!(choose(&index, "linux", "arm64", Some("v7")), None);

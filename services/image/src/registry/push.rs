@@ -14,7 +14,7 @@ use oci_client::manifest::OciDescriptor;
 use serde_json::json;
 
 use super::pull::{DOCKER_MANIFEST, ProgressTx, bytes, say, short};
-use super::{auth_of, error_of, locate};
+use super::{RegistryConfigExt, auth_of, error_of, locate};
 use crate::digest::sha256_digest;
 use crate::pb;
 use crate::reference::Reference;

@@ -197,7 +197,7 @@ impl RuntimeService for RuntimeGrpcServer {
 
 type OutputStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::StreamOutput, Status>> + Send>>;
 
-fn outputs(out: crate::shim::OutputStream) -> OutputStream {
+fn outputs(out: crate::OutputStream) -> OutputStream {
     use futures::StreamExt;
     Box::pin(out.map(|r| r.map_err(Status::from)))
 }
@@ -206,7 +206,7 @@ fn outputs(out: crate::shim::OutputStream) -> OutputStream {
 /// (input), which ends at the client's end of stream or at a transport error.
 async fn first_and_rest(
     mut input: Streaming<pb::StreamInput>,
-) -> Result<(Option<pb::stream_input::Kind>, crate::shim::InputStream), Status> {
+) -> Result<(Option<pb::stream_input::Kind>, crate::InputStream), Status> {
     use futures::StreamExt;
     let first = input.message().await?.and_then(|m| m.kind);
     let rest = input.take_while(|r| futures::future::ready(r.is_ok())).filter_map(|r| futures::future::ready(r.ok()));
@@ -296,7 +296,7 @@ impl RuntimeApi for RuntimeGrpcClient {
         Ok(self.inner.clone().wait_container(req).await.map_err(err)?.into_inner())
     }
 
-    async fn logs(&self, req: pb::ContainerLogsRequest) -> Result<crate::lifecycle::LogStream> {
+    async fn logs(&self, req: pb::ContainerLogsRequest) -> Result<crate::LogStream> {
         use futures::StreamExt;
         let stream = self.inner.clone().container_logs(req).await.map_err(err)?.into_inner();
         Ok(Box::pin(stream.map(|r| r.map_err(err))))
@@ -308,11 +308,7 @@ impl RuntimeApi for RuntimeGrpcClient {
         Ok(r.into_inner())
     }
 
-    async fn attach(
-        &self,
-        req: pb::AttachRequest,
-        input: crate::shim::InputStream,
-    ) -> Result<crate::shim::OutputStream> {
+    async fn attach(&self, req: pb::AttachRequest, input: crate::InputStream) -> Result<crate::OutputStream> {
         let first = pb::StreamInput { kind: Some(pb::stream_input::Kind::Attach(req)) };
         let out = self.inner.clone().attach_container(with_first(first, input)).await.map_err(err)?;
         Ok(client_outputs(out.into_inner()))
@@ -327,11 +323,7 @@ impl RuntimeApi for RuntimeGrpcClient {
         Ok(self.inner.clone().create_exec(req).await.map_err(err)?.into_inner().id)
     }
 
-    async fn start_exec(
-        &self,
-        req: pb::StartExecRequest,
-        input: crate::shim::InputStream,
-    ) -> Result<crate::shim::OutputStream> {
+    async fn start_exec(&self, req: pb::StartExecRequest, input: crate::InputStream) -> Result<crate::OutputStream> {
         let first = pb::StreamInput { kind: Some(pb::stream_input::Kind::StartExec(req)) };
         let out = self.inner.clone().start_exec(with_first(first, input)).await.map_err(err)?;
         Ok(client_outputs(out.into_inner()))
@@ -366,13 +358,13 @@ impl RuntimeApi for RuntimeGrpcClient {
 
 fn with_first(
     first: pb::StreamInput,
-    rest: crate::shim::InputStream,
+    rest: crate::InputStream,
 ) -> impl futures::Stream<Item = pb::StreamInput> + Send + 'static {
     use futures::StreamExt;
     futures::stream::once(futures::future::ready(first)).chain(rest)
 }
 
-fn client_outputs(out: Streaming<pb::StreamOutput>) -> crate::shim::OutputStream {
+fn client_outputs(out: Streaming<pb::StreamOutput>) -> crate::OutputStream {
     use futures::StreamExt;
     Box::pin(out.map(|r| r.map_err(err)))
 }
