@@ -419,14 +419,6 @@ fn tty_of(c: &pb::Container) -> bool {
     doc::<ContainerConfig>(&c.config).tty
 }
 
-fn stream_content_type(tty: bool) -> axum::http::HeaderValue {
-    axum::http::HeaderValue::from_static(if tty {
-        "application/vnd.docker.raw-stream"
-    } else {
-        "application/vnd.docker.multiplexed-stream"
-    })
-}
-
 /// ContainerLogs: `GET /containers/{id}/logs`.
 async fn get_container_logs(State(s): State<AppState>, Path(id): Path<String>, uri: Uri) -> ApiResult<Response> {
     let p = Params::parse(uri.query());
@@ -441,7 +433,7 @@ async fn get_container_logs(State(s): State<AppState>, Path(id): Path<String>, u
     let framed = framed.take_until(s.shutdown.clone().cancelled_owned());
     let body = axum::body::Body::from_stream(framed.map(|r| r.map_err(|e| std::io::Error::other(e.to_string()))));
     let mut resp = (StatusCode::OK, body).into_response();
-    resp.headers_mut().insert(axum::http::header::CONTENT_TYPE, stream_content_type(tty));
+    resp.headers_mut().insert(axum::http::header::CONTENT_TYPE, streams::content_type(tty));
     Ok(resp)
 }
 

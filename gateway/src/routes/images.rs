@@ -60,6 +60,7 @@ pub(crate) fn summary(image: &pb::Image, version: ApiVersion) -> Value {
         "Labels": cfg.config.and_then(|c| c.labels),
         "Containers": -1,
     });
+    // Output being built, not input read: VirtualSize went away in API 1.44.
     if version < ApiVersion(1, 44) {
         v["VirtualSize"] = json!(image.size);
     }
@@ -97,6 +98,7 @@ fn inspect_json(image: &pb::Image) -> Value {
         "RootFS": {"Type": "layers", "Layers": image.diff_ids},
         "Metadata": {"LastTagTime": if image.last_tag_time.is_empty() { "0001-01-01T00:00:00Z" } else { &image.last_tag_time }},
     });
+    // Output being built: dockerd omits an empty Variant.
     if !cfg.variant.is_empty() {
         out["Variant"] = json!(cfg.variant);
     }

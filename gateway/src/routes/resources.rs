@@ -47,6 +47,7 @@ pub(crate) fn volume_json(v: &berth_volume_api::pb::Volume) -> Value {
         "Options": if v.options.is_empty() { Value::Null } else { map(&v.options) },
         "Scope": v.scope,
     });
+    // Output being built: UsageData only where the size was asked for (system df).
     if v.size >= 0 {
         j["UsageData"] = json!({"Size": v.size, "RefCount": v.used_by.len()});
     }

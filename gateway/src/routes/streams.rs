@@ -91,7 +91,9 @@ impl DetachScanner {
     }
 }
 
-fn content_type(tty: bool) -> HeaderValue {
+/// The media type of a container's output: raw with a TTY, else multiplexed
+/// with 8-byte frame headers. Docker 1.42+ clients read it to pick a decoder.
+pub fn content_type(tty: bool) -> HeaderValue {
     HeaderValue::from_static(if tty {
         "application/vnd.docker.raw-stream"
     } else {

@@ -220,6 +220,7 @@ async fn data_usage(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         .iter()
         .map(|i| {
             let mut s = super::images::summary(i, API_VERSION);
+            // Output being built: system df counts each image's containers.
             s["Containers"] = json!(containers.iter().filter(|c| c.image_id == i.id).count());
             s
         })
