@@ -1,0 +1,157 @@
+//! Running containers: each one under its own `berth-shim`, which outlives the
+//! runtime service. The runtime writes an OCI bundle, starts the shim, reads its
+//! one-line report, and watches the bundle for the exit record the shim leaves.
+//! A runtime that restarts finds its containers again from their bundles
+//! ([`LocalRuntime::reconnect`]): running ones are watched again, and those that
+//! exited meanwhile get their exit code from `exit.json`.
+//!
+//! Bundle layout, `<data-root>/runtime/containers/<id>/`:
+//! ```text
+//! config.json     the OCI spec          upper/ work/   the overlay's writable layer
+//! rootfs/         the mount point       hostname hosts resolv.conf
+//! container.log   json-file log         pid exit.json  written by the shim
+//! ctl.sock        the shim's control socket (attach, exec, resize, start, wait)
+//! exec-<id>.json  an exec's exit record, written by the shim
+//! ```
+//!
+//! Starting is two steps, as in the OCI runtime model: the shim sets the
+//! container up and reports `ok PID` with the init held at a barrier; the runtime
+//! connects the attaches that were waiting for this start, then tells the shim
+//! to `start`, so no output is lost between the two.
+//!
+//! The parts: [`bundle`] decides what a bundle holds (pure, no I/O), [`launch`]
+//! starts a shim and reads its report, [`start`] and [`exit`] are the
+//! transitions (created to running; running to exited, by itself or by a
+//! signal), and [`logs`] reads and follows the json-file log.
+
+mod bundle;
+mod exit;
+mod launch;
+mod logs;
+mod start;
+
+use std::path::{Path, PathBuf};
+
+use berth_core::{Error, Result};
+use berth_models::container::HostConfig;
+use berth_shim::protocol::{ExitRecord, files};
+use tokio::sync::broadcast;
+
+pub use berth_runtime_api::LogStream;
+pub use bundle::{embedded_resolv_conf, hosts_file, resolv_conf};
+
+/// Something that happened to a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The container's init exited with this code.
+    Exited(String, i64),
+    /// The container was removed.
+    Removed(String),
+}
+
+/// Where containers live on this host, the shim to start them with, and the
+/// event channel that waiters listen on.
+#[derive(Debug, Clone)]
+pub struct Host {
+    dir: PathBuf,
+    cgroup_root: PathBuf,
+    shim: PathBuf,
+    events: broadcast::Sender<Event>,
+    pub(crate) waiters: crate::stdio::Waiters,
+}
+
+impl Host {
+    /// Containers under `dir/containers`; the shim next to the running binary
+    /// (or `BERTH_SHIM`).
+    pub fn new(dir: PathBuf) -> Self {
+        let shim = std::env::var_os("BERTH_SHIM").map(PathBuf::from).unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|e| e.parent().map(|p| p.join("berth-shim")))
+                .unwrap_or_else(|| PathBuf::from("berth-shim"))
+        });
+        let (events, _) = broadcast::channel(1024);
+        let cgroup_root =
+            std::env::var_os("BERTH_CGROUP_ROOT").map(PathBuf::from).unwrap_or_else(|| "/sys/fs/cgroup".into());
+        Self { dir, cgroup_root, shim, events, waiters: Default::default() }
+    }
+
+    /// The bundle directory of container `id`.
+    pub fn bundle(&self, id: &str) -> PathBuf {
+        self.dir.join("containers").join(id)
+    }
+
+    /// Removes a container's bundle (after the container is gone). A shim still
+    /// holding a container at its start barrier (the runtime went away between
+    /// the two steps of a start) is ended through its init.
+    pub fn forget(&self, id: &str) {
+        let bundle = self.bundle(id);
+        if let Some(pid) =
+            std::fs::read_to_string(bundle.join(files::PID)).ok().and_then(|p| p.trim().parse::<i32>().ok())
+            && std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.contains(id))
+        {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        if let Ok(mut w) = self.waiters.lock() {
+            w.remove(id);
+        }
+        // Removing cgroups can wait on the kernel (and retries while the last
+        // tasks exit): off the caller's path.
+        let (root, cid) = (self.cgroup_root.clone(), id.to_string());
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(move || crate::cgroups::remove(&root, &cid))),
+            Err(_) => crate::cgroups::remove(&root, &cid),
+        }
+        let _ = std::fs::remove_dir_all(self.bundle(id));
+        let _ = self.events.send(Event::Removed(id.to_string()));
+    }
+
+    /// A receiver of container events.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+}
+
+fn read_exit(bundle: &Path) -> Option<ExitRecord> {
+    std::fs::read(bundle.join(files::EXIT)).ok().and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+fn pid_alive(pid: i64) -> bool {
+    pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+}
+
+pub use berth_runtime_api::logopts::{
+    DEFAULT_LOG_MAX_FILE, DEFAULT_LOG_MAX_SIZE, log_limits_of, parse_size, validate_log_opts,
+};
+
+/// The log bounds of a container: its `--log-opt max-size/max-file`, or the defaults.
+pub fn log_limits(host_config: &HostConfig) -> Result<(u64, u32)> {
+    log_limits_of(&host_config.log_config.config)
+}
+
+/// Parses a signal given by name (`KILL`, `SIGTERM`) or number.
+pub fn parse_signal(s: &str) -> Result<nix::sys::signal::Signal> {
+    use nix::sys::signal::Signal;
+    let bad = || Error::invalid(format!("Invalid signal: {s}"));
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| bad());
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    name.parse::<Signal>().map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_by_name_and_number() {
+        use nix::sys::signal::Signal;
+        assert_eq!(parse_signal("KILL").ok(), Some(Signal::SIGKILL));
+        assert_eq!(parse_signal("sigterm").ok(), Some(Signal::SIGTERM));
+        assert_eq!(parse_signal("9").ok(), Some(Signal::SIGKILL));
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("999").is_err());
+    }
+}

@@ -1,0 +1,163 @@
+//! Created to running. The shim makes the container and holds its init at a
+//! barrier; meanwhile the runtime plugs in its network, writes its address
+//! into /etc/hosts, connects the attaches waiting for this start, and only
+//! then lets the command run, so no output is lost and the network is there
+//! from the command's first instruction.
+
+use std::path::{Path, PathBuf};
+
+use berth_core::{Error, ErrorKind, Result};
+use berth_models::container::ContainerStatus;
+use berth_shim::protocol::files;
+
+use super::bundle::{self, PlanInputs};
+use super::launch::{self, Report};
+use super::{Event, embedded_resolv_conf, hosts_file};
+use crate::pb;
+use crate::record;
+use crate::service::{LocalRuntime, status};
+
+/// The image's passwd or group file as the container will see it: the
+/// container's upper layer first, then the image's layers from the top.
+fn read_from_layers(upper: &Path, layers: &[String], rel: &str) -> String {
+    std::iter::once(upper.to_path_buf())
+        .chain(layers.iter().rev().map(PathBuf::from))
+        .find_map(|dir| std::fs::read_to_string(dir.join(rel)).ok())
+        .unwrap_or_default()
+}
+
+fn host_nofile_hard() -> u64 {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map(|(_, hard)| hard).unwrap_or(1024)
+}
+
+impl LocalRuntime {
+    /// Starts a container; `Ok(true)` when it was already running. A container
+    /// with auto-remove whose start fails is removed, as dockerd does (`docker run
+    /// --rm` waits for that).
+    pub(crate) async fn start_container(&self, reference: &str) -> Result<bool> {
+        let c = self.resolve(reference).await?;
+        if !status(&c).can_start() {
+            return Ok(true);
+        }
+        let out = self.start_resolved(&c).await;
+        if out.is_err() {
+            if let Ok(mut w) = self.host.waiters.lock() {
+                w.remove(&c.id);
+            }
+            crate::cgroups::remove(&self.host.cgroup_root, &c.id);
+            let _ = self.host.events.send(Event::Exited(c.id.clone(), 128));
+            if record::host_config(&c).is_ok_and(|h| h.auto_remove) {
+                self.release_volumes(&c.id, true).await;
+                self.store.delete(&c.id).await?;
+                self.host.forget(&c.id);
+            }
+        }
+        out
+    }
+
+    async fn start_resolved(&self, c: &pb::Container) -> Result<bool> {
+        let t0 = std::time::Instant::now();
+        let step = |what: &str| tracing::debug!(id = %c.id, ms = t0.elapsed().as_secs_f64() * 1000.0, "start: {what}");
+        let image = self.images.inspect(&c.image_id).await?;
+        let config = record::config(c)?;
+        let host_config = record::host_config(c)?;
+        let bundle = self.host.bundle(&c.id);
+        let [upper, ..] = bundle::dirs(&bundle);
+        for d in bundle::dirs(&bundle) {
+            std::fs::create_dir_all(&d).map_err(|e| Error::from(e).context(format!("create {}", d.display())))?;
+        }
+        for f in [files::EXIT, files::PID] {
+            let _ = std::fs::remove_file(bundle.join(f));
+        }
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let mut lower_dirs = vec![upper.clone()];
+        lower_dirs.extend(image.layer_dirs.iter().rev().map(PathBuf::from));
+        let mounts = self.prepare_mounts(c, lower_dirs).await?;
+        let mut plan = bundle::plan(PlanInputs {
+            bundle: &bundle,
+            image_id: &image.id,
+            layer_dirs: &image.layer_dirs,
+            config: &config,
+            host_config: &host_config,
+            host_resolv: &host_resolv,
+            passwd: &read_from_layers(&upper, &image.layer_dirs, "etc/passwd"),
+            group: &read_from_layers(&upper, &image.layer_dirs, "etc/group"),
+            mounts,
+            host_nofile_hard: host_nofile_hard(),
+        })?;
+        for (name, body) in &plan.files {
+            std::fs::write(bundle.join(name), body)?;
+        }
+        step("bundle written");
+        let limits = crate::cgroups::Limits::from_spec(&plan.spec);
+        let cgroups = crate::cgroups::create(&self.host.cgroup_root, &c.id, &limits).inspect_err(|_| {
+            crate::cgroups::remove(&self.host.cgroup_root, &c.id);
+        })?;
+        std::fs::write(bundle.join(files::SPEC), plan.spec_json(cgroups)?)?;
+        step("cgroups ready");
+
+        let pid = match launch::launch(&self.host.shim, &bundle).await? {
+            Report::Ready(pid) => pid,
+            Report::Failed(code, msg) => {
+                self.record_failed_start(&c.id, code, &msg).await?;
+                return Err(crate::shim::start_error(code, &msg));
+            }
+        };
+        step("shim reported");
+        let started_at = berth_core::id::now_rfc3339();
+        // The container exists and waits at the barrier: plug in its network,
+        // connect the attaches that wait for this start, then let the command run.
+        let plugged = match self.plug_network(c, &host_config, pid).await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ =
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+                if let Some(n) = &self.networks {
+                    let _ = n.disconnect(&c.id, "").await;
+                }
+                self.record_failed_start(&c.id, 128, e.message()).await?;
+                return Err(if e.kind() == ErrorKind::NotFound {
+                    e
+                } else {
+                    e.context("failed to set up container networking")
+                });
+            }
+        };
+        step("network plugged");
+        // Now the container's address is known: it goes into its /etc/hosts
+        // (rewritten in place: the file is bind-mounted).
+        if let Some(ip) = plugged.settings.first_ip() {
+            let _ = std::fs::write(bundle.join("hosts"), hosts_file(&config.hostname, Some(ip), &host_config));
+        }
+        // On a user-defined network, names come from the embedded DNS.
+        if let Some(resolver) = &plugged.resolver {
+            let resolv = embedded_resolv_conf(&host_resolv, &host_config, resolver);
+            let _ = std::fs::write(bundle.join("resolv.conf"), resolv);
+        }
+        self.connect_waiters(&c.id, &bundle).await;
+        step("attaches connected");
+        if let Err(e) = crate::shim::start(&bundle).await {
+            self.record_failed_start(&c.id, 128, e.message()).await?;
+            return Err(e);
+        }
+        step("command running");
+        let state = pb::ContainerState {
+            pid,
+            started_at,
+            network_settings: berth_models::to_vec(&plugged.settings),
+            ..record::state(ContainerStatus::Running)
+        };
+        self.store.set_state(&c.id, &state).await?;
+        let mut running = c.clone();
+        running.state = Some(state);
+        self.spawn_watch(&running);
+        tracing::info!(id = %c.id, pid, "container started");
+        Ok(false)
+    }
+
+    /// A start that failed leaves the container created, with dockerd's exit
+    /// code (126, 127 or 128) and the reason in its state.
+    async fn record_failed_start(&self, id: &str, code: i64, msg: &str) -> Result<()> {
+        self.store.set_state(id, &record::failed_start(code, msg)).await
+    }
+}
