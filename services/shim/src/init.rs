@@ -6,6 +6,7 @@
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use berth_shim::protocol::Annotations;
@@ -14,12 +15,13 @@ use berth_shim::spec::Spec;
 use crate::sys;
 
 /// Where a process's standard streams come from.
-pub enum Stdio {
+#[derive(Clone, Copy)]
+pub enum Stdio<'a> {
     /// A TTY, opened inside the container; its master goes to the shim over the
     /// sync socket (message `pty`).
     Tty,
     /// Pipes (or /dev/null): stdin's read end, stdout's and stderr's write ends.
-    Pipes(libc::c_int, libc::c_int, libc::c_int),
+    Pipes(BorrowedFd<'a>, BorrowedFd<'a>, BorrowedFd<'a>),
 }
 
 /// What the container's init needs besides the spec.
@@ -31,10 +33,10 @@ pub struct InitArgs<'a> {
     /// The bundle directory.
     pub bundle: &'a Path,
     /// Its standard streams.
-    pub stdio: Stdio,
+    pub stdio: Stdio<'a>,
     /// The sync socket: `pty` (with the master), `ready`, or `E<code>:<message>`
     /// go to the shim; one message back (the start) lets the command run.
-    pub sync: libc::c_int,
+    pub sync: BorrowedFd<'a>,
 }
 
 /// A setup failure: the exit code to report and a message.
@@ -264,7 +266,7 @@ pub fn join_cgroups(cgroups: &[PathBuf], pid: libc::pid_t) -> Result<(), InitErr
     Ok(())
 }
 
-fn pipe_stdio(stdin: libc::c_int, stdout: libc::c_int, stderr: libc::c_int) -> Result<(), InitError> {
+fn pipe_stdio(stdin: BorrowedFd<'_>, stdout: BorrowedFd<'_>, stderr: BorrowedFd<'_>) -> Result<(), InitError> {
     sys::dup2(stdin, 0)?;
     sys::dup2(stdout, 1)?;
     sys::dup2(stderr, 2)?;
@@ -273,18 +275,17 @@ fn pipe_stdio(stdin: libc::c_int, stdout: libc::c_int, stderr: libc::c_int) -> R
 
 /// Opens a TTY in the current mount namespace, makes it the controlling terminal
 /// and the standard streams of a new session, and hands its master to the shim.
-fn tty_stdio(sync: libc::c_int, console: bool) -> Result<(), InitError> {
+fn tty_stdio(sync: BorrowedFd<'_>, console: bool) -> Result<(), InitError> {
     let (master, slave) = ctx(sys::open_pty(), || "open a pseudo-terminal".into())?;
-    if console && let Ok(path) = sys::fd_path(slave) {
+    if console && let Ok(path) = sys::fd_path(slave.as_fd()) {
         // /dev/console is the container's terminal too, as runc makes it.
         let _ = sys::mount(&path.to_string_lossy(), Path::new("/dev/console"), None, libc::MS_BIND, None);
     }
     sys::setsid();
-    ctx(sys::set_controlling_tty(slave), || "set the controlling terminal".into())?;
-    pipe_stdio(slave, slave, slave)?;
-    sys::close(slave);
-    ctx(sys::send_fd(sync, b"pty", master), || "hand the terminal to the shim".into())?;
-    sys::close(master);
+    ctx(sys::set_controlling_tty(slave.as_fd()), || "set the controlling terminal".into())?;
+    pipe_stdio(slave.as_fd(), slave.as_fd(), slave.as_fd())?;
+    drop(slave);
+    ctx(sys::send_fd(sync, b"pty", master.as_fd()), || "hand the terminal to the shim".into())?;
     Ok(())
 }
 
@@ -360,9 +361,9 @@ pub struct ExecArgs<'a> {
     /// The process to run.
     pub process: &'a Process,
     /// Its standard streams.
-    pub stdio: Stdio,
+    pub stdio: Stdio<'a>,
     /// The sync socket (`pty` and `E<code>:<message>` messages; closed by the exec).
-    pub sync: libc::c_int,
+    pub sync: BorrowedFd<'a>,
 }
 
 /// Runs an exec: joins the container's cgroups and namespaces (the shim's
@@ -392,16 +393,15 @@ fn exec_setup(a: &ExecArgs<'_>) -> Result<Never, InitError> {
     }
     // The mount namespace last: joining it also moves our root into the container.
     kinds.push("mnt");
-    let fds: Vec<libc::c_int> = kinds
+    let fds: Vec<OwnedFd> = kinds
         .iter()
         .map(|k| {
             let path = PathBuf::from(format!("/proc/{}/ns/{k}", a.init_pid));
             ctx(sys::open(&path, libc::O_RDONLY), || format!("open {}", path.display()))
         })
         .collect::<Result<_, _>>()?;
-    for (fd, kind) in fds.iter().zip(&kinds) {
-        ctx(sys::setns(*fd), || format!("join the container's {kind} namespace"))?;
-        sys::close(*fd);
+    for (fd, kind) in fds.into_iter().zip(&kinds) {
+        ctx(sys::setns(fd.as_fd()), || format!("join the container's {kind} namespace"))?;
     }
     if matches!(a.stdio, Stdio::Tty) {
         tty_stdio(a.sync, false)?;
@@ -454,7 +454,7 @@ fn exec(exe: &CString, p: &Process) -> Result<Never, InitError> {
 /// to it, reaps every zombie, and exits with the command's status (128 + N for a
 /// signal), like docker-init (tini). It needs no binary in the image: it is this
 /// already-running process.
-fn init_and_exec(sync: libc::c_int, exe: &CString, p: &Process, tty: bool) -> Result<Never, InitError> {
+fn init_and_exec(sync: BorrowedFd<'_>, exe: &CString, p: &Process, tty: bool) -> Result<Never, InitError> {
     ctx(sys::block_all_signals(), || "block signals".into())?;
     sys::close_all_but(sync);
     let child = match ctx(sys::fork(), || "fork the command".into())? {
@@ -471,7 +471,7 @@ fn init_and_exec(sync: libc::c_int, exe: &CString, p: &Process, tty: bool) -> Re
         sys::Forked::Parent(pid) => pid,
     };
     // The command holds the sync socket until its execve closes it.
-    sys::close(sync);
+    sys::close_for_good(sync);
     sys::set_name(c"docker-init");
     loop {
         let sig = sys::wait_signal();

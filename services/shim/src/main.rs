@@ -29,9 +29,10 @@ mod log;
 mod sys;
 
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use berth_shim::protocol::{self as p, Annotations, ExecRequest, ExitRecord, Reply, Request};
@@ -59,23 +60,24 @@ fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
 }
 
 fn report(line: &str) {
-    let _ = sys::write_all(1, format!("{line}\n").as_bytes());
+    let _ = sys::write_all(std::io::stdout().as_fd(), format!("{line}\n").as_bytes());
     // The runtime reads our stdout to its end: close it by pointing it at /dev/null.
     if let Ok(null) = sys::dev_null() {
-        let _ = sys::dup2(null, 1);
-        sys::close(null);
+        let _ = sys::dup2(null.as_fd(), 1);
     }
 }
 
-/// The standard streams of a process the shim holds.
+/// The standard streams of a process the shim holds. A TTY master is one
+/// descriptor in three roles (stdout, stdin and the resize target), so the
+/// descriptors are shared: each closes when its last role lets go of it.
 #[derive(Default)]
 struct Stdio {
     /// Read ends: stdout (or the TTY master) and stderr.
-    out: [Option<libc::c_int>; 2],
+    out: [Option<Rc<OwnedFd>>; 2],
     /// Where input goes: the stdin pipe's write end or the TTY master.
-    stdin: Option<libc::c_int>,
+    stdin: Option<Rc<OwnedFd>>,
     /// The TTY master, for resizes; it is also `out[0]` and `stdin`.
-    master: Option<libc::c_int>,
+    master: Option<Rc<OwnedFd>>,
     stdin_buf: Vec<u8>,
     close_stdin: bool,
 }
@@ -85,31 +87,32 @@ impl Stdio {
         self.out.iter().any(Option::is_some)
     }
 
+    fn is_master(&self, fd: &Rc<OwnedFd>) -> bool {
+        self.master.as_ref().is_some_and(|m| Rc::ptr_eq(m, fd))
+    }
+
     fn close_out(&mut self, i: usize) {
-        if let Some(fd) = self.out[i].take() {
-            if Some(fd) == self.master {
-                // The TTY master is stdout, stdin and the resize target at once.
-                self.master = None;
-                self.stdin = None;
-                self.stdin_buf.clear();
-            }
-            sys::close(fd);
+        if let Some(fd) = self.out[i].take()
+            && self.is_master(&fd)
+        {
+            // The TTY master is stdout, stdin and the resize target at once.
+            self.master = None;
+            self.stdin = None;
+            self.stdin_buf.clear();
         }
     }
 
     fn close_all(&mut self) {
         self.close_out(0);
         self.close_out(1);
-        if let Some(fd) = self.stdin.take() {
-            sys::close(fd);
-        }
+        self.stdin = None;
     }
 
     /// Writes what it can of the pending input; closes stdin when asked and done.
     fn pump_stdin(&mut self) {
-        let Some(fd) = self.stdin else { return };
+        let Some(fd) = self.stdin.clone() else { return };
         while !self.stdin_buf.is_empty() {
-            match sys::write_some(fd, &self.stdin_buf) {
+            match sys::write_some(fd.as_fd(), &self.stdin_buf) {
                 Ok(n) => {
                     self.stdin_buf.drain(..n);
                 }
@@ -117,9 +120,8 @@ impl Stdio {
                 Err(_) => {
                     // The reader is gone: input has nowhere to go.
                     self.stdin_buf.clear();
-                    if self.master != Some(fd) {
+                    if !self.is_master(&fd) {
                         self.stdin = None;
-                        sys::close(fd);
                     }
                     return;
                 }
@@ -127,7 +129,6 @@ impl Stdio {
         }
         if self.close_stdin && self.master.is_none() {
             self.stdin = None;
-            sys::close(fd);
         }
     }
 }
@@ -225,7 +226,7 @@ fn write_exit(path: &Path, record: &ExitRecord) -> std::io::Result<()> {
 
 /// Reads the sync socket until the child executes (end of file), fails
 /// (`E<code>:<message>`), or says `ready`; collects a TTY master on the way.
-fn handshake(sync: libc::c_int, master: &mut Option<libc::c_int>) -> Result<bool, (i32, String)> {
+fn handshake(sync: BorrowedFd<'_>, master: &mut Option<OwnedFd>) -> Result<bool, (i32, String)> {
     let mut buf = vec![0u8; 8192];
     loop {
         match sys::recv_with_fd(sync, &mut buf) {
@@ -233,10 +234,9 @@ fn handshake(sync: libc::c_int, master: &mut Option<libc::c_int>) -> Result<bool
             Ok((n, fd)) => {
                 let msg = &buf[..n];
                 if let Some(fd) = fd {
+                    // Anything but the first terminal is dropped, and so closed.
                     if msg == b"pty" && master.is_none() {
                         *master = Some(fd);
-                    } else {
-                        sys::close(fd);
                     }
                     continue;
                 }
@@ -252,33 +252,47 @@ fn handshake(sync: libc::c_int, master: &mut Option<libc::c_int>) -> Result<bool
     }
 }
 
-/// Pipes for a process's stdio: the child's (stdin, stdout, stderr) and ours.
-fn pipes(stdin: bool) -> std::io::Result<((libc::c_int, libc::c_int, libc::c_int), Stdio)> {
+/// The child's ends of its standard streams: the shim holds them until the
+/// fork and drops (closes) them right after, so that the child's exit is seen
+/// as the end of its output.
+enum ChildFds {
+    /// A TTY the child opens itself, inside the container.
+    Tty,
+    /// /dev/null for all three (a detached exec).
+    Null(OwnedFd),
+    /// stdin's read end (or /dev/null), stdout's and stderr's write ends.
+    Pipes(OwnedFd, OwnedFd, OwnedFd),
+}
+
+impl ChildFds {
+    fn stdio(&self) -> init::Stdio<'_> {
+        match self {
+            ChildFds::Tty => init::Stdio::Tty,
+            ChildFds::Null(n) => init::Stdio::Pipes(n.as_fd(), n.as_fd(), n.as_fd()),
+            ChildFds::Pipes(i, o, e) => init::Stdio::Pipes(i.as_fd(), o.as_fd(), e.as_fd()),
+        }
+    }
+}
+
+/// Pipes for a process's stdio: the child's ends and ours.
+fn pipes(stdin: bool) -> std::io::Result<(ChildFds, Stdio)> {
     let (out_r, out_w) = sys::pipe()?;
     let (err_r, err_w) = sys::pipe()?;
     let (in_r, in_w) = if stdin {
         let (r, w) = sys::pipe()?;
-        sys::set_nonblocking(w)?;
-        (r, Some(w))
+        sys::set_nonblocking(w.as_fd())?;
+        (r, Some(Rc::new(w)))
     } else {
         (sys::dev_null()?, None)
     };
-    let io = Stdio { out: [Some(out_r), Some(err_r)], stdin: in_w, ..Default::default() };
-    Ok(((in_r, out_w, err_w), io))
+    let io = Stdio { out: [Some(Rc::new(out_r)), Some(Rc::new(err_r))], stdin: in_w, ..Default::default() };
+    Ok((ChildFds::Pipes(in_r, out_w, err_w), io))
 }
 
-fn tty_io(master: libc::c_int) -> Stdio {
-    let _ = sys::set_nonblocking(master);
-    Stdio { out: [Some(master), None], stdin: Some(master), master: Some(master), ..Default::default() }
-}
-
-/// Closes the child's ends of its stdio once (they may be one descriptor, or none).
-fn close_fds((a, b, c): (libc::c_int, libc::c_int, libc::c_int)) {
-    for (i, fd) in [a, b, c].into_iter().enumerate() {
-        if fd >= 0 && ![a, b, c][..i].contains(&fd) {
-            sys::close(fd);
-        }
-    }
+fn tty_io(master: OwnedFd) -> Stdio {
+    let _ = sys::set_nonblocking(master.as_fd());
+    let master = Rc::new(master);
+    Stdio { out: [Some(master.clone()), None], stdin: Some(master.clone()), master: Some(master), ..Default::default() }
 }
 
 fn valid_exec_id(id: &str) -> bool {
@@ -297,7 +311,7 @@ struct Shim {
     conns: Vec<Conn>,
     next_conn: u64,
     /// The init's sync socket until the start.
-    sync: Option<libc::c_int>,
+    sync: Option<OwnedFd>,
     start_error: Option<(i32, String)>,
     /// The exit record, once written.
     exited: Option<ExitRecord>,
@@ -351,8 +365,8 @@ impl Shim {
     }
 
     fn read_output(&mut self, i: usize, stream: usize, buf: &mut [u8]) {
-        let Some(fd) = self.proc_mut(i).io.out[stream] else { return };
-        match sys::read(fd, buf) {
+        let Some(fd) = self.proc_mut(i).io.out[stream].clone() else { return };
+        match sys::read(fd.as_fd(), buf) {
             Ok(0) => self.close_output(i, stream),
             Ok(n) => {
                 let data = buf[..n].to_vec();
@@ -491,10 +505,10 @@ impl Shim {
             };
         };
         let mut unused = None;
-        let outcome = sys::write_all(sync, b"go")
+        let outcome = sys::write_all(sync.as_fd(), b"go")
             .map_err(|e| (128, format!("start: {e}")))
-            .and_then(|_| handshake(sync, &mut unused));
-        sys::close(sync);
+            .and_then(|_| handshake(sync.as_fd(), &mut unused));
+        drop(sync);
         match outcome {
             Ok(_) => Reply::ok(),
             Err((code, msg)) => {
@@ -509,8 +523,8 @@ impl Shim {
             Some(id) => self.exec_index(id),
             None => Some(0),
         };
-        let master = target.and_then(|t| self.proc_mut(t).io.master);
-        match master.map(|m| sys::set_winsize(m, rows, cols)) {
+        let master = target.and_then(|t| self.proc_mut(t).io.master.clone());
+        match master.map(|m| sys::set_winsize(m.as_fd(), rows, cols)) {
             Some(Ok(())) => Reply::ok(),
             Some(Err(e)) => Reply::refused(125, format!("resize: {e}")),
             None => Reply::refused(125, "the process has no terminal"),
@@ -540,61 +554,42 @@ impl Shim {
         let detached = req.detach;
         let tty = req.tty && !detached;
         let os = |e: std::io::Error| (125, e.to_string());
-        let (child_stdio, mut io) = if detached {
-            let null = sys::dev_null().map_err(os)?;
-            ((null, null, null), Stdio::default())
+        let (child_stdio, io) = if detached {
+            (ChildFds::Null(sys::dev_null().map_err(os)?), Stdio::default())
         } else if tty {
-            ((-1, -1, -1), Stdio::default())
+            (ChildFds::Tty, Stdio::default())
         } else {
             pipes(req.stdin).map_err(os)?
         };
         let (sync_parent, sync_child) = sys::seqpacket_pair().map_err(os)?;
-        let close_child_ends = || close_fds(child_stdio);
-        let forked = match sys::fork() {
-            Ok(f) => f,
-            Err(e) => {
-                close_child_ends();
-                io.close_all();
-                sys::close(sync_parent);
-                sys::close(sync_child);
-                return Err((125, format!("fork: {e}")));
-            }
-        };
+        // On failure, every descriptor made above is dropped, and so closed.
+        let forked = sys::fork().map_err(|e| (125, format!("fork: {e}")))?;
         let pid = match forked {
             sys::Forked::Child => {
-                sys::close(sync_parent);
-                let stdio = if tty {
-                    init::Stdio::Tty
-                } else {
-                    init::Stdio::Pipes(child_stdio.0, child_stdio.1, child_stdio.2)
-                };
+                drop(sync_parent);
                 let args = init::ExecArgs {
                     spec: &self.spec,
                     cgroups: &self.cgroups,
                     init_pid: self.ctr.pid,
                     process: &process,
-                    stdio,
-                    sync: sync_child,
+                    stdio: child_stdio.stdio(),
+                    sync: sync_child.as_fd(),
                 };
                 let init::InitError(code, msg) = init::exec_in(&args);
-                let _ = sys::write_all(sync_child, format!("E{code}:{msg}").as_bytes());
+                let _ = sys::write_all(sync_child.as_fd(), format!("E{code}:{msg}").as_bytes());
                 sys::exit_now(code);
             }
             sys::Forked::Parent(pid) => pid,
         };
-        close_child_ends();
-        sys::close(sync_child);
+        drop(child_stdio);
+        drop(sync_child);
         let mut master = None;
-        let outcome = handshake(sync_parent, &mut master);
-        sys::close(sync_parent);
-        if let Err(e) = outcome {
-            io.close_all();
-            if let Some(m) = master {
-                sys::close(m);
-            }
-            // The child exits; the SIGCHLD loop reaps it.
-            return Err(e);
-        }
+        let outcome = handshake(sync_parent.as_fd(), &mut master);
+        drop(sync_parent);
+        // On failure, the process's streams and any terminal are dropped, and
+        // the child exits; the SIGCHLD loop reaps it.
+        outcome?;
+        let mut io = io;
         if let Some(m) = master {
             io = tty_io(m);
         }
@@ -670,7 +665,7 @@ impl Shim {
         }
     }
 
-    fn serve(&mut self, listener: &UnixListener, sigfd: libc::c_int) {
+    fn serve(&mut self, listener: &UnixListener, sigfd: BorrowedFd<'_>) {
         let mut buf = vec![0u8; 65536];
         let mut finished_at: Option<Instant> = None;
         loop {
@@ -683,7 +678,7 @@ impl Shim {
             }
             let mut toks = vec![Tok::Signal, Tok::Listen];
             let mut fds = vec![
-                libc::pollfd { fd: sigfd, events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: sigfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
                 libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 },
             ];
             let procs: Vec<&Proc> = std::iter::once(&self.ctr).chain(self.execs.iter()).collect();
@@ -692,14 +687,14 @@ impl Shim {
                 for (s, fd) in pr.io.out.iter().enumerate() {
                     if let Some(fd) = fd {
                         toks.push(Tok::Out(i, s));
-                        fds.push(libc::pollfd { fd: *fd, events: libc::POLLIN, revents: 0 });
+                        fds.push(libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
                     }
                 }
-                if let Some(fd) = pr.io.stdin
+                if let Some(fd) = &pr.io.stdin
                     && !pr.io.stdin_buf.is_empty()
                 {
                     toks.push(Tok::In(i));
-                    fds.push(libc::pollfd { fd, events: libc::POLLOUT, revents: 0 });
+                    fds.push(libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 });
                 }
                 full_stdin[i] = pr.io.stdin_buf.len() >= STDIN_BACKLOG;
             }
@@ -766,31 +761,35 @@ fn run(bundle: &Path) -> Result<(), String> {
     let open_stdin = annotations.stdin;
 
     let (child_stdio, io) =
-        if tty { ((-1, -1, -1), Stdio::default()) } else { pipes(open_stdin).map_err(|e| e.to_string())? };
+        if tty { (ChildFds::Tty, Stdio::default()) } else { pipes(open_stdin).map_err(|e| e.to_string())? };
     let (sync_parent, sync_child) = sys::seqpacket_pair().map_err(|e| e.to_string())?;
     let sigfd = sys::sigchld_fd().map_err(|e| format!("signalfd: {e}"))?;
     // Children of the shim start in a new PID namespace, whose PID 1 is the container's init.
     sys::unshare(libc::CLONE_NEWPID).map_err(|e| format!("unshare pid namespace: {e}"))?;
     let pid = match sys::fork().map_err(|e| e.to_string())? {
         sys::Forked::Child => {
-            sys::close(sync_parent);
-            let stdio =
-                if tty { init::Stdio::Tty } else { init::Stdio::Pipes(child_stdio.0, child_stdio.1, child_stdio.2) };
-            let args = init::InitArgs { spec: &spec, annotations: &annotations, bundle, stdio, sync: sync_child };
+            drop(sync_parent);
+            let args = init::InitArgs {
+                spec: &spec,
+                annotations: &annotations,
+                bundle,
+                stdio: child_stdio.stdio(),
+                sync: sync_child.as_fd(),
+            };
             let init::InitError(code, msg) = init::run(&args);
-            let _ = sys::write_all(sync_child, format!("E{code}:{msg}").as_bytes());
+            let _ = sys::write_all(sync_child.as_fd(), format!("E{code}:{msg}").as_bytes());
             sys::exit_now(code);
         }
         sys::Forked::Parent(pid) => pid,
     };
-    close_fds(child_stdio);
-    sys::close(sync_child);
+    drop(child_stdio);
+    drop(sync_child);
     // Into the container's cgroups while the init sets itself up; the init runs
     // the command only after the start, so nothing escapes the limits.
     let joined = init::join_cgroups(&annotations.cgroups, pid);
     let mut master = None;
     let outcome = match joined {
-        Ok(()) => handshake(sync_parent, &mut master),
+        Ok(()) => handshake(sync_parent.as_fd(), &mut master),
         Err(init::InitError(code, msg)) => Err((code, msg)),
     };
     match outcome {
@@ -834,7 +833,7 @@ fn run(bundle: &Path) -> Result<(), String> {
         start_error: None,
         exited: None,
     };
-    shim.serve(&listener, sigfd);
+    shim.serve(&listener, sigfd.as_fd());
     let _ = std::fs::remove_file(bundle.join(p::SOCKET));
     Ok(())
 }

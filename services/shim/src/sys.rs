@@ -1,8 +1,14 @@
 //! Thin, checked wrappers over the syscalls the shim and the container init need.
 //! Every `unsafe` block in the shim is here, each with the reason it is sound.
+//!
+//! Descriptors are typed: what a call creates comes back as an [`OwnedFd`]
+//! (closed when dropped, never twice), and what a call only uses is a
+//! [`BorrowedFd`], so no descriptor can be used after it was closed. The one
+//! plain number is a target slot (`dup2`'s 0, 1, 2).
 
 use std::ffi::{CStr, CString};
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -15,18 +21,32 @@ fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc) }
 }
 
+/// Takes ownership of a descriptor a syscall just returned (or its error).
+fn owned(rc: libc::c_int) -> io::Result<OwnedFd> {
+    let fd = check(rc)?;
+    // SAFETY: the syscall returned a new, open descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Takes ownership of the two descriptors a pipe2 or socketpair filled in.
+fn owned_pair(fds: [RawFd; 2]) -> (OwnedFd, OwnedFd) {
+    // SAFETY: the syscall succeeded, so both are new, open descriptors that nothing else owns.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
 /// A pipe whose ends are close-on-exec: (read, write).
-pub fn pipe() -> io::Result<(libc::c_int, libc::c_int)> {
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: pipe2 writes two descriptors into the two-element array we pass.
     check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
-    Ok((fds[0], fds[1]))
+    Ok(owned_pair(fds))
 }
 
-/// dup2(2): makes `new` a copy of `old` (without close-on-exec).
-pub fn dup2(old: libc::c_int, new: libc::c_int) -> io::Result<()> {
-    // SAFETY: dup2 only manipulates the descriptor table.
-    check(unsafe { libc::dup2(old, new) }).map(|_| ())
+/// dup2(2): makes slot `new` (0, 1 or 2) a copy of `old`, without close-on-exec.
+/// The slot is the process's standard stream from then on, not an `OwnedFd`.
+pub fn dup2(old: BorrowedFd<'_>, new: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 only manipulates the descriptor table; `old` is open.
+    check(unsafe { libc::dup2(old.as_raw_fd(), new) }).map(|_| ())
 }
 
 /// poll(2) over `fds`, waiting at most `timeout_ms` (-1: without limit). An
@@ -36,17 +56,11 @@ pub fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) {
     unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
 }
 
-/// close(2).
-pub fn close(fd: libc::c_int) {
-    // SAFETY: closing a descriptor we own; errors are irrelevant here.
-    unsafe { libc::close(fd) };
-}
-
 /// write(2) of the whole buffer.
-pub fn write_all(fd: libc::c_int, mut buf: &[u8]) -> io::Result<()> {
+pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
         // SAFETY: the pointer and length describe `buf`, which outlives the call.
-        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -60,10 +74,10 @@ pub fn write_all(fd: libc::c_int, mut buf: &[u8]) -> io::Result<()> {
 }
 
 /// read(2) into `buf`; 0 means end of file.
-pub fn read(fd: libc::c_int, buf: &mut [u8]) -> io::Result<usize> {
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         // SAFETY: the pointer and length describe `buf`, which outlives the call.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
         if n >= 0 {
             return Ok(n as usize);
         }
@@ -230,30 +244,30 @@ pub fn setsid() {
 }
 
 /// Opens /dev/null read-write.
-pub fn dev_null() -> io::Result<libc::c_int> {
+pub fn dev_null() -> io::Result<OwnedFd> {
     // SAFETY: the path is a static NUL-terminated string.
-    check(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) })
+    owned(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })
 }
 
 /// Sets O_NONBLOCK on `fd`.
-pub fn set_nonblocking(fd: libc::c_int) -> io::Result<()> {
-    // SAFETY: fcntl on a descriptor we own.
-    let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: fcntl on an open descriptor.
+    let flags = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
     // SAFETY: as above.
-    check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) }).map(|_| ())
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) }).map(|_| ())
 }
 
 /// A connected pair of close-on-exec `SOCK_SEQPACKET` sockets: message
 /// boundaries are kept and descriptors can be passed.
-pub fn seqpacket_pair() -> io::Result<(libc::c_int, libc::c_int)> {
+pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: socketpair writes two descriptors into the two-element array we pass.
     check(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) })?;
-    Ok((fds[0], fds[1]))
+    Ok(owned_pair(fds))
 }
 
 /// Sends `data` on `sock` with descriptor `fd` attached (SCM_RIGHTS).
-pub fn send_fd(sock: libc::c_int, data: &[u8], fd: libc::c_int) -> io::Result<()> {
+pub fn send_fd(sock: BorrowedFd<'_>, data: &[u8], fd: BorrowedFd<'_>) -> io::Result<()> {
     let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
     // SAFETY: CMSG_SPACE is arithmetic on a constant size.
     let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as usize;
@@ -271,15 +285,15 @@ pub fn send_fd(sock: libc::c_int, data: &[u8], fd: libc::c_int) -> io::Result<()
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
         (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as usize;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd);
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd.as_raw_fd());
     }
     // SAFETY: `msg` describes valid buffers (see above).
-    check(unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) } as libc::c_int).map(|_| ())
+    check(unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) } as libc::c_int).map(|_| ())
 }
 
 /// Receives one message from `sock` into `buf`: its length (0 at end of file) and
 /// the descriptor passed with it, if any (made close-on-exec).
-pub fn recv_with_fd(sock: libc::c_int, buf: &mut [u8]) -> io::Result<(usize, Option<libc::c_int>)> {
+pub fn recv_with_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
     let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
     // SAFETY: CMSG_SPACE is arithmetic on a constant size.
     let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as usize;
@@ -292,7 +306,7 @@ pub fn recv_with_fd(sock: libc::c_int, buf: &mut [u8]) -> io::Result<(usize, Opt
     msg.msg_controllen = space;
     let n = loop {
         // SAFETY: `msg` describes valid buffers.
-        let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
         if n >= 0 {
             break n as usize;
         }
@@ -303,11 +317,12 @@ pub fn recv_with_fd(sock: libc::c_int, buf: &mut [u8]) -> io::Result<(usize, Opt
     };
     let mut fd = None;
     // SAFETY: the kernel filled the control buffer; the CMSG macros walk it within
-    // msg_controllen, and an SCM_RIGHTS header carries at least one int.
+    // msg_controllen, and an SCM_RIGHTS header carries at least one int: a
+    // descriptor the kernel just installed in this process, owned by nothing else.
     unsafe {
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         if !cmsg.is_null() && (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-            fd = Some(std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>()));
+            fd = Some(OwnedFd::from_raw_fd(std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>())));
         }
     }
     Ok((n, fd))
@@ -323,7 +338,7 @@ fn full_sigset() -> libc::sigset_t {
 }
 
 /// Blocks SIGCHLD and returns a non-blocking, close-on-exec signalfd that reads it.
-pub fn sigchld_fd() -> io::Result<libc::c_int> {
+pub fn sigchld_fd() -> io::Result<OwnedFd> {
     // SAFETY: sigset_t is plain data, initialised by sigemptyset.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is valid; sigprocmask and signalfd read it.
@@ -331,7 +346,7 @@ pub fn sigchld_fd() -> io::Result<libc::c_int> {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGCHLD);
         check(libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()))?;
-        check(libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC))
+        owned(libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC))
     }
 }
 
@@ -369,7 +384,7 @@ pub fn wait_signal() -> i32 {
 }
 
 /// Empties a signalfd after it polled readable.
-pub fn drain_signalfd(fd: libc::c_int) {
+pub fn drain_signalfd(fd: BorrowedFd<'_>) {
     let mut buf = [0u8; 128 * 8];
     while matches!(read(fd, &mut buf), Ok(n) if n > 0) {}
 }
@@ -399,59 +414,50 @@ pub fn kill(pid: libc::pid_t, sig: i32) {
 }
 
 /// open(2) of a path with `flags` (close-on-exec is added).
-pub fn open(path: &Path, flags: libc::c_int) -> io::Result<libc::c_int> {
+pub fn open(path: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {
     let p = cstr(path.as_os_str())?;
     // SAFETY: `p` is a NUL-terminated string that outlives the call.
-    check(unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC) })
+    owned(unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC) })
         .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", path.display())))
 }
 
 /// setns(2) into the namespace `fd` refers to.
-pub fn setns(fd: libc::c_int) -> io::Result<()> {
-    // SAFETY: plain integer arguments.
-    check(unsafe { libc::setns(fd, 0) }).map(|_| ())
+pub fn setns(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: an open descriptor and a constant.
+    check(unsafe { libc::setns(fd.as_raw_fd(), 0) }).map(|_| ())
 }
 
 /// Opens a new pseudo-terminal from the `/dev/ptmx` of the current mount
 /// namespace: (master, slave), both close-on-exec.
-pub fn open_pty() -> io::Result<(libc::c_int, libc::c_int)> {
+pub fn open_pty() -> io::Result<(OwnedFd, OwnedFd)> {
     let master = open(Path::new("/dev/ptmx"), libc::O_RDWR | libc::O_NOCTTY)?;
     let mut unlock: libc::c_int = 0;
     let mut n: libc::c_uint = 0;
     // SAFETY: TIOCSPTLCK reads an int and TIOCGPTN writes one; both point at locals.
-    let r = unsafe {
-        check(libc::ioctl(master, libc::TIOCSPTLCK, &mut unlock))
-            .and_then(|_| check(libc::ioctl(master, libc::TIOCGPTN, &mut n)))
-    };
-    if let Err(e) = r {
-        close(master);
-        return Err(e);
+    unsafe {
+        check(libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &mut unlock))?;
+        check(libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut n))?;
     }
-    match open(Path::new(&format!("/dev/pts/{n}")), libc::O_RDWR | libc::O_NOCTTY) {
-        Ok(slave) => Ok((master, slave)),
-        Err(e) => {
-            close(master);
-            Err(e)
-        }
-    }
+    let slave = open(Path::new(&format!("/dev/pts/{n}")), libc::O_RDWR | libc::O_NOCTTY)?;
+    Ok((master, slave))
 }
 
 /// The path of the pseudo-terminal `fd` is the slave of, as `/proc/self/fd` says.
-pub fn fd_path(fd: libc::c_int) -> io::Result<std::path::PathBuf> {
-    std::fs::read_link(format!("/proc/self/fd/{fd}"))
+pub fn fd_path(fd: BorrowedFd<'_>) -> io::Result<std::path::PathBuf> {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 /// Makes `fd` (a terminal) the controlling terminal of this session.
-pub fn set_controlling_tty(fd: libc::c_int) -> io::Result<()> {
+pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: TIOCSCTTY takes an integer argument.
-    check(unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) }).map(|_| ())
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) }).map(|_| ())
 }
 
 /// Sets a terminal's window size.
-pub fn set_winsize(fd: libc::c_int, rows: u16, cols: u16) -> io::Result<()> {
+pub fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
     let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
     // SAFETY: TIOCSWINSZ reads a winsize, which `ws` is.
-    check(unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) }).map(|_| ())
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) }).map(|_| ())
 }
 
 /// Puts this process in a process group of its own and, on a terminal, in the
@@ -468,10 +474,10 @@ pub fn own_foreground_group(tty: bool) {
 }
 
 /// One write(2); `WouldBlock` on a full non-blocking descriptor.
-pub fn write_some(fd: libc::c_int, buf: &[u8]) -> io::Result<usize> {
+pub fn write_some(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     loop {
         // SAFETY: the pointer and length describe `buf`, which outlives the call.
-        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
         if n >= 0 {
             return Ok(n as usize);
         }
@@ -482,11 +488,22 @@ pub fn write_some(fd: libc::c_int, buf: &[u8]) -> io::Result<usize> {
     }
 }
 
+/// Closes `fd` in a process that never returns to the descriptor's owner: the
+/// `--init` process after it forked the command (it waits for signals until it
+/// ends with [`exit_now`], so the `OwnedFd` lent here is never dropped).
+pub fn close_for_good(fd: BorrowedFd<'_>) {
+    // SAFETY: closing an open descriptor that is not used, or closed, again (see above).
+    unsafe { libc::close(fd.as_raw_fd()) };
+}
+
 /// Closes every descriptor from 3 up except `keep` (the `--init` process holds
-/// nothing of the shim's).
-pub fn close_all_but(keep: libc::c_int) {
+/// nothing of the shim's). The caller must not use, or drop, any other
+/// `OwnedFd` afterwards: it only runs in a child that never returns (it
+/// executes or exits).
+pub fn close_all_but(keep: BorrowedFd<'_>) {
+    let keep = keep.as_raw_fd();
     // SAFETY: close_range takes plain integers; closing descriptors this process
-    // owns and no longer uses.
+    // no longer uses (see above).
     unsafe {
         if keep > 3 {
             libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
@@ -505,7 +522,7 @@ pub fn set_name(name: &std::ffi::CStr) {
 /// namespace starts with it down).
 pub fn loopback_up() -> io::Result<()> {
     // SAFETY: socket(2) with constant arguments.
-    let sock = check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    let sock = owned(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: ifreq is plain data; the name is copied within its 16 bytes and
     // SIOCGIFFLAGS/SIOCSIFFLAGS read and write the flags member of this struct.
     let r = unsafe {
@@ -513,11 +530,10 @@ pub fn loopback_up() -> io::Result<()> {
         for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
             *dst = *src as libc::c_char;
         }
-        check(libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req)).and_then(|_| {
+        check(libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req)).and_then(|_| {
             req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            check(libc::ioctl(sock, libc::SIOCSIFFLAGS, &req))
+            check(libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req))
         })
     };
-    close(sock);
     r.map(|_| ())
 }
