@@ -327,10 +327,15 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
         .env(env)
         .cwd(cwd)
         .capabilities(
+            // Inheritable and ambient stay empty, as on dockerd since
+            // CVE-2022-24769 (oci-spec's defaults would fill them, and a
+            // non-root user would keep KILL, NET_BIND_SERVICE and AUDIT_WRITE).
             LinuxCapabilitiesBuilder::default()
                 .bounding(caps.clone())
                 .effective(caps.clone())
                 .permitted(caps.clone())
+                .inheritable(HashSet::new())
+                .ambient(HashSet::new())
                 .build()
                 .map_err(oci)?,
         )

@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use berth_shim::protocol::Annotations;
-use berth_shim::spec::Spec;
+use berth_shim::spec::{Capabilities, Process as SpecProcess, Spec};
 
 use crate::sys;
 
@@ -345,6 +345,15 @@ fn setup_and_exec(a: &InitArgs<'_>) -> Result<Never, InitError> {
         return Err(InitError(125, "the shim went away before the start".into()));
     }
     if ann.init {
+        if process.uid != 0 {
+            // A command that is not root gains nothing through its execve but
+            // its ambient set; the init that stays behind keeps no more.
+            let caps = &spec.process.capabilities;
+            let mask = |names: &[String]| Capabilities::mask(names).map_err(|e| InitError(128, e));
+            let inheritable = mask(&caps.inheritable)?;
+            let ambient = mask(&caps.ambient)? & inheritable;
+            ctx(sys::capset(ambient, ambient, inheritable), || "set the init's capabilities".into())?;
+        }
         return init_and_exec(a.sync, &exe, &process, matches!(a.stdio, Stdio::Tty));
     }
     exec(&exe, &process)
@@ -427,16 +436,36 @@ fn prepare(spec: &Spec, p: &Process) -> Result<CString, InitError> {
             format!("chdir to cwd (\"{cwd}\") set in config.json failed: no such file or directory"),
         ));
     }
-    let keep: Vec<&str> = spec.process.capabilities.bounding.iter().map(|c| c.trim_start_matches("CAP_")).collect();
-    for (n, name) in berth_shim::CAPABILITIES.iter().enumerate() {
-        if !keep.contains(name) {
-            ctx(sys::drop_bounding_cap(n as u32), || format!("drop CAP_{name}"))?;
-        }
-    }
-    ctx(sys::set_ids(p.uid, p.gid, &p.groups), || "set user".into())?;
+    set_privileges(&spec.process, p)?;
     let arg0 = p.args.first().cloned().ok_or_else(|| InitError(127, "no command specified".into()))?;
     let exe = find_executable(&arg0, &p.env)?;
     Ok(sys::cstr(exe.as_os_str())?)
+}
+
+/// The process's user and every capability set, as runc sets them: the
+/// bounding set is cut first (every capability number the kernel could know,
+/// not only those Berth has names for), the user is changed keeping the
+/// permitted set, then effective, permitted, inheritable and ambient are set
+/// exactly, and `no_new_privs` last. What holds before execve is what an
+/// `--init` process keeps for the container's life, so it holds no more than
+/// the command does.
+fn set_privileges(spec: &SpecProcess, p: &Process) -> Result<(), InitError> {
+    let caps = &spec.capabilities;
+    let mask = |names: &[String]| Capabilities::mask(names).map_err(|e| InitError(128, e));
+    let (bounding, effective, permitted) = (mask(&caps.bounding)?, mask(&caps.effective)?, mask(&caps.permitted)?);
+    let (inheritable, ambient) = (mask(&caps.inheritable)?, mask(&caps.ambient)?);
+    for n in (0..64u32).filter(|n| bounding & (1u64 << n) == 0) {
+        ctx(sys::drop_bounding_cap(n), || format!("drop capability {n} from the bounding set"))?;
+    }
+    ctx(sys::keep_caps(true), || "keep capabilities".into())?;
+    ctx(sys::set_ids(p.uid, p.gid, &p.groups), || "set user".into())?;
+    ctx(sys::keep_caps(false), || "keep capabilities".into())?;
+    ctx(sys::capset(effective, permitted, inheritable), || "set capabilities".into())?;
+    ctx(sys::set_ambient(ambient & permitted & inheritable), || "set ambient capabilities".into())?;
+    if spec.no_new_privileges {
+        ctx(sys::no_new_privs(), || "set no_new_privs".into())?;
+    }
+    Ok(())
 }
 
 fn exec(exe: &CString, p: &Process) -> Result<Never, InitError> {

@@ -67,6 +67,10 @@ pub struct Process {
     /// Resource limits.
     #[serde(default)]
     pub rlimits: Vec<Rlimit>,
+    /// Set `no_new_privs`: no execve can gain privileges (setuid bits, file
+    /// capabilities) from then on.
+    #[serde(default, rename = "noNewPrivileges")]
+    pub no_new_privileges: bool,
 }
 
 /// A user and its groups.
@@ -84,9 +88,36 @@ pub struct User {
 /// Capability sets, by name (`CAP_CHOWN`).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Capabilities {
-    /// The bounding set.
+    /// The bounding set: what the process and its children can ever hold.
     #[serde(default)]
     pub bounding: Vec<String>,
+    /// What the process uses now.
+    #[serde(default)]
+    pub effective: Vec<String>,
+    /// What it may make effective.
+    #[serde(default)]
+    pub permitted: Vec<String>,
+    /// What passes through an execve to programs that ask for it.
+    #[serde(default)]
+    pub inheritable: Vec<String>,
+    /// What passes through an execve to any program (kept only within
+    /// permitted and inheritable).
+    #[serde(default)]
+    pub ambient: Vec<String>,
+}
+
+impl Capabilities {
+    /// A set of names as the kernel's bit mask (bit N is capability N).
+    pub fn mask(names: &[String]) -> Result<u64, String> {
+        names.iter().try_fold(0u64, |mask, name| {
+            let bare = name.strip_prefix("CAP_").unwrap_or(name);
+            crate::CAPABILITIES
+                .iter()
+                .position(|c| *c == bare)
+                .map(|n| mask | (1u64 << n))
+                .ok_or_else(|| format!("unknown capability {name:?}"))
+        })
+    }
 }
 
 /// One resource limit.

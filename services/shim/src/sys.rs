@@ -181,6 +181,59 @@ pub fn drop_bounding_cap(cap: u32) -> io::Result<()> {
     }
 }
 
+/// Keeps the permitted capabilities across a change of user away from root
+/// (`PR_SET_KEEPCAPS`; execve clears it again).
+pub fn keep_caps(on: bool) -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_KEEPCAPS, 0|1) takes plain integers.
+    check(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, on as libc::c_ulong, 0, 0, 0) }).map(|_| ())
+}
+
+/// capset(2): the effective, permitted and inheritable sets of this thread, as
+/// 64-bit masks (bit N is capability N).
+pub fn capset(effective: u64, permitted: u64, inheritable: u64) -> io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    // _LINUX_CAPABILITY_VERSION_3: two Data entries, the low and high 32 bits.
+    let header = Header { version: 0x2008_0522, pid: 0 };
+    let half = |m: u64, high: bool| if high { (m >> 32) as u32 } else { m as u32 };
+    let data = [false, true].map(|high| Data {
+        effective: half(effective, high),
+        permitted: half(permitted, high),
+        inheritable: half(inheritable, high),
+    });
+    // SAFETY: the header and the two-entry data array are the layout capset(2)
+    // reads for version 3, and both outlive the call.
+    check(unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) } as libc::c_int).map(|_| ())
+}
+
+/// Sets the ambient set to exactly `mask` (each must be permitted and inheritable).
+pub fn set_ambient(mask: u64) -> io::Result<()> {
+    // SAFETY: prctl(PR_CAP_AMBIENT, ...) takes plain integers.
+    check(unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) })?;
+    for n in (0..64).filter(|n| mask & (1u64 << n) != 0) {
+        // SAFETY: as above.
+        check(unsafe {
+            libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong, n as libc::c_ulong, 0, 0)
+        })?;
+    }
+    Ok(())
+}
+
+/// Sets `no_new_privs` on this process and its descendants, for good.
+pub fn no_new_privs() -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1) takes plain integers.
+    check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) }).map(|_| ())
+}
+
 /// Sets the user and groups of the process, groups first.
 pub fn set_ids(uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
     // SAFETY: the pointer and length describe `groups`.
