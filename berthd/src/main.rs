@@ -71,9 +71,10 @@ fn daemon_id(data_root: &Path) -> anyhow::Result<String> {
 
 async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let shutdown = berth_core::shutdown::on_signals()?;
-    for dir in [&config.data_root, &config.exec_root] {
-        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    }
+    // The data root as dockerd keeps /var/lib/docker (see berth_core::perms); the
+    // exec root can be passed through (to reach the API socket) but not listed.
+    berth_core::perms::ensure_dir(&config.data_root, berth_core::perms::DATA_ROOT)?;
+    berth_core::perms::ensure_dir(&config.exec_root, 0o711)?;
     take_pidfile(&config.pidfile)?;
     let root = &config.data_root;
     let images =

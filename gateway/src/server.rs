@@ -37,7 +37,7 @@ pub async fn bind(config: &DaemonConfig) -> Result<Vec<Listener>> {
     let mut out = Vec::new();
     for host in &config.hosts {
         match host {
-            Host::Unix(path) => out.push(Listener::Unix(berth_core::grpc::bind_unix(path)?, path.clone())),
+            Host::Unix(path) => out.push(Listener::Unix(berth_core::grpc::bind_unix(path, 0o660)?, path.clone())),
             Host::Tcp(addr) => {
                 let l = TcpListener::bind(addr).await.map_err(|e| Error::from(e).context(format!("bind {addr}")))?;
                 out.push(match &tls {

@@ -79,3 +79,64 @@ fn no_new_privileges_is_honoured() {
     let exec = proc_status(&d, &["exec", "nnp", "cat", "/proc/self/status"]);
     assert_eq!(status_of(&exec, "NoNewPrivs"), "1", "an exec in such a container");
 }
+
+fn mode_of(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(p).unwrap_or_else(|e| panic!("stat {}: {e}", p.display())).permissions().mode() & 0o7777
+}
+
+/// Runs `args` as nobody (uid and gid 65534, no groups); whether it succeeded.
+fn as_nobody(args: &[&str]) -> bool {
+    std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("setpriv")
+        .success()
+}
+
+#[test]
+fn state_is_private_to_root_and_older_modes_are_fixed() {
+    let mut d = Daemon::with_busybox();
+    let id =
+        d.docker(&["run", "-d", "-e", "SECRET=hunter2", "busybox", "sleep", "300"]).expect("run").trim().to_string();
+    let root = d.data_root();
+    let bundle = root.join("runtime/containers").join(&id);
+    assert_eq!(mode_of(&root), 0o710, "the data root, as dockerd's /var/lib/docker");
+    for svc in ["image", "runtime", "network", "volume"] {
+        assert_eq!(mode_of(&root.join(svc)), 0o700, "{svc}/");
+        let dbs: Vec<_> = std::fs::read_dir(root.join(svc))
+            .expect("read_dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "db"))
+            .collect();
+        assert!(!dbs.is_empty(), "{svc} has a database");
+        for db in dbs {
+            assert_eq!(mode_of(&db), 0o600, "{}", db.display());
+        }
+    }
+    assert_eq!(mode_of(&bundle), 0o700, "the bundle");
+    for f in ["config.json", "container.log", "ctl.sock"] {
+        assert_eq!(mode_of(&bundle.join(f)), 0o600, "{f}");
+    }
+    assert_eq!(mode_of(&d.sock()), 0o660, "the API socket, as dockerd's");
+    // Another local user reads none of it (the test's own temporary directory
+    // lets others pass, as /var/lib does).
+    let tmp = root.parent().expect("the test's directory");
+    std::fs::set_permissions(tmp, std::os::unix::fs::PermissionsExt::from_mode(0o711)).expect("chmod tmp");
+    assert!(as_nobody(&["stat", &root.to_string_lossy()]), "nobody reaches the data root itself");
+    let spec = bundle.join("config.json");
+    assert!(std::fs::read_to_string(&spec).expect("root reads it").contains("hunter2"));
+    assert!(!as_nobody(&["cat", &spec.to_string_lossy()]), "nobody reads a container's environment");
+    assert!(!as_nobody(&["ls", &root.to_string_lossy()]), "nobody lists the data root");
+
+    // What an older Berth left loose is tightened at the next start.
+    let db = root.join("runtime/runtime.db");
+    for (p, m) in [(&root, 0o755), (&root.join("runtime"), 0o755), (&db, 0o644)] {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m)).expect("loosen");
+    }
+    d.restart().expect("restart");
+    assert_eq!((mode_of(&root), mode_of(&root.join("runtime")), mode_of(&db)), (0o710, 0o700, 0o600));
+}

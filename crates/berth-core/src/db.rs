@@ -14,8 +14,9 @@ use crate::error::{Error, Result};
 
 /// Opens (creating if needed) the SQLite database at `path` and runs `migrator`.
 pub async fn open_sqlite(path: &Path, migrator: &sqlx::migrate::Migrator) -> Result<SqlitePool> {
+    // The service's own directory: nobody else lists or reads it.
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| Error::from(e).context(format!("create {}", parent.display())))?;
+        crate::perms::ensure_dir(parent, crate::perms::PRIVATE_DIR)?;
     }
     let url = format!("sqlite://{}", path.display());
     let options = SqliteConnectOptions::from_str(&url)
@@ -31,5 +32,11 @@ pub async fn open_sqlite(path: &Path, migrator: &sqlx::migrate::Migrator) -> Res
         .await
         .map_err(|e| Error::unavailable(format!("open database {}: {e}", path.display())))?;
     migrator.run(&pool).await?;
+    // The database and its WAL hold every record (containers' environments among them).
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        crate::perms::set_mode_if_exists(Path::new(&file), crate::perms::PRIVATE_FILE)?;
+    }
     Ok(pool)
 }

@@ -80,8 +80,10 @@ impl fmt::Display for Addr {
 /// How long a stopping server waits for open calls before it closes anyway.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Binds a unix socket, replacing a stale socket file, with mode 0660.
-pub fn bind_unix(path: &Path) -> Result<UnixListener> {
+/// Binds a unix socket, replacing a stale socket file, with exactly `mode`
+/// (0660 for the Docker API, as dockerd's socket for its group; 0600 for a
+/// service's gRPC socket, which only Berth itself calls).
+pub fn bind_unix(path: &Path, mode: u32) -> Result<UnixListener> {
     use std::os::unix::fs::PermissionsExt;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::from(e).context(format!("create {}", parent.display())))?;
@@ -94,7 +96,7 @@ pub fn bind_unix(path: &Path) -> Result<UnixListener> {
         }
     }
     let listener = UnixListener::bind(path).map_err(|e| Error::from(e).context(format!("bind {}", path.display())))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| Error::from(e).context(format!("chmod {}", path.display())))?;
     Ok(listener)
 }
@@ -151,7 +153,7 @@ pub async fn serve<S: GrpcService>(addr: &Addr, service: S, shutdown: Cancellati
     };
     let result = match addr {
         Addr::Unix(path) => {
-            let listener = bind_unix(path)?;
+            let listener = bind_unix(path, crate::perms::PRIVATE_FILE)?;
             let serving = router.serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop);
             let out = tokio::select! {
                 out = serving => out,

@@ -16,6 +16,7 @@ pub mod db;
 pub mod error;
 pub mod grpc;
 pub mod id;
+pub mod perms;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;

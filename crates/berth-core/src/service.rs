@@ -37,6 +37,7 @@ where
     telemetry::init(&args.log_level, args.log_format);
     let shutdown = crate::shutdown::on_signals()?;
     let listen = args.listen.unwrap_or_else(|| Addr::Unix(Path::new("/run/berth").join(format!("{name}.sock"))));
+    crate::perms::ensure_dir(&args.data_root, crate::perms::DATA_ROOT)?;
     let service = open(args.data_root.join(name)).await?;
     crate::grpc::serve(&listen, service, shutdown).await
 }

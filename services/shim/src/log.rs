@@ -1,6 +1,7 @@
 //! The container's log in dockerd's json-file format, one JSON object per line.
 
 use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 
 use serde_json::json;
@@ -34,7 +35,10 @@ pub struct Log {
 impl Log {
     /// Opens (appends to) the log at `path`.
     pub fn open(path: PathBuf, max_size: u64, max_files: u32) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        // A container's output is its owner's business: 0600, also for a log an
+        // older Berth left readable.
+        let file = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&path)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         let written = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(Log { file, path, written, max_size, max_files })
     }
@@ -49,7 +53,7 @@ impl Log {
             }
             let _ = std::fs::rename(&self.path, name(1));
         }
-        if let Ok(f) = std::fs::OpenOptions::new().create(true).append(true).open(&self.path) {
+        if let Ok(f) = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&self.path) {
             self.file = f;
         }
         self.written = 0;

@@ -812,6 +812,11 @@ fn run(bundle: &Path) -> Result<(), String> {
     std::env::set_current_dir(bundle).map_err(|e| format!("chdir {}: {e}", bundle.display()))?;
     let _ = std::fs::remove_file(p::SOCKET);
     let listener = UnixListener::bind(p::SOCKET).map_err(|e| format!("listen on {}: {e}", p::SOCKET))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p::SOCKET, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("chmod {}: {e}", p::SOCKET))?;
+    }
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     write_atomic(&bundle.join(p::files::PID), pid.to_string().as_bytes()).map_err(|e| format!("write pid: {e}"))?;
     report(&format!("ok {pid}"));

@@ -63,6 +63,7 @@ impl LocalRuntime {
         let host_config = record::host_config(c)?;
         let bundle = self.host.bundle(&c.id);
         let [upper, ..] = bundle::dirs(&bundle);
+        berth_core::perms::ensure_dir(&bundle, berth_core::perms::PRIVATE_DIR)?;
         for d in bundle::dirs(&bundle) {
             std::fs::create_dir_all(&d).map_err(|e| Error::from(e).context(format!("create {}", d.display())))?;
         }
@@ -93,7 +94,8 @@ impl LocalRuntime {
         let cgroups = crate::cgroups::create(&self.host.cgroup_root, &c.id, &limits).inspect_err(|_| {
             crate::cgroups::remove(&self.host.cgroup_root, &c.id);
         })?;
-        std::fs::write(bundle.join(files::SPEC), plan.spec_json(cgroups)?)?;
+        // The spec holds the container's environment: for root's eyes only.
+        berth_core::perms::write_private(&bundle.join(files::SPEC), &plan.spec_json(cgroups)?)?;
         step("cgroups ready");
 
         let pid = match launch::launch(&self.host.shim, &bundle).await? {
