@@ -175,3 +175,28 @@ fn whiteouts_become_overlay_whiteouts() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "y");
     assert!(!upper.join("root/.wh..wh..opq").exists());
 }
+
+#[test]
+fn out_of_range_times_in_filters_are_400s_not_panics() {
+    let d = Daemon::start(&[]).expect("start");
+    // {"until":["99999999999999999999h"]} and friends, URL-encoded.
+    for (path, value) in [
+        ("/images/json?filters=", "99999999999999999999h"),
+        ("/images/prune?filters=", "1e400"),
+        ("/containers/prune?filters=", "99999999999999999999h"),
+        ("/networks/prune?filters=", "NaN"),
+    ] {
+        let filters = format!("%7B%22until%22%3A%5B%22{value}%22%5D%7D");
+        let method = if path.contains("prune") { "POST" } else { "GET" };
+        let (status, _, body) = berth_tests::raw_http(&d.sock(), method, &format!("{path}{filters}"), b"")
+            .unwrap_or_else(|e| panic!("{path}: no answer ({e}): a panicking handler drops the connection"));
+        let body = String::from_utf8_lossy(&body).to_string();
+        assert_eq!(status, 400, "{path}{value}: {body}");
+        assert!(body.contains(&format!("invalid filter 'until={value}'")), "{body}");
+    }
+    // Durations work for prunes too, as on dockerd.
+    let (status, _, body) =
+        berth_tests::raw_http(&d.sock(), "POST", "/containers/prune?filters=%7B%22until%22%3A%5B%2224h%22%5D%7D", b"")
+            .expect("prune");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+}

@@ -26,6 +26,44 @@ pub fn parse_rfc3339(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s, &Rfc3339).ok()
 }
 
+/// Parses a filter's `until` (or `since`) time as dockerd does: a Unix
+/// timestamp (with an optional fraction), RFC 3339, or a Go duration (`10m`,
+/// `24h`, `1h30m`, `1.5h`) counted back from `now`. Anything else, or a time
+/// outside what can be represented, is an invalid filter, never a panic.
+pub fn parse_until(value: &str, now: OffsetDateTime) -> crate::Result<OffsetDateTime> {
+    let bad = || crate::Error::invalid(format!("invalid filter 'until={value}'"));
+    if let Some(t) = parse_rfc3339(value) {
+        return Ok(t);
+    }
+    if let Ok(secs) = value.parse::<f64>() {
+        if !secs.is_finite() {
+            return Err(bad());
+        }
+        return OffsetDateTime::from_unix_timestamp_nanos((secs * 1e9) as i128).map_err(|_| bad());
+    }
+    let mut total = 0f64;
+    let mut num = String::new();
+    for c in value.chars() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let n: f64 = num.parse().map_err(|_| bad())?;
+        num.clear();
+        total += n * match c {
+            'h' => 3600.0,
+            'm' => 60.0,
+            's' => 1.0,
+            _ => return Err(bad()),
+        };
+    }
+    if !num.is_empty() || value.is_empty() {
+        return Err(bad());
+    }
+    let back = time::Duration::checked_seconds_f64(total).ok_or_else(bad)?;
+    now.checked_sub(back).ok_or_else(bad)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,5 +83,18 @@ mod tests {
         let t = parse_rfc3339(s).expect("parse");
         assert_eq!(format_rfc3339(t), s);
         assert!(parse_rfc3339("yesterday").is_none());
+    }
+
+    #[test]
+    fn until_forms_and_no_panics() {
+        let now = OffsetDateTime::from_unix_timestamp(10_000).expect("t");
+        assert_eq!(parse_until("1h30m", now).ok(), Some(now - time::Duration::seconds(5400)));
+        assert_eq!(parse_until("1.5h", now).ok(), Some(now - time::Duration::seconds(5400)));
+        assert_eq!(parse_until("500", now).ok().map(|t| t.unix_timestamp()), Some(500));
+        assert_eq!(parse_until("500.5", now).ok().map(|t| t.unix_timestamp_nanos()), Some(500_500_000_000));
+        assert_eq!(parse_until("1970-01-01T00:01:00Z", now).ok().map(|t| t.unix_timestamp()), Some(60));
+        for bad in ["soon", "", "h", "99999999999999999999h", "1e400", "inf", "NaN", "1e30", "5d"] {
+            assert!(parse_until(bad, now).is_err(), "{bad:?}");
+        }
     }
 }

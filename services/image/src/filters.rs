@@ -3,8 +3,6 @@
 use berth_core::{Error, Result};
 use std::collections::BTreeMap;
 
-use time::OffsetDateTime;
-
 use crate::Filter;
 
 /// Filters keyed by name, checked against the keys an endpoint accepts.
@@ -55,37 +53,7 @@ pub fn labels_match(labels: Option<&BTreeMap<String, String>>, wanted: &[&str]) 
     })
 }
 
-/// Parses an `until` value: a Unix timestamp (with optional fraction), RFC 3339,
-/// or a Go duration (`10m`, `24h`, `1h30m`) counted back from `now`.
-pub fn parse_until(value: &str, now: OffsetDateTime) -> Result<OffsetDateTime> {
-    let bad = || Error::invalid(format!("invalid filter 'until={value}'"));
-    if let Some(t) = berth_core::id::parse_rfc3339(value) {
-        return Ok(t);
-    }
-    if let Ok(secs) = value.parse::<f64>() {
-        return OffsetDateTime::from_unix_timestamp_nanos((secs * 1e9) as i128).map_err(|_| bad());
-    }
-    let mut total = 0f64;
-    let mut num = String::new();
-    for c in value.chars() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let n: f64 = num.parse().map_err(|_| bad())?;
-        num.clear();
-        total += n * match c {
-            'h' => 3600.0,
-            'm' => 60.0,
-            's' => 1.0,
-            _ => return Err(bad()),
-        };
-    }
-    if !num.is_empty() {
-        return Err(bad());
-    }
-    Ok(now - time::Duration::seconds_f64(total))
-}
+pub use berth_core::id::parse_until;
 
 #[cfg(test)]
 mod tests {
@@ -116,14 +84,5 @@ mod tests {
         assert!(!labels_match(Some(&l), &["a=2"]));
         assert!(!labels_match(Some(&l), &["c"]));
         assert!(labels_match(None, &[]));
-    }
-
-    #[test]
-    fn until_forms() {
-        let now = OffsetDateTime::from_unix_timestamp(10_000).expect("t");
-        assert_eq!(parse_until("1h30m", now).ok(), Some(now - time::Duration::seconds(5400)));
-        assert_eq!(parse_until("500", now).ok().map(|t| t.unix_timestamp()), Some(500));
-        assert_eq!(parse_until("1970-01-01T00:01:00Z", now).ok().map(|t| t.unix_timestamp()), Some(60));
-        assert!(parse_until("soon", now).is_err());
     }
 }

@@ -542,12 +542,8 @@ impl NetworkApi for LocalNetwork {
                 "label" => labels.extend(f.values.iter().cloned()),
                 "label!" => not_labels.extend(f.values.iter().cloned()),
                 "until" => {
-                    let v = f.values.first().cloned().unwrap_or_default();
-                    let t = v
-                        .parse::<i64>()
-                        .ok()
-                        .or_else(|| berth_core::id::parse_rfc3339(&v).map(|t| t.unix_timestamp()))
-                        .ok_or_else(|| Error::invalid(format!("invalid filter 'until={v}'")))?;
+                    let v = f.values.first().map(String::as_str).unwrap_or_default();
+                    let t = berth_core::id::parse_until(v, time::OffsetDateTime::now_utc())?.unix_timestamp();
                     until = Some(t);
                 }
                 other => return Err(Error::invalid(format!("invalid filter '{other}'"))),

@@ -56,12 +56,8 @@ impl PruneFilter {
                 "label" => f.labels.extend(filter.values.iter().cloned()),
                 "label!" => f.not_labels.extend(filter.values.iter().cloned()),
                 "until" => {
-                    let v = filter.values.first().cloned().unwrap_or_default();
-                    let t = v
-                        .parse::<i64>()
-                        .ok()
-                        .or_else(|| berth_core::id::parse_rfc3339(&v).map(|t| t.unix_timestamp()))
-                        .ok_or_else(|| Error::invalid(format!("invalid filter 'until={v}'")))?;
+                    let v = filter.values.first().map(String::as_str).unwrap_or_default();
+                    let t = berth_core::id::parse_until(v, time::OffsetDateTime::now_utc())?.unix_timestamp();
                     f.until = Some(t);
                 }
                 other => return Err(Error::invalid(format!("invalid filter '{other}'"))),
