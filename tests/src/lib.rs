@@ -361,6 +361,11 @@ impl Daemon {
         d
     }
 
+    /// berthd's process ID, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The data root.
     pub fn data_root(&self) -> PathBuf {
         self.root.path().join("data")

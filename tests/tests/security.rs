@@ -140,3 +140,53 @@ fn state_is_private_to_root_and_older_modes_are_fixed() {
     d.restart().expect("restart");
     assert_eq!((mode_of(&root), mode_of(&root.join("runtime")), mode_of(&db)), (0o710, 0o700, 0o600));
 }
+
+/// Creates an exec and starts it detached; the error message it must fail with.
+fn exec_error(d: &Daemon, container: &str, body: &str) -> String {
+    let (status, _, created) =
+        berth_tests::raw_http(&d.sock(), "POST", &format!("/containers/{container}/exec"), body.as_bytes())
+            .expect("exec create");
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&created));
+    let id =
+        serde_json::from_slice::<serde_json::Value>(&created).expect("json")["Id"].as_str().expect("Id").to_string();
+    let (status, _, body) =
+        berth_tests::raw_http(&d.sock(), "POST", &format!("/exec/{id}/start"), br#"{"Detach":true}"#)
+            .expect("exec start");
+    let body = String::from_utf8_lossy(&body).to_string();
+    assert!(status >= 400, "the exec must fail: {status} {body}");
+    body
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status_of(&status, "VmRSS").trim_end_matches("kB").trim().parse().unwrap_or(0)
+}
+
+#[test]
+fn a_containers_passwd_cannot_point_berthd_at_the_host() {
+    let d = Daemon::with_busybox();
+    let pid = d.pid().expect("berthd's pid");
+    d.docker(&["run", "-d", "--name", "box", "busybox", "sleep", "300"]).expect("run -d");
+
+    // A symlink out of the container names the container's own file, never the host's.
+    let marker = format!("/tmp/berth-passwd-{}", std::process::id());
+    std::fs::write(&marker, "root:x:0:0::/root:/bin/sh\nghost:x:4242:4242::/:/bin/sh\n").expect("host file");
+    d.docker(&["exec", "box", "ln", "-sf", &format!("/../../../..{marker}"), "/etc/passwd"]).expect("ln");
+    let err = exec_error(&d, "box", r#"{"Cmd":["id","-u"],"User":"ghost"}"#);
+    let _ = std::fs::remove_file(&marker);
+    assert!(err.contains("unable to find user ghost"), "the host's file is not the container's users: {err}");
+
+    // /dev/zero is the container's own device: refused, and berthd reads none of it.
+    let before = rss_kib(pid);
+    d.docker(&["exec", "box", "ln", "-sf", "/dev/zero", "/etc/passwd"]).expect("ln");
+    let err = exec_error(&d, "box", r#"{"Cmd":["true"]}"#);
+    assert!(err.contains("/etc/passwd in the container is not a regular file"), "{err}");
+    assert!(rss_kib(pid) < before + 64 * 1024, "berthd did not read /dev/zero: {} KiB", rss_kib(pid));
+
+    // At the next start the file is read from the container's layer, inside
+    // that layer: the link leads nowhere there, so the container starts as root.
+    d.docker(&["stop", "-t", "0", "box"]).expect("stop");
+    d.docker(&["start", "box"]).expect("start");
+    assert!(rss_kib(pid) < before + 64 * 1024, "berthd did not read /dev/zero at the start");
+    assert_eq!(d.docker(&["inspect", "-f", "{{.State.Running}}", "box"]).expect("inspect").trim(), "true");
+}

@@ -17,6 +17,7 @@ pub mod error;
 pub mod grpc;
 pub mod id;
 pub mod perms;
+pub mod rootfs;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;

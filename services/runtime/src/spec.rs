@@ -67,6 +67,17 @@ pub const MASKED_PATHS: [&str; 11] = [
 /// Paths dockerd makes read-only in an unprivileged container.
 pub const READONLY_PATHS: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
+/// The most of `/etc/passwd` or `/etc/group` Berth reads (the container controls it).
+const MAX_USER_DB: u64 = 8 << 20;
+
+/// The container's `/etc/passwd` or `/etc/group` (`rel`), read inside `root`
+/// (see [`berth_core::rootfs`]); empty when it has none.
+pub fn read_user_db(root: &Path, rel: &str) -> Result<String> {
+    let bytes = berth_core::rootfs::read_in_root(root, Path::new(rel), MAX_USER_DB)
+        .map_err(|e| Error::invalid(format!("unable to find user: {}", e.message())))?;
+    Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default())
+}
+
 /// A user resolved against the image's `/etc/passwd` and `/etc/group`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedUser {

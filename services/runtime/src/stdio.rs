@@ -237,10 +237,11 @@ impl LocalRuntime {
         let container_cfg = record::config(&c)?;
         let host_cfg = record::host_config(&c)?;
         let user_spec = if cfg.user.is_empty() { &container_cfg.user } else { &cfg.user };
-        // The container's own view of its users, through its root.
+        // The container's own view of its users, through its root, without
+        // following its symlinks out of it (see berth_core::rootfs).
         let root = std::path::PathBuf::from(format!("/proc/{pid}/root"));
-        let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
-        let group = std::fs::read_to_string(root.join("etc/group")).unwrap_or_default();
+        let passwd = crate::spec::read_user_db(&root, "etc/passwd")?;
+        let group = crate::spec::read_user_db(&root, "etc/group")?;
         let user = crate::spec::resolve_user(user_spec, host_cfg.group_add(), &passwd, &group)?;
         let (tty, stdin) = (cfg.tty, cfg.attach_stdin);
         let cwd = if cfg.working_dir.is_empty() { &spec.process.cwd } else { &cfg.working_dir };

@@ -17,13 +17,19 @@ use crate::pb;
 use crate::record;
 use crate::service::{LocalRuntime, status};
 
-/// The image's passwd or group file as the container will see it: the
-/// container's upper layer first, then the image's layers from the top.
-fn read_from_layers(upper: &Path, layers: &[String], rel: &str) -> String {
-    std::iter::once(upper.to_path_buf())
-        .chain(layers.iter().rev().map(PathBuf::from))
-        .find_map(|dir| std::fs::read_to_string(dir.join(rel)).ok())
-        .unwrap_or_default()
+/// The image's passwd or group file as the container will see it: from the
+/// topmost of the container's upper layer and the image's layers that has
+/// it, each read inside its own layer (a symlink never leaves it).
+fn read_from_layers(upper: &Path, layers: &[String], rel: &str) -> Result<String> {
+    for dir in std::iter::once(upper.to_path_buf()).chain(layers.iter().rev().map(PathBuf::from)) {
+        match std::fs::symlink_metadata(dir.join(rel)) {
+            // An overlay whiteout: the file was deleted above the image's layers.
+            Ok(m) if std::os::unix::fs::FileTypeExt::is_char_device(&m.file_type()) => return Ok(String::new()),
+            Ok(_) => return crate::spec::read_user_db(&dir, rel),
+            Err(_) => {}
+        }
+    }
+    Ok(String::new())
 }
 
 fn host_nofile_hard() -> u64 {
@@ -81,8 +87,8 @@ impl LocalRuntime {
             config: &config,
             host_config: &host_config,
             host_resolv: &host_resolv,
-            passwd: &read_from_layers(&upper, &image.layer_dirs, "etc/passwd"),
-            group: &read_from_layers(&upper, &image.layer_dirs, "etc/group"),
+            passwd: &read_from_layers(&upper, &image.layer_dirs, "etc/passwd")?,
+            group: &read_from_layers(&upper, &image.layer_dirs, "etc/group")?,
             mounts,
             host_nofile_hard: host_nofile_hard(),
         })?;
