@@ -71,6 +71,7 @@ fn daemon_id(data_root: &Path) -> anyhow::Result<String> {
 
 async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let shutdown = berth_core::shutdown::on_signals()?;
+    berth_core::service::raise_open_files_limit();
     // The data root as dockerd keeps /var/lib/docker (see berth_core::perms); the
     // exec root can be passed through (to reach the API socket) but not listed.
     berth_core::perms::ensure_dir(&config.data_root, berth_core::perms::DATA_ROOT)?;

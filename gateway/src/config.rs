@@ -25,6 +25,13 @@
 //! | `max-concurrent-downloads` |          | `--max-concurrent-downloads` | 3                        |
 //! | `max-concurrent-uploads` |            | `--max-concurrent-uploads` | 5                          |
 //! | `certs-dir`    | `BERTH_CERTS_DIR`    | `--certs-dir`        | `/etc/berth/certs.d`             |
+//! | `tls-handshake-timeout` |             | `--tls-handshake-timeout` | 10 (seconds)                |
+//! | `max-tcp-connections` |               | `--max-tcp-connections` | 1024                          |
+//!
+//! TCP listeners are bounded so that idle or slow clients cannot take every
+//! file descriptor (and with them the unix socket): a TLS handshake must end
+//! within `tls-handshake-timeout`, and past `max-tcp-connections` open TCP
+//! connections a new one is closed at once, with a warning in the log.
 //!
 //! Registries: `insecure-registries` are CIDRs or `host[:port]` (tried over
 //! HTTPS without verification, then HTTP); `certs-dir/<host:port>/*.crt` add
@@ -107,6 +114,12 @@ pub struct DaemonFlags {
     /// Per-registry CA certificates: DIR/<host:port>/*.crt.
     #[arg(long, value_name = "DIR")]
     pub certs_dir: Option<PathBuf>,
+    /// Seconds a TLS client has to finish its handshake.
+    #[arg(long, value_name = "SECONDS")]
+    pub tls_handshake_timeout: Option<u64>,
+    /// Open TCP connections (all TCP listeners together) before new ones are refused.
+    #[arg(long, value_name = "N")]
+    pub max_tcp_connections: Option<usize>,
 }
 
 /// The configuration file's shape.
@@ -131,6 +144,8 @@ struct FileConfig {
     max_concurrent_downloads: Option<usize>,
     max_concurrent_uploads: Option<usize>,
     certs_dir: Option<PathBuf>,
+    tls_handshake_timeout: Option<u64>,
+    max_tcp_connections: Option<usize>,
 }
 
 /// Where the environment comes from; tests pass a map.
@@ -209,6 +224,10 @@ pub struct DaemonConfig {
     pub bridge: String,
     /// Registries, mirrors, certificates and transfer concurrency.
     pub registry: berth_image_api::RegistryConfig,
+    /// How long a TLS handshake may take.
+    pub tls_handshake_timeout: std::time::Duration,
+    /// Open TCP connections before new ones are refused.
+    pub max_tcp_connections: usize,
 }
 
 fn env_bool(v: &str) -> Option<bool> {
@@ -423,6 +442,14 @@ impl DaemonConfig {
         {
             registry.certs_dir = dir;
         }
+        let tls_handshake_timeout = flags.tls_handshake_timeout.or(file.tls_handshake_timeout).unwrap_or(10);
+        if tls_handshake_timeout == 0 {
+            errors.push("invalid tls-handshake-timeout 0: want at least 1 second".into());
+        }
+        let max_tcp_connections = flags.max_tcp_connections.or(file.max_tcp_connections).unwrap_or(1024);
+        if max_tcp_connections == 0 {
+            errors.push("invalid max-tcp-connections 0: want at least 1".into());
+        }
         if errors.is_empty() {
             Ok(DaemonConfig {
                 hosts,
@@ -436,6 +463,8 @@ impl DaemonConfig {
                 log_opts,
                 bridge,
                 registry,
+                tls_handshake_timeout: std::time::Duration::from_secs(tls_handshake_timeout),
+                max_tcp_connections,
             })
         } else {
             Err(errors)

@@ -42,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
     };
     berth_core::telemetry::init(&config.log_level, config.log_format);
     let shutdown = berth_core::shutdown::on_signals()?;
+    berth_core::service::raise_open_files_limit();
     let state = AppState {
         images: Arc::new(berth_image_api::ImageGrpcClient::new(channel(&args.image_addr)?)),
         runtime: Arc::new(berth_runtime_api::RuntimeGrpcClient::new(channel(&args.runtime_addr)?)),

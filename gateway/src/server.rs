@@ -3,8 +3,14 @@
 //! connection is HTTP/1.1 with upgrades enabled, for Docker's hijacked attach and
 //! exec streams. On shutdown the loops stop accepting, and open connections get a
 //! grace period to finish.
+//!
+//! TCP is bounded (see `config`): a TLS handshake has `tls-handshake-timeout`
+//! to finish, and past `max-tcp-connections` open TCP connections new ones are
+//! closed at once. The unix socket is not counted, so however many TCP clients
+//! come, the local socket keeps answering.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use berth_core::{Error, Result};
@@ -12,6 +18,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,9 +30,24 @@ pub enum Listener {
     /// A unix socket (mode 0660) and its path, removed at shutdown.
     Unix(UnixListener, std::path::PathBuf),
     /// TCP with mutual TLS.
-    Tls(TcpListener, TlsAcceptor),
+    Tls(TcpListener, TlsAcceptor, TcpLimits),
     /// Plain TCP (loopback with `--insecure-tcp` only).
-    Tcp(TcpListener),
+    Tcp(TcpListener, TcpLimits),
+}
+
+/// What bounds the TCP listeners, shared by all of them.
+#[derive(Clone)]
+pub struct TcpLimits {
+    handshake: Duration,
+    open: Arc<Semaphore>,
+    max: usize,
+}
+
+impl TcpLimits {
+    fn new(config: &DaemonConfig) -> Self {
+        let max = config.max_tcp_connections;
+        TcpLimits { handshake: config.tls_handshake_timeout, open: Arc::new(Semaphore::new(max)), max }
+    }
 }
 
 /// Binds every host of `config`.
@@ -34,6 +56,7 @@ pub async fn bind(config: &DaemonConfig) -> Result<Vec<Listener>> {
         Some(files) => Some(TlsAcceptor::from(crate::tls::server_config(files)?)),
         None => None,
     };
+    let limits = TcpLimits::new(config);
     let mut out = Vec::new();
     for host in &config.hosts {
         match host {
@@ -41,8 +64,8 @@ pub async fn bind(config: &DaemonConfig) -> Result<Vec<Listener>> {
             Host::Tcp(addr) => {
                 let l = TcpListener::bind(addr).await.map_err(|e| Error::from(e).context(format!("bind {addr}")))?;
                 out.push(match &tls {
-                    Some(acceptor) => Listener::Tls(l, acceptor.clone()),
-                    None => Listener::Tcp(l),
+                    Some(acceptor) => Listener::Tls(l, acceptor.clone(), limits.clone()),
+                    None => Listener::Tcp(l, limits.clone()),
                 });
             }
         }
@@ -76,22 +99,60 @@ where
     }
 }
 
+/// Counts the TCP connections refused at the limit and says so in the log at
+/// most every ten seconds, however hard a flood goes.
+struct Refusals {
+    since_warned: u64,
+    warned: Option<Instant>,
+}
+
+impl Refusals {
+    fn refuse(&mut self, peer: std::net::SocketAddr, max: usize) {
+        self.since_warned += 1;
+        if self.warned.is_none_or(|w| w.elapsed() >= Duration::from_secs(10)) {
+            tracing::warn!(%peer, max, refused = self.since_warned, "TCP connection limit reached: connection closed");
+            self.warned = Some(Instant::now());
+            self.since_warned = 0;
+        }
+    }
+}
+
+/// A permit for one more TCP connection, if the limit allows it.
+fn admit(limits: &TcpLimits, peer: std::net::SocketAddr, refusals: &mut Refusals) -> Option<OwnedSemaphorePermit> {
+    let permit = limits.open.clone().try_acquire_owned().ok();
+    if permit.is_none() {
+        refusals.refuse(peer, limits.max);
+    }
+    permit
+}
+
 async fn accept_loop(listener: Listener, app: Router, shutdown: CancellationToken, grace: Duration) {
     let tracker = TaskTracker::new();
+    let mut refusals = Refusals { since_warned: 0, warned: None };
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = accept(&listener) => match accepted {
                 Ok(Accepted::Unix(s)) => { tracker.spawn(serve_conn(s, app.clone(), shutdown.clone())); }
-                Ok(Accepted::Tcp(s)) => { tracker.spawn(serve_conn(s, app.clone(), shutdown.clone())); }
-                Ok(Accepted::Tls(s, acceptor)) => {
+                Ok(Accepted::Tcp(s, peer, limits)) => {
+                    let Some(permit) = admit(&limits, peer, &mut refusals) else { continue };
+                    let (app, shutdown) = (app.clone(), shutdown.clone());
+                    tracker.spawn(async move {
+                        serve_conn(s, app, shutdown).await;
+                        drop(permit);
+                    });
+                }
+                Ok(Accepted::Tls(s, peer, acceptor, limits)) => {
+                    let Some(permit) = admit(&limits, peer, &mut refusals) else { continue };
                     // The handshake runs in the connection's task so a slow client cannot stall accepting.
                     let (app, shutdown) = (app.clone(), shutdown.clone());
                     tracker.spawn(async move {
-                        match acceptor.accept(s).await {
-                            Ok(tls) => serve_conn(tls, app, shutdown).await,
-                            Err(e) => tracing::info!(error = %e, "tls handshake refused"),
+                        match tokio::time::timeout(limits.handshake, acceptor.accept(s)).await {
+                            Ok(Ok(tls)) => serve_conn(tls, app, shutdown).await,
+                            Ok(Err(e)) => tracing::info!(%peer, error = %e, "tls handshake refused"),
+                            Err(_) => tracing::info!(%peer, timeout = ?limits.handshake, "tls handshake timed out"),
                         }
+                        drop(permit);
                     });
                 }
                 Err(e) => {
@@ -113,15 +174,17 @@ async fn accept_loop(listener: Listener, app: Router, shutdown: CancellationToke
 
 enum Accepted {
     Unix(tokio::net::UnixStream),
-    Tcp(tokio::net::TcpStream),
-    Tls(tokio::net::TcpStream, TlsAcceptor),
+    Tcp(tokio::net::TcpStream, std::net::SocketAddr, TcpLimits),
+    Tls(tokio::net::TcpStream, std::net::SocketAddr, TlsAcceptor, TcpLimits),
 }
 
 async fn accept(l: &Listener) -> std::io::Result<Accepted> {
     match l {
         Listener::Unix(u, _) => u.accept().await.map(|(s, _)| Accepted::Unix(s)),
-        Listener::Tcp(t) => t.accept().await.map(|(s, _)| Accepted::Tcp(s)),
-        Listener::Tls(t, a) => t.accept().await.map(|(s, _)| Accepted::Tls(s, a.clone())),
+        Listener::Tcp(t, limits) => t.accept().await.map(|(s, peer)| Accepted::Tcp(s, peer, limits.clone())),
+        Listener::Tls(t, a, limits) => {
+            t.accept().await.map(|(s, peer)| Accepted::Tls(s, peer, a.clone(), limits.clone()))
+        }
     }
 }
 

@@ -145,3 +145,64 @@ fn plain_tcp_needs_loopback_and_insecure_flag() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Whether the server closed `s` (end of file or reset) within `within`.
+fn closed_within(s: &mut std::net::TcpStream, within: Duration) -> bool {
+    use std::io::Read;
+    s.set_read_timeout(Some(within)).expect("timeout");
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    }
+}
+
+#[test]
+fn idle_tls_clients_cannot_starve_the_daemon() {
+    let good = tempfile::tempdir().expect("tmp");
+    certs(good.path());
+    let port = free_port();
+    let p = |f: &str| good.path().join(f).to_string_lossy().into_owned();
+    let host = format!("tcp://127.0.0.1:{port}");
+    let d = Daemon::start(&[
+        "-H",
+        &host,
+        "--tlsverify",
+        "--tlscacert",
+        &p("ca.pem"),
+        "--tlscert",
+        &p("server-cert.pem"),
+        "--tlskey",
+        &p("server-key.pem"),
+        "--max-tcp-connections",
+        "8",
+        "--tls-handshake-timeout",
+        "2",
+    ])
+    .expect("start");
+    assert!(tls_ready(&d, port, good.path()).status.success());
+
+    // Eight clients connect and never say a word: the limit is reached.
+    let mut idle: Vec<std::net::TcpStream> =
+        (0..8).map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect")).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut ninth = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the kernel accepts the ninth");
+    assert!(closed_within(&mut ninth, Duration::from_secs(1)), "past the limit a connection is closed at once");
+    let out = tls_docker(&d, port, good.path(), &["version"]);
+    assert!(!out.status.success(), "no TLS client gets in while the limit is reached");
+    // The unix socket is not counted: it keeps answering.
+    assert_eq!(
+        d.docker(&["version", "--format", "{{.Server.Version}}"]).expect("unix").trim(),
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(d.log().contains("TCP connection limit reached"), "{}", d.log());
+
+    // The idle ones are cut when their handshake time is up, and TLS works again.
+    for s in idle.iter_mut() {
+        assert!(closed_within(s, Duration::from_secs(5)), "an idle handshake is closed after its timeout");
+    }
+    assert!(d.log().contains("tls handshake timed out"), "{}", d.log());
+    let out = tls_docker(&d, port, good.path(), &["version", "--format", "{{.Server.Version}}"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

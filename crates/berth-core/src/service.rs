@@ -26,6 +26,19 @@ pub struct ServiceArgs {
     pub log_format: LogFormat,
 }
 
+/// Raises this process's soft limit on open files to its hard limit, as
+/// dockerd does: clients, shims' sockets and logs all cost descriptors, and the
+/// API's own bounds (`max-tcp-connections`) are meant to be reached first.
+pub fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(soft, hard, error = %e, "could not raise the open files limit");
+    }
+}
+
 /// Runs service `name`: sets up logging and signals, opens the service's state
 /// under `<data-root>/<name>` with `open`, and serves it until SIGTERM or SIGINT.
 pub async fn run<S, F, Fut>(name: &str, args: ServiceArgs, open: F) -> Result<()>
@@ -36,6 +49,7 @@ where
 {
     telemetry::init(&args.log_level, args.log_format);
     let shutdown = crate::shutdown::on_signals()?;
+    raise_open_files_limit();
     let listen = args.listen.unwrap_or_else(|| Addr::Unix(Path::new("/run/berth").join(format!("{name}.sock"))));
     crate::perms::ensure_dir(&args.data_root, crate::perms::DATA_ROOT)?;
     let service = open(args.data_root.join(name)).await?;
