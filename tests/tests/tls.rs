@@ -178,19 +178,24 @@ fn idle_tls_clients_cannot_starve_the_daemon() {
         "--max-tcp-connections",
         "8",
         "--tls-handshake-timeout",
-        "2",
+        "5",
     ])
     .expect("start");
     assert!(tls_ready(&d, port, good.path()).status.success());
 
-    // Eight clients connect and never say a word: the limit is reached.
-    let mut idle: Vec<std::net::TcpStream> =
-        (0..8).map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect")).collect();
-    std::thread::sleep(Duration::from_millis(300));
-    let mut ninth = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the kernel accepts the ninth");
-    assert!(closed_within(&mut ninth, Duration::from_secs(1)), "past the limit a connection is closed at once");
-    let out = tls_docker(&d, port, good.path(), &["version"]);
-    assert!(!out.status.success(), "no TLS client gets in while the limit is reached");
+    // Clients connect and never say a word, until the limit is reached: the next
+    // one is closed at once. (The readiness check's own connection may still
+    // hold a place for a moment, so the count is at most eight.)
+    let mut idle: Vec<std::net::TcpStream> = Vec::new();
+    loop {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the kernel accepts it");
+        if closed_within(&mut s, Duration::from_millis(150)) {
+            break;
+        }
+        idle.push(s);
+        assert!(idle.len() <= 8, "more than --max-tcp-connections held open");
+    }
+    assert!(idle.len() >= 7, "the limit is 8: {} held", idle.len());
     // The unix socket is not counted: it keeps answering.
     assert_eq!(
         d.docker(&["version", "--format", "{{.Server.Version}}"]).expect("unix").trim(),
@@ -200,7 +205,7 @@ fn idle_tls_clients_cannot_starve_the_daemon() {
 
     // The idle ones are cut when their handshake time is up, and TLS works again.
     for s in idle.iter_mut() {
-        assert!(closed_within(s, Duration::from_secs(5)), "an idle handshake is closed after its timeout");
+        assert!(closed_within(s, Duration::from_secs(8)), "an idle handshake is closed after its timeout");
     }
     assert!(d.log().contains("tls handshake timed out"), "{}", d.log());
     let out = tls_docker(&d, port, good.path(), &["version", "--format", "{{.Server.Version}}"]);
