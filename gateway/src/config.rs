@@ -411,8 +411,8 @@ impl DaemonConfig {
         }
         let bridge =
             flags.bridge.clone().or_else(|| env.get("BERTH_BRIDGE")).or(file.bridge).unwrap_or("berth0".into());
-        if bridge.is_empty() || bridge.len() > 15 || bridge.contains(['/', ' ', ':']) {
-            errors.push(format!("invalid bridge name {bridge:?}: 1 to 15 characters, no '/', ':' or spaces"));
+        if !berth_network_api::valid_bridge_name(&bridge) {
+            errors.push(format!("invalid bridge name {bridge:?}: 1 to 15 letters, digits, '_', '-' or '.'"));
         }
         let mut registry = berth_image_api::RegistryConfig {
             insecure: file.insecure_registries.unwrap_or_default(),

@@ -190,3 +190,18 @@ fn a_containers_passwd_cannot_point_berthd_at_the_host() {
     assert!(rss_kib(pid) < before + 64 * 1024, "berthd did not read /dev/zero at the start");
     assert_eq!(d.docker(&["inspect", "-f", "{{.State.Running}}", "box"]).expect("inspect").trim(), "true");
 }
+
+#[test]
+fn bridge_names_are_interface_names_berth_makes() {
+    let d = Daemon::start(&[]).expect("start");
+    let opt = |name: &str| format!("com.docker.network.bridge.name={name}");
+    for (name, want) in
+        [("e*", "invalid bridge name"), ("a b", "invalid bridge name"), ("lo", "taken by an existing interface")]
+    {
+        let (code, _, err) = d.out(&["network", "create", "-o", &opt(name), "--subnet", "10.231.40.0/24", "nope"]);
+        assert_ne!(code, Some(0), "{name:?}");
+        assert!(err.contains(want), "{name:?}: {err}");
+    }
+    assert!(std::path::Path::new("/sys/class/net/lo").exists(), "the host's interface is untouched");
+    assert!(!d.docker(&["network", "ls", "--format", "{{.Name}}"]).expect("ls").contains("nope"));
+}

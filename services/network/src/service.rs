@@ -198,7 +198,7 @@ impl LocalNetwork {
     /// The default `bridge`: a subnet that clashes with nothing on the host,
     /// chosen once and kept.
     async fn predefine_bridge(&self, config: &NetworkConfig) -> Result<()> {
-        if config.bridge.is_empty() || config.bridge.len() > 15 || config.bridge.contains(['/', ' ']) {
+        if !berth_network_api::valid_bridge_name(&config.bridge) {
             return Err(Error::invalid(format!("invalid bridge name {:?}", config.bridge)));
         }
         let existing = self.store.networks().await?;
@@ -485,11 +485,18 @@ impl NetworkApi for LocalNetwork {
                 name
             }
         };
-        if bridge.is_empty() || bridge.len() > 15 || bridge.contains(['/', ' ', ':']) {
-            return Err(Error::invalid(format!("invalid bridge name {bridge:?}")));
+        if !berth_network_api::valid_bridge_name(&bridge) {
+            return Err(Error::invalid(format!(
+                "invalid bridge name {bridge:?}: 1 to 15 letters, digits, '_', '-' or '.'"
+            )));
         }
         if existing.iter().any(|e| option(e, BRIDGE_NAME) == Some(bridge.as_str())) {
             return Err(Error::conflict(format!("bridge {bridge} is used by another network")));
+        }
+        // An interface Berth did not make is not Berth's to take (network rm
+        // would delete it).
+        if std::path::Path::new("/sys/class/net").join(&bridge).exists() {
+            return Err(Error::conflict(format!("bridge name {bridge} is taken by an existing interface")));
         }
         n.subnet = subnet.to_string();
         n.gateway = gateway.to_string();

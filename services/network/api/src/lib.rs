@@ -13,6 +13,30 @@ pub use berth_proto::network::v1 as pb;
 pub use berth_proto::types::v1::Filter;
 pub use grpc::{NetworkGrpcClient, NetworkGrpcServer};
 
+/// Whether `name` can be a bridge device Berth makes: a Linux interface name
+/// (1 to 15 bytes, not `.` or `..`) of letters, digits, `_`, `-` and `.` only,
+/// so that it means itself in an nftables rule (where `*` is a wildcard) and
+/// in a sysfs path.
+pub fn valid_bridge_name(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bridge_names() {
+        for good in ["berth0", "br-0123456789ab", "a", "my.net_1-x", "123456789012345"] {
+            assert!(super::valid_bridge_name(good), "{good}");
+        }
+        for bad in ["", ".", "..", "e*", "a b", "a/b", "a:b", "1234567890123456", "tab\t", "ü", "eth0\n"] {
+            assert!(!super::valid_bridge_name(bad), "{bad:?}");
+        }
+    }
+}
+
 /// What the network service does, in-process or remote.
 #[async_trait]
 pub trait NetworkApi: Send + Sync + 'static {
