@@ -24,18 +24,6 @@ pub fn valid_bridge_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn bridge_names() {
-        for good in ["berth0", "br-0123456789ab", "a", "my.net_1-x", "123456789012345"] {
-            assert!(super::valid_bridge_name(good), "{good}");
-        }
-        for bad in ["", ".", "..", "e*", "a b", "a/b", "a:b", "1234567890123456", "tab\t", "ü", "eth0\n"] {
-            assert!(!super::valid_bridge_name(bad), "{bad:?}");
-        }
-    }
-}
 
 /// What the network service does, in-process or remote.
 #[async_trait]
@@ -59,4 +47,17 @@ pub trait NetworkApi: Send + Sync + 'static {
     async fn publish(&self, req: pb::PublishPortsRequest) -> Result<Vec<pb::PortMapping>>;
     /// Gives a container's endpoints its new name.
     async fn rename(&self, container_id: &str, name: &str) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bridge_names() {
+        for good in ["berth0", "br-0123456789ab", "a", "my.net_1-x", "123456789012345"] {
+            assert!(super::valid_bridge_name(good), "{good}");
+        }
+        for bad in ["", ".", "..", "e*", "a b", "a/b", "a:b", "1234567890123456", "tab\t", "ü", "eth0\n"] {
+            assert!(!super::valid_bridge_name(bad), "{bad:?}");
+        }
+    }
 }
