@@ -10,7 +10,7 @@ use berth_models::container::ContainerStatus;
 use berth_shim::protocol::ExitRecord;
 use tokio::sync::broadcast;
 
-use super::{Event, parse_signal, pid_alive, read_exit};
+use super::{Event, container_pid, parse_signal, read_exit};
 use crate::pb;
 use crate::record;
 use crate::service::{LocalRuntime, status};
@@ -18,13 +18,13 @@ use crate::service::{LocalRuntime, status};
 /// Waits for a container's exit without its shim's help (the shim is gone or
 /// going): the exit record it left, or, once the init is gone too and no record
 /// came, a stand-in.
-async fn poll_exit(bundle: &Path, pid: i64) -> ExitRecord {
+async fn poll_exit(bundle: &Path, pid: i64, id: &str) -> ExitRecord {
     let mut dead_since: Option<std::time::Instant> = None;
     loop {
         if let Some(e) = read_exit(bundle) {
             return e;
         }
-        if !pid_alive(pid) {
+        if !container_pid(pid, id) {
             let since = *dead_since.get_or_insert_with(std::time::Instant::now);
             if since.elapsed() >= Duration::from_secs(3) {
                 return ExitRecord {
@@ -62,7 +62,7 @@ impl LocalRuntime {
             let bundle = host.bundle(&id);
             let exit = match crate::shim::wait(&bundle).await {
                 Some(exit) => exit,
-                None => poll_exit(&bundle, pid).await,
+                None => poll_exit(&bundle, pid, &id).await,
             };
             let code = exit.exit_code;
             let oom = crate::cgroups::oom_killed(&host.cgroup_root, &id);
@@ -103,7 +103,7 @@ impl LocalRuntime {
         let sig = parse_signal(if signal.is_empty() { "KILL" } else { signal })?;
         let c = self.resolve(reference).await?;
         let pid = c.state.as_ref().map(|s| s.pid).unwrap_or(0);
-        if !status(&c).can_signal() || !pid_alive(pid) {
+        if !status(&c).can_signal() || !container_pid(pid, &c.id) {
             return Err(Error::conflict(format!("Container {} is not running", c.id)));
         }
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)

@@ -88,7 +88,7 @@ impl Host {
         let bundle = self.bundle(id);
         if let Some(pid) =
             std::fs::read_to_string(bundle.join(files::PID)).ok().and_then(|p| p.trim().parse::<i32>().ok())
-            && std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.contains(id))
+            && container_pid(pid.into(), id)
         {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
@@ -116,8 +116,14 @@ fn read_exit(bundle: &Path) -> Option<ExitRecord> {
     std::fs::read(bundle.join(files::EXIT)).ok().and_then(|b| serde_json::from_slice(&b).ok())
 }
 
-fn pid_alive(pid: i64) -> bool {
-    pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+/// Whether `pid` is still the container `id`'s process: alive, and in the
+/// container's cgroup (whose path names the container). A PID the kernel gave
+/// to another process after the container's exited is not the container's, so
+/// it is never signalled nor taken for a running container.
+fn container_pid(pid: i64, id: &str) -> bool {
+    pid > 0
+        && !id.is_empty()
+        && std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.lines().any(|l| l.contains(id)))
 }
 
 pub use berth_runtime_api::logopts::{
@@ -144,6 +150,19 @@ pub fn parse_signal(s: &str) -> Result<nix::sys::signal::Signal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pid_is_the_containers_only_while_in_its_cgroup() {
+        let me = i64::from(std::process::id());
+        let own = std::fs::read_to_string("/proc/self/cgroup").expect("cgroup");
+        let segment =
+            own.lines().filter_map(|l| l.rsplit('/').next()).find(|s| !s.is_empty()).unwrap_or("").to_string();
+        if !segment.is_empty() {
+            assert!(container_pid(me, &segment), "our own cgroup names us");
+        }
+        assert!(!container_pid(me, "0123456789abcdef0123456789abcdef"), "another container's ID");
+        assert!(!container_pid(0, "x") && !container_pid(-1, "x") && !container_pid(me, ""));
+    }
 
     #[test]
     fn signals_by_name_and_number() {
