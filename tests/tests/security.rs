@@ -205,3 +205,35 @@ fn bridge_names_are_interface_names_berth_makes() {
     assert!(std::path::Path::new("/sys/class/net/lo").exists(), "the host's interface is untouched");
     assert!(!d.docker(&["network", "ls", "--format", "{{.Name}}"]).expect("ls").contains("nope"));
 }
+
+/// A tmpfs mounted under a temporary directory; unmounted on drop.
+struct SubMount(std::path::PathBuf);
+
+impl Drop for SubMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn read_only_binds_are_read_only_all_the_way_down() {
+    let d = Daemon::with_busybox();
+    let tree = tempfile::tempdir().expect("tmp");
+    let sub = tree.path().join("sub");
+    std::fs::create_dir(&sub).expect("mkdir");
+    let ok = std::process::Command::new("mount").args(["-t", "tmpfs", "tmpfs"]).arg(&sub).status().expect("mount");
+    assert!(ok.success(), "mount a tmpfs under the tree");
+    let _sub = SubMount(sub.clone());
+    let src = tree.path().to_string_lossy().to_string();
+
+    let (code, _, err) = d.out(&["run", "--rm", "-v", &format!("{src}:/data:ro"), "busybox", "touch", "/data/sub/f"]);
+    assert_ne!(code, Some(0), "a sub-mount of a read-only bind is read-only");
+    assert!(err.contains("Read-only file system"), "{err}");
+    let (code, _, err) = d.out(&["run", "--rm", "-v", &format!("{src}:/data:ro"), "busybox", "touch", "/data/f"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("Read-only file system"), "{err}");
+    assert!(!sub.join("f").exists() && !tree.path().join("f").exists());
+    // Read-write binds stay writable below, too.
+    d.docker(&["run", "--rm", "-v", &format!("{src}:/data"), "busybox", "touch", "/data/sub/f"]).expect("rw");
+    assert!(sub.join("f").exists());
+}

@@ -113,6 +113,11 @@ fn mount_all(rootfs: &Path, spec: &Spec) -> Result<(), InitError> {
                 let remount = libc::MS_BIND | libc::MS_REMOUNT | (flags & !(libc::MS_REC));
                 sys::mount("", &target, None, remount, None)?;
             }
+            // A read-only bind of a tree is read-only all the way down, as on
+            // dockerd 25+ (`-v /:/host:ro` must not leave /host/proc writable).
+            if flags & libc::MS_RDONLY != 0 && flags & libc::MS_REC != 0 {
+                ctx(sys::make_readonly_recursive(&target), || format!("make {dest} read-only recursively"))?;
+            }
         } else {
             sys::mount(source, &target, Some(typ), flags, Some(&data))?;
         }

@@ -24,7 +24,6 @@ pub fn valid_bridge_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
-
 /// What the network service does, in-process or remote.
 #[async_trait]
 pub trait NetworkApi: Send + Sync + 'static {
