@@ -5,7 +5,9 @@
 //! - `postrouting` (nat): traffic from a bridge network's subnet leaving through
 //!   another interface is masqueraded (not for `--internal` networks);
 //! - `forward` (filter): replies pass; nothing crosses between two Berth bridge
-//!   networks (isolation); an internal network's bridge forwards nothing in or out.
+//!   networks (isolation); an internal network's bridge forwards nothing in or out;
+//! - `input` (filter): nothing but replies reaches the host's loopback addresses
+//!   from a bridge (route_localnet is on where ports are published).
 //!
 //! Beside dockerd: dockerd (through iptables-nft) sets the policy of `FORWARD`
 //! in `table ip filter` to DROP, and a drop in any table is final, so Berth's
@@ -76,6 +78,16 @@ pub fn render(table: &str, nets: &[BridgeRules], ports: &[PortRule]) -> String {
         for b in nets.iter().filter(|b| b.bridge != a.bridge) {
             let _ = writeln!(s, "    iifname {} oifname {} drop", quoted(&a.bridge), quoted(&b.bridge));
         }
+    }
+    s.push_str("  }\n");
+    // A bridge with published ports has route_localnet=1 (so the host's own
+    // 127.0.0.1 can reach a container), which would also let a container, or
+    // anything on its segment, send to the host's loopback services (the
+    // CVE-2020-8558 class). Only replies may arrive for 127.0.0.0/8 from a bridge.
+    s.push_str("  chain input {\n    type filter hook input priority filter; policy accept;\n");
+    for n in nets {
+        let b = quoted(&n.bridge);
+        let _ = writeln!(s, "    iifname {b} ip daddr 127.0.0.0/8 ct state != {{ established, related }} drop");
     }
     s.push_str("  }\n");
     // Published ports: arriving (prerouting) and from the host itself (output),
@@ -253,7 +265,8 @@ mod tests {
         assert!(s.contains("iifname \"berth0\" oifname \"br-a\" drop"));
         assert!(s.contains("iifname \"br-a\" oifname \"berth0\" drop"));
         assert!(s.contains("iifname \"br-i\" oifname != \"br-i\" drop"));
-        assert_eq!(s.matches(" drop").count(), 6 + 2);
+        // 6 isolation, 2 for the internal network, 3 loopback guards.
+        assert_eq!(s.matches(" drop").count(), 6 + 2 + 3);
         assert_eq!(render("berth", &[], &[]).matches("masquerade").count(), 0);
     }
 
@@ -274,5 +287,6 @@ mod tests {
         assert_eq!(s.matches("ip daddr 127.0.0.1 udp dport 5353 dnat ip to 172.18.0.2:80").count(), 2);
         assert_eq!(s.matches("oifname \"berth0\" ip saddr 127.0.0.0/8 masquerade").count(), 1);
         assert!(s.contains("oifname \"berth0\" ct status dnat ip saddr 172.18.0.0/16 masquerade"));
+        assert!(s.contains("iifname \"berth0\" ip daddr 127.0.0.0/8 ct state != { established, related } drop"));
     }
 }
