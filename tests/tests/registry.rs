@@ -501,3 +501,32 @@ fn concurrent_pulls_share_their_layers() {
         Some("3000000")
     );
 }
+
+#[test]
+fn a_registry_cannot_send_more_than_the_manifest_says() {
+    let reg = Registry::start(RegistryOpts::default()).expect("registry");
+    let host = reg.host();
+    let img = app("sizes");
+    let (_, manifest) = reg.push_image("big/app", "v1", &img, Format::Docker, Compression::Gzip).expect("push");
+    let m: Value = serde_json::from_slice(&manifest).expect("manifest");
+    // The registry checks that a manifest's blobs exist, not their sizes: a
+    // manifest can promise less than its blobs hold.
+    let mut short = m.clone();
+    short["layers"][1]["size"] = 10.into();
+    let bytes = serde_json::to_vec(&short).expect("json");
+    reg.push_manifest("big/app", "short", berth_tests::registry::DOCKER_MANIFEST, &bytes).expect("manifest");
+    let mut huge = m.clone();
+    huge["config"]["size"] = (9u64 << 20).into();
+    let bytes = serde_json::to_vec(&huge).expect("json");
+    reg.push_manifest("big/app", "huge", berth_tests::registry::DOCKER_MANIFEST, &bytes).expect("manifest");
+
+    let d = Daemon::start(&[]).expect("berthd");
+    let (code, _, err) = d.out(&["pull", &format!("{host}/big/app:short")]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("more than its 10 bytes"), "{err}");
+    let (code, _, err) = d.out(&["pull", &format!("{host}/big/app:huge")]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("over the limit"), "{err}");
+    assert_eq!(d.docker(&["images", "-q"]).expect("images").trim(), "", "nothing half-pulled is listed");
+    assert_eq!(d.out(&["pull", &format!("{host}/big/app:v1")]).0, Some(0), "the honest manifest pulls");
+}

@@ -181,6 +181,44 @@ async fn resolve(config: &RegistryConfig, r: &Reference, platform: &str, auth: R
     Err(last.unwrap_or_else(|| Error::not_found(format!("{what}: not found"))))
 }
 
+/// The largest image config Berth fetches, as dockerd.
+const MAX_CONFIG: usize = 8 << 20;
+
+/// An in-memory sink that refuses to grow past `max` bytes.
+struct Bounded {
+    buf: Vec<u8>,
+    max: usize,
+}
+
+impl tokio::io::AsyncWrite for Bounded {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.buf.len() + data.len() > self.max {
+            let max = self.max;
+            return std::task::Poll::Ready(Err(std::io::Error::other(format!("more than {max} bytes"))));
+        }
+        self.buf.extend_from_slice(data);
+        std::task::Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
 /// A layer of the manifest.
 #[derive(Clone)]
 struct LayerDesc {
@@ -314,8 +352,18 @@ impl LocalImageService {
                     }
                     Err(e) => return Err(Error::internal(format!("{what}: {e}"))),
                 };
-                file.write_all(&chunk)?;
                 done += chunk.len() as u64;
+                if l.size > 0 && done > l.size {
+                    // A registry that sends more than the manifest promised is not
+                    // let fill the disk.
+                    drop(file);
+                    let _ = std::fs::remove_file(&path);
+                    return Err(Error::invalid(format!(
+                        "filesystem layer verification failed for digest {}: more than its {} bytes",
+                        l.digest, l.size
+                    )));
+                }
+                file.write_all(&chunk)?;
                 if last.elapsed() >= Duration::from_millis(100) {
                     last = Instant::now();
                     bytes(tx, &id, "Downloading", done, l.size);
@@ -438,11 +486,19 @@ impl LocalImageService {
             urls: None,
             annotations: None,
         };
-        let mut config = Vec::new();
+        // As dockerd: an image config is at most 8 MiB, whatever the registry sends.
+        if !(0..=MAX_CONFIG as i64).contains(&m.config.size) {
+            return Err(Error::invalid(format!(
+                "image config {} is {} bytes, over the limit of {MAX_CONFIG}",
+                config_desc.digest, m.config.size
+            )));
+        }
+        let mut config = Bounded { buf: Vec::new(), max: MAX_CONFIG };
         res.client
             .pull_blob(&res.oref, &config_desc, &mut config)
             .await
             .map_err(|e| error_of(e, &format!("fetch the image config {}", config_desc.digest)))?;
+        let config = config.buf;
         if sha256_digest(&config) != config_desc.digest {
             return Err(Error::invalid(format!("image config verification failed for digest {}", config_desc.digest)));
         }
