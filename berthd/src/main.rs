@@ -83,7 +83,8 @@ async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let images = Arc::new(images);
     let network_config = berth_network::NetworkConfig { bridge: config.bridge.clone() };
     let networks = Arc::new(berth_network::LocalNetwork::open(&root.join("network"), network_config).await?);
-    let runtime_config = berth_runtime::RuntimeConfig { log_opts: config.log_opts.clone() };
+    let runtime_config =
+        berth_runtime::RuntimeConfig { log_opts: config.log_opts.clone(), no_new_privileges: config.no_new_privileges };
     let volumes = Arc::new(berth_volume::LocalVolumes::open(&root.join("volume")).await?);
     let runtime = berth_runtime::LocalRuntime::open(
         &root.join("runtime"),

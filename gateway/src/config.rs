@@ -27,6 +27,7 @@
 //! | `certs-dir`    | `BERTH_CERTS_DIR`    | `--certs-dir`        | `/etc/berth/certs.d`             |
 //! | `tls-handshake-timeout` |             | `--tls-handshake-timeout` | 10 (seconds)                |
 //! | `max-tcp-connections` |               | `--max-tcp-connections` | 1024                          |
+//! | `no-new-privileges` |                 | `--no-new-privileges` | false                           |
 //!
 //! TCP listeners are bounded so that idle or slow clients cannot take every
 //! file descriptor (and with them the unix socket): a TLS handshake must end
@@ -120,6 +121,9 @@ pub struct DaemonFlags {
     /// Open TCP connections (all TCP listeners together) before new ones are refused.
     #[arg(long, value_name = "N")]
     pub max_tcp_connections: Option<usize>,
+    /// Containers run with no_new_privs unless their --security-opt says otherwise.
+    #[arg(long)]
+    pub no_new_privileges: bool,
 }
 
 /// The configuration file's shape.
@@ -146,6 +150,7 @@ struct FileConfig {
     certs_dir: Option<PathBuf>,
     tls_handshake_timeout: Option<u64>,
     max_tcp_connections: Option<usize>,
+    no_new_privileges: Option<bool>,
 }
 
 /// Where the environment comes from; tests pass a map.
@@ -228,6 +233,8 @@ pub struct DaemonConfig {
     pub tls_handshake_timeout: std::time::Duration,
     /// Open TCP connections before new ones are refused.
     pub max_tcp_connections: usize,
+    /// Containers' `no-new-privileges` default.
+    pub no_new_privileges: bool,
 }
 
 fn env_bool(v: &str) -> Option<bool> {
@@ -465,6 +472,7 @@ impl DaemonConfig {
                 registry,
                 tls_handshake_timeout: std::time::Duration::from_secs(tls_handshake_timeout),
                 max_tcp_connections,
+                no_new_privileges: flags.no_new_privileges || file.no_new_privileges.unwrap_or(false),
             })
         } else {
             Err(errors)

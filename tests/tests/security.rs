@@ -78,6 +78,19 @@ fn no_new_privileges_is_honoured() {
         .expect("run -d");
     let exec = proc_status(&d, &["exec", "nnp", "cat", "/proc/self/status"]);
     assert_eq!(status_of(&exec, "NoNewPrivs"), "1", "an exec in such a container");
+
+    // The daemon-wide default, which a container can turn off, as on dockerd.
+    let strict = Daemon::start(&["--no-new-privileges"]).expect("berthd --no-new-privileges");
+    strict
+        .load(&berth_tests::docker_save_tar(&[berth_tests::TestImage::busybox(&["busybox:latest"])], false))
+        .expect("load");
+    let on = proc_status(&strict, &["run", "--rm", "busybox", "cat", "/proc/self/status"]);
+    assert_eq!(status_of(&on, "NoNewPrivs"), "1");
+    let off = proc_status(
+        &strict,
+        &["run", "--rm", "--security-opt", "no-new-privileges=false", "busybox", "cat", "/proc/self/status"],
+    );
+    assert_eq!(status_of(&off, "NoNewPrivs"), "0");
 }
 
 fn mode_of(p: &std::path::Path) -> u32 {

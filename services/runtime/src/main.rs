@@ -25,12 +25,15 @@ struct Args {
     /// Default log option for containers (`max-size=10m`, `max-file=3`), repeatable.
     #[arg(long = "log-opt", value_name = "KEY=VALUE")]
     log_opts: Vec<String>,
+    /// Containers run with no_new_privs unless their --security-opt says otherwise.
+    #[arg(long)]
+    no_new_privileges: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let mut config = berth_runtime::RuntimeConfig::default();
+    let mut config = berth_runtime::RuntimeConfig { no_new_privileges: args.no_new_privileges, ..Default::default() };
     for opt in &args.log_opts {
         let Some((k, v)) = opt.split_once('=') else {
             anyhow::bail!("invalid --log-opt {opt:?}: want KEY=VALUE");

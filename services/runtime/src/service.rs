@@ -22,6 +22,8 @@ use crate::{RuntimeApi, pb};
 pub struct RuntimeConfig {
     /// Default log options (`log-opts`), for containers that set none.
     pub log_opts: std::collections::BTreeMap<String, String>,
+    /// `no-new-privileges` for containers whose `--security-opt` does not say.
+    pub no_new_privileges: bool,
 }
 
 /// The runtime service.

@@ -224,6 +224,22 @@ pub struct SpecInputs {
     pub host_nofile_hard: u64,
     /// The container's volumes and binds, resolved at create.
     pub mounts: Vec<crate::volumes::MountPoint>,
+    /// The daemon's `no-new-privileges` default.
+    pub no_new_privileges: bool,
+}
+
+/// Whether the container runs with `no_new_privs`: its `--security-opt
+/// no-new-privileges[=|:true|false]`, else the daemon's default, as dockerd.
+pub fn no_new_privileges(hc: &HostConfig, default: bool) -> bool {
+    hc.security_opt()
+        .iter()
+        .rev()
+        .find_map(|o| match o.as_str() {
+            "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true" => Some(true),
+            "no-new-privileges:false" | "no-new-privileges=false" => Some(false),
+            _ => None,
+        })
+        .unwrap_or(default)
 }
 
 fn oci(e: oci_spec::OciSpecError) -> Error {
@@ -351,7 +367,7 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
                 .map_err(oci)?,
         )
         .rlimits(rlimits)
-        .no_new_privileges(hc.security_opt().iter().any(|o| o == "no-new-privileges" || o == "no-new-privileges:true"))
+        .no_new_privileges(no_new_privileges(hc, inputs.no_new_privileges))
         .oom_score_adj(i32::try_from(hc.oom_score_adj).unwrap_or(0))
         .build()
         .map_err(oci)?;
@@ -505,7 +521,19 @@ mod tests {
             user: ResolvedUser { uid: 0, gid: 0, additional_gids: vec![] },
             host_nofile_hard: 20_000,
             mounts: vec![],
+            no_new_privileges: false,
         }
+    }
+
+    #[test]
+    fn no_new_privileges_from_the_container_or_the_daemon() {
+        let nnp = |opts: Value, default: bool| no_new_privileges(&host(json!({"SecurityOpt": opts})), default);
+        assert!(!nnp(json!([]), false));
+        assert!(nnp(json!([]), true), "the daemon's default");
+        assert!(nnp(json!(["no-new-privileges"]), false));
+        assert!(nnp(json!(["no-new-privileges=true"]), false));
+        assert!(!nnp(json!(["no-new-privileges:false"]), true), "the container's word wins");
+        assert!(nnp(json!(["no-new-privileges=false", "no-new-privileges:true"]), false), "the last one counts");
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub(super) struct PlanInputs<'a> {
     pub mounts: Vec<MountPoint>,
     /// The host's hard limit for open files.
     pub host_nofile_hard: u64,
+    /// The daemon's `no-new-privileges` default.
+    pub no_new_privileges: bool,
 }
 
 /// A bundle, decided.
@@ -74,6 +76,7 @@ pub(super) fn plan(i: PlanInputs<'_>) -> Result<Plan> {
         user,
         host_nofile_hard: i.host_nofile_hard,
         mounts: i.mounts,
+        no_new_privileges: i.no_new_privileges,
     })?;
     let (log_max_size, log_max_file) = super::log_limits(i.host_config)?;
     let annotations = Annotations {
@@ -207,6 +210,7 @@ mod tests {
             group: GROUP,
             mounts: Vec::new(),
             host_nofile_hard: 4096,
+            no_new_privileges: false,
         }
     }
 

@@ -91,6 +91,7 @@ impl LocalRuntime {
             group: &read_from_layers(&upper, &image.layer_dirs, "etc/group")?,
             mounts,
             host_nofile_hard: host_nofile_hard(),
+            no_new_privileges: self.config.no_new_privileges,
         })?;
         for (name, body) in &plan.files {
             std::fs::write(bundle.join(name), body)?;
