@@ -1,7 +1,7 @@
 //! Reading and following a container's json-file log (`container.log` and
 //! its rotations `container.log.1`..), as `docker logs` and attach want it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,13 +60,59 @@ async fn is_running(store: &dyn ContainerStore, id: &str) -> bool {
         .is_some_and(|c| status(&c).is_running())
 }
 
+/// Sends the log written so far: every entry, or with `tail` the last ones
+/// (only those are held, in a ring). Returns how far the current file was read,
+/// or `None` once the receiver is gone.
+fn replay(path: &Path, req: &pb::ContainerLogsRequest, tx: &LogSender) -> Option<u64> {
+    use std::io::BufRead;
+    let mut ring: std::collections::VecDeque<pb::LogEntry> = std::collections::VecDeque::new();
+    let keep = usize::try_from(req.tail).ok();
+    let mut files: Vec<PathBuf> = (1..=16).rev().map(|n| PathBuf::from(format!("{}.{n}", path.display()))).collect();
+    files.push(path.to_path_buf());
+    let mut read_current = 0u64;
+    for file in files {
+        let Ok(f) = std::fs::File::open(&file) else { continue };
+        let mut reader = std::io::BufReader::with_capacity(256 << 10, f);
+        let mut line = String::new();
+        let mut read = 0u64;
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(n) if n > 0 && line.ends_with('\n') => read += n as u64,
+                // A line still being written is left for the follower.
+                _ => break,
+            }
+            let Some(e) = entry_of(line.trim_end(), req) else { continue };
+            match keep {
+                None => tx.blocking_send(Ok(e)).ok()?,
+                Some(0) => {}
+                Some(k) => {
+                    if ring.len() == k {
+                        ring.pop_front();
+                    }
+                    ring.push_back(e);
+                }
+            }
+        }
+        if file == path {
+            read_current = read;
+        }
+    }
+    for e in ring {
+        tx.blocking_send(Ok(e)).ok()?;
+    }
+    Some(read_current)
+}
+
+type LogSender = tokio::sync::mpsc::Sender<Result<pb::LogEntry>>;
+
 async fn follow_log(
     path: PathBuf,
     id: String,
     req: pb::ContainerLogsRequest,
     mut events: broadcast::Receiver<Event>,
     store: Arc<dyn ContainerStore>,
-    tx: tokio::sync::mpsc::Sender<Result<pb::LogEntry>>,
+    tx: LogSender,
 ) {
     use tokio::io::{AsyncBufReadExt, AsyncSeekExt};
     let open = || async { tokio::fs::File::open(&path).await.ok() };
@@ -74,24 +120,12 @@ async fn follow_log(
     if req.from_end {
         offset_start = tokio::fs::metadata(&path).await.map(|m| m.len()).unwrap_or(0);
     } else {
-        // Everything so far (rotated files first, oldest first), honouring tail.
-        let mut entries: Vec<pb::LogEntry> = Vec::new();
-        for n in (1..=16).rev() {
-            let rotated = PathBuf::from(format!("{}.{n}", path.display()));
-            if let Ok(text) = tokio::fs::read_to_string(&rotated).await {
-                entries.extend(text.lines().filter_map(|l| entry_of(l, &req)));
-            }
-        }
-        let text = tokio::fs::read_to_string(&path).await.unwrap_or_default();
-        offset_start = text.len() as u64;
-        entries.extend(text.lines().filter_map(|l| entry_of(l, &req)));
-        if req.tail >= 0 && (req.tail as usize) < entries.len() {
-            entries.drain(..entries.len() - req.tail as usize);
-        }
-        for e in entries {
-            if tx.send(Ok(e)).await.is_err() {
-                return;
-            }
+        // Everything so far (rotated files first, oldest first), honouring tail,
+        // read in a blocking task that streams it: a log is never held whole.
+        let (p, r, t) = (path.clone(), req.clone(), tx.clone());
+        match tokio::task::spawn_blocking(move || replay(&p, &r, &t)).await {
+            Ok(Some(read)) => offset_start = read,
+            _ => return,
         }
         if !req.follow {
             return;
@@ -165,6 +199,39 @@ mod tests {
 
     fn req(stdout: bool, stderr: bool, since: f64, until: f64) -> pb::ContainerLogsRequest {
         pb::ContainerLogsRequest { stdout, stderr, since, until, ..Default::default() }
+    }
+
+    #[test]
+    fn replay_streams_rotated_files_in_order_and_keeps_only_the_tail() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("container.log");
+        let line =
+            |n: u32| format!("{{\"log\":\"{n}\\n\",\"stream\":\"stdout\",\"time\":\"2026-01-01T00:00:0{n}Z\"}}\n");
+        std::fs::write(dir.path().join("container.log.2"), line(1)).expect("log.2");
+        std::fs::write(dir.path().join("container.log.1"), format!("{}{}", line(2), line(3))).expect("log.1");
+        let current = format!("{}{}", line(4), line(5));
+        std::fs::write(&path, format!("{current}{{\"log\":\"partial")).expect("log");
+        let run = |tail: i64| {
+            let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+            let req = pb::ContainerLogsRequest { stdout: true, stderr: true, tail, ..Default::default() };
+            let read = replay(&path, &req, &tx);
+            drop(tx);
+            let mut got = Vec::new();
+            while let Ok(Ok(e)) = rx.try_recv() {
+                got.push(String::from_utf8_lossy(&e.line).trim().to_string());
+            }
+            (read, got)
+        };
+        let (read, all) = run(-1);
+        assert_eq!(all, ["1", "2", "3", "4", "5"]);
+        assert_eq!(read, Some(current.len() as u64), "the partial line is left for the follower");
+        assert_eq!(run(2).1, ["4", "5"]);
+        assert_eq!(run(0).1, Vec::<String>::new());
+        // A receiver that went away stops the replay.
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        drop(rx);
+        let req = pb::ContainerLogsRequest { stdout: true, tail: -1, ..Default::default() };
+        assert_eq!(replay(&path, &req, &tx), None);
     }
 
     #[test]
