@@ -351,3 +351,33 @@ fn the_hosts_loopback_is_not_reachable_from_a_bridge() {
     assert!(flushed.is_ok_and(|s| s.success()));
     assert_eq!(n.fetch("127.0.0.1", secret_port).as_deref(), Some("loopback-only"));
 }
+
+#[test]
+fn a_container_cannot_hold_every_dns_connection() {
+    let d = Daemon::with_busybox();
+    d.docker(&["network", "create", "--subnet", "10.231.41.0/24", "net-dnscap"]).expect("network");
+    // Twenty clients connect to the embedded DNS over TCP and say nothing.
+    let script = "for i in $(seq 20); do sleep 4 | nc 127.0.0.11 53 >/dev/null 2>&1 & done; sleep 1; \
+                  ps -o args | grep -c '^nc 127.0.0.11'";
+    let held = d
+        .docker(&["run", "--rm", "--network", "net-dnscap", "busybox", "sh", "-c", script])
+        .expect("run")
+        .trim()
+        .parse::<u32>()
+        .expect("a count");
+    assert_eq!(held, 16, "the resolver keeps 16 TCP connections per container and closes the rest at once");
+    // Names still resolve over UDP meanwhile.
+    let (code, out, err) = d.out(&[
+        "run",
+        "--rm",
+        "--network",
+        "net-dnscap",
+        "--name",
+        "asker",
+        "busybox",
+        "nslookup",
+        "asker",
+        "127.0.0.11",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+}

@@ -45,6 +45,9 @@ const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_FORWARDS: usize = 64;
 /// How long an idle TCP client may keep its connection.
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// TCP connections open at once per container; more are closed at once, so a
+/// container cannot take the network service's descriptors.
+const MAX_TCP_CONNECTIONS: usize = 16;
 
 /// The identity of a network namespace: the device and inode of its nsfs file.
 pub type NetnsId = (u64, u64);
@@ -261,6 +264,7 @@ impl Dns {
             container_id: container_id.to_string(),
             upstreams,
             forwards: Arc::new(tokio::sync::Semaphore::new(MAX_FORWARDS)),
+            tcp_conns: Arc::new(tokio::sync::Semaphore::new(MAX_TCP_CONNECTIONS)),
         });
         tokio::spawn(run(ctx, udp, tcp, stop));
         tracing::debug!(container = %container_id, "embedded DNS serving");
@@ -282,6 +286,8 @@ struct Ctx {
     /// Where unknown names go: the container's `--dns`, else the host's resolvers.
     upstreams: Vec<IpAddr>,
     forwards: Arc<tokio::sync::Semaphore>,
+    /// TCP connections of this container's resolver.
+    tcp_conns: Arc<tokio::sync::Semaphore>,
 }
 
 impl Ctx {
@@ -408,12 +414,15 @@ async fn run(ctx: Arc<Ctx>, udp: Arc<UdpSocket>, tcp: TcpListener, stop: Cancell
             }
             got = tcp.accept() => {
                 let Ok((stream, _)) = got else { continue };
+                // Past the limit the connection is dropped, and so closed.
+                let Ok(permit) = ctx.tcp_conns.clone().try_acquire_owned() else { continue };
                 let (ctx, stop) = (ctx.clone(), stop.clone());
                 tokio::spawn(async move {
                     tokio::select! {
                         _ = stop.cancelled() => {}
                         _ = serve_tcp(ctx, stream) => {}
                     }
+                    drop(permit);
                 });
             }
         }
