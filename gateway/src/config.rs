@@ -22,6 +22,7 @@
 //! | `bridge`       | `BERTH_BRIDGE`       | `-b`, `--bridge`     | `berth0`                         |
 //! | `insecure-registries` |               | `--insecure-registry`| 127.0.0.0/8 (always)             |
 //! | `registry-mirrors` |                  | `--registry-mirror`  |                                  |
+//! | `allow-nondistributable-artifacts` |  | `--allow-nondistributable-artifacts` | none             |
 //! | `max-concurrent-downloads` |          | `--max-concurrent-downloads` | 3                        |
 //! | `max-concurrent-uploads` |            | `--max-concurrent-uploads` | 5                          |
 //! | `certs-dir`    | `BERTH_CERTS_DIR`    | `--certs-dir`        | `/etc/berth/certs.d`             |
@@ -103,6 +104,9 @@ pub struct DaemonFlags {
     /// A registry reached without TLS verification (CIDR or host[:port], repeatable).
     #[arg(long = "insecure-registry", value_name = "REGISTRY")]
     pub insecure_registries: Vec<String>,
+    /// A registry whose foreign layers may come from their own URLs (CIDR or host[:port], repeatable).
+    #[arg(long = "allow-nondistributable-artifacts", value_name = "REGISTRY")]
+    pub allow_nondistributable: Vec<String>,
     /// A mirror of Docker Hub (URL, repeatable).
     #[arg(long = "registry-mirror", value_name = "URL")]
     pub registry_mirrors: Vec<String>,
@@ -144,6 +148,7 @@ struct FileConfig {
     log_opts: Option<std::collections::BTreeMap<String, String>>,
     bridge: Option<String>,
     insecure_registries: Option<Vec<String>>,
+    allow_nondistributable_artifacts: Option<Vec<String>>,
     registry_mirrors: Option<Vec<String>>,
     max_concurrent_downloads: Option<usize>,
     max_concurrent_uploads: Option<usize>,
@@ -424,9 +429,11 @@ impl DaemonConfig {
         let mut registry = berth_image_api::RegistryConfig {
             insecure: file.insecure_registries.unwrap_or_default(),
             mirrors: file.registry_mirrors.unwrap_or_default(),
+            allow_nondistributable: file.allow_nondistributable_artifacts.unwrap_or_default(),
             ..Default::default()
         };
         registry.insecure.extend(flags.insecure_registries.iter().cloned());
+        registry.allow_nondistributable.extend(flags.allow_nondistributable.iter().cloned());
         registry.mirrors.extend(flags.registry_mirrors.iter().cloned());
         for m in &registry.mirrors {
             if !(m.starts_with("http://") || m.starts_with("https://")) {

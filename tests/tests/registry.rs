@@ -459,14 +459,20 @@ fn foreign_layers_come_from_their_urls() {
     m["layers"][1]["urls"] = serde_json::json!([format!("http://{host}/v2/src/app/blobs/{own}")]);
     let bytes = serde_json::to_vec(&m).expect("json");
     reg.push_manifest("foreign/app", "v1", berth_tests::registry::DOCKER_MANIFEST, &bytes).expect("manifest");
-    let d = Daemon::start(&[]).expect("berthd");
+    // Without the registry in allow-nondistributable-artifacts, the URLs are
+    // not followed: the layer is asked of the registry, which lacks it.
+    let strict = Daemon::start(&[]).expect("berthd");
+    let (code, _, err) = strict.out(&["pull", &format!("{host}/foreign/app:v1")]);
+    assert_ne!(code, Some(0), "a foreign URL was followed without permission");
+    assert!(reg.log().contains(&format!("GET /v2/foreign/app/blobs/{own}")), "asked of the registry");
+    assert!(!reg.log().contains(&format!("GET /v2/src/app/blobs/{own}")), "not of the URL: {err}");
+    let d = Daemon::start(&["--allow-nondistributable-artifacts", &host]).expect("berthd");
     assert_eq!(
         d.docker(&["run", "--rm", &format!("{host}/foreign/app:v1"), "cat", "/app/marker"]).expect("run"),
         "foreign"
     );
     let log = reg.log();
     assert!(log.contains(&format!("GET /v2/src/app/blobs/{own}")), "fetched from its URL:\n{log}");
-    assert!(!log.contains(&format!("GET /v2/foreign/app/blobs/{own}")), "not from the registry's repository");
 }
 
 #[test]

@@ -27,6 +27,9 @@ struct Args {
     /// Per-registry CA certificates: DIR/<host:port>/*.crt.
     #[arg(long, env = "BERTH_CERTS_DIR", default_value = "/etc/berth/certs.d")]
     certs_dir: PathBuf,
+    /// A registry whose foreign layers may come from their own URLs (CIDR or host[:port], repeatable).
+    #[arg(long = "allow-nondistributable-artifacts", value_name = "REGISTRY")]
+    allow_nondistributable: Vec<String>,
 }
 
 #[tokio::main]
@@ -38,6 +41,7 @@ async fn main() -> anyhow::Result<()> {
         certs_dir: args.certs_dir,
         max_concurrent_downloads: args.max_concurrent_downloads.max(1),
         max_concurrent_uploads: args.max_concurrent_uploads.max(1),
+        allow_nondistributable: args.allow_nondistributable,
     };
     berth_core::service::run("image", args.service, |dir| async move {
         Ok(berth_image::server::ImageGrpcServer::service(Arc::new(

@@ -64,6 +64,9 @@ pub struct RegistryConfig {
     pub max_concurrent_downloads: usize,
     /// `max-concurrent-uploads` (layers at once per push).
     pub max_concurrent_uploads: usize,
+    /// `allow-nondistributable-artifacts`: registries (CIDRs or `host[:port]`)
+    /// whose foreign layers may be fetched from the URLs their manifests give.
+    pub allow_nondistributable: Vec<String>,
 }
 
 impl Default for RegistryConfig {
@@ -74,6 +77,7 @@ impl Default for RegistryConfig {
             certs_dir: std::path::PathBuf::from("/etc/berth/certs.d"),
             max_concurrent_downloads: 3,
             max_concurrent_uploads: 5,
+            allow_nondistributable: vec![],
         }
     }
 }

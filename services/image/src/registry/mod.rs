@@ -66,9 +66,34 @@ fn in_cidr(ip: IpAddr, cidr: &str) -> bool {
 }
 
 /// How the daemon's registry settings decide where and how to reach a registry.
+/// Whether `host` (`host[:port]`) is in `listed`: by `host[:port]`, by name, or
+/// because one of its addresses is in a listed CIDR.
+fn host_listed(host: &str, listed: &[&str]) -> bool {
+    if listed.contains(&host) {
+        return true;
+    }
+    let name = host.rsplit_once(':').map(|(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host });
+    let name = name.unwrap_or(host).trim_start_matches('[').trim_end_matches(']');
+    if listed.contains(&name) {
+        return true;
+    }
+    let cidrs: Vec<&str> = listed.iter().copied().filter(|l| l.contains('/')).collect();
+    if cidrs.is_empty() {
+        return false;
+    }
+    let ips: Vec<IpAddr> = match name.parse::<IpAddr>() {
+        Ok(ip) => vec![ip],
+        Err(_) => (name, 0).to_socket_addrs().map(|a| a.map(|s| s.ip()).collect()).unwrap_or_default(),
+    };
+    ips.iter().any(|ip| cidrs.iter().any(|c| in_cidr(*ip, c)))
+}
+
 pub trait RegistryConfigExt {
     /// Whether `host` (`host[:port]`) is insecure.
     fn is_insecure(&self, host: &str) -> bool;
+    /// Whether foreign layers of images from `host` may be fetched from their
+    /// own URLs (`allow-nondistributable-artifacts`).
+    fn allows_foreign_urls(&self, host: &str) -> bool;
     /// The extra roots for `host` from `certs.d/<host>/*.crt`.
     fn roots_for(&self, host: &str) -> Vec<Vec<u8>>;
     /// How to speak to `host`: the scheme and whether to verify certificates.
@@ -81,21 +106,16 @@ impl RegistryConfigExt for RegistryConfig {
     /// Whether `host` (`host[:port]`) is insecure: listed by name, or one of its
     /// addresses is in a listed CIDR (127.0.0.0/8 always is).
     fn is_insecure(&self, host: &str) -> bool {
-        if self.insecure.iter().any(|i| i == host) {
-            return true;
-        }
-        let name = host.rsplit_once(':').map(|(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host });
-        let name = name.unwrap_or(host).trim_start_matches('[').trim_end_matches(']');
-        if self.insecure.iter().any(|i| i == name) {
-            return true;
-        }
-        let ips: Vec<IpAddr> = match name.parse::<IpAddr>() {
-            Ok(ip) => vec![ip],
-            Err(_) => (name, 0).to_socket_addrs().map(|a| a.map(|s| s.ip()).collect()).unwrap_or_default(),
-        };
-        let cidrs = self.insecure.iter().map(String::as_str).chain(["127.0.0.0/8"]);
-        let cidrs: Vec<&str> = cidrs.collect();
-        ips.iter().any(|ip| cidrs.iter().any(|c| in_cidr(*ip, c)))
+        let listed: Vec<&str> = self.insecure.iter().map(String::as_str).chain(["127.0.0.0/8"]).collect();
+        host_listed(host, &listed)
+    }
+
+    /// Whether foreign layers from `host` may come from their URLs: only for
+    /// registries listed in `allow-nondistributable-artifacts` (by name or
+    /// CIDR), as dockerd on Linux; elsewhere they come from the registry.
+    fn allows_foreign_urls(&self, host: &str) -> bool {
+        let listed: Vec<&str> = self.allow_nondistributable.iter().map(String::as_str).collect();
+        host_listed(host, &listed)
     }
 
     /// The extra roots for `host` from `certs.d/<host>/*.crt`.

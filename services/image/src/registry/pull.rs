@@ -318,7 +318,13 @@ impl LocalImageService {
         }
         if have < l.size || l.size == 0 {
             let what = format!("download {}", l.digest);
-            let foreign = if l.urls.is_empty() { None } else { from_urls(&l.urls, have).await };
+            // A foreign layer's URLs are other hosts the manifest names: only for
+            // registries the daemon allows; otherwise the registry serves it.
+            let foreign = if l.urls.is_empty() || !self.registry.allows_foreign_urls(r.oref.registry()) {
+                None
+            } else {
+                from_urls(&l.urls, have).await
+            };
             let (mut stream, append) = match foreign {
                 Some(source) => source,
                 None => {
