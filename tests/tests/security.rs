@@ -381,3 +381,41 @@ fn a_container_cannot_hold_every_dns_connection() {
     ]);
     assert_eq!(code, Some(0), "{out}{err}");
 }
+
+/// The `major:minor` of a block device of the host.
+fn a_host_block_device() -> String {
+    std::fs::read_dir("/sys/class/block")
+        .expect("/sys/class/block")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read_to_string(e.path().join("dev")).ok())
+        .map(|d| d.trim().to_string())
+        .next()
+        .expect("a block device")
+}
+
+#[test]
+fn a_container_can_make_a_device_node_but_not_use_a_host_disk() {
+    let d = Daemon::with_busybox();
+    let dev = a_host_block_device();
+    let (major, minor) = dev.split_once(':').expect("major:minor");
+    let script = format!("mknod /tmp/disk b {major} {minor} && echo made && head -c 512 /tmp/disk >/dev/null");
+    let (code, out, err) = d.out(&["run", "--rm", "busybox", "sh", "-c", &script]);
+    assert!(out.contains("made"), "mknod is allowed, as on dockerd: {err}");
+    assert_ne!(code, Some(0), "reading the host's disk {dev} is refused");
+    assert!(err.contains("Operation not permitted"), "{err}");
+    // The devices every container has still work, pseudo-terminals included.
+    let (code, out, err) = d.out(&[
+        "run",
+        "--rm",
+        "-t",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 4 /dev/zero | wc -c; head -c 4 /dev/urandom | wc -c; echo x > /dev/null; tty",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("/dev/pts/"), "{out}");
+    // A privileged container may.
+    let (code, _, err) = d.out(&["run", "--rm", "--privileged", "busybox", "sh", "-c", &script]);
+    assert_eq!(code, Some(0), "{err}");
+}

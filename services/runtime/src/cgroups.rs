@@ -43,6 +43,8 @@ pub struct Limits {
     pub cpuset_cpus: Option<String>,
     /// Maximum number of processes.
     pub pids: Option<i64>,
+    /// Device cgroup rules in order: (allow, `type major:minor access`).
+    pub devices: Vec<(bool, String)>,
 }
 
 impl Limits {
@@ -58,11 +60,12 @@ impl Limits {
             cpu_shares: cpu.shares(),
             cpuset_cpus: cpu.cpus().clone(),
             pids: r.pids().as_ref().map(|p| p.limit()),
+            devices: r.devices().iter().flatten().map(|d| (d.allow(), d.to_string())).collect(),
         }
     }
 }
 
-const V1_CONTROLLERS: [&str; 4] = ["memory", "cpu", "pids", "cpuset"];
+const V1_CONTROLLERS: [&str; 5] = ["memory", "cpu", "pids", "cpuset", "devices"];
 
 fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
     fs::write(dir.join(file), value)
@@ -136,6 +139,13 @@ pub fn create(root: &Path, id: &str, limits: &Limits) -> Result<Vec<PathBuf>> {
                 dirs.push(dir);
             }
             let dir = |c: &str| root.join(c).join("berth").join(id);
+            // The device cgroup: rules in order, a deny-all first (v1 only; on
+            // cgroup v2 devices are governed by a BPF program, not yet made).
+            if root.join("devices").exists() {
+                for (allow, rule) in &limits.devices {
+                    write(&dir("devices"), if *allow { "devices.allow" } else { "devices.deny" }, rule)?;
+                }
+            }
             if let Some(m) = limits.memory {
                 write(&dir("memory"), "memory.limit_in_bytes", &m.to_string())?;
                 if let Some(total) = limits.memory_swap.filter(|t| *t != 0) {
@@ -223,16 +233,20 @@ mod tests {
             cpu_shares: Some(512),
             cpuset_cpus: None,
             pids: Some(20),
+            devices: vec![(false, "a *:* rwm".into()), (true, "c 1:3 rwm".into())],
         };
         assert_eq!(detect(root.path()), Version::V1);
         let dirs = create(root.path(), "c1", &limits).expect("create");
-        assert_eq!(dirs.len(), 4);
+        assert_eq!(dirs.len(), 5);
         let read = |p: &str| fs::read_to_string(root.path().join(p)).unwrap_or_default();
         assert_eq!(read("memory/berth/c1/memory.limit_in_bytes"), (64 << 20).to_string());
         assert_eq!(read("cpu/berth/c1/cpu.cfs_quota_us"), "150000");
         assert_eq!(read("cpu/berth/c1/cpu.shares"), "512");
         assert_eq!(read("pids/berth/c1/pids.max"), "20");
         assert_eq!(read("cpuset/berth/c1/cpuset.cpus"), "0-1", "inherited from the parent");
+        // (A real devices.allow takes every write; the fixture keeps the last.)
+        assert_eq!(read("devices/berth/c1/devices.deny"), "a *:* rwm");
+        assert_eq!(read("devices/berth/c1/devices.allow"), "c 1:3 rwm");
         fs::write(
             root.path().join("memory/berth/c1/memory.oom_control"),
             "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
@@ -252,6 +266,7 @@ mod tests {
             cpu_shares: Some(1024),
             cpuset_cpus: None,
             pids: Some(7),
+            devices: vec![],
         };
         create(root.path(), "c2", &limits).expect("create");
         let read = |p: &str| fs::read_to_string(root.path().join("berth/c2").join(p)).unwrap_or_default();
@@ -271,5 +286,22 @@ mod tests {
         .expect("spec");
         let l = Limits::from_spec(&spec);
         assert_eq!((l.memory, l.cpu_quota, l.pids), (Some(10), Some((5, 10)), Some(3)));
+        let rules = crate::spec::device_rules(false).expect("rules");
+        let spec = oci_spec::runtime::SpecBuilder::default()
+            .linux(
+                oci_spec::runtime::LinuxBuilder::default()
+                    .resources(oci_spec::runtime::LinuxResourcesBuilder::default().devices(rules).build().expect("r"))
+                    .build()
+                    .expect("linux"),
+            )
+            .build()
+            .expect("spec");
+        let d = Limits::from_spec(&spec).devices;
+        assert_eq!(d[0], (false, "a *:* rwm".to_string()), "everything denied first");
+        assert!(d.contains(&(true, "c 1:3 rwm".to_string())) && d.contains(&(true, "c 136:* rwm".to_string())));
+        assert!(d.contains(&(true, "b *:* m".to_string())), "mknod of a block device, but no use");
+        assert!(!d.iter().any(|(allow, r)| *allow && r.starts_with("b ") && r.ends_with("rwm")));
+        let privileged = crate::spec::device_rules(true).expect("rules");
+        assert_eq!(privileged.len(), 1);
     }
 }

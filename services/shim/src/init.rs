@@ -457,8 +457,13 @@ fn prepare(spec: &Spec, p: &Process) -> Result<CString, InitError> {
 fn set_privileges(spec: &SpecProcess, p: &Process) -> Result<(), InitError> {
     let caps = &spec.capabilities;
     let mask = |names: &[String]| Capabilities::mask(names).map_err(|e| InitError(128, e));
-    let (bounding, effective, permitted) = (mask(&caps.bounding)?, mask(&caps.effective)?, mask(&caps.permitted)?);
-    let (inheritable, ambient) = (mask(&caps.inheritable)?, mask(&caps.ambient)?);
+    // What this process may hold at all: Berth itself can run with a reduced
+    // set (in a container, say), and `--privileged` asks for every capability
+    // the kernel knows, so the container gets those it can have, as dockerd.
+    let held = current_permitted();
+    let (bounding, effective, permitted) =
+        (mask(&caps.bounding)?, mask(&caps.effective)? & held, mask(&caps.permitted)? & held);
+    let (inheritable, ambient) = (mask(&caps.inheritable)? & held, mask(&caps.ambient)? & held);
     for n in (0..64u32).filter(|n| bounding & (1u64 << n) == 0) {
         ctx(sys::drop_bounding_cap(n), || format!("drop capability {n} from the bounding set"))?;
     }
@@ -471,6 +476,17 @@ fn set_privileges(spec: &SpecProcess, p: &Process) -> Result<(), InitError> {
         ctx(sys::no_new_privs(), || "set no_new_privs".into())?;
     }
     Ok(())
+}
+
+/// This process's permitted capabilities (`CapPrm` of /proc/self/status);
+/// every capability when it cannot be read.
+fn current_permitted() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("CapPrm:").and_then(|v| u64::from_str_radix(v.trim(), 16).ok()))
+        })
+        .unwrap_or(u64::MAX)
 }
 
 fn exec(exe: &CString, p: &Process) -> Result<Never, InitError> {
