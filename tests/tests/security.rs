@@ -419,3 +419,20 @@ fn a_container_can_make_a_device_node_but_not_use_a_host_disk() {
     let (code, _, err) = d.out(&["run", "--rm", "--privileged", "busybox", "sh", "-c", &script]);
     assert_eq!(code, Some(0), "{err}");
 }
+
+#[test]
+fn the_host_shim_binary_is_out_of_a_containers_reach() {
+    let d = Daemon::with_busybox();
+    // With --init, PID 1 stays Berth's process for the container's life: its
+    // /proc/1/exe is the host's berth-shim.
+    let script = "cat /proc/1/exe >/dev/null 2>&1 && echo readable; \
+                  (exec 3<>/proc/1/exe) 2>/dev/null && echo writable; echo done";
+    let out = d.docker(&["run", "--rm", "--init", "busybox", "sh", "-c", script]).expect("run");
+    assert_eq!(out.trim(), "done", "the host binary behind /proc/1/exe");
+    // An exec's process before its execve is the same binary; an exec that
+    // looks at every process of the container finds none it can open.
+    d.docker(&["run", "-d", "--init", "--name", "box", "busybox", "sleep", "300"]).expect("run -d");
+    let scan = "for p in /proc/[0-9]*; do cat $p/exe >/dev/null 2>&1 && readlink $p/exe; done; echo done";
+    let out = d.docker(&["exec", "box", "sh", "-c", scan]).expect("exec");
+    assert!(!out.contains("berth-shim"), "a berth-shim binary readable from the container: {out}");
+}

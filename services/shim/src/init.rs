@@ -297,6 +297,12 @@ fn tty_stdio(sync: BorrowedFd<'_>, console: bool) -> Result<(), InitError> {
 fn setup_and_exec(a: &InitArgs<'_>) -> Result<Never, InitError> {
     let spec = a.spec;
     sys::reset_signals();
+    // Until its execve this process is the host's berth-shim binary, in the
+    // container's PID namespace (and an `--init` process stays it): not
+    // dumpable, so no container process without CAP_SYS_PTRACE can open its
+    // /proc/PID/exe (the CVE-2019-5736 class). execve makes the command
+    // dumpable again.
+    sys::set_dumpable(false);
     // The shim moves us into the container's cgroups meanwhile (see
     // `join_cgroups`); it is done before the shim lets the command run.
     if let Stdio::Pipes(i, o, e) = a.stdio {
@@ -392,6 +398,8 @@ pub fn exec_in(a: &ExecArgs<'_>) -> InitError {
 
 fn exec_setup(a: &ExecArgs<'_>) -> Result<Never, InitError> {
     sys::reset_signals();
+    // As for the init (see `setup_and_exec`): the host binary stays out of reach.
+    sys::set_dumpable(false);
     join_cgroups(a.cgroups, 0)?;
     if let Stdio::Pipes(i, o, e) = a.stdio {
         pipe_stdio(i, o, e)?;

@@ -596,6 +596,14 @@ pub fn close_all_but(keep: BorrowedFd<'_>) {
     }
 }
 
+/// Sets whether the process is dumpable; a process that is not has its
+/// /proc/PID entries owned by root and its `exe`, `mem` and `environ` closed
+/// to anyone without CAP_SYS_PTRACE.
+pub fn set_dumpable(on: bool) {
+    // SAFETY: prctl(PR_SET_DUMPABLE, 0|1) takes plain integers.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, on as libc::c_ulong, 0, 0, 0) };
+}
+
 /// Sets the process's name (its `comm`, what `ps` shows).
 pub fn set_name(name: &std::ffi::CStr) {
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of up to 16 bytes.
