@@ -9,8 +9,9 @@ CARGO_PROFILE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
 
 # protoc for the gRPC contracts; busybox-static for test images; attr (getfattr)
 # to check overlay xattrs; curl for raw TLS checks; iproute2 (ip) to check and
-# clean up the test daemons' bridges; nftables (nft) for Berth's NAT and isolation rules.
-DEBIAN_PACKAGES := protobuf-compiler busybox-static attr curl ca-certificates iproute2 nftables
+# clean up the test daemons' bridges; nftables (nft) for Berth's NAT and isolation rules;
+# libseccomp-dev (and pkg-config) for the shim's seccomp filters.
+DEBIAN_PACKAGES := protobuf-compiler busybox-static attr curl ca-certificates iproute2 nftables libseccomp-dev pkg-config
 
 # Flags for `make run`; the defaults serve unix:///run/berth/berth.sock with
 # state under /var/lib/berth.

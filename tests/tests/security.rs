@@ -436,3 +436,53 @@ fn the_host_shim_binary_is_out_of_a_containers_reach() {
     let out = d.docker(&["exec", "box", "sh", "-c", scan]).expect("exec");
     assert!(!out.contains("berth-shim"), "a berth-shim binary readable from the container: {out}");
 }
+
+#[test]
+fn the_default_seccomp_profile_is_dockerds() {
+    let d = Daemon::with_busybox();
+    let status = proc_status(&d, &["run", "--rm", "busybox", "cat", "/proc/self/status"]);
+    assert_eq!(status_of(&status, "Seccomp"), "2", "a filter is loaded");
+    // A new user namespace needs CAP_SYS_ADMIN under the profile (as keyctl is refused).
+    let (code, _, err) = d.out(&["run", "--rm", "busybox", "busybox", "unshare", "-U", "true"]);
+    assert_ne!(code, Some(0), "unshare -U under the default profile");
+    assert!(err.contains("Operation not permitted"), "{err}");
+    // Unconfined, and privileged, the same call goes through.
+    let unconfined =
+        ["run", "--rm", "--security-opt", "seccomp=unconfined", "busybox", "busybox", "unshare", "-U", "true"];
+    assert_eq!(d.out(&unconfined).0, Some(0), "seccomp=unconfined");
+    let plain = proc_status(
+        &d,
+        &["run", "--rm", "--security-opt", "seccomp=unconfined", "busybox", "cat", "/proc/self/status"],
+    );
+    assert_eq!(status_of(&plain, "Seccomp"), "0");
+    let privileged = proc_status(&d, &["run", "--rm", "--privileged", "busybox", "cat", "/proc/self/status"]);
+    assert_eq!(status_of(&privileged, "Seccomp"), "0", "privileged runs unconfined, as on dockerd");
+    // What every container does still works: a shell, pipes, forks, linux32 (personality 8).
+    assert_eq!(
+        d.docker(&["run", "--rm", "busybox", "sh", "-c", "echo a | cat; busybox linux32 busybox uname -m"])
+            .expect("run")
+            .trim(),
+        "a\ni686"
+    );
+    // An exec gets the same filter.
+    d.docker(&["run", "-d", "--name", "box", "busybox", "sleep", "300"]).expect("run -d");
+    let (code, _, _) = d.out(&["exec", "box", "busybox", "unshare", "-U", "true"]);
+    assert_ne!(code, Some(0), "an exec is filtered too");
+
+    // A profile of one's own, as the CLI sends it (it reads the file).
+    let dir = tempfile::tempdir().expect("tmp");
+    let profile = dir.path().join("no-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#,
+    )
+    .expect("profile");
+    let opt = format!("seccomp={}", profile.display());
+    let (code, _, err) = d.out(&["run", "--rm", "--security-opt", &opt, "busybox", "mkdir", "/tmp/x"]);
+    assert_ne!(code, Some(0), "mkdir is refused by the profile");
+    assert!(err.contains("Operation not permitted"), "{err}");
+    assert_eq!(
+        d.out(&["run", "--rm", "--security-opt", &opt, "busybox", "busybox", "unshare", "-U", "true"]).0,
+        Some(0)
+    );
+}

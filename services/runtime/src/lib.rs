@@ -14,6 +14,7 @@ pub mod create;
 pub mod lifecycle;
 pub mod networking;
 pub mod record;
+pub mod seccomp;
 pub mod service;
 pub mod shim;
 pub mod spec;

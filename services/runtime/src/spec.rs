@@ -490,6 +490,15 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
             .masked_paths(MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
             .readonly_paths(READONLY_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>());
     }
+    let cap_names: HashSet<String> =
+        caps.iter().map(|c| format!("CAP_{}", c.to_string().trim_start_matches("CAP_"))).collect();
+    if let Some(filter) = crate::seccomp::filter_of(hc, &cap_names)? {
+        // The same document in oci-spec's types (the field names are the OCI spec's).
+        let value = serde_json::to_value(&filter).map_err(|e| Error::internal(e.to_string()))?;
+        let seccomp: oci_spec::runtime::LinuxSeccomp =
+            serde_json::from_value(value).map_err(|e| Error::internal(format!("the seccomp filter: {e}")))?;
+        linux = linux.seccomp(seccomp);
+    }
     SpecBuilder::default()
         .version("1.0.2")
         .root(RootBuilder::default().path(inputs.rootfs.clone()).readonly(hc.readonly_rootfs).build().map_err(oci)?)

@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use berth_shim::protocol::Annotations;
-use berth_shim::spec::{Capabilities, Process as SpecProcess, Spec};
+use berth_shim::spec::{Capabilities, Process as SpecProcess, Seccomp, Spec};
 
 use crate::sys;
 
@@ -449,7 +449,7 @@ fn prepare(spec: &Spec, p: &Process) -> Result<CString, InitError> {
             format!("chdir to cwd (\"{cwd}\") set in config.json failed: no such file or directory"),
         ));
     }
-    set_privileges(&spec.process, p)?;
+    set_privileges(&spec.process, spec.linux.seccomp.as_ref(), p)?;
     let arg0 = p.args.first().cloned().ok_or_else(|| InitError(127, "no command specified".into()))?;
     let exe = find_executable(&arg0, &p.env)?;
     Ok(sys::cstr(exe.as_os_str())?)
@@ -462,7 +462,14 @@ fn prepare(spec: &Spec, p: &Process) -> Result<CString, InitError> {
 /// exactly, and `no_new_privs` last. What holds before execve is what an
 /// `--init` process keeps for the container's life, so it holds no more than
 /// the command does.
-fn set_privileges(spec: &SpecProcess, p: &Process) -> Result<(), InitError> {
+fn set_privileges(spec: &SpecProcess, seccomp: Option<&Seccomp>, p: &Process) -> Result<(), InitError> {
+    // The seccomp filter first, while the process still holds CAP_SYS_ADMIN (it
+    // needs it without no_new_privs); what follows (prctl, setgroups, setgid,
+    // setuid, capset, execve) is allowed by any profile that lets a container
+    // start, as with runc.
+    if let Some(filter) = seccomp {
+        crate::seccomp::load(filter).map_err(|e| InitError(128, e))?;
+    }
     let caps = &spec.capabilities;
     let mask = |names: &[String]| Capabilities::mask(names).map_err(|e| InitError(128, e));
     // What this process may hold at all: Berth itself can run with a reduced

@@ -24,6 +24,7 @@
 
 mod init;
 mod log;
+mod seccomp;
 // Every `unsafe` block of the shim is in `sys`, each with its SAFETY reason.
 #[allow(unsafe_code)]
 mod sys;

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::messages::Annotations;
 
@@ -170,6 +170,55 @@ pub struct Linux {
     /// Paths the container may only read.
     #[serde(default, rename = "readonlyPaths")]
     pub readonly_paths: Vec<String>,
+    /// The seccomp filter; none for an unconfined container.
+    #[serde(default)]
+    pub seccomp: Option<Seccomp>,
+}
+
+/// A seccomp filter as the OCI spec writes it (`linux.seccomp`): a default
+/// action, the architectures it covers, and rules per system call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Seccomp {
+    /// `SCMP_ACT_ERRNO`, `SCMP_ACT_ALLOW`, ...
+    pub default_action: String,
+    /// The errno of an `SCMP_ACT_ERRNO` default (EPERM when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_errno_ret: Option<u32>,
+    /// `SCMP_ARCH_X86_64`, ...
+    #[serde(default)]
+    pub architectures: Vec<String>,
+    /// Rules, in order.
+    #[serde(default)]
+    pub syscalls: Vec<SeccompRule>,
+}
+
+/// What happens on some system calls, optionally only for some arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeccompRule {
+    /// System call names (unknown ones are skipped, as runc does).
+    pub names: Vec<String>,
+    /// `SCMP_ACT_ALLOW`, `SCMP_ACT_ERRNO`, ...
+    pub action: String,
+    /// The errno of an `SCMP_ACT_ERRNO` action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errno_ret: Option<u32>,
+    /// Conditions on arguments, all of which must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<SeccompArg>,
+}
+
+/// A condition on one argument: `op` compares it with `value` (for
+/// `SCMP_CMP_MASKED_EQ`: the argument masked with `value` equals `valueTwo`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeccompArg {
+    pub index: u32,
+    pub value: u64,
+    #[serde(default)]
+    pub value_two: u64,
+    pub op: String,
 }
 
 /// One namespace.
