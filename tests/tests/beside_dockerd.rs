@@ -146,6 +146,29 @@ fn berth_and_dockerd_forward_side_by_side() {
     let forward = Command::new("iptables").args(["-S", "FORWARD"]).output().expect("iptables");
     assert!(String::from_utf8_lossy(&forward.stdout).contains("-A FORWARD -j DOCKER-USER"));
 
+    // The same confinement in both engines' default containers: capability sets,
+    // seccomp, no_new_privs, with and without --init and the security options.
+    for args in [
+        &["run", "--rm", "busybox", "cat", "/proc/self/status"][..],
+        &["run", "--rm", "--init", "busybox", "cat", "/proc/1/status"],
+        &["run", "--rm", "--user", "1000", "busybox", "cat", "/proc/self/status"],
+        &["run", "--rm", "--cap-drop", "ALL", "--cap-add", "NET_ADMIN", "busybox", "cat", "/proc/self/status"],
+        &["run", "--rm", "--security-opt", "no-new-privileges", "busybox", "cat", "/proc/self/status"],
+        &["run", "--rm", "--security-opt", "seccomp=unconfined", "busybox", "cat", "/proc/self/status"],
+    ] {
+        let ours = berth.docker(args).expect("berth");
+        let (ok, theirs) = dockerd.docker(args);
+        assert!(ok, "dockerd: {theirs}");
+        for key in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp"] {
+            let of = |s: &str| s.lines().find(|l| l.starts_with(&format!("{key}:"))).map(str::to_string);
+            assert_eq!(of(&ours), of(&theirs), "{key} for docker {}", args.join(" "));
+        }
+    }
+    // A new user namespace is refused by both default profiles.
+    let unshare = ["run", "--rm", "busybox", "busybox", "unshare", "-U", "true"];
+    assert!(berth.docker(&unshare).is_err(), "Berth refuses unshare -U");
+    assert!(!dockerd.docker(&unshare).0, "dockerd refuses unshare -U");
+
     drop(dockerd);
     let bridge = berth.bridge.clone();
     drop(berth);
