@@ -65,6 +65,20 @@ pub fn parse_filters(raw: &str) -> Result<Vec<Filter>> {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        // Query strings and `filters` JSON come from any client.
+        #[test]
+        fn any_query_and_filters_are_parsed_or_refused(q in "\\PC{0,300}", f in "\\PC{0,300}") {
+            let _ = Params::parse(Some(&q));
+            let _ = parse_filters(&f);
+        }
+
+        #[test]
+        fn filter_shaped_json_is_parsed_or_refused(f in r#"[{}\[\]":,a-z0-9 =!]{0,120}"#) {
+            let _ = parse_filters(&f);
+        }
+    }
+
     #[test]
     fn both_filter_shapes() {
         let a = parse_filters(r#"{"dangling":{"true":true},"label":["a=b","c"]}"#).expect("parse");

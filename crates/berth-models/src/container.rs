@@ -736,6 +736,52 @@ pub struct ExecConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Any JSON document, as a client could send.
+    fn json() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(|f| serde_json::json!(f)),
+            "[A-Za-z]{0,12}".prop_map(serde_json::Value::from),
+        ];
+        let keys = prop_oneof![
+            Just("Cmd".to_string()),
+            Just("Env".to_string()),
+            Just("HostConfig".to_string()),
+            Just("Memory".to_string()),
+            Just("Binds".to_string()),
+            Just("PortBindings".to_string()),
+            Just("Mounts".to_string()),
+            Just("Healthcheck".to_string()),
+            Just("Labels".to_string()),
+            Just("ExposedPorts".to_string()),
+            Just("RestartPolicy".to_string()),
+            Just("Entrypoint".to_string()),
+            "[A-Za-z]{1,10}",
+        ];
+        leaf.prop_recursive(4, 64, 8, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(keys.clone(), inner, 0..6)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        // Every body a client sends is parsed or refused with a message, never a panic.
+        #[test]
+        fn any_body_is_parsed_or_refused(v in json()) {
+            let bytes = serde_json::to_vec(&v).unwrap_or_default();
+            let _ = crate::parse::<CreateBody>("create body", &bytes);
+            let _ = crate::parse::<HostConfig>("host config", &bytes);
+            let _ = crate::parse::<ExecConfig>("exec config", &bytes);
+            let _ = crate::parse::<crate::network::NetworkingConfig>("networking config", &bytes);
+        }
+    }
     use serde_json::json;
 
     #[test]

@@ -258,6 +258,34 @@ pub fn unpack(input: impl Read, dest: &Path) -> Result<u64> {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config { cases: 128, ..Default::default() })]
+        // Robustness (issue 13): a layer is hostile. A valid layer with bytes
+        // changed anywhere unpacks or is refused, never panics, and never
+        // writes beside its directory.
+        #[test]
+        fn a_mangled_layer_stays_inside(flips in proptest::collection::vec((0usize..6144, proptest::num::u8::ANY), 1..24)) {
+            let mut data = tar_of(|b| {
+                file(b, "etc/hostname", b"box\n");
+                symlink(b, "link", "../../outside");
+                file(b, "dir/file", &[7u8; 900]);
+                symlink(b, "abs", "/etc");
+            });
+            let len = data.len();
+            for (at, byte) in flips {
+                if let Some(b) = data.get_mut(at % len) {
+                    *b ^= byte;
+                }
+            }
+            let root = tempfile::tempdir().expect("tmp");
+            let dest = root.path().join("layer");
+            fs::create_dir(&dest).expect("mkdir");
+            let _ = unpack(&data[..], &dest);
+            let beside: Vec<_> = fs::read_dir(root.path()).expect("read").filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+            proptest::prop_assert_eq!(beside, vec![std::ffi::OsString::from("layer")]);
+        }
+    }
+
     #[test]
     fn sanitizes_paths() {
         assert_eq!(sanitize_entry_path(Path::new("./a/b")).ok().flatten(), Some(PathBuf::from("a/b")));

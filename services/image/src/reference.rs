@@ -163,6 +163,22 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        // Robustness (issue 13): any text a client sends as an image name is
+        // parsed or refused, never a panic; what parses is bounded and clean.
+        #[test]
+        fn any_text_is_parsed_or_refused(s in "\\PC{0,300}") {
+            let _ = Reference::parse(&s);
+        }
+
+        #[test]
+        fn reference_shaped_text_is_parsed_or_refused(s in "[a-zA-Z0-9./:@_+-]{0,200}") {
+            if let Ok(r) = Reference::parse(&s) {
+                proptest::prop_assert!(!r.name.is_empty());
+            }
+        }
+    }
+
     fn tagged(s: &str) -> String {
         Reference::parse(s).map(|r| r.tagged()).unwrap_or_else(|e| format!("ERR {e}"))
     }

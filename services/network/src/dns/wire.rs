@@ -184,6 +184,15 @@ pub fn reverse_v4(name: &str) -> Option<Ipv4Addr> {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        // A container controls every byte of its queries: any packet is a
+        // query or nothing, never a panic.
+        #[test]
+        fn any_packet_is_parsed_or_ignored(packet in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let _ = parse_query(&packet);
+        }
+    }
+
     /// A query as a stub resolver writes it.
     pub fn query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
         let mut p = Vec::new();
