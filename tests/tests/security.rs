@@ -486,3 +486,20 @@ fn the_default_seccomp_profile_is_dockerds() {
         Some(0)
     );
 }
+
+#[test]
+fn split_services_do_not_serve_unauthenticated_grpc_beyond_loopback() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = berth_tests::free_port();
+    let out = std::process::Command::new(berth_tests::bin("berth-volume"))
+        .args(["--listen", &format!("tcp://0.0.0.0:{port}"), "--data-root"])
+        .arg(dir.path())
+        .output()
+        .expect("berth-volume");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--insecure-tcp"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

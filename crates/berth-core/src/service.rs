@@ -24,6 +24,23 @@ pub struct ServiceArgs {
     /// Log format.
     #[arg(long, env = "BERTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Serve gRPC on a TCP address that is not loopback, although the
+    /// connection is neither encrypted nor authenticated.
+    #[arg(long, env = "BERTH_INSECURE_TCP")]
+    pub insecure_tcp: bool,
+}
+
+/// A service's gRPC has no authentication of its own yet: on TCP it is served
+/// on loopback only, unless the operator says `--insecure-tcp` (on a network
+/// of its own, say). Unix sockets are 0600.
+pub fn check_listen(listen: &Addr, insecure_tcp: bool) -> Result<()> {
+    match listen {
+        Addr::Tcp(sa) if !sa.ip().is_loopback() && !insecure_tcp => Err(crate::Error::invalid(format!(
+            "refusing to serve gRPC on {sa} without authentication: listen on loopback or a unix socket, \
+             or pass --insecure-tcp"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Raises this process's soft limit on open files to its hard limit, as
@@ -51,7 +68,24 @@ where
     let shutdown = crate::shutdown::on_signals()?;
     raise_open_files_limit();
     let listen = args.listen.unwrap_or_else(|| Addr::Unix(Path::new("/run/berth").join(format!("{name}.sock"))));
+    check_listen(&listen, args.insecure_tcp)?;
     crate::perms::ensure_dir(&args.data_root, crate::perms::DATA_ROOT)?;
     let service = open(args.data_root.join(name)).await?;
     crate::grpc::serve(&listen, service, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_over_tcp_is_loopback_only_unless_told() {
+        let addr = |s: &str| s.parse::<Addr>().expect("addr");
+        assert!(check_listen(&addr("tcp://127.0.0.1:7001"), false).is_ok());
+        assert!(check_listen(&addr("tcp://[::1]:7001"), false).is_ok());
+        assert!(check_listen(&addr("unix:///run/berth/image.sock"), false).is_ok());
+        let err = check_listen(&addr("tcp://0.0.0.0:7001"), false).expect_err("any address");
+        assert!(err.message().contains("--insecure-tcp"), "{}", err.message());
+        assert!(check_listen(&addr("tcp://0.0.0.0:7001"), true).is_ok());
+    }
 }
