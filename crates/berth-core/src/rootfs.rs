@@ -26,10 +26,16 @@ pub fn read_in_root(root: &Path, rel: &Path, max: u64) -> Result<Option<Vec<u8>>
     let how = OpenHow::new()
         .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let fd = match nix::fcntl::openat2(&dir, rel, how) {
-        Ok(fd) => fd,
-        Err(Errno::ENOENT | Errno::ENOTDIR) => return Ok(None),
-        Err(e) => return Err(Error::invalid(format!("open {} in the container: {e}", what()))),
+    // EAGAIN: a mount or rename anywhere on the host during a `..` step, which
+    // the kernel will not vouch for; trying again is what it asks for.
+    let mut tries = 0;
+    let fd = loop {
+        match nix::fcntl::openat2(&dir, rel, how) {
+            Ok(fd) => break fd,
+            Err(Errno::EAGAIN) if tries < 64 => tries += 1,
+            Err(Errno::ENOENT | Errno::ENOTDIR) => return Ok(None),
+            Err(e) => return Err(Error::invalid(format!("open {} in the container: {e}", what()))),
+        }
     };
     let file = std::fs::File::from(fd);
     let meta = file.metadata().map_err(|e| Error::invalid(format!("stat {} in the container: {e}", what())))?;
