@@ -357,8 +357,11 @@ fn a_container_cannot_hold_every_dns_connection() {
     let d = Daemon::with_busybox();
     d.docker(&["network", "create", "--subnet", "10.231.41.0/24", "net-dnscap"]).expect("network");
     // Twenty clients connect to the embedded DNS over TCP and say nothing.
-    let script = "for i in $(seq 20); do sleep 4 | nc 127.0.0.11 53 >/dev/null 2>&1 & done; sleep 1; \
-                  ps -o args | grep -c '^nc 127.0.0.11'";
+    // Refused clients exit as soon as they are closed; wait until at most 16
+    // are left (or 10 s), then count again after a moment.
+    let script = "for i in $(seq 20); do sleep 9 | nc 127.0.0.11 53 >/dev/null 2>&1 & done; \
+                  count() { ps -o args | grep -c '^nc 127.0.0.11'; }; \
+                  for t in $(seq 100); do [ $(count) -le 16 ] && break; sleep 0.1; done; sleep 0.5; count";
     let held = d
         .docker(&["run", "--rm", "--network", "net-dnscap", "busybox", "sh", "-c", script])
         .expect("run")
