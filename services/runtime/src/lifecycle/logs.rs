@@ -20,9 +20,14 @@ impl LocalRuntime {
         let path = self.host.bundle(&c.id).join("container.log");
         let rx = self.host.subscribe();
         let store = self.store.clone();
-        let (tx, out) = tokio::sync::mpsc::channel(1024);
+        let (tx, out) = tokio::sync::mpsc::channel(16);
         tokio::spawn(follow_log(path, c.id.clone(), req, rx, store, tx));
-        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(out)))
+        // Entries travel in batches, so that the reader of the stream finds many
+        // ready at once (and frames them together).
+        use futures::StreamExt;
+        let entries = tokio_stream::wrappers::ReceiverStream::new(out)
+            .flat_map(|batch: Vec<pb::LogEntry>| futures::stream::iter(batch.into_iter().map(Ok)));
+        Ok(Box::pin(entries))
     }
 }
 
@@ -70,6 +75,7 @@ fn replay(path: &Path, req: &pb::ContainerLogsRequest, tx: &LogSender) -> Option
     let mut files: Vec<PathBuf> = (1..=16).rev().map(|n| PathBuf::from(format!("{}.{n}", path.display()))).collect();
     files.push(path.to_path_buf());
     let mut read_current = 0u64;
+    let mut batch = Vec::with_capacity(BATCH);
     for file in files {
         let Ok(f) = std::fs::File::open(&file) else { continue };
         let mut reader = std::io::BufReader::with_capacity(256 << 10, f);
@@ -84,7 +90,12 @@ fn replay(path: &Path, req: &pb::ContainerLogsRequest, tx: &LogSender) -> Option
             }
             let Some(e) = entry_of(line.trim_end(), req) else { continue };
             match keep {
-                None => tx.blocking_send(Ok(e)).ok()?,
+                None => {
+                    batch.push(e);
+                    if batch.len() == BATCH {
+                        tx.blocking_send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).ok()?;
+                    }
+                }
                 Some(0) => {}
                 Some(k) => {
                     if ring.len() == k {
@@ -98,13 +109,17 @@ fn replay(path: &Path, req: &pb::ContainerLogsRequest, tx: &LogSender) -> Option
             read_current = read;
         }
     }
-    for e in ring {
-        tx.blocking_send(Ok(e)).ok()?;
+    batch.extend(ring);
+    for chunk in batch.chunks(BATCH) {
+        tx.blocking_send(chunk.to_vec()).ok()?;
     }
     Some(read_current)
 }
 
-type LogSender = tokio::sync::mpsc::Sender<Result<pb::LogEntry>>;
+/// Entries sent together.
+const BATCH: usize = 1024;
+
+type LogSender = tokio::sync::mpsc::Sender<Vec<pb::LogEntry>>;
 
 async fn follow_log(
     path: PathBuf,
@@ -145,20 +160,23 @@ async fn follow_log(
             let _ = f.seek(std::io::SeekFrom::Start(offset)).await;
             let mut reader = tokio::io::BufReader::new(f);
             let mut line = String::new();
+            let mut batch = Vec::new();
             loop {
                 line.clear();
                 match reader.read_line(&mut line).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) if line.ends_with('\n') => {
                         offset += n as u64;
-                        if let Some(e) = entry_of(line.trim_end(), &req)
-                            && tx.send(Ok(e)).await.is_err()
-                        {
+                        batch.extend(entry_of(line.trim_end(), &req));
+                        if batch.len() == BATCH && tx.send(std::mem::take(&mut batch)).await.is_err() {
                             return;
                         }
                     }
                     Ok(_) => break,
                 }
+            }
+            if !batch.is_empty() && tx.send(batch).await.is_err() {
+                return;
             }
         }
         if exited {
@@ -217,8 +235,8 @@ mod tests {
             let read = replay(&path, &req, &tx);
             drop(tx);
             let mut got = Vec::new();
-            while let Ok(Ok(e)) = rx.try_recv() {
-                got.push(String::from_utf8_lossy(&e.line).trim().to_string());
+            while let Ok(batch) = rx.try_recv() {
+                got.extend(batch.iter().map(|e| String::from_utf8_lossy(&e.line).trim().to_string()));
             }
             (read, got)
         };
