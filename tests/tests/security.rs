@@ -270,7 +270,8 @@ impl Neighbour {
         sh(format!("ip link add {} type veth peer name inner netns {}", n.link, n.ns));
         sh(format!("ip link set {} master {bridge} && ip link set {} up", n.link, n.link));
         sh(format!(
-            "ip netns exec {0} sysctl -qw net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.inner.route_localnet=1 \
+            "ip netns exec {0} sh -c 'echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet \
+             && echo 1 > /proc/sys/net/ipv4/conf/inner/route_localnet' \
              && ip netns exec {0} ip addr add {addr}/16 dev inner && ip netns exec {0} ip link set inner up \
              && ip netns exec {0} ip route add 127.0.0.0/8 via {gateway} dev inner",
             n.ns
