@@ -38,9 +38,15 @@ build: deps
 run: build
 	$(BIN_DIR)/berthd $(BERTHD_FLAGS)
 
+# The gateway links API crates only: no netlink, nftables, registry, tar or
+# database code may creep into it.
+GATEWAY_FORBIDDEN := ^(rtnetlink|netlink-[a-z-]+|nftables|oci-client|oci-spec|reqwest|tar|flate2|ruzstd|xattr|sqlx[a-z-]*) v
+
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@if $(CARGO) tree -p berth-gateway -e normal --prefix none | grep -E '$(GATEWAY_FORBIDDEN)'; then \
+		echo "berth-gateway links the crates above; it must depend on the services' API crates only"; exit 1; fi
 
 test-unit: deps
 	$(CARGO) test --workspace --exclude berth-tests --exclude berth-bench

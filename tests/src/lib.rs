@@ -829,67 +829,99 @@ pub fn self_signed(dir: &Path, name: &str, cn: &str, extra: &[&str]) -> (PathBuf
     (key, cert)
 }
 
+/// Runs `cmd` (a server that prints `ready` once it listens) and returns only
+/// then, so that no client races its start (a cold Python can take longer
+/// than any fixed sleep). Killed and reaped on drop.
+pub fn serve_ready(cmd: &mut Command) -> ChildGuard {
+    use std::io::BufRead;
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("start the server");
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+    }
+    let guard = ChildGuard(child);
+    assert_eq!(line.trim(), "ready", "the server did not start");
+    guard
+}
+
+/// A Python TCP server on `addr:port` that answers each connection with the
+/// address it saw the connection come from, or with `reply` when given.
+pub const WHOAMI: &str = "import socket, sys\ns=socket.socket(); \
+                          s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+                          s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(8)\nprint('ready', flush=True)\n\
+                          while True:\n  c,a=s.accept(); c.sendall((sys.argv[3] if len(sys.argv) > 3 else a[0]).encode()); c.close()";
+
 /// A network namespace standing for another host, reached through a veth pair
-/// from the host: 10.239.N.1/30 on the host's end (`host_addr`), 10.239.N.2/30
-/// inside (`addr`), with its default route back through the host. Removed on
-/// drop. `tag` keeps names unique between tests running at once.
+/// whose host end is `link`. Removed on drop. `tag` keeps names unique
+/// between tests running at once.
 pub struct Outside {
     pub ns: String,
     pub link: String,
+    /// The namespace's own address.
     pub addr: String,
+    /// Where the namespace's traffic goes: the host's end, or a bridge's gateway.
     pub host_addr: String,
 }
 
+fn sh(cmd: &str) {
+    let ok = Command::new("sh").args(["-c", cmd]).status().map(|s| s.success()).unwrap_or(false);
+    assert!(ok, "{cmd}");
+}
+
 impl Outside {
-    pub fn new(tag: &str, n: u8) -> Outside {
-        let o = Outside {
-            ns: format!("ns{tag}"),
-            link: format!("vo{tag}"),
-            addr: format!("10.239.{n}.2"),
-            host_addr: format!("10.239.{n}.1"),
-        };
-        let sh = |cmd: &str| {
-            let ok = Command::new("sh").args(["-c", cmd]).status().map(|s| s.success()).unwrap_or(false);
-            assert!(ok, "{cmd}");
-        };
+    /// The namespace and its veth pair, the inner end up with `addr/prefix`.
+    fn plumb(ns: String, link: String, addr: &str, prefix: u8, host_addr: &str) -> Outside {
+        let o = Outside { ns, link, addr: addr.to_string(), host_addr: host_addr.to_string() };
         sh(&format!("ip netns add {}", o.ns));
         sh(&format!("ip link add {} type veth peer name inner netns {}", o.link, o.ns));
-        sh(&format!("ip addr add {}/30 dev {1} && ip link set {1} up", o.host_addr, o.link));
         sh(&format!(
-            "ip netns exec {0} ip addr add {1}/30 dev inner && ip netns exec {0} ip link set inner up \
-             && ip netns exec {0} ip link set lo up && ip netns exec {0} ip route add default via {2}",
-            o.ns, o.addr, o.host_addr
+            "ip netns exec {0} ip addr add {1}/{prefix} dev inner && ip netns exec {0} ip link set inner up",
+            o.ns, o.addr
         ));
         o
     }
 
-    /// Runs a Python server inside that prints `ready` once it listens, and
-    /// returns only then, so that no client races its start (a cold Python
-    /// can take longer than any fixed sleep).
-    pub fn serve(&self, script: &str, args: &[&str]) -> ChildGuard {
-        use std::io::BufRead;
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "python3", "-c", script])
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("outside server");
-        let mut line = String::new();
-        if let Some(out) = child.stdout.take() {
-            let _ = std::io::BufReader::new(out).read_line(&mut line);
-        }
-        let guard = ChildGuard(child);
-        assert_eq!(line.trim(), "ready", "the outside server did not start");
-        guard
+    /// Another host on a link of its own: 10.239.N.1/30 on the host's end,
+    /// 10.239.N.2/30 inside, with its default route back through the host.
+    pub fn new(tag: &str, n: u8) -> Outside {
+        let o = Outside::plumb(
+            format!("ns{tag}"),
+            format!("vo{tag}"),
+            &format!("10.239.{n}.2"),
+            30,
+            &format!("10.239.{n}.1"),
+        );
+        sh(&format!("ip addr add {}/30 dev {1} && ip link set {1} up", o.host_addr, o.link));
+        sh(&format!(
+            "ip netns exec {0} ip link set lo up && ip netns exec {0} ip route add default via {1}",
+            o.ns, o.host_addr
+        ));
+        o
     }
 
-    /// A TCP server on `addr:port` that answers each connection with the
-    /// address it saw the connection come from.
+    /// A neighbour of a bridge's containers (`addr` in its /16), plugged into
+    /// the bridge, that sends 127.0.0.0/8 to the bridge's `gateway`: what a
+    /// container with CAP_NET_RAW, or a host on the segment, can send. Its own
+    /// loopback stays down, so that 127.0.0.0/8 is not local to it.
+    pub fn on_bridge(tag: &str, bridge: &str, addr: &str, gateway: &str) -> Outside {
+        let o = Outside::plumb(format!("nb{tag}"), format!("vn{tag}"), addr, 16, gateway);
+        sh(&format!("ip link set {0} master {bridge} && ip link set {0} up", o.link));
+        sh(&format!(
+            "ip netns exec {0} sh -c 'echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet \
+             && echo 1 > /proc/sys/net/ipv4/conf/inner/route_localnet' \
+             && ip netns exec {0} ip route add 127.0.0.0/8 via {gateway} dev inner",
+            o.ns
+        ));
+        o
+    }
+
+    /// Runs a Python server inside (see [`serve_ready`]).
+    pub fn serve(&self, script: &str, args: &[&str]) -> ChildGuard {
+        serve_ready(Command::new("ip").args(["netns", "exec", &self.ns, "python3", "-c", script]).args(args))
+    }
+
+    /// A [`WHOAMI`] server on `addr:port` inside.
     pub fn serve_whoami(&self, port: u16) -> ChildGuard {
-        const WHOAMI: &str = "import socket, sys\ns=socket.socket(); \
-                              s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-                              s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(8)\nprint('ready', flush=True)\n\
-                              while True:\n  c,a=s.accept(); c.sendall(a[0].encode()); c.close()";
         self.serve(WHOAMI, &[&self.addr, &port.to_string()])
     }
 
@@ -899,6 +931,17 @@ impl Outside {
             "import sys, urllib.request\nprint(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode())";
         let o = Command::new("ip").args(["netns", "exec", &self.ns, "python3", "-c", script, url]).output().ok()?;
         o.status.success().then(|| String::from_utf8_lossy(&o.stdout).to_string())
+    }
+
+    /// A TCP connection from inside to `addr:port`; what the server said, if it answered.
+    pub fn fetch(&self, addr: &str, port: u16) -> Option<String> {
+        let script = "import socket, sys\ns=socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)\n\
+                      print(s.recv(100).decode())";
+        let o = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "python3", "-c", script, addr, &port.to_string()])
+            .output()
+            .ok()?;
+        o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
     }
 }
 

@@ -251,53 +251,6 @@ fn read_only_binds_are_read_only_all_the_way_down() {
     assert!(sub.join("f").exists());
 }
 
-/// A namespace plugged into a Berth bridge as a neighbour of its containers
-/// (address `addr`), that routes 127.0.0.0/8 to the bridge's gateway: what a
-/// container with CAP_NET_RAW, or a host on the segment, can send. Removed on drop.
-struct Neighbour {
-    ns: String,
-    link: String,
-}
-
-impl Neighbour {
-    fn new(tag: &str, bridge: &str, addr: &str, gateway: &str) -> Neighbour {
-        let n = Neighbour { ns: format!("nb{tag}"), link: format!("vn{tag}") };
-        let sh = |cmd: String| {
-            let ok = std::process::Command::new("sh").args(["-c", &cmd]).status().map(|s| s.success()).unwrap_or(false);
-            assert!(ok, "{cmd}");
-        };
-        sh(format!("ip netns add {}", n.ns));
-        sh(format!("ip link add {} type veth peer name inner netns {}", n.link, n.ns));
-        sh(format!("ip link set {} master {bridge} && ip link set {} up", n.link, n.link));
-        sh(format!(
-            "ip netns exec {0} sh -c 'echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet \
-             && echo 1 > /proc/sys/net/ipv4/conf/inner/route_localnet' \
-             && ip netns exec {0} ip addr add {addr}/16 dev inner && ip netns exec {0} ip link set inner up \
-             && ip netns exec {0} ip route add 127.0.0.0/8 via {gateway} dev inner",
-            n.ns
-        ));
-        n
-    }
-
-    /// Connects to `addr:port` from inside; what the server said, if it answered.
-    fn fetch(&self, addr: &str, port: u16) -> Option<String> {
-        let script = "import socket, sys\ns=socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)\n\
-                      print(s.recv(100).decode())";
-        let o = std::process::Command::new("ip")
-            .args(["netns", "exec", &self.ns, "python3", "-c", script, addr, &port.to_string()])
-            .output()
-            .ok()?;
-        o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    }
-}
-
-impl Drop for Neighbour {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip").args(["link", "delete", &self.link]).status();
-        let _ = std::process::Command::new("ip").args(["netns", "delete", &self.ns]).status();
-    }
-}
-
 #[test]
 fn the_hosts_loopback_is_not_reachable_from_a_bridge() {
     let d = Daemon::with_busybox();
@@ -313,25 +266,15 @@ fn the_hosts_loopback_is_not_reachable_from_a_bridge() {
 
     // A service on the host's loopback only.
     let secret_port = berth_tests::free_port();
-    let server = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import socket, sys\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-                      s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(8); print('ready', flush=True)\n\
-                      while True:\n  c,a=s.accept(); c.sendall(b'loopback-only'); c.close()",
-        ])
-        .arg(secret_port.to_string())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("server");
-    let mut server = berth_tests::ChildGuard(server);
-    let mut line = String::new();
-    if let Some(out) = server.0.stdout.take() {
-        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line);
-    }
-    assert_eq!(line.trim(), "ready");
+    let _server = berth_tests::serve_ready(std::process::Command::new("python3").args([
+        "-c",
+        berth_tests::WHOAMI,
+        "127.0.0.1",
+        &secret_port.to_string(),
+        "loopback-only",
+    ]));
 
-    let n = Neighbour::new(&d.bridge[2..], &d.bridge, &neighbour_addr, gw);
+    let n = berth_tests::Outside::on_bridge(&d.bridge[2..], &d.bridge, &neighbour_addr, gw);
     assert_eq!(n.fetch("127.0.0.1", secret_port), None, "a host loopback service answered a bridge neighbour");
     // The host itself still reaches the container through 127.0.0.1.
     let reply = std::process::Command::new("python3")

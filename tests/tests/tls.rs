@@ -24,6 +24,16 @@ fn tls_docker(d: &Daemon, port: u16, cert_dir: &std::path::Path, args: &[&str]) 
         .expect("docker")
 }
 
+/// berthd with a TLS listener on 127.0.0.1:`port` and the certificates in `dir`, plus `extra` flags.
+fn tls_daemon(dir: &std::path::Path, port: u16, extra: &[&str]) -> Daemon {
+    let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let (host, ca, cert, key) =
+        (format!("tcp://127.0.0.1:{port}"), p("ca.pem"), p("server-cert.pem"), p("server-key.pem"));
+    let mut args = vec!["-H", &host, "--tlsverify", "--tlscacert", &ca, "--tlscert", &cert, "--tlskey", &key];
+    args.extend_from_slice(extra);
+    Daemon::start(&args).expect("start")
+}
+
 /// The first TLS call, retried while the TCP listener finishes binding.
 fn tls_ready(d: &Daemon, port: u16, dir: &std::path::Path) -> std::process::Output {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -46,20 +56,7 @@ fn mutual_tls_accepts_and_rejects() {
     certs(good.path());
     certs(other.path());
     let port = free_port();
-    let p = |f: &str| good.path().join(f).to_string_lossy().into_owned();
-    let host = format!("tcp://127.0.0.1:{port}");
-    let d = Daemon::start(&[
-        "-H",
-        &host,
-        "--tlsverify",
-        "--tlscacert",
-        &p("ca.pem"),
-        "--tlscert",
-        &p("server-cert.pem"),
-        "--tlskey",
-        &p("server-key.pem"),
-    ])
-    .expect("start");
+    let d = tls_daemon(good.path(), port, &[]);
 
     let out = tls_ready(&d, port, good.path());
     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), d.log());
@@ -163,24 +160,7 @@ fn idle_tls_clients_cannot_starve_the_daemon() {
     let good = tempfile::tempdir().expect("tmp");
     certs(good.path());
     let port = free_port();
-    let p = |f: &str| good.path().join(f).to_string_lossy().into_owned();
-    let host = format!("tcp://127.0.0.1:{port}");
-    let d = Daemon::start(&[
-        "-H",
-        &host,
-        "--tlsverify",
-        "--tlscacert",
-        &p("ca.pem"),
-        "--tlscert",
-        &p("server-cert.pem"),
-        "--tlskey",
-        &p("server-key.pem"),
-        "--max-tcp-connections",
-        "8",
-        "--tls-handshake-timeout",
-        "5",
-    ])
-    .expect("start");
+    let d = tls_daemon(good.path(), port, &["--max-tcp-connections", "8", "--tls-handshake-timeout", "5"]);
     assert!(tls_ready(&d, port, good.path()).status.success());
 
     // Clients connect and never say a word, until the limit is reached: the next

@@ -110,8 +110,9 @@ fn replay(path: &Path, req: &pb::ContainerLogsRequest, tx: &LogSender) -> Option
         }
     }
     batch.extend(ring);
-    for chunk in batch.chunks(BATCH) {
-        tx.blocking_send(chunk.to_vec()).ok()?;
+    while !batch.is_empty() {
+        let rest = batch.split_off(batch.len().min(BATCH));
+        tx.blocking_send(std::mem::replace(&mut batch, rest)).ok()?;
     }
     Some(read_current)
 }

@@ -16,8 +16,9 @@
 //!
 //! Starting is two steps, as in the OCI runtime model: the shim sets the
 //! container up and reports `ok PID` with the init held at a barrier; the runtime
-//! connects the attaches that were waiting for this start, then tells the shim
-//! to `start`, so no output is lost between the two.
+//! plugs in the network, connects the attaches that were waiting for this
+//! start, then tells the shim to `start`, so no output is lost between the two
+//! and the network is there before the command runs.
 //!
 //! The parts: [`bundle`] decides what a bundle holds (pure, no I/O), [`launch`]
 //! starts a shim and reads its report, [`start`] and [`exit`] are the
@@ -38,7 +39,6 @@ use berth_shim::protocol::{ExitRecord, files};
 use tokio::sync::broadcast;
 
 pub use berth_runtime_api::LogStream;
-pub use bundle::{embedded_resolv_conf, hosts_file, resolv_conf};
 
 /// Something that happened to a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,9 +126,8 @@ fn container_pid(pid: i64, id: &str) -> bool {
         && std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.lines().any(|l| l.contains(id)))
 }
 
-pub use berth_runtime_api::logopts::{
-    DEFAULT_LOG_MAX_FILE, DEFAULT_LOG_MAX_SIZE, log_limits_of, parse_size, validate_log_opts,
-};
+use berth_runtime_api::logopts::log_limits_of;
+pub(crate) use berth_runtime_api::logopts::validate_log_opts;
 
 /// The log bounds of a container: its `--log-opt max-size/max-file`, or the defaults.
 pub fn log_limits(host_config: &HostConfig) -> Result<(u64, u32)> {

@@ -10,9 +10,10 @@ use berth_core::{Error, ErrorKind, Result};
 use berth_models::container::ContainerStatus;
 use berth_shim::protocol::files;
 
+use super::Event;
 use super::bundle::{self, PlanInputs};
+use super::bundle::{embedded_resolv_conf, hosts_file};
 use super::launch::{self, Report};
-use super::{Event, embedded_resolv_conf, hosts_file};
 use crate::pb;
 use crate::record;
 use crate::service::{LocalRuntime, status};
