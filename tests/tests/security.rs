@@ -329,15 +329,24 @@ fn a_container_cannot_hold_every_dns_connection() {
     assert_eq!(code, Some(0), "{out}{err}");
 }
 
-/// The `major:minor` of a block device of the host.
-fn a_host_block_device() -> String {
+/// A block device the host itself may open (some sandboxes refuse their
+/// disks even to root): its path and `major:minor`.
+fn a_host_disk() -> (String, String) {
     std::fs::read_dir("/sys/class/block")
         .expect("/sys/class/block")
         .filter_map(|e| e.ok())
-        .filter_map(|e| std::fs::read_to_string(e.path().join("dev")).ok())
-        .map(|d| d.trim().to_string())
+        .filter_map(|e| {
+            let path = format!("/dev/{}", e.file_name().to_string_lossy());
+            let dev = std::fs::read_to_string(e.path().join("dev")).ok()?;
+            std::fs::File::open(&path).is_ok().then(|| (path, dev.trim().to_string()))
+        })
         .next()
-        .expect("a block device")
+        .expect("a block device the host can open")
+}
+
+/// The `major:minor` of a block device of the host.
+fn a_host_block_device() -> String {
+    a_host_disk().1
 }
 
 #[test]
@@ -368,6 +377,56 @@ fn a_container_can_make_a_device_node_but_not_use_a_host_disk() {
 }
 
 #[test]
+fn devices_are_given_with_their_permissions_and_cgroup_rules_add_to_them() {
+    let d = Daemon::with_busybox();
+    // --device SRC:DST:r makes the node and allows reading only (the disk is
+    // opened for writing, never written).
+    let (disk, dev) = a_host_disk();
+    let (major, minor) = dev.split_once(':').expect("major:minor");
+    let given = format!("{disk}:/dev/xvda:r");
+    let script = "ls -l /dev/xvda; (exec 3</dev/xvda) && echo read-ok; (exec 3<>/dev/xvda) 2>&1 || echo refused";
+    let out = d.docker(&["run", "--rm", "--device", &given, "busybox", "sh", "-c", script]).expect("run --device");
+    assert!(out.starts_with("brw-") && out.contains(&format!(" {major},")), "the node, as on the host: {out}");
+    assert!(out.contains("read-ok") && out.contains("Operation not permitted") && out.contains("refused"), "{out}");
+    // The same disk, made by the container, opened only with a rule for it.
+    let script = format!("mknod /tmp/disk b {major} {minor} && (exec 3</tmp/disk) && echo opened");
+    let (code, out, err) = d.out(&["run", "--rm", "busybox", "sh", "-c", &script]);
+    assert!(code != Some(0) && !out.contains("opened"), "without a rule: {out}{err}");
+    let rule = format!("b {major}:{minor} r");
+    let out = d
+        .docker(&["run", "--rm", "--device-cgroup-rule", &rule, "busybox", "sh", "-c", &script])
+        .expect("run --device-cgroup-rule");
+    assert_eq!(out.trim(), "opened", "the rule allows reading {dev}");
+    let (code, out, err) = d.out(&[
+        "run",
+        "--rm",
+        "--device-cgroup-rule",
+        &format!("b {major}:{minor} m"),
+        "busybox",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert!(code != Some(0) && !out.contains("opened"), "mknod only: {out}{err}");
+    // dockerd's errors: a missing device at the start, a bad rule at the create.
+    let (code, _, err) = d.out(&["run", "--rm", "--device", "/dev/berth-nope", "busybox", "true"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("error gathering device information while adding custom device \"/dev/berth-nope\""), "{err}");
+    let body = br#"{"Image":"busybox","HostConfig":{"DeviceCgroupRules":["c 1:3 rwx"]}}"#;
+    let (status, _, reply) = berth_tests::raw_http(&d.sock(), "POST", "/containers/create", body).expect("create");
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&reply));
+    assert!(String::from_utf8_lossy(&reply).contains("invalid device cgroup format 'c 1:3 rwx'"));
+    // A privileged container sees the host's devices.
+    let out = d.docker(&["run", "--rm", "--privileged", "busybox", "ls", "/dev"]).expect("privileged");
+    let host_has = |name: &str| std::path::Path::new("/dev").join(name).exists();
+    for name in ["loop-control", "kmsg", "mem"] {
+        if host_has(name) {
+            assert!(out.lines().any(|l| l == name), "/dev/{name} in a privileged container: {out}");
+        }
+    }
+}
+
+#[test]
 fn the_host_shim_binary_is_out_of_a_containers_reach() {
     let d = Daemon::with_busybox();
     // With --init, PID 1 stays Berth's process for the container's life: its
@@ -382,6 +441,23 @@ fn the_host_shim_binary_is_out_of_a_containers_reach() {
     let scan = "for p in /proc/[0-9]*; do cat $p/exe >/dev/null 2>&1 && readlink $p/exe; done; echo done";
     let out = d.docker(&["exec", "box", "sh", "-c", scan]).expect("exec");
     assert!(!out.contains("berth-shim"), "a berth-shim binary readable from the container: {out}");
+
+    // With CAP_SYS_PTRACE the container may open its init's binary: what it
+    // finds is a sealed in-memory copy, not the host's file, and it takes no
+    // write (the CVE-2019-5736 attack keeps such a descriptor and writes
+    // through it once the binary stops running).
+    let host = std::fs::metadata(berth_tests::bin("berth-shim")).expect("the shim binary");
+    let probe = "readlink /proc/1/exe; stat -L -c '%d:%i' /proc/1/exe; \
+                 (echo x >>/proc/1/exe) 2>/dev/null && echo appended; \
+                 (echo x 1<>/proc/1/exe) 2>/dev/null && echo written; echo done";
+    let out = d
+        .docker(&["run", "--rm", "--init", "--cap-add", "SYS_PTRACE", "busybox", "sh", "-c", probe])
+        .expect("run with SYS_PTRACE");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines.first().is_some_and(|l| l.starts_with("/memfd:berth-shim")), "{out}");
+    use std::os::unix::fs::MetadataExt;
+    assert_ne!(lines.get(1).copied(), Some(format!("{}:{}", host.dev(), host.ino()).as_str()), "{out}");
+    assert_eq!(&lines[2..], ["done"], "the copy took a write: {out}");
 }
 
 #[test]

@@ -229,6 +229,21 @@ pub struct Ulimit {
     pub hard: i64,
 }
 
+/// A host device given to a container (`--device /dev/x[:/dev/y[:rwm]]`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeviceMapping {
+    /// The device node on the host, or a directory of them.
+    #[serde(default, deserialize_with = "nullable")]
+    pub path_on_host: String,
+    /// Where it appears in the container (the host path if empty).
+    #[serde(default, deserialize_with = "nullable")]
+    pub path_in_container: String,
+    /// What the container may do with it: any of `r`, `w`, `m` (`rwm` if empty).
+    #[serde(default, deserialize_with = "nullable")]
+    pub cgroup_permissions: String,
+}
+
 /// Docker's `HostConfig`. Resource fields are flattened in, as in Docker's JSON.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -341,6 +356,12 @@ pub struct HostConfig {
     /// Resource limits.
     #[serde(default)]
     pub ulimits: Option<Vec<Ulimit>>,
+    /// Host devices (`--device`).
+    #[serde(default)]
+    pub devices: Option<Vec<DeviceMapping>>,
+    /// More device cgroup rules (`--device-cgroup-rule 'c 42:* rmw'`).
+    #[serde(default)]
+    pub device_cgroup_rules: Option<Vec<String>>,
     /// `--mount` mounts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mounts: Option<Vec<Mount>>,

@@ -119,6 +119,7 @@ pub fn command_line(config: &ContainerConfig) -> Result<(String, Vec<String>)> {
 
 /// Checks the resource values of a HostConfig that dockerd checks at create.
 pub fn validate_host_config(hc: &HostConfig) -> Result<()> {
+    crate::devices::validate(hc)?;
     let memory = hc.memory;
     if memory < 0 {
         return Err(Error::invalid("invalid memory limit: it must not be negative"));

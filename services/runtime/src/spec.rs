@@ -23,9 +23,9 @@ use std::str::FromStr;
 use berth_core::{Error, Result};
 use berth_models::container::{ContainerConfig, HostConfig};
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder,
-    LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount,
-    MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder,
+    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder,
+    PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
 /// dockerd's default capabilities.
@@ -242,38 +242,6 @@ pub fn no_new_privileges(hc: &HostConfig, default: bool) -> bool {
         .unwrap_or(default)
 }
 
-/// The devices a container may use (its device cgroup), as dockerd and runc
-/// set them: nothing, but creating any device node (`m`: MKNOD is a default
-/// capability, and a node is harmless when it cannot be opened) and using the
-/// devices every container has: null, zero, full, random, urandom, tty,
-/// console, ptmx, its pseudo-terminals and tun. A privileged container may use
-/// every device.
-pub fn device_rules(privileged: bool) -> Result<Vec<LinuxDeviceCgroup>> {
-    use oci_spec::runtime::LinuxDeviceType::{A, B, C};
-    let rule = |allow: bool, typ, major: Option<i64>, minor: Option<i64>, access: &str| {
-        let mut b = LinuxDeviceCgroupBuilder::default().allow(allow).typ(typ).access(access);
-        if let Some(m) = major {
-            b = b.major(m);
-        }
-        if let Some(m) = minor {
-            b = b.minor(m);
-        }
-        b.build().map_err(oci)
-    };
-    if privileged {
-        return Ok(vec![rule(true, A, None, None, "rwm")?]);
-    }
-    let mut rules =
-        vec![rule(false, A, None, None, "rwm")?, rule(true, C, None, None, "m")?, rule(true, B, None, None, "m")?];
-    // null, random, full, tty, zero, urandom, console, ptmx, tun.
-    for (major, minor) in [(1, 3), (1, 8), (1, 7), (5, 0), (1, 5), (1, 9), (5, 1), (5, 2), (10, 200)] {
-        rules.push(rule(true, C, Some(major), Some(minor), "rwm")?);
-    }
-    // Pseudo-terminals (/dev/pts/*).
-    rules.push(rule(true, C, Some(136), None, "rwm")?);
-    Ok(rules)
-}
-
 fn oci(e: oci_spec::OciSpecError) -> Error {
     Error::internal(format!("building the OCI spec: {e}"))
 }
@@ -483,8 +451,10 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
     if let Some(limit) = hc.pids_limit.filter(|l| *l > 0) {
         resources = resources.pids(LinuxPidsBuilder::default().limit(limit).build().map_err(oci)?);
     }
-    resources = resources.devices(device_rules(privileged)?);
-    let mut linux = LinuxBuilder::default().namespaces(namespaces).resources(resources.build().map_err(oci)?);
+    let (device_nodes, device_rules) = crate::devices::resolve(hc)?;
+    resources = resources.devices(device_rules);
+    let mut linux =
+        LinuxBuilder::default().namespaces(namespaces).devices(device_nodes).resources(resources.build().map_err(oci)?);
     if !privileged {
         linux = linux
             .masked_paths(MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())

@@ -157,6 +157,39 @@ fn make_dev(rootfs: &Path) -> Result<(), InitError> {
     Ok(())
 }
 
+/// The spec's device nodes (`--device`, a privileged container's host
+/// devices), made in the container's `/dev` with their mode and owner. Paths
+/// resolve inside the root: a symlink in the image cannot send a node onto
+/// the host.
+fn make_devices(rootfs: &Path, spec: &Spec) -> Result<(), InitError> {
+    use std::os::unix::fs::PermissionsExt;
+    for d in &spec.linux.devices {
+        let kind = match d.kind.as_str() {
+            "c" | "u" => libc::S_IFCHR,
+            "b" => libc::S_IFBLK,
+            other => return Err(InitError(128, format!("device {}: unknown type {other:?}", d.path))),
+        };
+        // The parent resolves inside the root; the node replaces whatever is
+        // at the last component (a symlink is replaced, not followed).
+        let rel = Path::new(&d.path);
+        let name = rel.file_name().ok_or_else(|| InitError(128, format!("device path {:?}", d.path)))?;
+        let parent = rel.parent().unwrap_or(Path::new("/"));
+        let parent = ctx(secure_join(rootfs, parent), || format!("resolve {}", d.path))?;
+        ctx(std::fs::create_dir_all(&parent), || format!("create {}", parent.display()))?;
+        let path = parent.join(name);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            return Err(InitError(128, format!("device {}: a directory is in the way", d.path)));
+        }
+        let _ = std::fs::remove_file(&path);
+        let mode = d.file_mode.unwrap_or(0o666) & 0o7777;
+        ctx(sys::mknod(&path, kind | mode, d.major, d.minor), || format!("mknod {}", d.path))?;
+        // mknod is subject to the umask; make the mode exact.
+        ctx(std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)), || format!("chmod {}", d.path))?;
+        ctx(std::os::unix::fs::chown(&path, d.uid, d.gid), || format!("chown {}", d.path))?;
+    }
+    Ok(())
+}
+
 fn mask_and_protect(spec: &Spec) -> Result<(), InitError> {
     for p in &spec.linux.masked_paths {
         let path = Path::new(p);
@@ -335,6 +368,7 @@ fn setup_and_exec(a: &InitArgs<'_>) -> Result<Never, InitError> {
     }
     mount_all(&rootfs, spec)?;
     make_dev(&rootfs)?;
+    make_devices(&rootfs, spec)?;
 
     ctx(std::env::set_current_dir(&rootfs), || "chdir to rootfs".into())?;
     ctx(sys::pivot_root_here(), || "pivot_root".into())?;

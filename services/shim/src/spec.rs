@@ -173,6 +173,34 @@ pub struct Linux {
     /// The seccomp filter; none for an unconfined container.
     #[serde(default)]
     pub seccomp: Option<Seccomp>,
+    /// Device nodes to make in the container (`--device`, a privileged
+    /// container's host devices).
+    #[serde(default)]
+    pub devices: Vec<Device>,
+}
+
+/// A device node to make (`linux.devices`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Device {
+    /// Its path inside the container.
+    pub path: String,
+    /// `c` (or `u`) for a character device, `b` for a block device.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its numbers.
+    pub major: u32,
+    /// See `major`.
+    pub minor: u32,
+    /// Permission bits (0666 if absent).
+    #[serde(default)]
+    pub file_mode: Option<u32>,
+    /// Owner.
+    #[serde(default)]
+    pub uid: Option<u32>,
+    /// Group.
+    #[serde(default)]
+    pub gid: Option<u32>,
 }
 
 /// A seccomp filter as the OCI spec writes it (`linux.seccomp`): a default

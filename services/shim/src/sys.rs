@@ -152,9 +152,14 @@ pub fn pivot_root_here() -> io::Result<()> {
 
 /// mknod(2) of a character device.
 pub fn mknod_char(path: &Path, mode: u32, major: u32, minor: u32) -> io::Result<()> {
+    mknod(path, libc::S_IFCHR | mode, major, minor)
+}
+
+/// mknod(2): `mode` holds the node's type (S_IFCHR, S_IFBLK) and permissions.
+pub fn mknod(path: &Path, mode: u32, major: u32, minor: u32) -> io::Result<()> {
     let p = cstr(path.as_os_str())?;
     // SAFETY: `p` outlives the call; makedev is arithmetic.
-    check(unsafe { libc::mknod(p.as_ptr(), libc::S_IFCHR | mode, libc::makedev(major, minor)) }).map(|_| ())
+    check(unsafe { libc::mknod(p.as_ptr(), mode, libc::makedev(major, minor)) }).map(|_| ())
 }
 
 /// Makes the mount at `target` and every mount below it read-only
