@@ -11,7 +11,7 @@ CARGO_PROFILE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
 # to check overlay xattrs; curl for raw TLS checks; iproute2 (ip) to check and
 # clean up the test daemons' bridges; nftables (nft) for Berth's NAT and isolation rules;
 # libseccomp-dev (and pkg-config) for the shim's seccomp filters.
-DEBIAN_PACKAGES := protobuf-compiler busybox-static attr curl ca-certificates iproute2 nftables libseccomp-dev pkg-config
+DEBIAN_PACKAGES := protobuf-compiler busybox-static attr curl ca-certificates iproute2 nftables libseccomp-dev pkg-config procps
 
 # Flags for `make run`; the defaults serve unix:///run/berth/berth.sock with
 # state under /var/lib/berth.

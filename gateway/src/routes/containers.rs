@@ -34,6 +34,9 @@ pub fn router() -> Router<AppState> {
         .route("/containers/{id}/stop", post(post_container_stop))
         .route("/containers/{id}/restart", post(post_container_restart))
         .route("/containers/{id}/kill", post(post_container_kill))
+        .route("/containers/{id}/pause", post(post_container_pause))
+        .route("/containers/{id}/unpause", post(post_container_unpause))
+        .route("/containers/{id}/top", get(get_container_top))
         .route("/containers/{id}/wait", post(post_container_wait))
         .route("/containers/{id}/logs", get(get_container_logs))
         .route("/containers/{id}/attach", post(post_container_attach))
@@ -359,6 +362,27 @@ async fn post_container_kill(State(s): State<AppState>, Path(id): Path<String>, 
     let p = Params::parse(uri.query());
     s.runtime.kill(&id, p.get("signal").unwrap_or("")).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// ContainerPause: `POST /containers/{id}/pause`.
+async fn post_container_pause(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    s.runtime.pause(&id, false).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// ContainerUnpause: `POST /containers/{id}/unpause`.
+async fn post_container_unpause(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    s.runtime.pause(&id, true).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// ContainerTop: `GET /containers/{id}/top?ps_args=`: `{"Titles": [...],
+/// "Processes": [[...], ...]}`.
+async fn get_container_top(State(s): State<AppState>, Path(id): Path<String>, uri: Uri) -> ApiResult<Json<Value>> {
+    let p = Params::parse(uri.query());
+    let top = s.runtime.top(&id, p.get("ps_args").unwrap_or("")).await?;
+    let processes: Vec<Vec<String>> = top.processes.into_iter().map(|r| r.values).collect();
+    Ok(Json(json!({"Titles": top.titles, "Processes": processes})))
 }
 
 /// ContainerWait: `POST /containers/{id}/wait?condition=`. The status line and

@@ -218,6 +218,12 @@ mod tests {
         async fn disconnect_network(&self, _: &str, _: &str, _: bool) -> Result<()> {
             Err(Error::unavailable("not in this test"))
         }
+        async fn pause(&self, _: &str, _: bool) -> Result<()> {
+            Err(Error::unavailable("not in this test"))
+        }
+        async fn top(&self, _: &str, _: &str) -> Result<berth_runtime_api::pb::TopContainerResponse> {
+            Err(Error::unavailable("not in this test"))
+        }
     }
     #[async_trait]
     impl berth_network_api::NetworkApi for Unavailable {

@@ -381,7 +381,7 @@ impl RuntimeApi for LocalRuntime {
     }
 
     async fn kill(&self, reference: &str, signal: &str) -> Result<()> {
-        self.signal_container(reference, signal).await
+        self.kill_container(reference, signal).await
     }
 
     async fn wait(&self, reference: &str, condition: &str) -> Result<pb::WaitContainerResponse> {
@@ -426,6 +426,14 @@ impl RuntimeApi for LocalRuntime {
 
     async fn disconnect_network(&self, reference: &str, network: &str, force: bool) -> Result<()> {
         LocalRuntime::disconnect_network(self, reference, network, force).await
+    }
+
+    async fn pause(&self, reference: &str, unpause: bool) -> Result<()> {
+        self.pause_container(reference, unpause).await
+    }
+
+    async fn top(&self, reference: &str, ps_args: &str) -> Result<pb::TopContainerResponse> {
+        self.top_container(reference, ps_args).await
     }
 
     async fn prune(&self, filters: Vec<Filter>) -> Result<pb::PruneContainersResponse> {

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use berth_core::{Error, Result};
-use berth_models::container::ExecConfig;
+use berth_models::container::{ContainerStatus, ExecConfig};
 use futures::StreamExt;
 use tokio::sync::oneshot;
 
@@ -60,6 +60,15 @@ fn not_running(id: &str) -> Error {
     Error::conflict(format!("Container {id} is not running"))
 }
 
+/// Why an exec cannot run in `c`: paused, or not running (dockerd's words).
+fn cannot_exec(c: &pb::Container) -> Error {
+    if status(c) == ContainerStatus::Paused {
+        Error::conflict(format!("Container {} is paused, unpause the container before exec", c.id))
+    } else {
+        not_running(&c.id)
+    }
+}
+
 /// `base` with `overrides` applied by variable name (a name without `=` unsets
 /// nothing and is ignored, as in dockerd's exec).
 fn merge_env(base: Vec<String>, overrides: &[String]) -> Vec<String> {
@@ -83,6 +92,9 @@ impl LocalRuntime {
         let policy = InputPolicy { stdin, close_on_eof: config.stdin_once && !tty };
         let request = Request::Attach { stdin, stdout: req.stdout, stderr: req.stderr };
         let bundle = self.host.bundle(&c.id);
+        if status(&c) == ContainerStatus::Paused {
+            return Err(Error::conflict("You cannot attach to a paused container, unpause it first"));
+        }
         if status(&c).can_exec() {
             let (reply, conn) = shim::request(&bundle, &request).await?;
             reply.into_result().map_err(|(_, msg)| Error::internal(msg))?;
@@ -151,7 +163,7 @@ impl LocalRuntime {
     pub(crate) async fn exec_create(&self, req: pb::CreateExecRequest) -> Result<String> {
         let c = self.resolve(&req.reference).await?;
         if !status(&c).can_exec() {
-            return Err(not_running(&c.id));
+            return Err(cannot_exec(&c));
         }
         let config: ExecConfig = berth_models::parse("exec config", &req.config).map_err(Error::invalid)?;
         if config.cmd.is_empty() {
@@ -226,7 +238,7 @@ impl LocalRuntime {
         let c = self.resolve(&rec.container_id).await?;
         let pid = c.state.as_ref().map(|s| s.pid).unwrap_or(0);
         if !status(&c).can_exec() {
-            return Err(not_running(&c.id));
+            return Err(cannot_exec(&c));
         }
         let bundle = self.host.bundle(&c.id);
         let (spec, _) = std::fs::read(bundle.join(files::SPEC))

@@ -193,6 +193,23 @@ impl RuntimeService for RuntimeGrpcServer {
         self.api.disconnect_network(&r.reference, &r.network, r.force).await?;
         Ok(Response::new(pb::DisconnectNetworkResponse {}))
     }
+
+    async fn pause_container(
+        &self,
+        req: Request<pb::PauseContainerRequest>,
+    ) -> Result<Response<pb::PauseContainerResponse>, Status> {
+        let r = req.into_inner();
+        self.api.pause(&r.reference, r.unpause).await?;
+        Ok(Response::new(pb::PauseContainerResponse {}))
+    }
+
+    async fn top_container(
+        &self,
+        req: Request<pb::TopContainerRequest>,
+    ) -> Result<Response<pb::TopContainerResponse>, Status> {
+        let r = req.into_inner();
+        Ok(Response::new(self.api.top(&r.reference, &r.ps_args).await?))
+    }
 }
 
 type OutputStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::StreamOutput, Status>> + Send>>;
@@ -353,6 +370,17 @@ impl RuntimeApi for RuntimeGrpcClient {
         let req = pb::DisconnectNetworkRequest { reference: reference.into(), network: network.into(), force };
         self.inner.clone().disconnect_network(req).await.map_err(err)?;
         Ok(())
+    }
+
+    async fn pause(&self, reference: &str, unpause: bool) -> Result<()> {
+        let req = pb::PauseContainerRequest { reference: reference.into(), unpause };
+        self.inner.clone().pause_container(req).await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn top(&self, reference: &str, ps_args: &str) -> Result<pb::TopContainerResponse> {
+        let req = pb::TopContainerRequest { reference: reference.into(), ps_args: ps_args.into() };
+        Ok(self.inner.clone().top_container(req).await.map_err(err)?.into_inner())
     }
 }
 

@@ -61,4 +61,8 @@ pub trait RuntimeApi: Send + Sync + 'static {
     async fn connect_network(&self, reference: &str, network: &str, endpoint_config: &[u8]) -> Result<()>;
     /// Disconnects a container from a network.
     async fn disconnect_network(&self, reference: &str, network: &str, force: bool) -> Result<()>;
+    /// Freezes a running container (`unpause`: thaws a paused one).
+    async fn pause(&self, reference: &str, unpause: bool) -> Result<()>;
+    /// A running container's processes, as `ps ps_args` shows them.
+    async fn top(&self, reference: &str, ps_args: &str) -> Result<pb::TopContainerResponse>;
 }

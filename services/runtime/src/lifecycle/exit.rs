@@ -101,7 +101,12 @@ impl LocalRuntime {
     /// Sends `signal` to a running container.
     pub(crate) async fn signal_container(&self, reference: &str, signal: &str) -> Result<()> {
         let sig = parse_signal(if signal.is_empty() { "KILL" } else { signal })?;
-        let c = self.resolve(reference).await?;
+        let mut c = self.resolve(reference).await?;
+        if status(&c) == ContainerStatus::Paused {
+            // A frozen process takes no signal until thawed.
+            self.thaw_if_paused(&c).await?;
+            c = self.resolve(&c.id).await?;
+        }
         let pid = c.state.as_ref().map(|s| s.pid).unwrap_or(0);
         if !status(&c).can_signal() || !container_pid(pid, &c.id) {
             return Err(Error::conflict(format!("Container {} is not running", c.id)));
@@ -133,10 +138,28 @@ impl LocalRuntime {
         }
     }
 
+    /// `docker kill`: thaws a paused container first, and with SIGKILL (the
+    /// default) returns once the exit is recorded, as dockerd does, so an
+    /// inspect right after shows it stopped with 137.
+    pub(crate) async fn kill_container(&self, reference: &str, signal: &str) -> Result<()> {
+        let sig = parse_signal(if signal.is_empty() { "KILL" } else { signal })?;
+        let c = self.resolve(reference).await?;
+        if sig != nix::sys::signal::Signal::SIGKILL {
+            return self.signal_container(&c.id, signal).await;
+        }
+        let pid = c.state.as_ref().map(|s| s.pid).unwrap_or(0);
+        if !status(&c).is_running() || !container_pid(pid, &c.id) {
+            return Err(Error::conflict(format!("Container {} is not running", c.id)));
+        }
+        self.kill_and_wait(&c).await
+    }
+
     /// Stops a container: its stop signal, then SIGKILL after `timeout` seconds.
-    /// `Ok(true)` when it was not running.
+    /// `Ok(true)` when it was not running. A paused container is thawed first.
     pub(crate) async fn stop_container(&self, reference: &str, timeout: i64, signal: &str) -> Result<bool> {
         let c = self.resolve(reference).await?;
+        self.thaw_if_paused(&c).await?;
+        let c = self.resolve(&c.id).await?;
         if !status(&c).can_signal() {
             return Ok(true);
         }

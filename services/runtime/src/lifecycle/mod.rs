@@ -29,6 +29,7 @@ mod bundle;
 mod exit;
 mod launch;
 mod logs;
+mod pause;
 mod start;
 
 use std::path::{Path, PathBuf};
@@ -55,7 +56,7 @@ pub enum Event {
 pub struct Host {
     dir: PathBuf,
     cgroup_root: PathBuf,
-    shim: PathBuf,
+    shim: std::sync::Arc<launch::ShimBinary>,
     events: broadcast::Sender<Event>,
     pub(crate) waiters: crate::stdio::Waiters,
 }
@@ -73,7 +74,13 @@ impl Host {
         let (events, _) = broadcast::channel(1024);
         let cgroup_root =
             std::env::var_os("BERTH_CGROUP_ROOT").map(PathBuf::from).unwrap_or_else(|| "/sys/fs/cgroup".into());
-        Self { dir, cgroup_root, shim, events, waiters: Default::default() }
+        Self {
+            dir,
+            cgroup_root,
+            shim: std::sync::Arc::new(launch::ShimBinary::new(shim)),
+            events,
+            waiters: Default::default(),
+        }
     }
 
     /// The bundle directory of container `id`.

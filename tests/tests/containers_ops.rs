@@ -1,0 +1,161 @@
+//! The everyday commands on a running container beyond start and stop: pause
+//! and unpause, top, and kill as dockerd answers it; through the docker CLI
+//! and bollard.
+
+use berth_tests::Daemon;
+
+fn inspect(d: &Daemon, name: &str, format: &str) -> String {
+    d.docker(&["inspect", "-f", format, name]).expect("inspect").trim().to_string()
+}
+
+fn full_id(d: &Daemon, name: &str) -> String {
+    inspect(d, name, "{{.Id}}")
+}
+
+/// What the kernel says of the container's freezer cgroup.
+fn freezer_state(id: &str) -> String {
+    let v1 = format!("/sys/fs/cgroup/freezer/berth/{id}/freezer.state");
+    let v2 = format!("/sys/fs/cgroup/berth/{id}/cgroup.events");
+    std::fs::read_to_string(v1)
+        .map(|s| s.trim().to_string())
+        .or_else(|_| {
+            std::fs::read_to_string(v2).map(|e| if e.contains("frozen 1") { "FROZEN".into() } else { "THAWED".into() })
+        })
+        .expect("a freezer cgroup")
+}
+
+#[test]
+fn pause_freezes_and_unpause_thaws_with_dockerds_answers() {
+    let d = Daemon::with_busybox();
+    d.docker(&["run", "-d", "--name", "box", "busybox", "sleep", "300"]).expect("run -d");
+    let id = full_id(&d, "box");
+    d.docker(&["pause", "box"]).expect("pause");
+    assert_eq!(freezer_state(&id), "FROZEN");
+    assert_eq!(inspect(&d, "box", "{{.State.Status}} {{.State.Paused}} {{.State.Running}}"), "paused true true");
+    let ps = d.docker(&["ps", "--format", "{{.Names}} {{.Status}}"]).expect("ps");
+    assert!(ps.contains("box Up ") && ps.contains("(Paused)"), "{ps}");
+    let paused = d.docker(&["ps", "--filter", "status=paused", "-q"]).expect("ps paused");
+    assert_eq!(paused.trim().len(), 12, "{paused}");
+
+    // What dockerd refuses on a paused container.
+    let (code, _, err) = d.out(&["pause", "box"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains(&format!("Container {id} is already paused")), "{err}");
+    let (code, _, err) = d.out(&["exec", "box", "true"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("is paused, unpause the container before exec"), "{err}");
+
+    d.docker(&["unpause", "box"]).expect("unpause");
+    assert_eq!(freezer_state(&id), "THAWED");
+    assert_eq!(inspect(&d, "box", "{{.State.Status}} {{.State.Paused}}"), "running false");
+    assert_eq!(d.docker(&["exec", "box", "echo", "alive"]).expect("exec").trim(), "alive");
+    let (code, _, err) = d.out(&["unpause", "box"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains(&format!("Container {id} is not paused")), "{err}");
+
+    // Stop and kill thaw a paused container first.
+    d.docker(&["pause", "box"]).expect("pause");
+    d.docker(&["stop", "-t", "1", "box"]).expect("stop a paused container");
+    assert_eq!(inspect(&d, "box", "{{.State.Status}} {{.State.Paused}}"), "exited false");
+    let (code, _, err) = d.out(&["pause", "box"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains(&format!("Container {id} is not running")), "{err}");
+
+    d.docker(&["run", "-d", "--name", "frozen", "busybox", "sleep", "300"]).expect("run -d");
+    d.docker(&["pause", "frozen"]).expect("pause");
+    d.docker(&["kill", "frozen"]).expect("kill a paused container");
+    assert_eq!(inspect(&d, "frozen", "{{.State.Status}} {{.State.ExitCode}}"), "exited 137");
+}
+
+#[test]
+fn kill_returns_once_the_exit_is_recorded() {
+    let d = Daemon::with_busybox();
+    for i in 0..3 {
+        let name = format!("k{i}");
+        d.docker(&["run", "-d", "--name", &name, "busybox", "sleep", "300"]).expect("run -d");
+        d.docker(&["kill", &name]).expect("kill");
+        // No wait in between: the answer to kill means it is recorded.
+        assert_eq!(inspect(&d, &name, "{{.State.Running}} {{.State.ExitCode}} {{.State.Status}}"), "false 137 exited");
+    }
+    // Another signal only signals.
+    d.docker(&["run", "-d", "--name", "usr", "busybox", "sh", "-c", "trap 'exit 3' USR1; while :; do sleep 1; done"])
+        .expect("run -d");
+    d.docker(&["kill", "-s", "USR1", "usr"]).expect("kill -s USR1");
+    assert_eq!(d.docker(&["wait", "usr"]).expect("wait").trim(), "3");
+    let (code, _, err) = d.out(&["kill", "usr"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("is not running"), "{err}");
+}
+
+#[test]
+fn top_lists_the_containers_processes_as_seen_inside() {
+    let d = Daemon::with_busybox();
+    d.docker(&["run", "-d", "--name", "box", "busybox", "sh", "-c", "sleep 301 & sleep 302"]).expect("run -d");
+    d.docker(&["exec", "-d", "-u", "nobody", "box", "sleep", "303"]).expect("exec -d");
+    // The detached exec starts in the background; give it a moment to appear.
+    let mut out = String::new();
+    for _ in 0..50 {
+        out = d.docker(&["top", "box"]).expect("top");
+        if out.contains("sleep 303") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines.next().expect("header").split_whitespace().collect();
+    assert_eq!(header, ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]);
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
+    let row = |cmd: &str| {
+        rows.iter().find(|r| r.join(" ").ends_with(cmd)).unwrap_or_else(|| panic!("no {cmd} in {out}")).clone()
+    };
+    // (busybox's sh executes its last command in place: PID 1 is that sleep.)
+    let init = row("sleep 302");
+    assert_eq!((init[0], init[1], init[2]), ("root", "1", "0"), "PID 1 inside, no parent inside: {out}");
+    let child = row("sleep 301");
+    assert_eq!(child[2], "1", "the child of the container's PID 1: {out}");
+    let exec = row("sleep 303");
+    assert_eq!(exec[0], "nobody", "the user named as the container names it: {out}");
+    assert!(exec[1].parse::<u32>().expect("pid") < 100, "a PID of the container's namespace: {out}");
+    assert_eq!(rows.len(), 3, "the container's processes only: {out}");
+
+    // ps options are honoured.
+    let aux = d.docker(&["top", "box", "aux"]).expect("top aux");
+    let titles: Vec<&str> = aux.lines().next().expect("header").split_whitespace().collect();
+    assert_eq!(titles.first(), Some(&"USER"));
+    assert!(titles.contains(&"%MEM") && titles.last() == Some(&"COMMAND"), "{aux}");
+    let (code, _, err) = d.out(&["top", "box", "-o", "comm"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("Couldn't find PID field in ps output"), "{err}");
+
+    d.docker(&["kill", "box"]).expect("kill");
+    let (code, _, err) = d.out(&["top", "box"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("is not running"), "{err}");
+}
+
+#[tokio::test]
+async fn bollard_pauses_and_tops() {
+    let d = Daemon::with_busybox();
+    d.docker(&["run", "-d", "--name", "box", "busybox", "sleep", "300"]).expect("run -d");
+    let client = bollard::Docker::connect_with_unix(&d.host, 30, bollard::API_DEFAULT_VERSION).expect("connect");
+    client.pause_container("box").await.expect("pause");
+    let info = client
+        .inspect_container("box", None::<bollard::query_parameters::InspectContainerOptions>)
+        .await
+        .expect("inspect");
+    let state = info.state.expect("state");
+    assert_eq!(state.paused, Some(true));
+    assert_eq!(state.status, Some(bollard::models::ContainerStateStatusEnum::PAUSED));
+    client.unpause_container("box").await.expect("unpause");
+    let top = client
+        .top_processes("box", Some(bollard::query_parameters::TopOptions { ps_args: "-ef".into() }))
+        .await
+        .expect("top");
+    let titles = top.titles.expect("titles");
+    let processes = top.processes.expect("processes");
+    let pid_at = titles.iter().position(|t| t == "PID").expect("PID column");
+    assert_eq!(processes.len(), 1, "{processes:?}");
+    assert_eq!(processes[0][pid_at], "1");
+    let err = client.pause_container("nope").await.expect_err("no such container");
+    assert!(matches!(err, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }), "{err:?}");
+}
