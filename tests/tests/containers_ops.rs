@@ -159,3 +159,86 @@ async fn bollard_pauses_and_tops() {
     let err = client.pause_container("nope").await.expect_err("no such container");
     assert!(matches!(err, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }), "{err:?}");
 }
+
+fn stats_doc(d: &Daemon, path: &str) -> serde_json::Value {
+    let (status, _, body) = berth_tests::raw_http(&d.sock(), "GET", path, b"").expect("stats");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).expect("stats JSON")
+}
+
+#[test]
+fn stats_report_what_the_cli_shows() {
+    let d = Daemon::with_busybox();
+    // Busy for a while, some network traffic, a memory limit.
+    let script = "gw=$(ip route | awk '/default/ {print $3}'); ping -c 2 -W 1 $gw >/dev/null; \
+                  end=$(( $(date +%s) + 20 )); while [ $(date +%s) -lt $end ]; do :; done; sleep 300";
+    d.docker(&["run", "-d", "--name", "busy", "--memory", "64m", "busybox", "sh", "-c", script]).expect("run -d");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let out = d
+        .docker(&[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.Name}}|{{.CPUPerc}}|{{.MemUsage}}|{{.NetIO}}|{{.BlockIO}}|{{.PIDs}}",
+            "busy",
+        ])
+        .expect("stats --no-stream");
+    let f: Vec<&str> = out.trim().split('|').collect();
+    assert_eq!(f.len(), 6, "{out}");
+    assert_eq!(f[0], "busy");
+    let cpu: f64 = f[1].trim_end_matches('%').parse().expect("CPU %");
+    assert!(cpu > 20.0, "a busy loop: {out}");
+    assert!(f[2].ends_with(" / 64MiB") && !f[2].starts_with("0B"), "memory against the limit: {out}");
+    assert!(!f[3].starts_with("0B /"), "the pings were received: {out}");
+    assert!(f[4].contains(" / "), "{out}");
+    assert!(f[5].parse::<u32>().expect("PIDs") >= 1, "{out}");
+
+    // The document: both samples, the host's CPU time, the container's interfaces.
+    let doc = stats_doc(&d, "/containers/busy/stats?stream=false");
+    assert_eq!(doc["name"], "/busy");
+    assert!(doc["cpu_stats"]["system_cpu_usage"].as_u64().unwrap_or(0) > 0, "{doc}");
+    assert!(doc["precpu_stats"]["system_cpu_usage"].as_u64().unwrap_or(0) > 0, "primed: {doc}");
+    assert!(doc["cpu_stats"]["online_cpus"].as_u64().unwrap_or(0) >= 1, "{doc}");
+    assert_eq!(doc["memory_stats"]["limit"], 64 << 20);
+    assert!(doc["memory_stats"]["stats"].is_object(), "{doc}");
+    assert!(doc["networks"]["eth0"]["rx_packets"].as_u64().unwrap_or(0) > 0, "{doc}");
+    assert!(doc["networks"].get("lo").is_none(), "{doc}");
+    assert!(doc["pids_stats"]["current"].as_u64().unwrap_or(0) >= 1, "{doc}");
+    let once = stats_doc(&d, "/containers/busy/stats?stream=false&one-shot=true");
+    assert!(once["precpu_stats"].get("system_cpu_usage").is_none(), "one-shot is not primed: {once}");
+    let (status, _, _) =
+        berth_tests::raw_http(&d.sock(), "GET", "/containers/busy/stats?stream=true&one-shot=true", b"").expect("bad");
+    assert_eq!(status, 400);
+
+    // A stopped container: zeros, as dockerd.
+    d.docker(&["create", "--name", "idle", "busybox", "true"]).expect("create");
+    let idle = stats_doc(&d, "/containers/idle/stats?stream=false");
+    assert_eq!(idle["read"], "0001-01-01T00:00:00Z");
+    let out =
+        d.docker(&["stats", "--no-stream", "--format", "{{.CPUPerc}} {{.MemUsage}}", "idle"]).expect("stats idle");
+    assert_eq!(out.trim(), "0.00% 0B / 0B");
+    let (status, _, _) =
+        berth_tests::raw_http(&d.sock(), "GET", "/containers/nope/stats?stream=false", b"").expect("404");
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn bollard_streams_stats_a_second_apart() {
+    use futures::StreamExt;
+    let d = Daemon::with_busybox();
+    d.docker(&["run", "-d", "--name", "box", "busybox", "sleep", "300"]).expect("run -d");
+    let client = bollard::Docker::connect_with_unix(&d.host, 30, bollard::API_DEFAULT_VERSION).expect("connect");
+    let options = bollard::query_parameters::StatsOptions { stream: true, one_shot: false };
+    let samples: Vec<_> = client.stats("box", Some(options)).take(3).collect().await;
+    let samples: Vec<_> = samples.into_iter().map(|s| s.expect("a sample")).collect();
+    assert_eq!(samples.len(), 3);
+    for pair in samples.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        let total = |c: &Option<bollard::models::ContainerCpuStats>| {
+            c.as_ref().and_then(|c| c.cpu_usage.as_ref()).and_then(|u| u.total_usage)
+        };
+        assert_eq!(total(&b.precpu_stats), total(&a.cpu_stats), "each carries the one before");
+        assert_eq!(b.preread, a.read);
+        assert_ne!(b.read, a.read);
+    }
+}

@@ -25,6 +25,7 @@ pub mod container;
 pub mod distribution;
 pub mod image;
 pub mod network;
+pub mod stats;
 pub mod stream;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

@@ -37,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .route("/containers/{id}/pause", post(post_container_pause))
         .route("/containers/{id}/unpause", post(post_container_unpause))
         .route("/containers/{id}/top", get(get_container_top))
+        .route("/containers/{id}/stats", get(get_container_stats))
         .route("/containers/{id}/wait", post(post_container_wait))
         .route("/containers/{id}/logs", get(get_container_logs))
         .route("/containers/{id}/attach", post(post_container_attach))
@@ -383,6 +384,66 @@ async fn get_container_top(State(s): State<AppState>, Path(id): Path<String>, ur
     let top = s.runtime.top(&id, p.get("ps_args").unwrap_or("")).await?;
     let processes: Vec<Vec<String>> = top.processes.into_iter().map(|r| r.values).collect();
     Ok(Json(json!({"Titles": top.titles, "Processes": processes})))
+}
+
+/// One stats sample of `id`, typed.
+async fn stats_sample(
+    runtime: &std::sync::Arc<dyn berth_runtime_api::RuntimeApi>,
+    id: &str,
+) -> berth_core::Result<berth_models::stats::Stats> {
+    let bytes = runtime.stats(id).await?;
+    berth_models::parse("stats", &bytes).map_err(Error::internal)
+}
+
+/// ContainerStats: `GET /containers/{id}/stats?stream=&one-shot=`. Streamed
+/// (the default): a sample a second, each carrying the one before as
+/// `precpu_stats`, until the container is removed or the client leaves.
+/// `stream=false` waits for a second sample so CPU % is not 0, as dockerd;
+/// `one-shot=true` answers the first at once.
+async fn get_container_stats(State(s): State<AppState>, Path(id): Path<String>, uri: Uri) -> ApiResult<Response> {
+    let p = Params::parse(uri.query());
+    let stream = p.get("stream").is_none_or(|_| p.bool("stream"));
+    let one_shot = p.bool("one-shot");
+    if stream && one_shot {
+        return Err(Error::invalid("cannot have stream=true and one-shot=true").into());
+    }
+    let c = s.runtime.inspect(&id).await?;
+    let runtime = s.runtime.clone();
+    let zero = berth_models::stats::Stats::is_empty;
+    if !stream {
+        let mut sample = stats_sample(&runtime, &c.id).await?;
+        if !one_shot && !zero(&sample) {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let mut next = stats_sample(&runtime, &c.id).await?;
+            if !zero(&next) {
+                next.precpu_stats = sample.cpu_stats;
+                next.preread = sample.read;
+            }
+            sample = next;
+        }
+        return Ok(Json(sample).into_response());
+    }
+    let id = c.id;
+    let lines = futures::stream::unfold(
+        (runtime, id, None::<berth_models::stats::Stats>),
+        |(runtime, id, previous)| async move {
+            if previous.is_some() {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            // A removed container ends the stream.
+            let mut sample = stats_sample(&runtime, &id).await.ok()?;
+            if let Some(p) = previous.as_ref().filter(|p| !p.is_empty() && !sample.is_empty()) {
+                sample.precpu_stats = p.cpu_stats.clone();
+                sample.preread = p.read.clone();
+            }
+            let line = format!("{}\n", serde_json::to_string(&sample).unwrap_or_default());
+            Some((Ok::<_, std::convert::Infallible>(Bytes::from(line)), (runtime, id, Some(sample))))
+        },
+    );
+    let mut resp = Response::new(axum::body::Body::from_stream(lines));
+    resp.headers_mut()
+        .insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
+    Ok(resp)
 }
 
 /// ContainerWait: `POST /containers/{id}/wait?condition=`. The status line and

@@ -224,6 +224,9 @@ mod tests {
         async fn top(&self, _: &str, _: &str) -> Result<berth_runtime_api::pb::TopContainerResponse> {
             Err(Error::unavailable("not in this test"))
         }
+        async fn stats(&self, _: &str) -> Result<Vec<u8>> {
+            Err(Error::unavailable("not in this test"))
+        }
     }
     #[async_trait]
     impl berth_network_api::NetworkApi for Unavailable {

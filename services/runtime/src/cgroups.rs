@@ -65,7 +65,9 @@ impl Limits {
     }
 }
 
-const V1_CONTROLLERS: [&str; 6] = ["memory", "cpu", "pids", "cpuset", "devices", "freezer"];
+/// The v1 controllers a container gets a directory in: limits, the device
+/// cgroup, the freezer (pause), and the accounting that stats reads.
+const V1_CONTROLLERS: [&str; 8] = ["memory", "cpu", "pids", "cpuset", "devices", "freezer", "cpuacct", "blkio"];
 
 fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
     fs::write(dir.join(file), value)

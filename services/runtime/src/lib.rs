@@ -22,6 +22,7 @@ pub mod seccomp;
 pub mod service;
 pub mod shim;
 pub mod spec;
+pub mod stats;
 pub mod stdio;
 pub mod store;
 pub mod volumes;

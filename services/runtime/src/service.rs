@@ -436,6 +436,10 @@ impl RuntimeApi for LocalRuntime {
         self.top_container(reference, ps_args).await
     }
 
+    async fn stats(&self, reference: &str) -> Result<Vec<u8>> {
+        self.stats_sample(reference).await
+    }
+
     async fn prune(&self, filters: Vec<Filter>) -> Result<pb::PruneContainersResponse> {
         let rule = PruneFilter::parse(&filters)?;
         let mut out = pb::PruneContainersResponse::default();

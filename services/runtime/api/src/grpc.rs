@@ -210,6 +210,14 @@ impl RuntimeService for RuntimeGrpcServer {
         let r = req.into_inner();
         Ok(Response::new(self.api.top(&r.reference, &r.ps_args).await?))
     }
+
+    async fn container_stats(
+        &self,
+        req: Request<pb::ContainerStatsRequest>,
+    ) -> Result<Response<pb::ContainerStatsResponse>, Status> {
+        let stats = self.api.stats(&req.into_inner().reference).await?;
+        Ok(Response::new(pb::ContainerStatsResponse { stats }))
+    }
 }
 
 type OutputStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::StreamOutput, Status>> + Send>>;
@@ -381,6 +389,11 @@ impl RuntimeApi for RuntimeGrpcClient {
     async fn top(&self, reference: &str, ps_args: &str) -> Result<pb::TopContainerResponse> {
         let req = pb::TopContainerRequest { reference: reference.into(), ps_args: ps_args.into() };
         Ok(self.inner.clone().top_container(req).await.map_err(err)?.into_inner())
+    }
+
+    async fn stats(&self, reference: &str) -> Result<Vec<u8>> {
+        let req = pb::ContainerStatsRequest { reference: reference.into() };
+        Ok(self.inner.clone().container_stats(req).await.map_err(err)?.into_inner().stats)
     }
 }
 

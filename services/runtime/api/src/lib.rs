@@ -65,4 +65,6 @@ pub trait RuntimeApi: Send + Sync + 'static {
     async fn pause(&self, reference: &str, unpause: bool) -> Result<()>;
     /// A running container's processes, as `ps ps_args` shows them.
     async fn top(&self, reference: &str, ps_args: &str) -> Result<pb::TopContainerResponse>;
+    /// One sample of a container's resource use (Docker's stats JSON).
+    async fn stats(&self, reference: &str) -> Result<Vec<u8>>;
 }

@@ -1,5 +1,6 @@
-//! Freezing and thawing a running container (`docker pause`), and listing its
-//! processes (`docker top`).
+//! Freezing and thawing a running container (`docker pause`), and looking
+//! inside a running one: its processes (`docker top`) and its resource use
+//! (`docker stats`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -47,6 +48,26 @@ impl LocalRuntime {
             self.store.set_state(&c.id, &state).await?;
         }
         Ok(())
+    }
+
+    /// One stats sample: Docker's document with the container's name and ID,
+    /// zeroed when it is not running (as dockerd answers).
+    pub(crate) async fn stats_sample(&self, reference: &str) -> Result<Vec<u8>> {
+        let c = self.resolve(reference).await?;
+        let (name, id) = (format!("/{}", c.name), c.id.clone());
+        if status(&c) != ContainerStatus::Running && status(&c) != ContainerStatus::Paused {
+            let empty = berth_models::stats::Stats::empty(name, id);
+            return Ok(berth_models::to_vec(&empty));
+        }
+        let pid = c.state.as_ref().map(|s| s.pid).unwrap_or(0);
+        let own_network = !crate::record::host_config(&c).map(|h| h.host_network()).unwrap_or(false);
+        let root = self.host.cgroup_root.clone();
+        let mut stats = tokio::task::spawn_blocking(move || crate::stats::sample(&root, &id, pid, own_network))
+            .await
+            .map_err(|e| Error::internal(e.to_string()))?;
+        stats.name = name;
+        stats.id = c.id;
+        Ok(berth_models::to_vec(&stats))
     }
 
     /// The container's processes as `ps PS_ARGS` (default `-ef`) shows them,
