@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "berth/runtime/v1/runtime.proto",
         "berth/network/v1/network.proto",
         "berth/volume/v1/volume.proto",
+        "berth/events/v1/events.proto",
     ];
     println!("cargo:rerun-if-changed=berth");
     tonic_prost_build::configure()

@@ -78,14 +78,21 @@ async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     berth_core::perms::ensure_dir(&config.exec_root, 0o711)?;
     take_pidfile(&config.pidfile)?;
     let root = &config.data_root;
+    // One bus for every service: `docker events` in the order things happened.
+    let events = Arc::new(berth_core::events::EventBus::new());
     let images =
         berth_image::service::LocalImageService::open_with(&root.join("image"), config.registry.clone()).await?;
-    let images = Arc::new(images);
+    let images = Arc::new(images.with_events(events.clone()));
     let network_config = berth_network::NetworkConfig { bridge: config.bridge.clone() };
-    let networks = Arc::new(berth_network::LocalNetwork::open(&root.join("network"), network_config).await?);
-    let runtime_config =
-        berth_runtime::RuntimeConfig { log_opts: config.log_opts.clone(), no_new_privileges: config.no_new_privileges };
-    let volumes = Arc::new(berth_volume::LocalVolumes::open(&root.join("volume")).await?);
+    let networks = berth_network::LocalNetwork::open(&root.join("network"), network_config).await?;
+    let networks = Arc::new(networks.with_events(events.clone()));
+    let runtime_config = berth_runtime::RuntimeConfig {
+        log_opts: config.log_opts.clone(),
+        no_new_privileges: config.no_new_privileges,
+        events: events.clone(),
+    };
+    let volumes = berth_volume::LocalVolumes::open(&root.join("volume")).await?;
+    let volumes = Arc::new(volumes.with_events(events.clone()));
     let runtime = berth_runtime::LocalRuntime::open(
         &root.join("runtime"),
         images.clone(),
@@ -99,6 +106,7 @@ async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         runtime: Arc::new(runtime),
         networks,
         volumes,
+        events: vec![events],
         info: Arc::new(DaemonInfo {
             data_root: config.data_root.clone(),
             exec_root: config.exec_root.clone(),

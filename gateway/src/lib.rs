@@ -53,6 +53,8 @@ pub struct AppState {
     pub networks: Arc<dyn NetworkApi>,
     /// The volume service.
     pub volumes: Arc<dyn VolumeApi>,
+    /// Where events come from: one shared bus in `berthd`, each service's in split mode.
+    pub events: Vec<Arc<dyn berth_core::events::EventSource>>,
     /// Daemon facts.
     pub info: Arc<DaemonInfo>,
     /// Fires when the daemon shuts down: long-lived streams (wait, follow, attach,

@@ -48,6 +48,13 @@ async fn main() -> anyhow::Result<()> {
         runtime: Arc::new(berth_runtime_api::RuntimeGrpcClient::new(channel(&args.runtime_addr)?)),
         networks: Arc::new(berth_network_api::NetworkGrpcClient::new(channel(&args.network_addr)?)),
         volumes: Arc::new(berth_volume_api::VolumeGrpcClient::new(channel(&args.volume_addr)?)),
+        events: [&args.image_addr, &args.runtime_addr, &args.network_addr, &args.volume_addr]
+            .into_iter()
+            .map(|a| {
+                Ok(Arc::new(berth_core::events::EventsGrpcClient::new(channel(a)?))
+                    as Arc<dyn berth_core::events::EventSource>)
+            })
+            .collect::<berth_core::Result<_>>()?,
         info: Arc::new(DaemonInfo {
             data_root: config.data_root.clone(),
             exec_root: config.exec_root.clone(),

@@ -89,3 +89,8 @@ pub mod volume {
         tonic::include_proto!("berth.volume.v1");
     }
 }
+pub mod events {
+    pub mod v1 {
+        tonic::include_proto!("berth.events.v1");
+    }
+}

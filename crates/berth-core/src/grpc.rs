@@ -122,8 +122,14 @@ impl<S> GrpcService for S where
 {
 }
 
-/// Serves one Berth gRPC service with health and reflection on `addr` until `shutdown` fires.
-pub async fn serve<S: GrpcService>(addr: &Addr, service: S, shutdown: CancellationToken) -> Result<()> {
+/// Serves one Berth gRPC service, its events stream ([`crate::events`]),
+/// health and reflection on `addr` until `shutdown` fires.
+pub async fn serve<S: GrpcService>(
+    addr: &Addr,
+    service: S,
+    events: std::sync::Arc<crate::events::EventBus>,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<S>().await;
     let reflection = tonic_reflection::server::Builder::configure()
@@ -135,6 +141,7 @@ pub async fn serve<S: GrpcService>(addr: &Addr, service: S, shutdown: Cancellati
         .layer(tower::layer::layer_fn(|inner| TraceCalls { inner }))
         .add_service(health)
         .add_service(reflection)
+        .add_service(crate::events::events_server(events))
         .add_service(service);
     let name = S::NAME;
     let stop = {

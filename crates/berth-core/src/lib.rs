@@ -8,12 +8,14 @@
 //! - [`shutdown`]: the one SIGINT/SIGTERM path, as a cancellation token.
 //! - [`db`]: opening a service's SQLite database and running its migrations.
 //! - [`service`]: the flags and start-up of every service binary.
+//! - [`events`]: Docker's events: each service's bus, and its gRPC stream.
 
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "db")]
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod grpc;
 pub mod id;
 pub mod perms;

@@ -57,11 +57,12 @@ pub fn raise_open_files_limit() {
 }
 
 /// Runs service `name`: sets up logging and signals, opens the service's state
-/// under `<data-root>/<name>` with `open`, and serves it until SIGTERM or SIGINT.
+/// under `<data-root>/<name>` with `open` (which answers the service and the
+/// bus it publishes events on), and serves both until SIGTERM or SIGINT.
 pub async fn run<S, F, Fut>(name: &str, args: ServiceArgs, open: F) -> Result<()>
 where
     F: FnOnce(PathBuf) -> Fut,
-    Fut: Future<Output = Result<S>>,
+    Fut: Future<Output = Result<(S, std::sync::Arc<crate::events::EventBus>)>>,
     S: crate::grpc::GrpcService,
 {
     telemetry::init(&args.log_level, args.log_format);
@@ -70,8 +71,8 @@ where
     let listen = args.listen.unwrap_or_else(|| Addr::Unix(Path::new("/run/berth").join(format!("{name}.sock"))));
     check_listen(&listen, args.insecure_tcp)?;
     crate::perms::ensure_dir(&args.data_root, crate::perms::DATA_ROOT)?;
-    let service = open(args.data_root.join(name)).await?;
-    crate::grpc::serve(&listen, service, shutdown).await
+    let (service, events) = open(args.data_root.join(name)).await?;
+    crate::grpc::serve(&listen, service, events, shutdown).await
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! dockerd's JSON 404, wrong methods a JSON 405.
 
 mod containers;
+mod events;
 mod images;
 mod resources;
 mod streams;
@@ -27,6 +28,7 @@ use crate::error::message;
 pub fn app(state: AppState) -> Router {
     let routes = Router::new()
         .merge(system::router())
+        .merge(events::router())
         .merge(images::router())
         .merge(containers::router())
         .merge(resources::router())
@@ -133,6 +135,7 @@ mod tests {
             runtime: Arc::new(Unavailable),
             networks: Arc::new(Unavailable),
             volumes: Arc::new(Unavailable),
+            events: vec![],
             info: Arc::new(DaemonInfo { data_root: "/d".into(), exec_root: "/e".into(), id: "x".into(), debug: false }),
             shutdown: Default::default(),
         })

@@ -44,9 +44,9 @@ async fn main() -> anyhow::Result<()> {
         allow_nondistributable: args.allow_nondistributable,
     };
     berth_core::service::run("image", args.service, |dir| async move {
-        Ok(berth_image::server::ImageGrpcServer::service(Arc::new(
-            berth_image::service::LocalImageService::open_with(&dir, registry).await?,
-        )))
+        let images = berth_image::service::LocalImageService::open_with(&dir, registry).await?;
+        let events = images.events();
+        Ok((berth_image::server::ImageGrpcServer::service(Arc::new(images)), events))
     })
     .await?;
     Ok(())

@@ -36,6 +36,8 @@ pub struct LocalImageService {
     pub(crate) registry: Arc<crate::registry::RegistryConfig>,
     /// Layers pulls are unpacking or have unpacked but not committed yet.
     pub(crate) pending: Arc<PendingLayers>,
+    /// Where image events go.
+    pub(crate) events: Arc<berth_core::events::EventBus>,
 }
 
 /// Layers on disk the store does not know yet, because the pulls that unpack
@@ -162,7 +164,34 @@ impl LocalImageService {
             write: Arc::new(Mutex::new(())),
             registry: Arc::new(crate::registry::RegistryConfig::default()),
             pending: Arc::new(PendingLayers::default()),
+            events: Default::default(),
         }
+    }
+
+    /// Publishes on `bus` instead of a bus of its own (`berthd` shares one).
+    pub fn with_events(mut self, bus: Arc<berth_core::events::EventBus>) -> Self {
+        self.events = bus;
+        self
+    }
+
+    /// The bus this service publishes on.
+    pub fn events(&self) -> Arc<berth_core::events::EventBus> {
+        self.events.clone()
+    }
+
+    /// `untag` and `delete` events for what a removal did.
+    fn emit_deletes(&self, id: &str, items: &[pb::DeleteItem]) {
+        for item in items.iter().filter_map(|i| i.item.as_ref()) {
+            match item {
+                pb::delete_item::Item::Untagged(r) => self.emit("untag", id, r),
+                pb::delete_item::Item::Deleted(d) => self.emit("delete", d, d),
+            }
+        }
+    }
+
+    /// An image event: the image (or reference) and its `name`.
+    fn emit(&self, action: &str, id: &str, name: &str) {
+        self.events.publish("image", action, id, [("name", name)]);
     }
 
     /// Removes content no record names (leftovers of a crash or a failed load).
@@ -568,7 +597,9 @@ impl ImageApi for LocalImageService {
         {
             return Err(Error::invalid("refusing to create an ambiguous tag using digest algorithm as name"));
         }
-        self.store.tag(&target, &rec.id, &berth_core::id::now_rfc3339()).await
+        self.store.tag(&target, &rec.id, &berth_core::id::now_rfc3339()).await?;
+        self.emit("tag", &rec.id, &target);
+        Ok(())
     }
 
     async fn remove(&self, reference: &str, force: bool, keep_image: bool) -> Result<Vec<pb::DeleteItem>> {
@@ -611,6 +642,7 @@ impl ImageApi for LocalImageService {
                 }
             }
         }
+        self.emit_deletes(&rec.id, &items);
         Ok(items)
     }
 
@@ -651,6 +683,9 @@ impl ImageApi for LocalImageService {
     async fn load(&self, input: ByteStream) -> Result<Vec<pb::LoadedImage>> {
         let _w = self.write.lock().await;
         let out = self.load_locked(input).await;
+        for l in out.iter().flatten() {
+            self.emit("load", &l.id, if l.reference.is_empty() { &l.id } else { &l.reference });
+        }
         if out.is_err() {
             // Blobs or layers staged before the failure are unreferenced: drop them now.
             if let Err(e) = self.sweep().await {
@@ -727,6 +762,9 @@ impl ImageApi for LocalImageService {
     async fn import(&self, options: pb::ImportOptions, input: ByteStream) -> Result<String> {
         let _w = self.write.lock().await;
         let out = self.import_locked(options, input).await;
+        if let Ok(id) = &out {
+            self.emit("import", id, id);
+        }
         if out.is_err()
             && let Err(e) = self.sweep().await
         {

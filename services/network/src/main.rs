@@ -22,7 +22,8 @@ async fn main() -> anyhow::Result<()> {
     let config = berth_network::NetworkConfig { bridge: args.bridge };
     berth_core::service::run("network", args.service, |dir| async move {
         let network = berth_network::LocalNetwork::open(&dir, config).await?;
-        Ok(berth_network::NetworkGrpcServer::service(Arc::new(network)))
+        let events = network.events();
+        Ok((berth_network::NetworkGrpcServer::service(Arc::new(network)), events))
     })
     .await?;
     Ok(())

@@ -40,6 +40,8 @@ pub struct LocalNetwork {
     alloc: tokio::sync::Mutex<()>,
     /// The embedded DNS of the containers on user-defined networks.
     dns: Arc<Dns>,
+    /// Where network events go.
+    events: Arc<berth_core::events::EventBus>,
 }
 
 /// Serializes the choice of subnets between Berth daemons on one host (tests run
@@ -92,7 +94,33 @@ impl LocalNetwork {
 
     /// A service over any store.
     pub fn with_store(store: Arc<dyn NetworkStore>) -> Self {
-        Self { store, table: String::new(), alloc: tokio::sync::Mutex::new(()), dns: Arc::new(Dns::default()) }
+        Self {
+            store,
+            table: String::new(),
+            alloc: tokio::sync::Mutex::new(()),
+            dns: Arc::new(Dns::default()),
+            events: Default::default(),
+        }
+    }
+
+    /// Publishes on `bus` instead of a bus of its own (`berthd` shares one).
+    pub fn with_events(mut self, bus: Arc<berth_core::events::EventBus>) -> Self {
+        self.events = bus;
+        self
+    }
+
+    /// The bus this service publishes on.
+    pub fn events(&self) -> Arc<berth_core::events::EventBus> {
+        self.events.clone()
+    }
+
+    /// A network event with dockerd's attributes (`name`, `type`, and the container).
+    fn emit(&self, action: &str, id: &str, name: &str, container: Option<&str>) {
+        let mut attributes = vec![("name", name.to_string()), ("type", "bridge".to_string())];
+        if let Some(c) = container {
+            attributes.push(("container", c.to_string()));
+        }
+        self.events.publish("network", action, id, attributes);
     }
 
     /// Rebuilds the embedded DNS's view of who is where from the store.
@@ -410,6 +438,7 @@ impl NetworkApi for LocalNetwork {
             self.start_resolver(&req.container_id, req.pid, &req.dns_servers).await?;
         }
         tracing::info!(container = %req.container_id, network = %net.name, ip = %e.ip, "container connected");
+        self.emit("connect", &net.id, &net.name, Some(&req.container_id));
         let mut endpoint = endpoint_pb(&net, &subnet, &e);
         if net.name != "bridge" {
             endpoint.resolver = dns::ADDRESS.to_string();
@@ -510,6 +539,7 @@ impl NetworkApi for LocalNetwork {
             return Err(e);
         }
         tracing::info!(name = %n.name, subnet = %n.subnet, bridge = %bridge, "network created");
+        self.emit("create", &n.id, &n.name, None);
         self.sync_rules().await?;
         Ok(n)
     }
@@ -538,6 +568,7 @@ impl NetworkApi for LocalNetwork {
         }
         self.store.delete_network(&n.id).await?;
         tracing::info!(name = %n.name, "network removed");
+        self.emit("destroy", &n.id, &n.name, None);
         self.sync_rules().await
     }
 
@@ -678,6 +709,8 @@ impl NetworkApi for LocalNetwork {
             // Usually gone already: the kernel removes the pair with the container's namespace.
             netlink::delete_link(&e.host_veth).await?;
             self.store.delete_endpoint(&e.network_id, container_id).await?;
+            let name = self.store.networks().await?.into_iter().find(|n| n.id == e.network_id).map(|n| n.name);
+            self.emit("disconnect", &e.network_id, &name.unwrap_or_default(), Some(container_id));
         }
         self.refresh_dns().await?;
         if target.is_none() || !self.dns.wants(container_id) {

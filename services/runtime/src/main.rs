@@ -45,7 +45,8 @@ async fn main() -> anyhow::Result<()> {
     let volumes = Arc::new(berth_volume_api::VolumeGrpcClient::new(channel(&args.volume_addr)?));
     berth_core::service::run("runtime", args.service, |dir| async move {
         let runtime = berth_runtime::LocalRuntime::open(&dir, images, networks, volumes, config).await?;
-        Ok(berth_runtime::RuntimeGrpcServer::service(Arc::new(runtime)))
+        let events = runtime.events();
+        Ok((berth_runtime::RuntimeGrpcServer::service(Arc::new(runtime)), events))
     })
     .await?;
     Ok(())

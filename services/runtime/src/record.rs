@@ -41,6 +41,28 @@ pub fn status(c: &pb::Container) -> ContainerStatus {
     c.state.as_ref().map(|s| ContainerStatus::parse(&s.status)).unwrap_or(ContainerStatus::Created)
 }
 
+/// The attributes of a container's events: its name, image and labels.
+pub fn event_attributes(c: &pb::Container) -> std::collections::BTreeMap<String, String> {
+    // The labels live in the container's config (the record's own list is for
+    // filters that predate it).
+    let mut labels: std::collections::BTreeMap<String, String> =
+        c.labels.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
+    labels.extend(config(c).ok().and_then(|cfg| cfg.labels).unwrap_or_default());
+    berth_core::events::container_attributes(&c.name, &c.image, &labels)
+}
+
+/// Publishes a container event on `bus` with the container's attributes and `extra`.
+pub fn emit<const N: usize>(
+    bus: &berth_core::events::EventBus,
+    c: &pb::Container,
+    action: &str,
+    extra: [(&str, String); N],
+) {
+    let mut attributes = event_attributes(c);
+    attributes.extend(extra.into_iter().map(|(k, v)| (k.to_string(), v)));
+    bus.publish("container", action, &c.id, attributes);
+}
+
 /// A state with `status` and defaults elsewhere.
 pub fn state(status: ContainerStatus) -> pb::ContainerState {
     pb::ContainerState { status: status.as_str().into(), ..Default::default() }

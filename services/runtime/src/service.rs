@@ -24,6 +24,8 @@ pub struct RuntimeConfig {
     pub log_opts: std::collections::BTreeMap<String, String>,
     /// `no-new-privileges` for containers whose `--security-opt` does not say.
     pub no_new_privileges: bool,
+    /// Where container events go (`berthd` shares one bus between services).
+    pub events: Arc<berth_core::events::EventBus>,
 }
 
 /// The runtime service.
@@ -121,6 +123,17 @@ fn conflict_name(name: &str, id: &str) -> Error {
 }
 
 impl LocalRuntime {
+    /// Publishes a container event (`create`, `start`, `die`, ...) with the
+    /// container's name, image and labels and `extra` attributes.
+    pub(crate) fn emit<const N: usize>(&self, c: &pb::Container, action: &str, extra: [(&str, String); N]) {
+        crate::record::emit(&self.config.events, c, action, extra);
+    }
+
+    /// The bus this runtime publishes on.
+    pub fn events(&self) -> Arc<berth_core::events::EventBus> {
+        self.config.events.clone()
+    }
+
     /// Opens the service's state under `dir` (`<data-root>/runtime`).
     pub async fn open(
         dir: &Path,
@@ -303,6 +316,7 @@ impl RuntimeApi for LocalRuntime {
             });
         }
         tracing::info!(id = %id, name = %name, "container created");
+        self.emit(&container, "create", []);
         Ok(pb::CreateContainerResponse { id, warnings: vec![] })
     }
 
@@ -341,6 +355,8 @@ impl RuntimeApi for LocalRuntime {
         {
             tracing::warn!(id = %c.id, error = %e, "rename the container's endpoints");
         }
+        let renamed = pb::Container { name: new_name, ..c.clone() };
+        self.emit(&renamed, "rename", [("oldName", format!("/{}", c.name))]);
         Ok(())
     }
 
@@ -369,6 +385,7 @@ impl RuntimeApi for LocalRuntime {
             tracing::warn!(id = %c.id, error = %e, "release the container's addresses");
         }
         tracing::info!(id = %c.id, name = %c.name, "container removed");
+        self.emit(&c, "destroy", []);
         Ok(())
     }
 

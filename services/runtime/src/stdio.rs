@@ -95,6 +95,7 @@ impl LocalRuntime {
         if status(&c) == ContainerStatus::Paused {
             return Err(Error::conflict("You cannot attach to a paused container, unpause it first"));
         }
+        self.emit(&c, "attach", []);
         if status(&c).can_exec() {
             let (reply, conn) = shim::request(&bundle, &request).await?;
             reply.into_result().map_err(|(_, msg)| Error::internal(msg))?;
@@ -170,6 +171,7 @@ impl LocalRuntime {
             return Err(Error::invalid("No exec command specified"));
         }
         let id = berth_core::id::random_id();
+        self.emit(&c, &format!("exec_create: {}", config.cmd.as_slice().join(" ")), [("execID", id.clone())]);
         let rec =
             ExecRecord { id: id.clone(), container_id: c.id.clone(), config, started: false, pid: 0, exit_code: None };
         lock(&self.execs).insert(id.clone(), rec);
@@ -272,10 +274,12 @@ impl LocalRuntime {
         let (reply, conn) = shim::request(&bundle, &request).await?;
         let execs = self.execs.clone();
         let id = rec.id.clone();
+        let (bus, container) = (self.config.events.clone(), c.clone());
         let set_exit = move |code: i64| {
             if let Some(r) = lock(&execs).get_mut(&id) {
                 r.exit_code = Some(code);
             }
+            record::emit(&bus, &container, "exec_die", [("execID", id.clone()), ("exitCode", code.to_string())]);
         };
         if let Err((code, msg)) = reply.clone().into_result() {
             let code = if code == 125 || code == 128 { 126 } else { i64::from(code) };
@@ -296,6 +300,7 @@ impl LocalRuntime {
             r.pid = exec_pid;
         }
         tracing::info!(container = %c.id, exec = %rec.id, pid = exec_pid, "exec started");
+        self.emit(&c, &format!("exec_start: {}", cfg.cmd.as_slice().join(" ")), [("execID", rec.id.clone())]);
         if detach {
             return Ok(Box::pin(futures::stream::empty()));
         }

@@ -17,7 +17,9 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     berth_core::service::run("volume", args.service, |dir| async move {
-        Ok(berth_volume::VolumeGrpcServer::service(Arc::new(berth_volume::LocalVolumes::open(&dir).await?)))
+        let volumes = berth_volume::LocalVolumes::open(&dir).await?;
+        let events = volumes.events();
+        Ok((berth_volume::VolumeGrpcServer::service(Arc::new(volumes)), events))
     })
     .await?;
     Ok(())

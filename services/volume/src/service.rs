@@ -22,6 +22,8 @@ pub struct LocalVolumes {
     store: Arc<dyn VolumeStore>,
     /// `<data-root>/volume/volumes`: one directory per volume.
     root: PathBuf,
+    /// Where volume events go.
+    events: Arc<berth_core::events::EventBus>,
     /// Create, use, release and remove are check-then-act; one at a time.
     lock: tokio::sync::Mutex<()>,
 }
@@ -71,7 +73,18 @@ impl LocalVolumes {
 
     /// A service over any store, keeping volumes under `root`.
     pub fn new(store: Arc<dyn VolumeStore>, root: PathBuf) -> Self {
-        Self { store, root, lock: tokio::sync::Mutex::new(()) }
+        Self { store, root, lock: tokio::sync::Mutex::new(()), events: Default::default() }
+    }
+
+    /// Publishes on `bus` instead of a bus of its own (`berthd` shares one).
+    pub fn with_events(mut self, bus: Arc<berth_core::events::EventBus>) -> Self {
+        self.events = bus;
+        self
+    }
+
+    /// The bus this service publishes on.
+    pub fn events(&self) -> Arc<berth_core::events::EventBus> {
+        self.events.clone()
     }
 
     /// A service over any store, with volumes under a temporary directory.
@@ -156,6 +169,7 @@ impl LocalVolumes {
             return Err(e);
         }
         tracing::info!(name = %name, anonymous = req.anonymous, "volume created");
+        self.events.publish("volume", "create", &name, [("driver", "local")]);
         Ok(v)
     }
 
@@ -180,6 +194,7 @@ impl LocalVolumes {
         }
         self.store.delete(&v.name).await?;
         tracing::info!(name = %v.name, "volume removed");
+        self.events.publish("volume", "destroy", &v.name, [("driver", v.driver.as_str())]);
         Ok(size)
     }
 }

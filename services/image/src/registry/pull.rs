@@ -432,6 +432,13 @@ impl LocalImageService {
         let r = Reference::parse(&req.reference)?;
         let resolved = resolve(&self.registry, &r, &req.platform, auth_of(req.auth.as_ref())).await?;
         let result = self.pull_resolved(&r, &resolved, &tx).await;
+        if result.is_ok() {
+            let name = match &r.digest {
+                Some(d) => format!("{}@{d}", r.name),
+                None => r.tagged(),
+            };
+            self.events.publish("image", "pull", &name, [("name", name.as_str())]);
+        }
         if result.is_err() {
             // Layers of this pull that are unpacked stay pending (the next attempt
             // uses them); what a failed unpack left is swept.

@@ -55,6 +55,8 @@ impl LocalRuntime {
         let networks = self.networks.clone();
         let volumes = self.volumes.clone();
         let host = self.host.clone();
+        let bus = self.config.events.clone();
+        let container = c.clone();
         let id = c.id.clone();
         let pid = c.state.as_ref().map(|s| s.pid).unwrap_or(0);
         let auto_remove = record::host_config(c).map(|h| h.auto_remove).unwrap_or(false);
@@ -77,6 +79,10 @@ impl LocalRuntime {
                 tracing::warn!(id = %id, error = %e, "record exit");
             }
             tracing::info!(id = %id, code, "container exited");
+            if oom {
+                record::emit(&bus, &container, "oom", []);
+            }
+            record::emit(&bus, &container, "die", [("exitCode", code.to_string())]);
             let _ = host.events.send(Event::Exited(id.clone(), code));
             if auto_remove {
                 // Volumes first: `docker run --rm` returns once the container is gone.
@@ -85,6 +91,7 @@ impl LocalRuntime {
                     tracing::warn!(id = %id, error = %e, "auto-remove");
                 }
                 host.forget(&id);
+                record::emit(&bus, &container, "destroy", []);
             }
             // Clean-up nobody waits for: removing cgroups and the rest of the
             // veth pair waits on the kernel tearing the namespaces down.
@@ -112,7 +119,9 @@ impl LocalRuntime {
             return Err(Error::conflict(format!("Container {} is not running", c.id)));
         }
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
-            .map_err(|e| Error::internal(format!("kill {pid}: {e}")))
+            .map_err(|e| Error::internal(format!("kill {pid}: {e}")))?;
+        self.emit(&c, "kill", [("signal", (sig as i32).to_string())]);
+        Ok(())
     }
 
     async fn wait_exit(&self, rx: &mut broadcast::Receiver<Event>, id: &str, timeout: Option<Duration>) -> Option<i64> {
@@ -179,6 +188,7 @@ impl LocalRuntime {
         if self.wait_exit(&mut rx, &c.id, Some(Duration::from_secs(timeout.max(0) as u64))).await.is_none() {
             self.kill_and_wait(&c).await?;
         }
+        self.emit(&c, "stop", []);
         Ok(false)
     }
 

@@ -27,7 +27,9 @@ impl LocalRuntime {
         } else if !now.can_pause() {
             return Err(Error::conflict(format!("Container {} is not running", c.id)));
         }
-        self.set_frozen(&c, !unpause).await
+        self.set_frozen(&c, !unpause).await?;
+        self.emit(&c, if unpause { "unpause" } else { "pause" }, []);
+        Ok(())
     }
 
     /// Thaws `c` if it is paused (stop and kill do, as on dockerd).

@@ -162,6 +162,7 @@ impl LocalRuntime {
         running.state = Some(state);
         self.spawn_watch(&running);
         tracing::info!(id = %c.id, pid, "container started");
+        self.emit(c, "start", []);
         Ok(false)
     }
 
