@@ -89,12 +89,24 @@ fn since(rfc3339: &str) -> i64 {
     berth_core::id::parse_rfc3339(rfc3339).map(|t| (time::OffsetDateTime::now_utc() - t).whole_seconds()).unwrap_or(0)
 }
 
+/// The container's `State.Health`, if it has a healthcheck.
+fn health_of(st: &pb::ContainerState) -> Option<berth_models::container::Health> {
+    (!st.health.is_empty()).then(|| doc(&st.health))
+}
+
 /// The `Status` column of `docker ps`.
 fn status_text(c: &pb::Container) -> String {
     let st = state_of(c);
     match st.status.as_str() {
         "created" => "Created".into(),
-        "running" => format!("Up {}", human_duration(since(&st.started_at))),
+        "running" => {
+            let up = format!("Up {}", human_duration(since(&st.started_at)));
+            match health_of(&st).map(|h| h.status) {
+                Some(s) if s == "starting" => format!("{up} (health: starting)"),
+                Some(s) if !s.is_empty() => format!("{up} ({s})"),
+                _ => up,
+            }
+        }
         "paused" => format!("Up {} (Paused)", human_duration(since(&st.started_at))),
         "exited" => format!("Exited ({}) {} ago", st.exit_code, human_duration(since(&st.finished_at))),
         "dead" => "Dead".into(),
@@ -234,7 +246,7 @@ fn inspect_json(c: &pb::Container) -> Value {
         error: st.error.clone(),
         started_at: if st.started_at.is_empty() { ZERO_TIME.into() } else { st.started_at.clone() },
         finished_at: if st.finished_at.is_empty() { ZERO_TIME.into() } else { st.finished_at.clone() },
-        health: None,
+        health: health_of(&st),
     };
     json!({
         "Id": c.id,

@@ -73,8 +73,26 @@ pub fn merge_config(user: &ContainerConfig, image: &ContainerConfig) -> Containe
     take(&mut out.user, &image.user);
     take(&mut out.working_dir, &image.working_dir);
     take(&mut out.stop_signal, &image.stop_signal);
-    if out.healthcheck.is_none() {
-        out.healthcheck.clone_from(&image.healthcheck);
+    // The healthcheck field by field: what the user left empty comes from the image.
+    match (&mut out.healthcheck, &image.healthcheck) {
+        (None, theirs) => out.healthcheck.clone_from(theirs),
+        (Some(mine), Some(theirs)) => {
+            if mine.test.is_empty() {
+                mine.test.clone_from(&theirs.test);
+            }
+            for (m, t) in [
+                (&mut mine.interval, theirs.interval),
+                (&mut mine.timeout, theirs.timeout),
+                (&mut mine.start_period, theirs.start_period),
+                (&mut mine.start_interval, theirs.start_interval),
+                (&mut mine.retries, theirs.retries),
+            ] {
+                if *m == 0 {
+                    *m = t;
+                }
+            }
+        }
+        (Some(_), None) => {}
     }
     if out.shell.is_empty() && !image.shell.is_empty() {
         out.shell = image.shell.clone();
@@ -115,6 +133,26 @@ pub fn command_line(config: &ContainerConfig) -> Result<(String, Vec<String>)> {
     }
     let path = argv.remove(0);
     Ok((path, argv))
+}
+
+/// Checks a healthcheck as dockerd does at create: durations are 0 (the
+/// default) or at least 1 ms, retries are not negative.
+pub fn validate_healthcheck(h: Option<&berth_models::container::HealthConfig>) -> Result<()> {
+    let Some(h) = h else { return Ok(()) };
+    for (what, d) in [
+        ("Interval", h.interval),
+        ("Timeout", h.timeout),
+        ("StartPeriod", h.start_period),
+        ("StartInterval", h.start_interval),
+    ] {
+        if d != 0 && d < 1_000_000 {
+            return Err(Error::invalid(format!("{what} in Healthcheck cannot be less than 1ms")));
+        }
+    }
+    if h.retries < 0 {
+        return Err(Error::invalid("Retries in Healthcheck cannot be negative"));
+    }
+    Ok(())
 }
 
 /// Checks the resource values of a HostConfig that dockerd checks at create.

@@ -28,7 +28,9 @@ pub struct RuntimeConfig {
     pub events: Arc<berth_core::events::EventBus>,
 }
 
-/// The runtime service.
+/// The runtime service. Cloning shares everything (the clones are the same
+/// service, for tasks such as health monitors).
+#[derive(Clone)]
 pub struct LocalRuntime {
     pub(crate) store: Arc<dyn ContainerStore>,
     pub(crate) images: Arc<dyn ImageApi>,
@@ -227,9 +229,22 @@ impl LocalRuntime {
             None => None,
         };
         let (ids, names, labels) = (values("id"), values("name"), values("label"));
+        let healths = values("health");
+        if let Some(h) = healths.iter().find(|h| !matches!(**h, "starting" | "healthy" | "unhealthy" | "none")) {
+            return Err(Error::invalid(format!("Unrecognised filter value for health: {h}")));
+        }
+        let health_of = |c: &pb::Container| -> String {
+            c.state
+                .as_ref()
+                .filter(|s| !s.health.is_empty())
+                .and_then(|s| berth_models::parse::<berth_models::container::Health>("health", &s.health).ok())
+                .map(|h| h.status)
+                .unwrap_or_else(|| "none".into())
+        };
         Ok(list
             .into_iter()
             .filter(|c| ids.is_empty() || ids.iter().any(|i| c.id.starts_with(i)))
+            .filter(|c| healths.is_empty() || healths.contains(&health_of(c).as_str()))
             .filter(|c| names.is_empty() || names.iter().any(|n| c.name.contains(n.trim_start_matches('/'))))
             .filter(|c| statuses.is_empty() || statuses.contains(&status(c)))
             .filter(|c| {
@@ -257,6 +272,7 @@ impl RuntimeApi for LocalRuntime {
         let user = body.config;
         let host_config = with_log_defaults(body.host_config, &self.config.log_opts);
         validate_host_config(&host_config)?;
+        crate::create::validate_healthcheck(user.healthcheck.as_ref())?;
         // A named network is looked up at start, as dockerd does (a 404 here would
         // make the docker CLI try to pull the image).
         // Binds, mounts and tmpfs are checked now, so a bad one fails create as in dockerd.

@@ -314,6 +314,16 @@ impl LocalRuntime {
         })))
     }
 
+    /// The host PID of a started exec.
+    pub(crate) fn exec_pid(&self, id: &str) -> Option<i64> {
+        lock(&self.execs).get(id).map(|r| r.pid)
+    }
+
+    /// Forgets one exec (a health probe's, once it is judged).
+    pub(crate) fn forget_exec(&self, id: &str) {
+        lock(&self.execs).remove(id);
+    }
+
     /// Forgets the execs of a removed container.
     pub(crate) fn forget_execs(&self, container_id: &str) {
         lock(&self.execs).retain(|_, r| r.container_id != container_id);

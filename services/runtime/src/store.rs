@@ -5,7 +5,7 @@
 //! containers(id PK, name UNIQUE, image, image_id, created_at, path, args JSON,
 //!            config JSON, host_config JSON, networking_config JSON,
 //!            status, pid, exit_code, error, started_at, finished_at, oom_killed, restart_count,
-//!            network_settings JSON)
+//!            network_settings JSON, mounts JSON, health JSON)
 //! ```
 //! Update this header with every migration.
 //!
@@ -35,8 +35,11 @@ pub trait ContainerStore: Send + Sync + 'static {
     async fn rename(&self, id: &str, new_name: &str) -> Result<()>;
     /// Deletes a record; false when it did not exist.
     async fn delete(&self, id: &str) -> Result<bool>;
-    /// Records a new state; an empty `started_at` keeps the old one.
+    /// Records a new state; an empty `started_at` keeps the old one, and the
+    /// health is left as it is (see `set_health`).
     async fn set_state(&self, id: &str, state: &pb::ContainerState) -> Result<()>;
+    /// Records the healthcheck's state (Docker's `State.Health` JSON).
+    async fn set_health(&self, id: &str, health: &[u8]) -> Result<()>;
     /// Replaces the NetworkingConfig JSON (networks connected and disconnected).
     async fn set_networking(&self, id: &str, networking_config: &[u8]) -> Result<()>;
 }
@@ -74,7 +77,7 @@ impl ContainerStore for SqliteContainerStore {
         let rows = sqlx::query(
             "SELECT id, name, image, image_id, created_at, path, args, config, host_config, networking_config, \
              status, pid, exit_code, error, started_at, finished_at, oom_killed, restart_count, network_settings, \
-             mounts FROM containers ORDER BY created_at DESC, id",
+             mounts, health FROM containers ORDER BY created_at DESC, id",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -100,6 +103,7 @@ impl ContainerStore for SqliteContainerStore {
                         finished_at: r.try_get("finished_at")?,
                         oom_killed: r.try_get::<i64, _>("oom_killed")? != 0,
                         network_settings: r.try_get("network_settings")?,
+                        health: r.try_get("health")?,
                     }),
                     config,
                     host_config: r.try_get("host_config")?,
@@ -168,6 +172,11 @@ impl ContainerStore for SqliteContainerStore {
         .bind(id)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    async fn set_health(&self, id: &str, health: &[u8]) -> Result<()> {
+        sqlx::query("UPDATE containers SET health = ? WHERE id = ?").bind(health).bind(id).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -282,7 +291,19 @@ impl<S: ContainerStore> ContainerStore for CachedContainerStore<S> {
             if new.finished_at.is_empty() {
                 new.finished_at = old.finished_at;
             }
+            new.health = old.health;
             c.state = Some(new);
+        }
+        Ok(())
+    }
+
+    async fn set_health(&self, id: &str, health: &[u8]) -> Result<()> {
+        let mut guard = self.loaded().await?;
+        self.inner.set_health(id, health).await?;
+        if let Some(state) =
+            guard.as_mut().and_then(|l| l.iter_mut().find(|c| c.id == id)).and_then(|c| c.state.as_mut())
+        {
+            state.health = health.to_vec();
         }
         Ok(())
     }

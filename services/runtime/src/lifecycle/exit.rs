@@ -45,6 +45,7 @@ impl LocalRuntime {
         for c in self.store.containers().await? {
             if status(&c).is_live() {
                 self.spawn_watch(&c);
+                self.spawn_health(&c, false);
             }
         }
         Ok(())

@@ -27,6 +27,7 @@
 
 mod bundle;
 mod exit;
+mod health;
 mod launch;
 mod logs;
 mod pause;

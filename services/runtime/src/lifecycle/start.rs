@@ -161,6 +161,7 @@ impl LocalRuntime {
         let mut running = c.clone();
         running.state = Some(state);
         self.spawn_watch(&running);
+        self.spawn_health(&running, true);
         tracing::info!(id = %c.id, pid, "container started");
         self.emit(c, "start", []);
         Ok(false)
