@@ -242,3 +242,70 @@ async fn bollard_streams_stats_a_second_apart() {
         assert_ne!(b.read, a.read);
     }
 }
+
+/// A cgroup v1 controller file of container `id` (or the v2 equivalent).
+fn cgroup_value(id: &str, v1: &str, v2: &str) -> String {
+    std::fs::read_to_string(format!("/sys/fs/cgroup/{v1}").replace("{id}", id))
+        .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup/berth/{id}/{v2}")))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn update_changes_limits_live_and_keeps_them() {
+    let d = Daemon::with_busybox();
+    d.docker(&["run", "-d", "--name", "box", "--memory", "64m", "busybox", "sleep", "300"]).expect("run -d");
+    let id = full_id(&d, "box");
+    d.docker(&[
+        "update",
+        "--memory",
+        "96m",
+        "--memory-swap",
+        "192m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "40",
+        "--cpu-shares",
+        "512",
+        "--restart",
+        "on-failure:3",
+        "box",
+    ])
+    .expect("update");
+    // Live, in the kernel.
+    assert_eq!(cgroup_value(&id, "memory/berth/{id}/memory.limit_in_bytes", "memory.max"), (96u64 << 20).to_string());
+    assert_eq!(cgroup_value(&id, "pids/berth/{id}/pids.max", "pids.max"), "40");
+    assert_eq!(cgroup_value(&id, "cpu/berth/{id}/cpu.cfs_quota_us", "cpu.max").split(' ').next(), Some("50000"));
+    assert_eq!(cgroup_value(&id, "cpu/berth/{id}/cpu.shares", "cpu.weight"), "512");
+    // Shown in inspect, and kept for the next start.
+    let shown = "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}";
+    let want = format!("{} {} 500000000 40 on-failure:3", 96u64 << 20, 192u64 << 20);
+    assert_eq!(inspect(&d, "box", shown), want);
+    d.docker(&["restart", "-t", "0", "box"]).expect("restart");
+    assert_eq!(cgroup_value(&id, "pids/berth/{id}/pids.max", "pids.max"), "40", "applied at the next start");
+    assert_eq!(inspect(&d, "box", shown), want);
+
+    // A stopped container takes updates too.
+    d.docker(&["stop", "-t", "0", "box"]).expect("stop");
+    d.docker(&["update", "--memory", "128m", "--memory-swap", "256m", "box"]).expect("update stopped");
+    assert_eq!(inspect(&d, "box", "{{.HostConfig.Memory}}"), (128u64 << 20).to_string());
+
+    // dockerd's refusals.
+    let (code, _, err) = d.out(&["update", "--memory", "512m", "box"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("Memory limit should be smaller than already set memoryswap limit"), "{err}");
+    let (code, _, err) = d.out(&["update", "--restart", "sometimes", "box"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("unknown policy 'sometimes'"), "{err}");
+    // Below what the container uses: the kernel says no, and nothing is stored.
+    d.docker(&["start", "box"]).expect("start");
+    d.docker(&["exec", "-d", "box", "sh", "-c", "head -c 50m /dev/zero > /dev/shm/fill; sleep 300"]).expect("fill");
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let (code, _, err) = d.out(&["update", "--memory", "8m", "--memory-swap", "8m", "box"]);
+    assert_ne!(code, Some(0), "memory below usage");
+    assert!(err.contains("Cannot update container"), "{err}");
+    assert_eq!(inspect(&d, "box", "{{.HostConfig.Memory}}"), (128u64 << 20).to_string());
+    let (code, _, _) = d.out(&["update", "--memory", "64m", "nope"]);
+    assert_ne!(code, Some(0));
+}

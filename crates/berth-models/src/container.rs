@@ -199,6 +199,53 @@ pub struct RestartPolicy {
     pub maximum_retry_count: i64,
 }
 
+impl RestartPolicy {
+    /// Checks the policy as dockerd does at create (and update).
+    pub fn validate(&self) -> Result<(), String> {
+        match self.name.as_str() {
+            "" | "no" | "always" | "unless-stopped" => {
+                if self.maximum_retry_count != 0 {
+                    return Err("invalid restart policy: maximum retry count can only be used with 'on-failure'".into());
+                }
+            }
+            "on-failure" => {
+                if self.maximum_retry_count < 0 {
+                    return Err("invalid restart policy: maximum retry count cannot be negative".into());
+                }
+            }
+            other => {
+                return Err(format!(
+                    "invalid restart policy: unknown policy '{other}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any restart is asked for.
+    pub fn is_set(&self) -> bool {
+        !matches!(self.name.as_str(), "" | "no")
+    }
+
+    /// Whether an exit with `code` after `restarts` restarts, for a container
+    /// the user did not stop (`manually_stopped`).
+    pub fn restarts_after(&self, code: i64, restarts: i64, manually_stopped: bool) -> bool {
+        if manually_stopped {
+            return false;
+        }
+        match self.name.as_str() {
+            "always" | "unless-stopped" => true,
+            "on-failure" => code != 0 && (self.maximum_retry_count == 0 || restarts < self.maximum_retry_count),
+            _ => false,
+        }
+    }
+
+    /// Whether berthd starts the container again when it starts (a reboot).
+    pub fn starts_with_daemon(&self, manually_stopped: bool) -> bool {
+        self.name == "always" || (self.name == "unless-stopped" && !manually_stopped)
+    }
+}
+
 /// A host port a container port is published on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -227,6 +274,52 @@ pub struct Ulimit {
     /// Hard limit.
     #[serde(default, deserialize_with = "nullable")]
     pub hard: i64,
+}
+
+/// `POST /containers/{id}/update`'s body: the resources to change (zero or
+/// absent: unchanged) and the restart policy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateConfig {
+    /// CPU shares.
+    #[serde(default, deserialize_with = "nullable")]
+    pub cpu_shares: i64,
+    /// Memory limit in bytes.
+    #[serde(default, deserialize_with = "nullable")]
+    pub memory: i64,
+    /// Memory plus swap (-1: unlimited swap).
+    #[serde(default, deserialize_with = "nullable")]
+    pub memory_swap: i64,
+    /// Soft memory limit.
+    #[serde(default, deserialize_with = "nullable")]
+    pub memory_reservation: i64,
+    /// CPUs in billionths (`--cpus`).
+    #[serde(default, deserialize_with = "nullable")]
+    pub nano_cpus: i64,
+    /// CFS period in µs.
+    #[serde(default, deserialize_with = "nullable")]
+    pub cpu_period: i64,
+    /// CFS quota in µs.
+    #[serde(default, deserialize_with = "nullable")]
+    pub cpu_quota: i64,
+    /// CPUs allowed.
+    #[serde(default, deserialize_with = "nullable")]
+    pub cpuset_cpus: String,
+    /// Memory nodes allowed.
+    #[serde(default, deserialize_with = "nullable")]
+    pub cpuset_mems: String,
+    /// Maximum processes (0 or -1: unlimited).
+    #[serde(default)]
+    pub pids_limit: Option<i64>,
+    /// Block I/O weight.
+    #[serde(default, deserialize_with = "nullable")]
+    pub blkio_weight: i64,
+    /// The new restart policy (an empty name: unchanged).
+    #[serde(default)]
+    pub restart_policy: Option<RestartPolicy>,
+    /// Fields Berth does not act on.
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
 /// A host device given to a container (`--device /dev/x[:/dev/y[:rwm]]`).
@@ -353,6 +446,9 @@ pub struct HostConfig {
     /// The PID limit (`null`/0: unlimited, -1: unlimited).
     #[serde(default)]
     pub pids_limit: Option<i64>,
+    /// Relative block I/O weight, 10..1000 (0: the default).
+    #[serde(default, deserialize_with = "nullable")]
+    pub blkio_weight: i64,
     /// Resource limits.
     #[serde(default)]
     pub ulimits: Option<Vec<Ulimit>>,

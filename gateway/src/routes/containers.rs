@@ -38,6 +38,7 @@ pub fn router() -> Router<AppState> {
         .route("/containers/{id}/unpause", post(post_container_unpause))
         .route("/containers/{id}/top", get(get_container_top))
         .route("/containers/{id}/stats", get(get_container_stats))
+        .route("/containers/{id}/update", post(post_container_update))
         .route("/containers/{id}/wait", post(post_container_wait))
         .route("/containers/{id}/logs", get(get_container_logs))
         .route("/containers/{id}/attach", post(post_container_attach))
@@ -396,6 +397,19 @@ async fn get_container_top(State(s): State<AppState>, Path(id): Path<String>, ur
     let top = s.runtime.top(&id, p.get("ps_args").unwrap_or("")).await?;
     let processes: Vec<Vec<String>> = top.processes.into_iter().map(|r| r.values).collect();
     Ok(Json(json!({"Titles": top.titles, "Processes": processes})))
+}
+
+/// ContainerUpdate: `POST /containers/{id}/update`, answering `{"Warnings": [...]}`.
+async fn post_container_update(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    // Checked here as Docker's type, so a malformed body is a 400 with the decoder's words.
+    let update: berth_models::container::UpdateConfig =
+        berth_models::parse("update config", &body).map_err(Error::invalid)?;
+    let warnings = s.runtime.update(&id, &berth_models::to_vec(&update)).await?;
+    Ok(Json(json!({"Warnings": warnings})))
 }
 
 /// One stats sample of `id`, typed.

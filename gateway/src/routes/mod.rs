@@ -230,6 +230,9 @@ mod tests {
         async fn stats(&self, _: &str) -> Result<Vec<u8>> {
             Err(Error::unavailable("not in this test"))
         }
+        async fn update(&self, _: &str, _: &[u8]) -> Result<Vec<String>> {
+            Err(Error::unavailable("not in this test"))
+        }
     }
     #[async_trait]
     impl berth_network_api::NetworkApi for Unavailable {

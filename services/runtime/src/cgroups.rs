@@ -45,6 +45,8 @@ pub struct Limits {
     pub pids: Option<i64>,
     /// Device cgroup rules in order (the last that matches an access decides).
     pub devices: Vec<oci_spec::runtime::LinuxDeviceCgroup>,
+    /// Relative block I/O weight (10..1000).
+    pub blkio_weight: Option<u64>,
 }
 
 impl Limits {
@@ -61,6 +63,7 @@ impl Limits {
             cpuset_cpus: cpu.cpus().clone(),
             pids: r.pids().as_ref().map(|p| p.limit()),
             devices: r.devices().clone().unwrap_or_default(),
+            blkio_weight: r.block_io().as_ref().and_then(|b| b.weight()).map(u64::from),
         }
     }
 }
@@ -92,28 +95,7 @@ pub fn create(root: &Path, id: &str, limits: &Limits) -> Result<Vec<PathBuf>> {
             let _ = fs::write(parent.join("cgroup.subtree_control"), "+memory +cpu +pids +cpuset");
             let dir = parent.join(id);
             fs::create_dir_all(&dir)?;
-            if let Some(m) = limits.memory {
-                write(&dir, "memory.max", &m.to_string())?;
-                match limits.memory_swap {
-                    Some(-1) => write(&dir, "memory.swap.max", "max")?,
-                    Some(total) if total >= m => write(&dir, "memory.swap.max", &(total - m).to_string())?,
-                    _ => {}
-                }
-            }
-            if let Some((q, p)) = limits.cpu_quota {
-                write(&dir, "cpu.max", &format!("{q} {p}"))?;
-            }
-            if let Some(s) = limits.cpu_shares {
-                // The conversion runc and crun use from shares to weight.
-                let weight = 1 + ((s.clamp(2, 262_144) - 2) * 9999) / 262_142;
-                write(&dir, "cpu.weight", &weight.to_string())?;
-            }
-            if let Some(c) = &limits.cpuset_cpus {
-                write(&dir, "cpuset.cpus", c)?;
-            }
-            if let Some(p) = limits.pids {
-                write(&dir, "pids.max", &p.to_string())?;
-            }
+            write_limits(root, id, limits)?;
             // The device cgroup: a BPF program on the container's cgroup.
             if !limits.devices.is_empty() {
                 crate::bpf::attach(&dir, &limits.devices)?;
@@ -152,18 +134,70 @@ pub fn create(root: &Path, id: &str, limits: &Limits) -> Result<Vec<PathBuf>> {
                     write(&dir("devices"), file, &rule.to_string())?;
                 }
             }
+            write_limits(root, id, limits)?;
+            dirs
+        }
+    };
+    Ok(dirs)
+}
+
+/// Writes the resource limits of container `id` into its existing cgroups:
+/// at create, and again for `docker update` while it runs. Limits left out
+/// (`None`) are not touched.
+pub fn write_limits(root: &Path, id: &str, limits: &Limits) -> Result<()> {
+    match detect(root) {
+        Version::V2 => {
+            let dir = root.join("berth").join(id);
             if let Some(m) = limits.memory {
-                write(&dir("memory"), "memory.limit_in_bytes", &m.to_string())?;
-                if let Some(total) = limits.memory_swap.filter(|t| *t != 0) {
-                    // Absent when the kernel runs without swap accounting.
-                    if dir("memory").join("memory.memsw.limit_in_bytes").exists() {
-                        write(&dir("memory"), "memory.memsw.limit_in_bytes", &total.to_string())?;
-                    }
+                write(&dir, "memory.max", &if m > 0 { m.to_string() } else { "max".into() })?;
+                match limits.memory_swap {
+                    Some(-1) => write(&dir, "memory.swap.max", "max")?,
+                    Some(total) if total >= m => write(&dir, "memory.swap.max", &(total - m).to_string())?,
+                    _ => {}
+                }
+            }
+            if let Some((q, p)) = limits.cpu_quota {
+                let q = if q > 0 { q.to_string() } else { "max".into() };
+                write(&dir, "cpu.max", &format!("{q} {p}"))?;
+            }
+            if let Some(s) = limits.cpu_shares {
+                // The conversion runc and crun use from shares to weight.
+                let weight = 1 + ((s.clamp(2, 262_144) - 2) * 9999) / 262_142;
+                write(&dir, "cpu.weight", &weight.to_string())?;
+            }
+            if let Some(c) = &limits.cpuset_cpus {
+                write(&dir, "cpuset.cpus", c)?;
+            }
+            if let Some(p) = limits.pids {
+                write(&dir, "pids.max", &if p > 0 { p.to_string() } else { "max".into() })?;
+            }
+            if let Some(w) = limits.blkio_weight.filter(|_| dir.join("io.weight").exists()) {
+                // blkio's 10..1000 onto io's 1..10000, as runc maps it.
+                write(&dir, "io.weight", &format!("default {}", 1 + (w.clamp(10, 1000) - 10) * 9999 / 990))?;
+            }
+        }
+        Version::V1 => {
+            let dir = |c: &str| root.join(c).join("berth").join(id);
+            if let Some(m) = limits.memory {
+                let mem = dir("memory");
+                let limit = if m > 0 { m } else { -1 };
+                // Absent when the kernel runs without swap accounting.
+                let memsw = mem.join("memory.memsw.limit_in_bytes").exists();
+                let total = limits.memory_swap.filter(|t| *t != 0 && memsw);
+                // memory may never exceed memory+swap: raise that first when it grows.
+                if let Some(t) = total
+                    && (t == -1 || t >= limit)
+                {
+                    let _ = write(&mem, "memory.memsw.limit_in_bytes", &t.to_string());
+                }
+                write(&mem, "memory.limit_in_bytes", &limit.to_string())?;
+                if let Some(t) = total {
+                    write(&mem, "memory.memsw.limit_in_bytes", &t.to_string())?;
                 }
             }
             if let Some((q, p)) = limits.cpu_quota {
                 write(&dir("cpu"), "cpu.cfs_period_us", &p.to_string())?;
-                write(&dir("cpu"), "cpu.cfs_quota_us", &q.to_string())?;
+                write(&dir("cpu"), "cpu.cfs_quota_us", &if q > 0 { q } else { -1 }.to_string())?;
             }
             if let Some(s) = limits.cpu_shares {
                 write(&dir("cpu"), "cpu.shares", &s.to_string())?;
@@ -172,12 +206,20 @@ pub fn create(root: &Path, id: &str, limits: &Limits) -> Result<Vec<PathBuf>> {
                 write(&dir("cpuset"), "cpuset.cpus", c)?;
             }
             if let Some(p) = limits.pids {
-                write(&dir("pids"), "pids.max", &p.to_string())?;
+                write(&dir("pids"), "pids.max", &if p > 0 { p.to_string() } else { "max".into() })?;
             }
-            dirs
+            if let Some(w) = limits.blkio_weight {
+                let blkio = dir("blkio");
+                for file in ["blkio.weight", "blkio.bfq.weight"] {
+                    if blkio.join(file).exists() {
+                        write(&blkio, file, &w.to_string())?;
+                        break;
+                    }
+                }
+            }
         }
-    };
-    Ok(dirs)
+    }
+    Ok(())
 }
 
 /// Freezes (`true`) or thaws every process of container `id`, and waits until
@@ -302,6 +344,7 @@ mod tests {
                 deny.set_allow(false);
                 vec![deny, crate::devices::parse_cgroup_rule("c 1:3 rwm").expect("rule")]
             },
+            blkio_weight: None,
         };
         assert_eq!(detect(root.path()), Version::V1);
         let dirs = create(root.path(), "c1", &limits).expect("create");
@@ -335,6 +378,7 @@ mod tests {
             cpuset_cpus: None,
             pids: Some(7),
             devices: vec![],
+            blkio_weight: None,
         };
         create(root.path(), "c2", &limits).expect("create");
         let read = |p: &str| fs::read_to_string(root.path().join("berth/c2").join(p)).unwrap_or_default();

@@ -158,6 +158,9 @@ pub fn validate_healthcheck(h: Option<&berth_models::container::HealthConfig>) -
 /// Checks the resource values of a HostConfig that dockerd checks at create.
 pub fn validate_host_config(hc: &HostConfig) -> Result<()> {
     crate::devices::validate(hc)?;
+    if hc.blkio_weight != 0 && !(10..=1000).contains(&hc.blkio_weight) {
+        return Err(Error::invalid("Range of blkio weight is from 10 to 1000"));
+    }
     let memory = hc.memory;
     if memory < 0 {
         return Err(Error::invalid("invalid memory limit: it must not be negative"));

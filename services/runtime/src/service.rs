@@ -156,6 +156,7 @@ impl LocalRuntime {
             volumes: Some(volumes),
         };
         rt.reconnect().await?;
+        rt.restart_at_boot();
         Ok(rt)
     }
 
@@ -272,6 +273,10 @@ impl RuntimeApi for LocalRuntime {
         let user = body.config;
         let host_config = with_log_defaults(body.host_config, &self.config.log_opts);
         validate_host_config(&host_config)?;
+        host_config.restart_policy.validate().map_err(Error::invalid)?;
+        if host_config.auto_remove && host_config.restart_policy.is_set() {
+            return Err(Error::invalid("can't create 'AutoRemove' container with restart policy"));
+        }
         crate::create::validate_healthcheck(user.healthcheck.as_ref())?;
         // A named network is looked up at start, as dockerd does (a 404 here would
         // make the docker CLI try to pull the image).
@@ -321,6 +326,7 @@ impl RuntimeApi for LocalRuntime {
             host_config: berth_models::to_vec(&host_config),
             networking_config: berth_models::to_vec(&body.networking_config),
             restart_count: 0,
+            manually_stopped: false,
             mounts: serde_json::to_vec(&mounts).map_err(|e| Error::internal(e.to_string()))?,
         };
         if let Err(e) = self.store.insert(&container).await {
@@ -379,6 +385,11 @@ impl RuntimeApi for LocalRuntime {
     async fn remove(&self, reference: &str, force: bool, remove_volumes: bool) -> Result<()> {
         let c = self.resolve(reference).await?;
         let st = status(&c);
+        if st == ContainerStatus::Restarting && !force {
+            return Err(Error::conflict(
+                "You cannot remove a restarting container. Stop the container before attempting removal or force remove",
+            ));
+        }
         if !st.can_remove() && !force {
             let verb = if st == ContainerStatus::Paused { "paused" } else { "running" };
             return Err(Error::conflict(format!(
@@ -386,7 +397,10 @@ impl RuntimeApi for LocalRuntime {
                 c.name
             )));
         }
-        if st.is_live() {
+        if st == ContainerStatus::Restarting {
+            // Between two runs: nothing to kill; the loop finds it gone.
+            self.mark_manually_stopped(&c).await?;
+        } else if st.is_live() {
             self.kill_and_wait(&c).await?;
         }
         if !self.store.delete(&c.id).await? {
@@ -471,6 +485,10 @@ impl RuntimeApi for LocalRuntime {
 
     async fn stats(&self, reference: &str) -> Result<Vec<u8>> {
         self.stats_sample(reference).await
+    }
+
+    async fn update(&self, reference: &str, config: &[u8]) -> Result<Vec<String>> {
+        self.update_container(reference, config).await
     }
 
     async fn prune(&self, filters: Vec<Filter>) -> Result<pb::PruneContainersResponse> {

@@ -451,6 +451,12 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
     if let Some(limit) = hc.pids_limit.filter(|l| *l > 0) {
         resources = resources.pids(LinuxPidsBuilder::default().limit(limit).build().map_err(oci)?);
     }
+    if let Ok(weight) = u16::try_from(hc.blkio_weight)
+        && weight > 0
+    {
+        let block_io = oci_spec::runtime::LinuxBlockIoBuilder::default().weight(weight).build().map_err(oci)?;
+        resources = resources.block_io(block_io);
+    }
     let (device_nodes, device_rules) = crate::devices::resolve(hc)?;
     resources = resources.devices(device_rules);
     let mut linux =

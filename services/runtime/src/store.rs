@@ -5,7 +5,7 @@
 //! containers(id PK, name UNIQUE, image, image_id, created_at, path, args JSON,
 //!            config JSON, host_config JSON, networking_config JSON,
 //!            status, pid, exit_code, error, started_at, finished_at, oom_killed, restart_count,
-//!            network_settings JSON, mounts JSON, health JSON)
+//!            network_settings JSON, mounts JSON, health JSON, manually_stopped)
 //! ```
 //! Update this header with every migration.
 //!
@@ -40,6 +40,10 @@ pub trait ContainerStore: Send + Sync + 'static {
     async fn set_state(&self, id: &str, state: &pb::ContainerState) -> Result<()>;
     /// Records the healthcheck's state (Docker's `State.Health` JSON).
     async fn set_health(&self, id: &str, health: &[u8]) -> Result<()>;
+    /// Replaces the HostConfig JSON (`docker update`).
+    async fn set_host_config(&self, id: &str, host_config: &[u8]) -> Result<()>;
+    /// Records the restart count and whether the user stopped the container.
+    async fn set_restart(&self, id: &str, restart_count: i64, manually_stopped: bool) -> Result<()>;
     /// Replaces the NetworkingConfig JSON (networks connected and disconnected).
     async fn set_networking(&self, id: &str, networking_config: &[u8]) -> Result<()>;
 }
@@ -77,7 +81,7 @@ impl ContainerStore for SqliteContainerStore {
         let rows = sqlx::query(
             "SELECT id, name, image, image_id, created_at, path, args, config, host_config, networking_config, \
              status, pid, exit_code, error, started_at, finished_at, oom_killed, restart_count, network_settings, \
-             mounts, health FROM containers ORDER BY created_at DESC, id",
+             mounts, health, manually_stopped FROM containers ORDER BY created_at DESC, id",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -110,6 +114,7 @@ impl ContainerStore for SqliteContainerStore {
                     networking_config: r.try_get("networking_config")?,
                     restart_count: r.try_get("restart_count")?,
                     mounts: r.try_get("mounts")?,
+                    manually_stopped: r.try_get::<i64, _>("manually_stopped")? != 0,
                 })
             })
             .collect()
@@ -177,6 +182,25 @@ impl ContainerStore for SqliteContainerStore {
 
     async fn set_health(&self, id: &str, health: &[u8]) -> Result<()> {
         sqlx::query("UPDATE containers SET health = ? WHERE id = ?").bind(health).bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn set_host_config(&self, id: &str, host_config: &[u8]) -> Result<()> {
+        sqlx::query("UPDATE containers SET host_config = ? WHERE id = ?")
+            .bind(host_config)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_restart(&self, id: &str, restart_count: i64, manually_stopped: bool) -> Result<()> {
+        sqlx::query("UPDATE containers SET restart_count = ?, manually_stopped = ? WHERE id = ?")
+            .bind(restart_count)
+            .bind(manually_stopped as i64)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -304,6 +328,25 @@ impl<S: ContainerStore> ContainerStore for CachedContainerStore<S> {
             guard.as_mut().and_then(|l| l.iter_mut().find(|c| c.id == id)).and_then(|c| c.state.as_mut())
         {
             state.health = health.to_vec();
+        }
+        Ok(())
+    }
+
+    async fn set_host_config(&self, id: &str, host_config: &[u8]) -> Result<()> {
+        let mut guard = self.loaded().await?;
+        self.inner.set_host_config(id, host_config).await?;
+        if let Some(c) = guard.as_mut().and_then(|l| l.iter_mut().find(|c| c.id == id)) {
+            c.host_config = host_config.to_vec();
+        }
+        Ok(())
+    }
+
+    async fn set_restart(&self, id: &str, restart_count: i64, manually_stopped: bool) -> Result<()> {
+        let mut guard = self.loaded().await?;
+        self.inner.set_restart(id, restart_count, manually_stopped).await?;
+        if let Some(c) = guard.as_mut().and_then(|l| l.iter_mut().find(|c| c.id == id)) {
+            c.restart_count = restart_count;
+            c.manually_stopped = manually_stopped;
         }
         Ok(())
     }

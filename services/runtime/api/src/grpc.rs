@@ -218,6 +218,15 @@ impl RuntimeService for RuntimeGrpcServer {
         let stats = self.api.stats(&req.into_inner().reference).await?;
         Ok(Response::new(pb::ContainerStatsResponse { stats }))
     }
+
+    async fn update_container(
+        &self,
+        req: Request<pb::UpdateContainerRequest>,
+    ) -> Result<Response<pb::UpdateContainerResponse>, Status> {
+        let r = req.into_inner();
+        let warnings = self.api.update(&r.reference, &r.config).await?;
+        Ok(Response::new(pb::UpdateContainerResponse { warnings }))
+    }
 }
 
 type OutputStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::StreamOutput, Status>> + Send>>;
@@ -394,6 +403,11 @@ impl RuntimeApi for RuntimeGrpcClient {
     async fn stats(&self, reference: &str) -> Result<Vec<u8>> {
         let req = pb::ContainerStatsRequest { reference: reference.into() };
         Ok(self.inner.clone().container_stats(req).await.map_err(err)?.into_inner().stats)
+    }
+
+    async fn update(&self, reference: &str, config: &[u8]) -> Result<Vec<String>> {
+        let req = pb::UpdateContainerRequest { reference: reference.into(), config: config.to_vec() };
+        Ok(self.inner.clone().update_container(req).await.map_err(err)?.into_inner().warnings)
     }
 }
 

@@ -67,4 +67,6 @@ pub trait RuntimeApi: Send + Sync + 'static {
     async fn top(&self, reference: &str, ps_args: &str) -> Result<pb::TopContainerResponse>;
     /// One sample of a container's resource use (Docker's stats JSON).
     async fn stats(&self, reference: &str) -> Result<Vec<u8>>;
+    /// Applies Docker's update body; answers the warnings.
+    async fn update(&self, reference: &str, config: &[u8]) -> Result<Vec<String>>;
 }

@@ -61,6 +61,7 @@ impl LocalRuntime {
         let id = c.id.clone();
         let pid = c.state.as_ref().map(|s| s.pid).unwrap_or(0);
         let auto_remove = record::host_config(c).map(|h| h.auto_remove).unwrap_or(false);
+        let rt = self.clone();
         tokio::spawn(async move {
             let bundle = host.bundle(&id);
             let exit = match crate::shim::wait(&bundle).await {
@@ -102,6 +103,9 @@ impl LocalRuntime {
                 && let Err(e) = n.disconnect(&id, "").await
             {
                 tracing::warn!(id = %id, error = %e, "release the container's addresses");
+            }
+            if !auto_remove {
+                rt.restart_after_exit(&id, code).await;
             }
         });
     }
@@ -154,6 +158,9 @@ impl LocalRuntime {
     pub(crate) async fn kill_container(&self, reference: &str, signal: &str) -> Result<()> {
         let sig = parse_signal(if signal.is_empty() { "KILL" } else { signal })?;
         let c = self.resolve(reference).await?;
+        if status(&c).is_running() {
+            self.mark_manually_stopped(&c).await?;
+        }
         if sig != nix::sys::signal::Signal::SIGKILL {
             return self.signal_container(&c.id, signal).await;
         }
@@ -168,6 +175,18 @@ impl LocalRuntime {
     /// `Ok(true)` when it was not running. A paused container is thawed first.
     pub(crate) async fn stop_container(&self, reference: &str, timeout: i64, signal: &str) -> Result<bool> {
         let c = self.resolve(reference).await?;
+        if status(&c) == ContainerStatus::Restarting {
+            // Between two runs: the loop ends here.
+            self.mark_manually_stopped(&c).await?;
+            let mut state = c.state.clone().unwrap_or_default();
+            state.status = ContainerStatus::Exited.as_str().into();
+            self.store.set_state(&c.id, &state).await?;
+            self.emit(&c, "stop", []);
+            return Ok(false);
+        }
+        if status(&c).is_running() {
+            self.mark_manually_stopped(&c).await?;
+        }
         self.thaw_if_paused(&c).await?;
         let c = self.resolve(&c.id).await?;
         if !status(&c).can_signal() {

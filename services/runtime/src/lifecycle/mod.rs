@@ -31,7 +31,9 @@ mod health;
 mod launch;
 mod logs;
 mod pause;
+mod restart;
 mod start;
+mod update;
 
 use std::path::{Path, PathBuf};
 
@@ -60,6 +62,8 @@ pub struct Host {
     shim: std::sync::Arc<launch::ShimBinary>,
     events: broadcast::Sender<Event>,
     pub(crate) waiters: crate::stdio::Waiters,
+    /// Restart-policy delays.
+    pub(crate) backoff: restart::Backoff,
 }
 
 impl Host {
@@ -81,6 +85,7 @@ impl Host {
             shim: std::sync::Arc::new(launch::ShimBinary::new(shim)),
             events,
             waiters: Default::default(),
+            backoff: Default::default(),
         }
     }
 
@@ -103,6 +108,7 @@ impl Host {
         if let Ok(mut w) = self.waiters.lock() {
             w.remove(id);
         }
+        self.backoff.forget(id);
         // Removing cgroups can wait on the kernel (and retries while the last
         // tasks exit): off the caller's path.
         let (root, cid) = (self.cgroup_root.clone(), id.to_string());

@@ -46,6 +46,11 @@ impl LocalRuntime {
         if !status(&c).can_start() {
             return Ok(true);
         }
+        // A start by the user begins the restart policy afresh, as dockerd's does.
+        if c.restart_count != 0 || c.manually_stopped {
+            self.store.set_restart(&c.id, 0, false).await?;
+        }
+        self.host.backoff.forget(&c.id);
         let out = self.start_resolved(&c).await;
         if out.is_err() {
             if let Ok(mut w) = self.host.waiters.lock() {
@@ -62,7 +67,7 @@ impl LocalRuntime {
         out
     }
 
-    async fn start_resolved(&self, c: &pb::Container) -> Result<bool> {
+    pub(super) async fn start_resolved(&self, c: &pb::Container) -> Result<bool> {
         let t0 = std::time::Instant::now();
         let step = |what: &str| tracing::debug!(id = %c.id, ms = t0.elapsed().as_secs_f64() * 1000.0, "start: {what}");
         let image = self.images.inspect(&c.image_id).await?;
