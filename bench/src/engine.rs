@@ -133,6 +133,11 @@ impl Engine {
         Ok(e)
     }
 
+    /// The docker CLI aimed at this engine, to spawn.
+    pub fn command(&self, args: &[&str]) -> Command {
+        self.cmd(args)
+    }
+
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new("docker");
         c.env_clear()
@@ -204,6 +209,22 @@ impl Engine {
                 pids
             }
         }
+    }
+
+    /// CPU time (user and system) the engine's processes used so far, in ms.
+    pub fn cpu_ms(&self) -> f64 {
+        let tick_ms = 1000.0 / 100.0; // USER_HZ is 100 on Linux.
+        self.pids()
+            .iter()
+            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+            .filter_map(|stat| {
+                // Fields after the command (which may hold spaces): utime is the 12th, stime the 13th.
+                let rest = stat.rsplit_once(')')?.1;
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
+            })
+            .sum::<f64>()
+            * tick_ms
     }
 
     /// RSS and PSS of the engine's processes.

@@ -169,6 +169,9 @@ fn main() -> Result<()> {
     let mut ps_all_running = vec![Vec::new(); engines.len()];
     let mut with50: Vec<engine::Memory> = Vec::new();
     let mut shims: Vec<engine::Memory> = Vec::new();
+    let mut stats_once = vec![Vec::new(); engines.len()];
+    let mut stats_cpu = vec![Vec::new(); engines.len()];
+    let stream_secs = if o.smoke { 2 } else { 10 };
     let s = alternate(&engines, runs_long, |e| {
         let i = engines.iter().position(|x| x.name == e.name).unwrap_or(0);
         let mut ids = Vec::new();
@@ -182,6 +185,21 @@ fn main() -> Result<()> {
             ps_running[i].push(timed(|| e.ok(&["ps"]))?);
             ps_all_running[i].push(timed(|| e.ok(&["ps", "-a"]))?);
         }
+        // docker stats: once for all of them, then the engine's CPU while the
+        // CLI streams the stats of every one (a stream per container, a
+        // sample a second each).
+        stats_once[i].push(timed(|| e.ok(&["stats", "--no-stream"]))?);
+        let mut streaming = e.command(&["stats", "--format", "{{.Name}} {{.CPUPerc}}"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        std::thread::sleep(Duration::from_secs(2));
+        let before = e.cpu_ms();
+        std::thread::sleep(Duration::from_secs(stream_secs));
+        let used = e.cpu_ms() - before;
+        let _ = streaming.kill();
+        let _ = streaming.wait();
+        stats_cpu[i].push(used / (stream_secs as f64 * 1000.0) * 100.0);
         if with50.len() < engines.len() {
             with50.push(e.memory());
             shims.push(e.shim_memory());
@@ -192,6 +210,8 @@ fn main() -> Result<()> {
     add(&format!("{n50} x docker run -d sleep (total)"), Unit::Ms, None, s, &engines);
     add(&format!("docker ps ({n50} running)"), Unit::Ms, None, ps_running, &engines);
     add(&format!("docker ps -a ({n50} running)"), Unit::Ms, None, ps_all_running, &engines);
+    add(&format!("docker stats --no-stream ({n50} running)"), Unit::Ms, None, stats_once, &engines);
+    add(&format!("engine CPU, docker stats streaming {n50}"), Unit::Cpu, None, stats_cpu, &engines);
 
     // docker ps -a with many created containers.
     let mut many: Vec<Vec<String>> = Vec::new();

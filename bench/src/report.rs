@@ -16,6 +16,8 @@ pub enum Unit {
     MiB,
     /// Throughput: higher is better.
     PerSec,
+    /// CPU use, percent of one core: lower is better.
+    Cpu,
 }
 
 impl Unit {
@@ -24,6 +26,7 @@ impl Unit {
             Unit::Ms => "ms",
             Unit::MiB => "MiB",
             Unit::PerSec => "req/s",
+            Unit::Cpu => "% CPU",
         }
     }
 }
