@@ -189,7 +189,8 @@ fn main() -> Result<()> {
         // CLI streams the stats of every one (a stream per container, a
         // sample a second each).
         stats_once[i].push(timed(|| e.ok(&["stats", "--no-stream"]))?);
-        let mut streaming = e.command(&["stats", "--format", "{{.Name}} {{.CPUPerc}}"])
+        let mut streaming = e
+            .command(&["stats", "--format", "{{.Name}} {{.CPUPerc}}"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()?;

@@ -309,3 +309,91 @@ fn update_changes_limits_live_and_keeps_them() {
     let (code, _, _) = d.out(&["update", "--memory", "64m", "nope"]);
     assert_ne!(code, Some(0));
 }
+
+#[test]
+fn log_drivers_as_dockerd_offers_them() {
+    let d = Daemon::with_busybox();
+    // none: the output reaches an attached client, and nothing is kept.
+    let out = d.docker(&["run", "--name", "quiet", "--log-driver", "none", "busybox", "echo", "hi"]).expect("run");
+    assert_eq!(out.trim(), "hi");
+    let (code, _, err) = d.out(&["logs", "quiet"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("configured logging driver does not support reading"), "{err}");
+    // local: read back as json-file is.
+    d.docker(&[
+        "run",
+        "--name",
+        "kept",
+        "--log-driver",
+        "local",
+        "--log-opt",
+        "max-size=1m",
+        "busybox",
+        "echo",
+        "hello",
+    ])
+    .expect("run local");
+    assert_eq!(d.docker(&["logs", "kept"]).expect("logs").trim(), "hello");
+    assert_eq!(
+        d.docker(&["inspect", "-f", "{{.HostConfig.LogConfig.Type}}", "kept"]).expect("inspect").trim(),
+        "local"
+    );
+    // Refused at create, with dockerd's words where dockerd has them.
+    for (args, want) in [
+        (vec!["--log-driver", "bogus"], "logger: no log driver named 'bogus' is registered"),
+        (vec!["--log-driver", "syslog"], "log driver 'syslog' is not supported by Berth"),
+        (vec!["--log-opt", "nope=1"], "unknown log opt 'nope' for json-file log driver"),
+        (vec!["--log-driver", "local", "--log-opt", "tag=x"], "unknown log opt 'tag' for local log driver"),
+    ] {
+        let mut full = vec!["create"];
+        full.extend(args);
+        full.push("busybox");
+        let (code, _, err) = d.out(&full);
+        assert_ne!(code, Some(0), "{full:?}");
+        assert!(err.contains(want), "{full:?}: {err}");
+    }
+}
+
+#[test]
+fn restart_is_an_event_and_system_prune_sweeps() {
+    let d = Daemon::with_busybox();
+    let since = (std::time::SystemTime::now() - std::time::Duration::from_secs(2))
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        .to_string();
+    d.docker(&["run", "-d", "--name", "keep", "busybox", "sleep", "300"]).expect("run");
+    let pid = inspect(&d, "keep", "{{.State.Pid}}");
+    d.docker(&["restart", "-t", "0", "keep"]).expect("restart");
+    assert_ne!(inspect(&d, "keep", "{{.State.Pid}}"), pid, "a new process");
+    let until = (std::time::SystemTime::now() + std::time::Duration::from_secs(1))
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        .to_string();
+    let events = d
+        .docker(&[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--filter",
+            "container=keep",
+            "--format",
+            "{{.Action}}",
+        ])
+        .expect("events");
+    let actions: Vec<&str> = events.lines().collect();
+    assert!(actions.ends_with(&["start", "restart"]), "{actions:?}");
+
+    d.docker(&["create", "--name", "gone", "busybox", "true"]).expect("create");
+    let gone = full_id(&d, "gone");
+    d.docker(&["network", "create", "unused-net"]).expect("network create");
+    let out = d.docker(&["system", "prune", "-f"]).expect("system prune");
+    assert!(out.contains("Deleted Containers:") && out.contains(&gone), "{out}");
+    assert!(out.contains("unused-net"), "{out}");
+    let left = d.docker(&["ps", "-a", "--format", "{{.Names}}"]).expect("ps");
+    assert_eq!(left.trim(), "keep", "the running one stays");
+    assert!(d.out(&["network", "inspect", "unused-net"]).0 != Some(0));
+}

@@ -366,8 +366,7 @@ async fn post_container_stop(State(s): State<AppState>, Path(id): Path<String>, 
 /// ContainerRestart: `POST /containers/{id}/restart?t=`.
 async fn post_container_restart(State(s): State<AppState>, Path(id): Path<String>, uri: Uri) -> ApiResult<StatusCode> {
     let p = Params::parse(uri.query());
-    s.runtime.stop(&id, timeout_param(&p)?, p.get("signal").unwrap_or("")).await?;
-    s.runtime.start(&id).await?;
+    s.runtime.restart(&id, timeout_param(&p)?, p.get("signal").unwrap_or("")).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

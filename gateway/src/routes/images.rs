@@ -29,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .route("/images/load", post(post_images_load))
         .route("/images/get", get(get_images_get_all))
         .route("/images/prune", post(post_images_prune))
+        .route("/build/prune", post(post_build_prune))
         .route("/auth", post(post_auth))
         .route(
             "/images/search",
@@ -347,6 +348,14 @@ fn tar_response(stream: ByteStream) -> Response {
 async fn get_images_get_all(State(s): State<AppState>, uri: Uri) -> ApiResult<Response> {
     let names = Params::parse(uri.query()).all("names");
     Ok(tar_response(s.images.save(names).await?))
+}
+
+/// BuildPrune: `POST /build/prune`. Berth keeps no build cache yet (`docker
+/// build` is still to come), so there is nothing to reclaim; `docker system
+/// prune` calls this after the other prunes.
+async fn post_build_prune(uri: Uri) -> ApiResult<Json<Value>> {
+    Params::parse(uri.query()).filters()?;
+    Ok(Json(json!({"CachesDeleted": null, "SpaceReclaimed": 0})))
 }
 
 /// ImagePrune: `POST /images/prune`.

@@ -233,6 +233,9 @@ mod tests {
         async fn update(&self, _: &str, _: &[u8]) -> Result<Vec<String>> {
             Err(Error::unavailable("not in this test"))
         }
+        async fn restart(&self, _: &str, _: i64, _: &str) -> Result<()> {
+            Err(Error::unavailable("not in this test"))
+        }
     }
     #[async_trait]
     impl berth_network_api::NetworkApi for Unavailable {

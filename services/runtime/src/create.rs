@@ -190,7 +190,7 @@ pub fn validate_host_config(hc: &HostConfig) -> Result<()> {
             "Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
         )));
     }
-    crate::lifecycle::log_limits(hc)?;
+    berth_runtime_api::logopts::validate_log_config(&hc.log_config.kind, &hc.log_config.config)?;
     Ok(())
 }
 

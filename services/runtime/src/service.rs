@@ -427,6 +427,14 @@ impl RuntimeApi for LocalRuntime {
         self.stop_container(reference, timeout, signal).await
     }
 
+    async fn restart(&self, reference: &str, timeout: i64, signal: &str) -> Result<()> {
+        let c = self.resolve(reference).await?;
+        self.stop_container(&c.id, timeout, signal).await?;
+        self.start_container(&c.id).await?;
+        self.emit(&c, "restart", []);
+        Ok(())
+    }
+
     async fn kill(&self, reference: &str, signal: &str) -> Result<()> {
         self.kill_container(reference, signal).await
     }

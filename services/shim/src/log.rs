@@ -35,6 +35,11 @@ pub struct Log {
 impl Log {
     /// Opens (appends to) the log at `path`.
     pub fn open(path: PathBuf, max_size: u64, max_files: u32) -> std::io::Result<Self> {
+        if path.as_os_str().is_empty() {
+            // The `none` log driver: output goes to attached clients only.
+            let file = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+            return Ok(Log { file, path, written: 0, max_size: 0, max_files: 1 });
+        }
         // A container's output is its owner's business: 0600, also for a log an
         // older Berth left readable.
         let file = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&path)?;

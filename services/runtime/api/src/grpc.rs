@@ -89,6 +89,15 @@ impl RuntimeService for RuntimeGrpcServer {
         Ok(Response::new(pb::StopContainerResponse { not_running }))
     }
 
+    async fn restart_container(
+        &self,
+        req: Request<pb::StopContainerRequest>,
+    ) -> Result<Response<pb::RestartContainerResponse>, Status> {
+        let r = req.into_inner();
+        self.api.restart(&r.reference, r.timeout, &r.signal).await?;
+        Ok(Response::new(pb::RestartContainerResponse {}))
+    }
+
     async fn kill_container(
         &self,
         req: Request<pb::KillContainerRequest>,
@@ -317,6 +326,12 @@ impl RuntimeApi for RuntimeGrpcClient {
     async fn stop(&self, reference: &str, timeout: i64, signal: &str) -> Result<bool> {
         let req = pb::StopContainerRequest { reference: reference.into(), timeout, signal: signal.into() };
         Ok(self.inner.clone().stop_container(req).await.map_err(err)?.into_inner().not_running)
+    }
+
+    async fn restart(&self, reference: &str, timeout: i64, signal: &str) -> Result<()> {
+        let req = pb::StopContainerRequest { reference: reference.into(), timeout, signal: signal.into() };
+        self.inner.clone().restart_container(req).await.map_err(err)?;
+        Ok(())
     }
 
     async fn kill(&self, reference: &str, signal: &str) -> Result<()> {

@@ -1,4 +1,5 @@
-//! The options of json-file, the one log driver Berth implements: their
+//! Log drivers and their options: `json-file` (the default), `local` (kept in
+//! the same file format, with dockerd's `local` defaults) and `none`; their
 //! names, defaults and checks. Both the daemon's configuration (`log-opts`) and
 //! each container's `--log-opt` go through these, so a bad option is refused
 //! the same way wherever it is given.
@@ -40,8 +41,47 @@ pub fn log_limits_of(opts: &std::collections::BTreeMap<String, String>) -> Resul
     Ok((size, files))
 }
 
-/// The options of json-file, the log driver Berth implements. dockerd accepts
-/// the same names.
+/// The drivers dockerd ships that Berth does not implement: refused with a
+/// message that says so, rather than dockerd's "no log driver named".
+const OTHER_DOCKERD_DRIVERS: [&str; 9] =
+    ["syslog", "journald", "gelf", "fluentd", "awslogs", "splunk", "etwlogs", "gcplogs", "logentries"];
+
+/// Options of dockerd's `local` driver.
+const LOCAL_OPTS: [&str; 3] = ["max-size", "max-file", "compress"];
+
+/// Checks a container's log driver and options as dockerd does at create.
+pub fn validate_log_config(kind: &str, opts: &std::collections::BTreeMap<String, String>) -> Result<()> {
+    let allowed: &[&str] = match kind {
+        "" | "json-file" => &JSON_FILE_OPTS,
+        "local" => &LOCAL_OPTS,
+        "none" => &[],
+        k if OTHER_DOCKERD_DRIVERS.contains(&k) => {
+            return Err(Error::invalid(format!(
+                "logger: log driver '{k}' is not supported by Berth (json-file, local and none are)"
+            )));
+        }
+        k => return Err(Error::invalid(format!("logger: no log driver named '{k}' is registered"))),
+    };
+    let name = if kind.is_empty() { "json-file" } else { kind };
+    if let Some(k) = opts.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(Error::invalid(format!("unknown log opt '{k}' for {name} log driver")));
+    }
+    log_limits_for(kind, opts).map(|_| ())
+}
+
+/// The log bounds of a driver and its options: `local` keeps 5 files of 20 MiB
+/// by default, as dockerd's; json-file [`log_limits_of`].
+pub fn log_limits_for(kind: &str, opts: &std::collections::BTreeMap<String, String>) -> Result<(u64, u32)> {
+    if kind == "local" {
+        let mut with_defaults = opts.clone();
+        with_defaults.entry("max-size".into()).or_insert_with(|| "20m".into());
+        with_defaults.entry("max-file".into()).or_insert_with(|| "5".into());
+        return log_limits_of(&with_defaults);
+    }
+    log_limits_of(opts)
+}
+
+/// The options of json-file. dockerd accepts the same names.
 const JSON_FILE_OPTS: [&str; 8] =
     ["max-size", "max-file", "compress", "labels", "labels-regex", "env", "env-regex", "tag"];
 

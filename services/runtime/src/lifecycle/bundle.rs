@@ -83,7 +83,8 @@ pub(super) fn plan(i: PlanInputs<'_>) -> Result<Plan> {
         lowerdirs: i.layer_dirs.iter().rev().map(PathBuf::from).collect(),
         upperdir: upper,
         workdir: work,
-        log_path: i.bundle.join("container.log"),
+        // The `none` driver keeps nothing (the shim writes to /dev/null).
+        log_path: if i.host_config.log_config.kind == "none" { PathBuf::new() } else { i.bundle.join("container.log") },
         log_max_size,
         log_max_file,
         stdin: i.config.open_stdin,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_core::Result;
+use berth_core::{Error, Result};
 use tokio::sync::broadcast;
 
 use super::{Event, LogStream};
@@ -17,6 +17,9 @@ impl LocalRuntime {
     /// The container's log as a stream of entries.
     pub(crate) async fn log_stream(&self, req: pb::ContainerLogsRequest) -> Result<LogStream> {
         let c = self.resolve(&req.reference).await?;
+        if crate::record::host_config(&c).is_ok_and(|h| h.log_config.kind == "none") {
+            return Err(Error::not_implemented("configured logging driver does not support reading"));
+        }
         let path = self.host.bundle(&c.id).join("container.log");
         let rx = self.host.subscribe();
         let store = self.store.clone();

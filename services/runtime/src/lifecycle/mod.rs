@@ -140,12 +140,12 @@ fn container_pid(pid: i64, id: &str) -> bool {
         && std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.lines().any(|l| l.contains(id)))
 }
 
-use berth_runtime_api::logopts::log_limits_of;
+use berth_runtime_api::logopts::log_limits_for;
 pub(crate) use berth_runtime_api::logopts::validate_log_opts;
 
 /// The log bounds of a container: its `--log-opt max-size/max-file`, or the defaults.
 pub fn log_limits(host_config: &HostConfig) -> Result<(u64, u32)> {
-    log_limits_of(&host_config.log_config.config)
+    log_limits_for(&host_config.log_config.kind, &host_config.log_config.config)
 }
 
 /// Parses a signal given by name (`KILL`, `SIGTERM`) or number.
