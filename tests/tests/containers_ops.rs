@@ -397,3 +397,20 @@ fn restart_is_an_event_and_system_prune_sweeps() {
     assert_eq!(left.trim(), "keep", "the running one stays");
     assert!(d.out(&["network", "inspect", "unused-net"]).0 != Some(0));
 }
+
+#[test]
+fn sizes_of_a_containers_writes() {
+    let d = Daemon::with_busybox();
+    d.docker(&["run", "--name", "writer", "busybox", "sh", "-c", "head -c 1048576 /dev/zero > /big"]).expect("run");
+    d.docker(&["create", "--name", "clean", "busybox", "true"]).expect("create");
+    let rw: u64 = inspect(&d, "writer", "{{.SizeRw}}").parse().unwrap_or(0);
+    assert_eq!(rw, 0, "without --size, as dockerd: no size");
+    let out = d.docker(&["inspect", "--size", "-f", "{{.SizeRw}} {{.SizeRootFs}}", "writer"]).expect("inspect --size");
+    let sizes: Vec<u64> = out.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+    assert_eq!(sizes.len(), 2, "{out}");
+    assert!(sizes[0] >= 1 << 20 && sizes[0] < 2 << 20, "{out}");
+    assert!(sizes[1] > sizes[0], "the image's size too: {out}");
+    let ps = d.docker(&["ps", "-a", "--size", "--format", "{{.Names}} {{.Size}}"]).expect("ps --size");
+    assert!(ps.lines().any(|l| l.starts_with("writer 1.05MB (virtual ")), "{ps}");
+    assert!(ps.lines().any(|l| l.starts_with("clean 0B (virtual ")), "{ps}");
+}

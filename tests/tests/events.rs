@@ -34,8 +34,22 @@ fn a_containers_life_in_events() {
     let t0 = now() - 1;
     d.docker(&["network", "create", "evnet"]).expect("network create");
     d.docker(&["volume", "create", "evvol"]).expect("volume create");
-    d.docker(&["run", "-d", "--name", "box", "--label", "team=a", "--network", "evnet", "busybox", "sleep", "300"])
-        .expect("run -d");
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "--label",
+        "team=a",
+        "--network",
+        "evnet",
+        "-v",
+        "evvol:/data",
+        "busybox",
+        "sleep",
+        "300",
+    ])
+    .expect("run -d");
     d.docker(&["exec", "box", "true"]).expect("exec");
     d.docker(&["pause", "box"]).expect("pause");
     d.docker(&["unpause", "box"]).expect("unpause");
@@ -56,11 +70,13 @@ fn a_containers_life_in_events() {
         "volume create evvol",
         "container create box",
         "network connect evnet",
+        "volume mount evvol",
         "container start box",
         "container pause box",
         "container unpause box",
         "container kill box",
         "container die box",
+        "volume unmount evvol",
         "container stop box",
         "container rename box2",
         "container destroy box2",

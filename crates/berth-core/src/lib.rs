@@ -14,6 +14,7 @@
 
 #[cfg(feature = "db")]
 pub mod db;
+pub mod disk;
 pub mod error;
 pub mod events;
 pub mod grpc;

@@ -318,12 +318,29 @@ async fn get_containers_list(State(s): State<AppState>, uri: Uri) -> ApiResult<J
         Some(l) => l.parse::<i64>().map_err(|_| Error::invalid(format!("invalid limit {l:?}")))?,
     };
     let list = s.runtime.list(p.bool("all"), p.filters()?, limit.max(0)).await?;
-    Ok(Json(Value::Array(list.iter().map(summary).collect())))
+    let mut out: Vec<Value> = list.iter().map(summary).collect();
+    if p.bool("size") {
+        // Measured for all at once (each walks a writable layer).
+        let sizes = futures::future::join_all(list.iter().map(|c| s.runtime.size(&c.id))).await;
+        for (v, size) in out.iter_mut().zip(sizes) {
+            let size = size?;
+            v["SizeRw"] = json!(size.size_rw);
+            v["SizeRootFs"] = json!(size.size_root_fs);
+        }
+    }
+    Ok(Json(Value::Array(out)))
 }
 
 /// ContainerInspect: `GET /containers/{id}/json`.
-async fn get_container_inspect(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(inspect_json(&s.runtime.inspect(&id).await?)))
+async fn get_container_inspect(State(s): State<AppState>, Path(id): Path<String>, uri: Uri) -> ApiResult<Json<Value>> {
+    let c = s.runtime.inspect(&id).await?;
+    let mut v = inspect_json(&c);
+    if Params::parse(uri.query()).bool("size") {
+        let size = s.runtime.size(&c.id).await?;
+        v["SizeRw"] = json!(size.size_rw);
+        v["SizeRootFs"] = json!(size.size_root_fs);
+    }
+    Ok(Json(v))
 }
 
 /// ContainerRename: `POST /containers/{id}/rename?name=`.

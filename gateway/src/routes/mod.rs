@@ -236,6 +236,9 @@ mod tests {
         async fn restart(&self, _: &str, _: i64, _: &str) -> Result<()> {
             Err(Error::unavailable("not in this test"))
         }
+        async fn size(&self, _: &str) -> Result<berth_runtime_api::pb::ContainerSizeResponse> {
+            Err(Error::unavailable("not in this test"))
+        }
     }
     #[async_trait]
     impl berth_network_api::NetworkApi for Unavailable {

@@ -63,6 +63,21 @@ pub fn emit<const N: usize>(
     bus.publish("container", action, &c.id, attributes);
 }
 
+/// Publishes `mount` (at a start) or `unmount` (at an exit) for each named
+/// volume of `c`, with dockerd's attributes.
+pub fn emit_volume_events(bus: &berth_core::events::EventBus, c: &pb::Container, action: &str) {
+    let mounts: Vec<berth_models::container::MountPoint> = serde_json::from_slice(&c.mounts).unwrap_or_default();
+    for m in mounts.iter().filter(|m| m.typ == "volume") {
+        let mut attributes = vec![("container", c.id.clone()), ("driver", m.driver.clone())];
+        if action == "mount" {
+            attributes.push(("destination", m.destination.clone()));
+            attributes.push(("propagation", m.propagation.clone()));
+            attributes.push(("read/write", m.rw.to_string()));
+        }
+        bus.publish("volume", action, &m.name, attributes);
+    }
+}
+
 /// A state with `status` and defaults elsewhere.
 pub fn state(status: ContainerStatus) -> pb::ContainerState {
     pb::ContainerState { status: status.as_str().into(), ..Default::default() }

@@ -427,6 +427,16 @@ impl RuntimeApi for LocalRuntime {
         self.stop_container(reference, timeout, signal).await
     }
 
+    async fn size(&self, reference: &str) -> Result<pb::ContainerSizeResponse> {
+        let c = self.resolve(reference).await?;
+        let upper = self.host.bundle(&c.id).join("upper");
+        let size_rw = tokio::task::spawn_blocking(move || berth_core::disk::dir_size(&upper))
+            .await
+            .map_err(|e| Error::internal(e.to_string()))? as i64;
+        let image = self.images.inspect(&c.image_id).await.map(|i| i.size).unwrap_or(0);
+        Ok(pb::ContainerSizeResponse { size_rw, size_root_fs: size_rw + image })
+    }
+
     async fn restart(&self, reference: &str, timeout: i64, signal: &str) -> Result<()> {
         let c = self.resolve(reference).await?;
         self.stop_container(&c.id, timeout, signal).await?;

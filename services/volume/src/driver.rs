@@ -137,26 +137,7 @@ pub fn unmount(data: &Path) -> Result<()> {
 /// Bytes used under `dir`, not following symlinks nor crossing into other
 /// filesystems' mounts below it.
 pub fn size_of(dir: &Path) -> u64 {
-    fn walk(dir: &Path, dev: u64, total: &mut u64) {
-        use std::os::unix::fs::MetadataExt;
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
-        for e in entries.flatten() {
-            let Ok(m) = e.path().symlink_metadata() else { continue };
-            if m.is_dir() {
-                if m.dev() == dev {
-                    walk(&e.path(), dev, total);
-                }
-            } else {
-                *total += m.len();
-            }
-        }
-    }
-    use std::os::unix::fs::MetadataExt;
-    let mut total = 0;
-    if let Ok(m) = dir.symlink_metadata() {
-        walk(dir, m.dev(), &mut total);
-    }
-    total
+    berth_core::disk::dir_size(dir)
 }
 
 #[cfg(test)]

@@ -89,6 +89,13 @@ impl RuntimeService for RuntimeGrpcServer {
         Ok(Response::new(pb::StopContainerResponse { not_running }))
     }
 
+    async fn container_size(
+        &self,
+        req: Request<pb::ContainerSizeRequest>,
+    ) -> Result<Response<pb::ContainerSizeResponse>, Status> {
+        Ok(Response::new(self.api.size(&req.into_inner().reference).await?))
+    }
+
     async fn restart_container(
         &self,
         req: Request<pb::StopContainerRequest>,
@@ -326,6 +333,11 @@ impl RuntimeApi for RuntimeGrpcClient {
     async fn stop(&self, reference: &str, timeout: i64, signal: &str) -> Result<bool> {
         let req = pb::StopContainerRequest { reference: reference.into(), timeout, signal: signal.into() };
         Ok(self.inner.clone().stop_container(req).await.map_err(err)?.into_inner().not_running)
+    }
+
+    async fn size(&self, reference: &str) -> Result<pb::ContainerSizeResponse> {
+        let req = pb::ContainerSizeRequest { reference: reference.into() };
+        Ok(self.inner.clone().container_size(req).await.map_err(err)?.into_inner())
     }
 
     async fn restart(&self, reference: &str, timeout: i64, signal: &str) -> Result<()> {

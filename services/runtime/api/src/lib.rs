@@ -39,6 +39,8 @@ pub trait RuntimeApi: Send + Sync + 'static {
     async fn start(&self, reference: &str) -> Result<bool>;
     /// Stops a container; `Ok(true)` when it was not running.
     async fn stop(&self, reference: &str, timeout: i64, signal: &str) -> Result<bool>;
+    /// The container's SizeRw and SizeRootFs (`ps --size`, `inspect --size`).
+    async fn size(&self, reference: &str) -> Result<pb::ContainerSizeResponse>;
     /// Stops a container if it runs, starts it again (`docker restart`).
     async fn restart(&self, reference: &str, timeout: i64, signal: &str) -> Result<()>;
     /// Sends a signal to a running container.

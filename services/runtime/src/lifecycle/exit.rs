@@ -85,6 +85,7 @@ impl LocalRuntime {
                 record::emit(&bus, &container, "oom", []);
             }
             record::emit(&bus, &container, "die", [("exitCode", code.to_string())]);
+            record::emit_volume_events(&bus, &container, "unmount");
             let _ = host.events.send(Event::Exited(id.clone(), code));
             if auto_remove {
                 // Volumes first: `docker run --rm` returns once the container is gone.

@@ -167,6 +167,7 @@ impl LocalRuntime {
         running.state = Some(state);
         self.spawn_watch(&running);
         self.spawn_health(&running, true);
+        record::emit_volume_events(&self.config.events, c, "mount");
         tracing::info!(id = %c.id, pid, "container started");
         self.emit(c, "start", []);
         Ok(false)
