@@ -414,3 +414,35 @@ fn sizes_of_a_containers_writes() {
     assert!(ps.lines().any(|l| l.starts_with("writer 1.05MB (virtual ")), "{ps}");
     assert!(ps.lines().any(|l| l.starts_with("clean 0B (virtual ")), "{ps}");
 }
+
+#[test]
+fn mac_addresses_are_given_to_the_interface() {
+    let d = Daemon::with_busybox();
+    let out = d
+        .docker(&[
+            "run",
+            "--name",
+            "mac1",
+            "--mac-address",
+            "02:42:de:ad:be:ef",
+            "busybox",
+            "cat",
+            "/sys/class/net/eth0/address",
+        ])
+        .expect("run --mac-address");
+    assert_eq!(out.trim(), "02:42:de:ad:be:ef");
+    // The legacy field (Config.MacAddress) as older clients send it.
+    let body = br#"{"Image":"busybox","Cmd":["cat","/sys/class/net/eth0/address"],"MacAddress":"02:42:00:00:be:ef"}"#;
+    let (status, _, reply) =
+        berth_tests::raw_http(&d.sock(), "POST", "/containers/create?name=legacy", body).expect("create");
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&reply));
+    let out = d.docker(&["start", "-a", "legacy"]).expect("start");
+    assert_eq!(out.trim(), "02:42:00:00:be:ef");
+    for bad in ["nope", "01:00:5e:00:00:01"] {
+        let body = format!(r#"{{"Image":"busybox","MacAddress":"{bad}"}}"#);
+        let (status, _, reply) =
+            berth_tests::raw_http(&d.sock(), "POST", "/containers/create", body.as_bytes()).expect("create");
+        assert_eq!(status, 400, "{bad}");
+        assert!(String::from_utf8_lossy(&reply).contains(&format!("invalid MAC address: {bad}")));
+    }
+}

@@ -100,6 +100,8 @@ pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
     [0x02, 0x42, o[0], o[1], o[2], o[3]]
 }
 
+pub use berth_network_api::parse_mac;
+
 /// A MAC address as text.
 pub fn mac_text(mac: &[u8; 6]) -> String {
     mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
@@ -108,6 +110,17 @@ pub fn mac_text(mac: &[u8; 6]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mac_addresses_as_dockerd_takes_them() {
+        assert_eq!(parse_mac("02:42:ac:11:00:05"), Some([0x02, 0x42, 0xac, 0x11, 0, 5]));
+        assert_eq!(parse_mac("02-42-AC-11-00-05"), Some([0x02, 0x42, 0xac, 0x11, 0, 5]));
+        for bad in
+            ["", "02:42:ac:11:00", "02:42:ac:11:00:05:06", "zz:42:ac:11:00:05", "01:00:5e:00:00:01", "2:42:ac:11:0:5"]
+        {
+            assert_eq!(parse_mac(bad), None, "{bad}");
+        }
+    }
 
     fn s(t: &str) -> Subnet {
         t.parse().expect("subnet")

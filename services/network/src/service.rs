@@ -278,6 +278,7 @@ impl LocalNetwork {
         container_name: &str,
         aliases: &[String],
         wanted: Option<Ipv4Addr>,
+        mac: Option<[u8; 6]>,
     ) -> Result<EndpointRecord> {
         let _guard = self.alloc.lock().await;
         let on_net = self.store.endpoints(&net.id).await?;
@@ -301,7 +302,7 @@ impl LocalNetwork {
             container_id: container_id.to_string(),
             endpoint_id: berth_core::id::random_id(),
             ip: ip.to_string(),
-            mac: ipam::mac_text(&ipam::mac_for(ip)),
+            mac: ipam::mac_text(&mac.unwrap_or_else(|| ipam::mac_for(ip))),
             host_veth: veth_name(&net.id, container_id),
             container_name: container_name.trim_start_matches('/').to_string(),
             aliases: aliases.to_vec(),
@@ -407,8 +408,12 @@ impl NetworkApi for LocalNetwork {
                 Some(ip)
             }
         };
+        let mac = match req.mac_address.as_str() {
+            "" => None,
+            m => Some(ipam::parse_mac(m).ok_or_else(|| Error::invalid(format!("invalid MAC address: {m}")))?),
+        };
         let aliases: Vec<String> = req.aliases.iter().filter(|a| !a.is_empty()).cloned().collect();
-        let e = self.endpoint_for(&net, &subnet, &req.container_id, &req.container_name, &aliases, wanted).await?;
+        let e = self.endpoint_for(&net, &subnet, &req.container_id, &req.container_name, &aliases, wanted, mac).await?;
         let interface = if req.interface.is_empty() { "eth0".to_string() } else { req.interface.clone() };
         if interface.len() > 15 || interface.contains(['/', ' ']) {
             return Err(Error::invalid(format!("invalid interface name {interface:?}")));
@@ -424,7 +429,7 @@ impl NetworkApi for LocalNetwork {
                 ip,
                 prefix: subnet.prefix,
                 gateway: (!net.internal && req.default_route).then_some(gateway),
-                mac: ipam::mac_for(ip),
+                mac: ipam::parse_mac(&e.mac).unwrap_or_else(|| ipam::mac_for(ip)),
             };
             netlink::plug(&plug).await
         }

@@ -107,7 +107,12 @@ impl LocalRuntime {
                 );
                 out.settings.sandbox_key = format!("/proc/{pid}/ns/net");
                 for name in names {
-                    let ep_cfg = endpoints.get(&name).cloned().unwrap_or_default();
+                    // The CLI names the default network "default" in EndpointsConfig.
+                    let ep_cfg = endpoints
+                        .get(&name)
+                        .or_else(|| if name == "bridge" { endpoints.get("default") } else { None })
+                        .cloned()
+                        .unwrap_or_default();
                     let resolver = self.plug_one(c, pid, &name, &ep_cfg, &mut out.settings).await?;
                     out.resolver = out.resolver.or(resolver);
                 }
@@ -165,6 +170,14 @@ impl LocalRuntime {
                 default_route: index == 0,
                 aliases: ep_cfg.aliases().to_vec(),
                 dns_servers: record::host_config(c)?.dns().to_vec(),
+                // The endpoint's own (API 1.44+), or the container's for its first network.
+                mac_address: if !ep_cfg.mac_address.is_empty() {
+                    ep_cfg.mac_address.clone()
+                } else if index == 0 {
+                    record::config(c)?.mac_address
+                } else {
+                    String::new()
+                },
             })
             .await?;
         let list = |v: &[String]| (!v.is_empty()).then(|| v.to_vec());

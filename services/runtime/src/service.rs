@@ -278,6 +278,11 @@ impl RuntimeApi for LocalRuntime {
             return Err(Error::invalid("can't create 'AutoRemove' container with restart policy"));
         }
         crate::create::validate_healthcheck(user.healthcheck.as_ref())?;
+        let macs = std::iter::once(&user.mac_address)
+            .chain(body.networking_config.endpoints_config.values().map(|e| &e.mac_address));
+        if let Some(bad) = macs.filter(|m| !m.is_empty()).find(|m| berth_network_api::parse_mac(m).is_none()) {
+            return Err(Error::invalid(format!("invalid MAC address: {bad}")));
+        }
         // A named network is looked up at start, as dockerd does (a 404 here would
         // make the docker CLI try to pull the image).
         // Binds, mounts and tmpfs are checked now, so a bad one fails create as in dockerd.

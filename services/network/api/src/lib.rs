@@ -13,6 +13,23 @@ pub use berth_proto::network::v1 as pb;
 pub use berth_proto::types::v1::Filter;
 pub use grpc::{NetworkGrpcClient, NetworkGrpcServer};
 
+/// Parses `aa:bb:cc:dd:ee:ff` (or with dashes), refusing multicast addresses
+/// (an interface cannot have one), as dockerd does.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let parts: Vec<&str> = text.split([':', '-']).collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    for (b, p) in mac.iter_mut().zip(&parts) {
+        if p.len() != 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    (mac[0] & 1 == 0).then_some(mac)
+}
+
 /// Whether `name` can be a bridge device Berth makes: a Linux interface name
 /// (1 to 15 bytes, not `.` or `..`) of letters, digits, `_`, `-` and `.` only,
 /// so that it means itself in an nftables rule (where `*` is a wildcard) and
