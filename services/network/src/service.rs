@@ -269,7 +269,8 @@ impl LocalNetwork {
         }
     }
 
-    /// Finds or hands out the container's address on `net`.
+    /// Finds or hands out the container's address on `net` (the one asked
+    /// for, if any) and its MAC (the one asked for, or one made from the address).
     async fn endpoint_for(
         &self,
         net: &pb::Network,
@@ -277,8 +278,7 @@ impl LocalNetwork {
         container_id: &str,
         container_name: &str,
         aliases: &[String],
-        wanted: Option<Ipv4Addr>,
-        mac: Option<[u8; 6]>,
+        (wanted, mac): (Option<Ipv4Addr>, Option<[u8; 6]>),
     ) -> Result<EndpointRecord> {
         let _guard = self.alloc.lock().await;
         let on_net = self.store.endpoints(&net.id).await?;
@@ -413,7 +413,8 @@ impl NetworkApi for LocalNetwork {
             m => Some(ipam::parse_mac(m).ok_or_else(|| Error::invalid(format!("invalid MAC address: {m}")))?),
         };
         let aliases: Vec<String> = req.aliases.iter().filter(|a| !a.is_empty()).cloned().collect();
-        let e = self.endpoint_for(&net, &subnet, &req.container_id, &req.container_name, &aliases, wanted, mac).await?;
+        let e =
+            self.endpoint_for(&net, &subnet, &req.container_id, &req.container_name, &aliases, (wanted, mac)).await?;
         let interface = if req.interface.is_empty() { "eth0".to_string() } else { req.interface.clone() };
         if interface.len() > 15 || interface.contains(['/', ' ']) {
             return Err(Error::invalid(format!("invalid interface name {interface:?}")));
