@@ -51,6 +51,8 @@ fn a_containers_life_in_events() {
     ])
     .expect("run -d");
     d.docker(&["exec", "box", "true"]).expect("exec");
+    d.docker(&["exec", "-d", "box", "sh", "-c", "sleep 0.2; exit 4"]).expect("exec -d");
+    std::thread::sleep(std::time::Duration::from_millis(700));
     d.docker(&["pause", "box"]).expect("pause");
     d.docker(&["unpause", "box"]).expect("unpause");
     d.docker(&["stop", "-t", "1", "box"]).expect("stop");
@@ -108,6 +110,9 @@ fn a_containers_life_in_events() {
     // `stop -t 1` of a PID 1 that ignores SIGTERM: the stop signal, then SIGKILL.
     assert_eq!(attrs("event=kill", "{{.Actor.Attributes.signal}}"), "15\n9");
     assert_eq!(attrs("event=rename", "{{.Actor.Attributes.oldName}}"), "/box");
+    // A detached exec's exit is an event too.
+    let codes = attrs("event=exec_die", "{{.Actor.Attributes.exitCode}}");
+    assert!(codes.lines().any(|c| c == "4") && codes.lines().any(|c| c == "0"), "{codes}");
     let created = attrs("event=create", "{{.Actor.Attributes.team}} {{.Actor.Attributes.image}} {{.From}}");
     assert!(created.lines().any(|l| l == "a busybox busybox"), "{created}");
 

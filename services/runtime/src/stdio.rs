@@ -302,6 +302,25 @@ impl LocalRuntime {
         tracing::info!(container = %c.id, exec = %rec.id, pid = exec_pid, "exec started");
         self.emit(&c, &format!("exec_start: {}", cfg.cmd.as_slice().join(" ")), [("execID", rec.id.clone())]);
         if detach {
+            // Nobody reads this exec's stream: its exit is picked up from the
+            // record the shim leaves (`exec-<id>.json`), for inspect and exec_die.
+            let (rt, file) = (self.clone(), bundle.join(files::exec_exit(&rec.id)));
+            tokio::spawn(async move {
+                let code = loop {
+                    if let Some(r) =
+                        std::fs::read(&file).ok().and_then(|b| serde_json::from_slice::<ExitRecord>(&b).ok())
+                    {
+                        break r.exit_code;
+                    }
+                    match rt.resolve(&c.id).await {
+                        Ok(now) if status(&now).is_running() => {}
+                        // The container (and so the exec) is gone without a record.
+                        _ => break 137,
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                };
+                set_exit(code);
+            });
             return Ok(Box::pin(futures::stream::empty()));
         }
         let out = shim::pump(conn, input, InputPolicy { stdin, close_on_eof: !tty });
