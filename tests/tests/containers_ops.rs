@@ -446,3 +446,37 @@ fn mac_addresses_are_given_to_the_interface() {
         assert!(String::from_utf8_lossy(&reply).contains(&format!("invalid MAC address: {bad}")));
     }
 }
+
+#[test]
+fn legacy_links_set_hosts_and_variables() {
+    let d = Daemon::with_busybox();
+    d.docker(&["run", "-d", "--name", "db", "-e", "SECRET=x", "--expose", "5432", "busybox", "sleep", "300"])
+        .expect("run db");
+    let db_ip = inspect(&d, "db", "{{.NetworkSettings.Networks.bridge.IPAddress}}");
+    assert!(!db_ip.is_empty());
+    let out = d
+        .docker(&["run", "--name", "web", "--link", "db:database", "busybox", "sh", "-c", "env | sort; cat /etc/hosts"])
+        .expect("run --link");
+    for want in [
+        "DATABASE_NAME=/web/database".to_string(),
+        format!("DATABASE_PORT=tcp://{db_ip}:5432"),
+        format!("DATABASE_PORT_5432_TCP_ADDR={db_ip}"),
+        "DATABASE_PORT_5432_TCP_PORT=5432".to_string(),
+        "DATABASE_ENV_SECRET=x".to_string(),
+    ] {
+        assert!(out.lines().any(|l| l == want), "{want} in {out}");
+    }
+    let hosts_line = out.lines().find(|l| l.starts_with(&format!("{db_ip}\t"))).unwrap_or_default();
+    assert!(hosts_line.contains("database") && hosts_line.ends_with(" db"), "{out}");
+    assert_eq!(inspect(&d, "web", "{{json .HostConfig.Links}}"), r#"["/db:/web/database"]"#);
+    // The container's own environment stays its own.
+    assert!(!inspect(&d, "web", "{{json .Config.Env}}").contains("DATABASE_"));
+    // A link to nothing is refused at create; to a stopped container, at start.
+    let (code, _, err) = d.out(&["create", "--link", "nope:x", "busybox", "true"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("could not get container for nope"), "{err}");
+    d.docker(&["stop", "-t", "0", "db"]).expect("stop db");
+    let (code, _, err) = d.out(&["start", "web"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("Cannot link to a non running container: /db AS /web/database"), "{err}");
+}

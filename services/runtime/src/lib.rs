@@ -16,6 +16,7 @@ pub mod cgroups;
 pub mod create;
 pub mod devices;
 pub mod lifecycle;
+pub mod links;
 pub mod networking;
 pub mod record;
 pub mod seccomp;

@@ -271,8 +271,15 @@ impl RuntimeApi for LocalRuntime {
     async fn create(&self, req: pb::CreateContainerRequest) -> Result<pb::CreateContainerResponse> {
         let body = parse_create(&req)?;
         let user = body.config;
-        let host_config = with_log_defaults(body.host_config, &self.config.log_opts);
+        let mut host_config = with_log_defaults(body.host_config, &self.config.log_opts);
         validate_host_config(&host_config)?;
+        // Legacy links name containers that exist (dockerd checks at create).
+        for link in host_config.links.iter().flatten() {
+            let (name, _) = crate::links::parse(link);
+            if self.resolve(&name).await.is_err() {
+                return Err(Error::invalid(format!("could not get container for {name}")));
+            }
+        }
         host_config.restart_policy.validate().map_err(Error::invalid)?;
         if host_config.auto_remove && host_config.restart_policy.is_set() {
             return Err(Error::invalid("can't create 'AutoRemove' container with restart policy"));
@@ -328,7 +335,15 @@ impl RuntimeApi for LocalRuntime {
             args,
             state: Some(crate::record::state(ContainerStatus::Created)),
             config: berth_models::to_vec(&merged),
-            host_config: berth_models::to_vec(&host_config),
+            host_config: {
+                // Links as dockerd keeps them: `/child:/parent/alias`.
+                if let Some(links) = host_config.links.as_mut() {
+                    for l in links.iter_mut() {
+                        *l = crate::links::normalize(l, &name);
+                    }
+                }
+                berth_models::to_vec(&host_config)
+            },
             networking_config: berth_models::to_vec(&body.networking_config),
             restart_count: 0,
             manually_stopped: false,

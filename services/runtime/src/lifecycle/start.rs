@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use berth_core::{Error, ErrorKind, Result};
-use berth_models::container::ContainerStatus;
+use berth_models::container::{ContainerStatus, HostConfig};
 use berth_shim::protocol::files;
 
 use super::Event;
@@ -86,6 +86,10 @@ impl LocalRuntime {
         let mut lower_dirs = vec![upper.clone()];
         lower_dirs.extend(image.layer_dirs.iter().rev().map(PathBuf::from));
         let mounts = self.prepare_mounts(c, lower_dirs).await?;
+        let links = self.resolve_links(c, &host_config).await?;
+        // The links' variables go into the spec only (inspect shows the container's own).
+        let mut config = config;
+        config.env = Some(config.env().iter().cloned().chain(links.iter().flat_map(|l| l.env())).collect());
         let mut plan = bundle::plan(PlanInputs {
             bundle: &bundle,
             image_id: &image.id,
@@ -142,7 +146,9 @@ impl LocalRuntime {
         // Now the container's address is known: it goes into its /etc/hosts
         // (rewritten in place: the file is bind-mounted).
         if let Some(ip) = plugged.settings.first_ip() {
-            let _ = std::fs::write(bundle.join("hosts"), hosts_file(&config.hostname, Some(ip), &host_config));
+            let mut hosts = hosts_file(&config.hostname, Some(ip), &host_config);
+            hosts.extend(links.iter().map(|l| l.hosts_line()));
+            let _ = std::fs::write(bundle.join("hosts"), hosts);
         }
         // On a user-defined network, names come from the embedded DNS.
         if let Some(resolver) = &plugged.resolver {
@@ -171,6 +177,39 @@ impl LocalRuntime {
         tracing::info!(id = %c.id, pid, "container started");
         self.emit(c, "start", []);
         Ok(false)
+    }
+
+    /// The legacy links of `c`, on the default bridge only (on a user-defined
+    /// network dockerd makes them DNS aliases): each linked container must run.
+    async fn resolve_links(&self, c: &pb::Container, hc: &HostConfig) -> Result<Vec<crate::links::Link>> {
+        if !matches!(hc.network_mode.as_str(), "" | "default" | "bridge") {
+            return Ok(vec![]);
+        }
+        let mut out = Vec::new();
+        for link in hc.links.iter().flatten() {
+            let (name, alias) = crate::links::parse(link);
+            let child =
+                self.resolve(&name).await.map_err(|_| Error::invalid(format!("could not get container for {name}")))?;
+            let state = child.state.clone().unwrap_or_default();
+            let settings = record::network_settings(&state);
+            let ip = settings.networks.get("bridge").map(|n| n.ip_address.clone()).filter(|ip| !ip.is_empty());
+            let (Some(ip), true) = (ip, status(&child).is_running()) else {
+                return Err(Error::conflict(format!(
+                    "Cannot link to a non running container: /{} AS /{}/{alias}",
+                    child.name, c.name
+                )));
+            };
+            let child_config = record::config(&child)?;
+            out.push(crate::links::Link {
+                alias,
+                parent: c.name.clone(),
+                child_name: child.name.clone(),
+                child_hostname: child_config.hostname.clone(),
+                ip,
+                child: child_config,
+            });
+        }
+        Ok(out)
     }
 
     /// A start that failed leaves the container created, with dockerd's exit
