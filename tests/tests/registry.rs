@@ -536,3 +536,52 @@ fn a_registry_cannot_send_more_than_the_manifest_says() {
     assert_eq!(d.docker(&["images", "-q"]).expect("images").trim(), "", "nothing half-pulled is listed");
     assert_eq!(d.out(&["pull", &format!("{host}/big/app:v1")]).0, Some(0), "the honest manifest pulls");
 }
+
+/// A registry that answers every manifest request with `size` bytes (a
+/// Content-Length when `declared`, else a body that just goes on).
+fn hostile_registry(size: usize, declared: bool) -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let handle = std::thread::spawn(move || {
+        listener.set_nonblocking(false).ok();
+        for stream in listener.incoming().take(8) {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).to_string();
+            if head.starts_with("GET /v2/ ") || head.starts_with("GET /v2 ") {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
+                continue;
+            }
+            let header = if declared {
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.distribution.manifest.v2+json\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n"
+                )
+            } else {
+                "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.distribution.manifest.v2+json\r\nConnection: close\r\n\r\n".to_string()
+            };
+            let _ = s.write_all(header.as_bytes());
+            let chunk = vec![b' '; 64 * 1024];
+            let mut sent = 0;
+            while sent < size && s.write_all(&chunk).is_ok() {
+                sent += chunk.len();
+            }
+        }
+    });
+    (port, handle)
+}
+
+#[test]
+fn manifests_over_four_mib_are_refused() {
+    let d = Daemon::with_busybox();
+    for declared in [true, false] {
+        let (port, _server) = hostile_registry(64 << 20, declared);
+        let reference = format!("127.0.0.1:{port}/huge:1");
+        let (code, _, err) = d.out(&["pull", &reference]);
+        assert_ne!(code, Some(0));
+        assert!(err.contains("over the limit of 4194304 bytes"), "declared={declared}: {err}");
+    }
+    // berthd is fine afterwards.
+    assert_eq!(d.docker(&["run", "--rm", "busybox", "echo", "ok"]).expect("run").trim(), "ok");
+}

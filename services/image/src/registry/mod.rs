@@ -198,8 +198,17 @@ impl Endpoint {
         })
     }
 
-    /// A plain HTTP client with this endpoint's trust settings (for `docker login`).
-    fn http(&self) -> Result<reqwest::Client> {
+    /// The registry API's base URL: Docker Hub's API lives at registry-1.docker.io.
+    pub(crate) fn registry_base(&self) -> String {
+        match self.host.as_str() {
+            "docker.io" | "index.docker.io" => "https://registry-1.docker.io".into(),
+            _ => self.base(),
+        }
+    }
+
+    /// A plain HTTP client with this endpoint's trust settings (for `docker
+    /// login` and bounded manifest reads).
+    pub(crate) fn http(&self) -> Result<reqwest::Client> {
         let mut b = reqwest::Client::builder()
             .danger_accept_invalid_certs(!self.verify)
             .connect_timeout(Duration::from_secs(15))

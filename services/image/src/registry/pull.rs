@@ -92,21 +92,74 @@ struct Resolved {
     manifest: ImageManifest,
 }
 
+/// The largest manifest (or index) Berth reads, as dockerd: 4 MiB.
+pub(crate) const MAX_MANIFEST: usize = 4 << 20;
+
+/// The registry's complaint about a manifest request, in oci-client's terms
+/// (so [`error_of`] words it as for every other call), as oci-client reads one.
+fn response_error(status: reqwest::StatusCode, body: &[u8], url: &str) -> oci_client::errors::OciDistributionError {
+    use oci_client::errors::{OciDistributionError as E, OciEnvelope};
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        return E::UnauthorizedError { url: url.to_string() };
+    }
+    match serde_json::from_slice::<OciEnvelope>(body) {
+        Ok(envelope) if status.is_client_error() => E::RegistryError { envelope, url: url.to_string() },
+        _ => E::ServerError {
+            code: status.as_u16(),
+            url: url.to_string(),
+            message: String::from_utf8_lossy(&body[..body.len().min(1024)]).into_owned(),
+        },
+    }
+}
+
+/// Fetches a manifest, reading at most [`MAX_MANIFEST`] bytes of it (a
+/// registry is as hostile as anything else: oci-client would read any size
+/// into memory). oci-client does the authentication (token or basic); the
+/// bytes are fetched here, and checked against the digest asked for.
 async fn fetch_manifest(
+    endpoint: &super::Endpoint,
     client: &oci_client::Client,
     oref: &OciRef,
     auth: &RegistryAuth,
     what: &str,
 ) -> Result<(Vec<u8>, String)> {
-    let (raw, _) = client.pull_manifest_raw(oref, auth, &ACCEPT).await.map_err(|e| match e {
-        // The bytes do not hash to the digest asked for: dockerd's words.
-        oci_client::errors::OciDistributionError::DigestError(_) => {
-            Error::invalid(format!("manifest verification failed for digest {}", oref.digest().unwrap_or("?")))
+    let token = client.auth(oref, auth, oci_client::RegistryOperation::Pull).await.map_err(|e| error_of(e, what))?;
+    let reference = oref.digest().or(oref.tag()).unwrap_or(crate::reference::DEFAULT_TAG);
+    let url = format!("{}/v2/{}/manifests/{reference}", endpoint.registry_base(), oref.repository());
+    let mut req = endpoint.http()?.get(&url).header(reqwest::header::ACCEPT, ACCEPT.join(", "));
+    match (token, auth) {
+        (Some(t), _) => req = req.bearer_auth(t),
+        (None, RegistryAuth::Basic(user, password)) => req = req.basic_auth(user, Some(password)),
+        _ => {}
+    }
+    let unreachable = |e: reqwest::Error| Error::unavailable(format!("{what}: {url}: {e}"));
+    let mut resp = req.send().await.map_err(unreachable)?;
+    let status = resp.status();
+    let too_big = || Error::invalid(format!("{what}: the manifest is over the limit of {MAX_MANIFEST} bytes"));
+    if status.is_success() && resp.content_length().is_some_and(|n| n > MAX_MANIFEST as u64) {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(unreachable)? {
+        if body.len() + chunk.len() > MAX_MANIFEST {
+            if !status.is_success() {
+                break;
+            }
+            return Err(too_big());
         }
-        e => error_of(e, what),
-    })?;
-    let digest = sha256_digest(&raw);
-    Ok((raw, digest))
+        body.extend_from_slice(&chunk);
+    }
+    if !status.is_success() {
+        return Err(error_of(response_error(status, &body, &url), what));
+    }
+    let digest = sha256_digest(&body);
+    if let Some(want) = oref.digest()
+        && want != digest
+    {
+        // The bytes do not hash to the digest asked for: dockerd's words.
+        return Err(Error::invalid(format!("manifest verification failed for digest {want}")));
+    }
+    Ok((body, digest))
 }
 
 /// Finds the manifest of `r` for the platform, trying mirrors first.
@@ -126,7 +179,7 @@ async fn resolve(config: &RegistryConfig, r: &Reference, platform: &str, auth: R
             Some(d) => OciRef::with_digest(host.clone(), loc.repository.clone(), d.clone()),
             None => OciRef::with_tag(host.clone(), loc.repository.clone(), tag.clone()),
         };
-        let (raw, digest) = match fetch_manifest(&client, &oref, &auth, &what).await {
+        let (raw, digest) = match fetch_manifest(&endpoint, &client, &oref, &auth, &what).await {
             Ok(m) => m,
             // As dockerd: a registry that refuses is a repository that may not exist (404, so the
             // CLI does not stop to ask for a password).
@@ -164,7 +217,7 @@ async fn resolve(config: &RegistryConfig, r: &Reference, platform: &str, auth: R
                     Error::not_found(format!("no matching manifest for {platform_text} in the manifest list entries"))
                 })?;
                 let inner = OciRef::with_digest(host.clone(), loc.repository.clone(), entry.clone());
-                let (raw, got) = fetch_manifest(&client, &inner, &auth, &what).await?;
+                let (raw, got) = fetch_manifest(&endpoint, &client, &inner, &auth, &what).await?;
                 if got != entry {
                     return Err(Error::invalid(format!("manifest verification failed for digest {entry}")));
                 }
