@@ -94,10 +94,12 @@ impl EventBus {
     pub fn subscribe(&self, since_nano: i64, until_nano: i64) -> EventStream {
         use futures::StreamExt;
         let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
-        let stream = self.subscribe_open(since_nano);
         if until_nano <= 0 {
-            return stream;
+            return self.subscribe_open(since_nano);
         }
+        // With an end, the history counts from the oldest kept event (dockerd's
+        // loadBufferedEvents) unless `since` says otherwise.
+        let stream = self.subscribe_open(since_nano.max(1));
         let in_range = move |e: &Event| e.time_nano <= until_nano;
         if until_nano <= now {
             // Only the history: it is all in memory, so take what is ready.
@@ -105,7 +107,7 @@ impl EventBus {
                 .kept()
                 .events
                 .iter()
-                .filter(|(_, e)| since_nano > 0 && e.time_nano >= since_nano && in_range(e))
+                .filter(|(_, e)| e.time_nano >= since_nano && in_range(e))
                 .map(|(_, e)| e.clone())
                 .collect();
             return Box::pin(futures::stream::iter(kept));

@@ -146,6 +146,7 @@ impl EventFilter {
             && self.name("network", e)
             && self.name("volume", e)
             && self.name("daemon", e)
+            && ["plugin", "node", "service", "secret", "config"].iter().all(|k| self.name(k, e))
             && image
             && labels
     }

@@ -152,29 +152,37 @@ struct ProgAttach {
 pub fn attach(cgroup: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
     let prog = program(rules)?;
     let license = c"Apache";
-    let mut log = vec![0u8; 4096];
     let mut name = [0u8; 16];
     name[..12].copy_from_slice(b"berth_device");
-    let load = ProgLoad {
-        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
-        insn_cnt: prog.len() as u32,
-        insns: prog.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        log_level: 1,
-        log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr() as u64,
-        prog_name: name,
-        ..Default::default()
+    // Loaded without a verifier log (a log too small for what the verifier
+    // writes fails the load with ENOSPC); only a failed load is loaded again
+    // with a large log, to say why.
+    let load = |log: &mut Vec<u8>| -> libc::c_long {
+        let attr = ProgLoad {
+            prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+            insn_cnt: prog.len() as u32,
+            insns: prog.as_ptr() as u64,
+            license: license.as_ptr() as u64,
+            log_level: u32::from(!log.is_empty()),
+            log_size: log.len() as u32,
+            log_buf: if log.is_empty() { 0 } else { log.as_mut_ptr() as u64 },
+            prog_name: name,
+            ..Default::default()
+        };
+        // SAFETY: bpf(BPF_PROG_LOAD) reads `attr` and the instructions and
+        // license it points to, and writes at most `log_size` bytes into `log`;
+        // all of them outlive the call. On success it returns a new descriptor
+        // the caller owns.
+        unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, &attr as *const ProgLoad, size_of::<ProgLoad>() as u32) }
     };
-    // SAFETY: bpf(BPF_PROG_LOAD) reads `load` and the instructions and license
-    // it points to, and writes at most `log_size` bytes into `log`; all of them
-    // outlive the call. On success it returns a new descriptor we own.
-    let fd =
-        unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, &load as *const ProgLoad, size_of::<ProgLoad>() as u32) };
+    let fd = load(&mut Vec::new());
     if fd < 0 {
         let err = std::io::Error::last_os_error();
+        let mut log = vec![0u8; 1 << 20];
+        let _ = load(&mut log);
         let verifier = String::from_utf8_lossy(log.split(|b| *b == 0).next().unwrap_or_default()).into_owned();
-        return Err(Error::internal(format!("load the device cgroup program: {err} {verifier}")));
+        let tail: String = verifier.chars().rev().take(2000).collect::<Vec<_>>().into_iter().rev().collect();
+        return Err(Error::internal(format!("load the device cgroup program: {err} {tail}")));
     }
     // SAFETY: a descriptor the kernel just returned, not owned elsewhere.
     let prog_fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
@@ -284,7 +292,24 @@ mod tests {
             }
         }
         let _cleanup = Remove(dir.clone());
-        attach(&dir, &rules(&[(false, "a *:* rwm"), (true, "c 1:3 rwm"), (true, "c *:* m")])).expect("attach");
+        // The default rule set plus more, so the program is as long as a real one.
+        let set = [
+            (false, "a *:* rwm"),
+            (true, "c *:* m"),
+            (true, "b *:* m"),
+            (true, "c 1:8 rwm"),
+            (true, "c 1:7 rwm"),
+            (true, "c 5:0 rwm"),
+            (true, "c 1:9 rwm"),
+            (true, "c 5:1 rwm"),
+            (true, "c 5:2 rwm"),
+            (true, "c 10:200 rwm"),
+            (true, "c 136:* rwm"),
+            (true, "b 7:0 r"),
+            (true, "b 7:1 rw"),
+            (true, "c 1:3 rwm"),
+        ];
+        attach(&dir, &rules(&set)).expect("attach");
         // A shell that moves itself into the cgroup, then tries two devices.
         let script = format!(
             "echo $$ > {}/cgroup.procs && head -c1 /dev/null && echo null-ok; \

@@ -86,13 +86,13 @@ pub fn create(root: &Path, id: &str, limits: &Limits) -> Result<Vec<PathBuf>> {
             fs::create_dir_all(&parent)?;
             // Delegate the controllers we use to the children of berth/.
             if let Ok(available) = fs::read_to_string(root.join("cgroup.subtree_control")) {
-                for c in ["memory", "cpu", "pids", "cpuset"] {
+                for c in ["memory", "cpu", "pids", "cpuset", "io"] {
                     if !available.split_whitespace().any(|a| a == c) {
                         let _ = fs::write(root.join("cgroup.subtree_control"), format!("+{c}"));
                     }
                 }
             }
-            let _ = fs::write(parent.join("cgroup.subtree_control"), "+memory +cpu +pids +cpuset");
+            let _ = fs::write(parent.join("cgroup.subtree_control"), "+memory +cpu +pids +cpuset +io");
             let dir = parent.join(id);
             fs::create_dir_all(&dir)?;
             write_limits(root, id, limits)?;
@@ -152,7 +152,7 @@ pub fn write_limits(root: &Path, id: &str, limits: &Limits) -> Result<()> {
                 write(&dir, "memory.max", &if m > 0 { m.to_string() } else { "max".into() })?;
                 match limits.memory_swap {
                     Some(-1) => write(&dir, "memory.swap.max", "max")?,
-                    Some(total) if total >= m => write(&dir, "memory.swap.max", &(total - m).to_string())?,
+                    Some(total) if m > 0 && total >= m => write(&dir, "memory.swap.max", &(total - m).to_string())?,
                     _ => {}
                 }
             }

@@ -38,8 +38,7 @@ pub struct Link {
 impl Link {
     /// The variables dockerd sets for this link.
     pub fn env(&self) -> Vec<String> {
-        let prefix: String =
-            self.alias.to_ascii_uppercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        let prefix = self.alias.to_ascii_uppercase().replace('-', "_");
         let mut ports: Vec<(u16, String)> = self
             .child
             .exposed_ports()
@@ -48,7 +47,8 @@ impl Link {
                 Some((port.parse().ok()?, proto.to_string()))
             })
             .collect();
-        ports.sort();
+        // tcp ports first, then by number (dockerd's withTCPPriority).
+        ports.sort_by_key(|(port, proto)| (proto != "tcp", *port));
         let mut out = Vec::new();
         out.push(format!("{prefix}_NAME=/{}/{}", self.parent, self.alias));
         if let Some((port, proto)) = ports.first() {
@@ -112,7 +112,7 @@ mod tests {
         };
         let env = l.env();
         assert_eq!(env[0], "MY_DB_NAME=/web/my-db");
-        assert_eq!(env[1], "MY_DB_PORT=udp://172.18.0.2:80", "the lowest port");
+        assert_eq!(env[1], "MY_DB_PORT=tcp://172.18.0.2:5432", "tcp ports come first");
         for want in [
             "MY_DB_PORT_5432_TCP=tcp://172.18.0.2:5432",
             "MY_DB_PORT_5432_TCP_ADDR=172.18.0.2",

@@ -338,9 +338,13 @@ impl LocalRuntime {
         lock(&self.execs).get(id).map(|r| r.pid)
     }
 
-    /// Forgets one exec (a health probe's, once it is judged).
+    /// Forgets one exec (a health probe's, once it is judged), and the exit
+    /// record the shim left for it.
     pub(crate) fn forget_exec(&self, id: &str) {
-        lock(&self.execs).remove(id);
+        let removed = lock(&self.execs).remove(id);
+        if let Some(rec) = removed {
+            let _ = std::fs::remove_file(self.host.bundle(&rec.container_id).join(files::exec_exit(id)));
+        }
     }
 
     /// Forgets the execs of a removed container.

@@ -96,16 +96,26 @@ impl LocalRuntime {
                 host.forget(&id);
                 record::emit(&bus, &container, "destroy", []);
             }
-            // Clean-up nobody waits for: removing cgroups and the rest of the
-            // veth pair waits on the kernel tearing the namespaces down.
-            let (root, cid) = (host.cgroup_root.clone(), id.clone());
-            let _ = tokio::task::spawn_blocking(move || crate::cgroups::remove(&root, &cid)).await;
-            if let Some(n) = &networks
-                && let Err(e) = n.disconnect(&id, "").await
-            {
-                tracing::warn!(id = %id, error = %e, "release the container's addresses");
+            // Clean-up nobody waits for (removing cgroups and the rest of the
+            // veth pair waits on the kernel tearing the namespaces down), and
+            // the restart policy's decision: under the container's lifecycle
+            // lock, and only while no new run has begun (a `docker restart`
+            // starts one as soon as the exit is recorded).
+            let lock = host.lock_of(&id);
+            let guard = lock.lock().await;
+            let still_exited =
+                auto_remove || rt.resolve(&id).await.is_ok_and(|c| status(&c) == ContainerStatus::Exited);
+            if still_exited {
+                let (root, cid) = (host.cgroup_root.clone(), id.clone());
+                let _ = tokio::task::spawn_blocking(move || crate::cgroups::remove(&root, &cid)).await;
+                if let Some(n) = &networks
+                    && let Err(e) = n.disconnect(&id, "").await
+                {
+                    tracing::warn!(id = %id, error = %e, "release the container's addresses");
+                }
             }
-            if !auto_remove {
+            drop(guard);
+            if !auto_remove && still_exited {
                 rt.restart_after_exit(&id, code).await;
             }
         });
@@ -159,6 +169,10 @@ impl LocalRuntime {
     pub(crate) async fn kill_container(&self, reference: &str, signal: &str) -> Result<()> {
         let sig = parse_signal(if signal.is_empty() { "KILL" } else { signal })?;
         let c = self.resolve(reference).await?;
+        if status(&c) == ContainerStatus::Restarting {
+            // Between two runs: no process to signal; the loop ends (dockerd's answer).
+            return self.end_restart_loop(&c).await;
+        }
         if status(&c).is_running() {
             self.mark_manually_stopped(&c).await?;
         }
@@ -178,10 +192,7 @@ impl LocalRuntime {
         let c = self.resolve(reference).await?;
         if status(&c) == ContainerStatus::Restarting {
             // Between two runs: the loop ends here.
-            self.mark_manually_stopped(&c).await?;
-            let mut state = c.state.clone().unwrap_or_default();
-            state.status = ContainerStatus::Exited.as_str().into();
-            self.store.set_state(&c.id, &state).await?;
+            self.end_restart_loop(&c).await?;
             self.emit(&c, "stop", []);
             return Ok(false);
         }

@@ -151,6 +151,8 @@ impl LocalRuntime {
         let rt = self.clone();
         let id = c.id.clone();
         let started = started_at(c);
+        // This monitor's run: it writes nothing once another run has begun.
+        let run = c.state.as_ref().map(|s| s.started_at.clone()).unwrap_or_default();
         // Subscribed before the task runs, so an exit right after the start is seen.
         let mut rx = self.host.subscribe();
         tokio::spawn(async move {
@@ -163,7 +165,14 @@ impl LocalRuntime {
                 let since_start = Duration::try_from(time::OffsetDateTime::now_utc() - started).unwrap_or_default();
                 tokio::select! {
                     () = tokio::time::sleep(probe.next_interval(since_start, &health)) => {}
-                    () = ended(&mut rx, &id) => return,
+                    () = ended(&mut rx, &id) => {
+                        // As dockerd: a stopped monitor leaves the status unhealthy.
+                        if rt.resolve(&id).await.is_ok_and(|c| c.state.is_some_and(|s| s.started_at == run)) {
+                            health.status = "unhealthy".into();
+                            let _ = rt.store.set_health(&id, &berth_models::to_vec(&health)).await;
+                        }
+                        return;
+                    }
                 }
                 let c = match rt.resolve(&id).await {
                     Ok(c) => c,
@@ -177,6 +186,12 @@ impl LocalRuntime {
                 let result = rt.probe(&c, &probe).await;
                 let in_start_period =
                     Duration::try_from(time::OffsetDateTime::now_utc() - started).is_ok_and(|d| d < probe.start_period);
+                // The container may have exited, even started again, during the probe.
+                match rt.resolve(&id).await {
+                    Ok(now) if now.state.as_ref().is_some_and(|s| s.started_at == run) && status(&now).is_running() => {
+                    }
+                    _ => continue,
+                }
                 let changed = judge(&mut health, result, in_start_period, probe.retries);
                 if let Err(e) = rt.store.set_health(&id, &berth_models::to_vec(&health)).await {
                     tracing::warn!(id = %id, error = %e, "record health");

@@ -64,6 +64,9 @@ pub struct Host {
     pub(crate) waiters: crate::stdio::Waiters,
     /// Restart-policy delays.
     pub(crate) backoff: restart::Backoff,
+    /// One lock per container for the steps that must not interleave: a
+    /// start, and what follows an exit (clean-up, the restart policy).
+    locks: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl Host {
@@ -86,12 +89,19 @@ impl Host {
             events,
             waiters: Default::default(),
             backoff: Default::default(),
+            locks: Default::default(),
         }
     }
 
     /// The bundle directory of container `id`.
     pub fn bundle(&self, id: &str) -> PathBuf {
         self.dir.join("containers").join(id)
+    }
+
+    /// The lifecycle lock of container `id`.
+    pub(crate) fn lock_of(&self, id: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(id.to_string()).or_default().clone()
     }
 
     /// Removes a container's bundle (after the container is gone). A shim still
@@ -109,6 +119,7 @@ impl Host {
             w.remove(id);
         }
         self.backoff.forget(id);
+        self.locks.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
         // Removing cgroups can wait on the kernel (and retries while the last
         // tasks exit): off the caller's path.
         let (root, cid) = (self.cgroup_root.clone(), id.to_string());

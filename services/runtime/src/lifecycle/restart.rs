@@ -56,28 +56,37 @@ impl LocalRuntime {
     /// After container `id` exited with `code`: restarts it if its policy says
     /// so, after the back-off delay, unless it is stopped meanwhile.
     pub(crate) async fn restart_after_exit(&self, id: &str, code: i64) {
-        let Ok(c) = self.resolve(id).await else { return };
-        let Ok(hc) = record::host_config(&c) else { return };
-        if !hc.restart_policy.restarts_after(code, c.restart_count, c.manually_stopped) {
-            self.host.backoff.forget(id);
-            return;
-        }
-        let delay = self.host.backoff.next(id, last_run(&c));
-        let mut state = c.state.clone().unwrap_or_default();
-        state.status = ContainerStatus::Restarting.as_str().into();
-        state.pid = 0;
-        if let Err(e) = self.store.set_state(id, &state).await {
-            tracing::warn!(id, error = %e, "record restarting");
-            return;
-        }
+        let lock = self.host.lock_of(id);
+        let delay = {
+            let _guard = lock.lock().await;
+            let Ok(c) = self.resolve(id).await else { return };
+            let Ok(hc) = record::host_config(&c) else { return };
+            // Started again by hand meanwhile, or stopped: not the loop's business.
+            if status(&c) != ContainerStatus::Exited
+                || !hc.restart_policy.restarts_after(code, c.restart_count, c.manually_stopped)
+            {
+                self.host.backoff.forget(id);
+                return;
+            }
+            let delay = self.host.backoff.next(id, last_run(&c));
+            let mut state = c.state.clone().unwrap_or_default();
+            state.status = ContainerStatus::Restarting.as_str().into();
+            state.pid = 0;
+            if let Err(e) = self.store.set_state(id, &state).await {
+                tracing::warn!(id, error = %e, "record restarting");
+                return;
+            }
+            delay
+        };
         tracing::info!(id, ms = delay.as_millis() as u64, "restarting by policy");
         tokio::time::sleep(delay).await;
+        let _guard = lock.lock().await;
         // Stopped, killed, removed or started meanwhile: nothing to do.
         let Ok(c) = self.resolve(id).await else { return };
         if status(&c) != ContainerStatus::Restarting || c.manually_stopped {
             return;
         }
-        if let Err(e) = self.store.set_restart(id, c.restart_count + 1, false).await {
+        if let Err(e) = self.store.set_restart(id, c.restart_count + 1, c.manually_stopped).await {
             tracing::warn!(id, error = %e, "record the restart count");
         }
         let c = match self.resolve(id).await {
@@ -112,6 +121,21 @@ impl LocalRuntime {
                 }
             }
         });
+    }
+
+    /// Ends the restart loop of a container between two runs (stop, kill):
+    /// stopped by the user, exited.
+    pub(crate) async fn end_restart_loop(&self, c: &pb::Container) -> berth_core::Result<()> {
+        let lock = self.host.lock_of(&c.id);
+        let _guard = lock.lock().await;
+        let c = self.resolve(&c.id).await?;
+        self.mark_manually_stopped(&c).await?;
+        if status(&c) == ContainerStatus::Restarting {
+            let mut state = c.state.clone().unwrap_or_default();
+            state.status = ContainerStatus::Exited.as_str().into();
+            self.store.set_state(&c.id, &state).await?;
+        }
+        Ok(())
     }
 
     /// Marks `c` stopped by the user (stop, kill): its policy leaves it stopped.

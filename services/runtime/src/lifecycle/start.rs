@@ -43,6 +43,10 @@ impl LocalRuntime {
     /// --rm` waits for that).
     pub(crate) async fn start_container(&self, reference: &str) -> Result<bool> {
         let c = self.resolve(reference).await?;
+        // Not while the last run's exit is still being cleaned up.
+        let lock = self.host.lock_of(&c.id);
+        let _guard = lock.lock().await;
+        let c = self.resolve(&c.id).await?;
         if !status(&c).can_start() {
             return Ok(true);
         }

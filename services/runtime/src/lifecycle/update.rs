@@ -82,7 +82,8 @@ pub(crate) fn limits_of(hc: &HostConfig) -> Limits {
     let period = if hc.nano_cpus > 0 { 100_000 } else { period };
     Limits {
         memory: Some(hc.memory),
-        memory_swap: Some(hc.memory_swap),
+        // 0 means "not set": swap is left as it is (as runc does).
+        memory_swap: (hc.memory_swap != 0).then_some(hc.memory_swap),
         cpu_quota: Some((quota, period)),
         cpu_shares: (hc.cpu_shares > 0).then_some(hc.cpu_shares as u64),
         cpuset_cpus: (!hc.cpuset_cpus.is_empty()).then(|| hc.cpuset_cpus.clone()),
