@@ -322,12 +322,14 @@ fn unique_bridge() -> String {
 
 fn wait_for(path: &Path, child: &mut Child, what: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !path.exists() {
+    // The socket's file exists from bind(2), a moment before listen(2): ready
+    // means a connection is accepted, not that the file is there.
+    while std::os::unix::net::UnixStream::connect(path).is_err() {
         if let Some(status) = child.try_wait()? {
             bail!("{what} exited early with {status}");
         }
         if Instant::now() > deadline {
-            bail!("{what} did not create {} in 30s", path.display());
+            bail!("{what} did not accept connections on {} in 30s", path.display());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
