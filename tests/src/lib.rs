@@ -19,6 +19,13 @@ pub fn digest(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
 
+/// The Unix time `offset_secs` from now, in whole seconds, as `docker events
+/// --since/--until` take it.
+pub fn unix_time(offset_secs: i64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    (now as i64 + offset_secs).to_string()
+}
+
 /// Where the workspace's binaries are: `BERTH_BIN_DIR`, or next to the test executable.
 pub fn bin_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("BERTH_BIN_DIR") {

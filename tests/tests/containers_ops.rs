@@ -357,20 +357,12 @@ fn log_drivers_as_dockerd_offers_them() {
 #[test]
 fn restart_is_an_event_and_system_prune_sweeps() {
     let d = Daemon::with_busybox();
-    let since = (std::time::SystemTime::now() - std::time::Duration::from_secs(2))
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        .to_string();
+    let since = berth_tests::unix_time(-2);
     d.docker(&["run", "-d", "--name", "keep", "busybox", "sleep", "300"]).expect("run");
     let pid = inspect(&d, "keep", "{{.State.Pid}}");
     d.docker(&["restart", "-t", "0", "keep"]).expect("restart");
     assert_ne!(inspect(&d, "keep", "{{.State.Pid}}"), pid, "a new process");
-    let until = (std::time::SystemTime::now() + std::time::Duration::from_secs(1))
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        .to_string();
+    let until = berth_tests::unix_time(1);
     let events = d
         .docker(&[
             "events",

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use berth_tests::Daemon;
 
 fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
+    berth_tests::unix_time(0).parse().expect("a Unix time")
 }
 
 /// The events between `since` and now, as `Type Action NAME` lines (a

@@ -82,16 +82,8 @@ fn probes_make_containers_healthy_or_unhealthy() {
     // Five results at most; events at each change.
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(health(&d, "good")["Log"].as_array().map(Vec::len), Some(5));
-    let since = (std::time::SystemTime::now() - Duration::from_secs(60))
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        .to_string();
-    let until = (std::time::SystemTime::now() + Duration::from_secs(1))
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        .to_string();
+    let since = berth_tests::unix_time(-60);
+    let until = berth_tests::unix_time(1);
     let events = d
         .docker(&[
             "events",

@@ -162,22 +162,13 @@ fn pull_push_and_volumes_cross_the_grpc_hop() {
 #[test]
 fn events_of_every_service_reach_the_gateway() {
     let d = start_split().expect("start split");
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() - 1;
+    let since = berth_tests::unix_time(-1);
     d.docker(&["volume", "create", "splitvol"]).expect("volume create");
     d.load(&docker_save_tar(std::slice::from_ref(&TestImage::busybox(&["busybox:latest"])), true)).expect("load");
     d.docker(&["create", "--name", "splitbox", "busybox", "true"]).expect("create");
-    let until = (since + 60)
-        .min(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() + 1);
+    let until = berth_tests::unix_time(1);
     let out = d
-        .docker(&[
-            "events",
-            "--since",
-            &since.to_string(),
-            "--until",
-            &until.to_string(),
-            "--format",
-            "{{.Type}} {{.Action}}",
-        ])
+        .docker(&["events", "--since", &since, "--until", &until, "--format", "{{.Type}} {{.Action}}"])
         .expect("events");
     for want in ["volume create", "image load", "container create"] {
         assert!(out.lines().any(|l| l == want), "no {want:?} in {out}");

@@ -35,6 +35,20 @@ pub fn parse_until(value: &str, now: OffsetDateTime) -> crate::Result<OffsetDate
     if let Some(t) = parse_rfc3339(value) {
         return Ok(t);
     }
+    // `SECONDS[.FRACTION]`, exact to the nanosecond (as `docker events --since` sends it).
+    let (secs, frac) = value.split_once('.').unwrap_or((value, ""));
+    if !secs.is_empty() && secs.bytes().all(|b| b.is_ascii_digit()) && frac.bytes().all(|b| b.is_ascii_digit()) {
+        let mut nanos = frac.to_string();
+        nanos.truncate(9);
+        let nanos = format!("{nanos:0<9}");
+        let total = secs
+            .parse::<i128>()
+            .ok()
+            .and_then(|s| s.checked_mul(1_000_000_000))
+            .and_then(|s| s.checked_add(nanos.parse::<i128>().ok()?))
+            .ok_or_else(bad)?;
+        return OffsetDateTime::from_unix_timestamp_nanos(total).map_err(|_| bad());
+    }
     if let Ok(secs) = value.parse::<f64>() {
         if !secs.is_finite() {
             return Err(bad());

@@ -40,52 +40,14 @@ const FILTER_KEYS: [&str; 14] = [
     "volume",
 ];
 
-/// A time as dockerd's `timetypes.GetTimestamp` reads it: Unix seconds with
-/// an optional fraction, RFC 3339, or a duration before now (`10m`, `1h30m`).
-/// Answers Unix nanoseconds.
+/// `since`/`until` as dockerd's `timetypes.GetTimestamp` reads them (Unix
+/// seconds with a fraction, RFC 3339, or a duration before now), in Unix
+/// nanoseconds; the one parser of filter times, `berth_core::id::parse_until`.
 pub(crate) fn parse_time(value: &str, now_nano: i64) -> Result<i64, Error> {
     let bad = || Error::invalid(format!("failed to parse value as time or duration: \"{value}\""));
-    let v = value.trim();
-    if let Some((secs, frac)) = v.split_once('.').or(Some((v, ""))).filter(|(s, f)| {
-        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && f.bytes().all(|b| b.is_ascii_digit())
-    }) {
-        let secs: i64 = secs.parse().map_err(|_| bad())?;
-        let mut nanos = frac.to_string();
-        nanos.truncate(9);
-        while nanos.len() < 9 {
-            nanos.push('0');
-        }
-        let nanos: i64 = nanos.parse().map_err(|_| bad())?;
-        return secs.checked_mul(1_000_000_000).and_then(|s| s.checked_add(nanos)).ok_or_else(bad);
-    }
-    if let Ok(t) = time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339) {
-        return i64::try_from(t.unix_timestamp_nanos()).map_err(|_| bad());
-    }
-    // A Go duration: numbers with h, m, s, ms units.
-    let mut total: i64 = 0;
-    let mut rest = v;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        let n: i64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let (unit, len) = if rest.starts_with("ms") {
-            (1_000_000, 2)
-        } else if rest.starts_with('h') {
-            (3_600_000_000_000, 1)
-        } else if rest.starts_with('m') {
-            (60_000_000_000, 1)
-        } else if rest.starts_with('s') {
-            (1_000_000_000, 1)
-        } else {
-            return Err(bad());
-        };
-        total = n.checked_mul(unit).and_then(|d| total.checked_add(d)).ok_or_else(bad)?;
-        rest = &rest[len..];
-    }
-    Ok(now_nano - total)
+    let now = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_nano)).map_err(|_| bad())?;
+    let t = berth_core::id::parse_until(value.trim(), now).map_err(|_| bad())?;
+    i64::try_from(t.unix_timestamp_nanos()).map_err(|_| bad())
 }
 
 /// The filters of one request, by key.

@@ -1,6 +1,6 @@
 //! [`LocalNetwork`]: the network service over a [`NetworkStore`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::Arc;
@@ -708,15 +708,22 @@ impl NetworkApi for LocalNetwork {
             self.store.delete_ports(container_id, target.as_deref()).await?;
             self.sync_rules().await?;
         }
-        for e in self.store.container_endpoints(container_id).await? {
+        let endpoints = self.store.container_endpoints(container_id).await?;
+        // Network names for the events, read once.
+        let names: HashMap<String, String> = if endpoints.is_empty() {
+            HashMap::new()
+        } else {
+            self.store.networks().await?.into_iter().map(|n| (n.id, n.name)).collect()
+        };
+        for e in endpoints {
             if target.as_ref().is_some_and(|t| *t != e.network_id) {
                 continue;
             }
             // Usually gone already: the kernel removes the pair with the container's namespace.
             netlink::delete_link(&e.host_veth).await?;
             self.store.delete_endpoint(&e.network_id, container_id).await?;
-            let name = self.store.networks().await?.into_iter().find(|n| n.id == e.network_id).map(|n| n.name);
-            self.emit("disconnect", &e.network_id, &name.unwrap_or_default(), Some(container_id));
+            let name = names.get(&e.network_id).map(String::as_str).unwrap_or_default();
+            self.emit("disconnect", &e.network_id, name, Some(container_id));
         }
         self.refresh_dns().await?;
         if target.is_none() || !self.dns.wants(container_id) {
