@@ -54,7 +54,8 @@ test-unit: deps
 # Packages a test or the benchmark needs and `make run` does not: dockerd
 # (docker.io) and iptables, to check Berth beside dockerd; Debian's registry
 # (docker-registry), htpasswd (apache2-utils) and openssl for the registry tests.
-TEST_PACKAGES := docker.io iptables docker-registry apache2-utils openssl
+# runc and tini (its tini-static) for `--runtime runc`, which docker.io pulls in too.
+TEST_PACKAGES := docker.io runc tini iptables docker-registry apache2-utils openssl
 
 test-deps: deps
 	@missing=""; for p in $(TEST_PACKAGES) $(EXTRA_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -90,6 +90,7 @@ async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         log_opts: config.log_opts.clone(),
         no_new_privileges: config.no_new_privileges,
         events: events.clone(),
+        runtimes: berth_runtime::runtimes::Runtimes::discover(),
     };
     let volumes = berth_volume::LocalVolumes::open(&root.join("volume")).await?;
     let volumes = Arc::new(volumes.with_events(events.clone()));

@@ -464,6 +464,10 @@ pub struct HostConfig {
     /// Run an init as PID 1 (`--init`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<bool>,
+    /// The OCI runtime that runs the container (`--runtime`): `berth` (the
+    /// shim's own, the default) or an installed one such as `runc`.
+    #[serde(default, deserialize_with = "nullable")]
+    pub runtime: String,
     /// Fields Berth does not act on, kept as sent.
     #[serde(flatten)]
     pub extra: Extra,

@@ -239,6 +239,9 @@ mod tests {
         async fn size(&self, _: &str) -> Result<berth_runtime_api::pb::ContainerSizeResponse> {
             Err(Error::unavailable("not in this test"))
         }
+        async fn runtime_info(&self) -> Result<berth_runtime_api::pb::RuntimeInfoResponse> {
+            Err(Error::unavailable("not in this test"))
+        }
     }
     #[async_trait]
     impl berth_network_api::NetworkApi for Unavailable {

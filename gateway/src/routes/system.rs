@@ -138,6 +138,9 @@ async fn info(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let running = containers.iter().filter(|c| status(c) == "running").count();
     let paused = containers.iter().filter(|c| status(c) == "paused").count();
     let store = state.images.store_info().await?;
+    let runtimes = state.runtime.runtime_info().await?;
+    let runtime_paths: serde_json::Map<String, Value> =
+        runtimes.runtimes.iter().map(|r| (r.name.clone(), json!({"path": r.path}))).collect();
     let host = host();
     let now = berth_core::id::now_rfc3339();
     Ok(Json(json!({
@@ -185,8 +188,8 @@ async fn info(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         "Labels": [],
         "ExperimentalBuild": false,
         "ServerVersion": BERTH_VERSION,
-        "Runtimes": {"berth": {"path": "berth-shim"}},
-        "DefaultRuntime": "berth",
+        "Runtimes": runtime_paths,
+        "DefaultRuntime": runtimes.default_runtime,
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": false, "Error": "", "RemoteManagers": null},
         "LiveRestoreEnabled": true,
         "Isolation": "",
@@ -194,7 +197,7 @@ async fn info(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         "ContainerdCommit": {"ID": ""},
         "RuncCommit": {"ID": ""},
         "InitCommit": {"ID": ""},
-        "SecurityOptions": [],
+        "SecurityOptions": runtimes.security_options,
         "Warnings": [],
     })))
 }

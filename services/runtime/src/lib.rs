@@ -19,6 +19,7 @@ pub mod lifecycle;
 pub mod links;
 pub mod networking;
 pub mod record;
+pub mod runtimes;
 pub mod seccomp;
 pub mod service;
 pub mod shim;

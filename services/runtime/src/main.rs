@@ -33,7 +33,11 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let mut config = berth_runtime::RuntimeConfig { no_new_privileges: args.no_new_privileges, ..Default::default() };
+    let mut config = berth_runtime::RuntimeConfig {
+        no_new_privileges: args.no_new_privileges,
+        runtimes: berth_runtime::runtimes::Runtimes::discover(),
+        ..Default::default()
+    };
     for opt in &args.log_opts {
         let Some((k, v)) = opt.split_once('=') else {
             anyhow::bail!("invalid --log-opt {opt:?}: want KEY=VALUE");

@@ -26,6 +26,8 @@ pub struct RuntimeConfig {
     pub no_new_privileges: bool,
     /// Where container events go (`berthd` shares one bus between services).
     pub events: Arc<berth_core::events::EventBus>,
+    /// The OCI runtimes installed besides Berth's own.
+    pub runtimes: crate::runtimes::Runtimes,
 }
 
 /// The runtime service. Cloning shares everything (the clones are the same
@@ -273,6 +275,11 @@ impl RuntimeApi for LocalRuntime {
         let user = body.config;
         let mut host_config = with_log_defaults(body.host_config, &self.config.log_opts);
         validate_host_config(&host_config)?;
+        // Stored with the runtime's name, as dockerd does.
+        if host_config.runtime.is_empty() {
+            host_config.runtime = crate::runtimes::DEFAULT.into();
+        }
+        self.config.runtimes.check(&host_config.runtime, host_config.init.unwrap_or(false))?;
         // Legacy links name containers that exist (dockerd checks at create).
         for link in host_config.links.iter().flatten() {
             let (name, _) = crate::links::parse(link);
@@ -445,6 +452,21 @@ impl RuntimeApi for LocalRuntime {
 
     async fn stop(&self, reference: &str, timeout: i64, signal: &str) -> Result<bool> {
         self.stop_container(reference, timeout, signal).await
+    }
+
+    async fn runtime_info(&self) -> Result<pb::RuntimeInfoResponse> {
+        let own =
+            pb::OciRuntime { name: crate::runtimes::DEFAULT.into(), path: self.host.shim_path().display().to_string() };
+        let installed = self.config.runtimes.installed.iter();
+        let others =
+            installed.map(|(name, path)| pb::OciRuntime { name: name.clone(), path: path.display().to_string() });
+        Ok(pb::RuntimeInfoResponse {
+            runtimes: std::iter::once(own).chain(others).collect(),
+            default_runtime: crate::runtimes::DEFAULT.into(),
+            security_options: std::iter::once("name=seccomp,profile=builtin".to_string())
+                .chain(self.config.no_new_privileges.then(|| "name=no-new-privileges".to_string()))
+                .collect(),
+        })
     }
 
     async fn size(&self, reference: &str) -> Result<pb::ContainerSizeResponse> {

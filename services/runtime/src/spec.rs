@@ -1,5 +1,5 @@
 //! The OCI runtime spec of a container, built from Docker's config and host
-//! config, so the same bundle can go to Berth's shim or, later, to runc or crun.
+//! config, so the same bundle can go to Berth's shim or to runc or crun (`--runtime`).
 //!
 //! What dockerd puts in a spec by default, and so does Berth:
 //! - namespaces: mount, PID, UTS, IPC and network (none of the network one with

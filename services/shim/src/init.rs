@@ -327,6 +327,18 @@ fn tty_stdio(sync: BorrowedFd<'_>, console: bool) -> Result<(), InitError> {
     Ok(())
 }
 
+/// Mounts the container's overlay (its image layers under its writable layer)
+/// on the spec's root path; that path.
+pub fn mount_rootfs(bundle: &Path, spec: &Spec, ann: &Annotations) -> Result<PathBuf, InitError> {
+    let rootfs = bundle.join(&spec.root.path);
+    ctx(std::fs::create_dir_all(&rootfs), || format!("create {}", rootfs.display()))?;
+    let lower: Vec<String> = ann.lowerdirs.iter().map(|d| d.to_string_lossy().into_owned()).collect();
+    let overlay =
+        format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), ann.upperdir.display(), ann.workdir.display());
+    sys::mount("overlay", &rootfs, Some("overlay"), 0, Some(&overlay))?;
+    Ok(rootfs)
+}
+
 fn setup_and_exec(a: &InitArgs<'_>) -> Result<Never, InitError> {
     let spec = a.spec;
     sys::reset_signals();
@@ -357,12 +369,7 @@ fn setup_and_exec(a: &InitArgs<'_>) -> Result<Never, InitError> {
     sys::mount("", Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None)?;
 
     let ann = a.annotations;
-    let rootfs = a.bundle.join(&spec.root.path);
-    ctx(std::fs::create_dir_all(&rootfs), || format!("create {}", rootfs.display()))?;
-    let lower: Vec<String> = ann.lowerdirs.iter().map(|d| d.to_string_lossy().into_owned()).collect();
-    let overlay =
-        format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), ann.upperdir.display(), ann.workdir.display());
-    sys::mount("overlay", &rootfs, Some("overlay"), 0, Some(&overlay))?;
+    let rootfs = mount_rootfs(a.bundle, spec, ann)?;
     if spec.has_namespace("uts") && !spec.hostname.is_empty() {
         ctx(sys::sethostname(&spec.hostname), || "sethostname".into())?;
     }

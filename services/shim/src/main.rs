@@ -24,6 +24,7 @@
 
 mod init;
 mod log;
+mod oci;
 mod seccomp;
 // Every `unsafe` block of the shim is in `sys`, each with its SAFETY reason.
 #[allow(unsafe_code)]
@@ -266,6 +267,15 @@ enum ChildFds {
 }
 
 impl ChildFds {
+    /// The streams as another OCI runtime takes them (it passes them on).
+    fn into_streams(self) -> std::io::Result<oci::Streams> {
+        Ok(match self {
+            ChildFds::Tty => oci::Streams::Tty,
+            ChildFds::Null(n) => oci::Streams::Fds(n.try_clone()?, n.try_clone()?, n),
+            ChildFds::Pipes(i, o, e) => oci::Streams::Fds(i, o, e),
+        })
+    }
+
     fn stdio(&self) -> init::Stdio<'_> {
         match self {
             ChildFds::Tty => init::Stdio::Tty,
@@ -311,11 +321,21 @@ struct Shim {
     execs: Vec<Proc>,
     conns: Vec<Conn>,
     next_conn: u64,
-    /// The init's sync socket until the start.
-    sync: Option<OwnedFd>,
+    /// What holds the init before its command, until the start.
+    barrier: Option<Barrier>,
+    /// The OCI runtime that made the container, if not the shim itself.
+    oci: Option<oci::Oci>,
     start_error: Option<(i32, String)>,
     /// The exit record, once written.
     exited: Option<ExitRecord>,
+}
+
+/// What holds a created container before its command runs.
+enum Barrier {
+    /// The shim's own init, waiting on its sync socket.
+    Own(OwnedFd),
+    /// Another OCI runtime's, released by its `start`.
+    Oci,
 }
 
 #[derive(Clone, Copy)]
@@ -499,17 +519,25 @@ impl Shim {
 
     /// Lets the init run the command; the answer says whether it could.
     fn start(&mut self) -> Reply {
-        let Some(sync) = self.sync.take() else {
-            return match &self.start_error {
-                Some((code, msg)) => Reply::refused(*code, msg.clone()),
-                None => Reply::ok(),
-            };
+        let outcome = match self.barrier.take() {
+            None => {
+                return match &self.start_error {
+                    Some((code, msg)) => Reply::refused(*code, msg.clone()),
+                    None => Reply::ok(),
+                };
+            }
+            Some(Barrier::Own(sync)) => {
+                let mut unused = None;
+                sys::write_all(sync.as_fd(), b"go")
+                    .map_err(|e| (128, format!("start: {e}")))
+                    .and_then(|_| handshake(sync.as_fd(), &mut unused))
+                    .map(|_| ())
+            }
+            Some(Barrier::Oci) => match &self.oci {
+                Some(oci) => oci.start(),
+                None => Err((125, "no OCI runtime".into())),
+            },
         };
-        let mut unused = None;
-        let outcome = sys::write_all(sync.as_fd(), b"go")
-            .map_err(|e| (128, format!("start: {e}")))
-            .and_then(|_| handshake(sync.as_fd(), &mut unused));
-        drop(sync);
         match outcome {
             Ok(_) => Reply::ok(),
             Err((code, msg)) => {
@@ -562,6 +590,21 @@ impl Shim {
         } else {
             pipes(req.stdin).map_err(os)?
         };
+        if let Some(oci) = &self.oci {
+            let process = oci::ExecProcess {
+                terminal: tty,
+                user: berth_shim::spec::User { uid: req.uid, gid: req.gid, additional_gids: req.groups.clone() },
+                args: &req.args,
+                env: &req.env,
+                cwd: &req.cwd,
+                capabilities: &self.spec.process.capabilities,
+                rlimits: &self.spec.process.rlimits,
+                no_new_privileges: self.spec.process.no_new_privileges,
+            };
+            let (pid, master) = oci.exec(&id, &process, child_stdio.into_streams().map_err(os)?)?;
+            self.add_exec(id, pid, io, master, if detached { None } else { Some(conn) });
+            return Ok(pid);
+        }
         let (sync_parent, sync_child) = sys::seqpacket_pair().map_err(os)?;
         // On failure, every descriptor made above is dropped, and so closed.
         let forked = sys::fork().map_err(|e| (125, format!("fork: {e}")))?;
@@ -590,18 +633,17 @@ impl Shim {
         // On failure, the process's streams and any terminal are dropped, and
         // the child exits; the SIGCHLD loop reaps it.
         outcome?;
-        let mut io = io;
-        if let Some(m) = master {
-            io = tty_io(m);
-        }
-        self.execs.push(Proc {
-            exec_id: Some(id),
-            pid,
-            io,
-            exit: None,
-            conn: if detached { None } else { Some(conn) },
-        });
+        self.add_exec(id, pid, io, master, if detached { None } else { Some(conn) });
         Ok(pid)
+    }
+
+    /// Supervises a started exec; a TTY master, if any, is its streams.
+    fn add_exec(&mut self, id: String, pid: libc::pid_t, io: Stdio, master: Option<OwnedFd>, conn: Option<u64>) {
+        let io = match master {
+            Some(m) => tty_io(m),
+            None => io,
+        };
+        self.execs.push(Proc { exec_id: Some(id), pid, io, exit: None, conn });
     }
 
     fn reap(&mut self) {
@@ -648,6 +690,11 @@ impl Shim {
                 self.close_output(0, s);
             }
             self.ctr.io.close_all();
+            // The runtime forgets the container before anyone hears of the
+            // exit: a restart makes a new one under the same ID.
+            if let Some(oci) = &self.oci {
+                oci.delete();
+            }
             let _ = self.log.file.sync_all();
             let exit = exit_record(code, self.start_error.as_ref().map(|(_, msg)| msg.clone()));
             let _ = write_exit(&self.bundle.join(p::files::EXIT), &exit);
@@ -763,47 +810,20 @@ fn run(bundle: &Path) -> Result<(), String> {
 
     let (child_stdio, io) =
         if tty { (ChildFds::Tty, Stdio::default()) } else { pipes(open_stdin).map_err(|e| e.to_string())? };
-    let (sync_parent, sync_child) = sys::seqpacket_pair().map_err(|e| e.to_string())?;
     let sigfd = sys::sigchld_fd().map_err(|e| format!("signalfd: {e}"))?;
-    // Children of the shim start in a new PID namespace, whose PID 1 is the container's init.
-    sys::unshare(libc::CLONE_NEWPID).map_err(|e| format!("unshare pid namespace: {e}"))?;
-    let pid = match sys::fork().map_err(|e| e.to_string())? {
-        sys::Forked::Child => {
-            drop(sync_parent);
-            let args = init::InitArgs {
-                spec: &spec,
-                annotations: &annotations,
-                bundle,
-                stdio: child_stdio.stdio(),
-                sync: sync_child.as_fd(),
-            };
-            let init::InitError(code, msg) = init::run(&args);
-            let _ = sys::write_all(sync_child.as_fd(), format!("E{code}:{msg}").as_bytes());
-            sys::exit_now(code);
-        }
-        sys::Forked::Parent(pid) => pid,
+    let oci = annotations.runtime.as_deref().map(|r| oci::Oci::new(r, bundle)).transpose()?;
+    let made = match &oci {
+        Some(oci) => create_with(oci, bundle, &spec, &annotations, child_stdio),
+        None => create_own(bundle, &spec, &annotations, child_stdio),
     };
-    drop(child_stdio);
-    drop(sync_child);
-    // Into the container's cgroups while the init sets itself up; the init runs
-    // the command only after the start, so nothing escapes the limits.
-    let joined = init::join_cgroups(&annotations.cgroups, pid);
-    let mut master = None;
-    let outcome = match joined {
-        Ok(()) => handshake(sync_parent.as_fd(), &mut master),
-        Err(init::InitError(code, msg)) => Err((code, msg)),
-    };
-    match outcome {
-        Ok(true) => {}
-        outcome => {
-            let (code, msg) = outcome.err().unwrap_or((128, "the container's init exited during setup".into()));
-            sys::kill(pid, libc::SIGKILL);
-            let _ = sys::wait_child(pid, false);
+    let (pid, master, barrier) = match made {
+        Ok(made) => made,
+        Err((code, msg)) => {
             let _ = write_exit(&bundle.join(p::files::EXIT), &exit_record(code, Some(msg.clone())));
             report(&format!("err {code} {msg}"));
             return Ok(());
         }
-    }
+    };
     let io = match master {
         Some(m) => tty_io(m),
         None => io,
@@ -835,13 +855,87 @@ fn run(bundle: &Path) -> Result<(), String> {
         execs: Vec::new(),
         conns: Vec::new(),
         next_conn: 0,
-        sync: Some(sync_parent),
+        barrier: Some(barrier),
+        oci,
         start_error: None,
         exited: None,
     };
     shim.serve(&listener, sigfd.as_fd());
     let _ = std::fs::remove_file(bundle.join(p::SOCKET));
     Ok(())
+}
+
+/// A container made and held before its command: its init's PID, its TTY
+/// master (for a terminal), and what holds it.
+type Made = (libc::pid_t, Option<OwnedFd>, Barrier);
+
+/// Makes the container with the shim's own init (see [`init`]).
+fn create_own(
+    bundle: &Path,
+    spec: &Spec,
+    annotations: &Annotations,
+    child_stdio: ChildFds,
+) -> Result<Made, (i32, String)> {
+    let (sync_parent, sync_child) = sys::seqpacket_pair().map_err(|e| (125, e.to_string()))?;
+    // Children of the shim start in a new PID namespace, whose PID 1 is the container's init.
+    sys::unshare(libc::CLONE_NEWPID).map_err(|e| (125, format!("unshare pid namespace: {e}")))?;
+    let pid = match sys::fork().map_err(|e| (125, e.to_string()))? {
+        sys::Forked::Child => {
+            drop(sync_parent);
+            let args =
+                init::InitArgs { spec, annotations, bundle, stdio: child_stdio.stdio(), sync: sync_child.as_fd() };
+            let init::InitError(code, msg) = init::run(&args);
+            let _ = sys::write_all(sync_child.as_fd(), format!("E{code}:{msg}").as_bytes());
+            sys::exit_now(code);
+        }
+        sys::Forked::Parent(pid) => pid,
+    };
+    drop(child_stdio);
+    drop(sync_child);
+    // Into the container's cgroups while the init sets itself up; the init runs
+    // the command only after the start, so nothing escapes the limits.
+    let joined = init::join_cgroups(&annotations.cgroups, pid);
+    let mut master = None;
+    let outcome = match joined {
+        Ok(()) => handshake(sync_parent.as_fd(), &mut master),
+        Err(init::InitError(code, msg)) => Err((code, msg)),
+    };
+    match outcome {
+        Ok(true) => Ok((pid, master, Barrier::Own(sync_parent))),
+        outcome => {
+            sys::kill(pid, libc::SIGKILL);
+            let _ = sys::wait_child(pid, false);
+            Err(outcome.err().unwrap_or((128, "the container's init exited during setup".into())))
+        }
+    }
+}
+
+/// Makes the container with another OCI runtime (see [`oci`]).
+fn create_with(
+    oci: &oci::Oci,
+    bundle: &Path,
+    spec: &Spec,
+    annotations: &Annotations,
+    child_stdio: ChildFds,
+) -> Result<Made, (i32, String)> {
+    let os = |what: &str, e: std::io::Error| (125, format!("{what}: {e}"));
+    // The container's init and execs outlive the runtime processes that start them.
+    sys::set_child_subreaper().map_err(|e| os("become a subreaper", e))?;
+    // The root is mounted here, in a mount namespace of the shim's own.
+    sys::unshare(libc::CLONE_NEWNS).map_err(|e| os("unshare the mount namespace", e))?;
+    sys::mount("", Path::new("/"), None, libc::MS_REC | libc::MS_SLAVE, None).map_err(|e| os("make / a slave", e))?;
+    init::mount_rootfs(bundle, spec, annotations).map_err(|init::InitError(code, msg)| (code, msg))?;
+    let streams = child_stdio.into_streams().map_err(|e| os("streams", e))?;
+    let (pid, master) = oci.create(streams, spec.process.terminal)?;
+    // The runtime made Berth's cgroups its own (`cgroupsPath`); joining them
+    // again also covers a hierarchy the runtime leaves alone (cgroup2 on a
+    // hybrid host, where the device program is).
+    if let Err(init::InitError(code, msg)) = init::join_cgroups(&annotations.cgroups, pid) {
+        sys::kill(pid, libc::SIGKILL);
+        oci.delete();
+        return Err((code, msg));
+    }
+    Ok((pid, master, Barrier::Oci))
 }
 
 fn main() {

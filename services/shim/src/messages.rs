@@ -159,6 +159,9 @@ pub mod keys {
     pub const INIT: &str = "berth.init";
     /// The container's cgroup directories, one a line.
     pub const CGROUPS: &str = "berth.cgroups";
+    /// The OCI runtime binary (`runc`, `crun`) that makes the container, by
+    /// absolute path; absent: the shim makes it itself.
+    pub const RUNTIME: &str = "berth.runtime";
 }
 
 /// What the runtime tells the shim through the spec's annotations.
@@ -182,6 +185,9 @@ pub struct Annotations {
     pub init: bool,
     /// The container's cgroup directories.
     pub cgroups: Vec<PathBuf>,
+    /// The OCI runtime that makes the container (`--runtime runc`); `None`: the
+    /// shim's own init.
+    pub runtime: Option<PathBuf>,
 }
 
 impl Annotations {
@@ -198,11 +204,15 @@ impl Annotations {
         m.insert(keys::STDIN.into(), self.stdin.to_string());
         m.insert(keys::INIT.into(), self.init.to_string());
         m.insert(keys::CGROUPS.into(), self.cgroups.iter().map(path).collect::<Vec<_>>().join("\n"));
+        if let Some(runtime) = &self.runtime {
+            m.insert(keys::RUNTIME.into(), path(runtime));
+        }
         m
     }
 
     /// Reads the annotations back; a missing or malformed required one is an
-    /// error naming it. `stdin`, `init` and `cgroups` may be absent (false, none).
+    /// error naming it. `stdin`, `init`, `cgroups` and `runtime` may be absent
+    /// (false, none). A runtime must be named by absolute path.
     pub fn from_map(m: &HashMap<String, String>) -> Result<Self, String> {
         let get = |k: &str| m.get(k).map(String::as_str).ok_or_else(|| format!("annotation {k} is missing"));
         let num = |k: &str| -> Result<u64, String> {
@@ -220,6 +230,10 @@ impl Annotations {
         if lowerdirs.is_empty() {
             return Err(format!("annotation {} names no layer", keys::LOWERDIR));
         }
+        let runtime = m.get(keys::RUNTIME).map(PathBuf::from);
+        if let Some(r) = runtime.as_ref().filter(|r| !r.is_absolute()) {
+            return Err(format!("annotation {} is not an absolute path: {}", keys::RUNTIME, r.display()));
+        }
         Ok(Annotations {
             lowerdirs,
             upperdir: get(keys::UPPERDIR)?.into(),
@@ -233,6 +247,7 @@ impl Annotations {
                 .get(keys::CGROUPS)
                 .map(|s| s.lines().filter(|l| !l.is_empty()).map(PathBuf::from).collect())
                 .unwrap_or_default(),
+            runtime,
         })
     }
 }
@@ -293,15 +308,22 @@ mod tests {
             stdin: true,
             init: false,
             cgroups: vec!["/sys/fs/cgroup/memory/berth/x".into(), "/sys/fs/cgroup/pids/berth/x".into()],
+            runtime: Some("/usr/sbin/runc".into()),
         };
         let map = a.to_map();
         assert_eq!(map[keys::LOWERDIR], "/l/2:/l/1");
-        assert_eq!(Annotations::from_map(&map).ok(), Some(a));
+        assert_eq!(Annotations::from_map(&map).ok(), Some(a.clone()));
         let mut partial = map.clone();
         partial.remove(keys::UPPERDIR);
         assert_eq!(Annotations::from_map(&partial).err(), Some(format!("annotation {} is missing", keys::UPPERDIR)));
         let mut bad = map;
         bad.insert(keys::LOG_MAX_SIZE.into(), "ten".into());
         assert!(Annotations::from_map(&bad).is_err());
+        let mut relative = a.to_map();
+        relative.insert(keys::RUNTIME.into(), "runc".into());
+        assert!(Annotations::from_map(&relative).is_err_and(|e| e.contains("absolute")));
+        let mut own = a.to_map();
+        own.remove(keys::RUNTIME);
+        assert_eq!(Annotations::from_map(&own).map(|a| a.runtime), Ok(None));
     }
 }

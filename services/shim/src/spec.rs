@@ -74,7 +74,7 @@ pub struct Process {
 }
 
 /// A user and its groups.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct User {
     /// User ID.
     pub uid: u32,
@@ -86,7 +86,7 @@ pub struct User {
 }
 
 /// Capability sets, by name (`CAP_CHOWN`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Capabilities {
     /// The bounding set: what the process and its children can ever hold.
     #[serde(default)]
@@ -121,7 +121,7 @@ impl Capabilities {
 }
 
 /// One resource limit.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Rlimit {
     /// `RLIMIT_NOFILE`, ...
     #[serde(rename = "type")]

@@ -96,6 +96,13 @@ impl RuntimeService for RuntimeGrpcServer {
         Ok(Response::new(self.api.size(&req.into_inner().reference).await?))
     }
 
+    async fn runtime_info(
+        &self,
+        _: Request<pb::RuntimeInfoRequest>,
+    ) -> Result<Response<pb::RuntimeInfoResponse>, Status> {
+        Ok(Response::new(self.api.runtime_info().await?))
+    }
+
     async fn restart_container(
         &self,
         req: Request<pb::StopContainerRequest>,
@@ -338,6 +345,10 @@ impl RuntimeApi for RuntimeGrpcClient {
     async fn size(&self, reference: &str) -> Result<pb::ContainerSizeResponse> {
         let req = pb::ContainerSizeRequest { reference: reference.into() };
         Ok(self.inner.clone().container_size(req).await.map_err(err)?.into_inner())
+    }
+
+    async fn runtime_info(&self) -> Result<pb::RuntimeInfoResponse> {
+        Ok(self.inner.clone().runtime_info(pb::RuntimeInfoRequest {}).await.map_err(err)?.into_inner())
     }
 
     async fn restart(&self, reference: &str, timeout: i64, signal: &str) -> Result<()> {

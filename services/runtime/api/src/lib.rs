@@ -41,6 +41,8 @@ pub trait RuntimeApi: Send + Sync + 'static {
     async fn stop(&self, reference: &str, timeout: i64, signal: &str) -> Result<bool>;
     /// The container's SizeRw and SizeRootFs (`ps --size`, `inspect --size`).
     async fn size(&self, reference: &str) -> Result<pb::ContainerSizeResponse>;
+    /// The OCI runtimes containers can run under.
+    async fn runtime_info(&self) -> Result<pb::RuntimeInfoResponse>;
     /// Stops a container if it runs, starts it again (`docker restart`).
     async fn restart(&self, reference: &str, timeout: i64, signal: &str) -> Result<()>;
     /// Sends a signal to a running container.

@@ -34,6 +34,10 @@ pub(super) struct PlanInputs<'a> {
     pub host_nofile_hard: u64,
     /// The daemon's `no-new-privileges` default.
     pub no_new_privileges: bool,
+    /// Another OCI runtime's binary, when the container asks for one.
+    pub runtime: Option<PathBuf>,
+    /// The init bound into the container for `--init` under another runtime.
+    pub init_binary: Option<PathBuf>,
 }
 
 /// A bundle, decided.
@@ -66,7 +70,7 @@ pub(super) fn plan(i: PlanInputs<'_>) -> Result<Plan> {
         ("resolv.conf", resolv_conf(i.host_resolv, i.host_config, i.host_config.host_network())),
     ];
     let user = spec::resolve_user(&i.config.user, i.host_config.group_add(), i.passwd, i.group)?;
-    let spec = spec::build(&SpecInputs {
+    let mut spec = spec::build(&SpecInputs {
         config: i.config.clone(),
         host_config: i.host_config.clone(),
         rootfs,
@@ -78,6 +82,18 @@ pub(super) fn plan(i: PlanInputs<'_>) -> Result<Plan> {
         mounts: i.mounts,
         no_new_privileges: i.no_new_privileges,
     })?;
+    // The container's cgroups are Berth's (`crate::cgroups`), for any runtime.
+    if let (Some(linux), Some(id)) = (spec.linux_mut(), i.bundle.file_name()) {
+        linux.set_cgroups_path(Some(Path::new("/berth").join(id)));
+    }
+    let init = i.host_config.init.unwrap_or(false);
+    if i.runtime.is_some() {
+        let init_binary = if init { i.init_binary.as_deref() } else { None };
+        if init && init_binary.is_none() {
+            return Err(Error::invalid("--init under another runtime needs docker-init or tini-static on the host"));
+        }
+        crate::runtimes::adapt_spec(&mut spec, init_binary)?;
+    }
     let (log_max_size, log_max_file) = super::log_limits(i.host_config)?;
     let annotations = Annotations {
         lowerdirs: i.layer_dirs.iter().rev().map(PathBuf::from).collect(),
@@ -88,8 +104,10 @@ pub(super) fn plan(i: PlanInputs<'_>) -> Result<Plan> {
         log_max_size,
         log_max_file,
         stdin: i.config.open_stdin,
-        init: i.host_config.init.unwrap_or(false),
+        // Under another runtime, the init is the one bound in (see above).
+        init: init && i.runtime.is_none(),
         cgroups: Vec::new(),
+        runtime: i.runtime,
     };
     Ok(Plan { files, spec, annotations })
 }
@@ -212,6 +230,8 @@ mod tests {
             mounts: Vec::new(),
             host_nofile_hard: 4096,
             no_new_privileges: false,
+            runtime: None,
+            init_binary: None,
         }
     }
 
@@ -240,6 +260,30 @@ mod tests {
         let (_, read) = berth_shim::spec::Spec::parse(&json).expect("the shim reads it");
         assert_eq!(read.cgroups, [PathBuf::from("/sys/fs/cgroup/berth/c1")]);
         assert_eq!(read.lowerdirs, plan.annotations.lowerdirs);
+        assert_eq!(read.runtime, None, "the shim's own init");
+        let spec: Value = serde_json::from_slice(&json).expect("json");
+        assert_eq!(spec["linux"]["cgroupsPath"], "/berth/c1", "Berth's cgroups, for any runtime");
+    }
+
+    #[test]
+    fn a_plan_for_another_runtime_binds_the_init() {
+        let layers = vec!["/l/one".to_string()];
+        let config = cfg(json!({"Cmd": ["sleep", "1"]}));
+        let host_config = hc(json!({"Init": true, "Runtime": "runc"}));
+        let runc = PlanInputs { runtime: Some("/usr/sbin/runc".into()), ..inputs(&config, &host_config, &layers) };
+        let err = plan(runc).expect_err("no init binary");
+        assert!(err.message().contains("--init"), "{}", err.message());
+        let runc = PlanInputs {
+            runtime: Some("/usr/sbin/runc".into()),
+            init_binary: Some("/usr/bin/tini-static".into()),
+            ..inputs(&config, &host_config, &layers)
+        };
+        let mut plan = plan(runc).expect("plan");
+        assert!(!plan.annotations.init, "the bound init, not the shim's");
+        let json = plan.spec_json(vec![]).expect("spec");
+        let (spec, read) = berth_shim::spec::Spec::parse(&json).expect("the shim reads it");
+        assert_eq!(read.runtime, Some(PathBuf::from("/usr/sbin/runc")));
+        assert_eq!(spec.process.args, ["/sbin/docker-init", "--", "sleep", "1"]);
     }
 
     #[test]

@@ -30,6 +30,11 @@ impl ShimBinary {
         Self { path, sealed: OnceLock::new() }
     }
 
+    /// The binary on the host.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// What to execute: the sealed copy as `/proc/self/fd/N` (the descriptor
     /// is close-on-exec, which `execve` honours only after it has opened the
     /// path), or the file itself if no copy could be made.

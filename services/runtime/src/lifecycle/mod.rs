@@ -70,6 +70,11 @@ pub struct Host {
 }
 
 impl Host {
+    /// The shim binary on the host.
+    pub(crate) fn shim_path(&self) -> &std::path::Path {
+        self.shim.path()
+    }
+
     /// Containers under `dir/containers`; the shim next to the running binary
     /// (or `BERTH_SHIM`).
     pub fn new(dir: PathBuf) -> Self {

@@ -106,6 +106,8 @@ impl LocalRuntime {
             mounts,
             host_nofile_hard: host_nofile_hard(),
             no_new_privileges: self.config.no_new_privileges,
+            runtime: self.config.runtimes.resolve(&host_config.runtime)?.map(PathBuf::from),
+            init_binary: self.config.runtimes.init.clone(),
         })?;
         for (name, body) in &plan.files {
             std::fs::write(bundle.join(name), body)?;
