@@ -40,7 +40,9 @@ pub fn generate(out: &Path, hosts: &[String], client_cn: &str) -> anyhow::Result
     let mut server = CertificateParams::new(hosts.to_vec())?;
     server.distinguished_name.push(DnType::CommonName, "berthd");
     server.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    // Also a client identity: a split-mode service dials the others with the
+    // same certificate it serves (see berth_core::tls).
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     let server_key = KeyPair::generate()?;
     let server_cert = server.signed_by(&server_key, &ca)?;
 

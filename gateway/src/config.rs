@@ -199,15 +199,7 @@ impl std::fmt::Display for Host {
 }
 
 /// The TLS files of `--tlsverify`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    /// CA that client certificates must chain to.
-    pub ca: PathBuf,
-    /// Server certificate chain.
-    pub cert: PathBuf,
-    /// Server key.
-    pub key: PathBuf,
-}
+pub use berth_core::tls::TlsFiles;
 
 /// The validated configuration.
 #[derive(Debug, Clone)]

@@ -43,15 +43,19 @@ async fn main() -> anyhow::Result<()> {
     berth_core::telemetry::init(&config.log_level, config.log_format);
     let shutdown = berth_core::shutdown::on_signals()?;
     berth_core::service::raise_open_files_limit();
+    // Services on TCP are dialled with mutual TLS when the gateway has
+    // `--tlsverify` files (its certificate is its client identity).
+    let tls = config.tls.as_ref().map(berth_core::grpc::client_tls).transpose()?;
+    let tls = tls.as_ref();
     let state = AppState {
-        images: Arc::new(berth_image_api::ImageGrpcClient::new(channel(&args.image_addr)?)),
-        runtime: Arc::new(berth_runtime_api::RuntimeGrpcClient::new(channel(&args.runtime_addr)?)),
-        networks: Arc::new(berth_network_api::NetworkGrpcClient::new(channel(&args.network_addr)?)),
-        volumes: Arc::new(berth_volume_api::VolumeGrpcClient::new(channel(&args.volume_addr)?)),
+        images: Arc::new(berth_image_api::ImageGrpcClient::new(channel(&args.image_addr, tls)?)),
+        runtime: Arc::new(berth_runtime_api::RuntimeGrpcClient::new(channel(&args.runtime_addr, tls)?)),
+        networks: Arc::new(berth_network_api::NetworkGrpcClient::new(channel(&args.network_addr, tls)?)),
+        volumes: Arc::new(berth_volume_api::VolumeGrpcClient::new(channel(&args.volume_addr, tls)?)),
         events: [&args.image_addr, &args.runtime_addr, &args.network_addr, &args.volume_addr]
             .into_iter()
             .map(|a| {
-                Ok(Arc::new(berth_core::events::EventsGrpcClient::new(channel(a)?))
+                Ok(Arc::new(berth_core::events::EventsGrpcClient::new(channel(a, tls)?))
                     as Arc<dyn berth_core::events::EventSource>)
             })
             .collect::<berth_core::Result<_>>()?,

@@ -273,7 +273,8 @@ pub struct Daemon {
     pub root: tempfile::TempDir,
     /// `unix://...` of the API socket.
     pub host: String,
-    /// Extra arguments berthd was started with.
+    /// Extra arguments berthd was started with (split mode: the gateway's
+    /// `--SERVICE-addr=...` flags).
     pub args: Vec<String>,
     /// Extra processes (split mode services).
     pub others: Vec<Child>,
@@ -328,15 +329,19 @@ fn unique_bridge() -> String {
 }
 
 fn wait_for(path: &Path, child: &mut Child, what: &str) -> Result<()> {
+    wait_until(child, what, &path.display().to_string(), || std::os::unix::net::UnixStream::connect(path).is_ok())
+}
+
+fn wait_until(child: &mut Child, what: &str, place: &str, ready: impl Fn() -> bool) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     // The socket's file exists from bind(2), a moment before listen(2): ready
     // means a connection is accepted, not that the file is there.
-    while std::os::unix::net::UnixStream::connect(path).is_err() {
+    while !ready() {
         if let Some(status) = child.try_wait()? {
             bail!("{what} exited early with {status}");
         }
         if Instant::now() > deadline {
-            bail!("{what} did not accept connections on {} in 30s", path.display());
+            bail!("{what} did not accept connections on {place} in 30s");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -608,43 +613,71 @@ fn kill_leftover_containers(root: &Path) {
 /// Starts the four services and the gateway as separate processes, talking gRPC
 /// over unix sockets in a temporary root.
 pub fn start_split() -> Result<Daemon> {
+    start_split_with(None)
+}
+
+/// The `--tlsverify` flags for the files `berthd certs` writes in `dir`.
+pub fn tls_flags(dir: &Path) -> Vec<String> {
+    let f = |name: &str| dir.join(name).display().to_string();
+    vec![
+        "--tlsverify".into(),
+        format!("--tlscacert={}", f("ca.pem")),
+        format!("--tlscert={}", f("server-cert.pem")),
+        format!("--tlskey={}", f("server-key.pem")),
+    ]
+}
+
+/// As [`start_split`]; with `tls` (a directory `berthd certs` wrote), the
+/// services listen on TCP ports of 127.0.0.1 and speak mutual TLS, and the
+/// runtime and the gateway dial them with the same certificate. Their
+/// addresses are in `Daemon::args` as `--SERVICE-addr=...`.
+pub fn start_split_with(tls: Option<&Path>) -> Result<Daemon> {
     sweep_dead_test_bridges();
     let root = tempfile::Builder::new().prefix("berth-split-").tempdir()?;
     let docker_config = root.path().join("docker-config");
     std::fs::create_dir_all(&docker_config)?;
     let data = root.path().join("data");
     let mut others = Vec::new();
-    let mut addrs = Vec::new();
     let bridge = unique_bridge();
-    for svc in ["image", "runtime", "network", "volume"] {
-        let sock = root.path().join(format!("{svc}.sock"));
+    let tls_args = tls.map(tls_flags).unwrap_or_default();
+    let addr_of = |svc: &str| match tls {
+        Some(_) => format!("tcp://127.0.0.1:{}", free_port()),
+        None => format!("unix://{}", root.path().join(format!("{svc}.sock")).display()),
+    };
+    let addrs: Vec<(&str, String)> =
+        ["image", "network", "volume", "runtime"].iter().map(|s| (*s, addr_of(s))).collect();
+    let flags: Vec<String> = addrs.iter().map(|(svc, a)| format!("--{svc}-addr={a}")).collect();
+    for (svc, addr) in &addrs {
         let log = std::fs::File::create(root.path().join(format!("{svc}.log")))?;
         let mut cmd = Command::new(bin(&format!("berth-{svc}")));
-        if svc == "runtime" {
-            cmd.arg(format!("--image-addr=unix://{}", root.path().join("image.sock").display()));
-            cmd.arg(format!("--network-addr=unix://{}", root.path().join("network.sock").display()));
-            cmd.arg(format!("--volume-addr=unix://{}", root.path().join("volume.sock").display()));
+        if *svc == "runtime" {
+            cmd.args(flags.iter().filter(|f| !f.starts_with("--runtime-")));
         }
-        if svc == "network" {
+        if *svc == "network" {
             cmd.arg("--bridge").arg(&bridge);
         }
         let mut child = cmd
             .arg("--listen")
-            .arg(format!("unix://{}", sock.display()))
+            .arg(addr)
+            .args(&tls_args)
             .arg("--data-root")
             .arg(&data)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()?;
-        wait_for(&sock, &mut child, &format!("berth-{svc}"))?;
+        let what = format!("berth-{svc}");
+        match addr.strip_prefix("tcp://") {
+            Some(sa) => wait_until(&mut child, &what, sa, || std::net::TcpStream::connect(sa).is_ok())?,
+            None => wait_for(&root.path().join(format!("{svc}.sock")), &mut child, &what)?,
+        }
         others.push(child);
-        addrs.push(format!("--{svc}-addr=unix://{}", sock.display()));
     }
     let host = format!("unix://{}", root.path().join("berth.sock").display());
     let log = std::fs::File::create(root.path().join("berthd.log"))?;
     let mut gw = Command::new(bin("berth-gateway"))
-        .args(&addrs)
+        .args(&flags)
+        .args(&tls_args)
         .arg("-H")
         .arg(&host)
         .arg("--config-file")
@@ -656,7 +689,7 @@ pub fn start_split() -> Result<Daemon> {
         .stderr(log)
         .spawn()?;
     wait_for(&root.path().join("berth.sock"), &mut gw, "berth-gateway")?;
-    Ok(Daemon { child: Some(gw), root, host, args: vec![], others, docker_config, bridge })
+    Ok(Daemon { child: Some(gw), root, host, args: flags, others, docker_config, bridge })
 }
 
 /// Status, lower-cased headers and body of an HTTP response.

@@ -1,5 +1,5 @@
 //! Split mode: the four services and the gateway as separate processes talking
-//! gRPC over unix sockets. The image endpoints work the same, errors keep their
+//! gRPC over unix sockets (or TCP with mutual TLS). The image endpoints work the same, errors keep their
 //! kind across the hop, request IDs reach the service's logs, and a service that
 //! is down is a 503, not a hang.
 
@@ -104,7 +104,7 @@ async fn check_health_and_reflection(d: &berth_tests::Daemon) {
     ] {
         let addr: berth_core::grpc::Addr =
             format!("unix://{}", d.root.path().join(format!("{svc}.sock")).display()).parse().expect("addr");
-        let channel = berth_core::grpc::channel(&addr).expect("channel");
+        let channel = berth_core::grpc::channel(&addr, None).expect("channel");
         let health = HealthClient::new(channel.clone())
             .check(HealthCheckRequest { service: full.into() })
             .await
@@ -173,4 +173,68 @@ fn events_of_every_service_reach_the_gateway() {
     for want in ["volume create", "image load", "container create"] {
         assert!(out.lines().any(|l| l == want), "no {want:?} in {out}");
     }
+}
+
+/// `berthd certs` into a fresh directory.
+fn certs() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = std::process::Command::new(berth_tests::bin("berthd"))
+        .args(["certs", "--out"])
+        .arg(dir.path())
+        .output()
+        .expect("berthd certs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    dir
+}
+
+#[test]
+fn services_on_tcp_speak_mutual_tls() {
+    let pki = certs();
+    let d = berth_tests::start_split_with(Some(pki.path())).expect("start split over TLS");
+    let image_addr = d.args.iter().find_map(|a| a.strip_prefix("--image-addr=")).expect("image address").to_string();
+    assert!(image_addr.starts_with("tcp://127.0.0.1:"), "{image_addr}");
+    // The gateway and the runtime reach every service over mutual TLS.
+    d.load(&docker_save_tar(&[TestImage::busybox(&["busybox:latest"])], false)).expect("load");
+    let out =
+        d.docker(&["run", "--rm", "-v", "data:/data", "busybox", "sh", "-c", "echo over-tls > /data/f; cat /data/f"]);
+    assert_eq!(out.expect("run").trim(), "over-tls");
+
+    let other = certs();
+    let rt = tokio::runtime::Runtime::new().expect("tokio");
+    rt.block_on(async {
+        use tonic_health::pb::HealthCheckRequest;
+        use tonic_health::pb::health_client::HealthClient;
+        let addr: berth_core::grpc::Addr = image_addr.parse().expect("addr");
+        let client = |dir: &std::path::Path| {
+            let files = berth_core::tls::TlsFiles {
+                ca: dir.join("ca.pem"),
+                cert: dir.join("cert.pem"),
+                key: dir.join("key.pem"),
+            };
+            berth_core::grpc::client_tls(&files).expect("client tls")
+        };
+        let check = |tls: Option<std::sync::Arc<rustls::ClientConfig>>| {
+            let addr = addr.clone();
+            async move {
+                let channel = berth_core::grpc::channel(&addr, tls.as_ref()).expect("channel");
+                HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await
+            }
+        };
+        // A client certificate from the CA: answered.
+        assert!(check(Some(client(pki.path()))).await.is_ok(), "a client of the CA is served");
+        // No TLS at all, or a certificate from another CA: refused.
+        assert!(check(None).await.is_err(), "plain gRPC is refused");
+        assert!(check(Some(client(other.path()))).await.is_err(), "another CA's client is refused");
+    });
+    let log = std::fs::read_to_string(d.root.path().join("image.log")).unwrap_or_default();
+    assert!(log.contains("grpc tls handshake failed"), "the refusals are logged:\n{log}");
+
+    // Without TLS a service will not listen beyond loopback.
+    let out = std::process::Command::new(berth_tests::bin("berth-volume"))
+        .args(["--listen", &format!("tcp://0.0.0.0:{}", berth_tests::free_port()), "--data-root"])
+        .arg(d.root.path().join("unused"))
+        .output()
+        .expect("berth-volume");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tlsverify"), "{}", String::from_utf8_lossy(&out.stderr));
 }

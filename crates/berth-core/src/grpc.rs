@@ -4,6 +4,12 @@
 //! Addresses are `unix:///path/to.sock` (the default in split mode) or
 //! `tcp://host:port`. Every server also serves `grpc.health.v1.Health` and gRPC
 //! reflection, so `grpcurl -unix /run/berth/image.sock list` works.
+//!
+//! Over TCP, servers and clients speak mutual TLS when given `--tlsverify`
+//! files ([`crate::tls`]): a server accepts only clients whose certificate
+//! chains to the CA, handshakes run beside the accept loop and are dropped
+//! after [`TLS_HANDSHAKE_TIMEOUT`], so a silent client holds nothing up; a
+//! client checks the server's certificate for the address it dials.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -13,8 +19,9 @@ use std::str::FromStr;
 
 use http::{Request, Response};
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, UnixListener, UnixStream};
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream, UnixListenerStream};
 use tokio_util::sync::CancellationToken;
 use tonic::body::Body;
 use tonic::server::NamedService;
@@ -122,10 +129,124 @@ impl<S> GrpcService for S where
 {
 }
 
+/// How long a TCP client has to finish its TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The ALPN protocol of gRPC.
+const H2: &[u8] = b"h2";
+
+/// The server side of mutual TLS for gRPC, from `--tlsverify` files.
+pub fn server_tls(files: &crate::tls::TlsFiles) -> Result<std::sync::Arc<rustls::ServerConfig>> {
+    crate::tls::server_config(files, &[H2])
+}
+
+/// The client side of mutual TLS for gRPC, from `--tlsverify` files.
+pub fn client_tls(files: &crate::tls::TlsFiles) -> Result<std::sync::Arc<rustls::ClientConfig>> {
+    crate::tls::client_config(files, &[H2])
+}
+
+/// A TLS connection a gRPC server took.
+pub struct TlsConn(tokio_rustls::server::TlsStream<TcpStream>);
+
+impl tonic::transport::server::Connected for TlsConn {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.0.get_ref().0.connect_info()
+    }
+}
+
+impl AsyncRead for TlsConn {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConn {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+}
+
+/// The connections of `listener` that completed a TLS handshake with a
+/// client certificate from the CA. Each handshake runs in its own task, with a
+/// timeout; a failed one is logged and dropped, never the listener.
+fn tls_incoming(
+    listener: TcpListener,
+    config: std::sync::Arc<rustls::ServerConfig>,
+) -> ReceiverStream<std::io::Result<TlsConn>> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                () = tx.closed() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors, say: wait rather than spin.
+                    tracing::warn!(error = %e, "grpc accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(TlsConn(tls))).await;
+                    }
+                    Ok(Err(e)) => tracing::warn!(%peer, error = %e, "grpc tls handshake failed"),
+                    Err(_) => tracing::info!(%peer, timeout = ?TLS_HANDSHAKE_TIMEOUT, "grpc tls handshake timed out"),
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
 /// Serves one Berth gRPC service, its events stream ([`crate::events`]),
-/// health and reflection on `addr` until `shutdown` fires.
+/// health and reflection on `addr` until `shutdown` fires; on TCP with `tls`,
+/// only to clients with a certificate from its CA.
 pub async fn serve<S: GrpcService>(
     addr: &Addr,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     service: S,
     events: std::sync::Arc<crate::events::EventBus>,
     shutdown: CancellationToken,
@@ -152,7 +273,7 @@ pub async fn serve<S: GrpcService>(
             reporter.set_not_serving::<S>().await;
         }
     };
-    tracing::info!(service = name, %addr, "grpc listening");
+    tracing::info!(service = name, %addr, tls = tls.is_some(), "grpc listening");
     // Open connections get a grace period to finish; an idle client cannot hold shutdown hostage.
     let deadline = async {
         shutdown.cancelled().await;
@@ -171,10 +292,21 @@ pub async fn serve<S: GrpcService>(
         }
         Addr::Tcp(sa) => {
             let listener = TcpListener::bind(sa).await.map_err(|e| Error::from(e).context(format!("bind {sa}")))?;
-            let serving = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop);
-            tokio::select! {
-                out = serving => out,
-                () = deadline => Ok(()),
+            match tls {
+                Some(config) => {
+                    let serving = router.serve_with_incoming_shutdown(tls_incoming(listener, config), stop);
+                    tokio::select! {
+                        out = serving => out,
+                        () = deadline => Ok(()),
+                    }
+                }
+                None => {
+                    let serving = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop);
+                    tokio::select! {
+                        out = serving => out,
+                        () = deadline => Ok(()),
+                    }
+                }
             }
         }
     };
@@ -221,8 +353,10 @@ where
     }
 }
 
-/// A lazily connecting channel to `addr`: the first call dials, later calls redial as needed.
-pub fn channel(addr: &Addr) -> Result<Channel> {
+/// A lazily connecting channel to `addr`: the first call dials, later calls
+/// redial as needed. On TCP with `tls`, the server must show a certificate
+/// from the CA for the address dialled, and this end shows its own.
+pub fn channel(addr: &Addr, tls: Option<&std::sync::Arc<rustls::ClientConfig>>) -> Result<Channel> {
     match addr {
         Addr::Unix(path) => {
             let path = path.clone();
@@ -234,9 +368,22 @@ pub fn channel(addr: &Addr) -> Result<Channel> {
             })))
         }
         Addr::Tcp(sa) => {
+            // TLS, when used, is this connector's: tonic sees a plain stream.
             let endpoint = Endpoint::from_shared(format!("http://{sa}"))
                 .map_err(|e| Error::invalid(format!("invalid endpoint {sa}: {e}")))?;
-            Ok(endpoint.connect_lazy())
+            let Some(config) = tls else { return Ok(endpoint.connect_lazy()) };
+            let connector = tokio_rustls::TlsConnector::from(config.clone());
+            let (sa, name) = (*sa, rustls::pki_types::ServerName::IpAddress(sa.ip().into()));
+            Ok(endpoint.connect_with_connector_lazy(tower::service_fn(move |_| {
+                let (connector, name) = (connector.clone(), name.clone());
+                async move {
+                    let tcp = TcpStream::connect(sa).await?;
+                    let tls = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, connector.connect(name, tcp))
+                        .await
+                        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "tls handshake timed out"))??;
+                    Ok::<_, std::io::Error>(TokioIo::new(tls))
+                }
+            })))
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod rootfs;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 
 pub use error::{Error, ErrorKind, Result};
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::Result;
 use crate::grpc::Addr;
 use crate::telemetry::{self, LogFormat};
+use crate::tls::TlsFiles;
 
 /// Flags of a service binary.
 #[derive(clap::Args, Debug, Clone)]
@@ -24,20 +25,62 @@ pub struct ServiceArgs {
     /// Log format.
     #[arg(long, env = "BERTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Serve gRPC on a TCP address that is not loopback, although the
-    /// connection is neither encrypted nor authenticated.
+    /// Serve gRPC on a TCP address that is not loopback without TLS, although
+    /// the connection is then neither encrypted nor authenticated.
     #[arg(long, env = "BERTH_INSECURE_TCP")]
     pub insecure_tcp: bool,
+    /// Mutual TLS on TCP, as dockerd's `--tlsverify`: serve only clients with a
+    /// certificate from --tlscacert, and dial other services with --tlscert.
+    #[arg(long, env = "BERTH_TLSVERIFY")]
+    pub tlsverify: bool,
+    /// The CA that peers' certificates must chain to.
+    #[arg(long, env = "BERTH_TLSCACERT")]
+    pub tlscacert: Option<PathBuf>,
+    /// This service's certificate (served, and shown when it dials; `berthd
+    /// certs` writes one valid for both).
+    #[arg(long, env = "BERTH_TLSCERT")]
+    pub tlscert: Option<PathBuf>,
+    /// This service's key.
+    #[arg(long, env = "BERTH_TLSKEY")]
+    pub tlskey: Option<PathBuf>,
 }
 
-/// A service's gRPC has no authentication of its own yet: on TCP it is served
-/// on loopback only, unless the operator says `--insecure-tcp` (on a network
-/// of its own, say). Unix sockets are 0600.
-pub fn check_listen(listen: &Addr, insecure_tcp: bool) -> Result<()> {
+impl ServiceArgs {
+    /// The `--tlsverify` files, when asked for; all three are then required,
+    /// and none is taken without `--tlsverify`.
+    pub fn tls_files(&self) -> Result<Option<TlsFiles>> {
+        let given = [("--tlscacert", &self.tlscacert), ("--tlscert", &self.tlscert), ("--tlskey", &self.tlskey)];
+        if !self.tlsverify {
+            return match given.iter().any(|(_, f)| f.is_some()) {
+                true => Err(crate::Error::invalid(
+                    "--tlscacert/--tlscert/--tlskey are set but --tlsverify is not: Berth speaks TCP only with mutual TLS",
+                )),
+                false => Ok(None),
+            };
+        }
+        let missing: Vec<&str> = given.iter().filter(|(_, f)| f.is_none()).map(|(flag, _)| *flag).collect();
+        match (&self.tlscacert, &self.tlscert, &self.tlskey) {
+            (Some(ca), Some(cert), Some(key)) => {
+                Ok(Some(TlsFiles { ca: ca.clone(), cert: cert.clone(), key: key.clone() }))
+            }
+            _ => Err(crate::Error::invalid(format!("--tlsverify needs {}", missing.join(", ")))),
+        }
+    }
+
+    /// The client side of `--tlsverify`, for dialling other services.
+    pub fn client_tls(&self) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>> {
+        self.tls_files()?.as_ref().map(crate::grpc::client_tls).transpose()
+    }
+}
+
+/// A service's gRPC on TCP is served with mutual TLS (`--tlsverify`), or on
+/// loopback only, unless the operator says `--insecure-tcp` (on a network of
+/// its own, say). Unix sockets are 0600.
+pub fn check_listen(listen: &Addr, tls: bool, insecure_tcp: bool) -> Result<()> {
     match listen {
-        Addr::Tcp(sa) if !sa.ip().is_loopback() && !insecure_tcp => Err(crate::Error::invalid(format!(
-            "refusing to serve gRPC on {sa} without authentication: listen on loopback or a unix socket, \
-             or pass --insecure-tcp"
+        Addr::Tcp(sa) if !sa.ip().is_loopback() && !tls && !insecure_tcp => Err(crate::Error::invalid(format!(
+            "refusing to serve gRPC on {sa} without authentication: use --tlsverify with certificates \
+             (see `berthd certs`), listen on loopback or a unix socket, or pass --insecure-tcp"
         ))),
         _ => Ok(()),
     }
@@ -68,11 +111,12 @@ where
     telemetry::init(&args.log_level, args.log_format);
     let shutdown = crate::shutdown::on_signals()?;
     raise_open_files_limit();
+    let tls = args.tls_files()?.as_ref().map(crate::grpc::server_tls).transpose()?;
     let listen = args.listen.unwrap_or_else(|| Addr::Unix(Path::new("/run/berth").join(format!("{name}.sock"))));
-    check_listen(&listen, args.insecure_tcp)?;
+    check_listen(&listen, tls.is_some(), args.insecure_tcp)?;
     crate::perms::ensure_dir(&args.data_root, crate::perms::DATA_ROOT)?;
     let (service, events) = open(args.data_root.join(name)).await?;
-    crate::grpc::serve(&listen, service, events, shutdown).await
+    crate::grpc::serve(&listen, tls.filter(|_| matches!(listen, Addr::Tcp(_))), service, events, shutdown).await
 }
 
 #[cfg(test)]
@@ -82,11 +126,31 @@ mod tests {
     #[test]
     fn grpc_over_tcp_is_loopback_only_unless_told() {
         let addr = |s: &str| s.parse::<Addr>().expect("addr");
-        assert!(check_listen(&addr("tcp://127.0.0.1:7001"), false).is_ok());
-        assert!(check_listen(&addr("tcp://[::1]:7001"), false).is_ok());
-        assert!(check_listen(&addr("unix:///run/berth/image.sock"), false).is_ok());
-        let err = check_listen(&addr("tcp://0.0.0.0:7001"), false).expect_err("any address");
-        assert!(err.message().contains("--insecure-tcp"), "{}", err.message());
-        assert!(check_listen(&addr("tcp://0.0.0.0:7001"), true).is_ok());
+        assert!(check_listen(&addr("tcp://127.0.0.1:7001"), false, false).is_ok());
+        assert!(check_listen(&addr("tcp://[::1]:7001"), false, false).is_ok());
+        assert!(check_listen(&addr("unix:///run/berth/image.sock"), false, false).is_ok());
+        let err = check_listen(&addr("tcp://0.0.0.0:7001"), false, false).expect_err("any address");
+        assert!(err.message().contains("--tlsverify"), "{}", err.message());
+        assert!(check_listen(&addr("tcp://0.0.0.0:7001"), true, false).is_ok(), "mutual TLS");
+        assert!(check_listen(&addr("tcp://0.0.0.0:7001"), false, true).is_ok(), "told to");
+    }
+
+    #[test]
+    fn tls_flags_come_all_together_or_not_at_all() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            service: ServiceArgs,
+        }
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("svc").chain(args.iter().copied())).expect("flags").service.tls_files()
+        };
+        assert_eq!(parse(&[]).ok(), Some(None));
+        let err = parse(&["--tlsverify", "--tlscacert", "/ca.pem"]).expect_err("incomplete");
+        assert_eq!(err.message(), "--tlsverify needs --tlscert, --tlskey");
+        assert!(parse(&["--tlscert", "/c.pem"]).is_err(), "files without --tlsverify");
+        let full = parse(&["--tlsverify", "--tlscacert", "/ca", "--tlscert", "/c", "--tlskey", "/k"]).expect("full");
+        assert_eq!(full.map(|f| f.key), Some(PathBuf::from("/k")));
     }
 }

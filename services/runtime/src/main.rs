@@ -44,9 +44,11 @@ async fn main() -> anyhow::Result<()> {
         };
         config.log_opts.insert(k.to_string(), v.to_string());
     }
-    let images = Arc::new(berth_image_api::client::ImageGrpcClient::new(channel(&args.image_addr)?));
-    let networks = Arc::new(berth_network_api::NetworkGrpcClient::new(channel(&args.network_addr)?));
-    let volumes = Arc::new(berth_volume_api::VolumeGrpcClient::new(channel(&args.volume_addr)?));
+    // The other services are dialled with this one's own certificate.
+    let tls = args.service.client_tls()?;
+    let images = Arc::new(berth_image_api::client::ImageGrpcClient::new(channel(&args.image_addr, tls.as_ref())?));
+    let networks = Arc::new(berth_network_api::NetworkGrpcClient::new(channel(&args.network_addr, tls.as_ref())?));
+    let volumes = Arc::new(berth_volume_api::VolumeGrpcClient::new(channel(&args.volume_addr, tls.as_ref())?));
     berth_core::service::run("runtime", args.service, |dir| async move {
         let runtime = berth_runtime::LocalRuntime::open(&dir, images, networks, volumes, config).await?;
         let events = runtime.events();
