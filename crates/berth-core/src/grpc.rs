@@ -388,6 +388,48 @@ pub fn channel(addr: &Addr, tls: Option<&std::sync::Arc<rustls::ClientConfig>>) 
     }
 }
 
+/// Turns a byte stream into a stream of request messages (`wrap` each chunk),
+/// after `first`: what a client-streaming call sends. An error on the input
+/// ends the request stream early, so the server sees a truncated input and
+/// refuses it.
+pub fn byte_requests<T: Send + 'static>(
+    mut input: crate::ByteStream,
+    wrap: impl Fn(bytes::Bytes) -> T + Send + 'static,
+    first: Option<T>,
+) -> tokio_stream::wrappers::ReceiverStream<T> {
+    use futures::StreamExt;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        if let Some(f) = first
+            && tx.send(f).await.is_err()
+        {
+            return;
+        }
+        while let Some(Ok(chunk)) = input.next().await {
+            if tx.send(wrap(chunk)).await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// The bytes of a client-streaming call's messages (`part` of each), as a
+/// byte stream; a transport error ends it with that error.
+pub fn byte_chunks<T: Send + 'static>(
+    stream: tonic::Streaming<T>,
+    part: impl Fn(T) -> Option<bytes::Bytes> + Send + 'static,
+) -> crate::ByteStream {
+    use futures::StreamExt;
+    Box::pin(stream.filter_map(move |m| {
+        let out = match m {
+            Ok(msg) => part(msg).map(Ok),
+            Err(status) => Some(Err(Error::from(status))),
+        };
+        futures::future::ready(out)
+    }))
+}
+
 /// Client interceptor that stamps the current request ID on every call.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestIdInterceptor;

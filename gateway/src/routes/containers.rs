@@ -1,8 +1,9 @@
 //! Container endpoints: ContainerCreate, ContainerInspect, ContainerList,
 //! ContainerRename, ContainerDelete, ContainerStart, ContainerStop, ContainerRestart,
 //! ContainerKill, ContainerWait, ContainerLogs, ContainerAttach, ContainerResize,
-//! ContainerExec, ExecStart, ExecResize, ExecInspect. What is not built yet (pause,
-//! top, ...) answers 501 for an existing container and 404 for a missing one.
+//! ContainerExec, ExecStart, ExecResize, ExecInspect, ... (a container's files are
+//! in `archive`). An unknown operation answers 501 for an existing container and
+//! 404 for a missing one.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};

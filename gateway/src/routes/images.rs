@@ -106,7 +106,7 @@ fn inspect_json(image: &pb::Image) -> Value {
     out
 }
 
-fn body_stream(body: Body) -> ByteStream {
+pub(super) fn body_stream(body: Body) -> ByteStream {
     Box::pin(body.into_data_stream().map(|r| r.map_err(|e| Error::invalid(format!("read request body: {e}")))))
 }
 
@@ -337,7 +337,7 @@ async fn post_images_load(State(s): State<AppState>, body: Body) -> ApiResult<Re
     Ok(json_lines(lines))
 }
 
-fn tar_response(stream: ByteStream) -> Response {
+pub(super) fn tar_response(stream: ByteStream) -> Response {
     let body = Body::from_stream(stream.map(|r| r.map_err(|e| std::io::Error::other(e.to_string()))));
     let mut resp = (StatusCode::OK, body).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));

@@ -4,6 +4,7 @@
 //! [`crate::version::layer`], which wraps the whole router. Unknown paths answer
 //! dockerd's JSON 404, wrong methods a JSON 405.
 
+mod archive;
 mod containers;
 mod events;
 mod images;
@@ -31,6 +32,7 @@ pub fn app(state: AppState) -> Router {
         .merge(events::router())
         .merge(images::router())
         .merge(containers::router())
+        .merge(archive::router())
         .merge(resources::router())
         .route_layer(middleware::from_fn(trace))
         .fallback(|| async { message(StatusCode::NOT_FOUND, "page not found") })
@@ -240,6 +242,25 @@ mod tests {
             Err(Error::unavailable("not in this test"))
         }
         async fn runtime_info(&self) -> Result<berth_runtime_api::pb::RuntimeInfoResponse> {
+            Err(Error::unavailable("not in this test"))
+        }
+        async fn changes(&self, _: &str) -> Result<Vec<berth_runtime_api::pb::Change>> {
+            Err(Error::unavailable("not in this test"))
+        }
+        async fn export(&self, _: &str) -> Result<berth_core::ByteStream> {
+            Err(Error::unavailable("not in this test"))
+        }
+        async fn stat_path(&self, _: &str, _: &str) -> Result<berth_runtime_api::pb::PathStat> {
+            Err(Error::unavailable("not in this test"))
+        }
+        async fn get_archive(&self, _: &str, _: &str) -> Result<berth_core::ByteStream> {
+            Err(Error::unavailable("not in this test"))
+        }
+        async fn put_archive(
+            &self,
+            _: berth_runtime_api::pb::PutArchiveOptions,
+            _: berth_core::ByteStream,
+        ) -> Result<()> {
             Err(Error::unavailable("not in this test"))
         }
     }

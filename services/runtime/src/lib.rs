@@ -10,6 +10,7 @@
 // Unsafe code only in `bpf`, whose system call has no safe wrapper.
 #![deny(unsafe_code)]
 
+pub mod archive;
 #[allow(unsafe_code)]
 pub mod bpf;
 pub mod cgroups;

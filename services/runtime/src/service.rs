@@ -454,6 +454,26 @@ impl RuntimeApi for LocalRuntime {
         self.stop_container(reference, timeout, signal).await
     }
 
+    async fn changes(&self, reference: &str) -> Result<Vec<pb::Change>> {
+        self.container_changes(reference).await
+    }
+
+    async fn export(&self, reference: &str) -> Result<berth_core::ByteStream> {
+        self.export_container(reference).await
+    }
+
+    async fn stat_path(&self, reference: &str, path: &str) -> Result<pb::PathStat> {
+        self.stat_in(reference, path).await
+    }
+
+    async fn get_archive(&self, reference: &str, path: &str) -> Result<berth_core::ByteStream> {
+        self.archive_of(reference, path).await
+    }
+
+    async fn put_archive(&self, options: pb::PutArchiveOptions, input: berth_core::ByteStream) -> Result<()> {
+        self.extract_into(options, input).await
+    }
+
     async fn runtime_info(&self) -> Result<pb::RuntimeInfoResponse> {
         let own =
             pb::OciRuntime { name: crate::runtimes::DEFAULT.into(), path: self.host.shim_path().display().to_string() };

@@ -339,6 +339,94 @@ pub fn mount_rootfs(bundle: &Path, spec: &Spec, ann: &Annotations) -> Result<Pat
     Ok(rootfs)
 }
 
+/// A container's filesystem mounted for the runtime to read or write through
+/// `/proc/PID/root` (`berth-shim --root-view`): the overlay of its layers
+/// (read-only without an upper directory) at `target`, and binds on top.
+///
+/// Arguments: `--target DIR --lower DIR[:DIR...] [--upper DIR --work DIR]
+/// [--bind SOURCE:DEST:ro|rw]...`.
+#[derive(Debug, Default, PartialEq)]
+pub struct RootView {
+    target: PathBuf,
+    lower: Vec<PathBuf>,
+    upper: Option<(PathBuf, PathBuf)>,
+    binds: Vec<(PathBuf, PathBuf, bool)>,
+}
+
+impl RootView {
+    /// Reads the arguments.
+    pub fn parse(args: &[String]) -> Result<RootView, String> {
+        let mut view = RootView::default();
+        let (mut upper, mut work) = (None, None);
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+            match flag.as_str() {
+                "--target" => view.target = PathBuf::from(value),
+                "--lower" => view.lower = value.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect(),
+                "--upper" => upper = Some(PathBuf::from(value)),
+                "--work" => work = Some(PathBuf::from(value)),
+                "--bind" => {
+                    let mut parts = value.rsplitn(3, ':');
+                    let (mode, dest, source) = (parts.next(), parts.next(), parts.next());
+                    let (Some(mode), Some(dest), Some(source)) = (mode, dest, source) else {
+                        return Err(format!("--bind {value}: want SOURCE:DEST:ro|rw"));
+                    };
+                    view.binds.push((PathBuf::from(source), PathBuf::from(dest), mode == "ro"));
+                }
+                other => return Err(format!("unknown flag {other}")),
+            }
+        }
+        view.upper = match (upper, work) {
+            (Some(u), Some(w)) => Some((u, w)),
+            (None, None) => None,
+            _ => return Err("--upper and --work go together".into()),
+        };
+        if !view.target.is_absolute() || view.lower.is_empty() {
+            return Err("--target (absolute) and --lower are required".into());
+        }
+        Ok(view)
+    }
+
+    /// Mounts it all in a new mount namespace; nothing shows on the host.
+    pub fn mount(&self) -> Result<(), String> {
+        let err = |e: InitError| e.1;
+        ctx(sys::unshare(libc::CLONE_NEWNS), || "unshare the mount namespace".into()).map_err(err)?;
+        sys::mount("", Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None)
+            .map_err(|e| format!("make / private: {e}"))?;
+        std::fs::create_dir_all(&self.target).map_err(|e| format!("create {}: {e}", self.target.display()))?;
+        let lower: Vec<String> = self.lower.iter().map(|d| d.to_string_lossy().into_owned()).collect();
+        let (flags, options) = match &self.upper {
+            Some((upper, work)) => {
+                (0, format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), upper.display(), work.display()))
+            }
+            None => (libc::MS_RDONLY, format!("lowerdir={}", lower.join(":"))),
+        };
+        sys::mount("overlay", &self.target, Some("overlay"), flags, Some(&options))
+            .map_err(|e| format!("mount the overlay: {e}"))?;
+        for (source, dest, ro) in &self.binds {
+            let target = secure_join(&self.target, dest).map_err(|e| format!("resolve {}: {e}", dest.display()))?;
+            let is_dir = std::fs::metadata(source).map(|m| m.is_dir()).unwrap_or(false);
+            if !std::fs::exists(&target).unwrap_or(false) {
+                // Only where the container had the mount point: nothing new
+                // is made in its layer for a view.
+                continue;
+            }
+            if is_dir != std::fs::metadata(&target).map(|m| m.is_dir()).unwrap_or(false) {
+                continue;
+            }
+            sys::mount(&source.to_string_lossy(), &target, None, libc::MS_BIND | libc::MS_REC, None)
+                .map_err(|e| format!("bind {} on {}: {e}", source.display(), dest.display()))?;
+            if *ro {
+                let remount = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
+                sys::mount("", &target, None, remount, None)
+                    .map_err(|e| format!("make {} read-only: {e}", dest.display()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 fn setup_and_exec(a: &InitArgs<'_>) -> Result<Never, InitError> {
     let spec = a.spec;
     sys::reset_signals();
@@ -596,6 +684,22 @@ fn init_and_exec(sync: BorrowedFd<'_>, exe: &CString, p: &Process, tty: bool) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn root_view_arguments() {
+        let args = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        let v = RootView::parse(&args(
+            "--target /b/rootfs --lower /l/2:/l/1 --upper /b/u --work /b/w --bind /v/data:/srv/x:ro",
+        ))
+        .expect("parse");
+        assert_eq!(v.lower, [PathBuf::from("/l/2"), PathBuf::from("/l/1")]);
+        assert_eq!(v.upper, Some((PathBuf::from("/b/u"), PathBuf::from("/b/w"))));
+        assert_eq!(v.binds, [(PathBuf::from("/v/data"), PathBuf::from("/srv/x"), true)]);
+        assert!(RootView::parse(&args("--target /b/rootfs --lower /l --upper /b/u")).is_err(), "work missing");
+        assert!(RootView::parse(&args("--target rel --lower /l")).is_err(), "relative target");
+        assert!(RootView::parse(&args("--target /t --lower /l --bind nocolon")).is_err());
+        assert!(RootView::parse(&args("--target /t --lower")).is_err());
+    }
 
     #[test]
     fn secure_join_stays_inside() {

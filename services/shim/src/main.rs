@@ -938,8 +938,31 @@ fn create_with(
     Ok((pid, master, Barrier::Oci))
 }
 
+/// `berth-shim --root-view ...`: mounts a container's filesystem in a mount
+/// namespace of its own and holds it until its stdin closes, so the runtime can
+/// open it through `/proc/PID/root` (`docker cp` into a stopped container,
+/// `docker export`). See [`init::root_view`].
+fn root_view(args: &[String]) -> ! {
+    match init::RootView::parse(args).and_then(|view| view.mount()) {
+        Ok(()) => {
+            let _ = sys::write_all(std::io::stdout().as_fd(), b"ready\n");
+            // Hold the mounts until the runtime has opened what it needs.
+            let mut buf = [0u8; 64];
+            while matches!(sys::read(std::io::stdin().as_fd(), &mut buf), Ok(n) if n > 0) {}
+            std::process::exit(0);
+        }
+        Err(e) => {
+            let _ = sys::write_all(std::io::stdout().as_fd(), format!("err {e}\n").as_bytes());
+            std::process::exit(1);
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--root-view") {
+        root_view(&args[2..]);
+    }
     let bundle = match args.iter().position(|a| a == "--bundle").and_then(|i| args.get(i + 1)) {
         Some(b) => PathBuf::from(b),
         None => {

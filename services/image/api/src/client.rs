@@ -2,7 +2,7 @@
 //! gRPC statuses turn back into Berth errors of the same kind.
 
 use async_trait::async_trait;
-use berth_core::grpc::{RequestIdInterceptor, status_to_error};
+use berth_core::grpc::{RequestIdInterceptor, byte_requests, status_to_error};
 use berth_core::{ByteStream, Error, Result};
 use futures::StreamExt;
 use tonic::codegen::InterceptedService;
@@ -28,30 +28,6 @@ impl ImageGrpcClient {
 
 fn err(status: tonic::Status) -> Error {
     status_to_error("image", status)
-}
-
-/// Turns an input byte stream into a stream of request messages, after `first`.
-/// An error on the input ends the request stream early: the server then sees a
-/// truncated archive and refuses it.
-fn forward<T: Send + 'static>(
-    mut input: ByteStream,
-    wrap: impl Fn(bytes::Bytes) -> T + Send + 'static,
-    first: Option<T>,
-) -> tokio_stream::wrappers::ReceiverStream<T> {
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tokio::spawn(async move {
-        if let Some(f) = first
-            && tx.send(f).await.is_err()
-        {
-            return;
-        }
-        while let Some(Ok(chunk)) = input.next().await {
-            if tx.send(wrap(chunk)).await.is_err() {
-                return;
-            }
-        }
-    });
-    tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
 #[async_trait]
@@ -106,7 +82,7 @@ impl ImageApi for ImageGrpcClient {
     }
 
     async fn load(&self, input: ByteStream) -> Result<Vec<pb::LoadedImage>> {
-        let reqs = forward(input, |chunk| pb::LoadImagesRequest { chunk }, None);
+        let reqs = byte_requests(input, |chunk| pb::LoadImagesRequest { chunk }, None);
         let r = self.inner.clone().load_images(reqs).await.map_err(err)?;
         Ok(r.into_inner().images)
     }
@@ -119,7 +95,7 @@ impl ImageApi for ImageGrpcClient {
     async fn import(&self, options: pb::ImportOptions, input: ByteStream) -> Result<String> {
         use pb::import_image_request::Part;
         let first = pb::ImportImageRequest { part: Some(Part::Options(options)) };
-        let reqs = forward(input, |c| pb::ImportImageRequest { part: Some(Part::Chunk(c)) }, Some(first));
+        let reqs = byte_requests(input, |c| pb::ImportImageRequest { part: Some(Part::Chunk(c)) }, Some(first));
         let r = self.inner.clone().import_image(reqs).await.map_err(err)?;
         Ok(r.into_inner().id)
     }

@@ -4,7 +4,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use berth_core::Error;
+use berth_core::grpc::byte_chunks;
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -22,19 +22,6 @@ impl ImageGrpcServer {
     pub fn service(api: Arc<dyn ImageApi>) -> ImageServiceServer<Self> {
         ImageServiceServer::new(Self { api }).max_decoding_message_size(16 * 1024 * 1024)
     }
-}
-
-fn chunks<T: Send + 'static>(
-    stream: Streaming<T>,
-    part: impl Fn(T) -> Option<bytes::Bytes> + Send + 'static,
-) -> berth_core::ByteStream {
-    Box::pin(stream.filter_map(move |m| {
-        let out = match m {
-            Ok(msg) => part(msg).map(Ok),
-            Err(status) => Some(Err(Error::from(status))),
-        };
-        futures::future::ready(out)
-    }))
 }
 
 type SaveStream = Pin<Box<dyn Stream<Item = Result<pb::SaveImagesResponse, Status>> + Send>>;
@@ -98,7 +85,7 @@ impl ImageService for ImageGrpcServer {
         &self,
         req: Request<Streaming<pb::LoadImagesRequest>>,
     ) -> Result<Response<pb::LoadImagesResponse>, Status> {
-        let input = chunks(req.into_inner(), |m| Some(m.chunk));
+        let input = byte_chunks(req.into_inner(), |m| Some(m.chunk));
         let images = self.api.load(input).await?;
         Ok(Response::new(pb::LoadImagesResponse { images }))
     }
@@ -122,7 +109,7 @@ impl ImageService for ImageGrpcServer {
                 return Err(Status::invalid_argument("the first import message must carry the options"));
             }
         };
-        let input = chunks(stream, |m| match m.part {
+        let input = byte_chunks(stream, |m| match m.part {
             Some(pb::import_image_request::Part::Chunk(c)) => Some(c),
             _ => None,
         });

@@ -15,6 +15,14 @@ use crate::pb::runtime_service_client::RuntimeServiceClient;
 use crate::pb::runtime_service_server::{RuntimeService, RuntimeServiceServer};
 use crate::{RuntimeApi, pb};
 
+/// A tar leaving the runtime over gRPC.
+type ArchiveStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::ArchiveChunk, Status>> + Send>>;
+
+fn archive_stream(bytes: crate::ByteStream) -> ArchiveStream {
+    use futures::StreamExt;
+    Box::pin(bytes.map(|r| r.map(|chunk| pb::ArchiveChunk { chunk }).map_err(Status::from)))
+}
+
 /// Serves a [`RuntimeApi`] over gRPC.
 #[derive(Clone)]
 pub struct RuntimeGrpcServer {
@@ -101,6 +109,52 @@ impl RuntimeService for RuntimeGrpcServer {
         _: Request<pb::RuntimeInfoRequest>,
     ) -> Result<Response<pb::RuntimeInfoResponse>, Status> {
         Ok(Response::new(self.api.runtime_info().await?))
+    }
+
+    async fn container_changes(
+        &self,
+        req: Request<pb::ContainerChangesRequest>,
+    ) -> Result<Response<pb::ContainerChangesResponse>, Status> {
+        let changes = self.api.changes(&req.into_inner().reference).await?;
+        Ok(Response::new(pb::ContainerChangesResponse { changes }))
+    }
+
+    type ExportContainerStream = ArchiveStream;
+
+    async fn export_container(
+        &self,
+        req: Request<pb::ExportContainerRequest>,
+    ) -> Result<Response<ArchiveStream>, Status> {
+        Ok(Response::new(archive_stream(self.api.export(&req.into_inner().reference).await?)))
+    }
+
+    async fn stat_path(&self, req: Request<pb::ArchivePathRequest>) -> Result<Response<pb::PathStat>, Status> {
+        let r = req.into_inner();
+        Ok(Response::new(self.api.stat_path(&r.reference, &r.path).await?))
+    }
+
+    type GetArchiveStream = ArchiveStream;
+
+    async fn get_archive(&self, req: Request<pb::ArchivePathRequest>) -> Result<Response<ArchiveStream>, Status> {
+        let r = req.into_inner();
+        Ok(Response::new(archive_stream(self.api.get_archive(&r.reference, &r.path).await?)))
+    }
+
+    async fn put_archive(
+        &self,
+        req: Request<Streaming<pb::PutArchiveRequest>>,
+    ) -> Result<Response<pb::PutArchiveResponse>, Status> {
+        use pb::put_archive_request::Part;
+        let mut stream = req.into_inner();
+        let Some(pb::PutArchiveRequest { part: Some(Part::Options(options)) }) = stream.message().await? else {
+            return Err(Status::invalid_argument("the first archive message must carry the options"));
+        };
+        let input = berth_core::grpc::byte_chunks(stream, |m| match m.part {
+            Some(Part::Chunk(c)) => Some(c),
+            _ => None,
+        });
+        self.api.put_archive(options, input).await?;
+        Ok(Response::new(pb::PutArchiveResponse {}))
     }
 
     async fn restart_container(
@@ -349,6 +403,42 @@ impl RuntimeApi for RuntimeGrpcClient {
 
     async fn runtime_info(&self) -> Result<pb::RuntimeInfoResponse> {
         Ok(self.inner.clone().runtime_info(pb::RuntimeInfoRequest {}).await.map_err(err)?.into_inner())
+    }
+
+    async fn changes(&self, reference: &str) -> Result<Vec<pb::Change>> {
+        let req = pb::ContainerChangesRequest { reference: reference.into() };
+        Ok(self.inner.clone().container_changes(req).await.map_err(err)?.into_inner().changes)
+    }
+
+    async fn export(&self, reference: &str) -> Result<crate::ByteStream> {
+        use futures::StreamExt;
+        let req = pb::ExportContainerRequest { reference: reference.into() };
+        let stream = self.inner.clone().export_container(req).await.map_err(err)?.into_inner();
+        Ok(Box::pin(stream.map(|m| m.map(|m| m.chunk).map_err(err))))
+    }
+
+    async fn stat_path(&self, reference: &str, path: &str) -> Result<pb::PathStat> {
+        let req = pb::ArchivePathRequest { reference: reference.into(), path: path.into() };
+        Ok(self.inner.clone().stat_path(req).await.map_err(err)?.into_inner())
+    }
+
+    async fn get_archive(&self, reference: &str, path: &str) -> Result<crate::ByteStream> {
+        use futures::StreamExt;
+        let req = pb::ArchivePathRequest { reference: reference.into(), path: path.into() };
+        let stream = self.inner.clone().get_archive(req).await.map_err(err)?.into_inner();
+        Ok(Box::pin(stream.map(|m| m.map(|m| m.chunk).map_err(err))))
+    }
+
+    async fn put_archive(&self, options: pb::PutArchiveOptions, input: crate::ByteStream) -> Result<()> {
+        use pb::put_archive_request::Part;
+        let first = pb::PutArchiveRequest { part: Some(Part::Options(options)) };
+        let reqs = berth_core::grpc::byte_requests(
+            input,
+            |c| pb::PutArchiveRequest { part: Some(Part::Chunk(c)) },
+            Some(first),
+        );
+        self.inner.clone().put_archive(reqs).await.map_err(err)?;
+        Ok(())
     }
 
     async fn restart(&self, reference: &str, timeout: i64, signal: &str) -> Result<()> {

@@ -9,6 +9,7 @@ pub mod grpc;
 pub mod logopts;
 
 use async_trait::async_trait;
+pub use berth_core::ByteStream;
 use berth_core::Result;
 pub use berth_proto::runtime::v1 as pb;
 pub use berth_proto::types::v1::Filter;
@@ -43,6 +44,16 @@ pub trait RuntimeApi: Send + Sync + 'static {
     async fn size(&self, reference: &str) -> Result<pb::ContainerSizeResponse>;
     /// The OCI runtimes containers can run under.
     async fn runtime_info(&self) -> Result<pb::RuntimeInfoResponse>;
+    /// What the container changed in its filesystem, sorted by path (`docker diff`).
+    async fn changes(&self, reference: &str) -> Result<Vec<pb::Change>>;
+    /// The container's root filesystem as a tar, without its volumes (`docker export`).
+    async fn export(&self, reference: &str) -> Result<ByteStream>;
+    /// Describes `path` in the container (a 404 when it is not there).
+    async fn stat_path(&self, reference: &str, path: &str) -> Result<pb::PathStat>;
+    /// A tar of `path` in the container, volumes included.
+    async fn get_archive(&self, reference: &str, path: &str) -> Result<ByteStream>;
+    /// Unpacks a tar into the directory `options.path` of the container.
+    async fn put_archive(&self, options: pb::PutArchiveOptions, input: ByteStream) -> Result<()>;
     /// Stops a container if it runs, starts it again (`docker restart`).
     async fn restart(&self, reference: &str, timeout: i64, signal: &str) -> Result<()>;
     /// Sends a signal to a running container.

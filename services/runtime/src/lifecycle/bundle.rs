@@ -53,7 +53,7 @@ pub(super) struct Plan {
 
 /// The bundle's subdirectories: the overlay's writable layer, its work
 /// directory, and the mount point of the root filesystem.
-pub(super) fn dirs(bundle: &Path) -> [PathBuf; 3] {
+pub(crate) fn dirs(bundle: &Path) -> [PathBuf; 3] {
     [bundle.join("upper"), bundle.join("work"), bundle.join("rootfs")]
 }
 

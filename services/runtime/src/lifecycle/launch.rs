@@ -38,7 +38,7 @@ impl ShimBinary {
     /// What to execute: the sealed copy as `/proc/self/fd/N` (the descriptor
     /// is close-on-exec, which `execve` honours only after it has opened the
     /// path), or the file itself if no copy could be made.
-    fn program(&self) -> PathBuf {
+    pub(crate) fn program(&self) -> PathBuf {
         let sealed = self.sealed.get_or_init(|| match sealed_copy(&self.path) {
             Ok(fd) => Some(fd),
             Err(e) => {

@@ -26,6 +26,7 @@
 //! signal), and [`logs`] reads and follows the json-file log.
 
 mod bundle;
+pub(crate) use bundle::dirs as bundle_dirs;
 mod exit;
 mod health;
 mod launch;
@@ -73,6 +74,11 @@ impl Host {
     /// The shim binary on the host.
     pub(crate) fn shim_path(&self) -> &std::path::Path {
         self.shim.path()
+    }
+
+    /// What to execute to run the shim (its sealed copy; see `launch`).
+    pub(crate) fn shim_program(&self) -> PathBuf {
+        self.shim.program()
     }
 
     /// Containers under `dir/containers`; the shim next to the running binary
