@@ -187,3 +187,50 @@ async fn bollard_uploads_and_downloads() {
     std::io::Read::read_to_string(&mut entry, &mut body).expect("read");
     assert_eq!(body, "hello\n");
 }
+
+#[test]
+fn commit_makes_an_image_of_the_changes() {
+    let d = Daemon::with_busybox();
+    d.docker(&["run", "--name", "src", "busybox", "sh", "-c", "echo hi > /greeting; rm /bin/ls; mkdir -p /etc/app"])
+        .expect("run");
+    let id = d
+        .docker(&[
+            "commit",
+            "--change",
+            r#"CMD ["cat", "/greeting"]"#,
+            "--change",
+            "ENV MODE=prod",
+            "-m",
+            "add greeting",
+            "-a",
+            "Ann <ann@example.com>",
+            "src",
+            "greeted:v1",
+        ])
+        .expect("commit");
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert_eq!(d.docker(&["run", "--rm", "greeted:v1"]).expect("run the commit").trim(), "hi");
+    let env = d.docker(&["run", "--rm", "greeted:v1", "sh", "-c", "echo $MODE; test -e /bin/ls || echo gone"]);
+    assert_eq!(env.expect("run").trim(), "prod\ngone", "the deletion is a whiteout in the new layer");
+    let f = "{{.Comment}}|{{.Author}}|{{json .Config.Cmd}}|{{len .RootFS.Layers}}";
+    let got = d.docker(&["image", "inspect", "-f", f, "greeted:v1"]).expect("inspect");
+    let base = d.docker(&["image", "inspect", "-f", "{{len .RootFS.Layers}}", "busybox"]).expect("inspect busybox");
+    let layers: usize = base.trim().parse::<usize>().expect("count") + 1;
+    assert_eq!(got.trim(), format!(r#"add greeting|Ann <ann@example.com>|["cat","/greeting"]|{layers}"#));
+    let history = d.docker(&["history", "--no-trunc", "--format", "{{.CreatedBy}}|{{.Comment}}", "greeted:v1"]);
+    let history = history.expect("history");
+    assert!(
+        history.lines().next().is_some_and(|l| l.contains("echo hi > /greeting") && l.ends_with("|add greeting")),
+        "{history}"
+    );
+
+    // A running container is paused for the copy and running again after.
+    d.docker(&["run", "-d", "--name", "live", "busybox", "sh", "-c", "echo a > /a; sleep 300"]).expect("run -d");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    d.docker(&["commit", "live", "live:snap"]).expect("commit a running container");
+    assert_eq!(d.docker(&["inspect", "-f", "{{.State.Status}}", "live"]).expect("inspect").trim(), "running");
+    assert_eq!(d.docker(&["run", "--rm", "live:snap", "cat", "/a"]).expect("run").trim(), "a");
+    let (code, _, err) = d.out(&["commit", "nope"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("No such container"), "{err}");
+}

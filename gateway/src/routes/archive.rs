@@ -28,6 +28,39 @@ pub fn router() -> Router<AppState> {
         .route("/containers/{id}/changes", get(get_changes))
         .route("/containers/{id}/export", get(get_export))
         .route("/containers/{id}/archive", get(get_archive).head(head_archive).put(put_archive))
+        .route("/commit", axum::routing::post(post_commit))
+}
+
+/// ImageCommit: `POST /commit?container=&repo=&tag=&comment=&author=&pause=&changes=`,
+/// the body an optional container config; 201 with the new image's ID.
+async fn post_commit(State(s): State<AppState>, uri: Uri, body: axum::body::Bytes) -> ApiResult<Response> {
+    let p = Params::parse(uri.query());
+    let reference = p.get("container").filter(|c| !c.is_empty()).map(str::to_string);
+    let Some(reference) = reference else {
+        return Err(Error::invalid("bad parameter: container cannot be empty").into());
+    };
+    // A body of `null` or nothing is no config; anything else must be one.
+    let config = match body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
+        true => Vec::new(),
+        false => {
+            let parsed: berth_models::container::ContainerConfig =
+                berth_models::parse("container config", &body).map_err(Error::invalid)?;
+            berth_models::to_vec(&parsed)
+        }
+    };
+    let req = pb::CommitContainerRequest {
+        reference,
+        repo: p.get("repo").unwrap_or_default().to_string(),
+        tag: p.get("tag").unwrap_or_default().to_string(),
+        comment: p.get("comment").unwrap_or_default().to_string(),
+        author: p.get("author").unwrap_or_default().to_string(),
+        // Paused unless told otherwise, as since API 1.13.
+        pause: p.get("pause").is_none_or(|v| v.is_empty() || p.bool("pause")),
+        changes: p.all("changes"),
+        config,
+    };
+    let id = s.runtime.commit(req).await?;
+    Ok((StatusCode::CREATED, axum::Json(json!({"Id": id}))).into_response())
 }
 
 /// ContainerChanges: `[{"Path": "/tmp", "Kind": 0}, ...]`.

@@ -117,6 +117,9 @@ mod tests {
         async fn import(&self, _: pb::ImportOptions, _: ByteStream) -> Result<String> {
             Ok("sha256:bb".into())
         }
+        async fn commit(&self, _: pb::CommitOptions, _: ByteStream) -> Result<String> {
+            Err(Error::unavailable("not in this test"))
+        }
         async fn store_info(&self) -> Result<pb::StoreInfoResponse> {
             Ok(pb::StoreInfoResponse::default())
         }
@@ -261,6 +264,9 @@ mod tests {
             _: berth_runtime_api::pb::PutArchiveOptions,
             _: berth_core::ByteStream,
         ) -> Result<()> {
+            Err(Error::unavailable("not in this test"))
+        }
+        async fn commit(&self, _: berth_runtime_api::pb::CommitContainerRequest) -> Result<String> {
             Err(Error::unavailable("not in this test"))
         }
     }

@@ -322,6 +322,18 @@ impl LocalImageService {
     }
 
     pub(crate) async fn commit(&self, config: Vec<u8>, layers: Vec<LayerRecord>, tags: &[String]) -> Result<String> {
+        self.commit_on(config, layers, tags, "").await
+    }
+
+    /// As [`Self::commit`], recording the image `parent` it was made on
+    /// (`docker commit`, build steps; the classic build cache follows it).
+    async fn commit_on(
+        &self,
+        config: Vec<u8>,
+        layers: Vec<LayerRecord>,
+        tags: &[String],
+        parent: &str,
+    ) -> Result<String> {
         let id = sha256_digest(&config);
         let cfg: ImageConfig = berth_models::parse("image config", &config).map_err(Error::invalid)?;
         let created = if cfg.created.is_empty() { "1970-01-01T00:00:00Z".to_string() } else { cfg.created };
@@ -330,7 +342,7 @@ impl LocalImageService {
             size: layers.iter().map(|l| l.size).sum(),
             config,
             created,
-            parent: String::new(),
+            parent: parent.to_string(),
             last_tag_time: String::new(),
             tags: vec![],
             digests: vec![],
@@ -459,6 +471,60 @@ impl LocalImageService {
         let tags: Vec<String> = tag.into_iter().collect();
         drop(staging);
         self.commit(bytes, layers, &tags).await
+    }
+}
+
+impl LocalImageService {
+    async fn commit_locked(&self, options: pb::CommitOptions, input: ByteStream) -> Result<String> {
+        let tag = import_tag(&pb::ImportOptions {
+            repo: options.repo.clone(),
+            tag: options.tag.clone(),
+            ..Default::default()
+        })?;
+        let (parent, _) = self.resolve(&options.parent).await?;
+        let mut config: ImageConfig = berth_models::parse("image config", &parent.config)
+            .map_err(|e| Error::internal(format!("image {}: {e}", parent.id)))?;
+        let mut diff_ids = config.rootfs.diff_ids.clone();
+        let staging = self.content.staging()?;
+        if !options.empty_layer {
+            let reader = SyncIoBridge::new(to_io(input));
+            let content = self.content.clone();
+            let stage_dir = staging.path().to_path_buf();
+            let diff = blocking(move || {
+                let layer = content.stage_layer(&stage_dir, reader)?;
+                content.commit_blob(&layer.path, &layer.diff_id)?;
+                Ok(layer.diff_id)
+            })
+            .await?;
+            diff_ids.push(diff);
+        }
+        let layers = self.ensure_layers(&diff_ids).await?;
+        let mut container_config: berth_models::container::ContainerConfig = if options.config.is_empty() {
+            config.container_config()
+        } else {
+            berth_models::parse("container config", &options.config).map_err(Error::invalid)?
+        };
+        crate::changes::apply(&mut container_config, &options.changes)?;
+        let now = berth_core::id::now_rfc3339();
+        config.created = now.clone();
+        config.author = options.author.clone();
+        config.comment = options.comment.clone();
+        config.config = Some(container_config);
+        config.rootfs.diff_ids = diff_ids;
+        // What described the parent's making does not describe this image's.
+        config.extra.remove("container");
+        config.extra.remove("container_config");
+        config.history.push(berth_models::image::History {
+            created: now,
+            created_by: options.created_by.clone(),
+            author: options.author.clone(),
+            comment: options.comment.clone(),
+            empty_layer: options.empty_layer,
+        });
+        let bytes = serde_json::to_vec(&config).map_err(|e| Error::internal(e.to_string()))?;
+        let tags: Vec<String> = tag.into_iter().collect();
+        drop(staging);
+        self.commit_on(bytes, layers, &tags, &parent.id).await
     }
 }
 
@@ -757,6 +823,20 @@ impl ImageApi for LocalImageService {
             }
         });
         Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+
+    async fn commit(&self, options: pb::CommitOptions, input: ByteStream) -> Result<String> {
+        let _w = self.write.lock().await;
+        let tagged = import_tag(&pb::ImportOptions {
+            repo: options.repo.clone(),
+            tag: options.tag.clone(),
+            ..Default::default()
+        });
+        let out = self.commit_locked(options, input).await;
+        if let (Ok(id), Ok(Some(reference))) = (&out, tagged) {
+            self.emit("tag", id, &reference);
+        }
+        out
     }
 
     async fn import(&self, options: pb::ImportOptions, input: ByteStream) -> Result<String> {

@@ -470,6 +470,10 @@ impl RuntimeApi for LocalRuntime {
         self.archive_of(reference, path).await
     }
 
+    async fn commit(&self, req: pb::CommitContainerRequest) -> Result<String> {
+        self.commit_container(req).await
+    }
+
     async fn put_archive(&self, options: pb::PutArchiveOptions, input: berth_core::ByteStream) -> Result<()> {
         self.extract_into(options, input).await
     }
@@ -647,6 +651,9 @@ mod tests {
         }
         async fn import(&self, _: ipb::ImportOptions, _: ByteStream) -> Result<String> {
             Err(Error::not_implemented("import"))
+        }
+        async fn commit(&self, _: ipb::CommitOptions, _: ByteStream) -> Result<String> {
+            Err(Error::not_implemented("commit"))
         }
         async fn store_info(&self) -> Result<ipb::StoreInfoResponse> {
             Ok(Default::default())

@@ -100,6 +100,14 @@ impl ImageApi for ImageGrpcClient {
         Ok(r.into_inner().id)
     }
 
+    async fn commit(&self, options: pb::CommitOptions, input: ByteStream) -> Result<String> {
+        use pb::commit_image_request::Part;
+        let first = pb::CommitImageRequest { part: Some(Part::Options(options)) };
+        let reqs = byte_requests(input, |c| pb::CommitImageRequest { part: Some(Part::Chunk(c)) }, Some(first));
+        let r = self.inner.clone().commit_image(reqs).await.map_err(err)?;
+        Ok(r.into_inner().id)
+    }
+
     async fn store_info(&self) -> Result<pb::StoreInfoResponse> {
         let r = self.inner.clone().store_info(pb::StoreInfoRequest {}).await.map_err(err)?;
         Ok(r.into_inner())

@@ -37,6 +37,8 @@ pub trait ImageApi: Send + Sync + 'static {
     async fn save(&self, names: Vec<String>) -> Result<ByteStream>;
     /// Makes a one-layer image of a root filesystem tarball; returns its ID.
     async fn import(&self, options: pb::ImportOptions, input: ByteStream) -> Result<String>;
+    /// Makes an image of `options.parent` and the layer tar `input`; returns its ID.
+    async fn commit(&self, options: pb::CommitOptions, input: ByteStream) -> Result<String>;
     /// Counts and sizes.
     async fn store_info(&self) -> Result<pb::StoreInfoResponse>;
     /// Pulls an image from its registry. Errors before the first progress

@@ -117,6 +117,23 @@ impl ImageService for ImageGrpcServer {
         Ok(Response::new(pb::ImportImageResponse { id }))
     }
 
+    async fn commit_image(
+        &self,
+        req: Request<Streaming<pb::CommitImageRequest>>,
+    ) -> Result<Response<pb::CommitImageResponse>, Status> {
+        use pb::commit_image_request::Part;
+        let mut stream = req.into_inner();
+        let Some(pb::CommitImageRequest { part: Some(Part::Options(options)) }) = stream.message().await? else {
+            return Err(Status::invalid_argument("the first commit message must carry the options"));
+        };
+        let input = byte_chunks(stream, |m| match m.part {
+            Some(Part::Chunk(c)) => Some(c),
+            _ => None,
+        });
+        let id = self.api.commit(options, input).await?;
+        Ok(Response::new(pb::CommitImageResponse { id }))
+    }
+
     async fn store_info(&self, _req: Request<pb::StoreInfoRequest>) -> Result<Response<pb::StoreInfoResponse>, Status> {
         Ok(Response::new(self.api.store_info().await?))
     }

@@ -140,6 +140,14 @@ impl RuntimeService for RuntimeGrpcServer {
         Ok(Response::new(archive_stream(self.api.get_archive(&r.reference, &r.path).await?)))
     }
 
+    async fn commit_container(
+        &self,
+        req: Request<pb::CommitContainerRequest>,
+    ) -> Result<Response<pb::CommitContainerResponse>, Status> {
+        let id = self.api.commit(req.into_inner()).await?;
+        Ok(Response::new(pb::CommitContainerResponse { id }))
+    }
+
     async fn put_archive(
         &self,
         req: Request<Streaming<pb::PutArchiveRequest>>,
@@ -427,6 +435,10 @@ impl RuntimeApi for RuntimeGrpcClient {
         let req = pb::ArchivePathRequest { reference: reference.into(), path: path.into() };
         let stream = self.inner.clone().get_archive(req).await.map_err(err)?.into_inner();
         Ok(Box::pin(stream.map(|m| m.map(|m| m.chunk).map_err(err))))
+    }
+
+    async fn commit(&self, req: pb::CommitContainerRequest) -> Result<String> {
+        Ok(self.inner.clone().commit_container(req).await.map_err(err)?.into_inner().id)
     }
 
     async fn put_archive(&self, options: pb::PutArchiveOptions, input: crate::ByteStream) -> Result<()> {

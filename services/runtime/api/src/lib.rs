@@ -54,6 +54,8 @@ pub trait RuntimeApi: Send + Sync + 'static {
     async fn get_archive(&self, reference: &str, path: &str) -> Result<ByteStream>;
     /// Unpacks a tar into the directory `options.path` of the container.
     async fn put_archive(&self, options: pb::PutArchiveOptions, input: ByteStream) -> Result<()>;
+    /// Makes an image of the container's changes; its ID.
+    async fn commit(&self, req: pb::CommitContainerRequest) -> Result<String>;
     /// Stops a container if it runs, starts it again (`docker restart`).
     async fn restart(&self, reference: &str, timeout: i64, signal: &str) -> Result<()>;
     /// Sends a signal to a running container.

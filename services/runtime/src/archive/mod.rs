@@ -254,6 +254,61 @@ impl LocalRuntime {
     }
 }
 
+impl LocalRuntime {
+    /// `docker commit`: an image of the container's image and its writable
+    /// layer, with its config (overridden by `req.config`, then `changes`).
+    /// A running container is frozen while its layer is read unless
+    /// `pause` is false.
+    pub(crate) async fn commit_container(&self, req: pb::CommitContainerRequest) -> Result<String> {
+        let c = self.resolve(&req.reference).await?;
+        let container_config = crate::record::config(&c)?;
+        let config = if req.config.is_empty() {
+            container_config.clone()
+        } else {
+            let user: berth_models::container::ContainerConfig =
+                berth_models::parse("container config", &req.config).map_err(Error::invalid)?;
+            crate::create::merge_config(&user, &container_config)
+        };
+        let created_by = container_config.cmd.as_slice().join(" ");
+        let freeze = req.pause && status(&c) == ContainerStatus::Running;
+        if freeze {
+            self.set_frozen(&c, true).await?;
+        }
+        let bundle = self.host.bundle(&c.id);
+        let [upper, ..] = crate::lifecycle::bundle_dirs(&bundle);
+        let layer =
+            match nix::fcntl::open(&upper, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()) {
+                Ok(dir) => stream_from(move |w| tree::pack_layer(dir.as_fd(), w)),
+                // Never started: nothing changed, an empty layer.
+                Err(nix::errno::Errno::ENOENT) => {
+                    stream_from(|w| tar::Builder::new(w).finish().map_err(|e| Error::internal(e.to_string())))
+                }
+                Err(e) => return Err(Error::internal(format!("open {}: {}", upper.display(), e.desc()))),
+            };
+        let options = berth_image_api::pb::CommitOptions {
+            repo: req.repo,
+            tag: req.tag,
+            parent: c.image_id.clone(),
+            config: serde_json::to_vec(&config).map_err(|e| Error::internal(e.to_string()))?,
+            changes: req.changes,
+            comment: req.comment.clone(),
+            author: req.author,
+            created_by,
+            empty_layer: false,
+        };
+        let out = self.images.commit(options, layer).await;
+        if freeze {
+            let current = self.resolve(&c.id).await?;
+            if status(&current) == ContainerStatus::Paused {
+                self.set_frozen(&current, false).await?;
+            }
+        }
+        let id = out?;
+        self.emit(&c, "commit", [("comment", req.comment)]);
+        Ok(id)
+    }
+}
+
 /// dockerd names the container in a missing path's message.
 fn in_container(e: Error, name: &str) -> Error {
     if e.kind() == berth_core::ErrorKind::NotFound { Error::not_found(format!("{} {name}", e.message())) } else { e }

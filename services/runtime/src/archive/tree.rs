@@ -253,6 +253,73 @@ pub fn pack_root(root: BorrowedFd<'_>, out: impl Write) -> Result<()> {
     tar.finish().map_err(|e| Error::internal(format!("tar: {e}")))
 }
 
+/// Writes the overlay writable layer `upper` as a Docker layer tar: a
+/// whiteout (a 0:0 character device) becomes `.wh.NAME`, an opaque directory
+/// (`trusted.overlay.opaque=y`) gets a `.wh..wh..opq` entry (`docker commit`).
+/// Walked by descriptor, never following a symlink: a running container may
+/// be changing the layer meanwhile.
+pub fn pack_layer(upper: BorrowedFd<'_>, out: impl Write) -> Result<()> {
+    let mut tar = tar::Builder::new(out);
+    tar.follow_symlinks(false);
+    let here = nix::fcntl::openat(upper, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| io_err("open the writable layer", e))?;
+    add_layer_children(&mut tar, here, Path::new(""))?;
+    tar.finish().map_err(tar_err)
+}
+
+fn add_layer_children<W: Write>(tar: &mut tar::Builder<W>, dir: OwnedFd, prefix: &Path) -> Result<()> {
+    let listing = nix::fcntl::openat(&dir, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| io_err(format!("open {}", prefix.display()), e))?;
+    let mut names: Vec<OsString> = nix::dir::Dir::from_fd(listing)
+        .map_err(|e| io_err(format!("list {}", prefix.display()), e))?
+        .iter()
+        .filter_map(|e| e.ok())
+        .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string())
+        .filter(|n| n != "." && n != "..")
+        .collect();
+    names.sort();
+    for name in names {
+        let Ok(st) = nix::sys::stat::fstatat(&dir, name.as_os_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) else {
+            continue;
+        };
+        let path = prefix.join(&name);
+        match kind(&st) {
+            SFlag::S_IFCHR if st.st_rdev == 0 => {
+                let mut wh = OsString::from(".wh.");
+                wh.push(&name);
+                let mut h = header_for(&st);
+                h.set_mode(0o600);
+                h.set_entry_type(tar::EntryType::Regular);
+                tar.append_data(&mut h, prefix.join(wh), std::io::empty()).map_err(tar_err)?;
+            }
+            SFlag::S_IFDIR => {
+                let Ok(sub) = nix::fcntl::openat(
+                    &dir,
+                    name.as_os_str(),
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                ) else {
+                    continue;
+                };
+                let mut h = header_for(&st);
+                h.set_entry_type(tar::EntryType::Directory);
+                tar.append_data(&mut h, dir_name(&path), std::io::empty()).map_err(tar_err)?;
+                let sub = std::fs::File::from(sub);
+                let opaque = xattr::FileExt::get_xattr(&sub, "trusted.overlay.opaque").ok().flatten();
+                if opaque.as_deref() == Some(b"y") {
+                    let mut h = header_for(&st);
+                    h.set_mode(0o600);
+                    h.set_entry_type(tar::EntryType::Regular);
+                    tar.append_data(&mut h, path.join(".wh..wh..opq"), std::io::empty()).map_err(tar_err)?;
+                }
+                add_layer_children(tar, OwnedFd::from(sub), &path)?;
+            }
+            _ => add(tar, dir.as_fd(), &name, &st, &path)?,
+        }
+    }
+    Ok(())
+}
+
 /// A directory's entry name ends in `/`, as tar and dockerd write it.
 fn dir_name(p: &Path) -> PathBuf {
     let mut s = p.as_os_str().to_os_string();
@@ -606,6 +673,26 @@ mod tests {
 
     fn open(dir: &Path) -> OwnedFd {
         nix::fcntl::open(dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).expect("open root")
+    }
+
+    #[test]
+    fn a_writable_layer_becomes_a_docker_layer_with_whiteouts() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let upper = dir.path().join("upper");
+        std::fs::create_dir_all(upper.join("etc/opaque")).expect("mkdir");
+        std::fs::write(upper.join("etc/opaque/kept"), b"k").expect("file");
+        nix::sys::stat::mknod(&upper.join("etc/gone"), SFlag::S_IFCHR, Mode::empty(), 0).expect("whiteout");
+        xattr::set(upper.join("etc/opaque"), "trusted.overlay.opaque", b"y").expect("opaque");
+        symlink("/etc/opaque/kept", upper.join("link")).expect("symlink");
+        let mut out = Vec::new();
+        pack_layer(open(&upper).as_fd(), &mut out).expect("pack");
+        let mut a = tar::Archive::new(&out[..]);
+        let names: Vec<String> = a
+            .entries()
+            .expect("entries")
+            .map(|e| e.expect("entry").path().expect("path").display().to_string())
+            .collect();
+        assert_eq!(names, ["etc/", "etc/.wh.gone", "etc/opaque/", "etc/opaque/.wh..wh..opq", "etc/opaque/kept", "link"]);
     }
 
     #[test]

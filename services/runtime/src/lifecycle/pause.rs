@@ -37,7 +37,7 @@ impl LocalRuntime {
         if status(c) == ContainerStatus::Paused { self.set_frozen(c, false).await } else { Ok(()) }
     }
 
-    async fn set_frozen(&self, c: &pb::Container, frozen: bool) -> Result<()> {
+    pub(crate) async fn set_frozen(&self, c: &pb::Container, frozen: bool) -> Result<()> {
         let (root, id) = (self.host.cgroup_root.clone(), c.id.clone());
         tokio::task::spawn_blocking(move || crate::cgroups::freeze(&root, &id, frozen))
             .await
