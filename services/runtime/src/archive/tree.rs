@@ -692,7 +692,10 @@ mod tests {
             .expect("entries")
             .map(|e| e.expect("entry").path().expect("path").display().to_string())
             .collect();
-        assert_eq!(names, ["etc/", "etc/.wh.gone", "etc/opaque/", "etc/opaque/.wh..wh..opq", "etc/opaque/kept", "link"]);
+        assert_eq!(
+            names,
+            ["etc/", "etc/.wh.gone", "etc/opaque/", "etc/opaque/.wh..wh..opq", "etc/opaque/kept", "link"]
+        );
     }
 
     #[test]
