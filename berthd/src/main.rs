@@ -102,9 +102,12 @@ async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         runtime_config,
     )
     .await?;
+    let runtime = Arc::new(runtime);
+    // The builder runs its steps' containers through the runtime service.
+    images.set_runtime(runtime.clone());
     let state = AppState {
         images,
-        runtime: Arc::new(runtime),
+        runtime,
         networks,
         volumes,
         events: vec![events],

@@ -653,6 +653,10 @@ pub fn start_split_with(tls: Option<&Path>) -> Result<Daemon> {
         if *svc == "runtime" {
             cmd.args(flags.iter().filter(|f| !f.starts_with("--runtime-")));
         }
+        if *svc == "image" {
+            // The builder's containers.
+            cmd.args(flags.iter().filter(|f| f.starts_with("--runtime-addr")));
+        }
         if *svc == "network" {
             cmd.arg("--bridge").arg(&bridge);
         }

@@ -55,32 +55,52 @@ pub fn parse_until(value: &str, now: OffsetDateTime) -> crate::Result<OffsetDate
         }
         return OffsetDateTime::from_unix_timestamp_nanos((secs * 1e9) as i128).map_err(|_| bad());
     }
-    let mut total = 0f64;
-    let mut num = String::new();
-    for c in value.chars() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let n: f64 = num.parse().map_err(|_| bad())?;
-        num.clear();
-        total += n * match c {
-            'h' => 3600.0,
-            'm' => 60.0,
-            's' => 1.0,
-            _ => return Err(bad()),
-        };
-    }
-    if !num.is_empty() || value.is_empty() {
-        return Err(bad());
-    }
-    let back = time::Duration::checked_seconds_f64(total).ok_or_else(bad)?;
+    let back = parse_duration(value).ok_or_else(bad)?;
     now.checked_sub(back).ok_or_else(bad)
+}
+
+/// A Go duration (`1h30m`, `1.5s`, `300ms`, `10us`, `5ns`): units `h`, `m`,
+/// `s`, `ms`, `us` (or `µs`), `ns`; `None` for anything else.
+pub fn parse_duration(value: &str) -> Option<time::Duration> {
+    let mut total = 0f64;
+    let mut rest = value;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let n: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let scale = match &rest[..unit] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        rest = &rest[unit..];
+        total += n * scale;
+    }
+    time::Duration::checked_seconds_f64(total)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_durations() {
+        let d = |s: &str| parse_duration(s).map(|d| d.whole_milliseconds());
+        assert_eq!(d("1h30m"), Some(5_400_000));
+        assert_eq!(d("1.5s"), Some(1500));
+        assert_eq!(d("300ms"), Some(300));
+        assert_eq!(d("5"), None, "a unit is required");
+        assert_eq!(d("5x"), None);
+        assert_eq!(d(""), None);
+    }
 
     #[test]
     fn random_ids_are_64_hex_and_differ() {

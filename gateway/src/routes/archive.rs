@@ -58,6 +58,7 @@ async fn post_commit(State(s): State<AppState>, uri: Uri, body: axum::body::Byte
         pause: p.get("pause").is_none_or(|v| v.is_empty() || p.bool("pause")),
         changes: p.all("changes"),
         config,
+        ..Default::default()
     };
     let id = s.runtime.commit(req).await?;
     Ok((StatusCode::CREATED, axum::Json(json!({"Id": id}))).into_response())

@@ -5,6 +5,7 @@
 //! dockerd's JSON 404, wrong methods a JSON 405.
 
 mod archive;
+mod build;
 mod containers;
 mod events;
 mod images;
@@ -33,6 +34,7 @@ pub fn app(state: AppState) -> Router {
         .merge(images::router())
         .merge(containers::router())
         .merge(archive::router())
+        .merge(build::router())
         .merge(resources::router())
         .route_layer(middleware::from_fn(trace))
         .fallback(|| async { message(StatusCode::NOT_FOUND, "page not found") })
@@ -118,6 +120,9 @@ mod tests {
             Ok("sha256:bb".into())
         }
         async fn commit(&self, _: pb::CommitOptions, _: ByteStream) -> Result<String> {
+            Err(Error::unavailable("not in this test"))
+        }
+        async fn build(&self, _: pb::BuildOptions, _: ByteStream) -> Result<berth_image_api::BuildStream> {
             Err(Error::unavailable("not in this test"))
         }
         async fn store_info(&self) -> Result<pb::StoreInfoResponse> {

@@ -21,6 +21,7 @@
 #![deny(unsafe_code)]
 
 pub mod archive;
+pub mod build;
 pub mod changes;
 pub mod content;
 pub mod digest;

@@ -30,6 +30,9 @@ struct Args {
     /// A registry whose foreign layers may come from their own URLs (CIDR or host[:port], repeatable).
     #[arg(long = "allow-nondistributable-artifacts", value_name = "REGISTRY")]
     allow_nondistributable: Vec<String>,
+    /// gRPC address of the runtime service, which runs the builder's steps.
+    #[arg(long, env = "BERTH_RUNTIME_ADDR", default_value = "unix:///run/berth/runtime.sock")]
+    runtime_addr: berth_core::grpc::Addr,
 }
 
 #[tokio::main]
@@ -43,8 +46,13 @@ async fn main() -> anyhow::Result<()> {
         max_concurrent_uploads: args.max_concurrent_uploads.max(1),
         allow_nondistributable: args.allow_nondistributable,
     };
+    // Dialled lazily: the runtime service may start after this one.
+    let tls = args.service.client_tls()?;
+    let runtime =
+        berth_runtime_api::RuntimeGrpcClient::new(berth_core::grpc::channel(&args.runtime_addr, tls.as_ref())?);
     berth_core::service::run("image", args.service, |dir| async move {
         let images = berth_image::service::LocalImageService::open_with(&dir, registry).await?;
+        images.set_runtime(Arc::new(runtime));
         let events = images.events();
         Ok((berth_image::server::ImageGrpcServer::service(Arc::new(images)), events))
     })

@@ -38,6 +38,8 @@ pub struct LocalImageService {
     pub(crate) pending: Arc<PendingLayers>,
     /// Where image events go.
     pub(crate) events: Arc<berth_core::events::EventBus>,
+    /// The runtime service, for the builder's containers (set once both exist).
+    pub(crate) runtime: Arc<std::sync::OnceLock<Arc<dyn berth_runtime_api::RuntimeApi>>>,
 }
 
 /// Layers on disk the store does not know yet, because the pulls that unpack
@@ -165,7 +167,34 @@ impl LocalImageService {
             registry: Arc::new(crate::registry::RegistryConfig::default()),
             pending: Arc::new(PendingLayers::default()),
             events: Default::default(),
+            runtime: Default::default(),
         }
+    }
+
+    /// Gives the builder the runtime service (which needs this one first).
+    pub fn set_runtime(&self, runtime: Arc<dyn berth_runtime_api::RuntimeApi>) {
+        let _ = self.runtime.set(runtime);
+    }
+
+    /// A file of image `reference` (`etc/passwd`), read through its layers
+    /// (a whiteout hides it), at most 1 MiB; `None` when it has none.
+    pub(crate) async fn read_image_file(&self, reference: &str, rel: &str) -> Result<Option<String>> {
+        let image = self.inspect(reference).await?;
+        let rel = rel.to_string();
+        blocking(move || {
+            for dir in image.layer_dirs.iter().rev() {
+                match std::fs::symlink_metadata(Path::new(dir).join(&rel)) {
+                    Ok(m) if std::os::unix::fs::FileTypeExt::is_char_device(&m.file_type()) => return Ok(None),
+                    Ok(_) => {
+                        let bytes = berth_core::rootfs::read_in_root(Path::new(dir), Path::new(&rel), 1 << 20)?;
+                        return Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()));
+                    }
+                    Err(_) => {}
+                }
+            }
+            Ok(None)
+        })
+        .await
     }
 
     /// Publishes on `bus` instead of a bus of its own (`berthd` shares one).
@@ -481,9 +510,21 @@ impl LocalImageService {
             tag: options.tag.clone(),
             ..Default::default()
         })?;
-        let (parent, _) = self.resolve(&options.parent).await?;
-        let mut config: ImageConfig = berth_models::parse("image config", &parent.config)
-            .map_err(|e| Error::internal(format!("image {}: {e}", parent.id)))?;
+        // No parent: an image of nothing yet (a build's `FROM scratch`).
+        let parent = match options.parent.as_str() {
+            "" => None,
+            p => Some(self.resolve(p).await?.0),
+        };
+        let mut config: ImageConfig = match &parent {
+            Some(parent) => berth_models::parse("image config", &parent.config)
+                .map_err(|e| Error::internal(format!("image {}: {e}", parent.id)))?,
+            None => ImageConfig {
+                architecture: archive::host_arch().to_string(),
+                os: "linux".into(),
+                rootfs: berth_models::image::RootFs { kind: "layers".into(), diff_ids: vec![] },
+                ..Default::default()
+            },
+        };
         let mut diff_ids = config.rootfs.diff_ids.clone();
         let staging = self.content.staging()?;
         if !options.empty_layer {
@@ -514,17 +555,19 @@ impl LocalImageService {
         // What described the parent's making does not describe this image's.
         config.extra.remove("container");
         config.extra.remove("container_config");
-        config.history.push(berth_models::image::History {
-            created: now,
-            created_by: options.created_by.clone(),
-            author: options.author.clone(),
-            comment: options.comment.clone(),
-            empty_layer: options.empty_layer,
-        });
+        if parent.is_some() || !options.created_by.is_empty() || !options.empty_layer {
+            config.history.push(berth_models::image::History {
+                created: now,
+                created_by: options.created_by.clone(),
+                author: options.author.clone(),
+                comment: options.comment.clone(),
+                empty_layer: options.empty_layer,
+            });
+        }
         let bytes = serde_json::to_vec(&config).map_err(|e| Error::internal(e.to_string()))?;
         let tags: Vec<String> = tag.into_iter().collect();
         drop(staging);
-        self.commit_on(bytes, layers, &tags, &parent.id).await
+        self.commit_on(bytes, layers, &tags, parent.as_ref().map(|p| p.id.as_str()).unwrap_or("")).await
     }
 }
 
@@ -820,6 +863,54 @@ impl ImageApi for LocalImageService {
             let out = std::io::BufWriter::with_capacity(256 * 1024, writer);
             if let Err(e) = archive::write_archive(&images, out) {
                 let _ = tx.blocking_send(Err(e));
+            }
+        });
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+
+    async fn build(&self, options: pb::BuildOptions, input: ByteStream) -> Result<berth_image_api::BuildStream> {
+        let runtime = self.runtime.get().cloned().ok_or_else(|| {
+            Error::unavailable("the builder needs the runtime service, which this image service does not know")
+        })?;
+        // Names are checked before anything runs, as dockerd does.
+        let mut tags = Vec::new();
+        for t in &options.tags {
+            let r = Reference::parse(t)?;
+            if r.digest.is_some() {
+                return Err(Error::invalid(format!("invalid reference format: {t} has a digest")));
+            }
+            tags.push(r);
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let svc = self.clone();
+        tokio::spawn(async move {
+            let quiet = options.quiet;
+            let msg = |kind| Ok(pb::BuildMessage { kind: Some(kind) });
+            use pb::build_message::Kind;
+            match svc.build_image(runtime, options, input, tx.clone()).await {
+                Ok(id) => {
+                    for r in &tags {
+                        if let Err(e) =
+                            svc.tag(&id, &r.name, r.tag.as_deref().unwrap_or(crate::reference::DEFAULT_TAG)).await
+                        {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    }
+                    if quiet {
+                        let _ = tx.send(msg(Kind::Stream(format!("{id}\n")))).await;
+                        return;
+                    }
+                    let _ = tx.send(msg(Kind::AuxId(id.clone()))).await;
+                    let short = id.strip_prefix("sha256:").unwrap_or(&id).chars().take(12).collect::<String>();
+                    let _ = tx.send(msg(Kind::Stream(format!("Successfully built {short}\n")))).await;
+                    for r in &tags {
+                        let _ = tx.send(msg(Kind::Stream(format!("Successfully tagged {}\n", r.tagged())))).await;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                }
             }
         });
         Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))

@@ -655,6 +655,9 @@ mod tests {
         async fn commit(&self, _: ipb::CommitOptions, _: ByteStream) -> Result<String> {
             Err(Error::not_implemented("commit"))
         }
+        async fn build(&self, _: ipb::BuildOptions, _: ByteStream) -> Result<berth_image_api::BuildStream> {
+            Err(Error::not_implemented("build"))
+        }
         async fn store_info(&self) -> Result<ipb::StoreInfoResponse> {
             Ok(Default::default())
         }

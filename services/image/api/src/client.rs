@@ -100,6 +100,14 @@ impl ImageApi for ImageGrpcClient {
         Ok(r.into_inner().id)
     }
 
+    async fn build(&self, options: pb::BuildOptions, input: ByteStream) -> Result<crate::BuildStream> {
+        use pb::build_request::Part;
+        let first = pb::BuildRequest { part: Some(Part::Options(options)) };
+        let reqs = byte_requests(input, |c| pb::BuildRequest { part: Some(Part::Chunk(c)) }, Some(first));
+        let r = self.inner.clone().build_image(reqs).await.map_err(err)?;
+        Ok(Box::pin(r.into_inner().map(|m| m.map_err(err))))
+    }
+
     async fn commit(&self, options: pb::CommitOptions, input: ByteStream) -> Result<String> {
         use pb::commit_image_request::Part;
         let first = pb::CommitImageRequest { part: Some(Part::Options(options)) };

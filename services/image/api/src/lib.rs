@@ -37,6 +37,10 @@ pub trait ImageApi: Send + Sync + 'static {
     async fn save(&self, names: Vec<String>) -> Result<ByteStream>;
     /// Makes a one-layer image of a root filesystem tarball; returns its ID.
     async fn import(&self, options: pb::ImportOptions, input: ByteStream) -> Result<String>;
+    /// Builds an image with the classic builder from the context tar `input`:
+    /// dockerd's output as it goes. Errors before the first message (a bad
+    /// option) come as the call's error; later ones end the stream.
+    async fn build(&self, options: pb::BuildOptions, input: ByteStream) -> Result<BuildStream>;
     /// Makes an image of `options.parent` and the layer tar `input`; returns its ID.
     async fn commit(&self, options: pb::CommitOptions, input: ByteStream) -> Result<String>;
     /// Counts and sizes.
@@ -50,6 +54,9 @@ pub trait ImageApi: Send + Sync + 'static {
     /// Checks credentials against a registry.
     async fn login(&self, auth: pb::RegistryAuth) -> Result<pb::LoginResponse>;
 }
+/// The output of a build; an `Err` ends it (the build failed).
+pub type BuildStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::BuildMessage>> + Send>>;
+
 /// Progress messages of a pull or push; an `Err` ends it.
 pub type ProgressStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::Progress>> + Send>>;
 

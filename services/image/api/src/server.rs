@@ -117,6 +117,25 @@ impl ImageService for ImageGrpcServer {
         Ok(Response::new(pb::ImportImageResponse { id }))
     }
 
+    type BuildImageStream = Pin<Box<dyn Stream<Item = Result<pb::BuildMessage, Status>> + Send>>;
+
+    async fn build_image(
+        &self,
+        req: Request<Streaming<pb::BuildRequest>>,
+    ) -> Result<Response<Self::BuildImageStream>, Status> {
+        use pb::build_request::Part;
+        let mut stream = req.into_inner();
+        let Some(pb::BuildRequest { part: Some(Part::Options(options)) }) = stream.message().await? else {
+            return Err(Status::invalid_argument("the first build message must carry the options"));
+        };
+        let input = byte_chunks(stream, |m| match m.part {
+            Some(Part::Chunk(c)) => Some(c),
+            _ => None,
+        });
+        let out = self.api.build(options, input).await?;
+        Ok(Response::new(Box::pin(out.map(|r| r.map_err(Status::from)))))
+    }
+
     async fn commit_image(
         &self,
         req: Request<Streaming<pb::CommitImageRequest>>,

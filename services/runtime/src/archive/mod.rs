@@ -142,6 +142,13 @@ impl LocalRuntime {
             std::fs::create_dir_all(d).map_err(|e| Error::from(e).context(format!("create {}", d.display())))?;
         }
         let mut lowers: Vec<String> = image.layer_dirs.iter().rev().cloned().collect();
+        if lowers.is_empty() {
+            // An image of no layers (a build's `FROM scratch`): overlay wants one.
+            let empty = bundle.join("empty");
+            std::fs::create_dir_all(&empty)
+                .map_err(|e| Error::from(e).context(format!("create {}", empty.display())))?;
+            lowers.push(empty.display().to_string());
+        }
         let mut cmd = tokio::process::Command::new(self.host.shim_program());
         cmd.arg("--root-view").arg("--target").arg(&rootfs);
         if writable {
@@ -264,12 +271,15 @@ impl LocalRuntime {
         let container_config = crate::record::config(&c)?;
         let config = if req.config.is_empty() {
             container_config.clone()
+        } else if req.exact_config {
+            berth_models::parse("container config", &req.config).map_err(Error::invalid)?
         } else {
             let user: berth_models::container::ContainerConfig =
                 berth_models::parse("container config", &req.config).map_err(Error::invalid)?;
             crate::create::merge_config(&user, &container_config)
         };
-        let created_by = container_config.cmd.as_slice().join(" ");
+        let created_by =
+            if req.created_by.is_empty() { container_config.cmd.as_slice().join(" ") } else { req.created_by };
         let freeze = req.pause && status(&c) == ContainerStatus::Running;
         if freeze {
             self.set_frozen(&c, true).await?;

@@ -1,0 +1,176 @@
+//! `docker build` with the classic builder (`DOCKER_BUILDKIT=0`): the
+//! instructions, build arguments, targets and multi-stage COPY --from,
+//! `.dockerignore`, the cache, failing steps, and the stream docker-py and
+//! compose read, through the CLI and raw HTTP.
+
+use std::path::Path;
+
+use berth_tests::Daemon;
+
+/// A context directory with these files.
+fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tmp");
+    for (name, body) in files {
+        let p = dir.path().join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(p, body).expect("write");
+    }
+    dir
+}
+
+/// `docker build` with the classic builder: (exit code, stdout, stderr).
+fn build(d: &Daemon, dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = d
+        .docker_cmd(&[&["build"], args, &[&dir.display().to_string()]].concat())
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .expect("docker build");
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn a_dockerfile_builds_and_its_image_runs_as_written() {
+    let d = Daemon::with_busybox();
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            "# a comment\nARG BASE=busybox\nFROM ${BASE}\nARG GREETING=hello\nENV APP_HOME=/app \\\n    MODE=\"prod mode\"\nLABEL team=core version=\"1.0\"\nWORKDIR $APP_HOME\nCOPY files/ ./\nCOPY --chown=1000:1000 one.txt /owned/\nRUN echo \"$GREETING from build\" > built.txt && \\\n    chmod 640 built.txt\nUSER 1000\nEXPOSE 8080/tcp\nVOLUME /data\nSTOPSIGNAL SIGINT\nHEALTHCHECK --interval=5s --retries=2 CMD true\nCMD [\"cat\", \"built.txt\"]\n",
+        ),
+        ("files/a.txt", "A\n"),
+        ("files/sub/b.txt", "B\n"),
+        ("one.txt", "1\n"),
+    ]);
+    let (code, out, err) = build(&d, ctx.path(), &["-t", "app:v1", "-t", "app:latest", "--build-arg", "GREETING=hi"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("Step 1/15 : ARG BASE=busybox"), "{out}");
+    assert!(out.contains("Step 3/15 : ARG GREETING=hello"), "{out}");
+    assert!(out.contains(" ---> Running in ") && out.contains("Removing intermediate container "), "{out}");
+    assert!(out.contains("Successfully built ") && out.contains("Successfully tagged app:v1"), "{out}");
+    assert_eq!(d.docker(&["run", "--rm", "app:v1"]).expect("run").trim(), "hi from build");
+    let check = d
+        .docker(&[
+            "run",
+            "--rm",
+            "app:latest",
+            "sh",
+            "-c",
+            "pwd; cat a.txt sub/b.txt; echo $MODE; id -u; stat -c '%u %a' /owned/one.txt built.txt",
+        ])
+        .expect("run");
+    assert_eq!(check.trim(), "/app\nA\nB\nprod mode\n1000\n1000 644\n0 640");
+    let f = "{{.Config.User}}|{{json .Config.ExposedPorts}}|{{json .Config.Volumes}}|{{.Config.StopSignal}}|{{.Config.Labels.team}}|{{json .Config.Healthcheck.Test}}|{{.Config.Healthcheck.Retries}}";
+    let got = d.docker(&["image", "inspect", "-f", f, "app:v1"]).expect("inspect");
+    assert_eq!(got.trim(), r#"1000|{"8080/tcp":{}}|{"/data":{}}|SIGINT|core|["CMD-SHELL","true"]|2"#);
+    let history = d.docker(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", "app:v1"]).expect("history");
+    assert!(history.lines().next().is_some_and(|l| l.contains("CMD [\"cat\",\"built.txt\"]")), "{history}");
+    assert!(history.contains("|1 GREETING=hi /bin/sh -c echo"), "RUN records the build args it saw: {history}");
+}
+
+#[test]
+fn the_cache_reuses_steps_until_a_source_changes() {
+    let d = Daemon::with_busybox();
+    let ctx = context(&[
+        ("Dockerfile", "FROM busybox\nRUN echo one > /one\nCOPY a.txt /a.txt\nRUN cat /a.txt > /copy\n"),
+        ("a.txt", "first\n"),
+    ]);
+    let (code, first, err) = build(&d, ctx.path(), &["-t", "cached"]);
+    assert_eq!(code, Some(0), "{first}\n{err}");
+    assert!(!first.contains("Using cache"), "{first}");
+    let (code, second, err) = build(&d, ctx.path(), &["-t", "cached"]);
+    assert_eq!(code, Some(0), "{second}\n{err}");
+    assert_eq!(second.matches("Using cache").count(), 3, "{second}");
+    let id = |out: &str| out.lines().find_map(|l| l.strip_prefix("Successfully built ")).map(str::to_string);
+    assert_eq!(id(&first), id(&second), "the same image");
+    // A changed source busts its step and those after it, not those before.
+    std::fs::write(ctx.path().join("a.txt"), "second\n").expect("write");
+    let (code, third, err) = build(&d, ctx.path(), &["-t", "cached"]);
+    assert_eq!(code, Some(0), "{third}\n{err}");
+    assert_eq!(third.matches("Using cache").count(), 1, "{third}");
+    assert_eq!(d.docker(&["run", "--rm", "cached", "cat", "/copy"]).expect("run").trim(), "second");
+    let (_, fourth, _) = build(&d, ctx.path(), &["--no-cache", "-t", "cached"]);
+    assert!(!fourth.contains("Using cache"), "{fourth}");
+}
+
+#[test]
+fn multi_stage_targets_and_dockerignore() {
+    let d = Daemon::with_busybox();
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            "FROM busybox AS builder\nRUN mkdir /out && echo artifact > /out/bin.txt\nFROM busybox AS unused\nRUN exit 1\nFROM busybox AS final\nCOPY --from=builder /out/bin.txt /bin.txt\nCOPY . /ctx/\nCMD [\"cat\", \"/bin.txt\"]\nFROM final AS debug\nRUN echo debug > /debug\n",
+        ),
+        (".dockerignore", "*.log\nsecret/\n!secret/public.txt\n"),
+        ("keep.txt", "k"),
+        ("noise.log", "x"),
+        ("secret/key", "s"),
+        ("secret/public.txt", "p"),
+    ]);
+    let (code, out, err) = build(&d, ctx.path(), &["--target", "final", "-t", "ms"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(!out.contains("exit 1"), "an unneeded stage is not built: {out}");
+    assert!(!out.contains("echo debug"), "stages after the target are not built");
+    assert_eq!(d.docker(&["run", "--rm", "ms"]).expect("run").trim(), "artifact");
+    let list = "for f in /ctx/* /ctx/.[a-z]* /ctx/secret/*; do test -f $f && echo $f; done";
+    let files = d.docker(&["run", "--rm", "ms", "sh", "-c", list]).expect("list");
+    let mut files: Vec<&str> = files.lines().collect();
+    files.sort();
+    assert_eq!(files, ["/ctx/.dockerignore", "/ctx/Dockerfile", "/ctx/keep.txt", "/ctx/secret/public.txt"]);
+    let (code, _, err) = build(&d, ctx.path(), &["--target", "nope"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("failed to reach build target nope"), "{err}");
+}
+
+#[test]
+fn failures_say_why_and_leave_nothing_behind() {
+    let d = Daemon::with_busybox();
+    let ctx = context(&[("Dockerfile", "FROM busybox\nRUN echo before-failing && exit 3\nRUN echo never\n")]);
+    let (code, out, err) = build(&d, ctx.path(), &["-t", "broken", "--force-rm"]);
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    assert!(out.contains("before-failing"), "the step's output comes first: {out}");
+    assert!(
+        err.contains("The command '/bin/sh -c echo before-failing && exit 3' returned a non-zero code: 3"),
+        "{err}"
+    );
+    let left = d.docker(&["ps", "-aq"]).expect("ps");
+    assert_eq!(left.trim(), "", "no container left with --force-rm");
+    // Without it, as on dockerd, the failed step's container stays for a look.
+    let (code, _, _) = build(&d, ctx.path(), &["-t", "broken"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(d.docker(&["ps", "-aq"]).expect("ps").lines().count(), 1, "the failed step's container");
+    assert!(d.out(&["image", "inspect", "broken"]).0 != Some(0), "no image tagged");
+    // Escapes from the context are refused or stay inside it.
+    let escape = context(&[("Dockerfile", "FROM busybox\nCOPY ../../etc/passwd /p\n")]);
+    let (code, out, err) = build(&d, escape.path(), &["-t", "escape"]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(err.contains("not found in build context") || err.contains("forbidden path"), "{err}");
+    let (code, _, err) = build(&d, ctx.path(), &["-f", "Nope.dockerfile"]);
+    assert_ne!(code, Some(0));
+    assert!(err.to_lowercase().contains("nope.dockerfile"), "{err}");
+}
+
+#[test]
+fn the_raw_stream_is_dockerds() {
+    let d = Daemon::with_busybox();
+    let ctx = context(&[("Dockerfile", "FROM busybox\nRUN echo streamed\n")]);
+    let tar =
+        std::process::Command::new("tar").arg("-C").arg(ctx.path()).args(["-cf", "-", "."]).output().expect("tar");
+    let (status, headers, body) =
+        berth_tests::raw_http(&d.sock(), "POST", "/build?t=raw:1&rm=1", &tar.stdout).expect("post /build");
+    assert_eq!(status, 200);
+    assert!(headers.iter().any(|(k, v)| k == "content-type" && v == "application/json"), "{headers:?}");
+    let text = String::from_utf8_lossy(&body).to_string();
+    let lines: Vec<serde_json::Value> =
+        text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert_eq!(lines[0]["stream"], "Step 1/2 : FROM busybox\n");
+    assert!(lines.iter().any(|l| l["stream"] == "streamed\n"), "{text}");
+    let aux = lines.iter().find_map(|l| l["aux"]["ID"].as_str()).expect("aux ID");
+    assert!(aux.starts_with("sha256:"));
+    let built = format!("Successfully built {}\n", &aux[7..19]);
+    assert!(lines.iter().any(|l| l["stream"] == built.as_str()), "{text}");
+    assert!(lines.iter().any(|l| l["stream"] == "Successfully tagged raw:1\n"), "{text}");
+    let (status, _, body) =
+        berth_tests::raw_http(&d.sock(), "POST", "/build?remote=http://10.0.0.1/ctx.tar", b"").expect("post");
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+}
