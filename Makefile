@@ -55,7 +55,8 @@ test-unit: deps
 # (docker.io) and iptables, to check Berth beside dockerd; Debian's registry
 # (docker-registry), htpasswd (apache2-utils) and openssl for the registry tests.
 # runc and tini (its tini-static) for `--runtime runc`, which docker.io pulls in too.
-TEST_PACKAGES := docker.io runc tini iptables docker-registry apache2-utils openssl
+# bzip2 and xz-utils make the compressed build contexts of the build tests.
+TEST_PACKAGES := docker.io runc tini iptables docker-registry apache2-utils openssl bzip2 xz-utils
 
 test-deps: deps
 	@missing=""; for p in $(TEST_PACKAGES) $(EXTRA_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -173,4 +173,62 @@ fn the_raw_stream_is_dockerds() {
     let (status, _, body) =
         berth_tests::raw_http(&d.sock(), "POST", "/build?remote=http://10.0.0.1/ctx.tar", b"").expect("post");
     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    // Compressed contexts, as the API allows them.
+    for (tool, tag) in [("gzip", "gz"), ("bzip2", "bz2"), ("xz", "xz")] {
+        let mut child = std::process::Command::new(tool)
+            .arg("-c")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect(tool);
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), &tar.stdout).expect("compress");
+        let packed = child.wait_with_output().expect(tool).stdout;
+        let (status, _, body) =
+            berth_tests::raw_http(&d.sock(), "POST", &format!("/build?t=packed:{tag}"), &packed).expect("post /build");
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(status, 200, "{text}");
+        assert!(text.contains("Successfully tagged packed:"), "{tool}: {text}");
+    }
+}
+
+#[test]
+fn add_onbuild_scratch_shell_and_copy_from_an_image() {
+    let d = Daemon::with_busybox();
+    // A local tar that ADD extracts (gzip), and one COPY keeps as a file.
+    let inner = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir_all(inner.path().join("pkg")).expect("mkdir");
+    std::fs::write(inner.path().join("pkg/tool.sh"), "echo tool\n").expect("write");
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox AS base\nONBUILD RUN echo triggered > /onbuild\nSHELL [\"/bin/sh\", \"-e\", \"-c\"]\nRUN echo shell-ok\nADD bundle.tar.gz /opt/\nCOPY bundle.tar.gz /keep/\nCOPY --chown=nobody:nogroup --from=busybox /etc/passwd /from-image/passwd\n",
+    )]);
+    let tgz = ctx.path().join("bundle.tar.gz");
+    let made = std::process::Command::new("tar").arg("-czf").arg(&tgz).arg("-C").arg(inner.path()).arg("pkg").status();
+    assert!(made.expect("tar").success());
+    let (code, out, err) = build(&d, ctx.path(), &["-t", "base:1"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("shell-ok"), "{out}");
+    let got = d
+        .docker(&["run", "--rm", "base:1", "sh", "-c",
+            "cat /opt/pkg/tool.sh; test -f /keep/bundle.tar.gz && echo kept; stat -c '%U' /from-image/passwd; test -e /onbuild || echo no-trigger-yet"])
+        .expect("run");
+    assert_eq!(got.trim(), "echo tool\nkept\nnobody\nno-trigger-yet");
+    // A child image runs the trigger.
+    let child = context(&[("Dockerfile", "FROM base:1\nRUN cat /onbuild\n")]);
+    let (code, out, err) = build(&d, child.path(), &["-t", "child:1"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("# Executing 1 build trigger") && out.contains("triggered"), "{out}");
+    let onbuild = d.docker(&["image", "inspect", "-f", "{{json .Config.OnBuild}}", "child:1"]).expect("inspect");
+    assert_eq!(onbuild.trim(), "null", "triggers do not pass on");
+    // FROM scratch with a static binary.
+    let scratch = context(&[(
+        "Dockerfile",
+        "FROM scratch\nCOPY busybox /bin/busybox\nCMD [\"/bin/busybox\", \"echo\", \"from scratch\"]\n",
+    )]);
+    std::fs::copy("/bin/busybox", scratch.path().join("busybox")).expect("copy busybox");
+    let (code, out, err) = build(&d, scratch.path(), &["-t", "tiny"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_eq!(d.docker(&["run", "--rm", "tiny"]).expect("run").trim(), "from scratch");
+    let layers = d.docker(&["image", "inspect", "-f", "{{len .RootFS.Layers}}", "tiny"]).expect("inspect");
+    assert_eq!(layers.trim(), "1");
 }

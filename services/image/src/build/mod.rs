@@ -184,16 +184,24 @@ fn is_predefined_arg(k: &str) -> bool {
     matches!(k.to_ascii_uppercase().as_str(), "HTTP_PROXY" | "HTTPS_PROXY" | "FTP_PROXY" | "NO_PROXY" | "ALL_PROXY")
 }
 
-/// Unpacks the context tar (plain or gzip) into `dir`, leaving out what
-/// `.dockerignore` says (the Dockerfile and `.dockerignore` always stay).
+/// Unpacks the context tar (plain, gzip, bzip2 or xz) into `dir`, leaving
+/// out what `.dockerignore` says (the Dockerfile and `.dockerignore` stay).
 fn unpack_context(input: impl std::io::Read, dir: &Path, dockerfile: &str) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut input = std::io::BufReader::new(input);
     let head = std::io::BufRead::fill_buf(&mut input)?.to_vec();
     let reader: Box<dyn std::io::Read> = if head.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::read::GzDecoder::new(input))
-    } else if head.starts_with(b"BZh") || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z']) {
-        return Err(Error::invalid("bzip2 and xz build contexts are not supported yet: send a plain or gzip tar"));
+    } else if head.starts_with(b"BZh") {
+        Box::new(bzip2::read::BzDecoder::new(input))
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        // lzma-rs decodes into a writer: to a file beside the context, then read.
+        let plain = dir.with_extension("tar");
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&plain)?);
+        lzma_rs::xz_decompress(&mut input, &mut out)
+            .map_err(|e| Error::invalid(format!("read the build context (xz): {e}")))?;
+        std::io::Write::flush(&mut out)?;
+        Box::new(std::io::BufReader::new(std::fs::File::open(&plain)?))
     } else {
         Box::new(input)
     };
