@@ -134,6 +134,41 @@ fn main() -> Result<()> {
     })?;
     add(&format!("docker logs ({lines} lines)"), Unit::Ms, Some(5.0), s, &engines);
 
+    // docker build (the classic builder on both): a 10-step Dockerfile, cold
+    // (--no-cache) and warm (every step from the cache).
+    let ctx = tempfile::tempdir()?;
+    std::fs::create_dir_all(ctx.path().join("src"))?;
+    for i in 0..20 {
+        std::fs::write(ctx.path().join(format!("src/file{i}.txt")), format!("content {i}\n").repeat(100))?;
+    }
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nARG VERSION=1\nENV APP=/app MODE=bench\nWORKDIR /app\nCOPY src/ ./src/\n\
+         RUN cat src/*.txt | wc -l > lines\nRUN echo $VERSION > version\nLABEL bench=yes\nEXPOSE 8080\n\
+         USER 1000\nCMD [\"cat\", \"lines\"]\n",
+    )?;
+    let dir = ctx.path().display().to_string();
+    let build = |e: &Engine, extra: &[&str]| -> Result<()> {
+        let args: Vec<&str> = ["build", "-q", "-t", "bench-build"]
+            .iter()
+            .copied()
+            .chain(extra.iter().copied())
+            .chain([dir.as_str()])
+            .collect();
+        let out = e.command(&args).env("DOCKER_BUILDKIT", "0").output()?;
+        if !out.status.success() {
+            bail!("docker build: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    };
+    let s = alternate(&engines, o.runs, |e| timed(|| build(e, &["--no-cache"])))?;
+    add("docker build, 10 steps, cold (--no-cache)", Unit::Ms, None, s, &engines);
+    for e in &engines {
+        build(e, &[])?;
+    }
+    let s = alternate(&engines, o.runs, |e| timed(|| build(e, &[])))?;
+    add("docker build, 10 steps, warm (cache)", Unit::Ms, None, s, &engines);
+
     // docker pull of a ~100 MiB image (one incompressible layer on busybox) from
     // a local registry (Debian's docker-registry, plain HTTP on 127.0.0.1, which
     // both engines treat as insecure); removed again after every pull, so every

@@ -1,154 +1,49 @@
 //! Dockerfile instructions applied to an image config, as `docker import --change`
 //! and `docker commit --change` take them: CMD, ENTRYPOINT, ENV, WORKDIR, USER,
-//! LABEL, EXPOSE, VOLUME, STOPSIGNAL.
+//! LABEL, EXPOSE, VOLUME, STOPSIGNAL, ONBUILD (the builder's own code applies them).
 
 use berth_core::{Error, Result};
-use berth_models::StrSlice;
 use berth_models::container::ContainerConfig;
-use serde_json::json;
 
-/// Applies each instruction in `changes` to the container config `config`.
+/// The instructions `--change` takes (dockerd's list).
+const ALLOWED: [&str; 10] =
+    ["CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "USER", "VOLUME", "WORKDIR", "STOPSIGNAL"];
+
+/// Applies each instruction in `changes` to the container config `config`,
+/// through the builder's own instruction code (`build::apply_metadata`), so a
+/// `--change` means what the same line means in a Dockerfile.
 pub fn apply(config: &mut ContainerConfig, changes: &[String]) -> Result<()> {
+    let mut cmd_set = false;
     for change in changes {
         let change = change.trim();
         if change.is_empty() {
             continue;
         }
-        let (word, rest) = change.split_once(char::is_whitespace).unwrap_or((change, ""));
-        let rest = rest.trim();
-        match word.to_ascii_uppercase().as_str() {
-            "CMD" => config.cmd = StrSlice(Some(command(rest, true)?)),
-            "ENTRYPOINT" => config.entrypoint = StrSlice(Some(command(rest, true)?)),
-            "ENV" => {
-                let list = config.env.get_or_insert_with(Vec::new);
-                for (k, v) in pairs(rest, "ENV")? {
-                    list.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k.as_str()));
-                    list.push(format!("{k}={v}"));
-                }
-            }
-            "LABEL" => {
-                let map = config.labels.get_or_insert_with(Default::default);
-                map.extend(pairs(rest, "LABEL")?);
-            }
-            "WORKDIR" => {
-                require(rest, "WORKDIR")?;
-                config.working_dir = unquote(rest);
-            }
-            "USER" => {
-                require(rest, "USER")?;
-                config.user = unquote(rest);
-            }
-            "STOPSIGNAL" => {
-                require(rest, "STOPSIGNAL")?;
-                config.stop_signal = rest.to_string();
-            }
-            "EXPOSE" => {
-                require(rest, "EXPOSE")?;
-                let map = config.exposed_ports.get_or_insert_with(Default::default);
-                for p in rest.split_whitespace() {
-                    let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
-                    if port.parse::<u16>().is_err() || !matches!(proto, "tcp" | "udp" | "sctp") {
-                        return Err(Error::invalid(format!("invalid EXPOSE port {p:?}")));
-                    }
-                    map.insert(format!("{port}/{proto}"), json!({}));
-                }
-            }
-            "VOLUME" => {
-                require(rest, "VOLUME")?;
-                let map = config.volumes.get_or_insert_with(Default::default);
-                for v in command(rest, false)? {
-                    map.insert(v, json!({}));
-                }
-            }
-            other => {
-                return Err(Error::invalid(format!("{other} is not a valid change command")));
-            }
+        let word = change.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+        if !ALLOWED.contains(&word.as_str()) {
+            return Err(Error::invalid(format!("{word} is not a valid change command")));
         }
+        let parsed = crate::build::dockerfile::parse(&format!("FROM scratch\n{change}\n"))?;
+        let Some(step) = parsed.steps.get(1) else {
+            return Err(Error::invalid(format!("{word} requires at least one argument")));
+        };
+        let vars: Vec<(String, String)> = config
+            .env()
+            .iter()
+            .map(|e| {
+                e.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).unwrap_or((e.clone(), String::new()))
+            })
+            .collect();
+        let lexer = crate::build::dockerfile::Lexer { escape: parsed.escape, vars: &vars };
+        crate::build::apply_metadata(config, &step.instruction, &lexer, &mut cmd_set)?;
     }
     Ok(())
-}
-
-fn require(rest: &str, what: &str) -> Result<()> {
-    if rest.is_empty() { Err(Error::invalid(format!("{what} requires at least one argument"))) } else { Ok(()) }
-}
-
-fn unquote(s: &str) -> String {
-    let s = s.trim();
-    if s.len() >= 2 && ((s.starts_with('"') && s.ends_with('"')) || (s.starts_with('\'') && s.ends_with('\''))) {
-        s[1..s.len() - 1].to_string()
-    } else {
-        s.to_string()
-    }
-}
-
-/// The JSON (exec) form `["a","b"]`, or the shell form wrapped in `/bin/sh -c`
-/// (when `shell`), or split on whitespace.
-fn command(rest: &str, shell: bool) -> Result<Vec<String>> {
-    if rest.starts_with('[')
-        && let Ok(list) = serde_json::from_str::<Vec<String>>(rest)
-    {
-        return Ok(list);
-    }
-    if rest.is_empty() {
-        return Ok(vec![]);
-    }
-    Ok(if shell {
-        vec!["/bin/sh".into(), "-c".into(), rest.to_string()]
-    } else {
-        rest.split_whitespace().map(str::to_string).collect()
-    })
-}
-
-/// `k=v k2="v 2"` or the legacy `k v` form.
-fn pairs(rest: &str, what: &str) -> Result<Vec<(String, String)>> {
-    require(rest, what)?;
-    let words = split_words(rest);
-    if !words[0].contains('=') {
-        let (k, v) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
-        return Ok(vec![(k.to_string(), unquote(v))]);
-    }
-    words
-        .into_iter()
-        .map(|w| match w.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), unquote(v))),
-            _ => Err(Error::invalid(format!("{what} names must be followed by '=': {w:?}"))),
-        })
-        .collect()
-}
-
-/// Splits on whitespace outside double or single quotes.
-fn split_words(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quote: Option<char> = None;
-    for c in s.chars() {
-        match (quote, c) {
-            (Some(q), c) if c == q => {
-                quote = None;
-                cur.push(c);
-            }
-            (None, '"' | '\'') => {
-                quote = Some(c);
-                cur.push(c);
-            }
-            (None, c) if c.is_whitespace() => {
-                if !cur.is_empty() {
-                    out.push(std::mem::take(&mut cur));
-                }
-            }
-            (_, c) => cur.push(c),
-        }
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Value;
+    use serde_json::{Value, json};
 
     fn run(changes: &[&str]) -> Result<Value> {
         let mut c = ContainerConfig::default();

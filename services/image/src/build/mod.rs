@@ -69,6 +69,8 @@ struct Stage {
     config: ContainerConfig,
     /// ARGs declared in this stage, with their values.
     args: Vec<(String, String)>,
+    /// Whether this stage gave a CMD (a later ENTRYPOINT keeps it).
+    cmd_set: bool,
 }
 
 impl Stage {
@@ -80,14 +82,6 @@ impl Stage {
             None => (e.clone(), String::new()),
         }));
         v
-    }
-
-    fn shell(&self) -> Vec<String> {
-        if self.config.shell.is_empty() {
-            DEFAULT_SHELL.iter().map(|s| s.to_string()).collect()
-        } else {
-            self.config.shell.as_slice().to_vec()
-        }
     }
 }
 
@@ -342,7 +336,7 @@ impl Build<'_> {
             let mut config = self.image_config(&last).await?.container_config();
             config.labels.get_or_insert_with(Default::default).extend(self.opts.labels.clone());
             let labels: Vec<String> = self.opts.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let key = format!("/bin/sh -c #(nop)  LABEL {}", labels.join(" "));
+            let key = nop(&format!("LABEL {}", labels.join(" ")));
             last = self.metadata_commit(&last, &config, &key).await?;
         }
         if last.is_empty() {
@@ -390,7 +384,8 @@ impl Build<'_> {
                 return Err(Error::invalid(format!("unsupported platform {p}")));
             }
         }
-        let mut stage = Stage { image: String::new(), config: ContainerConfig::default(), args: vec![] };
+        let mut stage =
+            Stage { image: String::new(), config: ContainerConfig::default(), args: vec![], cmd_set: false };
         if !reference.eq_ignore_ascii_case("scratch") {
             let id = match self.done.get(&reference.to_ascii_lowercase()) {
                 Some(id) => id.clone(),
@@ -491,104 +486,11 @@ impl Build<'_> {
         let vars = stage.vars();
         let lexer = self.lexer(&vars);
         let mut config = stage.config.clone();
-        let nop = |desc: &str| format!("/bin/sh -c #(nop)  {desc}");
         let key = match &s.instruction {
             Instruction::Arg(a) => {
                 let (k, v) = self.arg(a, globals, &vars)?;
                 stage.args.retain(|(n, _)| *n != k);
                 stage.args.push((k, v));
-                nop(&s.text)
-            }
-            Instruction::Env(text) => {
-                let list = config.env.get_or_insert_with(Vec::new);
-                for (k, v) in lexer.pairs(text)? {
-                    list.retain(|e| e.split_once('=').map(|(ek, _)| ek).unwrap_or(e) != k);
-                    list.push(format!("{k}={v}"));
-                }
-                nop(&format!("ENV {}", config.env().join(" ")))
-            }
-            Instruction::Label(text) => {
-                let map = config.labels.get_or_insert_with(Default::default);
-                let pairs = lexer.pairs(text)?;
-                let shown: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                map.extend(pairs);
-                nop(&format!("LABEL {}", shown.join(" ")))
-            }
-            Instruction::Cmd(c) => {
-                config.cmd = StrSlice(Some(self.argv(stage, c)));
-                nop(&format!("CMD {}", serde_json::to_string(config.cmd.as_slice()).unwrap_or_default()))
-            }
-            Instruction::Entrypoint(c) => {
-                config.entrypoint = StrSlice(Some(self.argv(stage, c)));
-                // A new entrypoint drops the base image's CMD (dockerd).
-                if stage.config.entrypoint != config.entrypoint && config.cmd == stage.config.cmd {
-                    config.cmd = StrSlice(None);
-                }
-                nop(&format!("ENTRYPOINT {}", serde_json::to_string(config.entrypoint.as_slice()).unwrap_or_default()))
-            }
-            Instruction::Expose(ports) => {
-                let map = config.exposed_ports.get_or_insert_with(Default::default);
-                for p in ports {
-                    let p = lexer.word(p)?;
-                    let (port, proto) = p.split_once('/').unwrap_or((&p, "tcp"));
-                    map.insert(format!("{port}/{}", proto.to_ascii_lowercase()), serde_json::json!({}));
-                }
-                nop(&format!("EXPOSE {}", map.keys().cloned().collect::<Vec<_>>().join(" ")))
-            }
-            Instruction::Volume(vols) => {
-                let map = config.volumes.get_or_insert_with(Default::default);
-                let mut shown = Vec::new();
-                for v in vols {
-                    let v = lexer.word(v)?;
-                    if v.is_empty() {
-                        return Err(Error::invalid("VOLUME specified can not be an empty string"));
-                    }
-                    map.insert(v.clone(), serde_json::json!({}));
-                    shown.push(v);
-                }
-                nop(&format!("VOLUME [{}]", shown.join(" ")))
-            }
-            Instruction::User(u) => {
-                config.user = lexer.word(u)?;
-                nop(&format!("USER {}", config.user))
-            }
-            Instruction::Workdir(w) => {
-                let w = lexer.word(w)?;
-                config.working_dir = if w.starts_with('/') {
-                    w
-                } else {
-                    Path::new(if stage.config.working_dir.is_empty() { "/" } else { &stage.config.working_dir })
-                        .join(w)
-                        .display()
-                        .to_string()
-                };
-                nop(&format!("WORKDIR {}", config.working_dir))
-            }
-            Instruction::Stopsignal(sig) => {
-                config.stop_signal = lexer.word(sig)?;
-                nop(&format!("STOPSIGNAL {}", config.stop_signal))
-            }
-            Instruction::Shell(words) => {
-                if words.is_empty() {
-                    return Err(Error::invalid("SHELL requires the arguments to be in JSON form"));
-                }
-                config.shell = StrSlice(Some(words.clone()));
-                nop(&format!("SHELL {}", serde_json::to_string(words).unwrap_or_default()))
-            }
-            Instruction::Maintainer(m) => nop(&format!("MAINTAINER {}", lexer.word(m)?)),
-            Instruction::Onbuild(trigger) => {
-                let upper = trigger.trim_start().to_ascii_uppercase();
-                if upper.starts_with("ONBUILD") || upper.starts_with("FROM") || upper.starts_with("MAINTAINER") {
-                    return Err(Error::invalid(format!(
-                        "{} isn't allowed as an ONBUILD trigger",
-                        upper.split_whitespace().next().unwrap_or("")
-                    )));
-                }
-                config.on_build.get_or_insert_with(Vec::new).push(trigger.clone());
-                nop(&format!("ONBUILD {trigger}"))
-            }
-            Instruction::Healthcheck { command, flags } => {
-                config.healthcheck = Some(healthcheck(self, stage, command.as_ref(), flags, &lexer)?);
                 nop(&s.text)
             }
             Instruction::Run { command, .. } => {
@@ -602,6 +504,10 @@ impl Build<'_> {
                 return Ok(());
             }
             Instruction::From { .. } => return Err(Error::internal("FROM inside a stage")),
+            other => {
+                let desc = apply_metadata(&mut config, other, &lexer, &mut stage.cmd_set)?;
+                nop(&desc)
+            }
         };
         stage.image = self.metadata_commit(&stage.image, &config, &key).await?;
         stage.config = config;
@@ -612,14 +518,7 @@ impl Build<'_> {
     /// A CMD/ENTRYPOINT/RUN command as argv: exec form as written, shell form
     /// under the stage's shell.
     fn argv(&self, stage: &Stage, c: &Command) -> Vec<String> {
-        match c {
-            Command::Exec(words) => words.clone(),
-            Command::Shell(cmd) => {
-                let mut argv = stage.shell();
-                argv.push(cmd.clone());
-                argv
-            }
-        }
+        argv_of(&stage.config, c)
     }
 
     /// RUN: a container from the current image runs the command; its layer is committed.
@@ -909,9 +808,158 @@ impl Build<'_> {
     }
 }
 
+/// The history entry of a step that runs nothing.
+fn nop(desc: &str) -> String {
+    format!("/bin/sh -c #(nop)  {desc}")
+}
+
+/// A command as argv: exec form as written, shell form under `shell` (the
+/// config's SHELL, else `/bin/sh -c`).
+fn argv_of(config: &ContainerConfig, c: &Command) -> Vec<String> {
+    match c {
+        Command::Exec(words) => words.clone(),
+        Command::Shell(cmd) => {
+            let mut argv: Vec<String> = if config.shell.is_empty() {
+                DEFAULT_SHELL.iter().map(|s| s.to_string()).collect()
+            } else {
+                config.shell.as_slice().to_vec()
+            };
+            argv.push(cmd.clone());
+            argv
+        }
+    }
+}
+
+/// What a metadata instruction (ENV, LABEL, CMD, ENTRYPOINT, EXPOSE, VOLUME,
+/// USER, WORKDIR, STOPSIGNAL, SHELL, MAINTAINER, ONBUILD, HEALTHCHECK) does
+/// to an image's config, for a build step and for `docker commit/import
+/// --change` alike; its description for the history. `cmd_set` says whether
+/// a CMD was given before in this stage (a new ENTRYPOINT drops an inherited
+/// CMD only).
+pub(crate) fn apply_metadata(
+    config: &mut ContainerConfig,
+    instruction: &Instruction,
+    lexer: &Lexer<'_>,
+    cmd_set: &mut bool,
+) -> Result<String> {
+    let required = |v: &str, what: &str| {
+        if v.trim().is_empty() { Err(Error::invalid(format!("{what} requires at least one argument"))) } else { Ok(()) }
+    };
+    Ok(match instruction {
+        Instruction::Env(text) => {
+            required(text, "ENV")?;
+            let list = config.env.get_or_insert_with(Vec::new);
+            for (k, v) in lexer.pairs(text)? {
+                list.retain(|e| e.split_once('=').map(|(ek, _)| ek).unwrap_or(e) != k);
+                list.push(format!("{k}={v}"));
+            }
+            format!("ENV {}", config.env().join(" "))
+        }
+        Instruction::Label(text) => {
+            required(text, "LABEL")?;
+            let map = config.labels.get_or_insert_with(Default::default);
+            let pairs = lexer.pairs(text)?;
+            let shown: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            map.extend(pairs);
+            format!("LABEL {}", shown.join(" "))
+        }
+        Instruction::Cmd(c) => {
+            config.cmd = StrSlice(Some(argv_of(config, c)));
+            *cmd_set = true;
+            format!("CMD {}", serde_json::to_string(config.cmd.as_slice()).unwrap_or_default())
+        }
+        Instruction::Entrypoint(c) => {
+            config.entrypoint = StrSlice(Some(argv_of(config, c)));
+            if !*cmd_set {
+                config.cmd = StrSlice(None);
+            }
+            format!("ENTRYPOINT {}", serde_json::to_string(config.entrypoint.as_slice()).unwrap_or_default())
+        }
+        Instruction::Expose(ports) => {
+            if ports.is_empty() {
+                return Err(Error::invalid("EXPOSE requires at least one argument"));
+            }
+            let map = config.exposed_ports.get_or_insert_with(Default::default);
+            for p in ports {
+                let p = lexer.word(p)?;
+                let (port, proto) = p.split_once('/').unwrap_or((&p, "tcp"));
+                let proto = proto.to_ascii_lowercase();
+                let (lo, hi) = port.split_once('-').unwrap_or((port, port));
+                let ok = lo.parse::<u16>().is_ok()
+                    && hi.parse::<u16>().is_ok()
+                    && matches!(proto.as_str(), "tcp" | "udp" | "sctp");
+                if !ok {
+                    return Err(Error::invalid(format!("invalid containerPort: {p}")));
+                }
+                map.insert(format!("{port}/{proto}"), serde_json::json!({}));
+            }
+            format!("EXPOSE {}", map.keys().cloned().collect::<Vec<_>>().join(" "))
+        }
+        Instruction::Volume(vols) => {
+            let map = config.volumes.get_or_insert_with(Default::default);
+            let mut shown = Vec::new();
+            for v in vols {
+                let v = lexer.word(v)?;
+                if v.is_empty() {
+                    return Err(Error::invalid("VOLUME specified can not be an empty string"));
+                }
+                map.insert(v.clone(), serde_json::json!({}));
+                shown.push(v);
+            }
+            if shown.is_empty() {
+                return Err(Error::invalid("VOLUME requires at least one argument"));
+            }
+            format!("VOLUME [{}]", shown.join(" "))
+        }
+        Instruction::User(u) => {
+            required(u, "USER")?;
+            config.user = lexer.word(u)?;
+            format!("USER {}", config.user)
+        }
+        Instruction::Workdir(w) => {
+            required(w, "WORKDIR")?;
+            let w = lexer.word(w)?;
+            config.working_dir = if w.starts_with('/') {
+                w
+            } else {
+                let base = if config.working_dir.is_empty() { "/".to_string() } else { config.working_dir.clone() };
+                Path::new(&base).join(w).display().to_string()
+            };
+            format!("WORKDIR {}", config.working_dir)
+        }
+        Instruction::Stopsignal(sig) => {
+            required(sig, "STOPSIGNAL")?;
+            config.stop_signal = lexer.word(sig)?;
+            format!("STOPSIGNAL {}", config.stop_signal)
+        }
+        Instruction::Shell(words) => {
+            if words.is_empty() {
+                return Err(Error::invalid("SHELL requires the arguments to be in JSON form"));
+            }
+            config.shell = StrSlice(Some(words.clone()));
+            format!("SHELL {}", serde_json::to_string(words).unwrap_or_default())
+        }
+        Instruction::Maintainer(m) => format!("MAINTAINER {}", lexer.word(m)?),
+        Instruction::Onbuild(trigger) => {
+            let upper = trigger.trim_start().to_ascii_uppercase();
+            let word = upper.split_whitespace().next().unwrap_or("").to_string();
+            if matches!(word.as_str(), "ONBUILD" | "FROM" | "MAINTAINER") {
+                return Err(Error::invalid(format!("{word} isn't allowed as an ONBUILD trigger")));
+            }
+            config.on_build.get_or_insert_with(Vec::new).push(trigger.clone());
+            format!("ONBUILD {trigger}")
+        }
+        Instruction::Healthcheck { command, flags } => {
+            config.healthcheck = Some(healthcheck(command.as_ref(), flags, lexer)?);
+            format!("HEALTHCHECK {}", serde_json::to_string(&config.healthcheck).unwrap_or_default())
+        }
+        Instruction::Arg(_) | Instruction::Run { .. } | Instruction::Copy { .. } | Instruction::From { .. } => {
+            return Err(Error::internal("not a metadata instruction"));
+        }
+    })
+}
+
 fn healthcheck(
-    b: &Build<'_>,
-    stage: &Stage,
     command: Option<&Command>,
     flags: &[Flag],
     lexer: &Lexer<'_>,
@@ -934,7 +982,6 @@ fn healthcheck(
         Command::Exec(words) => std::iter::once("CMD".to_string()).chain(words.iter().cloned()).collect(),
         Command::Shell(cmd) => vec!["CMD-SHELL".to_string(), cmd.clone()],
     };
-    let _ = (b, stage);
     Ok(berth_models::container::HealthConfig {
         test,
         interval: dur("interval")?,
