@@ -232,3 +232,22 @@ fn add_onbuild_scratch_shell_and_copy_from_an_image() {
     let layers = d.docker(&["image", "inspect", "-f", "{{len .RootFS.Layers}}", "tiny"]).expect("inspect");
     assert_eq!(layers.trim(), "1");
 }
+
+#[test]
+fn intermediate_images_hide_and_go_with_their_image() {
+    let d = Daemon::with_busybox();
+    let ctx = context(&[("Dockerfile", "FROM busybox\nENV A=1\nRUN echo x > /x\nCMD [\"cat\", \"/x\"]\n")]);
+    let (code, out, err) = build(&d, ctx.path(), &["-t", "layered"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let top = d.docker(&["images", "-q"]).expect("images");
+    assert_eq!(top.lines().count(), 2, "busybox and layered only: {top}");
+    let all = d.docker(&["images", "-aq"]).expect("images -a");
+    assert_eq!(all.lines().count(), 4, "with the two intermediate images: {all}");
+    let dangling = d.docker(&["images", "-q", "--filter", "dangling=true"]).expect("dangling");
+    assert_eq!(dangling.trim(), "", "intermediate images are not dangling");
+    d.docker(&["image", "prune", "-f"]).expect("prune");
+    assert_eq!(d.docker(&["images", "-aq"]).expect("images -a").lines().count(), 4, "prune keeps the build's chain");
+    let removed = d.docker(&["rmi", "layered"]).expect("rmi");
+    assert!(removed.lines().filter(|l| l.starts_with("Deleted: sha256:")).count() >= 3, "{removed}");
+    assert_eq!(d.docker(&["images", "-aq"]).expect("images -a").lines().count(), 1, "only busybox is left");
+}

@@ -300,6 +300,7 @@ impl LocalImageService {
 
     /// Deletes an image record and the content only it used. Caller holds the write lock.
     async fn delete_locked(&self, id: &str, items: &mut Vec<pb::DeleteItem>) -> Result<i64> {
+        let parent = self.store.images().await?.into_iter().find(|r| r.id == id).map(|r| r.parent).unwrap_or_default();
         let orphans = self.store.delete_image(id).await?;
         items.push(deleted(id));
         let remaining: HashSet<String> = self.store.layers().await?.into_iter().map(|l| l.diff_id).collect();
@@ -319,6 +320,18 @@ impl LocalImageService {
             })
             .await?;
             items.push(deleted(&layer.chain_id));
+        }
+        // A build's intermediate images go with the last image made on them,
+        // as on dockerd: an untagged parent no other image is made on.
+        if !parent.is_empty() {
+            let all = self.store.images().await?;
+            if let Some(p) = all.iter().find(|r| r.id == parent)
+                && p.tags.is_empty()
+                && p.digests.is_empty()
+                && !all.iter().any(|r| r.parent == parent)
+            {
+                reclaimed += Box::pin(self.delete_locked(&parent, items)).await?;
+            }
         }
         Ok(reclaimed)
     }
@@ -595,7 +608,7 @@ fn import_tag(o: &pb::ImportOptions) -> Result<Option<String>> {
 
 #[async_trait]
 impl ImageApi for LocalImageService {
-    async fn list(&self, _all: bool, filters: Vec<Filter>) -> Result<Vec<pb::Image>> {
+    async fn list(&self, all: bool, filters: Vec<Filter>) -> Result<Vec<pb::Image>> {
         let f = Filters::new(filters, &["reference", "dangling", "label", "before", "since", "until"])?;
         let dangling = f.bool("dangling")?;
         let mut before = None;
@@ -613,9 +626,17 @@ impl ImageApi for LocalImageService {
         let refs = f.get("reference");
         let labels = f.get("label");
         let mut out = Vec::new();
-        for rec in self.store.images().await? {
+        let images = self.store.images().await?;
+        let parents: HashSet<String> = images.iter().map(|r| r.parent.clone()).filter(|p| !p.is_empty()).collect();
+        for rec in images {
+            // A build's intermediate images (untagged, others made on them)
+            // show only with `all`, and are never dangling (dockerd).
+            let intermediate = rec.tags.is_empty() && parents.contains(&rec.id);
+            if intermediate && !all {
+                continue;
+            }
             if let Some(d) = dangling
-                && d != rec.tags.is_empty()
+                && d != (rec.tags.is_empty() && !intermediate)
             {
                 continue;
             }
@@ -768,8 +789,16 @@ impl ImageApi for LocalImageService {
         let _w = self.write.lock().await;
         let mut items = Vec::new();
         let mut reclaimed = 0;
-        for rec in self.store.images().await? {
-            if in_use.contains(&rec.id) || (dangling_only && !rec.tags.is_empty()) {
+        let images = self.store.images().await?;
+        // An untagged image others are made on is a build's intermediate, not
+        // dangling: it goes with its last child (see `delete_locked`).
+        let parents: HashSet<String> = images.iter().map(|r| r.parent.clone()).filter(|p| !p.is_empty()).collect();
+        for rec in images {
+            if in_use.contains(&rec.id) || (dangling_only && (!rec.tags.is_empty() || parents.contains(&rec.id))) {
+                continue;
+            }
+            // Gone already, with a child deleted before it.
+            if !self.store.images().await?.iter().any(|r| r.id == rec.id) {
                 continue;
             }
             if until.is_some_and(|u| created_of(&rec) > u) {
