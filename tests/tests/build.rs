@@ -251,3 +251,47 @@ fn intermediate_images_hide_and_go_with_their_image() {
     assert!(removed.lines().filter(|l| l.starts_with("Deleted: sha256:")).count() >= 3, "{removed}");
     assert_eq!(d.docker(&["images", "-aq"]).expect("images -a").lines().count(), 1, "only busybox is left");
 }
+
+#[tokio::test]
+async fn bollard_builds_and_reads_the_stream() {
+    use bollard::query_parameters::BuildImageOptionsBuilder;
+    use futures::StreamExt;
+    let d = Daemon::with_busybox();
+    let docker = bollard::Docker::connect_with_unix(&d.host, 120, bollard::API_DEFAULT_VERSION).expect("bollard");
+    let context = |dockerfile: &str| {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(dockerfile.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut h, "Dockerfile", dockerfile.as_bytes()).expect("append");
+        tar.into_inner().expect("tar")
+    };
+    let args = std::collections::HashMap::from([("WHO", "bollard")]);
+    let opts = BuildImageOptionsBuilder::default().t("bollard:built").buildargs(&args).rm(true).build();
+    let body = context("FROM busybox\nARG WHO\nRUN echo hello $WHO\n");
+    let mut stream = docker.build_image(opts, None, Some(bollard::body_full(body.into())));
+    let (mut text, mut aux) = (String::new(), None);
+    while let Some(item) = stream.next().await {
+        let info = item.expect("a build message");
+        text.push_str(info.stream.as_deref().unwrap_or(""));
+        if let Some(a) = info.aux {
+            aux = a.id;
+        }
+    }
+    assert!(text.contains("hello bollard") && text.contains("Successfully tagged bollard:built"), "{text}");
+    assert!(aux.as_deref().is_some_and(|id| id.starts_with("sha256:")), "{aux:?}");
+    // A failing step ends the stream with its error.
+    let opts = BuildImageOptionsBuilder::default().t("bollard:broken").build();
+    let mut stream =
+        docker.build_image(opts, None, Some(bollard::body_full(context("FROM busybox\nRUN exit 7\n").into())));
+    let mut failure = None;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) if info.error.is_some() => failure = info.error,
+            Ok(_) => {}
+            Err(e) => failure = Some(e.to_string()),
+        }
+    }
+    assert!(failure.as_deref().is_some_and(|e| e.contains("returned a non-zero code: 7")), "{failure:?}");
+}

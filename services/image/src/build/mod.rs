@@ -1164,13 +1164,27 @@ fn add_entry(
         h.set_size(0);
         tar.append_data(&mut h, target, std::io::empty()).map_err(err)
     } else if meta.is_file() {
-        let bytes = std::fs::read(host)?;
-        hasher.update(&bytes);
+        // Streamed through the hash: a big file is never whole in memory.
+        let file = std::fs::File::open(host)?;
         h.set_entry_type(tar::EntryType::Regular);
-        h.set_size(bytes.len() as u64);
-        tar.append_data(&mut h, target, &bytes[..]).map_err(err)
+        h.set_size(meta.len());
+        tar.append_data(&mut h, target, Hashing { inner: std::io::Read::take(file, meta.len()), hasher }).map_err(err)
     } else {
         Ok(())
+    }
+}
+
+/// A reader that feeds what it reads to a hash.
+struct Hashing<'h, R> {
+    inner: R,
+    hasher: &'h mut Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for Hashing<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
     }
 }
 
@@ -1249,16 +1263,14 @@ fn extract_into(
         }
         let target = dest.join(&clean);
         hasher.update(target.as_os_str().as_encoded_bytes());
-        let mut data = Vec::new();
-        std::io::Read::read_to_end(&mut entry, &mut data).map_err(err)?;
-        hasher.update(&data);
         let e = |e: std::io::Error| Error::internal(format!("tar: {e}"));
         match h.entry_type() {
             tar::EntryType::Symlink | tar::EntryType::Link => {
                 let link = entry.link_name().map_err(err)?.map(|l| l.into_owned()).unwrap_or_default();
+                hasher.update(link.as_os_str().as_encoded_bytes());
                 tar.append_link(&mut h, &target, &link).map_err(e)?;
             }
-            _ => tar.append_data(&mut h, &target, &data[..]).map_err(e)?,
+            _ => tar.append_data(&mut h, &target, Hashing { inner: &mut entry, hasher: &mut *hasher }).map_err(e)?,
         }
     }
     Ok(())
