@@ -17,7 +17,7 @@ DEBIAN_PACKAGES := protobuf-compiler busybox-static attr curl ca-certificates ip
 # state under /var/lib/berth.
 BERTHD_FLAGS ?=
 
-.PHONY: all deps test-deps build run test test-unit test-e2e test-bench-smoke bench bench-deps lint fmt clean
+.PHONY: all deps test-deps build run test test-unit test-e2e test-python test-bench-smoke bench bench-deps lint fmt clean
 
 all: build
 
@@ -55,8 +55,9 @@ test-unit: deps
 # (docker.io) and iptables, to check Berth beside dockerd; Debian's registry
 # (docker-registry), htpasswd (apache2-utils) and openssl for the registry tests.
 # runc and tini (its tini-static) for `--runtime runc`, which docker.io pulls in too.
-# bzip2 and xz-utils make the compressed build contexts of the build tests.
-TEST_PACKAGES := docker.io runc tini iptables docker-registry apache2-utils openssl bzip2 xz-utils
+# bzip2 and xz-utils make the compressed build contexts of the build tests;
+# python3-venv for the Python clients' virtualenv.
+TEST_PACKAGES := docker.io runc tini iptables docker-registry apache2-utils openssl bzip2 xz-utils python3-venv
 
 test-deps: deps
 	@missing=""; for p in $(TEST_PACKAGES) $(EXTRA_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -68,11 +69,23 @@ test-deps: deps
 test-e2e: build test-deps
 	BERTH_BIN_DIR=$(BIN_DIR) $(CARGO) test -p berth-tests $(CARGO_PROFILE_FLAG) -- --test-threads=4
 
+# docker-py and testcontainers (PyPI, pinned in tests/python/requirements.txt)
+# against berthd, from a virtualenv under the target directory, made once and
+# again when the pins change.
+PYENV := $(CARGO_TARGET_DIR)/pyenv
+$(PYENV)/.installed: tests/python/requirements.txt
+	python3 -m venv $(PYENV)
+	$(PYENV)/bin/pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+	touch $@
+
+test-python: build test-deps $(PYENV)/.installed
+	BERTH_BIN_DIR=$(BIN_DIR) $(PYENV)/bin/python -m pytest -q -p no:cacheprovider tests/python
+
 # The benchmark, once, small, against Berth only: it must not rot.
 test-bench-smoke: build test-deps
 	BERTH_BIN_DIR=$(BIN_DIR) $(BIN_DIR)/berth-bench --smoke --out $$(mktemp -d)
 
-test: lint test-unit test-e2e test-bench-smoke
+test: lint test-unit test-e2e test-python test-bench-smoke
 
 # Berth against dockerd (Debian's docker.io), side by side, release builds.
 # Results: bench/results/latest.{json,md,png}. See bench/README.md.

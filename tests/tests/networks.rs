@@ -45,8 +45,9 @@ fn user_networks_from_create_to_rm() {
     assert_eq!(net["IPAM"]["Config"][0]["Gateway"], "10.231.1.254");
     assert_eq!(net["IPAM"]["Config"][0]["IPRange"], "10.231.1.128/25");
     assert_eq!(net["Labels"]["team"], "a");
-    let bridge = net["Options"]["com.docker.network.bridge.name"].as_str().expect("bridge").to_string();
-    assert_eq!(bridge, format!("br-{}", &id[..12]));
+    // Options are echoed as given (none here), as dockerd does; the device is br-<id>.
+    assert_eq!(net["Options"], serde_json::json!({}), "{net}");
+    let bridge = format!("br-{}", &id[..12]);
     assert!(link_exists(&bridge));
 
     // Containers on it get addresses from the range and reach each other.
@@ -575,4 +576,32 @@ async fn bollard_creates_connects_and_removes_networks() {
         "{gone:?}"
     );
     d.docker(&["rm", "-f", "server"]).expect("rm");
+}
+
+#[test]
+fn a_created_container_shows_its_networks_and_can_be_reconnected_with_aliases() {
+    let d = Daemon::with_busybox();
+    d.docker(&["network", "create", "cfront"]).expect("network create");
+    d.docker(&["create", "--name", "cweb", "--network", "cfront", "busybox", "sleep", "300"]).expect("create");
+    let net = &inspect(&d, &["cweb"])[0]["NetworkSettings"]["Networks"];
+    assert_eq!(net["cfront"]["IPAddress"], "", "configured, no address before the start: {net}");
+    assert!(net["cfront"]["NetworkID"].as_str().is_some_and(|id| id.len() == 64), "{net}");
+    // Compose's way: disconnect the created container, connect it with aliases.
+    d.docker(&["network", "disconnect", "cfront", "cweb"]).expect("disconnect a created container");
+    assert_eq!(inspect(&d, &["cweb"])[0]["NetworkSettings"]["Networks"], serde_json::json!({}));
+    d.docker(&["network", "connect", "--alias", "web", "cfront", "cweb"]).expect("connect with an alias");
+    let (code, _, err) = d.out(&["network", "connect", "cfront", "cweb"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("already exists in network cfront"), "{err}");
+    d.docker(&["start", "cweb"]).expect("start");
+    let ip = inspect(&d, &["cweb"])[0]["NetworkSettings"]["Networks"]["cfront"]["IPAddress"]
+        .as_str()
+        .expect("an address once started")
+        .to_string();
+    let looked = d.docker(&["run", "--rm", "--network", "cfront", "busybox", "nslookup", "web", "127.0.0.11"]);
+    assert!(looked.expect("nslookup").contains(&ip), "the alias resolves to the container");
+    // A stopped container keeps showing the network, without an address.
+    d.docker(&["stop", "-t", "1", "cweb"]).expect("stop");
+    let net = &inspect(&d, &["cweb"])[0]["NetworkSettings"]["Networks"]["cfront"];
+    assert_eq!((net["IPAddress"].as_str(), net["Aliases"][0].as_str()), (Some(""), Some("web")), "{net}");
 }

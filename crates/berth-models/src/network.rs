@@ -15,6 +15,11 @@ pub struct NetworkingConfig {
     /// Network name -> endpoint settings.
     #[serde(rename = "EndpointsConfig", default, deserialize_with = "nullable")]
     pub endpoints_config: BTreeMap<String, EndpointSettings>,
+    /// Berth's own record, never sent by clients: the network of the
+    /// container's NetworkMode was disconnected (`docker network disconnect`),
+    /// so a start leaves it out, as dockerd does.
+    #[serde(rename = "BerthPrimaryDisconnected", default, skip_serializing_if = "std::ops::Not::not")]
+    pub primary_disconnected: bool,
 }
 
 /// Addresses requested for an endpoint.

@@ -166,6 +166,9 @@ pub struct Hijack {
     pub shutdown: CancellationToken,
 }
 
+/// How long after the upgrade a hijacked stream's first output may be sent.
+const FIRST_OUTPUT_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Answers a request with `output`: hijacked (101, then raw) when the client
 /// asked for an upgrade, else as a streaming body.
 pub fn respond(parts: &mut axum::http::request::Parts, output: OutputStream, h: Hijack) -> Response {
@@ -235,10 +238,21 @@ where
             }
         }
     };
+    let upgraded_at = tokio::time::Instant::now();
     let writer = async move {
+        let mut first = true;
         while let Some(item) = output.next().await {
             let Ok(o) = item else { break };
             let Some(bytes) = frame(o, tty) else { continue };
+            if first {
+                // Clients that read the 101 answer through a buffered HTTP
+                // reader (docker-py's exec_run, attach) lose whatever arrives
+                // with it: the first output waits until they have had a moment
+                // to take the headers alone, as dockerd's slower start gives
+                // them. Later output is never held.
+                first = false;
+                tokio::time::sleep_until(upgraded_at + FIRST_OUTPUT_DELAY).await;
+            }
             if wr.write_all(&bytes).await.is_err() || wr.flush().await.is_err() {
                 return;
             }

@@ -76,6 +76,29 @@ fn option<'a>(n: &'a pb::Network, key: &str) -> Option<&'a str> {
     n.options.iter().find(|kv| kv.key == key).map(|kv| kv.value.as_str())
 }
 
+/// The name of a bridge network's device that Berth chose itself.
+fn generated_bridge(n: &pb::Network) -> String {
+    format!("br-{}", &n.id[..n.id.len().min(12)])
+}
+
+/// A bridge network's device: the name the client gave
+/// (`com.docker.network.bridge.name`), else the one Berth chose from its ID.
+/// Only a given name is in the network's `Options`, which dockerd echoes as sent.
+fn bridge_of(n: &pb::Network) -> Option<String> {
+    if n.driver != "bridge" {
+        return None;
+    }
+    Some(option(n, BRIDGE_NAME).map(str::to_string).unwrap_or_else(|| generated_bridge(n)))
+}
+
+/// The network as clients see it: its `Options` as they were given (a name
+/// Berth generated, which an older Berth stored there, is left out).
+fn shown(mut n: pb::Network) -> pb::Network {
+    let generated = generated_bridge(&n);
+    n.options.retain(|kv| !(kv.key == BRIDGE_NAME && kv.value == generated));
+    n
+}
+
 impl LocalNetwork {
     /// Opens the service's state under `dir` (`<data-root>/network`), creating the
     /// predefined networks on first use.
@@ -178,11 +201,7 @@ impl LocalNetwork {
             .iter()
             .filter(|n| n.driver == "bridge" && !n.subnet.is_empty())
             .filter_map(|n| {
-                Some(crate::nft::BridgeRules {
-                    bridge: option(n, BRIDGE_NAME)?.to_string(),
-                    subnet: n.subnet.clone(),
-                    internal: n.internal,
-                })
+                Some(crate::nft::BridgeRules { bridge: bridge_of(n)?, subnet: n.subnet.clone(), internal: n.internal })
             })
             .collect();
         let networks = self.store.networks().await?;
@@ -199,7 +218,7 @@ impl LocalNetwork {
                     host_port: p.host_port,
                     container_ip: p.container_ip,
                     container_port: p.container_port,
-                    bridge: option(n, BRIDGE_NAME)?.to_string(),
+                    bridge: bridge_of(n)?,
                     subnet: n.subnet.clone(),
                 })
             })
@@ -378,6 +397,7 @@ impl NetworkApi for LocalNetwork {
             .filter(|n| names.is_empty() || names.iter().any(|w| n.name.contains(w.as_str())))
             .filter(|n| ids.is_empty() || ids.iter().any(|w| n.id.starts_with(w.as_str())))
             .filter(|n| drivers.is_empty() || drivers.iter().any(|w| n.driver == **w))
+            .map(shown)
             .collect())
     }
 
@@ -395,7 +415,7 @@ impl NetworkApi for LocalNetwork {
         let subnet: Subnet = net.subnet.parse().map_err(Error::internal)?;
         let gateway: Ipv4Addr =
             net.gateway.parse().map_err(|_| Error::internal(format!("network {} has no gateway", net.name)))?;
-        let bridge_name = option(&net, BRIDGE_NAME).unwrap_or("berth0").to_string();
+        let bridge_name = bridge_of(&net).unwrap_or_else(|| "berth0".to_string());
         let wanted: Option<Ipv4Addr> = match req.ip_address.as_str() {
             "" => None,
             a => {
@@ -511,21 +531,15 @@ impl NetworkApi for LocalNetwork {
             }
         }
         let mut n = record(&req.name, "bridge");
-        let mut options = req.options.clone();
-        let bridge = match options.iter().find(|kv| kv.key == BRIDGE_NAME) {
-            Some(kv) => kv.value.clone(),
-            None => {
-                let name = format!("br-{}", &n.id[..12]);
-                options.push(KeyValue { key: BRIDGE_NAME.into(), value: name.clone() });
-                name
-            }
-        };
+        let options = req.options.clone();
+        n.options = options.clone();
+        let bridge = bridge_of(&n).unwrap_or_else(|| generated_bridge(&n));
         if !berth_network_api::valid_bridge_name(&bridge) {
             return Err(Error::invalid(format!(
                 "invalid bridge name {bridge:?}: 1 to 15 letters, digits, '_', '-' or '.'"
             )));
         }
-        if existing.iter().any(|e| option(e, BRIDGE_NAME) == Some(bridge.as_str())) {
+        if existing.iter().any(|e| bridge_of(e).as_deref() == Some(bridge.as_str())) {
             return Err(Error::conflict(format!("bridge {bridge} is used by another network")));
         }
         // An interface Berth did not make is not Berth's to take (network rm
@@ -555,7 +569,7 @@ impl NetworkApi for LocalNetwork {
         if let Ok(subnet) = n.subnet.parse::<Subnet>() {
             n.endpoints = self.store.endpoints(&n.id).await?.iter().map(|e| endpoint_pb(&n, &subnet, e)).collect();
         }
-        Ok(n)
+        Ok(shown(n))
     }
 
     async fn remove(&self, reference: &str) -> Result<()> {
@@ -569,8 +583,8 @@ impl NetworkApi for LocalNetwork {
                 n.name, n.id
             )));
         }
-        if let Some(bridge) = option(&n, BRIDGE_NAME) {
-            netlink::delete_link(bridge).await?;
+        if let Some(bridge) = bridge_of(&n) {
+            netlink::delete_link(&bridge).await?;
         }
         self.store.delete_network(&n.id).await?;
         tracing::info!(name = %n.name, "network removed");

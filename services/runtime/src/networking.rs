@@ -100,8 +100,10 @@ impl LocalRuntime {
             }
             (m, Some(networks)) if !m.starts_with("container:") => {
                 let primary = host_config.network_mode();
-                let endpoints = record::networking(c)?.endpoints_config;
-                let mut names = vec![primary.to_string()];
+                let networking = record::networking(c)?;
+                let endpoints = networking.endpoints_config;
+                // The NetworkMode network, unless it was disconnected.
+                let mut names = if networking.primary_disconnected { vec![] } else { vec![primary.to_string()] };
                 names.extend(
                     endpoints.keys().filter(|k| *k != primary && !(primary == "bridge" && *k == "default")).cloned(),
                 );
@@ -222,7 +224,7 @@ impl LocalRuntime {
             berth_models::parse_or_default("endpoint config", ep_cfg).map_err(Error::invalid)?;
         let primary = host_config.network_mode();
         let mut cfg = record::networking(&c)?;
-        let on = |name: &str| name == primary || cfg.endpoints_config.contains_key(name);
+        let on = |name: &str| (name == primary && !cfg.primary_disconnected) || cfg.endpoints_config.contains_key(name);
         if on(&net.name) || on(&net.id) {
             return Err(Error::forbidden(format!(
                 "endpoint with name {} already exists in network {}",
@@ -237,6 +239,9 @@ impl LocalRuntime {
             state.network_settings = berth_models::to_vec(&settings);
             state.started_at = String::new();
             self.store.set_state(&c.id, &state).await?;
+        }
+        if net.name == primary || net.id == primary {
+            cfg.primary_disconnected = false;
         }
         cfg.endpoints_config.insert(net.name.clone(), ep_cfg);
         self.store.set_networking(&c.id, &berth_models::to_vec(&cfg)).await
@@ -258,7 +263,11 @@ impl LocalRuntime {
         let mut state = c.state.clone().unwrap_or_default();
         let mut settings = record::network_settings(&state);
         let plugged = settings.networks.contains_key(&net.name);
-        let configured = cfg.endpoints_config.contains_key(&net.name);
+        let host_config = record::host_config(&c)?;
+        let primary = host_config.network_mode();
+        let is_primary = (net.name == primary || net.id == primary) && !matches!(primary, "host" | "none");
+        // A created or stopped container is on its NetworkMode network too.
+        let configured = cfg.endpoints_config.contains_key(&net.name) || (is_primary && !cfg.primary_disconnected);
         if !plugged && !configured {
             return Err(Error::forbidden(format!("container {} is not connected to network {}", c.id, net.name)));
         }
@@ -270,7 +279,50 @@ impl LocalRuntime {
             self.store.set_state(&c.id, &state).await?;
         }
         cfg.endpoints_config.remove(&net.name);
+        if is_primary {
+            cfg.primary_disconnected = true;
+        }
         self.store.set_networking(&c.id, &berth_models::to_vec(&cfg)).await
+    }
+
+    /// The networks a container that does not run is on, as dockerd shows
+    /// them: each configured network with its aliases, IPAM settings and ID,
+    /// no addresses.
+    pub(crate) async fn configured_networks(&self, c: &pb::Container) -> Result<NetworkSettings> {
+        let host_config = record::host_config(c)?;
+        let mode = host_config.network_mode.as_str();
+        let mut settings = NetworkSettings::default();
+        if matches!(mode, "host" | "none") {
+            settings.networks.insert(mode.to_string(), EndpointSettings::default());
+            return Ok(settings);
+        }
+        if mode.starts_with("container:") {
+            return Ok(settings);
+        }
+        let primary = host_config.network_mode().to_string();
+        let cfg = record::networking(c)?;
+        let mut names: Vec<String> = if cfg.primary_disconnected { vec![] } else { vec![primary.clone()] };
+        names.extend(
+            cfg.endpoints_config
+                .keys()
+                .filter(|k| **k != primary && !(primary == "bridge" && *k == "default"))
+                .cloned(),
+        );
+        for name in names {
+            let mut ep = cfg
+                .endpoints_config
+                .get(&name)
+                .or_else(|| if name == "bridge" { cfg.endpoints_config.get("default") } else { None })
+                .cloned()
+                .unwrap_or_default();
+            if let Some(networks) = &self.networks
+                && let Ok(net) = networks.inspect(&name).await
+            {
+                ep.network_id = net.id;
+            }
+            settings.networks.insert(name, ep);
+        }
+        Ok(settings)
     }
 }
 

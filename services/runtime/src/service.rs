@@ -370,7 +370,18 @@ impl RuntimeApi for LocalRuntime {
     }
 
     async fn inspect(&self, reference: &str) -> Result<pb::Container> {
-        self.resolve(reference).await
+        let mut c = self.resolve(reference).await?;
+        // A container that does not run shows the networks it is configured
+        // for, without addresses (dockerd; Compose and the SDKs read them).
+        if !status(&c).is_live() {
+            let recorded = c.state.as_ref().map(crate::record::network_settings).unwrap_or_default();
+            if recorded.networks.is_empty() {
+                let settings = self.configured_networks(&c).await?;
+                let state = c.state.get_or_insert_with(|| crate::record::state(ContainerStatus::Created));
+                state.network_settings = berth_models::to_vec(&settings);
+            }
+        }
+        Ok(c)
     }
 
     async fn list(&self, all: bool, filters: Vec<Filter>, limit: i64) -> Result<Vec<pb::Container>> {
