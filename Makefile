@@ -56,8 +56,9 @@ test-unit: deps
 # (docker-registry), htpasswd (apache2-utils) and openssl for the registry tests.
 # runc and tini (its tini-static) for `--runtime runc`, which docker.io pulls in too.
 # bzip2 and xz-utils make the compressed build contexts of the build tests;
-# python3-venv for the Python clients' virtualenv.
-TEST_PACKAGES := docker.io runc tini iptables docker-registry apache2-utils openssl bzip2 xz-utils python3-venv
+# python3-venv for the Python clients' virtualenv; docker-compose (1.29.2) for
+# the Compose project test.
+TEST_PACKAGES := docker.io runc tini iptables docker-registry apache2-utils openssl bzip2 xz-utils python3-venv docker-compose
 
 test-deps: deps
 	@missing=""; for p in $(TEST_PACKAGES) $(EXTRA_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
