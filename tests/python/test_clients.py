@@ -114,6 +114,10 @@ def test_ports_files_volumes_and_builds(berth):
         assert got == b"built-by-py\n"
     finally:
         web.remove(force=True)
+    # A volume given no name is anonymous (dockerd 23+): a plain prune takes it.
+    anon = berth.client.volumes.create()
+    assert "com.docker.volume.anonymous" in (anon.attrs.get("Labels") or {})
+    assert anon.name in berth.client.volumes.prune()["VolumesDeleted"]
     vol = berth.client.volumes.create("pydata")
     try:
         berth.client.containers.run("busybox", "sh -c 'echo kept > /v/f'", volumes={"pydata": {"bind": "/v"}}, remove=True)

@@ -150,7 +150,9 @@ impl LocalVolumes {
         let data = self.dir_of(&name).join("_data");
         std::fs::create_dir_all(&data).map_err(|e| Error::from(e).context(format!("create {}", data.display())))?;
         let mut labels = req.labels.clone();
-        if req.anonymous && !labels.iter().any(|kv| kv.key == ANONYMOUS) {
+        // A volume given no name is anonymous, as on dockerd 23+ (a plain
+        // `volume prune` takes it).
+        if (req.anonymous || req.name.is_empty()) && !labels.iter().any(|kv| kv.key == ANONYMOUS) {
             labels.push(KeyValue { key: ANONYMOUS.into(), value: String::new() });
         }
         let v = pb::Volume {
@@ -358,6 +360,8 @@ mod tests {
         assert_eq!(kind(svc.create(plugin).await), Some(ErrorKind::NotFound));
         let generated = svc.create(pb::CreateVolumeRequest::default()).await.expect("generated");
         assert_eq!(generated.name.len(), 64);
+        assert!(generated.labels.iter().any(|kv| kv.key == ANONYMOUS), "no name: anonymous, as dockerd 23+");
+        assert!(!v.labels.iter().any(|kv| kv.key == ANONYMOUS), "a named volume is not");
         assert_eq!(kind(svc.inspect("nope").await), Some(ErrorKind::NotFound));
         let by_label = vec![Filter { key: "label".into(), values: vec!["team=blue".into()] }];
         let names: Vec<String> = svc.list(by_label, false).await.expect("list").into_iter().map(|v| v.name).collect();
