@@ -1,8 +1,9 @@
 """A three-service project driven by Debian's docker-compose 1.29.2: a database
 with a healthcheck, an API that waits for it (`condition: service_healthy`)
-on two networks, a web front with a published port, aliases and a named
-volume; then ps, logs, exec, run --rm, pause/unpause, top, restart, scale and
-down -v, each checked by what it changed."""
+on two networks, a web front built from a Dockerfile (`build:` with args) with
+a published port, aliases and a named volume; then ps, logs, exec, run --rm,
+pause/unpause, top, restart, scale and down -v, each checked by what it
+changed."""
 
 import os
 import shutil
@@ -37,8 +38,12 @@ services:
     networks: [back, front]
     volumes: [data:/data]
   web:
-    image: busybox
-    command: sh -c "mkdir -p /www; until wget -q -O /www/index.html http://api:8000/; do sleep 0.2; done; echo web-up; httpd -f -p 80 -h /www"
+    build:
+      context: ./web
+      args:
+        GREETING: built-by-compose
+    image: bp-web:local
+    command: sh -c "mkdir -p /www; until wget -q -O /www/index.html http://api:8000/; do sleep 0.2; done; echo web-up; cat /greeting; httpd -f -p 80 -h /www"
     depends_on: [api]
     ports: ["127.0.0.1:${WEB_PORT}:80"]
     networks: [front]
@@ -61,6 +66,8 @@ def free_port():
 @pytest.mark.skipif(COMPOSE is None, reason="make test-deps installs docker-compose")
 def test_a_compose_project_comes_up_and_goes(berth, tmp_path):
     (tmp_path / "docker-compose.yml").write_text(PROJECT)
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "Dockerfile").write_text("FROM busybox\nARG GREETING\nRUN echo $GREETING > /greeting\n")
     port = free_port()
     env = dict(os.environ, DOCKER_HOST=berth.url, WEB_PORT=str(port), COMPOSE_PROJECT_NAME="bp")
 
@@ -70,6 +77,9 @@ def test_a_compose_project_comes_up_and_goes(berth, tmp_path):
             assert r.returncode == 0, f"docker-compose {' '.join(args)}:\n{r.stdout}\n{r.stderr}\n{berth.logs()}"
         return r
 
+    # Compose 1.29 builds with the classic builder through POST /build.
+    built = compose("build", "web")
+    assert "Successfully tagged bp-web:local" in built.stdout + built.stderr, built.stdout + built.stderr
     compose("up", "-d")
     try:
         body = None
@@ -83,7 +93,8 @@ def test_a_compose_project_comes_up_and_goes(berth, tmp_path):
         assert body == "db-ok\n", "web got the page from api, which got it from db by its alias"
         ps = compose("ps").stdout
         assert "bp_db_1" in ps and "(healthy)" in ps and "bp_api_1" in ps and f"127.0.0.1:{port}->80/tcp" in ps, ps
-        assert "web-up" in compose("logs", "web").stdout
+        web_logs = compose("logs", "web").stdout
+        assert "web-up" in web_logs and "built-by-compose" in web_logs, web_logs
         assert compose("exec", "-T", "api", "cat", "/data/db.txt").stdout == "stored\n", "the volume is shared"
         assert compose("run", "--rm", "-T", "api", "echo", "one-off").stdout.strip().endswith("one-off")
         compose("pause", "db")
