@@ -401,3 +401,58 @@ fn container_prune_removes_stopped_ones() {
     assert_eq!(left, vec!["alive", "done"]);
     d.docker(&["rm", "-f", "alive"]).expect("rm");
 }
+
+#[test]
+fn sysctls_as_dockerd_sets_and_allows_them() {
+    let d = Daemon::with_busybox();
+    // dockerd 20.10's defaults in a network namespace of its own: a non-root
+    // process binds a port below 1024.
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "-u",
+        "1000",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/net/ipv4/ping_group_range; \
+         (nc -l -p 80 >/dev/null 2>&1 & p=$!; sleep 0.3; kill $p && echo bound)",
+    ]);
+    let out = out.expect("run -u 1000");
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["0", "0", "2147483647", "bound"], "{out}");
+    let set = d.docker(&[
+        "run",
+        "--rm",
+        "--sysctl",
+        "net.ipv4.tcp_keepalive_time=120",
+        "--sysctl",
+        "kernel.shmmni=1024",
+        "busybox",
+        "cat",
+        "/proc/sys/net/ipv4/tcp_keepalive_time",
+        "/proc/sys/kernel/shmmni",
+    ]);
+    assert_eq!(set.expect("--sysctl").split_whitespace().collect::<Vec<_>>(), ["120", "1024"]);
+    let host = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_keepalive_time").expect("host value");
+    assert_ne!(host.trim(), "120", "the host's own value is untouched");
+    // The CLI checks names itself; other clients reach the daemon's check.
+    for (body, want) in [
+        (
+            r#"{"Image":"busybox","HostConfig":{"Sysctls":{"vm.swappiness":"1"}}}"#,
+            "sysctl \"vm.swappiness\" is not in a separate kernel namespace",
+        ),
+        (
+            r#"{"Image":"busybox","HostConfig":{"NetworkMode":"host","Sysctls":{"net.ipv4.ip_forward":"1"}}}"#,
+            "not allowed in host network namespace",
+        ),
+    ] {
+        let (status, _, reply) =
+            berth_tests::raw_http(&d.sock(), "POST", "/containers/create", body.as_bytes()).expect("create");
+        let reply: serde_json::Value = serde_json::from_slice(&reply).expect("a JSON error");
+        assert_eq!(status, 400, "{reply}");
+        assert!(reply["message"].as_str().is_some_and(|m| m.contains(want)), "{reply}");
+    }
+    let hc = d.docker(&["create", "--sysctl", "net.core.somaxconn=512", "busybox"]).expect("create");
+    let shown = d.docker(&["inspect", "-f", "{{json .HostConfig.Sysctls}}", hc.trim()]).expect("inspect");
+    assert_eq!(shown.trim(), r#"{"net.core.somaxconn":"512"}"#);
+}

@@ -410,6 +410,9 @@ pub struct HostConfig {
     /// `no-new-privileges`, `seccomp=...`, ...
     #[serde(default)]
     pub security_opt: Option<Vec<String>>,
+    /// Namespaced kernel parameters (`--sysctl net.ipv4.ip_forward=1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sysctls: Option<BTreeMap<String, String>>,
     /// tmpfs mounts: path -> options.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tmpfs: Option<BTreeMap<String, String>>,

@@ -158,6 +158,7 @@ pub fn validate_healthcheck(h: Option<&berth_models::container::HealthConfig>) -
 /// Checks the resource values of a HostConfig that dockerd checks at create.
 pub fn validate_host_config(hc: &HostConfig) -> Result<()> {
     crate::devices::validate(hc)?;
+    crate::spec::validate_sysctls(hc)?;
     if hc.blkio_weight != 0 && !(10..=1000).contains(&hc.blkio_weight) {
         return Err(Error::invalid("Range of blkio weight is from 10 to 1000"));
     }

@@ -28,6 +28,40 @@ use oci_spec::runtime::{
     PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
+/// The kernel parameters of a container: dockerd's defaults in a network
+/// namespace of its own (a non-root process may bind ports below 1024 and
+/// ping), then the container's `--sysctl`s.
+pub fn sysctls(hc: &HostConfig) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let own_net = !hc.host_network() && !hc.network_mode.starts_with("container:");
+    if own_net {
+        out.insert("net.ipv4.ip_unprivileged_port_start".to_string(), "0".to_string());
+        out.insert("net.ipv4.ping_group_range".to_string(), "0 2147483647".to_string());
+    }
+    out.extend(hc.sysctls.clone().unwrap_or_default());
+    out
+}
+
+/// Only kernel parameters of a namespace the container has its own of can be
+/// set: IPC ones (`kernel.msg*`, `kernel.sem`, `kernel.shm*`, `fs.mqueue.*`)
+/// and network ones (`net.*`, not with `--network host`), as runc allows.
+pub fn validate_sysctls(hc: &HostConfig) -> Result<()> {
+    for key in hc.sysctls.iter().flatten().map(|(k, _)| k) {
+        let ipc = key.starts_with("kernel.msg")
+            || key == "kernel.sem"
+            || key.starts_with("kernel.shm")
+            || key.starts_with("fs.mqueue.");
+        let net = key.starts_with("net.");
+        if !(ipc || net) || key.contains('/') || key.contains("..") {
+            return Err(Error::invalid(format!("sysctl \"{key}\" is not in a separate kernel namespace")));
+        }
+        if net && (hc.host_network() || hc.network_mode.starts_with("container:")) {
+            return Err(Error::invalid(format!("sysctl \"{key}\" not allowed in host network namespace")));
+        }
+    }
+    Ok(())
+}
+
 /// dockerd's default capabilities.
 pub const DEFAULT_CAPS: [&str; 14] = [
     "CHOWN",
@@ -459,8 +493,11 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
     }
     let (device_nodes, device_rules) = crate::devices::resolve(hc)?;
     resources = resources.devices(device_rules);
-    let mut linux =
-        LinuxBuilder::default().namespaces(namespaces).devices(device_nodes).resources(resources.build().map_err(oci)?);
+    let mut linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .devices(device_nodes)
+        .resources(resources.build().map_err(oci)?)
+        .sysctl(sysctls(hc).into_iter().collect::<std::collections::HashMap<_, _>>());
     if !privileged {
         linux = linux
             .masked_paths(MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
@@ -541,6 +578,20 @@ mod tests {
             mounts: vec![],
             no_new_privileges: false,
         }
+    }
+
+    #[test]
+    fn sysctls_default_only_in_an_own_network_namespace() {
+        let own = sysctls(&host(json!({"Sysctls": {"net.core.somaxconn": "512"}})));
+        assert_eq!(own.get("net.ipv4.ip_unprivileged_port_start").map(String::as_str), Some("0"));
+        assert_eq!(own.get("net.core.somaxconn").map(String::as_str), Some("512"));
+        let shared = sysctls(&host(json!({"NetworkMode": "host"})));
+        assert!(shared.is_empty(), "nothing is written into the host's namespace: {shared:?}");
+        assert!(sysctls(&host(json!({"NetworkMode": "container:abc"}))).is_empty());
+        assert!(validate_sysctls(&host(json!({"Sysctls": {"kernel.shmmax": "1", "fs.mqueue.msg_max": "20"}}))).is_ok());
+        assert!(validate_sysctls(&host(json!({"Sysctls": {"kernel.hostname": "x"}}))).is_err());
+        assert!(validate_sysctls(&host(json!({"Sysctls": {"net.ipv4.../x": "1"}}))).is_err());
+        assert!(validate_sysctls(&host(json!({"NetworkMode": "host", "Sysctls": {"kernel.sem": "1 2 3 4"}}))).is_ok());
     }
 
     #[test]

@@ -454,6 +454,15 @@ fn setup_and_exec(a: &InitArgs<'_>) -> Result<Never, InitError> {
     if flags & libc::CLONE_NEWNET != 0 {
         ctx(sys::loopback_up(), || "bring lo up".into())?;
     }
+    // Written now, in the new namespaces: /proc/sys/net and the IPC
+    // parameters are those of the namespaces of the process that writes.
+    for (key, value) in &spec.linux.sysctl {
+        if key.contains('/') || key.contains("..") {
+            return Err(InitError(128, format!("invalid sysctl {key:?}")));
+        }
+        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        ctx(std::fs::write(&path, value), || format!("write sysctl {key}"))?;
+    }
     sys::mount("", Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None)?;
 
     let ann = a.annotations;

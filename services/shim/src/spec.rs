@@ -177,6 +177,9 @@ pub struct Linux {
     /// container's host devices).
     #[serde(default)]
     pub devices: Vec<Device>,
+    /// Kernel parameters of the container's namespaces (`net.*`, IPC ones).
+    #[serde(default)]
+    pub sysctl: std::collections::BTreeMap<String, String>,
 }
 
 /// A device node to make (`linux.devices`).
