@@ -456,3 +456,41 @@ fn sysctls_as_dockerd_sets_and_allows_them() {
     let shown = d.docker(&["inspect", "-f", "{{json .HostConfig.Sysctls}}", hc.trim()]).expect("inspect");
     assert_eq!(shown.trim(), r#"{"net.core.somaxconn":"512"}"#);
 }
+
+#[test]
+fn dockerds_answers_to_details_of_the_container_api() {
+    let d = Daemon::with_busybox();
+    let post = |path: &str, body: &str| {
+        let (status, _, reply) = berth_tests::raw_http(&d.sock(), "POST", path, body.as_bytes()).expect("post");
+        let msg = serde_json::from_slice::<serde_json::Value>(&reply)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        (status, msg)
+    };
+    for (body, want) in [
+        (r#"{"Image":"busybox","Env":["=foo"]}"#, "invalid environment variable: =foo"),
+        (r#"{"Image":"busybox","Env":["OK=1",""]}"#, "invalid environment variable: "),
+        (r#"{"Image":"busybox","HostConfig":{"Tmpfs":{"/":""}}}"#, "destination can't be '/'"),
+        (r#"{"Image":"busybox","HostConfig":{"Tmpfs":{"rel/dir":""}}}"#, "mount path must be absolute"),
+        (
+            r#"{"Image":"busybox","HostConfig":{"Mounts":[{"Type":"tmpfs","Target":"x"}]}}"#,
+            "mount path must be absolute",
+        ),
+    ] {
+        let (status, msg) = post("/containers/create", body);
+        assert_eq!((status, msg.contains(want)), (400, true), "{body}: {msg}");
+    }
+    // Resizing a container without a TTY is not an error (dockerd).
+    d.docker(&["run", "-d", "--name", "notty", "busybox", "sleep", "300"]).expect("run -d");
+    let (status, msg) = post("/containers/notty/resize?h=40&w=100", "");
+    assert_eq!(status, 200, "{msg}");
+    // An exec's environment too.
+    let (status, msg) = post("/containers/notty/exec", r#"{"Cmd":["true"],"Env":["=x"]}"#);
+    assert_eq!((status, msg.as_str()), (400, "invalid environment variable: =x"));
+    // The network list answers with a trailing slash as well.
+    let (status, _, body) = berth_tests::raw_http(&d.sock(), "GET", "/networks/", b"").expect("get");
+    let list: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(status, 200);
+    assert!(list.as_array().is_some_and(|l| l.iter().any(|n| n["Name"] == "bridge")), "{list}");
+}

@@ -22,6 +22,8 @@ use crate::params::Params;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/networks", get(get_networks_list))
+        // dockerd lists at `/networks/` too.
+        .route("/networks/", get(get_networks_list))
         .route("/networks/{id}", get(get_network_inspect).delete(delete_network))
         .route("/networks/create", post(post_network_create))
         .route("/networks/prune", post(post_networks_prune))

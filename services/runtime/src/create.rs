@@ -137,6 +137,14 @@ pub fn command_line(config: &ContainerConfig) -> Result<(String, Vec<String>)> {
 
 /// Checks a healthcheck as dockerd does at create: durations are 0 (the
 /// default) or at least 1 ms, retries are not negative.
+/// Every `KEY[=value]` has a key (dockerd's `ValidateEnv`).
+pub fn validate_env(env: &[String]) -> Result<()> {
+    match env.iter().find(|e| e.split('=').next().unwrap_or("").is_empty()) {
+        Some(bad) => Err(Error::invalid(format!("invalid environment variable: {bad}"))),
+        None => Ok(()),
+    }
+}
+
 pub fn validate_healthcheck(h: Option<&berth_models::container::HealthConfig>) -> Result<()> {
     let Some(h) = h else { return Ok(()) };
     for (what, d) in [

@@ -292,6 +292,7 @@ impl RuntimeApi for LocalRuntime {
             return Err(Error::invalid("can't create 'AutoRemove' container with restart policy"));
         }
         crate::create::validate_healthcheck(user.healthcheck.as_ref())?;
+        crate::create::validate_env(user.env())?;
         let macs = std::iter::once(&user.mac_address)
             .chain(body.networking_config.endpoints_config.values().map(|e| &e.mac_address));
         if let Some(bad) = macs.filter(|m| !m.is_empty()).find(|m| berth_network_api::parse_mac(m).is_none()) {

@@ -294,11 +294,22 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount>
 /// are resolved at create: [`crate::volumes`]).
 pub fn user_mounts(host_config: &HostConfig) -> Result<Vec<Mount>> {
     let mut out = Vec::new();
+    let check = |target: &str| -> Result<()> {
+        if !target.starts_with('/') {
+            return Err(Error::invalid(format!(
+                "invalid mount config for type \"tmpfs\": invalid mount path: '{target}' mount path must be absolute"
+            )));
+        }
+        if Path::new(target).components().all(|c| matches!(c, std::path::Component::RootDir)) {
+            return Err(Error::invalid(
+                "invalid mount config for type \"tmpfs\": invalid specification: destination can't be '/'",
+            ));
+        }
+        Ok(())
+    };
     for m in host_config.mounts().iter().filter(|m| m.kind == "tmpfs") {
         let target = m.target.as_str();
-        if !target.starts_with('/') {
-            return Err(Error::invalid(format!("invalid mount config: the target {target:?} must be absolute")));
-        }
+        check(target)?;
         let size = m.tmpfs_options.as_ref().map(|t| t.size_bytes).filter(|s| *s > 0).map(|s| format!("size={s}"));
         let mut opts = vec!["nosuid", "nodev", "noexec"];
         if let Some(s) = &size {
@@ -310,6 +321,7 @@ pub fn user_mounts(host_config: &HostConfig) -> Result<Vec<Mount>> {
         out.push(mount(target, "tmpfs", "tmpfs", &opts)?);
     }
     for (target, given) in host_config.tmpfs.iter().flatten() {
+        check(target)?;
         let mut o: Vec<&str> = vec!["nosuid", "nodev", "noexec"];
         o.extend(given.split(',').filter(|s| !s.is_empty()));
         out.push(mount(target, "tmpfs", "tmpfs", &o)?);

@@ -146,6 +146,10 @@ impl LocalRuntime {
         if !status(&c).can_exec() {
             return Err(not_running(&c.id));
         }
+        // A container without a TTY has nothing to resize: dockerd answers OK.
+        if exec.is_empty() && !crate::record::config(&c).is_ok_and(|cfg| cfg.tty) {
+            return Ok(());
+        }
         let clamp = |n: u32| u16::try_from(n).unwrap_or(u16::MAX);
         let request = Request::Resize {
             height: clamp(req.height),
@@ -167,6 +171,7 @@ impl LocalRuntime {
             return Err(cannot_exec(&c));
         }
         let config: ExecConfig = berth_models::parse("exec config", &req.config).map_err(Error::invalid)?;
+        crate::create::validate_env(config.env.as_deref().unwrap_or_default())?;
         if config.cmd.is_empty() {
             return Err(Error::invalid("No exec command specified"));
         }
