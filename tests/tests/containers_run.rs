@@ -494,3 +494,26 @@ fn dockerds_answers_to_details_of_the_container_api() {
     assert_eq!(status, 200);
     assert!(list.as_array().is_some_and(|l| l.iter().any(|n| n["Name"] == "bridge")), "{list}");
 }
+
+#[test]
+fn domainname_and_the_clients_masked_and_readonly_paths() {
+    let d = Daemon::with_busybox();
+    let out =
+        d.docker(&["run", "--rm", "--domainname", "corp.example", "busybox", "cat", "/proc/sys/kernel/domainname"]);
+    assert_eq!(out.expect("--domainname").trim(), "corp.example");
+    // MaskedPaths and ReadonlyPaths as a client gives them replace dockerd's lists.
+    let body = r#"{"Image":"busybox","Cmd":["sh","-c","cat /proc/timer_list | head -c 5; echo; touch /etc/hostname 2>&1 || echo read-only"],
+        "HostConfig":{"MaskedPaths":[],"ReadonlyPaths":["/etc/hostname"]}}"#;
+    let (status, _, reply) =
+        berth_tests::raw_http(&d.sock(), "POST", "/containers/create?name=paths", body.as_bytes()).expect("create");
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&reply));
+    d.docker(&["start", "paths"]).expect("start");
+    d.docker(&["wait", "paths"]).expect("wait");
+    let logs = d.docker(&["logs", "paths"]).expect("logs");
+    let mut lines = logs.lines();
+    assert!(lines.next().is_some_and(|l| !l.trim().is_empty()), "/proc/timer_list is not masked: {logs}");
+    assert!(logs.contains("read-only") || logs.contains("Read-only"), "{logs}");
+    // Without them, dockerd's defaults hold.
+    let masked = d.docker(&["run", "--rm", "busybox", "sh", "-c", "wc -c < /proc/timer_list"]).expect("run");
+    assert_eq!(masked.trim(), "0", "masked by default");
+}

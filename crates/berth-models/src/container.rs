@@ -410,6 +410,12 @@ pub struct HostConfig {
     /// `no-new-privileges`, `seccomp=...`, ...
     #[serde(default)]
     pub security_opt: Option<Vec<String>>,
+    /// Paths hidden from the container, instead of dockerd's list (`null`: the list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masked_paths: Option<Vec<String>>,
+    /// Paths the container may only read, instead of dockerd's list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readonly_paths: Option<Vec<String>>,
     /// Namespaced kernel parameters (`--sysctl net.ipv4.ip_forward=1`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sysctls: Option<BTreeMap<String, String>>,

@@ -276,7 +276,8 @@ impl LocalNetwork {
     /// A network by name, full ID or unique ID prefix.
     async fn find(&self, reference: &str) -> Result<pb::Network> {
         let all = self.store.networks().await?;
-        if let Some(n) = all.iter().find(|n| n.name == reference || n.id == reference) {
+        // dockerd's order: the full ID, then the name, then a unique ID prefix.
+        if let Some(n) = all.iter().find(|n| n.id == reference).or_else(|| all.iter().find(|n| n.name == reference)) {
             return Ok(n.clone());
         }
         let by_prefix: Vec<&pb::Network> =

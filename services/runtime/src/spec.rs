@@ -511,9 +511,11 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
         .resources(resources.build().map_err(oci)?)
         .sysctl(sysctls(hc).into_iter().collect::<std::collections::HashMap<_, _>>());
     if !privileged {
-        linux = linux
-            .masked_paths(MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-            .readonly_paths(READONLY_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        // The client's lists when it gave them (an empty one masks nothing), else dockerd's.
+        let masked = hc.masked_paths.clone().unwrap_or_else(|| MASKED_PATHS.iter().map(|s| s.to_string()).collect());
+        let readonly =
+            hc.readonly_paths.clone().unwrap_or_else(|| READONLY_PATHS.iter().map(|s| s.to_string()).collect());
+        linux = linux.masked_paths(masked).readonly_paths(readonly);
     }
     let cap_names: HashSet<String> =
         caps.iter().map(|c| format!("CAP_{}", c.to_string().trim_start_matches("CAP_"))).collect();
@@ -528,6 +530,7 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
         .version("1.0.2")
         .root(RootBuilder::default().path(inputs.rootfs.clone()).readonly(hc.readonly_rootfs).build().map_err(oci)?)
         .hostname(cfg.hostname.clone())
+        .domainname(cfg.domainname.clone())
         .process(process)
         .mounts(mounts)
         .linux(linux.build().map_err(oci)?)

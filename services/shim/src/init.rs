@@ -470,6 +470,9 @@ fn setup_and_exec(a: &InitArgs<'_>) -> Result<Never, InitError> {
     if spec.has_namespace("uts") && !spec.hostname.is_empty() {
         ctx(sys::sethostname(&spec.hostname), || "sethostname".into())?;
     }
+    if spec.has_namespace("uts") && !spec.domainname.is_empty() {
+        ctx(sys::setdomainname(&spec.domainname), || "setdomainname".into())?;
+    }
     mount_all(&rootfs, spec)?;
     make_dev(&rootfs)?;
     make_devices(&rootfs, spec)?;

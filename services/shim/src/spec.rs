@@ -21,6 +21,9 @@ pub struct Spec {
     /// The container's hostname (with a UTS namespace).
     #[serde(default)]
     pub hostname: String,
+    /// The container's NIS domain name (`--domainname`, with a UTS namespace).
+    #[serde(default)]
+    pub domainname: String,
     /// Mounts, in order.
     #[serde(default)]
     pub mounts: Vec<Mount>,
