@@ -488,6 +488,13 @@ fn dockerds_answers_to_details_of_the_container_api() {
     // An exec's environment too.
     let (status, msg) = post("/containers/notty/exec", r#"{"Cmd":["true"],"Env":["=x"]}"#);
     assert_eq!((status, msg.as_str()), (400, "invalid environment variable: =x"));
+    // A platform the local image is not: 404 with dockerd's words.
+    let (status, msg) = post("/containers/create?platform=linux/arm64", r#"{"Image":"busybox"}"#);
+    assert_eq!(status, 404, "{msg}");
+    assert!(msg.contains("was found but does not match the specified platform: wanted linux/arm64"), "{msg}");
+    let arch = if cfg!(target_arch = "x86_64") { "amd64" } else { "arm64" };
+    let (status, msg) = post(&format!("/containers/create?platform=linux/{arch}"), r#"{"Image":"busybox"}"#);
+    assert_eq!(status, 201, "{msg}");
     // The network list answers with a trailing slash as well.
     let (status, _, body) = berth_tests::raw_http(&d.sock(), "GET", "/networks/", b"").expect("get");
     let list: serde_json::Value = serde_json::from_slice(&body).expect("json");

@@ -297,6 +297,7 @@ async fn post_containers_create(State(s): State<AppState>, uri: Uri, body: Bytes
             config: berth_models::to_vec(&body.config),
             host_config: berth_models::to_vec(&body.host_config),
             networking_config: berth_models::to_vec(&body.networking_config),
+            platform: p.get("platform").unwrap_or("").to_string(),
         })
         .await?;
     Ok((StatusCode::CREATED, Json(json!({"Id": created.id, "Warnings": created.warnings}))).into_response())

@@ -120,6 +120,36 @@ fn parse_create(req: &pb::CreateContainerRequest) -> Result<CreateBody> {
     Ok(CreateBody { config, host_config, networking_config })
 }
 
+/// `docker create --platform`: the image found must be of that platform, else
+/// a 404 with dockerd's words (the CLI then tries a pull of that platform).
+fn check_platform(reference: &str, wanted: &str, image: &ImageConfig) -> Result<()> {
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let mut parts = wanted.split('/');
+    let (os, arch, variant) = (parts.next().unwrap_or(""), parts.next(), parts.next());
+    let arch_of = |a: &str| match a {
+        "x86_64" | "x86-64" => "amd64".to_string(),
+        "aarch64" => "arm64".to_string(),
+        other => other.to_ascii_lowercase(),
+    };
+    let matches = os.eq_ignore_ascii_case(&image.os)
+        && arch.is_none_or(|a| arch_of(a) == arch_of(&image.architecture))
+        && variant.is_none_or(|v| image.variant.is_empty() || v == image.variant);
+    if matches {
+        return Ok(());
+    }
+    let actual = [image.os.as_str(), image.architecture.as_str(), image.variant.as_str()]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("/");
+    Err(Error::not_found(format!(
+        "image with reference {reference} was found but does not match the specified platform: wanted {wanted}, actual: {actual}"
+    )))
+}
+
 fn conflict_name(name: &str, id: &str) -> Error {
     Error::conflict(format!(
         "Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name."
@@ -311,6 +341,7 @@ impl RuntimeApi for LocalRuntime {
         let image = self.images.inspect(&image_ref).await?;
         let image_config: ImageConfig = berth_models::parse("image config", &image.config)
             .map_err(|e| Error::internal(format!("image {}: {e}", image.id)))?;
+        check_platform(&image_ref, &req.platform, &image_config)?;
         let mut merged = merge_config(&user, &image_config.container_config());
         let (path, args) = command_line(&merged)?;
         let id = berth_core::id::random_id();

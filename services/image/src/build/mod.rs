@@ -567,6 +567,7 @@ impl Build<'_> {
                 config: serde_json::to_vec(&run_config).map_err(|e| Error::internal(e.to_string()))?,
                 host_config: serde_json::to_vec(&host).map_err(|e| Error::internal(e.to_string()))?,
                 networking_config: Vec::new(),
+                platform: String::new(),
             })
             .await?;
         let ctr = created.id;
@@ -673,6 +674,7 @@ impl Build<'_> {
                 config: serde_json::to_vec(&config).map_err(|e| Error::internal(e.to_string()))?,
                 host_config: b"{\"NetworkMode\":\"none\"}".to_vec(),
                 networking_config: Vec::new(),
+                platform: String::new(),
             })
             .await?;
         let ctr = created.id;
@@ -774,6 +776,7 @@ impl Build<'_> {
                 config: serde_json::to_vec(&config).map_err(|e| Error::internal(e.to_string()))?,
                 host_config: b"{\"NetworkMode\":\"none\"}".to_vec(),
                 networking_config: Vec::new(),
+                platform: String::new(),
             })
             .await?;
         let ctr = created.id;
