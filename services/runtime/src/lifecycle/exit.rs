@@ -88,8 +88,14 @@ impl LocalRuntime {
             record::emit_volume_events(&bus, &container, "unmount");
             let _ = host.events.send(Event::Exited(id.clone(), code));
             if auto_remove {
-                // Volumes first: `docker run --rm` returns once the container is gone.
+                // Volumes and addresses first: `docker run --rm` returns once
+                // the container is gone, and nothing of it may show after.
                 crate::volumes::release(volumes.as_ref(), &id, true).await;
+                if let Some(n) = &networks
+                    && let Err(e) = n.disconnect(&id, "").await
+                {
+                    tracing::warn!(id = %id, error = %e, "release the container's addresses");
+                }
                 if let Err(e) = store.delete(&id).await {
                     tracing::warn!(id = %id, error = %e, "auto-remove");
                 }
@@ -108,7 +114,8 @@ impl LocalRuntime {
             if still_exited {
                 let (root, cid) = (host.cgroup_root.clone(), id.clone());
                 let _ = tokio::task::spawn_blocking(move || crate::cgroups::remove(&root, &cid)).await;
-                if let Some(n) = &networks
+                if !auto_remove
+                    && let Some(n) = &networks
                     && let Err(e) = n.disconnect(&id, "").await
                 {
                     tracing::warn!(id = %id, error = %e, "release the container's addresses");
