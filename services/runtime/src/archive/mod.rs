@@ -206,20 +206,19 @@ impl LocalRuntime {
             .map_err(|e| Error::internal(e.to_string()))?
     }
 
-    /// `GET /containers/{id}/archive`: fails before the first byte when the
-    /// path is not there.
-    pub(crate) async fn archive_of(&self, reference: &str, path: &str) -> Result<ByteStream> {
+    /// `GET /containers/{id}/archive`: the path's stat and its tar, from one
+    /// handle of the root; fails before the first byte when the path is not there.
+    pub(crate) async fn archive_of(&self, reference: &str, path: &str) -> Result<(pb::PathStat, ByteStream)> {
         let c = self.resolve(reference).await?;
         let root = self.live_root(&c).await?;
         let (path, name) = (path.to_string(), c.name.clone());
-        let root = tokio::task::spawn_blocking(move || {
-            tree::stat(root.fd.as_fd(), &path).map_err(|e| in_container(e, &name)).map(|_| (root, path))
+        let (stat, root, path) = tokio::task::spawn_blocking(move || {
+            tree::stat(root.fd.as_fd(), &path).map_err(|e| in_container(e, &name)).map(|s| (s, root, path))
         })
         .await
         .map_err(|e| Error::internal(e.to_string()))??;
-        let (root, path) = root;
         self.emit(&c, "archive-path", []);
-        Ok(stream_from(move |w| tree::pack(root.fd.as_fd(), &path, w)))
+        Ok((stat, stream_from(move |w| tree::pack(root.fd.as_fd(), &path, w))))
     }
 
     /// `PUT /containers/{id}/archive`.
@@ -250,7 +249,9 @@ impl LocalRuntime {
             })));
         let (path, name) = (options.path.clone(), c.name.clone());
         tokio::task::spawn_blocking(move || {
-            let out = tree::unpack(root.fd.as_fd(), &path, reader, opts).map_err(|e| in_container(e, &name));
+            let mut reader = reader;
+            let out = tree::unpack(root.fd.as_fd(), &path, &mut reader, opts).map_err(|e| in_container(e, &name));
+            berth_core::drain(reader, 1 << 20);
             drop(root);
             out
         })
@@ -299,7 +300,7 @@ impl LocalRuntime {
             repo: req.repo,
             tag: req.tag,
             parent: c.image_id.clone(),
-            config: serde_json::to_vec(&config).map_err(|e| Error::internal(e.to_string()))?,
+            config: berth_models::to_vec(&config),
             changes: req.changes,
             comment: req.comment.clone(),
             author: req.author,
