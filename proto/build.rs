@@ -22,6 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(".berth.image.v1.CommitImageRequest.chunk")
         .bytes(".berth.image.v1.BuildRequest.chunk")
         .bytes(".berth.runtime.v1.ArchiveChunk.chunk")
+        .bytes(".berth.runtime.v1.GetArchiveResponse.chunk")
         .bytes(".berth.runtime.v1.PutArchiveRequest.chunk")
         // Credentials: a hand-written Debug that never prints them (src/lib.rs).
         .skip_debug([".berth.image.v1.RegistryAuth"])

@@ -200,19 +200,22 @@ fn add_onbuild_scratch_shell_and_copy_from_an_image() {
     std::fs::write(inner.path().join("pkg/tool.sh"), "echo tool\n").expect("write");
     let ctx = context(&[(
         "Dockerfile",
-        "FROM busybox AS base\nONBUILD RUN echo triggered > /onbuild\nSHELL [\"/bin/sh\", \"-e\", \"-c\"]\nRUN echo shell-ok\nADD bundle.tar.gz /opt/\nCOPY bundle.tar.gz /keep/\nCOPY --chown=nobody:nogroup --from=busybox /etc/passwd /from-image/passwd\n",
+        "FROM busybox AS base\nONBUILD RUN echo triggered > /onbuild\nSHELL [\"/bin/sh\", \"-e\", \"-c\"]\nRUN echo shell-ok\nADD bundle.tar.gz /opt/\nADD bundle.tar.xz /opt-xz/\nCOPY bundle.tar.gz /keep/\nCOPY --chown=nobody:nogroup --from=busybox /etc/passwd /from-image/passwd\n",
     )]);
     let tgz = ctx.path().join("bundle.tar.gz");
     let made = std::process::Command::new("tar").arg("-czf").arg(&tgz).arg("-C").arg(inner.path()).arg("pkg").status();
+    assert!(made.expect("tar").success());
+    let txz = ctx.path().join("bundle.tar.xz");
+    let made = std::process::Command::new("tar").arg("-cJf").arg(&txz).arg("-C").arg(inner.path()).arg("pkg").status();
     assert!(made.expect("tar").success());
     let (code, out, err) = build(&d, ctx.path(), &["-t", "base:1"]);
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(out.contains("shell-ok"), "{out}");
     let got = d
         .docker(&["run", "--rm", "base:1", "sh", "-c",
-            "cat /opt/pkg/tool.sh; test -f /keep/bundle.tar.gz && echo kept; stat -c '%U' /from-image/passwd; test -e /onbuild || echo no-trigger-yet"])
+            "cat /opt/pkg/tool.sh /opt-xz/pkg/tool.sh; test -f /keep/bundle.tar.gz && echo kept; stat -c '%U' /from-image/passwd; test -e /onbuild || echo no-trigger-yet"])
         .expect("run");
-    assert_eq!(got.trim(), "echo tool\nkept\nnobody\nno-trigger-yet");
+    assert_eq!(got.trim(), "echo tool\necho tool\nkept\nnobody\nno-trigger-yet");
     // A child image runs the trigger.
     let child = context(&[("Dockerfile", "FROM base:1\nRUN cat /onbuild\n")]);
     let (code, out, err) = build(&d, child.path(), &["-t", "child:1"]);

@@ -106,9 +106,8 @@ async fn head_archive(State(s): State<AppState>, Path(id): Path<String>, uri: Ur
 
 /// ContainerArchive: the status header and a tar of the path.
 async fn get_archive(State(s): State<AppState>, Path(id): Path<String>, uri: Uri) -> ApiResult<Response> {
-    let path = path_param(&uri)?;
-    let stat = s.runtime.stat_path(&id, &path).await?;
-    let mut resp = tar_response(s.runtime.get_archive(&id, &path).await?);
+    let (stat, tar) = s.runtime.get_archive(&id, &path_param(&uri)?).await?;
+    let mut resp = tar_response(tar);
     if let Some(v) = stat_header(&stat) {
         resp.headers_mut().insert(PATH_STAT, v);
     }

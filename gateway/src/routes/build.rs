@@ -16,7 +16,7 @@ use berth_image_api::pb;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use super::images::{body_stream, registry_auth_of};
+use super::images::{base64_header, body_stream, registry_auth_of};
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::params::Params;
@@ -35,22 +35,7 @@ fn json_map(p: &Params, key: &str) -> Result<std::collections::HashMap<String, S
 
 /// `X-Registry-Config`: base64url JSON of registry -> AuthConfig.
 fn registry_config(headers: &HeaderMap) -> Result<std::collections::HashMap<String, pb::RegistryAuth>, Error> {
-    use base64::Engine as _;
-    let Some(raw) = headers.get("x-registry-config").and_then(|v| v.to_str().ok()).map(str::trim) else {
-        return Ok(Default::default());
-    };
-    if raw.is_empty() {
-        return Ok(Default::default());
-    }
-    let engines = [
-        base64::engine::general_purpose::URL_SAFE,
-        base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        base64::engine::general_purpose::STANDARD,
-    ];
-    let bytes = engines
-        .iter()
-        .find_map(|e| e.decode(raw).ok())
-        .ok_or_else(|| Error::invalid("invalid X-Registry-Config header: not base64"))?;
+    let Some(bytes) = base64_header(headers, "X-Registry-Config")? else { return Ok(Default::default()) };
     let map: std::collections::HashMap<String, berth_models::image::AuthConfig> = serde_json::from_slice(&bytes)
         .map_err(|_| Error::invalid("invalid X-Registry-Config header: not a map of AuthConfig"))?;
     Ok(map.into_iter().map(|(k, v)| (k, registry_auth_of(v))).collect())

@@ -151,25 +151,29 @@ async fn get_images_list(
 /// The credentials of `X-Registry-Auth` (base64url JSON: username, password,
 /// serveraddress, identitytoken, registrytoken); none when absent or empty.
 pub(crate) fn registry_auth(headers: &HeaderMap) -> Result<Option<pb::RegistryAuth>, Error> {
+    let Some(bytes) = base64_header(headers, "X-Registry-Auth")? else { return Ok(None) };
+    let v: AuthConfig = serde_json::from_slice(&bytes)
+        .map_err(|_| Error::invalid("invalid X-Registry-Auth header: not an AuthConfig"))?;
+    Ok(Some(registry_auth_of(v)))
+}
+
+/// A header holding base64 (URL-safe, with or without padding, or standard)
+/// as the Docker clients send credentials; `None` when absent or empty.
+pub(crate) fn base64_header(headers: &HeaderMap, name: &str) -> Result<Option<Vec<u8>>, Error> {
     use base64::Engine as _;
-    let Some(raw) = headers.get("x-registry-auth").and_then(|v| v.to_str().ok()).map(str::trim) else {
+    let Some(raw) = headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|r| !r.is_empty()) else {
         return Ok(None);
     };
-    if raw.is_empty() {
-        return Ok(None);
-    }
     let engines = [
         base64::engine::general_purpose::URL_SAFE,
         base64::engine::general_purpose::URL_SAFE_NO_PAD,
         base64::engine::general_purpose::STANDARD,
     ];
-    let bytes = engines
+    engines
         .iter()
         .find_map(|e| e.decode(raw).ok())
-        .ok_or_else(|| Error::invalid("invalid X-Registry-Auth header: not base64"))?;
-    let v: AuthConfig = serde_json::from_slice(&bytes)
-        .map_err(|_| Error::invalid("invalid X-Registry-Auth header: not an AuthConfig"))?;
-    Ok(Some(registry_auth_of(v)))
+        .map(Some)
+        .ok_or_else(|| Error::invalid(format!("invalid {name} header: not base64")))
 }
 
 /// Credentials from Docker's AuthConfig (X-Registry-Auth, `POST /auth`); an

@@ -261,7 +261,11 @@ mod tests {
         async fn stat_path(&self, _: &str, _: &str) -> Result<berth_runtime_api::pb::PathStat> {
             Err(Error::unavailable("not in this test"))
         }
-        async fn get_archive(&self, _: &str, _: &str) -> Result<berth_core::ByteStream> {
+        async fn get_archive(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> Result<(berth_runtime_api::pb::PathStat, berth_core::ByteStream)> {
             Err(Error::unavailable("not in this test"))
         }
         async fn put_archive(

@@ -300,7 +300,8 @@ impl LocalImageService {
 
     /// Deletes an image record and the content only it used. Caller holds the write lock.
     async fn delete_locked(&self, id: &str, items: &mut Vec<pb::DeleteItem>) -> Result<i64> {
-        let parent = self.store.images().await?.into_iter().find(|r| r.id == id).map(|r| r.parent).unwrap_or_default();
+        let all = self.store.images().await?;
+        let parent = all.iter().find(|r| r.id == id).map(|r| r.parent.clone()).unwrap_or_default();
         let orphans = self.store.delete_image(id).await?;
         items.push(deleted(id));
         let remaining: HashSet<String> = self.store.layers().await?.into_iter().map(|l| l.diff_id).collect();
@@ -323,15 +324,12 @@ impl LocalImageService {
         }
         // A build's intermediate images go with the last image made on them,
         // as on dockerd: an untagged parent no other image is made on.
-        if !parent.is_empty() {
-            let all = self.store.images().await?;
-            if let Some(p) = all.iter().find(|r| r.id == parent)
-                && p.tags.is_empty()
-                && p.digests.is_empty()
-                && !all.iter().any(|r| r.parent == parent)
-            {
-                reclaimed += Box::pin(self.delete_locked(&parent, items)).await?;
-            }
+        if let Some(p) = all.iter().find(|r| !parent.is_empty() && r.id == parent)
+            && p.tags.is_empty()
+            && p.digests.is_empty()
+            && !all.iter().any(|r| r.parent == parent && r.id != id)
+        {
+            reclaimed += Box::pin(self.delete_locked(&parent, items)).await?;
         }
         Ok(reclaimed)
     }
@@ -798,7 +796,10 @@ impl ImageApi for LocalImageService {
                 continue;
             }
             // Gone already, with a child deleted before it.
-            if !self.store.images().await?.iter().any(|r| r.id == rec.id) {
+            if items
+                .iter()
+                .any(|i: &pb::DeleteItem| matches!(&i.item, Some(pb::delete_item::Item::Deleted(d)) if *d == rec.id))
+            {
                 continue;
             }
             if until.is_some_and(|u| created_of(&rec) > u) {

@@ -509,7 +509,7 @@ impl RuntimeApi for LocalRuntime {
         self.stat_in(reference, path).await
     }
 
-    async fn get_archive(&self, reference: &str, path: &str) -> Result<berth_core::ByteStream> {
+    async fn get_archive(&self, reference: &str, path: &str) -> Result<(pb::PathStat, berth_core::ByteStream)> {
         self.archive_of(reference, path).await
     }
 

@@ -35,7 +35,7 @@ use std::sync::Arc;
 use berth_core::{ByteStream, Error, Result};
 use berth_image_api::{ImageApi, pb};
 use berth_models::StrSlice;
-use berth_models::container::ContainerConfig;
+use berth_models::container::{ContainerConfig, HostConfig};
 use berth_models::image::ImageConfig;
 use berth_runtime_api::RuntimeApi;
 use futures::StreamExt;
@@ -130,14 +130,14 @@ impl LocalImageService {
         let unpack_dir = dir.clone();
         let dockerfile_name =
             if opts.dockerfile.is_empty() { "Dockerfile".to_string() } else { opts.dockerfile.clone() };
-        let dockerfile_name2 = dockerfile_name.clone();
+
         let text = tokio::task::spawn_blocking(move || -> Result<String> {
-            unpack_context(reader, &unpack_dir, &dockerfile_name2)?;
-            let bytes = berth_core::rootfs::read_in_root(&unpack_dir, Path::new(&dockerfile_name2), MAX_DOCKERFILE)?
+            unpack_context(reader, &unpack_dir, &dockerfile_name)?;
+            let bytes = berth_core::rootfs::read_in_root(&unpack_dir, Path::new(&dockerfile_name), MAX_DOCKERFILE)?
                 .ok_or_else(|| {
                     Error::invalid(format!(
                         "Cannot locate specified Dockerfile: {}",
-                        Path::new(&dockerfile_name2).file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+                        Path::new(&dockerfile_name).file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
                     ))
                 })?;
             String::from_utf8(bytes).map_err(|_| Error::invalid("the Dockerfile is not UTF-8"))
@@ -168,7 +168,6 @@ impl LocalImageService {
         if !unused.is_empty() && !opts.quiet {
             say(&out, format!("[Warning] One or more build-args [{}] were not consumed\n", unused.join(" "))).await;
         }
-        let _ = dockerfile_name;
         Ok(id)
     }
 }
@@ -180,66 +179,46 @@ fn is_predefined_arg(k: &str) -> bool {
 
 /// Unpacks the context tar (plain, gzip, bzip2 or xz) into `dir`, leaving
 /// out what `.dockerignore` says (the Dockerfile and `.dockerignore` stay).
-fn unpack_context(input: impl std::io::Read, dir: &Path, dockerfile: &str) -> Result<()> {
+fn unpack_context(input: impl std::io::Read + 'static, dir: &Path, dockerfile: &str) -> Result<()> {
     std::fs::create_dir_all(dir)?;
-    let mut input = std::io::BufReader::new(input);
-    let head = std::io::BufRead::fill_buf(&mut input)?.to_vec();
-    let reader: Box<dyn std::io::Read> = if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::GzDecoder::new(input))
-    } else if head.starts_with(b"BZh") {
-        Box::new(bzip2::read::BzDecoder::new(input))
-    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        // lzma-rs decodes into a writer: to a file beside the context, then read.
-        let plain = dir.with_extension("tar");
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&plain)?);
-        lzma_rs::xz_decompress(&mut input, &mut out)
-            .map_err(|e| Error::invalid(format!("read the build context (xz): {e}")))?;
-        std::io::Write::flush(&mut out)?;
-        Box::new(std::io::BufReader::new(std::fs::File::open(&plain)?))
-    } else {
-        Box::new(input)
-    };
-    let mut archive = tar::Archive::new(reader);
+    let mut reader = decompressed(input, &dir.with_extension("tar"))?;
+    let mut archive = tar::Archive::new(&mut reader);
     archive.set_preserve_permissions(true);
     archive.set_overwrite(true);
     archive.set_unpack_xattrs(false);
-    let mut ignore_text = None;
-    let mut deferred: Vec<(PathBuf, Vec<u8>, tar::Header)> = Vec::new();
+    // Everything is unpacked first: `.dockerignore` may come after the
+    // entries it names, which are removed once it is read.
     for entry in archive.entries().map_err(|e| Error::invalid(format!("read the build context: {e}")))? {
         let mut entry = entry.map_err(|e| Error::invalid(format!("read the build context: {e}")))?;
         let path = entry.path().map_err(|e| Error::invalid(format!("build context entry: {e}")))?.into_owned();
-        let rel = path.to_string_lossy().trim_start_matches("./").to_string();
-        if rel == ".dockerignore" {
-            let mut text = String::new();
-            std::io::Read::take(&mut entry, 1 << 20).read_to_string_lossy(&mut text);
-            ignore_text = Some(text.clone());
-            deferred.push((path, text.into_bytes(), entry.header().clone()));
-            continue;
-        }
-        // Unpacked now; what .dockerignore leaves out is removed below (the
-        // file may come after the entries it names).
-        entry.unpack_in(dir).map_err(|e| Error::invalid(format!("build context entry {rel}: {e}")))?;
+        entry.unpack_in(dir).map_err(|e| Error::invalid(format!("build context entry {}: {e}", path.display())))?;
     }
-    for (path, data, _) in deferred {
-        std::fs::write(dir.join(path), data)?;
-    }
-    if let Some(text) = ignore_text {
-        let ig = ignore::Ignore::parse(&text);
+    berth_core::drain(reader, 1 << 20);
+    if let Some(text) = berth_core::rootfs::read_in_root(dir, Path::new(".dockerignore"), 1 << 20)? {
+        let ig = ignore::Ignore::parse(&String::from_utf8_lossy(&text));
         prune(dir, Path::new(""), &ig, dockerfile)?;
     }
     Ok(())
 }
 
-trait ReadLossy {
-    fn read_to_string_lossy(&mut self, out: &mut String);
-}
-
-impl<R: std::io::Read> ReadLossy for R {
-    fn read_to_string_lossy(&mut self, out: &mut String) {
-        let mut buf = Vec::new();
-        let _ = self.read_to_end(&mut buf);
-        out.push_str(&String::from_utf8_lossy(&buf));
-    }
+/// `input` decompressed as its first bytes say: gzip, bzip2, xz (lzma-rs
+/// decodes into a writer: to the file `scratch`, then read), or as it is.
+/// For build contexts and ADD's local archives alike.
+fn decompressed(input: impl std::io::Read + 'static, scratch: &Path) -> Result<Box<dyn std::io::Read>> {
+    let mut input = std::io::BufReader::new(input);
+    let head = std::io::BufRead::fill_buf(&mut input)?.to_vec();
+    Ok(if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::GzDecoder::new(input))
+    } else if head.starts_with(b"BZh") {
+        Box::new(bzip2::read::BzDecoder::new(input))
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(scratch)?);
+        lzma_rs::xz_decompress(&mut input, &mut out).map_err(|e| Error::invalid(format!("xz: {e}")))?;
+        std::io::Write::flush(&mut out)?;
+        Box::new(std::io::BufReader::new(std::fs::File::open(scratch)?))
+    } else {
+        Box::new(input)
+    })
 }
 
 /// Removes what `ig` leaves out under `dir/rel`.
@@ -473,7 +452,7 @@ impl Build<'_> {
         }
         let options = pb::CommitOptions {
             parent: parent.to_string(),
-            config: serde_json::to_vec(config).map_err(|e| Error::internal(e.to_string()))?,
+            config: berth_models::to_vec(config),
             created_by: key.to_string(),
             empty_layer: true,
             ..Default::default()
@@ -553,24 +532,17 @@ impl Build<'_> {
         run_config.env = Some(env);
         run_config.attach_stdout = true;
         run_config.attach_stderr = true;
-        let mut host = serde_json::json!({"NetworkMode": if self.opts.network_mode.is_empty() { "default" } else { self.opts.network_mode.as_str() }});
-        if !self.opts.extra_hosts.is_empty() {
-            host["ExtraHosts"] = serde_json::json!(self.opts.extra_hosts);
-        }
-        if self.opts.shm_size > 0 {
-            host["ShmSize"] = serde_json::json!(self.opts.shm_size);
-        }
-        let created = self
-            .runtime
-            .create(berth_runtime_api::pb::CreateContainerRequest {
-                name: String::new(),
-                config: serde_json::to_vec(&run_config).map_err(|e| Error::internal(e.to_string()))?,
-                host_config: serde_json::to_vec(&host).map_err(|e| Error::internal(e.to_string()))?,
-                networking_config: Vec::new(),
-                platform: String::new(),
-            })
-            .await?;
-        let ctr = created.id;
+        let host = HostConfig {
+            network_mode: if self.opts.network_mode.is_empty() {
+                "default".into()
+            } else {
+                self.opts.network_mode.clone()
+            },
+            extra_hosts: (!self.opts.extra_hosts.is_empty()).then(|| self.opts.extra_hosts.clone()),
+            shm_size: self.opts.shm_size.max(0),
+            ..Default::default()
+        };
+        let ctr = self.create_container(&run_config, &host).await?;
         self.say(format!(" ---> Running in {}\n", &ctr[..12.min(ctr.len())])).await;
         let outcome = self.run_container(&ctr, &argv, stage, &key).await;
         let remove = match &outcome {
@@ -609,7 +581,7 @@ impl Build<'_> {
         self.runtime
             .commit(berth_runtime_api::pb::CommitContainerRequest {
                 reference: ctr.to_string(),
-                config: serde_json::to_vec(&stage.config).map_err(|e| Error::internal(e.to_string()))?,
+                config: berth_models::to_vec(&stage.config),
                 exact_config: true,
                 created_by: key.to_string(),
                 ..Default::default()
@@ -667,17 +639,7 @@ impl Build<'_> {
         let mut config = stage.config.clone();
         config.image = base.clone();
         config.cmd = StrSlice(Some(vec!["/bin/sh".into(), "-c".into(), format!("#(nop) {what}")]));
-        let created = self
-            .runtime
-            .create(berth_runtime_api::pb::CreateContainerRequest {
-                name: String::new(),
-                config: serde_json::to_vec(&config).map_err(|e| Error::internal(e.to_string()))?,
-                host_config: b"{\"NetworkMode\":\"none\"}".to_vec(),
-                networking_config: Vec::new(),
-                platform: String::new(),
-            })
-            .await?;
-        let ctr = created.id;
+        let ctr = self.create_container(&config, &no_network()).await?;
         let outcome = async {
             let file = tokio::fs::File::open(&tar_path).await?;
             let body: ByteStream = Box::pin(
@@ -692,7 +654,7 @@ impl Build<'_> {
             self.runtime
                 .commit(berth_runtime_api::pb::CommitContainerRequest {
                     reference: ctr.clone(),
-                    config: serde_json::to_vec(&stage.config).map_err(|e| Error::internal(e.to_string()))?,
+                    config: berth_models::to_vec(&stage.config),
                     exact_config: true,
                     created_by: key.clone(),
                     ..Default::default()
@@ -705,12 +667,25 @@ impl Build<'_> {
         outcome
     }
 
+    /// A container of the build (never named): its ID.
+    async fn create_container(&self, config: &ContainerConfig, host: &HostConfig) -> Result<String> {
+        let created = self
+            .runtime
+            .create(berth_runtime_api::pb::CreateContainerRequest {
+                config: berth_models::to_vec(config),
+                host_config: berth_models::to_vec(host),
+                ..Default::default()
+            })
+            .await?;
+        Ok(created.id)
+    }
+
     /// An empty base image for the first filesystem step after `FROM scratch`.
     async fn scratch_base(&self) -> Result<String> {
         let config = ContainerConfig::default();
         let options = pb::CommitOptions {
             parent: String::new(),
-            config: serde_json::to_vec(&config).map_err(|e| Error::internal(e.to_string()))?,
+            config: berth_models::to_vec(&config),
             created_by: String::new(),
             empty_layer: true,
             ..Default::default()
@@ -768,18 +743,12 @@ impl Build<'_> {
             Some(id) => id.clone(),
             None => self.base_image(from).await?,
         };
-        let config = serde_json::json!({"Image": image, "Cmd": ["/bin/sh", "-c", "#(nop) COPY --from"]});
-        let created = self
-            .runtime
-            .create(berth_runtime_api::pb::CreateContainerRequest {
-                name: String::new(),
-                config: serde_json::to_vec(&config).map_err(|e| Error::internal(e.to_string()))?,
-                host_config: b"{\"NetworkMode\":\"none\"}".to_vec(),
-                networking_config: Vec::new(),
-                platform: String::new(),
-            })
-            .await?;
-        let ctr = created.id;
+        let config = ContainerConfig {
+            image,
+            cmd: StrSlice(Some(vec!["/bin/sh".into(), "-c".into(), "#(nop) COPY --from".into()])),
+            ..Default::default()
+        };
+        let ctr = self.create_container(&config, &no_network()).await?;
         let root = dir.join("from");
         let outcome = async {
             std::fs::create_dir_all(&root)?;
@@ -790,7 +759,7 @@ impl Build<'_> {
                     .collect::<PathBuf>();
                 let parent = root.join(clean.parent().unwrap_or(Path::new("")));
                 std::fs::create_dir_all(&parent)?;
-                let stream = self.runtime.get_archive(&ctr, &format!("/{}", clean.display())).await?;
+                let (_, stream) = self.runtime.get_archive(&ctr, &format!("/{}", clean.display())).await?;
                 let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(
                     stream.map(|r| r.map_err(|e| std::io::Error::other(e.message().to_string()))),
                 ));
@@ -809,6 +778,11 @@ impl Build<'_> {
         outcome?;
         Ok(root)
     }
+}
+
+/// The host config of the build's containers that only hold files (COPY).
+fn no_network() -> HostConfig {
+    HostConfig { network_mode: "none".into(), ..Default::default() }
 }
 
 /// The history entry of a step that runs nothing.
@@ -1084,9 +1058,9 @@ fn copy_tar(
             kinds.push("dir");
             // A directory's contents go to the destination.
             add_tree(&mut tar, &mut hasher, &host, &dest_path, owner)?;
-        } else if extract && meta.is_file() && is_archive(&host) {
+        } else if extract && meta.is_file() && is_archive(&host, &out.with_extension("unpacked")) {
             kinds.push("file");
-            extract_into(&mut tar, &mut hasher, &host, &dest_path, owner)?;
+            extract_into(&mut tar, &mut hasher, &host, &dest_path, owner, &out.with_extension("unpacked"))?;
         } else {
             kinds.push("file");
             let target = if to_dir { dest_path.join(src.file_name().unwrap_or_default()) } else { dest_path.clone() };
@@ -1215,15 +1189,11 @@ fn add_tree(
     Ok(())
 }
 
-/// Whether a file is a tar archive (plain or gzip): ADD extracts those.
-fn is_archive(path: &Path) -> bool {
+/// Whether a file is a tar archive (plain, gzip, bzip2 or xz): ADD extracts those.
+fn is_archive(path: &Path, scratch: &Path) -> bool {
     let Ok(file) = std::fs::File::open(path) else { return false };
-    let mut head = [0u8; 2];
-    let gz = std::io::Read::read_exact(&mut &file, &mut head).is_ok() && head == [0x1f, 0x8b];
-    let Ok(file) = std::fs::File::open(path) else { return false };
-    let reader: Box<dyn std::io::Read> = if gz { Box::new(flate2::read::GzDecoder::new(file)) } else { Box::new(file) };
+    let Ok(mut r) = decompressed(file, scratch) else { return false };
     let mut block = [0u8; 512];
-    let mut r = reader;
     if std::io::Read::read_exact(&mut r, &mut block).is_err() {
         return false;
     }
@@ -1244,13 +1214,9 @@ fn extract_into(
     archive: &Path,
     dest: &Path,
     owner: Option<(u64, u64)>,
+    scratch: &Path,
 ) -> Result<()> {
-    let file = std::fs::File::open(archive)?;
-    let mut head = [0u8; 2];
-    let gz = std::io::Read::read_exact(&mut &file, &mut head).is_ok() && head == [0x1f, 0x8b];
-    let file = std::fs::File::open(archive)?;
-    let reader: Box<dyn std::io::Read> = if gz { Box::new(flate2::read::GzDecoder::new(file)) } else { Box::new(file) };
-    let mut a = tar::Archive::new(reader);
+    let mut a = tar::Archive::new(decompressed(std::fs::File::open(archive)?, scratch)?);
     let err = |e: std::io::Error| Error::invalid(format!("ADD {}: {e}", archive.display()));
     for entry in a.entries().map_err(err)? {
         let mut entry = entry.map_err(err)?;

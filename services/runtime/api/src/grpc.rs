@@ -133,11 +133,21 @@ impl RuntimeService for RuntimeGrpcServer {
         Ok(Response::new(self.api.stat_path(&r.reference, &r.path).await?))
     }
 
-    type GetArchiveStream = ArchiveStream;
+    type GetArchiveStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::GetArchiveResponse, Status>> + Send>>;
 
-    async fn get_archive(&self, req: Request<pb::ArchivePathRequest>) -> Result<Response<ArchiveStream>, Status> {
+    async fn get_archive(
+        &self,
+        req: Request<pb::ArchivePathRequest>,
+    ) -> Result<Response<Self::GetArchiveStream>, Status> {
+        use futures::StreamExt;
+        use pb::get_archive_response::Part;
         let r = req.into_inner();
-        Ok(Response::new(archive_stream(self.api.get_archive(&r.reference, &r.path).await?)))
+        let (stat, bytes) = self.api.get_archive(&r.reference, &r.path).await?;
+        let first = futures::stream::once(async move { Ok(pb::GetArchiveResponse { part: Some(Part::Stat(stat)) }) });
+        let rest =
+            bytes.map(|r| r.map(|c| pb::GetArchiveResponse { part: Some(Part::Chunk(c)) }).map_err(Status::from));
+        Ok(Response::new(Box::pin(first.chain(rest))))
     }
 
     async fn commit_container(
@@ -430,11 +440,22 @@ impl RuntimeApi for RuntimeGrpcClient {
         Ok(self.inner.clone().stat_path(req).await.map_err(err)?.into_inner())
     }
 
-    async fn get_archive(&self, reference: &str, path: &str) -> Result<crate::ByteStream> {
+    async fn get_archive(&self, reference: &str, path: &str) -> Result<(pb::PathStat, crate::ByteStream)> {
         use futures::StreamExt;
+        use pb::get_archive_response::Part;
         let req = pb::ArchivePathRequest { reference: reference.into(), path: path.into() };
-        let stream = self.inner.clone().get_archive(req).await.map_err(err)?.into_inner();
-        Ok(Box::pin(stream.map(|m| m.map(|m| m.chunk).map_err(err))))
+        let mut stream = self.inner.clone().get_archive(req).await.map_err(err)?.into_inner();
+        let Some(pb::GetArchiveResponse { part: Some(Part::Stat(stat)) }) = stream.message().await.map_err(err)? else {
+            return Err(Error::internal("the runtime sent an archive without its stat"));
+        };
+        let bytes = stream.filter_map(|m| {
+            futures::future::ready(match m {
+                Ok(pb::GetArchiveResponse { part: Some(Part::Chunk(c)) }) => Some(Ok(c)),
+                Ok(_) => None,
+                Err(e) => Some(Err(err(e))),
+            })
+        });
+        Ok((stat, Box::pin(bytes)))
     }
 
     async fn commit(&self, req: pb::CommitContainerRequest) -> Result<String> {

@@ -50,8 +50,9 @@ pub trait RuntimeApi: Send + Sync + 'static {
     async fn export(&self, reference: &str) -> Result<ByteStream>;
     /// Describes `path` in the container (a 404 when it is not there).
     async fn stat_path(&self, reference: &str, path: &str) -> Result<pb::PathStat>;
-    /// A tar of `path` in the container, volumes included.
-    async fn get_archive(&self, reference: &str, path: &str) -> Result<ByteStream>;
+    /// What `path` in the container is, and a tar of it, volumes included
+    /// (one look at the container for both).
+    async fn get_archive(&self, reference: &str, path: &str) -> Result<(pb::PathStat, ByteStream)>;
     /// Unpacks a tar into the directory `options.path` of the container.
     async fn put_archive(&self, options: pb::PutArchiveOptions, input: ByteStream) -> Result<()>;
     /// Makes an image of the container's changes; its ID.

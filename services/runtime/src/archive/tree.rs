@@ -268,16 +268,7 @@ pub fn pack_layer(upper: BorrowedFd<'_>, out: impl Write) -> Result<()> {
 }
 
 fn add_layer_children<W: Write>(tar: &mut tar::Builder<W>, dir: OwnedFd, prefix: &Path) -> Result<()> {
-    let listing = nix::fcntl::openat(&dir, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| io_err(format!("open {}", prefix.display()), e))?;
-    let mut names: Vec<OsString> = nix::dir::Dir::from_fd(listing)
-        .map_err(|e| io_err(format!("list {}", prefix.display()), e))?
-        .iter()
-        .filter_map(|e| e.ok())
-        .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string())
-        .filter(|n| n != "." && n != "..")
-        .collect();
-    names.sort();
+    let names = list(dir.as_fd()).map_err(|e| io_err(format!("list {}", prefix.display()), e))?;
     for name in names {
         let Ok(st) = nix::sys::stat::fstatat(&dir, name.as_os_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) else {
             continue;
@@ -329,6 +320,20 @@ fn dir_name(p: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// The names in the directory `dir` (without `.` and `..`), sorted; a
+/// separate descriptor reads it, so `dir` can be used for `*at` calls meanwhile.
+fn list(dir: BorrowedFd<'_>) -> std::result::Result<Vec<OsString>, Errno> {
+    let listing = nix::fcntl::openat(dir, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
+    let mut names: Vec<OsString> = nix::dir::Dir::from_fd(listing)?
+        .iter()
+        .filter_map(|e| e.ok())
+        .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string())
+        .filter(|n| n != "." && n != "..")
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 fn tar_err(e: std::io::Error) -> Error {
     Error::internal(format!("tar: {e}"))
 }
@@ -338,16 +343,7 @@ fn add_children<W: Write>(tar: &mut tar::Builder<W>, dir: OwnedFd, prefix: &Path
     if nix::sys::statfs::fstatfs(&dir).is_ok_and(|s| SKIPPED_FS.contains(&{ s.filesystem_type().0 })) {
         return Ok(());
     }
-    let listing = nix::fcntl::openat(&dir, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| io_err(format!("open {}", prefix.display()), e))?;
-    let mut names: Vec<OsString> = nix::dir::Dir::from_fd(listing)
-        .map_err(|e| io_err(format!("list {}", prefix.display()), e))?
-        .iter()
-        .filter_map(|e| e.ok())
-        .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string())
-        .filter(|n| n != "." && n != "..")
-        .collect();
-    names.sort();
+    let names = list(dir.as_fd()).map_err(|e| io_err(format!("list {}", prefix.display()), e))?;
     for name in names {
         // Gone since the listing: nothing to copy.
         let Ok(st) = nix::sys::stat::fstatat(&dir, name.as_os_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) else {
@@ -494,15 +490,7 @@ fn remove_all(dir: BorrowedFd<'_>, name: &OsStr) -> std::result::Result<(), Errn
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::empty(),
     )?;
-    let listing =
-        nix::fcntl::openat(&sub, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
-    let names: Vec<OsString> = nix::dir::Dir::from_fd(listing)?
-        .iter()
-        .filter_map(|e| e.ok())
-        .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string())
-        .filter(|n| n != "." && n != "..")
-        .collect();
-    for n in names {
+    for n in list(sub.as_fd())? {
         remove_all(sub.as_fd(), &n)?;
     }
     nix::unistd::unlinkat(dir, name, UnlinkatFlags::RemoveDir)
