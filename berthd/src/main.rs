@@ -91,6 +91,7 @@ async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         no_new_privileges: config.no_new_privileges,
         events: events.clone(),
         runtimes: berth_runtime::runtimes::Runtimes::discover(),
+        userns: config.userns_remap.as_deref().map(berth_runtime::userns::Remap::resolve).transpose()?,
     };
     let volumes = berth_volume::LocalVolumes::open(&root.join("volume")).await?;
     let volumes = Arc::new(volumes.with_events(events.clone()));

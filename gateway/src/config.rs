@@ -29,6 +29,7 @@
 //! | `tls-handshake-timeout` |             | `--tls-handshake-timeout` | 10 (seconds)                |
 //! | `max-tcp-connections` |               | `--max-tcp-connections` | 1024                          |
 //! | `no-new-privileges` |                 | `--no-new-privileges` | false                           |
+//! | `userns-remap` |                      | `--userns-remap`     | none (`default`, `USER[:GROUP]`) |
 //!
 //! TCP listeners are bounded so that idle or slow clients cannot take every
 //! file descriptor (and with them the unix socket): a TLS handshake must end
@@ -128,6 +129,10 @@ pub struct DaemonFlags {
     /// Containers run with no_new_privs unless their --security-opt says otherwise.
     #[arg(long)]
     pub no_new_privileges: bool,
+    /// Run containers in user namespaces, as this user's subordinate IDs
+    /// (`default`: the `dockremap` user, made when missing).
+    #[arg(long, value_name = "default|USER[:GROUP]")]
+    pub userns_remap: Option<String>,
 }
 
 /// The configuration file's shape.
@@ -156,6 +161,7 @@ struct FileConfig {
     tls_handshake_timeout: Option<u64>,
     max_tcp_connections: Option<usize>,
     no_new_privileges: Option<bool>,
+    userns_remap: Option<String>,
 }
 
 /// Where the environment comes from; tests pass a map.
@@ -232,6 +238,8 @@ pub struct DaemonConfig {
     pub max_tcp_connections: usize,
     /// Containers' `no-new-privileges` default.
     pub no_new_privileges: bool,
+    /// `--userns-remap`, as given (resolved by the runtime service).
+    pub userns_remap: Option<String>,
 }
 
 fn env_bool(v: &str) -> Option<bool> {
@@ -472,6 +480,7 @@ impl DaemonConfig {
                 tls_handshake_timeout: std::time::Duration::from_secs(tls_handshake_timeout),
                 max_tcp_connections,
                 no_new_privileges: flags.no_new_privileges || file.no_new_privileges.unwrap_or(false),
+                userns_remap: flags.userns_remap.clone().or(file.userns_remap).filter(|s| !s.is_empty()),
             })
         } else {
             Err(errors)

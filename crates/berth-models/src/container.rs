@@ -398,6 +398,9 @@ pub struct HostConfig {
     /// PID namespace mode.
     #[serde(default, deserialize_with = "nullable")]
     pub pid_mode: String,
+    /// `host` keeps the container out of the daemon's user namespace remapping.
+    #[serde(default, deserialize_with = "nullable")]
+    pub userns_mode: String,
     /// Every capability, every device, no confinement.
     #[serde(default, deserialize_with = "nullable")]
     pub privileged: bool,

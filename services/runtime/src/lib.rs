@@ -7,7 +7,7 @@
 //! and TTY resizes ([`stdio`], [`shim`]). The shape is the one every service has: the [`RuntimeApi`] trait, [`service::LocalRuntime`] over a
 //! [`store::ContainerStore`], and gRPC server and client adapters in [`grpc`].
 
-// Unsafe code only in `bpf`, whose system call has no safe wrapper.
+// Unsafe code only in `bpf` and `creds`, whose system calls have no safe wrapper.
 #![deny(unsafe_code)]
 
 pub mod archive;
@@ -15,6 +15,8 @@ pub mod archive;
 pub mod bpf;
 pub mod cgroups;
 pub mod create;
+#[allow(unsafe_code)]
+pub mod creds;
 pub mod devices;
 pub mod lifecycle;
 pub mod links;
@@ -28,6 +30,7 @@ pub mod spec;
 pub mod stats;
 pub mod stdio;
 pub mod store;
+pub mod userns;
 pub mod volumes;
 
 pub use berth_runtime_api::{Filter, RuntimeApi, RuntimeGrpcClient, RuntimeGrpcServer, grpc, pb};

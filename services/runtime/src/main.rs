@@ -28,6 +28,10 @@ struct Args {
     /// Containers run with no_new_privs unless their --security-opt says otherwise.
     #[arg(long)]
     no_new_privileges: bool,
+    /// Run containers in user namespaces, as this user's subordinate IDs
+    /// (`default`: the `dockremap` user, made when missing).
+    #[arg(long, value_name = "default|USER[:GROUP]")]
+    userns_remap: Option<String>,
 }
 
 #[tokio::main]
@@ -36,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
     let mut config = berth_runtime::RuntimeConfig {
         no_new_privileges: args.no_new_privileges,
         runtimes: berth_runtime::runtimes::Runtimes::discover(),
+        userns: args.userns_remap.as_deref().map(berth_runtime::userns::Remap::resolve).transpose()?,
         ..Default::default()
     };
     for opt in &args.log_opts {

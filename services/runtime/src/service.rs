@@ -28,6 +28,8 @@ pub struct RuntimeConfig {
     pub events: Arc<berth_core::events::EventBus>,
     /// The OCI runtimes installed besides Berth's own.
     pub runtimes: crate::runtimes::Runtimes,
+    /// `--userns-remap`: containers' users are these host IDs.
+    pub userns: Option<crate::userns::Remap>,
 }
 
 /// The runtime service. Cloning shares everything (the clones are the same
@@ -305,6 +307,7 @@ impl RuntimeApi for LocalRuntime {
         let user = body.config;
         let mut host_config = with_log_defaults(body.host_config, &self.config.log_opts);
         validate_host_config(&host_config)?;
+        crate::userns::validate(self.config.userns.as_ref(), &host_config)?;
         // Stored with the runtime's name, as dockerd does.
         if host_config.runtime.is_empty() {
             host_config.runtime = crate::runtimes::DEFAULT.into();
@@ -531,6 +534,7 @@ impl RuntimeApi for LocalRuntime {
             runtimes: std::iter::once(own).chain(others).collect(),
             default_runtime: crate::runtimes::DEFAULT.into(),
             security_options: std::iter::once("name=seccomp,profile=builtin".to_string())
+                .chain(self.config.userns.is_some().then(|| "name=userns".to_string()))
                 .chain(self.config.no_new_privileges.then(|| "name=no-new-privileges".to_string()))
                 .collect(),
         })

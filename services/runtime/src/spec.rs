@@ -23,20 +23,23 @@ use std::str::FromStr;
 use berth_core::{Error, Result};
 use berth_models::container::{ContainerConfig, HostConfig};
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder,
-    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder,
-    PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxIdMappingBuilder, LinuxMemoryBuilder,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder,
+    PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
 /// The kernel parameters of a container: dockerd's defaults in a network
 /// namespace of its own (a non-root process may bind ports below 1024 and
 /// ping), then the container's `--sysctl`s.
-pub fn sysctls(hc: &HostConfig) -> std::collections::BTreeMap<String, String> {
+/// `mapped_gids`: in a user namespace, how many group IDs it maps (the ping
+/// range can only name mapped groups).
+pub fn sysctls(hc: &HostConfig, mapped_gids: Option<u64>) -> std::collections::BTreeMap<String, String> {
     let mut out = std::collections::BTreeMap::new();
     let own_net = !hc.host_network() && !hc.network_mode.starts_with("container:");
     if own_net {
+        let last_group = mapped_gids.map_or(2_147_483_647, |n| n.saturating_sub(1).min(2_147_483_647));
         out.insert("net.ipv4.ip_unprivileged_port_start".to_string(), "0".to_string());
-        out.insert("net.ipv4.ping_group_range".to_string(), "0 2147483647".to_string());
+        out.insert("net.ipv4.ping_group_range".to_string(), format!("0 {last_group}"));
     }
     out.extend(hc.sysctls.clone().unwrap_or_default());
     out
@@ -260,6 +263,8 @@ pub struct SpecInputs {
     pub mounts: Vec<crate::volumes::MountPoint>,
     /// The daemon's `no-new-privileges` default.
     pub no_new_privileges: bool,
+    /// The daemon's remapping, when the container runs in a user namespace.
+    pub userns: Option<crate::userns::Remap>,
 }
 
 /// Whether the container runs with `no_new_privs`: its `--security-opt
@@ -439,12 +444,17 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
         mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"])?,
         mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", &shm_opt])?,
     ];
+    // In a user namespace, Berth's own files and volumes are idmapped: their
+    // owners on disk show as the container's (host paths are not: their files
+    // show as `nobody` unless the range owns them, as on dockerd).
+    let idmap = inputs.userns.as_ref().map(|_| "idmap");
     for (dest, file) in [
         ("/etc/resolv.conf", &inputs.resolv_file),
         ("/etc/hostname", &inputs.hostname_file),
         ("/etc/hosts", &inputs.hosts_file),
     ] {
-        mounts.push(mount(dest, "bind", &file.to_string_lossy(), &["rbind", "rprivate"])?);
+        let opts: Vec<&str> = ["rbind", "rprivate"].into_iter().chain(idmap).collect();
+        mounts.push(mount(dest, "bind", &file.to_string_lossy(), &opts)?);
     }
     // Volumes and binds, parents before what is mounted inside them.
     let mut binds = inputs.mounts.clone();
@@ -452,6 +462,9 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
     for m in &binds {
         let mut opts = vec!["rbind", if m.rw { "rw" } else { "ro" }];
         opts.push(if m.propagation.is_empty() { "rprivate" } else { m.propagation.as_str() });
+        if m.typ == "volume" {
+            opts.extend(idmap);
+        }
         mounts.push(mount(&m.destination, "bind", &m.source, &opts)?);
     }
     mounts.extend(user_mounts(hc)?);
@@ -460,6 +473,9 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
         vec![LinuxNamespaceType::Mount, LinuxNamespaceType::Pid, LinuxNamespaceType::Uts, LinuxNamespaceType::Ipc];
     if !hc.host_network() {
         namespaces.push(LinuxNamespaceType::Network);
+    }
+    if inputs.userns.is_some() {
+        namespaces.push(LinuxNamespaceType::User);
     }
     let namespaces = namespaces
         .into_iter()
@@ -504,12 +520,29 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
         resources = resources.block_io(block_io);
     }
     let (device_nodes, device_rules) = crate::devices::resolve(hc)?;
+    let mapped_gids = inputs.userns.as_ref().map(|r| r.gids.iter().map(|g| u64::from(g.size)).sum());
     resources = resources.devices(device_rules);
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .devices(device_nodes)
         .resources(resources.build().map_err(oci)?)
-        .sysctl(sysctls(hc).into_iter().collect::<std::collections::HashMap<_, _>>());
+        .sysctl(sysctls(hc, mapped_gids).into_iter().collect::<std::collections::HashMap<_, _>>());
+    if let Some(remap) = &inputs.userns {
+        let maps = |ranges: &[crate::userns::IdRange]| {
+            ranges
+                .iter()
+                .map(|r| {
+                    LinuxIdMappingBuilder::default()
+                        .container_id(r.container)
+                        .host_id(r.host)
+                        .size(r.size)
+                        .build()
+                        .map_err(oci)
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        linux = linux.uid_mappings(maps(&remap.uids)?).gid_mappings(maps(&remap.gids)?);
+    }
     if !privileged {
         // The client's lists when it gave them (an empty one masks nothing), else dockerd's.
         let masked = hc.masked_paths.clone().unwrap_or_else(|| MASKED_PATHS.iter().map(|s| s.to_string()).collect());
@@ -592,17 +625,21 @@ mod tests {
             host_nofile_hard: 20_000,
             mounts: vec![],
             no_new_privileges: false,
+            userns: None,
         }
     }
 
     #[test]
     fn sysctls_default_only_in_an_own_network_namespace() {
-        let own = sysctls(&host(json!({"Sysctls": {"net.core.somaxconn": "512"}})));
+        let sysctls_of = |hc: &HostConfig| sysctls(hc, None);
+        let remapped = sysctls(&host(json!({})), Some(65536));
+        assert_eq!(remapped.get("net.ipv4.ping_group_range").map(String::as_str), Some("0 65535"));
+        let own = sysctls_of(&host(json!({"Sysctls": {"net.core.somaxconn": "512"}})));
         assert_eq!(own.get("net.ipv4.ip_unprivileged_port_start").map(String::as_str), Some("0"));
         assert_eq!(own.get("net.core.somaxconn").map(String::as_str), Some("512"));
-        let shared = sysctls(&host(json!({"NetworkMode": "host"})));
+        let shared = sysctls_of(&host(json!({"NetworkMode": "host"})));
         assert!(shared.is_empty(), "nothing is written into the host's namespace: {shared:?}");
-        assert!(sysctls(&host(json!({"NetworkMode": "container:abc"}))).is_empty());
+        assert!(sysctls_of(&host(json!({"NetworkMode": "container:abc"}))).is_empty());
         assert!(validate_sysctls(&host(json!({"Sysctls": {"kernel.shmmax": "1", "fs.mqueue.msg_max": "20"}}))).is_ok());
         assert!(validate_sysctls(&host(json!({"Sysctls": {"kernel.hostname": "x"}}))).is_err());
         assert!(validate_sysctls(&host(json!({"Sysctls": {"net.ipv4.../x": "1"}}))).is_err());
@@ -645,6 +682,50 @@ mod tests {
         for d in ["/proc", "/dev", "/dev/pts", "/dev/shm", "/sys", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf"] {
             assert!(dests.contains(&d), "{d} in {dests:?}");
         }
+    }
+
+    #[test]
+    fn a_remapped_container_gets_a_user_namespace_and_idmapped_volumes() {
+        use crate::userns::{IdRange, Remap};
+        let mut inp = inputs(json!({"Cmd": ["sh"]}), json!({}));
+        inp.mounts = vec![
+            crate::volumes::MountPoint {
+                typ: "volume".into(),
+                source: "/v/data/_data".into(),
+                destination: "/data".into(),
+                rw: true,
+                ..Default::default()
+            },
+            crate::volumes::MountPoint {
+                typ: "bind".into(),
+                source: "/srv".into(),
+                destination: "/srv".into(),
+                rw: true,
+                ..Default::default()
+            },
+        ];
+        inp.userns = Some(Remap {
+            user: "dockremap".into(),
+            group: "dockremap".into(),
+            uids: vec![IdRange { container: 0, host: 100000, size: 65536 }],
+            gids: vec![IdRange { container: 0, host: 200000, size: 1000 }],
+        });
+        let v = serde_json::to_value(build(&inp).expect("spec")).expect("json");
+        let ns: Vec<&str> =
+            v["linux"]["namespaces"].as_array().expect("ns").iter().filter_map(|n| n["type"].as_str()).collect();
+        assert!(ns.contains(&"user"), "{ns:?}");
+        assert_eq!(v["linux"]["uidMappings"], json!([{"containerID": 0, "hostID": 100000, "size": 65536}]));
+        assert_eq!(v["linux"]["gidMappings"], json!([{"containerID": 0, "hostID": 200000, "size": 1000}]));
+        let idmapped = |dest: &str| {
+            v["mounts"].as_array().expect("mounts").iter().any(|m| {
+                m["destination"] == dest && m["options"].as_array().is_some_and(|o| o.contains(&json!("idmap")))
+            })
+        };
+        assert!(idmapped("/data") && idmapped("/etc/hosts") && idmapped("/etc/resolv.conf"));
+        assert!(!idmapped("/srv"), "a host path keeps its owners");
+        inp.userns = None;
+        let v = serde_json::to_value(build(&inp).expect("spec")).expect("json");
+        assert!(v["linux"].get("uidMappings").is_none_or(|m| m.as_array().is_none_or(|a| a.is_empty())));
     }
 
     #[test]

@@ -35,8 +35,79 @@ pub struct InitArgs<'a> {
     /// Its standard streams.
     pub stdio: Stdio<'a>,
     /// The sync socket: `pty` (with the master), `ready`, or `E<code>:<message>`
-    /// go to the shim; one message back (the start) lets the command run.
+    /// go to the shim; one message back (the start) lets the command run. In a
+    /// user namespace, `mapped` comes first, once the shim wrote its ID maps.
     pub sync: BorrowedFd<'a>,
+    /// The shim mounted the root (in a user namespace; see [`crate::userns`])
+    /// and made it the working directory; else the init mounts the overlay.
+    pub root_mounted: bool,
+    /// The spec's binds, made ready by the shim: one entry per mount, `None`
+    /// for those that are not binds.
+    pub binds: &'a [Option<PreparedBind>],
+}
+
+/// A bind made ready by the shim ([`prepare_binds`]): a detached copy of its
+/// source with the spec's flags (and ID mapping) already set, attached by the
+/// init at its destination. Made before the fork, with the shim's view of the
+/// host, so the init needs no access to the source path (in a user namespace
+/// it has none to the data root).
+pub struct PreparedBind {
+    /// The detached mount (close-on-exec).
+    pub tree: OwnedFd,
+    /// Whether the source is a directory (else a file: the mount point is one too).
+    pub is_dir: bool,
+}
+
+/// Makes the spec's binds ready; `userns` idmaps those with the `idmap` (or
+/// `ridmap`) option. The flags `ro`, `nosuid`, `nodev`, `noexec` are set on
+/// every mount of a recursive bind, so `-v /:/host:ro` leaves no sub-mount
+/// writable.
+pub fn prepare_binds(spec: &Spec, userns: Option<BorrowedFd<'_>>) -> Result<Vec<Option<PreparedBind>>, InitError> {
+    spec.mounts
+        .iter()
+        .map(|m| {
+            let (flags, _) = parse_options(&m.options);
+            if m.kind == "cgroup" || flags & libc::MS_BIND == 0 {
+                return Ok(None);
+            }
+            let source = Path::new(&m.source);
+            let Ok(meta) = std::fs::metadata(source) else {
+                return Err(InitError(128, format!("bind source path does not exist: {}", m.source)));
+            };
+            let recursive = flags & libc::MS_REC != 0;
+            let tree = ctx(sys::clone_tree(source, recursive), || format!("bind {}", m.source))?;
+            let mut set = 0;
+            for (flag, attr) in [
+                (libc::MS_RDONLY, sys::attr::RDONLY),
+                (libc::MS_NOSUID, sys::attr::NOSUID),
+                (libc::MS_NODEV, sys::attr::NODEV),
+                (libc::MS_NOEXEC, sys::attr::NOEXEC),
+            ] {
+                if flags & flag != 0 {
+                    set |= attr;
+                }
+            }
+            let userns = userns.filter(|_| m.options.iter().any(|o| o == "idmap" || o == "ridmap"));
+            if userns.is_some() {
+                set |= sys::attr::IDMAP;
+            }
+            let attrs = sys::MountAttrs { set, propagation: propagation(&m.options), userns, recursive };
+            ctx(sys::set_mount_attrs(tree.as_fd(), &attrs), || format!("set up the bind of {}", m.source))?;
+            Ok(Some(PreparedBind { tree, is_dir: meta.is_dir() }))
+        })
+        .collect()
+}
+
+/// A bind's propagation: private unless the options say `slave` or `shared`
+/// (a copy of a shared host mount would otherwise join the host's peer group).
+fn propagation(options: &[String]) -> u64 {
+    let last = options.iter().rev().find_map(|o| match o.as_str() {
+        "shared" | "rshared" => Some(libc::MS_SHARED),
+        "slave" | "rslave" => Some(libc::MS_SLAVE),
+        "private" | "rprivate" => Some(libc::MS_PRIVATE),
+        _ => None,
+    });
+    last.unwrap_or(libc::MS_PRIVATE)
 }
 
 /// A setup failure: the exit code to report and a message.
@@ -84,8 +155,8 @@ fn parse_options(options: &[String]) -> (libc::c_ulong, String) {
     (flags, data.join(","))
 }
 
-fn mount_all(rootfs: &Path, spec: &Spec) -> Result<(), InitError> {
-    for m in &spec.mounts {
+fn mount_all(rootfs: &Path, spec: &Spec, binds: &[Option<PreparedBind>]) -> Result<(), InitError> {
+    for (i, m) in spec.mounts.iter().enumerate() {
         let (dest, typ, source) = (m.destination.as_str(), m.kind.as_str(), m.source.as_str());
         if typ == "cgroup" {
             // cgroup namespaces and the hybrid hierarchy arrive with resource limits.
@@ -93,44 +164,49 @@ fn mount_all(rootfs: &Path, spec: &Spec) -> Result<(), InitError> {
         }
         let target = ctx(secure_join(rootfs, Path::new(dest)), || format!("resolve {dest}"))?;
         let (flags, data) = parse_options(&m.options);
-        let is_bind = flags & libc::MS_BIND != 0;
-        if is_bind && std::fs::metadata(source).map(|m| !m.is_dir()).unwrap_or(false) {
+        if flags & libc::MS_BIND == 0 {
+            ctx(std::fs::create_dir_all(&target), || format!("create {}", target.display()))?;
+            sys::mount(source, &target, Some(typ), flags, Some(&data))?;
+            continue;
+        }
+        let Some(Some(bind)) = binds.get(i) else {
+            return Err(InitError(128, format!("the bind of {source} was not made ready")));
+        };
+        if bind.is_dir {
+            ctx(std::fs::create_dir_all(&target), || format!("create {}", target.display()))?;
+        } else {
             if let Some(parent) = target.parent() {
                 ctx(std::fs::create_dir_all(parent), || format!("create {}", parent.display()))?;
             }
             if std::fs::symlink_metadata(&target).is_err() {
                 ctx(std::fs::write(&target, b""), || format!("create {}", target.display()))?;
             }
-        } else {
-            ctx(std::fs::create_dir_all(&target), || format!("create {}", target.display()))?;
         }
-        if is_bind {
-            if !Path::new(source).exists() {
-                return Err(InitError(128, format!("bind source path does not exist: {source}")));
-            }
-            sys::mount(source, &target, None, flags & (libc::MS_BIND | libc::MS_REC), None)?;
-            if flags & !(libc::MS_BIND | libc::MS_REC) != 0 {
-                let remount = libc::MS_BIND | libc::MS_REMOUNT | (flags & !(libc::MS_REC));
-                sys::mount("", &target, None, remount, None)?;
-            }
-            // A read-only bind of a tree is read-only all the way down, as on
-            // dockerd 25+ (`-v /:/host:ro` must not leave /host/proc writable).
-            if flags & libc::MS_RDONLY != 0 && flags & libc::MS_REC != 0 {
-                ctx(sys::make_readonly_recursive(&target), || format!("make {dest} read-only recursively"))?;
-            }
-        } else {
-            sys::mount(source, &target, Some(typ), flags, Some(&data))?;
-        }
+        ctx(sys::move_mount(bind.tree.as_fd(), &target), || format!("bind {source} on {dest}"))?;
     }
     Ok(())
 }
 
-fn make_dev(rootfs: &Path) -> Result<(), InitError> {
+/// Binds the host's node at `host` on `target` (made an empty file first):
+/// in a user namespace no device node can be made, so, as runc does, the
+/// host's own are bound in.
+fn bind_host_node(host: &Path, target: &Path) -> Result<(), InitError> {
+    let _ = std::fs::remove_file(target);
+    ctx(std::fs::write(target, b""), || format!("create {}", target.display()))?;
+    sys::mount(&host.to_string_lossy(), target, None, libc::MS_BIND, None)?;
+    Ok(())
+}
+
+fn make_dev(rootfs: &Path, userns: bool) -> Result<(), InitError> {
     let dev = rootfs.join("dev");
     for (name, major, minor) in
         [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
     {
         let p = dev.join(name);
+        if userns {
+            bind_host_node(&Path::new("/dev").join(name), &p)?;
+            continue;
+        }
         let _ = std::fs::remove_file(&p);
         ctx(sys::mknod_char(&p, 0o666, major, minor), || format!("mknod {}", p.display()))?;
         // mknod is subject to the umask; make the mode exact.
@@ -152,7 +228,12 @@ fn make_dev(rootfs: &Path) -> Result<(), InitError> {
     }
     let console = dev.join("console");
     if std::fs::symlink_metadata(&console).is_err() {
-        ctx(sys::mknod_char(&console, 0o620, 5, 1), || "mknod /dev/console".into())?;
+        // A terminal is bound over it later (see `tty_stdio`).
+        if userns {
+            ctx(std::fs::write(&console, b""), || "create /dev/console".into())?;
+        } else {
+            ctx(sys::mknod_char(&console, 0o620, 5, 1), || "mknod /dev/console".into())?;
+        }
     }
     Ok(())
 }
@@ -160,9 +241,10 @@ fn make_dev(rootfs: &Path) -> Result<(), InitError> {
 /// The spec's device nodes (`--device`, a privileged container's host
 /// devices), made in the container's `/dev` with their mode and owner. Paths
 /// resolve inside the root: a symlink in the image cannot send a node onto
-/// the host.
-fn make_devices(rootfs: &Path, spec: &Spec) -> Result<(), InitError> {
-    use std::os::unix::fs::PermissionsExt;
+/// the host. In a user namespace the host's node at the same path is bound
+/// in instead, and must be that device.
+fn make_devices(rootfs: &Path, spec: &Spec, userns: bool) -> Result<(), InitError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
     for d in &spec.linux.devices {
         let kind = match d.kind.as_str() {
             "c" | "u" => libc::S_IFCHR,
@@ -179,6 +261,24 @@ fn make_devices(rootfs: &Path, spec: &Spec) -> Result<(), InitError> {
         let path = parent.join(name);
         if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
             return Err(InitError(128, format!("device {}: a directory is in the way", d.path)));
+        }
+        if userns {
+            let host = std::fs::metadata(rel).ok().filter(|m| {
+                let same_kind = if kind == libc::S_IFBLK {
+                    m.file_type().is_block_device()
+                } else {
+                    m.file_type().is_char_device()
+                };
+                same_kind && m.rdev() == libc::makedev(d.major, d.minor)
+            });
+            if host.is_none() {
+                return Err(InitError(
+                    128,
+                    format!("device {}: in a user namespace only a host device at the same path can be used", d.path),
+                ));
+            }
+            bind_host_node(rel, &path)?;
+            continue;
         }
         let _ = std::fs::remove_file(&path);
         let mode = d.file_mode.unwrap_or(0o666) & 0o7777;
@@ -339,6 +439,18 @@ pub fn mount_rootfs(bundle: &Path, spec: &Spec, ann: &Annotations) -> Result<Pat
     Ok(rootfs)
 }
 
+/// Enters the root the shim mounted, the working directory (which the new
+/// mount namespace moved onto its own copy of the mount; descriptors would
+/// still name the shim's): a copy of it is attached on top of it (the one the
+/// namespace came with is locked, from a more privileged namespace, and
+/// pivot_root refuses it) and becomes the working directory. Its path is ".".
+fn enter_root() -> Result<PathBuf, InitError> {
+    let copy = ctx(sys::clone_tree(Path::new("."), true), || "copy the root mount".into())?;
+    ctx(sys::move_mount(copy.as_fd(), Path::new(".")), || "attach the root mount".into())?;
+    ctx(sys::fchdir(copy.as_fd()), || "enter the root".into())?;
+    Ok(PathBuf::from("."))
+}
+
 /// A container's filesystem mounted for the runtime to read or write through
 /// `/proc/PID/root` (`berth-shim --root-view`): the overlay of its layers
 /// (read-only without an upper directory) at `target`, and binds on top.
@@ -441,6 +553,16 @@ fn setup_and_exec(a: &InitArgs<'_>) -> Result<Never, InitError> {
     if let Stdio::Pipes(i, o, e) = a.stdio {
         pipe_stdio(i, o, e)?;
     }
+    let userns = spec.has_namespace("user");
+    if userns {
+        // Born in the container's user namespace (see `crate::userns`): once
+        // the shim has written its maps, become its root.
+        let mut msg = [0u8; 16];
+        if !matches!(sys::read(a.sync, &mut msg), Ok(n) if &msg[..n] == b"mapped") {
+            return Err(InitError(125, "the shim went away before mapping the user namespace".into()));
+        }
+        ctx(sys::set_ids(0, 0, &[]), || "become root of the user namespace".into())?;
+    }
     let mut flags = libc::CLONE_NEWNS;
     for ns in &spec.linux.namespaces {
         flags |= match ns.kind.as_str() {
@@ -466,16 +588,16 @@ fn setup_and_exec(a: &InitArgs<'_>) -> Result<Never, InitError> {
     sys::mount("", Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None)?;
 
     let ann = a.annotations;
-    let rootfs = mount_rootfs(a.bundle, spec, ann)?;
+    let rootfs = if a.root_mounted { enter_root()? } else { mount_rootfs(a.bundle, spec, ann)? };
     if spec.has_namespace("uts") && !spec.hostname.is_empty() {
         ctx(sys::sethostname(&spec.hostname), || "sethostname".into())?;
     }
     if spec.has_namespace("uts") && !spec.domainname.is_empty() {
         ctx(sys::setdomainname(&spec.domainname), || "setdomainname".into())?;
     }
-    mount_all(&rootfs, spec)?;
-    make_dev(&rootfs)?;
-    make_devices(&rootfs, spec)?;
+    mount_all(&rootfs, spec, a.binds)?;
+    make_dev(&rootfs, userns)?;
+    make_devices(&rootfs, spec, userns)?;
 
     ctx(std::env::set_current_dir(&rootfs), || "chdir to rootfs".into())?;
     ctx(sys::pivot_root_here(), || "pivot_root".into())?;
@@ -545,7 +667,12 @@ fn exec_setup(a: &ExecArgs<'_>) -> Result<Never, InitError> {
     if let Stdio::Pipes(i, o, e) = a.stdio {
         pipe_stdio(i, o, e)?;
     }
+    // The user namespace first: it owns the others, and joining it gives the
+    // capabilities to join them.
     let mut kinds = vec![];
+    if a.spec.has_namespace("user") {
+        kinds.push("user");
+    }
     for n in &a.spec.linux.namespaces {
         match n.kind.as_str() {
             "ipc" => kinds.push("ipc"),
@@ -565,6 +692,9 @@ fn exec_setup(a: &ExecArgs<'_>) -> Result<Never, InitError> {
         .collect::<Result<_, _>>()?;
     for (fd, kind) in fds.into_iter().zip(&kinds) {
         ctx(sys::setns(fd.as_fd()), || format!("join the container's {kind} namespace"))?;
+        if *kind == "user" {
+            ctx(sys::set_ids(0, 0, &[]), || "become root of the user namespace".into())?;
+        }
     }
     if matches!(a.stdio, Stdio::Tty) {
         tty_stdio(a.sync, false)?;
@@ -637,12 +767,16 @@ fn set_privileges(spec: &SpecProcess, seccomp: Option<&Seccomp>, p: &Process) ->
 /// This process's permitted capabilities (`CapPrm` of /proc/self/status);
 /// every capability when it cannot be read.
 fn current_permitted() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| l.strip_prefix("CapPrm:").and_then(|v| u64::from_str_radix(v.trim(), 16).ok()))
-        })
-        .unwrap_or(u64::MAX)
+    own_caps("CapPrm").unwrap_or(u64::MAX)
+}
+
+/// One of this process's capability sets (`CapPrm`, `CapInh`, ... of
+/// /proc/self/status).
+pub fn own_caps(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':').and_then(|v| u64::from_str_radix(v.trim(), 16).ok()))
 }
 
 fn exec(exe: &CString, p: &Process) -> Result<Never, InitError> {

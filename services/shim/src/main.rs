@@ -29,6 +29,7 @@ mod seccomp;
 // Every `unsafe` block of the shim is in `sys`, each with its SAFETY reason.
 #[allow(unsafe_code)]
 mod sys;
+mod userns;
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -869,29 +870,77 @@ fn run(bundle: &Path) -> Result<(), String> {
 /// master (for a terminal), and what holds it.
 type Made = (libc::pid_t, Option<OwnedFd>, Barrier);
 
-/// Makes the container with the shim's own init (see [`init`]).
+/// Makes the container with the shim's own init (see [`init`]; in a user
+/// namespace, [`userns`]).
 fn create_own(
     bundle: &Path,
     spec: &Spec,
     annotations: &Annotations,
     child_stdio: ChildFds,
 ) -> Result<Made, (i32, String)> {
+    let err = |init::InitError(code, msg)| (code, msg);
+    let os = |what: &str, e: std::io::Error| (125, format!("{what}: {e}"));
     let (sync_parent, sync_child) = sys::seqpacket_pair().map_err(|e| (125, e.to_string()))?;
-    // Children of the shim start in a new PID namespace, whose PID 1 is the container's init.
-    sys::unshare(libc::CLONE_NEWPID).map_err(|e| (125, format!("unshare pid namespace: {e}")))?;
-    let pid = match sys::fork().map_err(|e| (125, e.to_string()))? {
+    let in_userns = spec.has_namespace("user");
+    let template = if in_userns {
+        let template = userns::template(spec).map_err(err)?;
+        // The root is mounted here, in a mount namespace of the shim's own.
+        sys::unshare(libc::CLONE_NEWNS).map_err(|e| os("unshare the mount namespace", e))?;
+        sys::mount("", Path::new("/"), None, libc::MS_REC | libc::MS_SLAVE, None)
+            .map_err(|e| os("make / a slave", e))?;
+        let rootfs = userns::mount_rootfs(bundle, spec, annotations, template.as_fd()).map_err(err)?;
+        // The init finds it as its working directory (see `init::enter_root`).
+        std::env::set_current_dir(&rootfs).map_err(|e| os("enter the root", e))?;
+        Some(template)
+    } else {
+        None
+    };
+    let binds = init::prepare_binds(spec, template.as_ref().map(|t| t.as_fd())).map_err(err)?;
+    drop(template);
+    // Children of the shim start in a new PID namespace, whose PID 1 is the
+    // container's init; in a user namespace, one the init's owns.
+    let forked = if in_userns {
+        sys::fork_into_userns().map_err(|e| os("clone into a user namespace", e))?
+    } else {
+        sys::unshare(libc::CLONE_NEWPID).map_err(|e| os("unshare pid namespace", e))?;
+        sys::fork().map_err(|e| (125, e.to_string()))?
+    };
+    let pid = match forked {
         sys::Forked::Child => {
             drop(sync_parent);
-            let args =
-                init::InitArgs { spec, annotations, bundle, stdio: child_stdio.stdio(), sync: sync_child.as_fd() };
+            let args = init::InitArgs {
+                spec,
+                annotations,
+                bundle,
+                stdio: child_stdio.stdio(),
+                sync: sync_child.as_fd(),
+                root_mounted: in_userns,
+                binds: &binds,
+            };
             let init::InitError(code, msg) = init::run(&args);
             let _ = sys::write_all(sync_child.as_fd(), format!("E{code}:{msg}").as_bytes());
             sys::exit_now(code);
         }
         sys::Forked::Parent(pid) => pid,
     };
-    drop(child_stdio);
-    drop(sync_child);
+    drop((child_stdio, sync_child, binds));
+    let give_up = |outcome: (i32, String)| {
+        sys::kill(pid, libc::SIGKILL);
+        let _ = sys::wait_child(pid, false);
+        Err(outcome)
+    };
+    if in_userns {
+        let mapped = userns::write_maps(pid, spec)
+            .and_then(|()| sys::write_all(sync_parent.as_fd(), b"mapped"))
+            .and_then(|()| {
+                // The shim's later children (execs) start in the container's PID namespace.
+                let pidns = sys::open(Path::new(&format!("/proc/{pid}/ns/pid")), libc::O_RDONLY)?;
+                sys::setns(pidns.as_fd())
+            });
+        if let Err(e) = mapped {
+            return give_up(os("map the user namespace", e));
+        }
+    }
     // Into the container's cgroups while the init sets itself up; the init runs
     // the command only after the start, so nothing escapes the limits.
     let joined = init::join_cgroups(&annotations.cgroups, pid);
@@ -902,11 +951,7 @@ fn create_own(
     };
     match outcome {
         Ok(true) => Ok((pid, master, Barrier::Own(sync_parent))),
-        outcome => {
-            sys::kill(pid, libc::SIGKILL);
-            let _ = sys::wait_child(pid, false);
-            Err(outcome.err().unwrap_or((128, "the container's init exited during setup".into())))
-        }
+        outcome => give_up(outcome.err().unwrap_or((128, "the container's init exited during setup".into()))),
     }
 }
 

@@ -183,6 +183,45 @@ pub struct Linux {
     /// Kernel parameters of the container's namespaces (`net.*`, IPC ones).
     #[serde(default)]
     pub sysctl: std::collections::BTreeMap<String, String>,
+    /// With a `user` namespace: which host user IDs the container's are.
+    #[serde(default, rename = "uidMappings")]
+    pub uid_mappings: Vec<IdMapping>,
+    /// Same for group IDs.
+    #[serde(default, rename = "gidMappings")]
+    pub gid_mappings: Vec<IdMapping>,
+}
+
+/// A range of IDs in a user namespace (`linux.uidMappings`, `linux.gidMappings`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct IdMapping {
+    /// The first ID inside.
+    #[serde(rename = "containerID")]
+    pub container_id: u32,
+    /// The host ID it is.
+    #[serde(rename = "hostID")]
+    pub host_id: u32,
+    /// How many.
+    pub size: u32,
+}
+
+impl IdMapping {
+    /// The ranges as `/proc/PID/uid_map` takes them: a line each.
+    pub fn map_file(ranges: &[IdMapping]) -> String {
+        ranges.iter().map(|r| format!("{} {} {}\n", r.container_id, r.host_id, r.size)).collect()
+    }
+
+    /// The host ID of the container's `id`, if mapped.
+    pub fn host_of(ranges: &[IdMapping], id: u32) -> Option<u32> {
+        ranges
+            .iter()
+            .find(|r| id >= r.container_id && id - r.container_id < r.size)
+            .map(|r| r.host_id + (id - r.container_id))
+    }
+
+    /// The container's ID of the host's `id`, if mapped.
+    pub fn container_of(ranges: &[IdMapping], id: u32) -> Option<u32> {
+        ranges.iter().find(|r| id >= r.host_id && id - r.host_id < r.size).map(|r| r.container_id + (id - r.host_id))
+    }
 }
 
 /// A device node to make (`linux.devices`).

@@ -162,35 +162,143 @@ pub fn mknod(path: &Path, mode: u32, major: u32, minor: u32) -> io::Result<()> {
     check(unsafe { libc::mknod(p.as_ptr(), mode, libc::makedev(major, minor)) }).map(|_| ())
 }
 
-/// Makes the mount at `target` and every mount below it read-only
-/// (`mount_setattr(2)` with `AT_RECURSIVE`, Linux 5.12+), so a read-only bind
-/// of a tree leaves none of its sub-mounts writable.
-pub fn make_readonly_recursive(target: &Path) -> io::Result<()> {
-    // From <linux/mount.h>: the attribute and the flag, and the argument's layout.
-    const MOUNT_ATTR_RDONLY: u64 = 0x1;
-    const AT_RECURSIVE: libc::c_uint = 0x8000;
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
-    let t = cstr(target.as_os_str())?;
-    // SAFETY: `t` is a NUL-terminated path and `attr` a mount_attr of the size
-    // we pass; both outlive the call.
+// From <linux/mount.h> and <linux/fcntl.h>: the new mount API's flags and
+// mount_setattr's argument.
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+/// mount_setattr's attributes (`MOUNT_ATTR_*`).
+pub mod attr {
+    /// Read-only.
+    pub const RDONLY: u64 = 0x1;
+    /// Ignore setuid and setgid bits.
+    pub const NOSUID: u64 = 0x2;
+    /// No device files.
+    pub const NODEV: u64 = 0x4;
+    /// No execution.
+    pub const NOEXEC: u64 = 0x8;
+    /// Owners seen through the user namespace given beside it.
+    pub const IDMAP: u64 = 0x0010_0000;
+}
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// What [`set_mount_attrs`] changes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MountAttrs<'a> {
+    /// `attr::*` bits to set.
+    pub set: u64,
+    /// `MS_PRIVATE`, `MS_SLAVE` or `MS_SHARED`; 0 leaves it.
+    pub propagation: u64,
+    /// With `attr::IDMAP`: the user namespace whose mapping the mount shows.
+    pub userns: Option<BorrowedFd<'a>>,
+    /// The mounts below too.
+    pub recursive: bool,
+}
+
+fn mount_setattr(dirfd: RawFd, path: &CStr, flags: libc::c_uint, a: &MountAttrs<'_>) -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: a.set,
+        attr_clr: 0,
+        propagation: a.propagation,
+        userns_fd: a.userns.map_or(0, |fd| fd.as_raw_fd() as u64),
+    };
+    let flags = flags | if a.recursive { AT_RECURSIVE } else { 0 };
+    // SAFETY: `path` is NUL-terminated and `attr` a mount_attr of the size we
+    // pass; both outlive the call, and `dirfd` is open or AT_FDCWD.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            t.as_ptr(),
-            AT_RECURSIVE,
+            dirfd,
+            path.as_ptr(),
+            flags,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     };
     check(rc as libc::c_int).map(|_| ())
+}
+
+/// Changes the attributes of the mount `fd` refers to (a detached one from
+/// [`clone_tree`] may also get an ID mapping, once, before it is attached).
+pub fn set_mount_attrs(fd: BorrowedFd<'_>, a: &MountAttrs<'_>) -> io::Result<()> {
+    mount_setattr(fd.as_raw_fd(), c"", libc::AT_EMPTY_PATH as libc::c_uint, a)
+}
+
+/// open_tree(2) with `OPEN_TREE_CLONE`: a detached copy of the mount at `path`
+/// (and of those below it when `recursive`), to be attached with
+/// [`move_mount`]. Close-on-exec.
+pub fn clone_tree(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
+    let p = cstr(path.as_os_str())?;
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= AT_RECURSIVE;
+    }
+    // SAFETY: `p` is NUL-terminated and outlives the call; the syscall returns
+    // a new descriptor or an error.
+    let rc = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, p.as_ptr(), flags) };
+    owned(rc as libc::c_int).map_err(|e| io::Error::new(e.kind(), format!("open_tree {}: {e}", path.display())))
+}
+
+/// move_mount(2): attaches the detached mount `fd` at `target`.
+pub fn move_mount(fd: BorrowedFd<'_>, target: &Path) -> io::Result<()> {
+    let t = cstr(target.as_os_str())?;
+    // SAFETY: both strings are NUL-terminated and outlive the call; `fd` is open.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    check(rc as libc::c_int)
+        .map(|_| ())
+        .map_err(|e| io::Error::new(e.kind(), format!("move_mount {}: {e}", target.display())))
+}
+
+/// fchdir(2).
+pub fn fchdir(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: an open descriptor.
+    check(unsafe { libc::fchdir(fd.as_raw_fd()) }).map(|_| ())
+}
+
+/// Like [`fork`], but the child starts in a new user namespace and a new PID
+/// namespace owned by it (clone(2) with `CLONE_NEWUSER | CLONE_NEWPID`): the
+/// namespaces the child makes later are owned by its user namespace too, so
+/// its root is root over them and nothing else.
+pub fn fork_into_userns() -> io::Result<Forked> {
+    // SAFETY: as fork (the shim never starts threads); a null stack makes the
+    // child run on a copy of ours, exactly as fork does.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::SIGCHLD) as libc::c_ulong,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    let pid = check(pid as libc::c_int)?;
+    Ok(if pid == 0 { Forked::Child } else { Forked::Parent(pid) })
+}
+
+/// setfsuid(2) and setfsgid(2): the IDs the kernel checks file access
+/// against (and gives new files) for this thread.
+pub fn set_fs_ids(uid: u32, gid: u32) {
+    // SAFETY: plain integer arguments; both calls only change this thread's credentials.
+    unsafe {
+        libc::setfsgid(gid);
+        libc::setfsuid(uid);
+    }
 }
 
 /// sethostname(2).

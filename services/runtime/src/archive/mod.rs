@@ -38,8 +38,19 @@ const VIEW_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// it valid (the helper holding the mounts, the container's lifecycle lock).
 pub(crate) struct Root {
     pub fd: OwnedFd,
+    /// How owners seen through it map to the container's.
+    ids: tree::Ids,
+    /// In a running remapped container: the host user and group its root is,
+    /// which writes through its idmapped layers must act as.
+    root_ids: Option<(u32, u32)>,
     _helper: Option<tokio::process::Child>,
     _lock: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Root {
+    fn of(fd: OwnedFd, helper: Option<tokio::process::Child>) -> Root {
+        Root { fd, ids: tree::Ids::default(), root_ids: None, _helper: helper, _lock: None }
+    }
 }
 
 fn open_dir(path: &std::path::Path) -> Result<OwnedFd> {
@@ -116,7 +127,19 @@ impl LocalRuntime {
             let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
             if cgroup.contains(&format!("/berth/{}", c.id)) {
                 let fd = open_dir(std::path::Path::new(&format!("/proc/{pid}/root")))?;
-                return Ok(Root { fd, _helper: None, _lock: None });
+                let mut root = Root::of(fd, None);
+                // In a user namespace its files show through idmapped layers (a
+                // root view, made from outside, shows them as stored).
+                let spec = std::fs::read(self.host.bundle(&c.id).join(berth_shim::protocol::files::SPEC))
+                    .ok()
+                    .and_then(|b| berth_shim::spec::Spec::parse(&b).ok());
+                if let Some((spec, _)) = spec.filter(|(s, _)| s.has_namespace("user")) {
+                    let (uids, gids) = (spec.linux.uid_mappings, spec.linux.gid_mappings);
+                    root.root_ids = berth_shim::spec::IdMapping::host_of(&uids, 0)
+                        .zip(berth_shim::spec::IdMapping::host_of(&gids, 0));
+                    root.ids = tree::Ids { uids, gids };
+                }
+                return Ok(root);
             }
         }
         let lock = self.host.lock_of(&c.id).lock_owned().await;
@@ -184,7 +207,7 @@ impl LocalRuntime {
         }
         let pid = child.id().ok_or_else(|| Error::internal("the root view exited"))?;
         let fd = open_dir(&PathBuf::from(format!("/proc/{pid}/root{}", rootfs.display())))?;
-        Ok(Root { fd, _helper: Some(child), _lock: None })
+        Ok(Root::of(fd, Some(child)))
     }
 
     /// `docker export`: the image's layers and the container's changes, as a tar.
@@ -218,7 +241,7 @@ impl LocalRuntime {
         .await
         .map_err(|e| Error::internal(e.to_string()))??;
         self.emit(&c, "archive-path", []);
-        Ok((stat, stream_from(move |w| tree::pack(root.fd.as_fd(), &path, w))))
+        Ok((stat, stream_from(move |w| tree::pack(root.fd.as_fd(), &path, w, &root.ids))))
     }
 
     /// `PUT /containers/{id}/archive`.
@@ -242,7 +265,11 @@ impl LocalRuntime {
         } else {
             None
         };
-        let opts = tree::UnpackOptions { no_overwrite_dir_non_dir: options.no_overwrite_dir_non_dir, owner };
+        let opts = tree::UnpackOptions {
+            no_overwrite_dir_non_dir: options.no_overwrite_dir_non_dir,
+            owner,
+            ids: root.ids.clone(),
+        };
         let reader =
             tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(futures::StreamExt::map(input, |r| {
                 r.map_err(|e| std::io::Error::other(e.message().to_string()))
@@ -250,7 +277,12 @@ impl LocalRuntime {
         let (path, name) = (options.path.clone(), c.name.clone());
         tokio::task::spawn_blocking(move || {
             let mut reader = reader;
-            let out = tree::unpack(root.fd.as_fd(), &path, &mut reader, opts).map_err(|e| in_container(e, &name));
+            let out = root
+                .root_ids
+                .map(|(uid, gid)| crate::creds::ActingAs::new(uid, gid))
+                .transpose()
+                .and_then(|_acting| tree::unpack(root.fd.as_fd(), &path, &mut reader, opts))
+                .map_err(|e| in_container(e, &name));
             berth_core::drain(reader, 1 << 20);
             drop(root);
             out

@@ -20,6 +20,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use berth_core::{Error, Result};
+use berth_shim::spec::IdMapping;
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{FileStat, Mode, SFlag};
@@ -207,11 +208,49 @@ pub fn stat(root: BorrowedFd<'_>, path: &str) -> Result<berth_runtime_api::pb::P
     })
 }
 
-fn header_for(st: &FileStat) -> tar::Header {
+/// How owners seen from outside map to the container's: the same, except in
+/// a running container in a user namespace (`--userns-remap`), whose files
+/// show through its idmapped layers with the host IDs of its range.
+#[derive(Debug, Clone, Default)]
+pub struct Ids {
+    /// The container's user ID ranges (none: IDs are the same inside and out).
+    pub uids: Vec<IdMapping>,
+    /// Same for groups.
+    pub gids: Vec<IdMapping>,
+}
+
+/// What an ID outside no range is inside: the kernel's overflow ID, `nobody`.
+const OVERFLOW_ID: u32 = 65534;
+
+impl Ids {
+    /// The container's owner of a file seen with `uid`, `gid`.
+    fn inside(&self, uid: u32, gid: u32) -> (u32, u32) {
+        if self.uids.is_empty() {
+            return (uid, gid);
+        }
+        let uid = IdMapping::container_of(&self.uids, uid).unwrap_or(OVERFLOW_ID);
+        (uid, IdMapping::container_of(&self.gids, gid).unwrap_or(OVERFLOW_ID))
+    }
+
+    /// The owner to give a file from outside for the container's `uid`, `gid`.
+    fn outside(&self, uid: u32, gid: u32) -> Result<(u32, u32)> {
+        if self.uids.is_empty() {
+            return Ok((uid, gid));
+        }
+        let unmapped = |what: &str, id: u32| {
+            Error::invalid(format!("{what} {id} is not mapped in the container's user namespace"))
+        };
+        let host_uid = IdMapping::host_of(&self.uids, uid).ok_or_else(|| unmapped("user", uid))?;
+        Ok((host_uid, IdMapping::host_of(&self.gids, gid).ok_or_else(|| unmapped("group", gid))?))
+    }
+}
+
+fn header_for(st: &FileStat, ids: &Ids) -> tar::Header {
     let mut h = tar::Header::new_gnu();
+    let (uid, gid) = ids.inside(st.st_uid, st.st_gid);
     h.set_mode(st.st_mode & 0o7777);
-    h.set_uid(u64::from(st.st_uid));
-    h.set_gid(u64::from(st.st_gid));
+    h.set_uid(u64::from(uid));
+    h.set_gid(u64::from(gid));
     h.set_mtime(u64::try_from(st.st_mtime).unwrap_or(0));
     h.set_size(0);
     h
@@ -219,13 +258,13 @@ fn header_for(st: &FileStat) -> tar::Header {
 
 /// Writes a tar of `path` in the container to `out`, entries named after the
 /// path's last element (`hosts`, `etc/passwd`, `./passwd` for `/etc/.`).
-pub fn pack(root: BorrowedFd<'_>, path: &str, out: impl Write) -> Result<()> {
+pub fn pack(root: BorrowedFd<'_>, path: &str, out: impl Write, ids: &Ids) -> Result<()> {
     let (t, found) = find(root, path)?;
     let mut tar = tar::Builder::new(out);
     tar.follow_symlinks(false);
     let prefix = if t.name == "/" { PathBuf::from(".") } else { PathBuf::from(&t.name) };
     match &found.base {
-        Some(base) => add(&mut tar, found.parent.as_fd(), base, &found.stat, &prefix)?,
+        Some(base) => add(&mut tar, found.parent.as_fd(), base, &found.stat, &prefix, ids)?,
         None => {
             let here = nix::fcntl::openat(
                 &found.parent,
@@ -234,10 +273,10 @@ pub fn pack(root: BorrowedFd<'_>, path: &str, out: impl Write) -> Result<()> {
                 Mode::empty(),
             )
             .map_err(|e| io_err(format!("open {path}"), e))?;
-            let mut h = header_for(&found.stat);
+            let mut h = header_for(&found.stat, ids);
             h.set_entry_type(tar::EntryType::Directory);
             tar.append_data(&mut h, dir_name(&prefix), std::io::empty()).map_err(tar_err)?;
-            add_children(&mut tar, here, &prefix)?;
+            add_children(&mut tar, here, &prefix, ids)?;
         }
     }
     tar.finish().map_err(|e| Error::internal(format!("tar: {e}")))
@@ -249,7 +288,7 @@ pub fn pack_root(root: BorrowedFd<'_>, out: impl Write) -> Result<()> {
     tar.follow_symlinks(false);
     let here = nix::fcntl::openat(root, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| io_err("open the root", e))?;
-    add_children(&mut tar, here, Path::new(""))?;
+    add_children(&mut tar, here, Path::new(""), &Ids::default())?;
     tar.finish().map_err(|e| Error::internal(format!("tar: {e}")))
 }
 
@@ -278,7 +317,7 @@ fn add_layer_children<W: Write>(tar: &mut tar::Builder<W>, dir: OwnedFd, prefix:
             SFlag::S_IFCHR if st.st_rdev == 0 => {
                 let mut wh = OsString::from(".wh.");
                 wh.push(&name);
-                let mut h = header_for(&st);
+                let mut h = header_for(&st, &Ids::default());
                 h.set_mode(0o600);
                 h.set_entry_type(tar::EntryType::Regular);
                 tar.append_data(&mut h, prefix.join(wh), std::io::empty()).map_err(tar_err)?;
@@ -292,20 +331,20 @@ fn add_layer_children<W: Write>(tar: &mut tar::Builder<W>, dir: OwnedFd, prefix:
                 ) else {
                     continue;
                 };
-                let mut h = header_for(&st);
+                let mut h = header_for(&st, &Ids::default());
                 h.set_entry_type(tar::EntryType::Directory);
                 tar.append_data(&mut h, dir_name(&path), std::io::empty()).map_err(tar_err)?;
                 let sub = std::fs::File::from(sub);
                 let opaque = xattr::FileExt::get_xattr(&sub, "trusted.overlay.opaque").ok().flatten();
                 if opaque.as_deref() == Some(b"y") {
-                    let mut h = header_for(&st);
+                    let mut h = header_for(&st, &Ids::default());
                     h.set_mode(0o600);
                     h.set_entry_type(tar::EntryType::Regular);
                     tar.append_data(&mut h, path.join(".wh..wh..opq"), std::io::empty()).map_err(tar_err)?;
                 }
                 add_layer_children(tar, OwnedFd::from(sub), &path)?;
             }
-            _ => add(tar, dir.as_fd(), &name, &st, &path)?,
+            _ => add(tar, dir.as_fd(), &name, &st, &path, &Ids::default())?,
         }
     }
     Ok(())
@@ -339,7 +378,7 @@ fn tar_err(e: std::io::Error) -> Error {
 }
 
 /// Adds the entries of the directory `dir` under `prefix`, sorted by name.
-fn add_children<W: Write>(tar: &mut tar::Builder<W>, dir: OwnedFd, prefix: &Path) -> Result<()> {
+fn add_children<W: Write>(tar: &mut tar::Builder<W>, dir: OwnedFd, prefix: &Path, ids: &Ids) -> Result<()> {
     if nix::sys::statfs::fstatfs(&dir).is_ok_and(|s| SKIPPED_FS.contains(&{ s.filesystem_type().0 })) {
         return Ok(());
     }
@@ -349,7 +388,7 @@ fn add_children<W: Write>(tar: &mut tar::Builder<W>, dir: OwnedFd, prefix: &Path
         let Ok(st) = nix::sys::stat::fstatat(&dir, name.as_os_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) else {
             continue;
         };
-        add(tar, dir.as_fd(), &name, &st, &prefix.join(&name))?;
+        add(tar, dir.as_fd(), &name, &st, &prefix.join(&name), ids)?;
     }
     Ok(())
 }
@@ -361,8 +400,9 @@ fn add<W: Write>(
     name: &OsStr,
     st: &FileStat,
     as_path: &Path,
+    ids: &Ids,
 ) -> Result<()> {
-    let mut h = header_for(st);
+    let mut h = header_for(st, ids);
     match kind(st) {
         SFlag::S_IFDIR => {
             let dir = match nix::fcntl::openat(
@@ -377,7 +417,7 @@ fn add<W: Write>(
             };
             h.set_entry_type(tar::EntryType::Directory);
             tar.append_data(&mut h, dir_name(as_path), std::io::empty()).map_err(tar_err)?;
-            add_children(tar, dir, as_path)
+            add_children(tar, dir, as_path, ids)
         }
         SFlag::S_IFREG => {
             // O_NOFOLLOW and O_NONBLOCK: a symlink or FIFO swapped in is refused, not followed or waited on.
@@ -423,12 +463,14 @@ fn add<W: Write>(
 }
 
 /// How to unpack.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct UnpackOptions {
     /// Refuse to replace a directory with a non-directory, or the reverse.
     pub no_overwrite_dir_non_dir: bool,
     /// Every file owned by this user and group instead of the tar's owners.
     pub owner: Option<(u32, u32)>,
+    /// How the container's owners are written from outside.
+    pub ids: Ids,
 }
 
 /// The path of an entry inside the destination: no `..` above it, no root.
@@ -498,7 +540,7 @@ fn remove_all(dir: BorrowedFd<'_>, name: &OsStr) -> std::result::Result<(), Errn
 
 /// Sets owner, mode and times of `name` in `dir` through an `O_PATH` handle
 /// that does not follow a symlink (the mode is left alone on a symlink).
-fn set_attrs(dir: BorrowedFd<'_>, name: &OsStr, h: &tar::Header, owner: Option<(u32, u32)>) -> Result<()> {
+fn set_attrs(dir: BorrowedFd<'_>, name: &OsStr, h: &tar::Header, owner: Option<(u32, u32)>, ids: &Ids) -> Result<()> {
     let fd = nix::fcntl::openat(dir, name, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| io_err(format!("open {}", name.to_string_lossy()), e))?;
     let (uid, gid) = match owner {
@@ -508,6 +550,7 @@ fn set_attrs(dir: BorrowedFd<'_>, name: &OsStr, h: &tar::Header, owner: Option<(
             h.gid().ok().and_then(|g| u32::try_from(g).ok()).unwrap_or(0),
         ),
     };
+    let (uid, gid) = ids.outside(uid, gid)?;
     let empty = c"";
     nix::unistd::fchownat(
         &fd,
@@ -643,13 +686,13 @@ pub fn unpack(root: BorrowedFd<'_>, path: &str, input: impl Read, opts: UnpackOp
             // kinds (sockets, volume labels) are skipped, as dockerd does.
             _ => continue,
         }
-        set_attrs(parent.as_fd(), leaf, &header, opts.owner)?;
+        set_attrs(parent.as_fd(), leaf, &header, opts.owner, &opts.ids)?;
     }
     // Deepest first, so a read-only directory is made so after its contents.
     dirs.sort_by_key(|(rel, _)| std::cmp::Reverse(rel.components().count()));
     for (rel, header) in dirs {
         let parent = ensure_dir(root, &dest, rel.parent().unwrap_or(Path::new("")))?;
-        set_attrs(parent.as_fd(), rel.file_name().unwrap_or_default(), &header, opts.owner)?;
+        set_attrs(parent.as_fd(), rel.file_name().unwrap_or_default(), &header, opts.owner, &opts.ids)?;
     }
     Ok(())
 }
@@ -724,7 +767,7 @@ mod tests {
 
         // Reading through the escape reads the container's own file.
         let mut out = Vec::new();
-        pack(fd.as_fd(), "/escape/host-secret", &mut out).expect("pack");
+        pack(fd.as_fd(), "/escape/host-secret", &mut out, &Ids::default()).expect("pack");
         let mut a = tar::Archive::new(&out[..]);
         let mut e = a.entries().expect("entries").next().expect("one").expect("entry");
         assert_eq!(e.path().expect("path").to_str(), Some("host-secret"));
@@ -762,8 +805,8 @@ mod tests {
         h.set_entry_type(tar::EntryType::Regular);
         tar.append_data(&mut h, "etc", &b""[..]).expect("append");
         let bytes = tar.into_inner().expect("tar");
-        let opts = UnpackOptions { no_overwrite_dir_non_dir: true, owner: None };
-        let err = unpack(fd.as_fd(), "/", &bytes[..], opts).expect_err("dir over non-dir");
+        let opts = UnpackOptions { no_overwrite_dir_non_dir: true, ..Default::default() };
+        let err = unpack(fd.as_fd(), "/", &bytes[..], opts.clone()).expect_err("dir over non-dir");
         assert!(err.message().contains("cannot overwrite directory"), "{}", err.message());
         let err = unpack(fd.as_fd(), "/etc/hosts", &bytes[..], opts).expect_err("not a directory");
         assert_eq!(err.message(), "extraction point is not a directory");
@@ -777,5 +820,17 @@ mod tests {
         let mut bytes = raw.as_bytes().to_vec();
         bytes.extend_from_slice(&[0u8; 1024]);
         assert!(unpack(fd.as_fd(), "/etc", &bytes[..], UnpackOptions::default()).is_err());
+    }
+
+    #[test]
+    fn owners_map_between_the_host_and_a_user_namespace() {
+        let range = |container_id, host_id, size| IdMapping { container_id, host_id, size };
+        let ids = Ids { uids: vec![range(0, 100_000, 65536)], gids: vec![range(0, 200_000, 10)] };
+        assert_eq!(ids.inside(100_005, 200_003), (5, 3));
+        assert_eq!(ids.inside(0, 7), (OVERFLOW_ID, OVERFLOW_ID), "the host's root is nobody inside");
+        assert_eq!(ids.outside(1234, 9).ok(), Some((101_234, 200_009)));
+        assert!(ids.outside(1, 10).is_err(), "group 10 is past the range");
+        assert_eq!(Ids::default().inside(5, 6), (5, 6));
+        assert_eq!(Ids::default().outside(5, 6).ok(), Some((5, 6)));
     }
 }

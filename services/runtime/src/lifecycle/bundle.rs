@@ -38,6 +38,8 @@ pub(super) struct PlanInputs<'a> {
     pub runtime: Option<PathBuf>,
     /// The init bound into the container for `--init` under another runtime.
     pub init_binary: Option<PathBuf>,
+    /// The daemon's remapping, when the container runs in a user namespace.
+    pub userns: Option<&'a crate::userns::Remap>,
 }
 
 /// A bundle, decided.
@@ -81,6 +83,7 @@ pub(super) fn plan(i: PlanInputs<'_>) -> Result<Plan> {
         host_nofile_hard: i.host_nofile_hard,
         mounts: i.mounts,
         no_new_privileges: i.no_new_privileges,
+        userns: i.userns.cloned(),
     })?;
     // The container's cgroups are Berth's (`crate::cgroups`), for any runtime.
     if let (Some(linux), Some(id)) = (spec.linux_mut(), i.bundle.file_name()) {
@@ -232,6 +235,7 @@ mod tests {
             no_new_privileges: false,
             runtime: None,
             init_binary: None,
+            userns: None,
         }
     }
 

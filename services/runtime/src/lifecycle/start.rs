@@ -108,6 +108,11 @@ impl LocalRuntime {
             no_new_privileges: self.config.no_new_privileges,
             runtime: self.config.runtimes.resolve(&host_config.runtime)?.map(PathBuf::from),
             init_binary: self.config.runtimes.init.clone(),
+            userns: self
+                .config
+                .userns
+                .as_ref()
+                .filter(|_| crate::userns::applies(self.config.userns.as_ref(), &host_config)),
         })?;
         for (name, body) in &plan.files {
             std::fs::write(bundle.join(name), body)?;
