@@ -387,6 +387,51 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
 "#;
 
+/// A hostile registry: `/v2/` asks for a token from its own realm, which
+/// answers a 32 MiB "token" (oci-client would read all of it into memory).
+const ENDLESS_TOKEN: &str = r#"
+import http.server, sys
+port = int(sys.argv[1])
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_GET(self):
+        if self.path.startswith("/token"):
+            self.send_response(200); self.send_header("Content-Type", "application/json"); self.end_headers()
+            self.wfile.write(b'{"token": "')
+            try:
+                for _ in range(512): self.wfile.write(b"a" * 65536)
+            except OSError: pass
+            return
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", f'Bearer realm="http://127.0.0.1:{port}/token",service="evil"')
+        self.send_header("Content-Length", "0"); self.end_headers()
+http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+"#;
+
+#[test]
+fn a_token_service_answer_is_bounded() {
+    let port = berth_tests::free_port();
+    let server = std::process::Command::new("python3")
+        .args(["-c", ENDLESS_TOKEN, &port.to_string()])
+        .spawn()
+        .expect("hostile registry");
+    let _server = berth_tests::ChildGuard(server);
+    let up = (0..100).any(|_| {
+        let ok = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        if !ok {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        ok
+    });
+    assert!(up, "the hostile registry did not start");
+    let d = Daemon::start(&[]).expect("berthd");
+    let (code, _, err) = d.out(&["pull", &format!("127.0.0.1:{port}/some/image:v1")]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("answered more than 65536 bytes"), "{err}");
+    // berthd is still there, and answers.
+    d.docker(&["version"]).expect("version after the pull");
+}
+
 #[test]
 fn token_auth_through_a_realm() {
     let dir = tempfile::tempdir().expect("tmp");

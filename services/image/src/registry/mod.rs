@@ -1,6 +1,7 @@
 //! Exchanging images with registries through the OCI distribution protocol,
-//! with `oci-client` for the protocol (token and basic auth, manifests, ranged
-//! blob reads, chunked uploads, cross-repository mounts).
+//! with `oci-client` for the protocol (basic auth, ranged blob reads, chunked
+//! uploads, cross-repository mounts); token authentication ([`auth`]) and
+//! manifest reads are Berth's own, so that what a registry answers is bounded.
 //!
 //! Which registry and how, as dockerd decides it:
 //! - a reference without a domain is Docker Hub's (`docker.io/library/...`),
@@ -9,6 +10,7 @@
 //! - a registry in `insecure-registries` (CIDRs or `host[:port]`; 127.0.0.0/8
 //!   always) is tried over HTTPS without verification, then over plain HTTP.
 
+mod auth;
 pub mod pull;
 pub mod push;
 
@@ -319,18 +321,12 @@ pub async fn login(config: &RegistryConfig, auth: &pb::RegistryAuth) -> Result<p
         return Err(Error::internal(format!("login attempt to {url} failed with status: {}", first.status())));
     }
     // A token service: ask it for a token with these credentials.
-    let challenge =
-        first.headers().get(reqwest::header::WWW_AUTHENTICATE).and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
-    let Some(params) = challenge.strip_prefix("Bearer ") else { return Err(denied()) };
-    let field = |name: &str| {
-        params.split(',').find_map(|kv| {
-            let (k, v) = kv.trim().split_once('=')?;
-            (k == name).then(|| v.trim_matches('"').to_string())
-        })
+    let challenge = first.headers().get(reqwest::header::WWW_AUTHENTICATE).and_then(|h| h.to_str().ok());
+    let Some(auth::Challenge { realm, service }) = challenge.and_then(auth::Challenge::parse) else {
+        return Err(denied());
     };
-    let Some(realm) = field("realm") else { return Err(denied()) };
     let mut req = http.get(&realm).basic_auth(&auth.username, Some(&auth.password));
-    if let Some(service) = field("service") {
+    if let Some(service) = service {
         req = req.query(&[("service", service)]);
     }
     let r = req.send().await.map_err(|e| Error::internal(format!("Get \"{realm}\": {}", request_error(&e))))?;

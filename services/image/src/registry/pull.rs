@@ -114,8 +114,8 @@ fn response_error(status: reqwest::StatusCode, body: &[u8], url: &str) -> oci_cl
 
 /// Fetches a manifest, reading at most [`MAX_MANIFEST`] bytes of it (a
 /// registry is as hostile as anything else: oci-client would read any size
-/// into memory). oci-client does the authentication (token or basic); the
-/// bytes are fetched here, and checked against the digest asked for.
+/// into memory). The authentication is [`super::auth`]'s; the bytes are
+/// fetched here, and checked against the digest asked for.
 async fn fetch_manifest(
     endpoint: &super::Endpoint,
     client: &oci_client::Client,
@@ -123,7 +123,8 @@ async fn fetch_manifest(
     auth: &RegistryAuth,
     what: &str,
 ) -> Result<(Vec<u8>, String)> {
-    let token = client.auth(oref, auth, oci_client::RegistryOperation::Pull).await.map_err(|e| error_of(e, what))?;
+    let token =
+        super::auth::authenticate(endpoint, client, oref, auth, oci_client::RegistryOperation::Pull, what).await?;
     let reference = oref.digest().or(oref.tag()).unwrap_or(crate::reference::DEFAULT_TAG);
     let url = format!("{}/v2/{}/manifests/{reference}", endpoint.registry_base(), oref.repository());
     let mut req = endpoint.http()?.get(&url).header(reqwest::header::ACCEPT, ACCEPT.join(", "));

@@ -61,7 +61,7 @@ impl LocalImageService {
         let auth = auth_of(req.auth.as_ref());
         say(&tx, "", &format!("The push refers to repository [{}]", r.qualified_name())).await;
         let first = OciRef::with_tag(loc.registry.clone(), loc.repository.clone(), targets[0].0.clone());
-        client.auth(&first, &auth, RegistryOperation::Push).await.map_err(|e| error_of(e, "push"))?;
+        super::auth::authenticate(&endpoint, &client, &first, &auth, RegistryOperation::Push, "push").await?;
         for (tag, img) in targets {
             let oref = OciRef::with_tag(loc.registry.clone(), loc.repository.clone(), tag.clone());
             let digest = self.push_one(&client, &oref, &img, &images, &tx).await?;
