@@ -237,6 +237,38 @@ fn add_onbuild_scratch_shell_and_copy_from_an_image() {
 }
 
 #[test]
+fn cache_from_images_that_came_without_their_build() {
+    let dockerfile = "FROM busybox\nRUN cat /proc/sys/kernel/random/uuid > /stamp\nENV MODE=cached\nCOPY a.txt /a.txt\nRUN cat /a.txt /stamp > /both\n";
+    let ctx = context(&[("Dockerfile", dockerfile), ("a.txt", "first\n")]);
+    let a = Daemon::with_busybox();
+    let (code, out, err) = build(&a, ctx.path(), &["-t", "src:v1"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let stamp = a.docker(&["run", "--rm", "src:v1", "cat", "/stamp"]).expect("stamp");
+    let saved = a.docker_out(&["save", "src:v1"]).expect("save").stdout;
+
+    // Another daemon gets the image as a registry would give it: no parents, no build.
+    let b = Daemon::with_busybox();
+    b.load(&saved).expect("load");
+    let (code, cold, err) = build(&b, ctx.path(), &["-t", "again"]);
+    assert_eq!(code, Some(0), "{cold}\n{err}");
+    assert!(!cold.contains("Using cache"), "no local cache to use: {cold}");
+    let (code, warm, err) = build(&b, ctx.path(), &["--cache-from", "src:v1", "-t", "warm"]);
+    assert_eq!(code, Some(0), "{warm}\n{err}");
+    assert_eq!(warm.matches("Using cache").count(), 4, "{warm}");
+    assert!(!warm.contains("Running in"), "nothing ran: {warm}");
+    assert_eq!(b.docker(&["run", "--rm", "warm", "cat", "/stamp"]).expect("run"), stamp, "the cached layer");
+    assert_eq!(b.docker(&["run", "--rm", "warm", "sh", "-c", "echo $MODE"]).expect("env").trim(), "cached");
+
+    // A changed source: the steps before it come from the cache, the rest run.
+    std::fs::write(ctx.path().join("a.txt"), "second\n").expect("write");
+    let (code, changed, err) = build(&b, ctx.path(), &["--cache-from", "src:v1", "-t", "changed"]);
+    assert_eq!(code, Some(0), "{changed}\n{err}");
+    assert_eq!(changed.matches("Using cache").count(), 2, "{changed}");
+    let both = b.docker(&["run", "--rm", "changed", "cat", "/both"]).expect("run");
+    assert_eq!(both, format!("second\n{stamp}"));
+}
+
+#[test]
 fn intermediate_images_hide_and_go_with_their_image() {
     let d = Daemon::with_busybox();
     let ctx = context(&[("Dockerfile", "FROM busybox\nENV A=1\nRUN echo x > /x\nCMD [\"cat\", \"/x\"]\n")]);
@@ -250,9 +282,37 @@ fn intermediate_images_hide_and_go_with_their_image() {
     assert_eq!(dangling.trim(), "", "intermediate images are not dangling");
     d.docker(&["image", "prune", "-f"]).expect("prune");
     assert_eq!(d.docker(&["images", "-aq"]).expect("images -a").lines().count(), 4, "prune keeps the build's chain");
+    // They are the build cache: system df lists them there, not as images.
+    let df = d.docker(&["system", "df", "--format", "{{.Type}}={{.TotalCount}}"]).expect("system df");
+    assert!(df.contains("Images=2") && df.contains("Build Cache=2"), "{df}");
     let removed = d.docker(&["rmi", "layered"]).expect("rmi");
     assert!(removed.lines().filter(|l| l.starts_with("Deleted: sha256:")).count() >= 3, "{removed}");
     assert_eq!(d.docker(&["images", "-aq"]).expect("images -a").lines().count(), 1, "only busybox is left");
+}
+
+#[test]
+fn builder_prune_drops_the_cache_and_keeps_the_images() {
+    let d = Daemon::with_busybox();
+    let ctx = context(&[("Dockerfile", "FROM busybox\nENV A=1\nRUN echo x > /x\nCMD [\"cat\", \"/x\"]\n")]);
+    let (code, out, err) = build(&d, ctx.path(), &["-t", "kept"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let pruned = d.docker(&["builder", "prune", "-f"]).expect("builder prune");
+    assert!(pruned.contains("Total reclaimed space"), "{pruned}");
+    assert_eq!(pruned.matches("sha256:").count(), 2, "the two intermediate images: {pruned}");
+    assert_eq!(d.docker(&["images", "-aq"]).expect("images -a").lines().count(), 2, "busybox and kept");
+    let df = d.docker(&["system", "df", "--format", "{{.Type}}={{.TotalCount}}"]).expect("system df");
+    assert!(df.contains("Build Cache=0"), "{df}");
+    assert_eq!(d.docker(&["run", "--rm", "kept"]).expect("run").trim(), "x");
+    let parent = d.docker(&["image", "inspect", "-f", "{{.Parent}}", "kept"]).expect("inspect");
+    assert_eq!(parent.trim(), "", "no link to an image that is gone");
+    let (code, again, err) = build(&d, ctx.path(), &["-t", "kept"]);
+    assert_eq!(code, Some(0), "{again}\n{err}");
+    assert!(!again.contains("Using cache"), "the cache is gone: {again}");
+    // Nothing left to prune; an invalid filter is refused.
+    let pruned = d.docker(&["builder", "prune", "-f", "--filter", "until=1h"]).expect("builder prune until");
+    assert!(pruned.contains("Total reclaimed space"), "{pruned}");
+    let (code, _, err) = d.out(&["builder", "prune", "-f", "--filter", "bogus=1"]);
+    assert_ne!(code, Some(0), "{err}");
 }
 
 #[tokio::test]

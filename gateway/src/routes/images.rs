@@ -354,19 +354,71 @@ async fn get_images_get_all(State(s): State<AppState>, uri: Uri) -> ApiResult<Re
     Ok(tar_response(s.images.save(names).await?))
 }
 
-/// BuildPrune: `POST /build/prune`. Berth keeps no build cache yet (`docker
-/// build` is still to come), so there is nothing to reclaim; `docker system
-/// prune` calls this after the other prunes.
-async fn post_build_prune(uri: Uri) -> ApiResult<Json<Value>> {
-    Params::parse(uri.query()).filters()?;
-    Ok(Json(json!({"CachesDeleted": null, "SpaceReclaimed": 0})))
+/// BuildPrune: `POST /build/prune` (`docker builder prune`, and `docker
+/// system prune` after the other prunes): the classic builder's cache, its
+/// intermediate images (see [`build_cache`]), goes; `until` limits it by age.
+/// `all` and `keep-storage` change nothing: that cache has no other kind.
+async fn post_build_prune(State(s): State<AppState>, uri: Uri) -> ApiResult<Json<Value>> {
+    let filters = Params::parse(uri.query()).filters()?;
+    let in_use = in_use_images(&s).await?;
+    let r = s.images.prune(pb::PruneImagesRequest { filters, in_use, build_cache: true }).await?;
+    let deleted: Vec<String> = r
+        .items
+        .into_iter()
+        .filter_map(|i| match i.item {
+            Some(pb::delete_item::Item::Deleted(id)) => Some(id),
+            _ => None,
+        })
+        .collect();
+    Ok(Json(json!({
+        "CachesDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) },
+        "SpaceReclaimed": r.space_reclaimed,
+    })))
+}
+
+/// The builds' intermediate images among `images`: untagged, with others made on them.
+pub(crate) fn intermediate_ids(images: &[pb::Image]) -> std::collections::HashSet<&str> {
+    let parents: std::collections::HashSet<&str> = images.iter().map(|i| i.parent.as_str()).collect();
+    images
+        .iter()
+        .filter(|i| i.repo_tags.is_empty() && i.repo_digests.is_empty() && parents.contains(i.id.as_str()))
+        .map(|i| i.id.as_str())
+        .collect()
+}
+
+/// The classic builder's cache as `docker system df` lists build cache: each
+/// build's intermediate image (untagged, others made on it) is a record, its
+/// size what its step added (its size less its parent's).
+pub(crate) fn build_cache(images: &[pb::Image]) -> Vec<Value> {
+    let cache = intermediate_ids(images);
+    let size_of = |id: &str| images.iter().find(|i| i.id == id).map_or(0, |i| i.size);
+    images
+        .iter()
+        .filter(|i| cache.contains(i.id.as_str()))
+        .map(|i| {
+            let config: Option<berth_models::image::ImageConfig> = berth_models::parse("image config", &i.config).ok();
+            let step = config.and_then(|c| c.history.last().map(|h| h.created_by.clone())).unwrap_or_default();
+            json!({
+                "ID": i.id.trim_start_matches("sha256:"),
+                "Parents": if i.parent.is_empty() { Value::Null } else { json!([i.parent.trim_start_matches("sha256:")]) },
+                "Type": "regular",
+                "Description": step,
+                "InUse": false,
+                "Shared": false,
+                "Size": (i.size - size_of(&i.parent)).max(0),
+                "CreatedAt": i.created,
+                "LastUsedAt": Value::Null,
+                "UsageCount": 0,
+            })
+        })
+        .collect()
 }
 
 /// ImagePrune: `POST /images/prune`.
 async fn post_images_prune(State(s): State<AppState>, uri: Uri) -> ApiResult<Json<Value>> {
     let filters = Params::parse(uri.query()).filters()?;
     let in_use = in_use_images(&s).await?;
-    let r = s.images.prune(filters, in_use).await?;
+    let r = s.images.prune(pb::PruneImagesRequest { filters, in_use, build_cache: false }).await?;
     let items = delete_items(r.items);
     Ok(Json(json!({
         "ImagesDeleted": if items.is_empty() { Value::Null } else { Value::Array(items) },

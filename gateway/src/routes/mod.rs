@@ -107,7 +107,7 @@ mod tests {
         async fn remove(&self, _: &str, _: bool, _: bool) -> Result<Vec<pb::DeleteItem>> {
             Ok(vec![])
         }
-        async fn prune(&self, _: Vec<Filter>, _: Vec<String>) -> Result<pb::PruneImagesResponse> {
+        async fn prune(&self, _: pb::PruneImagesRequest) -> Result<pb::PruneImagesResponse> {
             Ok(pb::PruneImagesResponse::default())
         }
         async fn load(&self, _: ByteStream) -> Result<Vec<pb::LoadedImage>> {

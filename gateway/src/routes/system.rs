@@ -219,8 +219,11 @@ async fn data_usage(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let images = state.images.list(true, vec![]).await?;
     let containers = state.runtime.list(true, vec![], 0).await?;
     let volumes = state.volumes.list(vec![], true).await?;
+    // The builds' intermediate images are listed as build cache, not as images.
+    let cache = super::images::intermediate_ids(&images);
     let summaries: Vec<Value> = images
         .iter()
+        .filter(|i| !cache.contains(i.id.as_str()))
         .map(|i| {
             let mut s = super::images::summary(i, API_VERSION);
             // Output being built: system df counts each image's containers.
@@ -233,6 +236,6 @@ async fn data_usage(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         "Images": summaries,
         "Containers": containers.iter().map(super::containers::summary).collect::<Vec<_>>(),
         "Volumes": volumes.iter().map(super::resources::volume_json).collect::<Vec<_>>(),
-        "BuildCache": [],
+        "BuildCache": super::images::build_cache(&images),
     })))
 }

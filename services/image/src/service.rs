@@ -365,6 +365,53 @@ impl LocalImageService {
         self.commit_on(config, layers, tags, "").await
     }
 
+    /// `docker builder prune`: the classic build cache is the builds'
+    /// intermediate images (untagged, with images made on them); they go, and
+    /// with them the layers no other image has (an earlier stage's, say). The
+    /// images made on them keep their layers and lose their parent link, so
+    /// the next build of the same steps runs them again.
+    async fn prune_build_cache(&self, filters: Vec<Filter>, in_use: Vec<String>) -> Result<pb::PruneImagesResponse> {
+        let f = Filters::new(filters, &["until"])?;
+        let until = match f.get("until").first() {
+            Some(u) => Some(parse_until(u, OffsetDateTime::now_utc())?),
+            None => None,
+        };
+        let in_use: HashSet<String> = in_use.into_iter().collect();
+        let _w = self.write.lock().await;
+        let images = self.store.images().await?;
+        let parents: HashSet<&str> = images.iter().map(|r| r.parent.as_str()).filter(|p| !p.is_empty()).collect();
+        let cache: Vec<&ImageRecord> = images
+            .iter()
+            .filter(|r| r.tags.is_empty() && r.digests.is_empty() && parents.contains(r.id.as_str()))
+            .filter(|r| !in_use.contains(&r.id) && until.is_none_or(|u| created_of(r) <= u))
+            .collect();
+        let (mut items, mut reclaimed) = (Vec::new(), 0);
+        for rec in cache {
+            let gone = |i: &pb::DeleteItem| matches!(&i.item, Some(pb::delete_item::Item::Deleted(d)) if *d == rec.id);
+            if !items.iter().any(gone) {
+                reclaimed += self.delete_locked(&rec.id, &mut items).await?;
+            }
+        }
+        Ok(pb::PruneImagesResponse { items, space_reclaimed: reclaimed })
+    }
+
+    /// An image's ID, parent and config.
+    pub(crate) async fn image_config(&self, reference: &str) -> Result<(String, String, ImageConfig)> {
+        let (rec, _) = self.resolve(reference).await?;
+        let cfg = berth_models::parse("image config", &rec.config)
+            .map_err(|e| Error::internal(format!("image {}: {e}", rec.id)))?;
+        Ok((rec.id, rec.parent, cfg))
+    }
+
+    /// Stores `config` (whose layers are all in the store already) as an
+    /// image made on `parent`: a build step restored from a `--cache-from`
+    /// image, with no layer written.
+    pub(crate) async fn restore(&self, config: &ImageConfig, parent: &str) -> Result<String> {
+        let bytes = serde_json::to_vec(config).map_err(|e| Error::internal(e.to_string()))?;
+        let layers = self.ensure_layers(&config.rootfs.diff_ids).await?;
+        self.commit_on(bytes, layers, &[], parent).await
+    }
+
     /// As [`Self::commit`], recording the image `parent` it was made on
     /// (`docker commit`, build steps; the classic build cache follows it).
     async fn commit_on(
@@ -774,7 +821,11 @@ impl ImageApi for LocalImageService {
         Ok(items)
     }
 
-    async fn prune(&self, filters: Vec<Filter>, in_use: Vec<String>) -> Result<pb::PruneImagesResponse> {
+    async fn prune(&self, req: pb::PruneImagesRequest) -> Result<pb::PruneImagesResponse> {
+        let pb::PruneImagesRequest { filters, in_use, build_cache } = req;
+        if build_cache {
+            return self.prune_build_cache(filters, in_use).await;
+        }
         let f = Filters::new(filters, &["dangling", "until", "label", "label!"])?;
         let dangling_only = f.bool("dangling")?.unwrap_or(true);
         let until = match f.get("until").first() {

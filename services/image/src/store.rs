@@ -303,6 +303,8 @@ impl ImageStore for SqliteImageStore {
         if n.rows_affected() == 0 {
             return Err(Error::not_found(format!("No such image: {id}")));
         }
+        // Images made on it keep no link to an image that is gone.
+        sqlx::query("UPDATE images SET parent = '' WHERE parent = ?").bind(id).execute(&mut *tx).await?;
         // ON DELETE CASCADE removed the image's refs and stack rows; now drop layers nobody stacks.
         let mut orphans = Vec::new();
         for chain in chains {

@@ -76,8 +76,8 @@ impl ImageApi for ImageGrpcClient {
         Ok(r.into_inner().items)
     }
 
-    async fn prune(&self, filters: Vec<Filter>, in_use: Vec<String>) -> Result<pb::PruneImagesResponse> {
-        let r = self.inner.clone().prune_images(pb::PruneImagesRequest { filters, in_use }).await.map_err(err)?;
+    async fn prune(&self, req: pb::PruneImagesRequest) -> Result<pb::PruneImagesResponse> {
+        let r = self.inner.clone().prune_images(req).await.map_err(err)?;
         Ok(r.into_inner())
     }
 

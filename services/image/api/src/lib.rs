@@ -29,8 +29,9 @@ pub trait ImageApi: Send + Sync + 'static {
     async fn tag(&self, source: &str, repo: &str, tag: &str) -> Result<()>;
     /// Untags or deletes, as `docker rmi`; with `keep_image` (containers use it) it only untags.
     async fn remove(&self, reference: &str, force: bool, keep_image: bool) -> Result<Vec<pb::DeleteItem>>;
-    /// Removes dangling (or all unused) images; `in_use` are image IDs containers use.
-    async fn prune(&self, filters: Vec<Filter>, in_use: Vec<String>) -> Result<pb::PruneImagesResponse>;
+    /// Removes dangling (or all unused) images, or the build cache; the
+    /// request's `in_use` are image IDs containers use.
+    async fn prune(&self, req: pb::PruneImagesRequest) -> Result<pb::PruneImagesResponse>;
     /// Loads a `docker save` or OCI layout tarball.
     async fn load(&self, input: ByteStream) -> Result<Vec<pb::LoadedImage>>;
     /// Writes the named images as one tarball. Unknown names fail before any byte is sent.

@@ -77,8 +77,7 @@ impl ImageService for ImageGrpcServer {
         &self,
         req: Request<pb::PruneImagesRequest>,
     ) -> Result<Response<pb::PruneImagesResponse>, Status> {
-        let r = req.into_inner();
-        Ok(Response::new(self.api.prune(r.filters, r.in_use).await?))
+        Ok(Response::new(self.api.prune(req.into_inner()).await?))
     }
 
     async fn load_images(

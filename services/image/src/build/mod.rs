@@ -20,7 +20,13 @@
 //! current image, whose last history entry says the same (`created_by`
 //! carries the instruction, the build arguments RUN sees, and a checksum of
 //! COPY's sources) and whose config is the one the step would make is reused
-//! (` ---> Using cache`).
+//! (` ---> Using cache`). With `--cache-from`, as dockerd's classic builder:
+//! the listed images (pulled or loaded, so without parent links) are the
+//! cache: a step is found in one when the current image's history and layers
+//! are a prefix of its own and its next history entry is the step's; the
+//! step's image is then made from that entry and its layer, with nothing run
+//! or written. A local hit only counts then if it is an ancestor of a listed
+//! image.
 //!
 //! The image service owns the builder (`ARCHITECTURE.md`), and asks the
 //! runtime service for the containers it needs; it starts no process itself.
@@ -105,6 +111,8 @@ struct Build<'a> {
     used_args: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Results of the stages built so far, by index and by name.
     done: HashMap<String, String>,
+    /// The `--cache-from` images found: ID and config.
+    cache_sources: Vec<(String, ImageConfig)>,
     step_no: usize,
     step_total: usize,
 }
@@ -155,9 +163,17 @@ impl LocalImageService {
             build_args: &opts.build_args.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             used_args: Default::default(),
             done: HashMap::new(),
+            cache_sources: Vec::new(),
             step_no: 0,
             step_total: 0,
         };
+        for source in &opts.cache_from {
+            // As dockerd: an image that is not here is skipped, with a warning.
+            match self.image_config(source).await {
+                Ok((id, _, cfg)) => b.cache_sources.push((id, cfg)),
+                Err(e) => tracing::warn!(image = %source, error = %e, "cache-from image skipped"),
+            }
+        }
         let id = b.run(file.steps).await;
         drop(staging);
         let id = id?;
@@ -437,12 +453,68 @@ impl Build<'_> {
         }
         let want = serde_json::to_value(config).ok()?;
         let images = self.svc.list(true, vec![]).await.ok()?;
-        images.into_iter().filter(|i| i.parent == parent).find_map(|i| {
+        let local = images.into_iter().filter(|i| i.parent == parent).find_map(|i| {
             let cfg: ImageConfig = berth_models::parse("image config", &i.config).ok()?;
             let last = cfg.history.last()?;
             let same = last.created_by == key && serde_json::to_value(cfg.container_config()).ok()? == want;
             same.then_some(i.id)
-        })
+        });
+        if self.cache_sources.is_empty() {
+            return local;
+        }
+        if let Some(hit) = local
+            && self.is_ancestor_of_a_source(&hit).await
+        {
+            return Some(hit);
+        }
+        self.restore_from_cache_sources(parent, key, config).await
+    }
+
+    /// Whether `id` is one of the `--cache-from` images or an ancestor of one.
+    async fn is_ancestor_of_a_source(&self, id: &str) -> bool {
+        for (source, _) in &self.cache_sources {
+            let mut at = source.clone();
+            // Parent links cannot loop (an image's ID hashes its parent's), but stay bounded.
+            for _ in 0..1000 {
+                if at == id {
+                    return true;
+                }
+                match self.svc.image_config(&at).await {
+                    Ok((_, parent, _)) if !parent.is_empty() => at = parent,
+                    _ => break,
+                }
+            }
+        }
+        false
+    }
+
+    /// The step's image made from a `--cache-from` image (see the module).
+    async fn restore_from_cache_sources(&self, parent: &str, key: &str, config: &ContainerConfig) -> Option<String> {
+        let (_, _, base) = self.svc.image_config(parent).await.ok()?;
+        let (steps, layers) = (base.history.len(), base.rootfs.diff_ids.len());
+        for (_, source) in &self.cache_sources {
+            let Some(entry) = source.history.get(steps) else { continue };
+            let same_past = source.history[..steps] == base.history[..]
+                && source.rootfs.diff_ids.get(..layers) == Some(&base.rootfs.diff_ids[..]);
+            if !same_past || entry.created_by != key {
+                continue;
+            }
+            let mut made = base.clone();
+            if !entry.empty_layer {
+                let Some(layer) = source.rootfs.diff_ids.get(layers) else { continue };
+                made.rootfs.diff_ids.push(layer.clone());
+            }
+            made.history.push(entry.clone());
+            made.created = entry.created.clone();
+            made.config = Some(config.clone());
+            made.extra.remove("container");
+            made.extra.remove("container_config");
+            match self.svc.restore(&made, parent).await {
+                Ok(id) => return Some(id),
+                Err(e) => tracing::warn!(error = %e, "restoring a step from a cache-from image"),
+            }
+        }
+        None
     }
 
     async fn metadata_commit(&self, parent: &str, config: &ContainerConfig, key: &str) -> Result<String> {
