@@ -99,7 +99,7 @@ fn multi_stage_targets_and_dockerignore() {
     let ctx = context(&[
         (
             "Dockerfile",
-            "FROM busybox AS builder\nRUN mkdir /out && echo artifact > /out/bin.txt\nFROM busybox AS unused\nRUN exit 1\nFROM busybox AS final\nCOPY --from=builder /out/bin.txt /bin.txt\nCOPY . /ctx/\nCMD [\"cat\", \"/bin.txt\"]\nFROM final AS debug\nRUN echo debug > /debug\n",
+            "FROM busybox AS builder\nRUN mkdir /out && echo artifact > /out/bin.txt && echo one > /out/a.md && echo two > /out/b.md\nFROM busybox AS unused\nRUN exit 1\nFROM busybox AS final\nCOPY --from=builder /out/bin.txt /bin.txt\nCOPY --from=builder /out/*.md /docs/\nCOPY . /ctx/\nCMD [\"cat\", \"/bin.txt\"]\nFROM final AS debug\nRUN echo debug > /debug\n",
         ),
         (".dockerignore", "*.log\nsecret/\n!secret/public.txt\n"),
         ("keep.txt", "k"),
@@ -112,6 +112,8 @@ fn multi_stage_targets_and_dockerignore() {
     assert!(!out.contains("exit 1"), "an unneeded stage is not built: {out}");
     assert!(!out.contains("echo debug"), "stages after the target are not built");
     assert_eq!(d.docker(&["run", "--rm", "ms"]).expect("run").trim(), "artifact");
+    let docs = d.docker(&["run", "--rm", "ms", "sh", "-c", "ls /docs; cat /docs/*"]).expect("wildcard from a stage");
+    assert_eq!(docs.split_whitespace().collect::<Vec<_>>(), ["a.md", "b.md", "one", "two"]);
     let list = "for f in /ctx/* /ctx/.[a-z]* /ctx/secret/*; do test -f $f && echo $f; done";
     let files = d.docker(&["run", "--rm", "ms", "sh", "-c", list]).expect("list");
     let mut files: Vec<&str> = files.lines().collect();

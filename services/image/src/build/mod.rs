@@ -825,10 +825,14 @@ impl Build<'_> {
         let outcome = async {
             std::fs::create_dir_all(&root)?;
             for src in sources {
-                let clean = Path::new(src)
+                let mut clean = Path::new(src)
                     .components()
                     .filter(|c| matches!(c, std::path::Component::Normal(_)))
                     .collect::<PathBuf>();
+                // A wildcard is matched later (`copy_tar`): its directory is copied out.
+                if clean.file_name().is_some_and(|n| n.to_string_lossy().contains(['*', '?', '['])) {
+                    clean.pop();
+                }
                 let parent = root.join(clean.parent().unwrap_or(Path::new("")));
                 std::fs::create_dir_all(&parent)?;
                 let (_, stream) = self.runtime.get_archive(&ctr, &format!("/{}", clean.display())).await?;
