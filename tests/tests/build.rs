@@ -287,8 +287,16 @@ fn intermediate_images_hide_and_go_with_their_image() {
     // They are the build cache: system df lists them there, not as images.
     let df = d.docker(&["system", "df", "--format", "{{.Type}}={{.TotalCount}}"]).expect("system df");
     assert!(df.contains("Images=2") && df.contains("Build Cache=2"), "{df}");
+    // A container made from an intermediate image keeps it when its child goes.
+    let chain = d.docker(&["history", "-q", "layered"]).expect("history");
+    let chain: Vec<&str> = chain.lines().filter(|l| !l.contains("missing")).collect();
+    assert!(chain.len() >= 3, "{chain:?}");
+    d.docker(&["create", "--name", "pinned", chain[2]]).expect("create from the first step's image");
     let removed = d.docker(&["rmi", "layered"]).expect("rmi");
-    assert!(removed.lines().filter(|l| l.starts_with("Deleted: sha256:")).count() >= 3, "{removed}");
+    assert!(removed.contains(chain[1]) && !removed.contains(chain[2]), "{removed}");
+    assert_eq!(d.docker(&["images", "-aq"]).expect("images -a").lines().count(), 2, "busybox and the pinned step");
+    d.docker(&["rm", "pinned"]).expect("rm");
+    d.docker(&["image", "prune", "-f"]).expect("prune");
     assert_eq!(d.docker(&["images", "-aq"]).expect("images -a").lines().count(), 1, "only busybox is left");
 }
 

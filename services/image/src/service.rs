@@ -171,6 +171,20 @@ impl LocalImageService {
         }
     }
 
+    /// Whether a container was created from image `id`, as far as the runtime
+    /// service (when this one has it) says; when it cannot tell, the image
+    /// counts as used and is kept.
+    async fn used_by_containers(&self, id: &str) -> bool {
+        let Some(runtime) = self.runtime.get() else { return false };
+        match runtime.list(true, vec![], 0).await {
+            Ok(containers) => containers.iter().any(|c| c.image_id == id),
+            Err(e) => {
+                tracing::warn!(error = %e, image = %id, "cannot tell whether containers use an image; it is kept");
+                true
+            }
+        }
+    }
+
     /// Gives the builder the runtime service (which needs this one first).
     pub fn set_runtime(&self, runtime: Arc<dyn berth_runtime_api::RuntimeApi>) {
         let _ = self.runtime.set(runtime);
@@ -323,11 +337,13 @@ impl LocalImageService {
             items.push(deleted(&layer.chain_id));
         }
         // A build's intermediate images go with the last image made on them,
-        // as on dockerd: an untagged parent no other image is made on.
+        // as on dockerd: an untagged parent no other image is made on, and no
+        // container was created from.
         if let Some(p) = all.iter().find(|r| !parent.is_empty() && r.id == parent)
             && p.tags.is_empty()
             && p.digests.is_empty()
             && !all.iter().any(|r| r.parent == parent && r.id != id)
+            && !self.used_by_containers(&parent).await
         {
             reclaimed += Box::pin(self.delete_locked(&parent, items)).await?;
         }
@@ -749,9 +765,17 @@ impl ImageApi for LocalImageService {
             });
         }
         items.reverse();
-        if let Some(top) = items.first_mut() {
-            top.id = rec.id.clone();
-            top.tags = rec.tags.clone();
+        // As dockerd: the newest entry is the image's, and each older one its
+        // parent's while the parent chain lasts (a build step adds one entry
+        // and one parent), so a local build shows its intermediate images.
+        let mut at = Some(rec);
+        for item in items.iter_mut() {
+            let Some(image) = at.take() else { break };
+            item.id = image.id.clone();
+            item.tags = image.tags.clone();
+            if !image.parent.is_empty() {
+                at = self.store.image(&image.parent).await?;
+            }
         }
         Ok(items)
     }
