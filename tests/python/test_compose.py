@@ -2,7 +2,7 @@
 with a healthcheck, an API that waits for it (`condition: service_healthy`)
 on two networks, a web front built from a Dockerfile (`build:` with args) with
 a published port, aliases and a named volume; then ps, logs, exec, run --rm,
-pause/unpause, top, restart, scale and down -v, each checked by what it
+pause/unpause, top, restart, scale, stop/start, kill -s and down -v, each checked by what it
 changed."""
 
 import os
@@ -80,17 +80,18 @@ def test_a_compose_project_comes_up_and_goes(berth, tmp_path):
     # Compose 1.29 builds with the classic builder through POST /build.
     built = compose("build", "web")
     assert "Successfully tagged bp-web:local" in built.stdout + built.stderr, built.stdout + built.stderr
-    compose("up", "-d")
-    try:
-        body = None
+    def page():
         for _ in range(150):
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
-                    body = r.read().decode()
-                    break
+                    return r.read().decode()
             except OSError:
                 time.sleep(0.1)
-        assert body == "db-ok\n", "web got the page from api, which got it from db by its alias"
+        return None
+
+    compose("up", "-d")
+    try:
+        assert page() == "db-ok\n", "web got the page from api, which got it from db by its alias"
         ps = compose("ps").stdout
         assert "bp_db_1" in ps and "(healthy)" in ps and "bp_api_1" in ps and f"127.0.0.1:{port}->80/tcp" in ps, ps
         web_logs = compose("logs", "web").stdout
@@ -107,6 +108,12 @@ def test_a_compose_project_comes_up_and_goes(berth, tmp_path):
         # A second `up` changes nothing: the networks are as compose made them.
         second = compose("up", "-d", "--scale", "api=2")
         assert "needs to be recreated" not in second.stderr, second.stderr
+        compose("stop", "-t", "1", "web")
+        assert "Exit" in compose("ps", "web").stdout
+        compose("start", "web")
+        assert page() == "db-ok\n", "web serves again after start"
+        compose("kill", "-s", "SIGKILL", "web")
+        assert "Exit 137" in compose("ps", "web").stdout
     finally:
         compose("down", "-v", "-t", "1", check=False)
     left = berth.client.containers.list(all=True, filters={"label": "com.docker.compose.project=bp"})
