@@ -328,3 +328,59 @@ fn local_driver_options_tmpfs_and_bind() {
         d.out(&["volume", "create", "--opt", "type=none", "--opt", "o=bind", "--opt", "device=/no/such/dir", "bad"]);
     assert!(code != Some(0) && err.contains("no such file or directory"), "{err}");
 }
+
+#[test]
+fn volume_subpaths_stay_inside_their_volume() {
+    let d = daemon();
+    d.docker(&["volume", "create", "shared"]).expect("volume create");
+    let fill = "mkdir -p /v/app/conf && echo app > /v/app/conf/x && echo top > /v/top && ln -s / /v/escape && ln -s /app/conf /v/conf";
+    d.docker(&["run", "--rm", "-v", "shared:/v", "busybox", "sh", "-c", fill]).expect("fill");
+    let sub = |path: &str| format!("type=volume,src=shared,dst=/data,volume-subpath={path}");
+    let out = d.docker(&["run", "--rm", "--mount", &sub("app/conf"), "busybox", "sh", "-c", "ls /data; cat /data/x"]);
+    assert_eq!(out.expect("subpath").split_whitespace().collect::<Vec<_>>(), ["x", "app"]);
+    // Symlinks in the volume resolve inside it: `/` is the volume's root, not the host's.
+    let out = d.docker(&["run", "--rm", "--mount", &sub("escape"), "busybox", "sh", "-c", "cat /data/top; ls /data"]);
+    let out = out.expect("a symlink to /");
+    assert!(out.starts_with("top\n") && !out.contains("proc"), "{out}");
+    let out = d.docker(&["run", "--rm", "--mount", &sub("conf"), "busybox", "cat", "/data/x"]);
+    assert_eq!(out.expect("an absolute symlink inside").trim(), "app");
+    // Written through the subpath, seen at the volume's root.
+    d.docker(&["run", "--rm", "--mount", &sub("app"), "busybox", "sh", "-c", "echo new > /data/made"]).expect("write");
+    let out = d.docker(&["run", "--rm", "-v", "shared:/v", "busybox", "cat", "/v/app/made"]).expect("read");
+    assert_eq!(out.trim(), "new");
+    // A path out of the volume is refused at create, a missing one at start.
+    let (code, _, err) = d.out(&["create", "--mount", &sub("../etc"), "busybox"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("subpath must be a relative path within the volume"), "{err}");
+    let (code, _, err) = d.out(&["run", "--rm", "--mount", &sub("nope"), "busybox", "true"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("nope"), "{err}");
+}
+
+#[test]
+fn non_recursive_binds_leave_the_mounts_below_out() {
+    let d = daemon();
+    let dir = tempfile::tempdir().expect("tmp");
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).expect("mkdir");
+    let mounted = std::process::Command::new("mount").args(["-t", "tmpfs", "tmpfs"]).arg(&sub).status();
+    assert!(mounted.is_ok_and(|s| s.success()), "mount a tmpfs");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(sub.clone());
+    std::fs::write(sub.join("below"), "below\n").expect("write");
+    let src = dir.path().display().to_string();
+    let recursive =
+        d.docker(&["run", "--rm", "--mount", &format!("type=bind,src={src},dst=/b"), "busybox", "ls", "/b/sub"]);
+    assert_eq!(recursive.expect("recursive").trim(), "below");
+    let flat = format!("type=bind,src={src},dst=/b,bind-recursive=disabled");
+    let out = d.docker(&["run", "--rm", "--mount", &flat, "busybox", "ls", "-A", "/b/sub"]).expect("non-recursive");
+    assert_eq!(out.trim(), "", "the tmpfs below is not there");
+    let hc = d.docker(&["create", "--mount", &flat, "busybox"]).expect("create");
+    let shown = d.docker(&["inspect", "-f", "{{json .HostConfig.Mounts}}", hc.trim()]).expect("inspect");
+    assert!(shown.contains("\"NonRecursive\":true"), "{shown}");
+}

@@ -577,6 +577,9 @@ pub struct BindOptions {
     /// `rprivate`, `rshared`, ...
     #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
     pub propagation: String,
+    /// Only the mount at the source, not those below it (`bind-recursive=disabled`).
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "std::ops::Not::not")]
+    pub non_recursive: bool,
     /// Fields Berth does not act on, kept as sent.
     #[serde(flatten)]
     pub extra: Extra,
@@ -595,6 +598,9 @@ pub struct VolumeOptions {
     /// The driver and its options for a volume created by this mount.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver_config: Option<DriverConfig>,
+    /// Mount this path inside the volume instead of its root (API 1.45).
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    pub subpath: String,
     /// Fields Berth does not act on, kept as sent.
     #[serde(flatten)]
     pub extra: Extra,
@@ -652,6 +658,13 @@ pub struct MountPoint {
     /// No copy-up into this volume (`nocopy`, `volume-nocopy`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_copy: bool,
+    /// The path inside the volume that is mounted (`VolumeOptions.Subpath`),
+    /// resolved inside the volume when the container starts. Berth's own.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subpath: String,
+    /// A bind of the source mount only (`BindOptions.NonRecursive`). Berth's own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub non_recursive: bool,
 }
 
 /// The statuses a container goes through, and the moves between them, in one

@@ -88,6 +88,11 @@ pub fn adapt_spec(spec: &mut Spec, init: Option<&Path>) -> Result<()> {
     let mut mounts = spec.mounts().clone().unwrap_or_default();
     for m in mounts.iter_mut() {
         let mut opts = m.options().clone().unwrap_or_default();
+        if opts.iter().any(|o| o.starts_with(crate::spec::SUBPATH_OPTION)) {
+            // Resolving a path inside a volume safely is the shim's (see
+            // `crate::spec::SUBPATH_OPTION`); another runtime would bind the root.
+            return Err(Error::invalid("a volume Subpath needs Berth's own runtime (the default)"));
+        }
         if opts.iter().any(|o| o == "rbind") && opts.iter().any(|o| o == "ro") && !opts.iter().any(|o| o == "rro") {
             opts.push("rro".into());
             m.set_options(Some(opts));

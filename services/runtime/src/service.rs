@@ -687,7 +687,7 @@ mod tests {
         async fn remove(&self, _: &str, _: bool, _: bool) -> Result<Vec<ipb::DeleteItem>> {
             Ok(vec![])
         }
-        async fn prune(&self, _: Vec<Filter>, _: Vec<String>) -> Result<ipb::PruneImagesResponse> {
+        async fn prune(&self, _: ipb::PruneImagesRequest) -> Result<ipb::PruneImagesResponse> {
             Ok(Default::default())
         }
         async fn load(&self, _: ByteStream) -> Result<Vec<ipb::LoadedImage>> {

@@ -240,6 +240,10 @@ fn rlimit_type(name: &str) -> Result<PosixRlimitType> {
     })
 }
 
+/// The bind option naming a path inside the source to mount instead
+/// (`VolumeOptions.Subpath`); Berth's shim reads it.
+pub use berth_shim::protocol::SUBPATH_OPTION;
+
 /// Everything [`build`] needs besides the Docker documents.
 #[derive(Debug, Clone)]
 pub struct SpecInputs {
@@ -460,10 +464,15 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
     let mut binds = inputs.mounts.clone();
     binds.sort_by_key(|m| Path::new(&m.destination).components().count());
     for m in &binds {
-        let mut opts = vec!["rbind", if m.rw { "rw" } else { "ro" }];
+        let mut opts = vec![if m.non_recursive { "bind" } else { "rbind" }, if m.rw { "rw" } else { "ro" }];
         opts.push(if m.propagation.is_empty() { "rprivate" } else { m.propagation.as_str() });
         if m.typ == "volume" {
             opts.extend(idmap);
+        }
+        // The shim resolves it inside the volume (see berth-shim's `init::prepare_binds`).
+        let subpath = format!("{SUBPATH_OPTION}{}", m.subpath);
+        if !m.subpath.is_empty() {
+            opts.push(&subpath);
         }
         mounts.push(mount(&m.destination, "bind", &m.source, &opts)?);
     }

@@ -169,7 +169,20 @@ pub fn plan(config: &ContainerConfig, host_config: &HostConfig, from: Vec<MountP
             "volume" => {
                 check_destination(target, "volume", target)?;
                 let o = m.volume_options.clone().unwrap_or_default();
-                let (mp, mut req) = volume(&m.source, target, rw, "", o.no_copy);
+                let (mut mp, mut req) = volume(&m.source, target, rw, "", o.no_copy);
+                if !o.subpath.is_empty() {
+                    let local = Path::new(&o.subpath)
+                        .components()
+                        .all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
+                    if !local {
+                        return Err(Error::invalid(
+                            "invalid mount config for type \"volume\": subpath must be a relative path within the volume",
+                        ));
+                    }
+                    // The image's files are not copied into a part of a volume.
+                    mp.subpath = o.subpath.clone();
+                    mp.no_copy = true;
+                }
                 req.labels = pairs(o.labels.as_ref());
                 let driver = o.driver_config.unwrap_or_default();
                 req.driver = driver.name;
@@ -196,6 +209,7 @@ pub fn plan(config: &ContainerConfig, host_config: &HostConfig, from: Vec<MountP
                     destination: clean(target),
                     rw,
                     propagation: propagation.to_string(),
+                    non_recursive: m.bind_options.as_ref().is_some_and(|b| b.non_recursive),
                     ..Default::default()
                 }));
             }

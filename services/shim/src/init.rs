@@ -75,7 +75,22 @@ pub fn prepare_binds(spec: &Spec, userns: Option<BorrowedFd<'_>>) -> Result<Vec<
                 return Err(InitError(128, format!("bind source path does not exist: {}", m.source)));
             };
             let recursive = flags & libc::MS_REC != 0;
-            let tree = ctx(sys::clone_tree(source, recursive), || format!("bind {}", m.source))?;
+            let subpath = m.options.iter().find_map(|o| o.strip_prefix(berth_shim::protocol::SUBPATH_OPTION));
+            let (tree, meta) = match subpath {
+                None => (ctx(sys::clone_tree(source, recursive), || format!("bind {}", m.source))?, meta),
+                // Resolved inside the source, so a symlink the container left
+                // in its volume cannot lead the bind out of it.
+                Some(rel) => {
+                    let missing = |e: io::Error| {
+                        InitError(128, format!("cannot access path {}/{rel} in the volume: {e}", m.source))
+                    };
+                    let root =
+                        ctx(sys::open(source, libc::O_PATH | libc::O_DIRECTORY), || format!("open {}", m.source))?;
+                    let at = sys::open_in_root(root.as_fd(), Path::new(rel)).map_err(missing)?;
+                    let meta = std::fs::File::from(at.try_clone().map_err(missing)?).metadata().map_err(missing)?;
+                    (ctx(sys::clone_tree_of(at.as_fd(), recursive), || format!("bind {}/{rel}", m.source))?, meta)
+                }
+            };
             let mut set = 0;
             for (flag, attr) in [
                 (libc::MS_RDONLY, sys::attr::RDONLY),

@@ -77,6 +77,9 @@ pub mod protocol {
 
     /// The socket's file name in the bundle.
     pub const SOCKET: &str = "ctl.sock";
+    /// A bind option, `berth.subpath=REL`: mount `REL` inside the source
+    /// (resolved in it, never out of it) instead of the source itself.
+    pub const SUBPATH_OPTION: &str = "berth.subpath=";
     pub use berth_models::stream::{CLOSE_STDIN, EXIT, HEADER, MAX_FRAME, STDERR, STDIN, STDOUT, header, take_frame};
 }
 

@@ -245,6 +245,52 @@ pub fn clone_tree(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
     owned(rc as libc::c_int).map_err(|e| io::Error::new(e.kind(), format!("open_tree {}: {e}", path.display())))
 }
 
+/// open_tree(2) with `OPEN_TREE_CLONE` of the file or directory `fd` refers
+/// to (see [`clone_tree`]).
+pub fn clone_tree_of(fd: BorrowedFd<'_>, recursive: bool) -> io::Result<OwnedFd> {
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= AT_RECURSIVE;
+    }
+    // SAFETY: an open descriptor and a static empty string; the syscall
+    // returns a new descriptor or an error.
+    let rc = unsafe { libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), c"".as_ptr(), flags) };
+    owned(rc as libc::c_int)
+}
+
+/// openat2(2) of `path` inside the directory `root` with `O_PATH` and
+/// `RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`: `..` and symlinks (absolute
+/// ones too) resolve as if `root` were `/`, so nothing outside it is reached.
+pub fn open_in_root(root: BorrowedFd<'_>, path: &Path) -> io::Result<OwnedFd> {
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    // From <linux/openat2.h>.
+    const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+    const RESOLVE_IN_ROOT: u64 = 0x10;
+    let p = cstr(path.as_os_str())?;
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: `p` is NUL-terminated and `how` an open_how of the size we pass;
+    // both outlive the call, and `root` is open.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            p.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    owned(rc as libc::c_int)
+}
+
 /// move_mount(2): attaches the detached mount `fd` at `target`.
 pub fn move_mount(fd: BorrowedFd<'_>, target: &Path) -> io::Result<()> {
     let t = cstr(target.as_os_str())?;
