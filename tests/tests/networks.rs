@@ -605,3 +605,97 @@ fn a_created_container_shows_its_networks_and_can_be_reconnected_with_aliases() 
     let net = &inspect(&d, &["cweb"])[0]["NetworkSettings"]["Networks"]["cfront"];
     assert_eq!((net["IPAddress"].as_str(), net["Aliases"][0].as_str()), (Some(""), Some("web")), "{net}");
 }
+
+#[test]
+fn ipv6_networks_address_resolve_route_and_publish() {
+    let d = Daemon::with_busybox();
+    d.docker(&["network", "create", "--ipv6", "--subnet", "10.231.60.0/24", "--subnet", "fd42:60::/64", "six"])
+        .expect("create with IPv6");
+    let net = inspect(&d, &["--type", "network", "six"]);
+    assert_eq!(net[0]["EnableIPv6"], true);
+    let pools: Vec<&str> =
+        net[0]["IPAM"]["Config"].as_array().expect("pools").iter().filter_map(|p| p["Subnet"].as_str()).collect();
+    assert_eq!(pools, ["10.231.60.0/24", "fd42:60::/64"]);
+    let port = berth_tests::free_port();
+    let serve = "mkdir -p /www && echo six-ok > /www/index.html && httpd -f -p 80 -h /www";
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "--network",
+        "six",
+        "-p",
+        &format!("{port}:80"),
+        "busybox",
+        "sh",
+        "-c",
+        serve,
+    ])
+    .expect("run");
+    let c = inspect(&d, &["srv"]);
+    let ep = &c[0]["NetworkSettings"]["Networks"]["six"];
+    assert_eq!((ep["GlobalIPv6Address"].as_str(), ep["GlobalIPv6PrefixLen"].as_i64()), (Some("fd42:60::2"), Some(64)));
+    assert_eq!(ep["IPv6Gateway"], "fd42:60::1");
+    let on_net = inspect(&d, &["--type", "network", "six"]);
+    let listed = on_net[0]["Containers"].as_object().expect("containers").values().next().cloned().expect("one");
+    assert_eq!(listed["IPv6Address"], "fd42:60::2/64");
+
+    // Another container reaches it over IPv6, by address and by name (AAAA).
+    let static6 = d.docker(&["run", "--rm", "--network", "six", "--ip6", "fd42:60::99", "busybox", "ip", "-6", "addr"]);
+    assert!(static6.expect("--ip6").contains("fd42:60::99/64"));
+    let got = d.docker(&["run", "--rm", "--network", "six", "busybox", "wget", "-qO-", "http://[fd42:60::2]/"]);
+    assert_eq!(got.expect("over IPv6").trim(), "six-ok");
+    let aaaa = d.docker(&["run", "--rm", "--network", "six", "busybox", "nslookup", "-type=aaaa", "srv"]);
+    assert!(aaaa.expect("AAAA").contains("fd42:60::2"));
+    let route = d.docker(&["run", "--rm", "--network", "six", "busybox", "ip", "-6", "route"]).expect("routes");
+    assert!(route.contains("default via fd42:60::1"), "{route}");
+
+    // The host reaches it directly, and through the published port on ::1.
+    let get = |addr: &str| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).ok()?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(3))).ok()?;
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        Some(text)
+    };
+    assert!(get("[fd42:60::2]:80").is_some_and(|t| t.contains("six-ok")), "[fd42:60::2]:80 from the host");
+    let via_v6 = (0..50).find_map(|_| {
+        let got = get(&format!("[::1]:{port}")).filter(|t| t.contains("six-ok"));
+        if got.is_none() {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        got
+    });
+    assert!(via_v6.is_some(), "[::1]:{port} reaches the container");
+    assert!(get(&format!("127.0.0.1:{port}")).is_some_and(|t| t.contains("six-ok")), "and IPv4 still does");
+    let port6 = berth_tests::free_port();
+    d.docker(&["run", "-d", "--name", "only6", "-p", &format!("[::1]:{port6}:80"), "busybox", "sh", "-c", serve])
+        .expect("publish on ::1");
+    let shown = d.docker(&["port", "only6"]).expect("port");
+    assert!(shown.contains(&format!("[::1]:{port6}")), "{shown}");
+    assert!((0..50).any(|_| {
+        let ok = get(&format!("[::1]:{port6}")).is_some_and(|t| t.contains("six-ok"));
+        if !ok {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        ok
+    }));
+    d.docker(&["rm", "-f", "srv", "only6"]).expect("rm");
+    assert!(get(&format!("[::1]:{port}")).is_none(), "the proxy goes with the container");
+
+    // A unique local /64 when none is given; an IPv6 subnet needs --ipv6.
+    d.docker(&["network", "create", "--ipv6", "six-auto"]).expect("create");
+    let auto = inspect(&d, &["--type", "network", "six-auto"]);
+    let subnet6 = auto[0]["IPAM"]["Config"][1]["Subnet"].as_str().unwrap_or_default().to_string();
+    assert!(subnet6.starts_with("fd") && subnet6.ends_with("::/64"), "{subnet6}");
+    let (code, _, err) = d.out(&["network", "create", "--subnet", "fd42:61::/64", "not6"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("EnableIPv6"), "{err}");
+    let (code, _, err) = d.out(&["run", "--rm", "--network", "six", "--ip6", "fd42:99::5", "busybox", "true"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("does not belong"), "{err}");
+    d.docker(&["network", "rm", "six", "six-auto"]).expect("rm networks");
+}

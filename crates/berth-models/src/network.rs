@@ -96,6 +96,11 @@ impl EndpointSettings {
         self.ipam_config.as_ref().map(|c| c.ipv4_address.as_str()).unwrap_or_default()
     }
 
+    /// The static IPv6 address asked for (`--ip6`), or "".
+    pub fn requested_ipv6(&self) -> &str {
+        self.ipam_config.as_ref().map(|c| c.ipv6_address.as_str()).unwrap_or_default()
+    }
+
     /// The aliases (none when not given).
     pub fn aliases(&self) -> &[String] {
         self.aliases.as_deref().unwrap_or_default()
@@ -183,6 +188,9 @@ pub struct NetworkCreateRequest {
     /// No outside access.
     #[serde(rename = "Internal", default, deserialize_with = "nullable")]
     pub internal: bool,
+    /// IPv6 too (with an IPv6 pool in `IPAM`, or one Berth makes).
+    #[serde(rename = "EnableIPv6", default, deserialize_with = "nullable")]
+    pub enable_ipv6: bool,
     /// Addresses.
     #[serde(rename = "IPAM", default, deserialize_with = "nullable")]
     pub ipam: Ipam,

@@ -57,6 +57,14 @@ pub(crate) fn volume_json(v: &berth_volume_api::pb::Volume) -> Value {
 }
 
 fn network_json(n: &berth_network_api::pb::Network) -> Value {
+    let mut pools = match (n.subnet.is_empty(), n.ip_range.is_empty()) {
+        (true, _) => vec![],
+        (false, true) => vec![json!({"Subnet": n.subnet, "Gateway": n.gateway})],
+        (false, false) => vec![json!({"Subnet": n.subnet, "Gateway": n.gateway, "IPRange": n.ip_range})],
+    };
+    if !n.subnet6.is_empty() {
+        pools.push(json!({"Subnet": n.subnet6, "Gateway": n.gateway6}));
+    }
     json!({
         "Name": n.name,
         "Id": n.id,
@@ -64,18 +72,14 @@ fn network_json(n: &berth_network_api::pb::Network) -> Value {
         "Scope": n.scope,
         "Driver": n.driver,
         "EnableIPv4": true,
-        "EnableIPv6": false,
+        "EnableIPv6": !n.subnet6.is_empty(),
         "Internal": n.internal,
         "Attachable": false,
         "Ingress": false,
         "IPAM": {
             "Driver": "default",
             "Options": null,
-            "Config": match (n.subnet.is_empty(), n.ip_range.is_empty()) {
-                (true, _) => json!([]),
-                (false, true) => json!([{"Subnet": n.subnet, "Gateway": n.gateway}]),
-                (false, false) => json!([{"Subnet": n.subnet, "Gateway": n.gateway, "IPRange": n.ip_range}]),
-            },
+            "Config": pools,
         },
         "ConfigFrom": {"Network": ""},
         "ConfigOnly": false,
@@ -84,7 +88,11 @@ fn network_json(n: &berth_network_api::pb::Network) -> Value {
             "EndpointID": e.endpoint_id,
             "MacAddress": e.mac_address,
             "IPv4Address": format!("{}/{}", e.ip_address, e.prefix_len),
-            "IPv6Address": "",
+            "IPv6Address": if e.ipv6_address.is_empty() {
+                String::new()
+            } else {
+                format!("{}/{}", e.ipv6_address, e.ipv6_prefix_len)
+            },
         }))).collect()),
         "Options": map(&n.options),
         "Labels": map(&n.labels),
@@ -105,13 +113,15 @@ async fn get_network_inspect(State(s): State<AppState>, Path(id): Path<String>) 
 /// NetworkCreate: `POST /networks/create`.
 async fn post_network_create(State(s): State<AppState>, body: Bytes) -> ApiResult<Response> {
     let v: NetworkCreateRequest = berth_models::parse("network config", &body).map_err(Error::invalid)?;
-    let ipam = v.ipam.config;
-    if ipam.len() > 1 {
-        return Err(
-            Error::not_implemented("more than one IPAM config (IPv6 or several subnets) is not supported yet").into()
-        );
+    // At most one IPv4 and one IPv6 pool; which is which, by its subnet.
+    let (v6, v4): (Vec<_>, Vec<_>) = v.ipam.config.into_iter().partition(|p| p.subnet.contains(':'));
+    if v4.len() > 1 || v6.len() > 1 {
+        return Err(Error::not_implemented("more than one IPv4 or IPv6 subnet per network is not supported").into());
     }
-    let pool = ipam.into_iter().next().unwrap_or_default();
+    if !v6.is_empty() && !v.enable_ipv6 {
+        return Err(Error::invalid("an IPv6 subnet needs EnableIPv6 (--ipv6)").into());
+    }
+    let (pool, pool6) = (v4.into_iter().next().unwrap_or_default(), v6.into_iter().next().unwrap_or_default());
     let req = berth_network_api::pb::CreateNetworkRequest {
         name: v.name,
         driver: v.driver,
@@ -121,6 +131,9 @@ async fn post_network_create(State(s): State<AppState>, body: Bytes) -> ApiResul
         internal: v.internal,
         labels: pairs(&v.labels),
         options: pairs(&v.options),
+        enable_ipv6: v.enable_ipv6,
+        subnet6: pool6.subnet,
+        gateway6: pool6.gateway,
     };
     let n = s.networks.create(req).await?;
     Ok((StatusCode::CREATED, Json(json!({"Id": n.id, "Warning": ""}))).into_response())

@@ -1,9 +1,10 @@
-//! IPv4 address management: subnets, the choice of the default bridge's subnet,
-//! and handing out addresses. Pure logic; the store keeps what was handed out.
+//! Address management: IPv4 subnets, the choice of the default bridge's
+//! subnet, IPv6 subnets of networks with IPv6, and handing out addresses.
+//! Pure logic; the store keeps what was handed out.
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 /// An IPv4 network in CIDR form, e.g. `172.18.0.0/16`.
@@ -94,6 +95,82 @@ pub fn allocate(subnet: &Subnet, gateway: Ipv4Addr, used: &HashSet<Ipv4Addr>) ->
     (1..last).map(|n| subnet.nth(n)).find(|ip| *ip != gateway && !used.contains(ip))
 }
 
+/// An IPv6 network in CIDR form, e.g. `fd12:3456:789a::/64`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Subnet6 {
+    /// The network address (host bits zero).
+    pub addr: Ipv6Addr,
+    /// The prefix length, 0 to 128.
+    pub prefix: u8,
+}
+
+impl Subnet6 {
+    /// The subnet of `addr/prefix`, host bits cleared.
+    pub fn new(addr: Ipv6Addr, prefix: u8) -> Self {
+        let prefix = prefix.min(128);
+        Subnet6 { addr: Ipv6Addr::from(u128::from(addr) & Self::mask_of(prefix)), prefix }
+    }
+
+    fn mask_of(prefix: u8) -> u128 {
+        if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix)) }
+    }
+
+    /// Whether `ip` is inside.
+    pub fn contains(&self, ip: Ipv6Addr) -> bool {
+        u128::from(ip) & Self::mask_of(self.prefix) == u128::from(self.addr)
+    }
+
+    /// Whether the two share any address.
+    pub fn overlaps(&self, other: &Subnet6) -> bool {
+        let m = Self::mask_of(self.prefix.min(other.prefix));
+        u128::from(self.addr) & m == u128::from(other.addr) & m
+    }
+
+    /// The `n`-th address (0 is the subnet-router anycast address).
+    pub fn nth(&self, n: u128) -> Ipv6Addr {
+        Ipv6Addr::from(u128::from(self.addr).wrapping_add(n))
+    }
+
+    /// The first usable address, dockerd's default gateway.
+    pub fn first_host(&self) -> Ipv6Addr {
+        self.nth(1)
+    }
+
+    /// A unique local /64 (`fd00::/8`, RFC 4193) made from a network's ID:
+    /// the 40-bit global ID from its first hex digits, subnet 0.
+    pub fn unique_local(id: &str) -> Subnet6 {
+        let global = u64::from_str_radix(id.get(..10).unwrap_or("0"), 16).unwrap_or(0) & 0xff_ffff_ffff;
+        let addr = (0xfdu128 << 120) | (u128::from(global) << 80);
+        Subnet6::new(Ipv6Addr::from(addr), 64)
+    }
+}
+
+impl fmt::Display for Subnet6 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl FromStr for Subnet6 {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, p) = s.split_once('/').ok_or_else(|| format!("invalid subnet {s:?}: want ADDRESS/PREFIX"))?;
+        let addr: Ipv6Addr = a.parse().map_err(|_| format!("invalid subnet {s:?}: bad address"))?;
+        let prefix: u8 =
+            p.parse().ok().filter(|p| *p <= 128).ok_or_else(|| format!("invalid subnet {s:?}: bad prefix"))?;
+        Ok(Subnet6::new(addr, prefix))
+    }
+}
+
+/// The lowest free address of an IPv6 `subnet` after its gateway's
+/// neighbours: not the subnet-router anycast address, not the gateway, not
+/// in `used`. At most the first 65536 are looked at.
+pub fn allocate6(subnet: &Subnet6, gateway: Ipv6Addr, used: &HashSet<Ipv6Addr>) -> Option<Ipv6Addr> {
+    let size = if subnet.prefix == 0 { u128::MAX } else { 1u128 << (128 - u32::from(subnet.prefix)) };
+    (1..size.min(65536)).map(|n| subnet.nth(n)).find(|ip| *ip != gateway && !used.contains(ip))
+}
+
 /// dockerd's MAC address for a container IP: `02:42` and the four address bytes.
 pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
     let o = ip.octets();
@@ -145,6 +222,26 @@ mod tests {
         let taken = [s("172.18.5.0/24"), s("172.16.0.0/13")];
         assert_eq!(choose(&candidates, &taken), Some(s("172.24.0.0/16")));
         assert_eq!(choose(&candidates, &[s("0.0.0.0/0")]), None);
+    }
+
+    #[test]
+    fn ipv6_subnets_and_addresses() {
+        let net: Subnet6 = "fd12:3456:789a:1::9/64".parse().expect("subnet");
+        assert_eq!(net.to_string(), "fd12:3456:789a:1::/64");
+        assert_eq!(net.first_host(), "fd12:3456:789a:1::1".parse::<Ipv6Addr>().expect("ip"));
+        assert!(net.contains("fd12:3456:789a:1:ffff::1".parse().expect("ip")));
+        assert!(!net.contains("fd12:3456:789a:2::1".parse().expect("ip")));
+        assert!(net.overlaps(&"fd12:3456:789a::/48".parse().expect("subnet")));
+        let mut used = HashSet::new();
+        let first = allocate6(&net, net.first_host(), &used).expect("an address");
+        assert_eq!(first, "fd12:3456:789a:1::2".parse::<Ipv6Addr>().expect("ip"));
+        used.insert(first);
+        assert_eq!(allocate6(&net, net.first_host(), &used), Some("fd12:3456:789a:1::3".parse().expect("ip")));
+        let tiny: Subnet6 = "fd00::/127".parse().expect("subnet");
+        assert_eq!(allocate6(&tiny, tiny.first_host(), &HashSet::new()), None);
+        let ula = Subnet6::unique_local("0123456789abcdef");
+        assert_eq!(ula.to_string(), "fd01:2345:6789::/64");
+        assert!("fd00::/129".parse::<Subnet6>().is_err() && "10.0.0.0/8".parse::<Subnet6>().is_err());
     }
 
     #[test]

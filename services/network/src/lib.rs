@@ -18,6 +18,7 @@ pub mod dns;
 pub mod ipam;
 pub mod netlink;
 pub mod nft;
+pub mod proxy;
 pub mod service;
 pub mod store;
 

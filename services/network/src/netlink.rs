@@ -7,7 +7,7 @@
 //! joined that namespace (`setns` changes only the calling thread), with a
 //! netlink socket opened there.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use berth_core::{Error, Result};
 use futures::TryStreamExt;
@@ -78,9 +78,26 @@ pub async fn host_subnets() -> Result<Vec<Subnet>> {
     Ok(out)
 }
 
-/// Creates the bridge `name` with `gateway/prefix` when missing, and brings it
-/// up; returns its index. Idempotent.
-pub async fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<u32> {
+/// Adds `ip/prefix` to the link `index` (an address it has already is fine);
+/// an IPv6 one without duplicate address detection, so it is usable at once
+/// (the bridge is the only one handing out the network's addresses).
+async fn add_address(h: &Handle, index: u32, ip: IpAddr, prefix: u8) -> Result<()> {
+    use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
+    let mut req = h.address().add(index, ip, prefix);
+    if ip.is_ipv6() {
+        req.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
+    match req.execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if errno_of(&e) == EEXIST => Ok(()),
+        Err(e) => Err(Error::internal(format!("address {ip}/{prefix}: {e}"))),
+    }
+}
+
+/// Creates the bridge `name` with `gateway/prefix` (and the IPv6 gateway, on a
+/// network with IPv6) when missing, and brings it up; returns its index.
+/// Idempotent.
+pub async fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8, v6: Option<(Ipv6Addr, u8)>) -> Result<u32> {
     let h = connect()?;
     if index_of(&h, name).await?.is_none() {
         match h.link().add(LinkBridge::new(name).build()).execute().await {
@@ -90,10 +107,9 @@ pub async fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<
         }
     }
     let index = index_of(&h, name).await?.ok_or_else(|| Error::internal(format!("bridge {name} vanished")))?;
-    match h.address().add(index, IpAddr::V4(gateway), prefix).execute().await {
-        Ok(()) => {}
-        Err(e) if errno_of(&e) == EEXIST => {}
-        Err(e) => return Err(Error::internal(format!("address {gateway}/{prefix} on {name}: {e}"))),
+    add_address(&h, index, IpAddr::V4(gateway), prefix).await.map_err(|e| e.context(format!("bridge {name}")))?;
+    if let Some((gateway6, prefix6)) = v6 {
+        add_address(&h, index, IpAddr::V6(gateway6), prefix6).await.map_err(|e| e.context(format!("bridge {name}")))?;
     }
     h.link().set(LinkUnspec::new_with_index(index).up().build()).execute().await.map_err(nl("bring the bridge up"))?;
     Ok(index)
@@ -119,6 +135,9 @@ pub struct Plug<'a> {
     pub gateway: Option<Ipv4Addr>,
     /// The MAC address of `eth0`.
     pub mac: [u8; 6],
+    /// On a network with IPv6: the container's IPv6 address and prefix, and
+    /// the gateway of its IPv6 default route (none on an internal network).
+    pub ip6: Option<(Ipv6Addr, u8, Option<Ipv6Addr>)>,
 }
 
 /// Plugs a container into a bridge. On failure the veth pair is removed again.
@@ -151,11 +170,14 @@ pub async fn plug(p: &Plug<'_>) -> Result<()> {
         .execute()
         .await
         .map_err(|e| Error::internal(format!("create the veth pair {} / {}: {e}", p.host_veth, p.interface)))?;
-    let (ip, prefix, gateway, interface) = (p.ip, p.prefix, p.gateway, p.interface.to_string());
+    let (ip, prefix, gateway, interface, ip6) = (p.ip, p.prefix, p.gateway, p.interface.to_string(), p.ip6);
     let out = in_netns(ns, move |h| async move {
         h.link().set(LinkUnspec::new_with_index(1).up().build()).execute().await.map_err(nl("bring lo up"))?;
         let eth0 = index_of(&h, &interface).await?.ok_or_else(|| Error::internal(format!("{interface} is missing")))?;
         h.address().add(eth0, IpAddr::V4(ip), prefix).execute().await.map_err(nl("address the interface"))?;
+        if let Some((ip6, prefix6, _)) = ip6 {
+            add_address(&h, eth0, IpAddr::V6(ip6), prefix6).await?;
+        }
         h.link()
             .set(LinkUnspec::new_with_index(eth0).up().build())
             .execute()
@@ -167,6 +189,13 @@ pub async fn plug(p: &Plug<'_>) -> Result<()> {
                 .execute()
                 .await
                 .map_err(nl("add the default route"))?;
+        }
+        if let Some((_, _, Some(gateway6))) = ip6 {
+            h.route()
+                .add(RouteMessageBuilder::<Ipv6Addr>::new().gateway(gateway6).build())
+                .execute()
+                .await
+                .map_err(nl("add the IPv6 default route"))?;
         }
         Ok(())
     })

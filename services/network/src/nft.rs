@@ -53,6 +53,8 @@ pub struct BridgeRules {
     pub bridge: String,
     /// The subnet, CIDR.
     pub subnet: String,
+    /// The IPv6 subnet, CIDR, on a network with IPv6 (else empty).
+    pub subnet6: String,
     /// No way in or out.
     pub internal: bool,
 }
@@ -93,7 +95,8 @@ pub fn render(table: &str, nets: &[BridgeRules], ports: &[PortRule]) -> String {
     // Published ports: arriving (prerouting) and from the host itself (output),
     // to any local address or to the one given.
     let mut dnat = String::new();
-    for p in ports {
+    // Ports published on an IPv6 host address are the proxy's (`crate::proxy`).
+    for p in ports.iter().filter(|p| !p.host_ip.contains(':')) {
         let to = if p.host_ip == "0.0.0.0" || p.host_ip.is_empty() {
             "fib daddr type local".to_string()
         } else {
@@ -111,6 +114,10 @@ pub fn render(table: &str, nets: &[BridgeRules], ports: &[PortRule]) -> String {
     s.push_str("  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n");
     for n in nets.iter().filter(|n| !n.internal) {
         let _ = writeln!(s, "    ip saddr {} oifname != {} masquerade", n.subnet, quoted(&n.bridge));
+        if !n.subnet6.is_empty() {
+            // NAT66, as dockerd does with ip6tables on.
+            let _ = writeln!(s, "    ip6 saddr {} oifname != {} masquerade", n.subnet6, quoted(&n.bridge));
+        }
     }
     let mut published: Vec<(&str, &str)> = ports.iter().map(|p| (p.bridge.as_str(), p.subnet.as_str())).collect();
     published.sort_unstable();
@@ -131,6 +138,9 @@ pub fn render(table: &str, nets: &[BridgeRules], ports: &[PortRule]) -> String {
 pub async fn apply(table: &str, nets: &[BridgeRules], ports: &[PortRule]) -> Result<()> {
     if nets.iter().any(|n| !n.internal) {
         let _ = tokio::fs::write("/proc/sys/net/ipv4/ip_forward", "1").await;
+    }
+    if nets.iter().any(|n| !n.internal && !n.subnet6.is_empty()) {
+        let _ = tokio::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1").await;
     }
     for p in ports {
         // Lets packets to 127.0.0.1 be forwarded to the container after DNAT.
@@ -237,8 +247,13 @@ mod tests {
         assert_eq!(stale_handles(listing, "berth_bt1"), vec![13]);
         assert!(stale_handles("", "berth").is_empty());
         let nets = vec![
-            BridgeRules { bridge: "berth0".into(), subnet: "172.18.0.0/16".into(), internal: false },
-            BridgeRules { bridge: "br-i".into(), subnet: "10.2.0.0/24".into(), internal: true },
+            BridgeRules {
+                bridge: "berth0".into(),
+                subnet: "172.18.0.0/16".into(),
+                subnet6: String::new(),
+                internal: false,
+            },
+            BridgeRules { bridge: "br-i".into(), subnet: "10.2.0.0/24".into(), subnet6: String::new(), internal: true },
         ];
         let s = render_docker_user("berth", &nets, &[12]);
         assert!(s.starts_with("add table ip filter\nadd chain ip filter DOCKER-USER\n"), "{s}");
@@ -253,9 +268,19 @@ mod tests {
     #[test]
     fn rules_isolate_masquerade_and_close_internal_networks() {
         let nets = vec![
-            BridgeRules { bridge: "berth0".into(), subnet: "172.18.0.0/16".into(), internal: false },
-            BridgeRules { bridge: "br-a".into(), subnet: "10.1.0.0/24".into(), internal: false },
-            BridgeRules { bridge: "br-i".into(), subnet: "10.2.0.0/24".into(), internal: true },
+            BridgeRules {
+                bridge: "berth0".into(),
+                subnet: "172.18.0.0/16".into(),
+                subnet6: String::new(),
+                internal: false,
+            },
+            BridgeRules {
+                bridge: "br-a".into(),
+                subnet: "10.1.0.0/24".into(),
+                subnet6: String::new(),
+                internal: false,
+            },
+            BridgeRules { bridge: "br-i".into(), subnet: "10.2.0.0/24".into(), subnet6: String::new(), internal: true },
         ];
         let s = render("berth", &nets, &[]);
         assert!(s.starts_with("table inet berth {}\ndelete table inet berth\ntable inet berth {"));
@@ -268,11 +293,23 @@ mod tests {
         // 6 isolation, 2 for the internal network, 3 loopback guards.
         assert_eq!(s.matches(" drop").count(), 6 + 2 + 3);
         assert_eq!(render("berth", &[], &[]).matches("masquerade").count(), 0);
+        let six = BridgeRules {
+            bridge: "br-6".into(),
+            subnet: "10.3.0.0/24".into(),
+            subnet6: "fd42:1::/64".into(),
+            internal: false,
+        };
+        assert!(render("berth", &[six], &[]).contains("ip6 saddr fd42:1::/64 oifname != \"br-6\" masquerade"));
     }
 
     #[test]
     fn published_ports_are_dnat_for_arriving_and_local_traffic() {
-        let nets = vec![BridgeRules { bridge: "berth0".into(), subnet: "172.18.0.0/16".into(), internal: false }];
+        let nets = vec![BridgeRules {
+            bridge: "berth0".into(),
+            subnet: "172.18.0.0/16".into(),
+            subnet6: String::new(),
+            internal: false,
+        }];
         let port = |host_ip: &str, proto: &str, hp: u16| PortRule {
             proto: proto.into(),
             host_ip: host_ip.into(),
@@ -282,7 +319,12 @@ mod tests {
             bridge: "berth0".into(),
             subnet: "172.18.0.0/16".into(),
         };
-        let s = render("berth", &nets, &[port("0.0.0.0", "tcp", 8080), port("127.0.0.1", "udp", 5353)]);
+        let s = render(
+            "berth",
+            &nets,
+            &[port("0.0.0.0", "tcp", 8080), port("127.0.0.1", "udp", 5353), port("::1", "tcp", 8443)],
+        );
+        assert!(!s.contains("8443"), "IPv6 host addresses are the proxy's: {s}");
         assert_eq!(s.matches("fib daddr type local tcp dport 8080 dnat ip to 172.18.0.2:80").count(), 2);
         assert_eq!(s.matches("ip daddr 127.0.0.1 udp dport 5353 dnat ip to 172.18.0.2:80").count(), 2);
         assert_eq!(s.matches("oifname \"berth0\" ip saddr 127.0.0.0/8 masquerade").count(), 1);

@@ -1,7 +1,7 @@
 //! [`LocalNetwork`]: the network service over a [`NetworkStore`].
 
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use berth_core::{Error, Result};
 use berth_proto::types::v1::{Filter, KeyValue};
 
 use crate::dns::{self, Dns};
-use crate::ipam::{self, Subnet};
+use crate::ipam::{self, Subnet, Subnet6};
 use crate::netlink;
 use crate::store::{EndpointRecord, MIGRATOR, NetworkStore, PortRecord, ResolverRecord, SqliteNetworkStore};
 use crate::{NetworkApi, pb};
@@ -42,6 +42,8 @@ pub struct LocalNetwork {
     dns: Arc<Dns>,
     /// Where network events go.
     events: Arc<berth_core::events::EventBus>,
+    /// Ports published on IPv6 host addresses.
+    proxies: crate::proxy::Proxies,
 }
 
 /// Serializes the choice of subnets between Berth daemons on one host (tests run
@@ -91,6 +93,11 @@ fn bridge_of(n: &pb::Network) -> Option<String> {
     Some(option(n, BRIDGE_NAME).map(str::to_string).unwrap_or_else(|| generated_bridge(n)))
 }
 
+/// A network's IPv6 subnet and gateway, if it has IPv6.
+fn ipv6_of(n: &pb::Network) -> Option<(Subnet6, Ipv6Addr)> {
+    Some((n.subnet6.parse().ok()?, n.gateway6.parse().ok()?))
+}
+
 /// The network as clients see it: its `Options` as they were given (a name
 /// Berth generated, which an older Berth stored there, is left out).
 fn shown(mut n: pb::Network) -> pb::Network {
@@ -123,6 +130,7 @@ impl LocalNetwork {
             alloc: tokio::sync::Mutex::new(()),
             dns: Arc::new(Dns::default()),
             events: Default::default(),
+            proxies: Default::default(),
         }
     }
 
@@ -201,7 +209,12 @@ impl LocalNetwork {
             .iter()
             .filter(|n| n.driver == "bridge" && !n.subnet.is_empty())
             .filter_map(|n| {
-                Some(crate::nft::BridgeRules { bridge: bridge_of(n)?, subnet: n.subnet.clone(), internal: n.internal })
+                Some(crate::nft::BridgeRules {
+                    bridge: bridge_of(n)?,
+                    subnet: n.subnet.clone(),
+                    subnet6: n.subnet6.clone(),
+                    internal: n.internal,
+                })
             })
             .collect();
         let networks = self.store.networks().await?;
@@ -223,7 +236,9 @@ impl LocalNetwork {
                 })
             })
             .collect();
-        crate::nft::apply(&self.table, &nets, &ports).await
+        crate::nft::apply(&self.table, &nets, &ports).await?;
+        self.proxies.sync(&proxy_routes(&ports));
+        Ok(())
     }
 
     async fn predefine(&self, config: &NetworkConfig) -> Result<()> {
@@ -260,7 +275,7 @@ impl LocalNetwork {
         })?;
         let gateway = subnet.first_host();
         // Create the device while holding the lock, so the next daemon sees its route.
-        netlink::ensure_bridge(&config.bridge, gateway, subnet.prefix).await?;
+        netlink::ensure_bridge(&config.bridge, gateway, subnet.prefix, None).await?;
         let mut bridge = record("bridge", "bridge");
         bridge.subnet = subnet.to_string();
         bridge.gateway = gateway.to_string();
@@ -298,7 +313,7 @@ impl LocalNetwork {
         container_id: &str,
         container_name: &str,
         aliases: &[String],
-        (wanted, mac): (Option<Ipv4Addr>, Option<[u8; 6]>),
+        (wanted, wanted6, mac): (Option<Ipv4Addr>, Option<Ipv6Addr>, Option<[u8; 6]>),
     ) -> Result<EndpointRecord> {
         let _guard = self.alloc.lock().await;
         let on_net = self.store.endpoints(&net.id).await?;
@@ -317,7 +332,25 @@ impl LocalNetwork {
                     .ok_or_else(|| Error::unavailable(format!("no available IPv4 addresses on network {}", net.name)))?
             }
         };
+        let ip6 = match ipv6_of(net) {
+            None => String::new(),
+            Some((subnet6, gateway6)) => {
+                let used: HashSet<Ipv6Addr> = on_net.iter().filter_map(|e| e.ip6.parse().ok()).collect();
+                match wanted6 {
+                    Some(ip) if used.contains(&ip) => {
+                        return Err(Error::conflict(format!("Address already in use: {ip}")));
+                    }
+                    Some(ip) => ip.to_string(),
+                    None => ipam::allocate6(&subnet6, gateway6, &used)
+                        .ok_or_else(|| {
+                            Error::unavailable(format!("no available IPv6 addresses on network {}", net.name))
+                        })?
+                        .to_string(),
+                }
+            }
+        };
         let record = EndpointRecord {
+            ip6,
             network_id: net.id.clone(),
             container_id: container_id.to_string(),
             endpoint_id: berth_core::id::random_id(),
@@ -332,20 +365,41 @@ impl LocalNetwork {
     }
 }
 
+/// The TCP ports to proxy from IPv6 host addresses (see [`crate::proxy`]):
+/// those published on one, and, where the host has IPv6, those published on
+/// every address (dockerd listens on `::` too).
+fn proxy_routes(ports: &[crate::nft::PortRule]) -> Vec<crate::proxy::Route> {
+    let host_has_ipv6 = Path::new("/proc/net/if_inet6").exists();
+    ports
+        .iter()
+        .filter(|p| p.proto == "tcp")
+        .filter_map(|p| {
+            let listen = match p.host_ip.as_str() {
+                "" | "0.0.0.0" if host_has_ipv6 => Ipv6Addr::UNSPECIFIED,
+                ip => ip.parse::<Ipv6Addr>().ok()?,
+            };
+            let target: Ipv4Addr = p.container_ip.parse().ok()?;
+            Some((SocketAddr::from((listen, p.host_port)), SocketAddr::from((target, p.container_port))))
+        })
+        .collect()
+}
+
 /// Where random host ports come from (dockerd's default range).
 const EPHEMERAL: std::ops::RangeInclusive<u16> = 49153..=60999;
 
 /// Whether the host lets us take `ip:port` now (nobody listens there).
-fn bindable(proto: &str, ip: Ipv4Addr, port: u16) -> bool {
+fn bindable(proto: &str, ip: IpAddr, port: u16) -> bool {
     match proto {
         "udp" => std::net::UdpSocket::bind((ip, port)).is_ok(),
         _ => std::net::TcpListener::bind((ip, port)).is_ok(),
     }
 }
 
-/// Whether two host addresses overlap (0.0.0.0 is every address).
+/// Whether two host addresses overlap (0.0.0.0 and `::` are every address:
+/// a port published on 0.0.0.0 is also proxied from `::`).
 fn same_host(a: &str, b: &str) -> bool {
-    a == b || a == "0.0.0.0" || b == "0.0.0.0"
+    let every = |x: &str| x == "0.0.0.0" || x == "::";
+    a == b || every(a) || every(b)
 }
 
 /// The host end of a container's veth on a network: unique per container and
@@ -355,7 +409,11 @@ fn veth_name(network_id: &str, container_id: &str) -> String {
 }
 
 fn endpoint_pb(net: &pb::Network, subnet: &Subnet, e: &EndpointRecord) -> pb::Endpoint {
+    let prefix6 = net.subnet6.parse::<Subnet6>().map(|s| i32::from(s.prefix)).unwrap_or(0);
     pb::Endpoint {
+        ipv6_address: e.ip6.clone(),
+        ipv6_prefix_len: if e.ip6.is_empty() { 0 } else { prefix6 },
+        ipv6_gateway: if e.ip6.is_empty() { String::new() } else { net.gateway6.clone() },
         network_id: net.id.clone(),
         network_name: net.name.clone(),
         endpoint_id: e.endpoint_id.clone(),
@@ -429,20 +487,41 @@ impl NetworkApi for LocalNetwork {
                 Some(ip)
             }
         };
+        let v6 = ipv6_of(&net);
+        let wanted6: Option<Ipv6Addr> = match (req.ipv6_address.as_str(), v6) {
+            ("", _) => None,
+            (a, None) => {
+                return Err(Error::invalid(format!(
+                    "invalid IPv6 address {a}: network {} has no IPv6 (EnableIPv6)",
+                    net.name
+                )));
+            }
+            (a, Some((subnet6, gateway6))) => {
+                let ip: Ipv6Addr = a.parse().map_err(|_| Error::invalid(format!("invalid IPv6 address {a:?}")))?;
+                if !subnet6.contains(ip) || ip == gateway6 || ip == subnet6.addr {
+                    return Err(Error::invalid(format!(
+                        "Invalid address {ip}: It does not belong to any of this network's subnets"
+                    )));
+                }
+                Some(ip)
+            }
+        };
         let mac = match req.mac_address.as_str() {
             "" => None,
             m => Some(ipam::parse_mac(m).ok_or_else(|| Error::invalid(format!("invalid MAC address: {m}")))?),
         };
         let aliases: Vec<String> = req.aliases.iter().filter(|a| !a.is_empty()).cloned().collect();
-        let e =
-            self.endpoint_for(&net, &subnet, &req.container_id, &req.container_name, &aliases, (wanted, mac)).await?;
+        let e = self
+            .endpoint_for(&net, &subnet, &req.container_id, &req.container_name, &aliases, (wanted, wanted6, mac))
+            .await?;
         let interface = if req.interface.is_empty() { "eth0".to_string() } else { req.interface.clone() };
         if interface.len() > 15 || interface.contains(['/', ' ']) {
             return Err(Error::invalid(format!("invalid interface name {interface:?}")));
         }
         let ip: Ipv4Addr = e.ip.parse().map_err(|_| Error::internal(format!("stored address {:?}", e.ip)))?;
         let plugged = async {
-            let bridge = netlink::ensure_bridge(&bridge_name, gateway, subnet.prefix).await?;
+            let bridge =
+                netlink::ensure_bridge(&bridge_name, gateway, subnet.prefix, v6.map(|(s, g)| (g, s.prefix))).await?;
             let plug = netlink::Plug {
                 bridge,
                 host_veth: &e.host_veth,
@@ -452,6 +531,12 @@ impl NetworkApi for LocalNetwork {
                 prefix: subnet.prefix,
                 gateway: (!net.internal && req.default_route).then_some(gateway),
                 mac: ipam::parse_mac(&e.mac).unwrap_or_else(|| ipam::mac_for(ip)),
+                ip6: match (e.ip6.parse::<Ipv6Addr>(), v6) {
+                    (Ok(ip6), Some((subnet6, gateway6))) => {
+                        Some((ip6, subnet6.prefix, (!net.internal && req.default_route).then_some(gateway6)))
+                    }
+                    _ => None,
+                },
             };
             netlink::plug(&plug).await
         }
@@ -532,6 +617,33 @@ impl NetworkApi for LocalNetwork {
             }
         }
         let mut n = record(&req.name, "bridge");
+        let v6 = if req.enable_ipv6 {
+            let subnet6 = match req.subnet6.as_str() {
+                "" => Subnet6::unique_local(&n.id),
+                s => s.parse::<Subnet6>().map_err(Error::invalid)?,
+            };
+            if subnet6.prefix > 124 {
+                return Err(Error::invalid(format!("subnet {subnet6} is too small for a network")));
+            }
+            if existing.iter().filter_map(|o| o.subnet6.parse::<Subnet6>().ok()).any(|o| o.overlaps(&subnet6)) {
+                return Err(Error::forbidden("Pool overlaps with other one on this address space"));
+            }
+            let gateway6 = match req.gateway6.as_str() {
+                "" => subnet6.first_host(),
+                g => {
+                    let g: Ipv6Addr = g.parse().map_err(|_| Error::invalid(format!("invalid gateway {g:?}")))?;
+                    if !subnet6.contains(g) || g == subnet6.addr {
+                        return Err(Error::invalid(format!("no matching subnet for gateway {g}")));
+                    }
+                    g
+                }
+            };
+            Some((subnet6, gateway6))
+        } else if !req.subnet6.is_empty() {
+            return Err(Error::invalid("an IPv6 subnet needs EnableIPv6 (--ipv6)"));
+        } else {
+            None
+        };
         let options = req.options.clone();
         n.options = options.clone();
         let bridge = bridge_of(&n).unwrap_or_else(|| generated_bridge(&n));
@@ -550,11 +662,15 @@ impl NetworkApi for LocalNetwork {
         }
         n.subnet = subnet.to_string();
         n.gateway = gateway.to_string();
+        if let Some((subnet6, gateway6)) = v6 {
+            n.subnet6 = subnet6.to_string();
+            n.gateway6 = gateway6.to_string();
+        }
         n.ip_range = req.ip_range.clone();
         n.internal = req.internal;
         n.labels = req.labels.clone();
         n.options = options;
-        netlink::ensure_bridge(&bridge, gateway, subnet.prefix).await?;
+        netlink::ensure_bridge(&bridge, gateway, subnet.prefix, v6.map(|(s, g)| (g, s.prefix))).await?;
         if let Err(e) = self.store.insert_network(&n).await {
             let _ = netlink::delete_link(&bridge).await;
             return Err(e);
@@ -655,8 +771,10 @@ impl NetworkApi for LocalNetwork {
                 .filter(|p| *p > 0)
                 .ok_or_else(|| Error::invalid(format!("invalid container port {}", m.container_port)))?;
             let host_ip = if m.host_ip.is_empty() { "0.0.0.0".to_string() } else { m.host_ip.clone() };
-            let ip: Ipv4Addr =
-                host_ip.parse().map_err(|_| Error::invalid(format!("invalid host address {host_ip:?} (IPv4 only)")))?;
+            let ip: IpAddr =
+                host_ip.parse().map_err(|_| Error::invalid(format!("invalid host address {host_ip:?}")))?;
+            // Written as Go writes an IPv6 address (compressed, no brackets).
+            let host_ip = ip.to_string();
             let clash = |port: u16, taken: &[(String, String, u16)]| {
                 taken.iter().any(|(p, h, hp)| *p == proto && *hp == port && same_host(h, &host_ip))
             };

@@ -28,6 +28,8 @@ pub struct EndpointRecord {
     pub container_name: String,
     /// Its other names on this network (`--network-alias`).
     pub aliases: Vec<String>,
+    /// Its IPv6 address, on a network with IPv6 (else empty).
+    pub ip6: String,
 }
 
 /// A container whose embedded DNS runs, as stored.
@@ -46,8 +48,8 @@ pub struct ResolverRecord {
 /// Persistence of network records and endpoints.
 ///
 /// Schema (`migrations/network/`): `networks(id PK, name UNIQUE, driver,
-/// internal, labels JSON, created_at, subnet, gateway, options JSON, ip_range)` and
-/// `endpoints(network_id, container_id, endpoint_id, ip, mac, host_veth, container_name, aliases JSON)`
+/// internal, labels JSON, created_at, subnet, gateway, options JSON, ip_range, subnet6, gateway6)` and
+/// `endpoints(network_id, container_id, endpoint_id, ip, mac, host_veth, container_name, aliases JSON, ip6)`
 /// with one endpoint per container and network, and unique addresses per network;
 /// `ports` (published ports) and `resolvers` (containers whose embedded DNS runs).
 #[async_trait]
@@ -135,17 +137,19 @@ fn endpoint_of(r: &sqlx::sqlite::SqliteRow) -> Result<EndpointRecord> {
         host_veth: r.try_get("host_veth")?,
         container_name: r.try_get("container_name")?,
         aliases: serde_json::from_str(&r.try_get::<String, _>("aliases")?).unwrap_or_default(),
+        ip6: r.try_get("ip6")?,
     })
 }
 
-const ENDPOINT_COLUMNS: &str = "network_id, container_id, endpoint_id, ip, mac, host_veth, container_name, aliases";
+const ENDPOINT_COLUMNS: &str =
+    "network_id, container_id, endpoint_id, ip, mac, host_veth, container_name, aliases, ip6";
 
 #[async_trait]
 impl NetworkStore for SqliteNetworkStore {
     async fn networks(&self) -> Result<Vec<pb::Network>> {
         let rows = sqlx::query(
-            "SELECT id, name, driver, internal, labels, created_at, subnet, gateway, options, ip_range FROM networks \
-             ORDER BY name",
+            "SELECT id, name, driver, internal, labels, created_at, subnet, gateway, options, ip_range, subnet6, \
+             gateway6 FROM networks ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -164,6 +168,8 @@ impl NetworkStore for SqliteNetworkStore {
                     options: pairs(&r.try_get::<String, _>("options")?),
                     ip_range: r.try_get("ip_range")?,
                     endpoints: vec![],
+                    subnet6: r.try_get("subnet6")?,
+                    gateway6: r.try_get("gateway6")?,
                 })
             })
             .collect()
@@ -171,8 +177,8 @@ impl NetworkStore for SqliteNetworkStore {
 
     async fn insert_network(&self, n: &pb::Network) -> Result<()> {
         sqlx::query(
-            "INSERT INTO networks (id, name, driver, internal, labels, created_at, subnet, gateway, options, ip_range) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO networks (id, name, driver, internal, labels, created_at, subnet, gateway, options, ip_range, \
+             subnet6, gateway6) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&n.id)
         .bind(&n.name)
@@ -184,6 +190,8 @@ impl NetworkStore for SqliteNetworkStore {
         .bind(&n.gateway)
         .bind(json_of(&n.options))
         .bind(&n.ip_range)
+        .bind(&n.subnet6)
+        .bind(&n.gateway6)
         .execute(&self.pool)
         .await
         .map_err(|e| unique(e, &format!("network with name {} already exists", n.name)))?;
@@ -210,7 +218,7 @@ impl NetworkStore for SqliteNetworkStore {
     async fn insert_endpoint(&self, e: &EndpointRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO endpoints (network_id, container_id, endpoint_id, ip, mac, host_veth, created_at, \
-             container_name, aliases) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             container_name, aliases, ip6) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&e.network_id)
         .bind(&e.container_id)
@@ -221,6 +229,7 @@ impl NetworkStore for SqliteNetworkStore {
         .bind(berth_core::id::now_rfc3339())
         .bind(&e.container_name)
         .bind(serde_json::to_string(&e.aliases).unwrap_or_else(|_| "[]".into()))
+        .bind(&e.ip6)
         .execute(&self.pool)
         .await
         .map_err(|err| unique(err, &format!("Address already in use: {}", e.ip)))?;

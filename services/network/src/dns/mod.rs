@@ -9,7 +9,8 @@
 //! is scoped to the asker's networks:
 //! - a container's name, its `--network-alias`es and its short ID resolve to
 //!   its addresses on the networks the asker shares with it (also as
-//!   `name.network`); AAAA for such a name is an empty answer, not NXDOMAIN;
+//!   `name.network`); AAAA too on networks with IPv6, and for a name without
+//!   IPv6 an empty answer, not NXDOMAIN;
 //! - reverse lookups of those addresses give `name.network`;
 //! - anything else is forwarded as it came to the container's `--dns` servers,
 //!   or the host's (sent from the host's namespace, so a resolver on the host's
@@ -23,7 +24,7 @@
 pub mod wire;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -58,6 +59,8 @@ struct Entry {
     /// Lower case: the container's name, its aliases, its short ID.
     names: Vec<String>,
     ip: Ipv4Addr,
+    /// Its IPv6 address, on a network with IPv6.
+    ip6: Option<Ipv6Addr>,
     /// `name.network`, the answer to a reverse lookup.
     ptr: String,
 }
@@ -110,7 +113,7 @@ impl Table {
             let net = &mut t.nets[i];
             let names = dns_names(e).iter().map(|n| n.to_ascii_lowercase()).collect();
             let ptr = format!("{}.{}", e.container_name, net.name);
-            net.entries.push(Entry { names, ip, ptr });
+            net.entries.push(Entry { names, ip, ip6: e.ip6.parse().ok(), ptr });
             t.member_of.entry(e.container_id.clone()).or_default().push(i);
         }
         t
@@ -123,14 +126,18 @@ impl Table {
     /// The addresses `name` stands for, as `container_id` sees it: on the
     /// user-defined networks it is on, by name, alias or short ID, or as
     /// `name.network`. `None`: not a name of Berth's.
-    pub fn lookup(&self, container_id: &str, name: &str) -> Option<Vec<Ipv4Addr>> {
+    pub fn lookup(&self, container_id: &str, name: &str) -> Option<Vec<IpAddr>> {
         let mut found = Vec::new();
         for net in self.nets_of(container_id).filter(|n| n.resolves) {
             let lower = net.name.to_ascii_lowercase();
             let bare = name.strip_suffix(lower.as_str()).and_then(|s| s.strip_suffix('.'));
             for e in &net.entries {
-                if e.names.iter().any(|n| n == name || Some(n.as_str()) == bare) && !found.contains(&e.ip) {
-                    found.push(e.ip);
+                if e.names.iter().any(|n| n == name || Some(n.as_str()) == bare) {
+                    for ip in std::iter::once(IpAddr::V4(e.ip)).chain(e.ip6.map(IpAddr::V6)) {
+                        if !found.contains(&ip) {
+                            found.push(ip);
+                        }
+                    }
                 }
             }
         }
@@ -371,8 +378,16 @@ fn answer_locally(table: &Table, container_id: &str, q: &Query) -> Option<(u8, V
         }
         qtype => {
             let ips = table.lookup(container_id, &q.name)?;
-            // The name exists; it has no other records than A (no IPv6 here).
-            let records = if qtype == wire::TYPE_A { ips.into_iter().map(Record::A).collect() } else { vec![] };
+            // The name exists; it has A records, and AAAA ones on networks with
+            // IPv6 (an empty answer, not NXDOMAIN, for a type it has none of).
+            let records = ips
+                .into_iter()
+                .filter_map(|ip| match ip {
+                    IpAddr::V4(v4) if qtype == wire::TYPE_A => Some(Record::A(v4)),
+                    IpAddr::V6(v6) if qtype == wire::TYPE_AAAA => Some(Record::Aaaa(v6)),
+                    _ => None,
+                })
+                .collect();
             Some((wire::NOERROR, records))
         }
     }
@@ -465,6 +480,7 @@ mod tests {
             host_veth: String::new(),
             container_name: name.into(),
             aliases: aliases.iter().map(|a| a.to_string()).collect(),
+            ip6: if ip == "10.1.0.2" { "fd00:1::2".into() } else { String::new() },
         }
     }
 
@@ -497,19 +513,21 @@ mod tests {
     fn names_aliases_and_short_ids_on_shared_networks_only() {
         let t = table();
         let (a, b, c, d) = ("a".repeat(64), "b".repeat(64), "c".repeat(64), "d".repeat(64));
-        let ip = |s: &str| s.parse::<Ipv4Addr>().expect("ip");
-        assert_eq!(t.lookup(&b, "web"), Some(vec![ip("10.1.0.2")]), "not the default bridge's address");
-        assert_eq!(t.lookup(&b, "srv"), Some(vec![ip("10.1.0.2")]), "aliases, case-insensitive");
-        assert_eq!(t.lookup(&b, "aaaaaaaaaaaa"), Some(vec![ip("10.1.0.2")]), "short ID");
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let web = Some(vec![ip("10.1.0.2"), ip("fd00:1::2")]);
+        assert_eq!(t.lookup(&b, "web"), web, "not the default bridge's address");
+        assert_eq!(t.lookup(&b, "srv"), web, "aliases, case-insensitive");
+        assert_eq!(t.lookup(&b, "aaaaaaaaaaaa"), web, "short ID");
         assert_eq!(t.lookup(&b, &a), None, "only the short ID");
-        assert_eq!(t.lookup(&b, "web.net-one"), Some(vec![ip("10.1.0.2")]), "name.network");
+        assert_eq!(t.lookup(&b, "web.net-one"), web, "name.network");
         assert_eq!(t.lookup(&b, "web.net-two"), None);
-        assert_eq!(t.lookup(&a, "shared"), Some(vec![ip("10.1.0.2"), ip("10.1.0.3")]), "round robin");
+        assert_eq!(t.lookup(&a, "shared"), Some(vec![ip("10.1.0.2"), ip("fd00:1::2"), ip("10.1.0.3")]), "round robin");
         assert_eq!(t.lookup(&a, "other"), None, "isolated networks do not resolve each other");
         assert_eq!(t.lookup(&c, "client"), Some(vec![ip("10.2.0.3")]));
         assert_eq!(t.lookup(&d, "web"), None, "the default bridge has no names");
-        assert_eq!(t.reverse(&b, ip("10.1.0.2")), Some("web.net-one".into()));
-        assert_eq!(t.reverse(&c, ip("10.1.0.2")), None);
+        let v4 = |s: &str| s.parse::<Ipv4Addr>().expect("ip");
+        assert_eq!(t.reverse(&b, v4("10.1.0.2")), Some("web.net-one".into()));
+        assert_eq!(t.reverse(&c, v4("10.1.0.2")), None);
         assert!(t.may_forward(&a) && t.may_forward(&d));
         assert!(t.wants_resolver(&b) && t.wants_resolver(&d), "internal networks have names too");
         assert!(!t.wants_resolver(&"f".repeat(64)), "the default bridge alone has none");
@@ -545,6 +563,8 @@ mod tests {
         let (rcode, records) = answer_locally(&t, &b, &q("web", wire::TYPE_A)).expect("local");
         assert_eq!((rcode, records), (wire::NOERROR, vec![Record::A(Ipv4Addr::new(10, 1, 0, 2))]));
         let (rcode, records) = answer_locally(&t, &b, &q("web", wire::TYPE_AAAA)).expect("local");
+        assert_eq!((rcode, records), (wire::NOERROR, vec![Record::Aaaa("fd00:1::2".parse().expect("ip"))]));
+        let (rcode, records) = answer_locally(&t, &b, &q("client", wire::TYPE_AAAA)).expect("local");
         assert_eq!((rcode, records.len()), (wire::NOERROR, 0), "a name without IPv6 is not NXDOMAIN");
         assert!(answer_locally(&t, &b, &q("example", wire::TYPE_A)).is_none(), "forwarded");
         let ptr = answer_locally(&t, &b, &q("3.0.1.10.in-addr.arpa", wire::TYPE_PTR)).expect("ptr");

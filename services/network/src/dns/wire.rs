@@ -50,6 +50,8 @@ pub struct Query {
 pub enum Record {
     /// An IPv4 address of the name asked for.
     A(Ipv4Addr),
+    /// An IPv6 address of the name asked for.
+    Aaaa(std::net::Ipv6Addr),
     /// The name of the address asked for (reverse lookup).
     Ptr(String),
 }
@@ -137,6 +139,7 @@ pub fn answer(q: &Query, rcode: u8, records: &[Record], limit: usize) -> Vec<u8>
         let mut rr = vec![0xc0, 0x0c]; // the name of the question, at offset 12
         let (rtype, rdata) = match r {
             Record::A(ip) => (TYPE_A, ip.octets().to_vec()),
+            Record::Aaaa(ip) => (TYPE_AAAA, ip.octets().to_vec()),
             Record::Ptr(name) => {
                 let mut d = Vec::new();
                 put_name(&mut d, name);
