@@ -8,6 +8,8 @@ import tarfile
 import time
 import urllib.request
 
+import docker
+
 from conftest import busybox_save_tar
 
 
@@ -92,6 +94,27 @@ def test_network_options_are_echoed_as_given(berth):
     finally:
         plain.remove()
         given.remove()
+
+
+def test_ipv6_networks_as_docker_py_makes_them(berth):
+    ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet="fd42:71::/64")])
+    net = berth.client.networks.create("pysix", enable_ipv6=True, ipam=ipam)
+    try:
+        info = berth.client.api.inspect_network(net.id)
+        assert info["EnableIPv6"] is True
+        assert "fd42:71::/64" in [p["Subnet"] for p in info["IPAM"]["Config"]]
+        srv = berth.client.containers.run("busybox", ["sleep", "300"], detach=True, network="pysix", name="pysrv")
+        try:
+            srv.reload()
+            ep = srv.attrs["NetworkSettings"]["Networks"]["pysix"]
+            assert ep["GlobalIPv6Address"] == "fd42:71::2" and ep["GlobalIPv6PrefixLen"] == 64
+            out = berth.client.containers.run("busybox", ["nslookup", "-type=aaaa", "pysrv"], network="pysix",
+                                              remove=True)
+            assert b"fd42:71::2" in out
+        finally:
+            srv.remove(force=True)
+    finally:
+        net.remove()
 
 
 def test_ports_files_volumes_and_builds(berth):
