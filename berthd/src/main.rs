@@ -39,6 +39,29 @@ enum Command {
         #[arg(long, default_value = "client")]
         client_cn: String,
     },
+    /// The audit log (`--audit-log`).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Checks the log's hash chain: exits 0 when intact, else names the first bad line.
+    Verify {
+        /// The log file.
+        file: PathBuf,
+    },
+}
+
+/// Authorization and audit as configured, the policy reloaded on SIGHUP.
+fn authz(config: &DaemonConfig) -> anyhow::Result<Option<Arc<berth_gateway::authz::Authz>>> {
+    let authz = berth_gateway::authz::Authz::new(config.authorization_config.as_deref(), config.audit_log.as_deref())?;
+    if let Some(a) = &authz {
+        a.reload_on_sighup()?;
+    }
+    Ok(authz)
 }
 
 /// Takes the pid file, refusing when another live berthd holds it.
@@ -119,6 +142,7 @@ async fn run(config: DaemonConfig) -> anyhow::Result<()> {
             debug: config.log_level == "debug" || config.log_level == "trace",
         }),
         shutdown: shutdown.clone(),
+        authz: authz(&config)?,
     };
     let listeners = berth_gateway::server::bind(&config).await?;
     tracing::info!(version = berth_gateway::BERTH_VERSION, data_root = %root.display(), "berthd ready");
@@ -130,10 +154,23 @@ async fn run(config: DaemonConfig) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::Certs { out, hosts, client_cn }) = cli.command {
-        certs::generate(&out, &hosts, &client_cn)?;
-        println!("wrote ca.pem, server-cert.pem, server-key.pem, cert.pem, key.pem to {}", out.display());
-        return Ok(());
+    match cli.command {
+        Some(Command::Certs { out, hosts, client_cn }) => {
+            certs::generate(&out, &hosts, &client_cn)?;
+            println!("wrote ca.pem, server-cert.pem, server-key.pem, cert.pem, key.pem to {}", out.display());
+            return Ok(());
+        }
+        Some(Command::Audit { command: AuditCommand::Verify { file } }) => {
+            match berth_gateway::authz::verify(&file) {
+                Ok(n) => println!("{}: {n} records, chain intact", file.display()),
+                Err((line, why)) => {
+                    eprintln!("{}: line {line}: {why}", file.display());
+                    std::process::exit(1);
+                }
+            }
+            return Ok(());
+        }
+        None => {}
     }
     let config = match DaemonConfig::load(&cli.daemon, &ProcessEnv) {
         Ok(c) => c,

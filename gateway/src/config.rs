@@ -30,6 +30,8 @@
 //! | `max-tcp-connections` |               | `--max-tcp-connections` | 1024                          |
 //! | `no-new-privileges` |                 | `--no-new-privileges` | false                           |
 //! | `userns-remap` |                      | `--userns-remap`     | none (`default`, `USER[:GROUP]`) |
+//! | `authorization-config` |              | `--authorization-config` | none (every caller is admin) |
+//! | `audit-log`    |                      | `--audit-log`        | none                             |
 //!
 //! TCP listeners are bounded so that idle or slow clients cannot take every
 //! file descriptor (and with them the unix socket): a TLS handshake must end
@@ -133,6 +135,12 @@ pub struct DaemonFlags {
     /// (`default`: the `dockremap` user, made when missing).
     #[arg(long, value_name = "default|USER[:GROUP]")]
     pub userns_remap: Option<String>,
+    /// Authorization policy (TOML: grants of roles to identities), reloaded on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub authorization_config: Option<PathBuf>,
+    /// Append-only, hash-chained log of state-changing and denied requests.
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
 }
 
 /// The configuration file's shape.
@@ -162,6 +170,8 @@ struct FileConfig {
     max_tcp_connections: Option<usize>,
     no_new_privileges: Option<bool>,
     userns_remap: Option<String>,
+    authorization_config: Option<PathBuf>,
+    audit_log: Option<PathBuf>,
 }
 
 /// Where the environment comes from; tests pass a map.
@@ -240,6 +250,10 @@ pub struct DaemonConfig {
     pub no_new_privileges: bool,
     /// `--userns-remap`, as given (resolved by the runtime service).
     pub userns_remap: Option<String>,
+    /// The authorization policy file.
+    pub authorization_config: Option<PathBuf>,
+    /// The audit log.
+    pub audit_log: Option<PathBuf>,
 }
 
 fn env_bool(v: &str) -> Option<bool> {
@@ -481,6 +495,8 @@ impl DaemonConfig {
                 max_tcp_connections,
                 no_new_privileges: flags.no_new_privileges || file.no_new_privileges.unwrap_or(false),
                 userns_remap: flags.userns_remap.clone().or(file.userns_remap).filter(|s| !s.is_empty()),
+                authorization_config: flags.authorization_config.clone().or(file.authorization_config),
+                audit_log: flags.audit_log.clone().or(file.audit_log),
             })
         } else {
             Err(errors)

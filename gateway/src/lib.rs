@@ -9,10 +9,12 @@
 //! - [`server`]: listeners (unix socket, TCP with mutual TLS, loopback TCP), the
 //!   accept loop (HTTP/1.1 with upgrades, for hijacked streams) and graceful shutdown.
 //! - [`config`]: the daemon configuration: file, environment, flags, validated at once.
+//! - [`authz`]: the caller's identity, the authorization policy, the audit log.
 
 #![forbid(unsafe_code)]
 #![recursion_limit = "256"]
 
+pub mod authz;
 pub mod config;
 pub mod error;
 pub mod params;
@@ -60,6 +62,8 @@ pub struct AppState {
     /// Fires when the daemon shuts down: long-lived streams (wait, follow, attach,
     /// exec) end then instead of holding the shutdown for the grace period.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Authorization and audit, when configured (`--authorization-config`, `--audit-log`).
+    pub authz: Option<Arc<authz::Authz>>,
 }
 
 /// Berth's version.

@@ -66,6 +66,14 @@ async fn main() -> anyhow::Result<()> {
             debug: config.log_level == "debug" || config.log_level == "trace",
         }),
         shutdown: shutdown.clone(),
+        authz: {
+            let a =
+                berth_gateway::authz::Authz::new(config.authorization_config.as_deref(), config.audit_log.as_deref())?;
+            if let Some(a) = &a {
+                a.reload_on_sighup()?;
+            }
+            a
+        },
     };
     let listeners = berth_gateway::server::bind(&config).await?;
     berth_gateway::server::serve(berth_gateway::app(state), listeners, shutdown, Duration::from_secs(10)).await;

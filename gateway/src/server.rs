@@ -23,6 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::authz::Identity;
 use crate::config::{DaemonConfig, Host};
 
 /// A bound listener.
@@ -75,11 +76,18 @@ pub async fn bind(config: &DaemonConfig) -> Result<Vec<Listener>> {
 }
 
 /// Serves one connection until it ends or shutdown fires; then lets the request in
-/// flight finish and closes.
-async fn serve_conn<I>(io: I, app: Router, shutdown: CancellationToken)
+/// flight finish and closes. Every request carries the connection's `identity`
+/// (see [`crate::authz`]).
+async fn serve_conn<I>(io: I, app: Router, shutdown: CancellationToken, identity: Identity)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let app = tower::ServiceBuilder::new()
+        .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(identity.clone());
+            req
+        })
+        .service(app);
     let svc = TowerToHyperService::new(app);
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
@@ -133,12 +141,19 @@ async fn accept_loop(listener: Listener, app: Router, shutdown: CancellationToke
         tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = accept(&listener) => match accepted {
-                Ok(Accepted::Unix(s)) => { tracker.spawn(serve_conn(s, app.clone(), shutdown.clone())); }
+                Ok(Accepted::Unix(s)) => {
+                    // The peer's credentials, as the kernel gives them (SO_PEERCRED).
+                    let identity = match s.peer_cred() {
+                        Ok(c) => Identity::unix(c.uid(), c.gid()),
+                        Err(_) => Identity::anonymous("unix".into()),
+                    };
+                    tracker.spawn(serve_conn(s, app.clone(), shutdown.clone(), identity));
+                }
                 Ok(Accepted::Tcp(s, peer, limits)) => {
                     let Some(permit) = admit(&limits, peer, &mut refusals) else { continue };
                     let (app, shutdown) = (app.clone(), shutdown.clone());
                     tracker.spawn(async move {
-                        serve_conn(s, app, shutdown).await;
+                        serve_conn(s, app, shutdown, Identity::anonymous(peer.to_string())).await;
                         drop(permit);
                     });
                 }
@@ -148,7 +163,14 @@ async fn accept_loop(listener: Listener, app: Router, shutdown: CancellationToke
                     let (app, shutdown) = (app.clone(), shutdown.clone());
                     tracker.spawn(async move {
                         match tokio::time::timeout(limits.handshake, acceptor.accept(s)).await {
-                            Ok(Ok(tls)) => serve_conn(tls, app, shutdown).await,
+                            Ok(Ok(tls)) => {
+                                // The client certificate the handshake verified names the caller.
+                                let identity = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+                                    Some(cert) => Identity::from_certificate(cert.as_ref(), peer),
+                                    None => Identity::anonymous(peer.to_string()),
+                                };
+                                serve_conn(tls, app, shutdown, identity).await
+                            }
                             Ok(Err(e)) => tracing::info!(%peer, error = %e, "tls handshake refused"),
                             Err(_) => tracing::info!(%peer, timeout = ?limits.handshake, "tls handshake timed out"),
                         }

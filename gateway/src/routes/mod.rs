@@ -36,6 +36,7 @@ pub fn app(state: AppState) -> Router {
         .merge(archive::router())
         .merge(build::router())
         .merge(resources::router())
+        .route_layer(middleware::from_fn_with_state(state.clone(), crate::authz::authorize))
         .route_layer(middleware::from_fn(trace))
         .fallback(|| async { message(StatusCode::NOT_FOUND, "page not found") })
         .method_not_allowed_fallback(|| async { message(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
@@ -148,6 +149,7 @@ mod tests {
             events: vec![],
             info: Arc::new(DaemonInfo { data_root: "/d".into(), exec_root: "/e".into(), id: "x".into(), debug: false }),
             shutdown: Default::default(),
+            authz: None,
         })
     }
 

@@ -143,6 +143,11 @@ async fn info(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         runtimes.runtimes.iter().map(|r| (r.name.clone(), json!({"path": r.path}))).collect();
     let host = host();
     let now = berth_core::id::now_rfc3339();
+    // Which authorization is in force: a policy file, or none (every caller is admin).
+    let mut security_options = runtimes.security_options;
+    if state.authz.as_ref().is_some_and(|a| a.enforcing()) {
+        security_options.push("name=authorization,policy=file".into());
+    }
     Ok(Json(json!({
         "ID": state.info.id,
         "Containers": containers.len(),
@@ -197,7 +202,7 @@ async fn info(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         "ContainerdCommit": {"ID": ""},
         "RuncCommit": {"ID": ""},
         "InitCommit": {"ID": ""},
-        "SecurityOptions": runtimes.security_options,
+        "SecurityOptions": security_options,
         "Warnings": [],
     })))
 }

@@ -1,0 +1,230 @@
+//! Who may do what (`--authorization-config`) and the audit log
+//! (`--audit-log`): identities from client certificates (made here, signed by
+//! the CA `berthd certs` wrote) and from the unix socket's peer, roles tried
+//! on allowed and denied calls, label scoping, dangerous options, a reload on
+//! SIGHUP while a `docker logs -f` stays connected, and the audit chain
+//! verified, then broken.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use berth_tests::{Daemon, TestImage, bin, docker_save_tar, free_port};
+
+/// A client certificate for `subject` (`/CN=alice/OU=ops`) signed by the CA in
+/// `ca_dir`, in a directory of its own as the docker CLI wants it.
+fn client_cert(ca_dir: &Path, name: &str, subject: &str) -> PathBuf {
+    let dir = ca_dir.join(name);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let p = |f: &str| dir.join(f).display().to_string();
+    let ca = |f: &str| ca_dir.join(f).display().to_string();
+    std::fs::write(dir.join("ext"), "extendedKeyUsage=clientAuth\n").expect("ext");
+    run(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        subject,
+        "-keyout",
+        &p("key.pem"),
+        "-out",
+        &p("csr"),
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &p("csr"),
+        "-CA",
+        &ca("ca.pem"),
+        "-CAkey",
+        &ca("ca-key.pem"),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        &p("ext"),
+        "-out",
+        &p("cert.pem"),
+    ]);
+    std::fs::copy(ca_dir.join("ca.pem"), dir.join("ca.pem")).expect("ca");
+    dir
+}
+
+struct Tls<'a> {
+    d: &'a Daemon,
+    port: u16,
+}
+
+impl Tls<'_> {
+    fn cmd(&self, who: &Path, args: &[&str]) -> Command {
+        let mut c = self.d.docker_cmd(args);
+        c.env("DOCKER_HOST", format!("tcp://127.0.0.1:{}", self.port))
+            .env("DOCKER_TLS_VERIFY", "1")
+            .env("DOCKER_CERT_PATH", who);
+        c
+    }
+
+    fn run(&self, who: &Path, args: &[&str]) -> Output {
+        self.cmd(who, args).output().expect("docker")
+    }
+
+    fn ok(&self, who: &Path, args: &[&str]) -> String {
+        let out = self.run(who, args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn denied(&self, who: &Path, args: &[&str]) -> String {
+        let out = self.run(who, args);
+        assert!(!out.status.success(), "{args:?} should be refused: {}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+fn policy(alice_role: &str, srv: &Path) -> String {
+    format!(
+        r#"
+[[grant]]
+identity = "uid:0"
+role = "admin"
+
+[[grant]]
+identity = "cn:alice"
+role = "{alice_role}"
+labels = {{ team = "a" }}
+
+[[grant]]
+identity = "cn:bob"
+role = "operator"
+allow = ["exec"]
+
+[[grant]]
+identity = "ou:builders"
+role = "creator"
+allow = ["bind:{}"]
+
+[roles.creator]
+actions = ["POST /containers/create", "GET *", "DELETE /containers/{{id}}"]
+"#,
+        srv.display()
+    )
+}
+
+#[test]
+fn roles_labels_grants_reload_and_the_audit_chain() {
+    let certs = tempfile::tempdir().expect("tmp");
+    let out = Command::new(bin("berthd")).arg("certs").arg("--out").arg(certs.path()).output().expect("certs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let alice = client_cert(certs.path(), "alice", "/CN=alice");
+    let bob = client_cert(certs.path(), "bob", "/CN=bob");
+    let dave = client_cert(certs.path(), "dave", "/CN=dave/OU=builders");
+    let eve = client_cert(certs.path(), "eve", "/CN=eve");
+    let srv = tempfile::tempdir().expect("tmp");
+    let files = tempfile::tempdir().expect("tmp");
+    let (policy_file, audit_log) = (files.path().join("policy.toml"), files.path().join("audit.log"));
+    std::fs::write(&policy_file, policy("read-only", srv.path())).expect("policy");
+
+    let port = free_port();
+    let p = |f: &str| certs.path().join(f).display().to_string();
+    let (host, pol, audit) =
+        (format!("tcp://127.0.0.1:{port}"), policy_file.display().to_string(), audit_log.display().to_string());
+    let d = Daemon::start(&[
+        "-H",
+        &host,
+        "--tlsverify",
+        "--tlscacert",
+        &p("ca.pem"),
+        "--tlscert",
+        &p("server-cert.pem"),
+        "--tlskey",
+        &p("server-key.pem"),
+        "--authorization-config",
+        &pol,
+        "--audit-log",
+        &audit,
+    ])
+    .expect("start");
+    // The test's own calls come over the unix socket as uid 0, an admin.
+    d.load(&docker_save_tar(&[TestImage::busybox(&["busybox:latest"])], false)).expect("load");
+    d.docker(&["run", "-d", "--name", "team-a", "--label", "team=a", "busybox", "sh", "-c", "echo started; sleep 300"])
+        .expect("a");
+    d.docker(&["run", "-d", "--name", "team-b", "--label", "team=b", "busybox", "sleep", "300"]).expect("b");
+    let info = d.docker(&["info", "--format", "{{json .SecurityOptions}}"]).expect("info");
+    assert!(info.contains("name=authorization"), "{info}");
+    let tls = Tls { d: &d, port };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !tls.run(&alice, &["version"]).status.success() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // alice reads, and only team a's.
+    let ps = tls.ok(&alice, &["ps", "-a", "--format", "{{.Names}}"]);
+    assert_eq!(ps.trim(), "team-a", "label scoping");
+    let err = tls.denied(&alice, &["inspect", "team-b"]);
+    assert!(err.contains("No such"), "as if absent: {err}");
+    assert!(tls.ok(&alice, &["logs", "team-a"]).contains("started"));
+    let err = tls.denied(&alice, &["stop", "team-a"]);
+    assert!(err.contains("authorization denied") && err.contains("cn:alice"), "{err}");
+    // bob operates, and may exec, but not create.
+    tls.ok(&bob, &["restart", "-t", "1", "team-b"]);
+    assert_eq!(tls.ok(&bob, &["exec", "team-b", "echo", "in"]).trim(), "in");
+    let err = tls.denied(&bob, &["create", "busybox"]);
+    assert!(err.contains("may not POST /containers/create"), "{err}");
+    // dave creates, but what is dangerous needs its own grant.
+    let err = tls.denied(&dave, &["create", "--privileged", "busybox"]);
+    assert!(err.contains("lacks the grant \"privileged\""), "{err}");
+    let err = tls.denied(&dave, &["create", "-v", "/etc:/host-etc", "busybox"]);
+    assert!(err.contains("bind:/etc"), "{err}");
+    let granted = format!("{}:/data", srv.path().display());
+    let made = tls.ok(&dave, &["create", "-v", &granted, "busybox"]);
+    tls.ok(&dave, &["rm", made.trim()]);
+    // Someone with no grant gets nothing.
+    let err = tls.denied(&eve, &["version"]);
+    assert!(err.contains("no grant"), "{err}");
+
+    // A reload on SIGHUP: alice becomes an operator; her `logs -f` stays connected.
+    let mut follow = tls
+        .cmd(&alice, &["logs", "-f", "team-a"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("logs -f");
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&policy_file, policy("operator", srv.path())).expect("policy");
+    let pid = d.pid().expect("berthd runs");
+    let hup = Command::new("kill").args(["-HUP", &pid.to_string()]).status().expect("kill");
+    assert!(hup.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d.log().contains("authorization policy reloaded") {
+        assert!(Instant::now() < deadline, "no reload: {}", d.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(follow.try_wait().expect("try_wait").is_none(), "logs -f outlived the reload");
+    tls.ok(&alice, &["stop", "-t", "1", "team-a"]);
+    let _ = follow.kill();
+    let _ = follow.wait();
+
+    // The audit log: state changes and denials, chained.
+    let text = std::fs::read_to_string(&audit_log).expect("audit");
+    assert!(text.lines().any(|l| l.contains("\"deny\"") && l.contains("cn:alice")), "{text}");
+    assert!(text.lines().any(|l| l.contains("\"allow\"") && l.contains("cn:bob") && l.contains("/restart")));
+    let verify =
+        |file: &Path| Command::new(bin("berthd")).args(["audit", "verify"]).arg(file).output().expect("verify");
+    let ok = verify(&audit_log);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let copy = files.path().join("edited.log");
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    assert!(lines.len() >= 4, "{text}");
+    lines[2] = lines[2].replace("\"deny\"", "\"allow\"").replace("\"allow\"", "\"allowed\"");
+    std::fs::write(&copy, lines.join("\n") + "\n").expect("write");
+    let bad = verify(&copy);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("line 4"), "{}", String::from_utf8_lossy(&bad.stderr));
+}
