@@ -129,12 +129,17 @@ async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let runtime = Arc::new(runtime);
     // The builder runs its steps' containers through the runtime service.
     images.set_runtime(runtime.clone());
+    let authz = authz(&config)?;
+    let mut sources: Vec<Arc<dyn berth_core::events::EventSource>> = vec![events];
+    if let Some(a) = &authz {
+        sources.push(a.events.clone());
+    }
     let state = AppState {
         images,
         runtime,
         networks,
         volumes,
-        events: vec![events],
+        events: sources,
         info: Arc::new(DaemonInfo {
             data_root: config.data_root.clone(),
             exec_root: config.exec_root.clone(),
@@ -142,7 +147,7 @@ async fn run(config: DaemonConfig) -> anyhow::Result<()> {
             debug: config.log_level == "debug" || config.log_level == "trace",
         }),
         shutdown: shutdown.clone(),
-        authz: authz(&config)?,
+        authz,
     };
     let listeners = berth_gateway::server::bind(&config).await?;
     tracing::info!(version = berth_gateway::BERTH_VERSION, data_root = %root.display(), "berthd ready");

@@ -19,7 +19,8 @@
 //! - **Audit** (`--audit-log FILE`): one JSON line per state-changing or denied
 //!   request, each carrying the SHA-256 of the line before it (`prev`), so a
 //!   removed or edited line breaks the chain ([`verify`], `berthd audit verify`);
-//!   rotated by size to `FILE.1` (older ones shift up) without breaking it.
+//!   rotated by size to `FILE.1` (older ones shift up) without breaking it; each
+//!   record is also an `audit` event for `docker events`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -416,6 +417,8 @@ pub struct Authz {
     path: Option<PathBuf>,
     policy: RwLock<Option<Arc<Policy>>>,
     audit: Option<Audit>,
+    /// Where audit records also go as `audit` events (`docker events`).
+    pub events: Arc<berth_core::events::EventBus>,
 }
 
 impl Authz {
@@ -432,6 +435,7 @@ impl Authz {
             path: policy.map(Path::to_path_buf),
             policy: RwLock::new(loaded.map(Arc::new)),
             audit,
+            events: Arc::new(berth_core::events::EventBus::new()),
         })))
     }
 
@@ -493,6 +497,22 @@ pub async fn authorize(State(state): State<AppState>, req: Request<Body>, next: 
     let req = Request::from_parts(parts, body);
     let changes = method != Method::GET && method != Method::HEAD;
     let audit = |decision: &str, rule: &str, status: u16| {
+        if authz.audit.is_some() {
+            let actor = resource.clone().unwrap_or_else(|| path.clone());
+            authz.events.publish(
+                "audit",
+                decision,
+                &actor,
+                [
+                    ("identity", id.names.join(",")),
+                    ("source", id.source.clone()),
+                    ("method", method.to_string()),
+                    ("path", path.clone()),
+                    ("rule", rule.to_string()),
+                    ("status", status.to_string()),
+                ],
+            );
+        }
         if let Some(a) = &authz.audit {
             let mut e = serde_json::Map::new();
             e.insert("time".into(), json!(berth_core::id::now_rfc3339()));

@@ -47,6 +47,10 @@ async fn main() -> anyhow::Result<()> {
     // `--tlsverify` files (its certificate is its client identity).
     let tls = config.tls.as_ref().map(berth_core::grpc::client_tls).transpose()?;
     let tls = tls.as_ref();
+    let authz = berth_gateway::authz::Authz::new(config.authorization_config.as_deref(), config.audit_log.as_deref())?;
+    if let Some(a) = &authz {
+        a.reload_on_sighup()?;
+    }
     let state = AppState {
         images: Arc::new(berth_image_api::ImageGrpcClient::new(channel(&args.image_addr, tls)?)),
         runtime: Arc::new(berth_runtime_api::RuntimeGrpcClient::new(channel(&args.runtime_addr, tls)?)),
@@ -58,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
                 Ok(Arc::new(berth_core::events::EventsGrpcClient::new(channel(a, tls)?))
                     as Arc<dyn berth_core::events::EventSource>)
             })
+            .chain(authz.iter().map(|a| Ok(a.events.clone() as Arc<dyn berth_core::events::EventSource>)))
             .collect::<berth_core::Result<_>>()?,
         info: Arc::new(DaemonInfo {
             data_root: config.data_root.clone(),
@@ -66,14 +71,7 @@ async fn main() -> anyhow::Result<()> {
             debug: config.log_level == "debug" || config.log_level == "trace",
         }),
         shutdown: shutdown.clone(),
-        authz: {
-            let a =
-                berth_gateway::authz::Authz::new(config.authorization_config.as_deref(), config.audit_log.as_deref())?;
-            if let Some(a) = &a {
-                a.reload_on_sighup()?;
-            }
-            a
-        },
+        authz,
     };
     let listeners = berth_gateway::server::bind(&config).await?;
     berth_gateway::server::serve(berth_gateway::app(state), listeners, shutdown, Duration::from_secs(10)).await;

@@ -157,6 +157,12 @@ fn pull_push_and_volumes_cross_the_grpc_hop() {
     assert_eq!(d.docker(&["run", "--rm", "-v", "splitvol:/v", &app, "cat", "/v/m"]).expect("read"), "split-pull");
     let out = d.docker_out(&["volume", "rm", "splitvol"]).expect("volume rm");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The caller (here the unix socket's uid 0) reaches the services' logs.
+    let root = d.data_root().parent().map(std::path::Path::to_path_buf).expect("root");
+    for svc in ["runtime", "volume", "image"] {
+        let log = std::fs::read_to_string(root.join(format!("{svc}.log"))).unwrap_or_default();
+        assert!(log.contains("caller=uid:0,gid:0"), "{svc}.log names no caller:\n{log}");
+    }
 }
 
 #[test]

@@ -34,14 +34,25 @@ use crate::error::{Error, Result};
 /// Metadata key that carries the gateway's request ID into service calls.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// Metadata key that carries the API caller's identity (`cn:alice,ou:ops`,
+/// `uid:0,gid:0`) into service calls, for their logs.
+pub const CALLER_HEADER: &str = "x-berth-caller";
+
 tokio::task_local! {
     /// The request ID of the API request this task serves, if any.
     pub static REQUEST_ID: String;
+    /// Who made the API request this task serves, if known.
+    pub static CALLER: String;
 }
 
 /// The request ID of the current task, if it serves an API request.
 pub fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(|id| id.clone()).ok()
+}
+
+/// The caller of the API request the current task serves, if known.
+pub fn current_caller() -> Option<String> {
+    CALLER.try_with(|c| c.clone()).ok()
 }
 
 /// Where a gRPC server listens or a client connects.
@@ -336,8 +347,9 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         use tracing::Instrument;
         let path = req.uri().path().to_string();
-        let request_id = req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-        let span = tracing::info_span!("grpc", path = %path, request_id = %request_id);
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let (request_id, caller) = (header(REQUEST_ID_HEADER), header(CALLER_HEADER));
+        let span = tracing::info_span!("grpc", path = %path, request_id = %request_id, caller = %caller);
         let start = std::time::Instant::now();
         let fut = self.inner.call(req);
         Box::pin(
@@ -430,7 +442,7 @@ pub fn byte_chunks<T: Send + 'static>(
     }))
 }
 
-/// Client interceptor that stamps the current request ID on every call.
+/// Client interceptor that stamps the current request ID and caller on every call.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestIdInterceptor;
 
@@ -440,6 +452,12 @@ impl Interceptor for RequestIdInterceptor {
             && let Ok(value) = id.parse()
         {
             req.metadata_mut().insert(REQUEST_ID_HEADER, value);
+        }
+        // Names that are not plain ASCII are left out rather than mangled.
+        if let Some(caller) = current_caller()
+            && let Ok(value) = caller.parse()
+        {
+            req.metadata_mut().insert(CALLER_HEADER, value);
         }
         Ok(req)
     }

@@ -45,8 +45,9 @@ pub fn app(state: AppState) -> Router {
     Router::new().fallback_service(routes).layer(middleware::from_fn(crate::version::layer))
 }
 
-/// One span per API request, with method, route, request ID and, at the end,
-/// status and duration. The request ID rides into gRPC calls made on its behalf.
+/// One span per API request, with method, route, request ID, caller and, at
+/// the end, status and duration. The request ID and the caller ride into the
+/// gRPC calls made on its behalf, so split services log them too.
 async fn trace(req: Request<Body>, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_default();
     let request_id = req
@@ -55,9 +56,15 @@ async fn trace(req: Request<Body>, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .unwrap_or_else(|| berth_core::id::random_id()[..16].to_string());
-    let span = tracing::info_span!("api", method = %req.method(), route, request_id = %request_id);
+    let caller = req
+        .extensions()
+        .get::<crate::authz::Identity>()
+        .map(|i| if i.names.is_empty() { format!("anonymous@{}", i.source) } else { i.names.join(",") })
+        .unwrap_or_default();
+    let span = tracing::info_span!("api", method = %req.method(), route, request_id = %request_id, caller = %caller);
     let start = Instant::now();
-    let resp = berth_core::grpc::REQUEST_ID.scope(request_id, next.run(req).instrument(span.clone())).await;
+    let served = berth_core::grpc::REQUEST_ID.scope(request_id, next.run(req).instrument(span.clone()));
+    let resp = berth_core::grpc::CALLER.scope(caller, served).await;
     let status = resp.status().as_u16();
     let ms = start.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| {
