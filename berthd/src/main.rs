@@ -56,8 +56,13 @@ enum AuditCommand {
 }
 
 /// Authorization and audit as configured, the policy reloaded on SIGHUP.
-fn authz(config: &DaemonConfig) -> anyhow::Result<Option<Arc<berth_gateway::authz::Authz>>> {
-    let authz = berth_gateway::authz::Authz::new(config.authorization_config.as_deref(), config.audit_log.as_deref())?;
+async fn authz(config: &DaemonConfig) -> anyhow::Result<Option<Arc<berth_gateway::authz::Authz>>> {
+    let authz = berth_gateway::authz::Authz::new(
+        config.authorization_config.as_deref(),
+        config.audit_log.as_deref(),
+        &config.authorization_plugins,
+    )
+    .await?;
     if let Some(a) = &authz {
         a.reload_on_sighup()?;
     }
@@ -129,7 +134,7 @@ async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let runtime = Arc::new(runtime);
     // The builder runs its steps' containers through the runtime service.
     images.set_runtime(runtime.clone());
-    let authz = authz(&config)?;
+    let authz = authz(&config).await?;
     let mut sources: Vec<Arc<dyn berth_core::events::EventSource>> = vec![events];
     if let Some(a) = &authz {
         sources.push(a.events.clone());

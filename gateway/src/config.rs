@@ -32,6 +32,7 @@
 //! | `userns-remap` |                      | `--userns-remap`     | none (`default`, `USER[:GROUP]`) |
 //! | `authorization-config` |              | `--authorization-config` | none (every caller is admin) |
 //! | `audit-log`    |                      | `--audit-log`        | none                             |
+//! | `authorization-plugins` |             | `--authorization-plugin` | none (repeatable)            |
 //!
 //! TCP listeners are bounded so that idle or slow clients cannot take every
 //! file descriptor (and with them the unix socket): a TLS handshake must end
@@ -141,6 +142,9 @@ pub struct DaemonFlags {
     /// Append-only, hash-chained log of state-changing and denied requests.
     #[arg(long, value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
+    /// A Docker AuthZ plugin to ask about every request (repeatable).
+    #[arg(long = "authorization-plugin", value_name = "NAME")]
+    pub authorization_plugins: Vec<String>,
 }
 
 /// The configuration file's shape.
@@ -172,6 +176,7 @@ struct FileConfig {
     userns_remap: Option<String>,
     authorization_config: Option<PathBuf>,
     audit_log: Option<PathBuf>,
+    authorization_plugins: Option<Vec<String>>,
 }
 
 /// Where the environment comes from; tests pass a map.
@@ -254,6 +259,8 @@ pub struct DaemonConfig {
     pub authorization_config: Option<PathBuf>,
     /// The audit log.
     pub audit_log: Option<PathBuf>,
+    /// Docker AuthZ plugins, by name or socket path.
+    pub authorization_plugins: Vec<String>,
 }
 
 fn env_bool(v: &str) -> Option<bool> {
@@ -497,6 +504,11 @@ impl DaemonConfig {
                 userns_remap: flags.userns_remap.clone().or(file.userns_remap).filter(|s| !s.is_empty()),
                 authorization_config: flags.authorization_config.clone().or(file.authorization_config),
                 audit_log: flags.audit_log.clone().or(file.audit_log),
+                authorization_plugins: if flags.authorization_plugins.is_empty() {
+                    file.authorization_plugins.unwrap_or_default()
+                } else {
+                    flags.authorization_plugins.clone()
+                },
             })
         } else {
             Err(errors)

@@ -47,7 +47,12 @@ async fn main() -> anyhow::Result<()> {
     // `--tlsverify` files (its certificate is its client identity).
     let tls = config.tls.as_ref().map(berth_core::grpc::client_tls).transpose()?;
     let tls = tls.as_ref();
-    let authz = berth_gateway::authz::Authz::new(config.authorization_config.as_deref(), config.audit_log.as_deref())?;
+    let authz = berth_gateway::authz::Authz::new(
+        config.authorization_config.as_deref(),
+        config.audit_log.as_deref(),
+        &config.authorization_plugins,
+    )
+    .await?;
     if let Some(a) = &authz {
         a.reload_on_sighup()?;
     }

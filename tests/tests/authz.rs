@@ -228,3 +228,67 @@ fn roles_labels_grants_reload_and_the_audit_chain() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("line 4"), "{}", String::from_utf8_lossy(&bad.stderr));
 }
+
+/// A Docker AuthZ plugin: activates as `authz`, writes every request it is
+/// asked about to a file, and refuses one route (kill).
+const PLUGIN: &str = r#"
+import http.server, json, os, socketserver, sys, urllib.parse
+path, log = sys.argv[1], sys.argv[2]
+class H(http.server.BaseHTTPRequestHandler):
+    def address_string(self): return "plugin"
+    def log_message(self, *a): pass
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", 0))
+        body = json.loads(self.rfile.read(n) or b"{}")
+        if self.path == "/Plugin.Activate":
+            out = {"Implements": ["authz"]}
+        elif self.path in ("/AuthZPlugin.AuthZReq", "/AuthZPlugin.AuthZRes"):
+            with open(log, "a") as f:
+                f.write(json.dumps({"call": self.path, **body}) + "\n")
+            kill = urllib.parse.urlparse(body.get("RequestUri", "")).path.endswith("/kill")
+            out = {"Allow": not kill, "Msg": "no killing here"}
+        else:
+            out = {"Err": "unknown call"}
+        data = json.dumps(out).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+if os.path.exists(path):
+    os.unlink(path)
+srv = socketserver.UnixStreamServer(path, H)
+print("ready", flush=True)
+srv.serve_forever()
+"#;
+
+#[test]
+fn a_docker_authz_plugin_is_asked_and_can_refuse() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (sock, log) = (dir.path().join("authz.sock"), dir.path().join("asked.jsonl"));
+    let _plugin =
+        berth_tests::serve_ready(Command::new("python3").arg("-u").arg("-c").arg(PLUGIN).arg(&sock).arg(&log));
+    let d = Daemon::start(&["--authorization-plugin", &sock.display().to_string()]).expect("start");
+    d.load(&docker_save_tar(&[TestImage::busybox(&["busybox:latest"])], false)).expect("load");
+    d.docker(&["run", "-d", "--name", "victim", "busybox", "sleep", "300"]).expect("run");
+    let (code, _, err) = d.out(&["kill", "victim"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("authorization denied by plugin") && err.contains("no killing here"), "{err}");
+    assert_eq!(d.docker(&["inspect", "-f", "{{.State.Running}}", "victim"]).expect("inspect").trim(), "true");
+    d.docker(&["stop", "-t", "1", "victim"]).expect("stop is allowed");
+    let asked = std::fs::read_to_string(&log).expect("the plugin's log");
+    let calls: Vec<serde_json::Value> = asked.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let create = calls
+        .iter()
+        .find(|c| {
+            c["call"] == "/AuthZPlugin.AuthZReq"
+                && c["RequestUri"].as_str().is_some_and(|u| u.contains("/containers/create"))
+        })
+        .expect("the create was asked about");
+    assert_eq!(create["RequestMethod"], "POST");
+    assert!(create["RequestBody"].as_str().is_some_and(|b| !b.is_empty()), "the JSON body goes along: {create}");
+    assert!(
+        calls.iter().any(|c| c["call"] == "/AuthZPlugin.AuthZRes" && c["ResponseStatusCode"] == 201),
+        "the answer's status is reported after it"
+    );
+}

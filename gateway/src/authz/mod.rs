@@ -21,6 +21,8 @@
 //!   removed or edited line breaks the chain ([`verify`], `berthd audit verify`);
 //!   rotated by size to `FILE.1` (older ones shift up) without breaking it; each
 //!   record is also an `audit` event for `docker events`.
+//! - **Plugins** (`--authorization-plugin NAME`): Docker's AuthZ plugin
+//!   protocol ([`plugin`]), asked after the policy, before and after each request.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -38,6 +40,8 @@ use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::error::message;
+
+pub mod plugin;
 
 /// Who a request comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -417,15 +421,27 @@ pub struct Authz {
     path: Option<PathBuf>,
     policy: RwLock<Option<Arc<Policy>>>,
     audit: Option<Audit>,
+    /// Docker AuthZ plugins, asked in order.
+    plugins: Vec<plugin::Plugin>,
     /// Where audit records also go as `audit` events (`docker events`).
     pub events: Arc<berth_core::events::EventBus>,
 }
 
 impl Authz {
-    /// From `--authorization-config` and `--audit-log`; `None` when neither is set.
-    pub fn new(policy: Option<&Path>, audit: Option<&Path>) -> anyhow::Result<Option<Arc<Authz>>> {
-        if policy.is_none() && audit.is_none() {
+    /// From `--authorization-config`, `--audit-log` and `--authorization-plugin`;
+    /// `None` when none is set. Plugins are activated now: one that does not
+    /// answer, or does not implement `authz`, stops the start.
+    pub async fn new(
+        policy: Option<&Path>,
+        audit: Option<&Path>,
+        plugins: &[String],
+    ) -> anyhow::Result<Option<Arc<Authz>>> {
+        if policy.is_none() && audit.is_none() && plugins.is_empty() {
             return Ok(None);
+        }
+        let mut active = Vec::new();
+        for name in plugins {
+            active.push(plugin::Plugin::activate(name).await.map_err(anyhow::Error::msg)?);
         }
         let loaded = policy.map(Policy::load).transpose().map_err(anyhow::Error::msg)?;
         let audit = audit
@@ -435,6 +451,7 @@ impl Authz {
             path: policy.map(Path::to_path_buf),
             policy: RwLock::new(loaded.map(Arc::new)),
             audit,
+            plugins: active,
             events: Arc::new(berth_core::events::EventBus::new()),
         })))
     }
@@ -527,53 +544,105 @@ pub async fn authorize(State(state): State<AppState>, req: Request<Body>, next: 
             a.record(e);
         }
     };
-    let Some(policy) = authz.current() else {
-        let resp = next.run(req).await;
-        if changes {
-            audit("allow", "no policy", resp.status().as_u16());
-        }
-        return resp;
-    };
-    // Judge the bodies that carry dangerous options, and give new objects the grant's labels.
-    let judged = matches!(
-        (method.as_str(), route.as_str()),
-        ("POST", "/containers/create" | "/containers/{id}/exec" | "/volumes/create" | "/networks/create")
-    );
+    let policy = authz.current();
+    // Judge the bodies that carry dangerous options, and give new objects the
+    // grant's labels; plugins see every JSON body up to 1 MiB, as dockerd sends them.
+    let judged = policy.is_some()
+        && matches!(
+            (method.as_str(), route.as_str()),
+            ("POST", "/containers/create" | "/containers/{id}/exec" | "/volumes/create" | "/networks/create")
+        );
+    let json_body = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    let small = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n <= plugin::MAX_BODY);
+    let for_plugins = !authz.plugins.is_empty() && json_body && small;
     let (parts, body) = req.into_parts();
-    let (body_json, body) = if judged {
+    let (raw, body) = if judged || for_plugins {
         match axum::body::to_bytes(body, MAX_JUDGED_BODY).await {
-            Ok(b) => (serde_json::from_slice::<Value>(&b).unwrap_or(Value::Null), Body::from(b)),
+            Ok(b) => (Some(b.clone()), Body::from(b)),
             Err(_) => return message(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
         }
     } else {
-        (Value::Null, body)
+        (None, body)
     };
-    let dangerous = if judged { dangerous_in(&route, &body_json) } else { vec![] };
-    let grant = match policy.decide(&id, &method, &route, &dangerous) {
-        Ok(g) => g.clone(),
-        Err(why) => {
-            tracing::warn!(identity = %id.shown(), source = %id.source, %method, %route, reason = %why, "request denied");
-            audit("deny", &why, 403);
-            return denied(&why);
-        }
+    let body_json = if judged {
+        raw.as_deref().and_then(|b| serde_json::from_slice::<Value>(b).ok()).unwrap_or(Value::Null)
+    } else {
+        Value::Null
     };
-    let rule = format!("{} -> {}", grant.identity, grant.role);
+    let mut rule = "no policy".to_string();
     let mut req = Request::from_parts(parts, body);
-    if !grant.labels.is_empty() {
-        match scope(&state, &grant.labels, &route, resource.as_deref(), req, body_json).await {
-            Ok(r) => req = r,
-            Err(resp) => {
-                audit("deny", &format!("{rule}: outside its labels"), resp.status().as_u16());
-                return resp;
+    if let Some(policy) = policy {
+        let dangerous = if judged { dangerous_in(&route, &body_json) } else { vec![] };
+        let grant = match policy.decide(&id, &method, &route, &dangerous) {
+            Ok(g) => g.clone(),
+            Err(why) => {
+                tracing::warn!(identity = %id.shown(), source = %id.source, %method, %route, reason = %why, "request denied");
+                audit("deny", &why, 403);
+                return denied(&why);
             }
+        };
+        rule = format!("{} -> {}", grant.identity, grant.role);
+        if !grant.labels.is_empty() {
+            match scope(&state, &grant.labels, &route, resource.as_deref(), req, body_json).await {
+                Ok(r) => req = r,
+                Err(resp) => {
+                    audit("deny", &format!("{rule}: outside its labels"), resp.status().as_u16());
+                    return resp;
+                }
+            }
+        }
+    }
+    // Docker AuthZ plugins: the user is the client certificate's common name, as dockerd sends it.
+    let user = id.names.iter().find_map(|n| n.strip_prefix("cn:")).unwrap_or_default().to_string();
+    let uri = req.uri().to_string();
+    let mut asked = plugin::AuthzRequest::new(
+        &user,
+        method.as_str(),
+        &uri,
+        req.headers(),
+        raw.as_deref().filter(|_| for_plugins && json_body),
+    );
+    for p in &authz.plugins {
+        if let Err(refusal) = p.check(&asked).await {
+            return plugin_refused(&audit, refusal);
         }
     }
     tracing::debug!(identity = %id.shown(), %method, %route, rule = %rule, "request allowed");
     let resp = next.run(req).await;
+    // After it (not for hijacked streams, already handed over): the plugins hear the status.
+    if !authz.plugins.is_empty() && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        asked.status = Some(resp.status().as_u16());
+        asked.response_headers = plugin::header_map(resp.headers());
+        for p in &authz.plugins {
+            if let Err(refusal) = p.check(&asked).await {
+                return plugin_refused(&audit, refusal);
+            }
+        }
+    }
     if changes {
         audit("allow", &rule, resp.status().as_u16());
     }
     resp
+}
+
+/// A plugin's refusal as dockerd answers it: 403, or 500 when it failed.
+fn plugin_refused(audit: &impl Fn(&str, &str, u16), refusal: plugin::Refusal) -> Response {
+    let (status, text) = match refusal {
+        plugin::Refusal::Denied(m) => (StatusCode::FORBIDDEN, m),
+        plugin::Refusal::Failed(m) => (StatusCode::INTERNAL_SERVER_ERROR, m),
+    };
+    tracing::warn!(reason = %text, "request refused by an authorization plugin");
+    audit("deny", &text, status.as_u16());
+    message(status, text)
 }
 
 /// Applies a grant's label scope to a request: lists filtered by the labels,
