@@ -169,6 +169,21 @@ fn roles_labels_grants_reload_and_the_audit_chain() {
     assert_eq!(ps.trim(), "team-a", "label scoping");
     let err = tls.denied(&alice, &["inspect", "team-b"]);
     assert!(err.contains("No such"), "as if absent: {err}");
+    let images = tls.ok(&alice, &["images", "-q"]);
+    assert_eq!(images.trim(), "", "busybox has no team label");
+    let events = tls.ok(
+        &alice,
+        &[
+            "events",
+            "--since",
+            &berth_tests::unix_time(-120),
+            "--until",
+            &berth_tests::unix_time(1),
+            "--format",
+            "{{.Actor.Attributes.name}}",
+        ],
+    );
+    assert!(events.contains("team-a") && !events.contains("team-b"), "{events}");
     assert!(tls.ok(&alice, &["logs", "team-a"]).contains("started"));
     let err = tls.denied(&alice, &["stop", "team-a"]);
     assert!(err.contains("authorization denied") && err.contains("cn:alice"), "{err}");

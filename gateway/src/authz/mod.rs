@@ -13,9 +13,11 @@
 //!   `host-pid`, `host-ipc`, `host-uts`, `userns-host`, `cap-add`, `device`,
 //!   `seccomp-unconfined`, `bind:/path` (a host path under it); every role but
 //!   `admin` needs them granted. Without a file, every caller is admin.
-//! - **Label scope**: a grant with `labels` sees only containers, volumes and
-//!   networks carrying them (lists are filtered, others answer 404 as if absent,
-//!   so nothing leaks), and what it creates gets them.
+//! - **Label scope**: a grant with `labels` sees only containers, images,
+//!   volumes and networks carrying them, and only their events (lists and
+//!   events are filtered, others answer 404 as if absent, so nothing leaks);
+//!   the containers, volumes and networks it creates get them (an image's
+//!   labels are part of its ID: those come from its build).
 //! - **Audit** (`--audit-log FILE`): one JSON line per state-changing or denied
 //!   request, each carrying the SHA-256 of the line before it (`prev`), so a
 //!   removed or edited line breaks the chain ([`verify`], `berthd audit verify`);
@@ -317,6 +319,8 @@ fn scoped_kind(route: &str) -> Option<&'static str> {
         Some("volume")
     } else if route.starts_with("/networks/{id}") {
         Some("network")
+    } else if route.starts_with("/images/{name}") {
+        Some("image")
     } else {
         None
     }
@@ -658,7 +662,7 @@ async fn scope(
     let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let has_all = |got: &[(String, String)]| labels.iter().all(|(k, v)| got.iter().any(|(gk, gv)| gk == k && gv == v));
     match route {
-        "/containers/json" | "/volumes" | "/networks" | "/networks/" => {
+        "/containers/json" | "/volumes" | "/networks" | "/networks/" | "/images/json" | "/events" => {
             let (mut parts, body) = req.into_parts();
             let mut query: Vec<(String, String)> =
                 form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
@@ -708,6 +712,16 @@ async fn scope(
                     berth_models::parse_or_default("config", &c.config).unwrap_or_default();
                 let got: Vec<(String, String)> = cfg.labels.unwrap_or_default().into_iter().collect();
                 (has_all(&got), format!("No such container: {reference}"))
+            }
+            Err(_) => (true, String::new()),
+        },
+        "image" => match state.images.inspect(reference).await {
+            Ok(i) => {
+                let cfg: berth_models::image::ImageConfig =
+                    berth_models::parse_or_default("image config", &i.config).unwrap_or_default();
+                let got: Vec<(String, String)> =
+                    cfg.container_config().labels.unwrap_or_default().into_iter().collect();
+                (has_all(&got), format!("No such image: {reference}"))
             }
             Err(_) => (true, String::new()),
         },
