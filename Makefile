@@ -17,7 +17,7 @@ DEBIAN_PACKAGES := protobuf-compiler busybox-static attr curl ca-certificates ip
 # state under /var/lib/berth.
 BERTHD_FLAGS ?=
 
-.PHONY: all deps test-deps build run test test-unit test-e2e test-python test-bench-smoke bench bench-deps lint fmt clean
+.PHONY: all deps test-deps build run test test-unit test-e2e test-python test-bench-smoke bench bench-deps lint fmt clean install install-files
 
 all: build
 
@@ -37,6 +37,25 @@ build: deps
 
 run: build
 	$(BIN_DIR)/berthd $(BERTHD_FLAGS)
+
+# `make install PROFILE=release [PREFIX=/usr/local] [DESTDIR=...]`: the
+# binaries, the systemd units (their paths rewritten for PREFIX) and a
+# commented example berth.toml. `install-files` installs what is built already.
+PREFIX ?= /usr/local
+DESTDIR ?=
+SYSCONFDIR ?= $(if $(filter /usr /usr/local,$(PREFIX)),/etc,$(PREFIX)/etc)
+INSTALL_BIN_DIR ?= $(BIN_DIR)
+BINARIES := berthd berth-gateway berth-image berth-runtime berth-network berth-volume berth-shim
+
+install: build install-files
+
+install-files:
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(SYSCONFDIR)/berth
+	for b in $(BINARIES); do install -m 0755 $(INSTALL_BIN_DIR)/$$b $(DESTDIR)$(PREFIX)/bin/$$b; done
+	for u in deploy/systemd/*; do \
+		sed 's|/usr/local/bin/|$(PREFIX)/bin/|g' $$u > $(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename $$u); \
+		chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename $$u); done
+	install -m 0644 deploy/berth.toml.example $(DESTDIR)$(SYSCONFDIR)/berth/berth.toml.example
 
 # The gateway links API crates only: no netlink, nftables, registry, tar or
 # database code may creep into it.
@@ -58,7 +77,7 @@ test-unit: deps
 # bzip2 and xz-utils make the compressed build contexts of the build tests;
 # python3-venv for the Python clients' virtualenv; docker-compose (1.29.2) for
 # the Compose project test.
-TEST_PACKAGES := docker.io runc tini iptables docker-registry apache2-utils openssl bzip2 xz-utils python3-venv docker-compose
+TEST_PACKAGES := docker.io runc tini iptables docker-registry apache2-utils openssl bzip2 xz-utils python3-venv docker-compose systemd
 
 test-deps: deps
 	@missing=""; for p in $(TEST_PACKAGES) $(EXTRA_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

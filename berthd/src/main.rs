@@ -155,6 +155,11 @@ async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         authz,
     };
     let listeners = berth_gateway::server::bind(&config).await?;
+    if let Some(addr) = config.metrics_addr {
+        berth_gateway::metrics::serve(addr, state.clone(), shutdown.clone()).await?;
+    }
+    // systemd's Type=notify: the API answers from here on.
+    berth_core::service::notify_ready();
     tracing::info!(version = berth_gateway::BERTH_VERSION, data_root = %root.display(), "berthd ready");
     berth_gateway::server::serve(berth_gateway::app(state), listeners, shutdown, Duration::from_secs(10)).await;
     let _ = std::fs::remove_file(&config.pidfile);

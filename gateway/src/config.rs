@@ -33,6 +33,7 @@
 //! | `authorization-config` |              | `--authorization-config` | none (every caller is admin) |
 //! | `audit-log`    |                      | `--audit-log`        | none                             |
 //! | `authorization-plugins` |             | `--authorization-plugin` | none (repeatable)            |
+//! | `metrics-addr` |                      | `--metrics-addr`     | none (e.g. `127.0.0.1:9323`)     |
 //!
 //! TCP listeners are bounded so that idle or slow clients cannot take every
 //! file descriptor (and with them the unix socket): a TLS handshake must end
@@ -145,6 +146,9 @@ pub struct DaemonFlags {
     /// A Docker AuthZ plugin to ask about every request (repeatable).
     #[arg(long = "authorization-plugin", value_name = "NAME")]
     pub authorization_plugins: Vec<String>,
+    /// Serve Prometheus metrics on this address (`/metrics`, plain HTTP).
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// The configuration file's shape.
@@ -177,6 +181,7 @@ struct FileConfig {
     authorization_config: Option<PathBuf>,
     audit_log: Option<PathBuf>,
     authorization_plugins: Option<Vec<String>>,
+    metrics_addr: Option<SocketAddr>,
 }
 
 /// Where the environment comes from; tests pass a map.
@@ -261,6 +266,8 @@ pub struct DaemonConfig {
     pub audit_log: Option<PathBuf>,
     /// Docker AuthZ plugins, by name or socket path.
     pub authorization_plugins: Vec<String>,
+    /// Where `/metrics` is served.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 fn env_bool(v: &str) -> Option<bool> {
@@ -504,6 +511,7 @@ impl DaemonConfig {
                 userns_remap: flags.userns_remap.clone().or(file.userns_remap).filter(|s| !s.is_empty()),
                 authorization_config: flags.authorization_config.clone().or(file.authorization_config),
                 audit_log: flags.audit_log.clone().or(file.audit_log),
+                metrics_addr: flags.metrics_addr.or(file.metrics_addr),
                 authorization_plugins: if flags.authorization_plugins.is_empty() {
                     file.authorization_plugins.unwrap_or_default()
                 } else {

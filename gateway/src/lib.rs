@@ -17,6 +17,7 @@
 pub mod authz;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod params;
 pub mod routes;
 pub mod server;

@@ -79,6 +79,11 @@ async fn main() -> anyhow::Result<()> {
         authz,
     };
     let listeners = berth_gateway::server::bind(&config).await?;
+    if let Some(addr) = config.metrics_addr {
+        berth_gateway::metrics::serve(addr, state.clone(), shutdown.clone()).await?;
+    }
+    // systemd's Type=notify: the API answers from here on.
+    berth_core::service::notify_ready();
     berth_gateway::server::serve(berth_gateway::app(state), listeners, shutdown, Duration::from_secs(10)).await;
     Ok(())
 }

@@ -293,6 +293,7 @@ pub async fn serve<S: GrpcService>(
     let result = match addr {
         Addr::Unix(path) => {
             let listener = bind_unix(path, crate::perms::PRIVATE_FILE)?;
+            crate::service::notify_ready();
             let serving = router.serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop);
             let out = tokio::select! {
                 out = serving => out,
@@ -303,6 +304,7 @@ pub async fn serve<S: GrpcService>(
         }
         Addr::Tcp(sa) => {
             let listener = TcpListener::bind(sa).await.map_err(|e| Error::from(e).context(format!("bind {sa}")))?;
+            crate::service::notify_ready();
             match tls {
                 Some(config) => {
                     let serving = router.serve_with_incoming_shutdown(tls_incoming(listener, config), stop);
@@ -356,7 +358,16 @@ where
             async move {
                 let out = fut.await;
                 if !path.starts_with("/grpc.") {
-                    tracing::info!(ms = start.elapsed().as_secs_f64() * 1000.0, "grpc call answered");
+                    let elapsed = start.elapsed().as_secs_f64();
+                    tracing::info!(ms = elapsed * 1000.0, "grpc call answered");
+                    let m = crate::metrics::global();
+                    m.inc("berth_grpc_server_calls_total", "gRPC calls served, by method.", &[("method", &path)], 1.0);
+                    m.observe(
+                        "berth_grpc_server_call_duration_seconds",
+                        "Time to the answer of a gRPC call (streams: to their first message).",
+                        &[("method", &path)],
+                        elapsed,
+                    );
                 }
                 out
             }

@@ -9,6 +9,7 @@
 //! - [`db`]: opening a service's SQLite database and running its migrations.
 //! - [`service`]: the flags and start-up of every service binary.
 //! - [`events`]: Docker's events: each service's bus, and its gRPC stream.
+//! - [`metrics`]: the process's Prometheus metrics (`--metrics-addr`).
 
 #![forbid(unsafe_code)]
 
@@ -19,6 +20,7 @@ pub mod error;
 pub mod events;
 pub mod grpc;
 pub mod id;
+pub mod metrics;
 pub mod perms;
 pub mod rootfs;
 pub mod service;

@@ -119,6 +119,32 @@ where
     crate::grpc::serve(&listen, tls.filter(|_| matches!(listen, Addr::Tcp(_))), service, events, shutdown).await
 }
 
+/// Tells systemd the service is ready (`READY=1` on `$NOTIFY_SOCKET`, for
+/// `Type=notify` units) once it answers; nothing without the variable. The
+/// socket may be abstract (`@name`).
+pub fn notify_ready() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let sent = (|| -> std::io::Result<()> {
+        use std::os::unix::net::UnixDatagram;
+        let socket = UnixDatagram::unbound()?;
+        let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+        match bytes.strip_prefix(b"@") {
+            Some(name) => {
+                use std::os::linux::net::SocketAddrExt;
+                let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+                socket.send_to_addr(b"READY=1\n", &addr)?;
+            }
+            None => {
+                socket.send_to(b"READY=1\n", std::path::Path::new(&path))?;
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "could not tell systemd the service is ready");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

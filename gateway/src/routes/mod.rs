@@ -13,6 +13,8 @@ mod resources;
 mod streams;
 mod system;
 
+pub(crate) use system::kernel_version;
+
 use std::time::Instant;
 
 use axum::Router;
@@ -61,12 +63,25 @@ async fn trace(req: Request<Body>, next: Next) -> Response {
         .get::<crate::authz::Identity>()
         .map(|i| if i.names.is_empty() { format!("anonymous@{}", i.source) } else { i.names.join(",") })
         .unwrap_or_default();
-    let span = tracing::info_span!("api", method = %req.method(), route, request_id = %request_id, caller = %caller);
+    let method = req.method().to_string();
+    // Unmatched paths count as one route, so a scanner cannot grow the label set.
+    let route_label = if route.is_empty() { "other".to_string() } else { route.clone() };
+    let span = tracing::info_span!("api", method = %method, route, request_id = %request_id, caller = %caller);
     let start = Instant::now();
     let served = berth_core::grpc::REQUEST_ID.scope(request_id, next.run(req).instrument(span.clone()));
     let resp = berth_core::grpc::CALLER.scope(caller, served).await;
     let status = resp.status().as_u16();
     let ms = start.elapsed().as_secs_f64() * 1000.0;
+    let m = berth_core::metrics::global();
+    let status_text = status.to_string();
+    let labels = [("method", method.as_str()), ("route", route_label.as_str()), ("status", status_text.as_str())];
+    m.inc("berth_api_requests_total", "Docker API requests, by method, route and status.", &labels, 1.0);
+    m.observe(
+        "berth_api_request_duration_seconds",
+        "Time to the answer (streams: to their headers) of Docker API requests.",
+        &labels[..2],
+        ms / 1000.0,
+    );
     span.in_scope(|| {
         if status >= 500 {
             tracing::warn!(status, ms, "request done");

@@ -424,6 +424,12 @@ impl LocalImageService {
                     )));
                 }
                 file.write_all(&chunk)?;
+                berth_core::metrics::global().inc(
+                    "berth_image_pull_bytes_total",
+                    "Bytes of image layers downloaded from registries.",
+                    &[],
+                    chunk.len() as f64,
+                );
                 if last.elapsed() >= Duration::from_millis(100) {
                     last = Instant::now();
                     bytes(tx, &id, "Downloading", done, l.size);
@@ -486,6 +492,13 @@ impl LocalImageService {
         let r = Reference::parse(&req.reference)?;
         let resolved = resolve(&self.registry, &r, &req.platform, auth_of(req.auth.as_ref())).await?;
         let result = self.pull_resolved(&r, &resolved, &tx).await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        berth_core::metrics::global().inc(
+            "berth_image_pulls_total",
+            "Image pulls, by outcome.",
+            &[("result", outcome)],
+            1.0,
+        );
         if result.is_ok() {
             let name = match &r.digest {
                 Some(d) => format!("{}@{d}", r.name),

@@ -55,7 +55,15 @@ impl LocalRuntime {
             self.store.set_restart(&c.id, 0, false).await?;
         }
         self.host.backoff.forget(&c.id);
+        let started = std::time::Instant::now();
         let out = self.start_resolved(&c).await;
+        // dockerd's name for how long container actions take.
+        berth_core::metrics::global().observe(
+            "engine_daemon_container_actions_seconds",
+            "The number of seconds it takes to process each container action",
+            &[("action", "start")],
+            started.elapsed().as_secs_f64(),
+        );
         if out.is_err() {
             if let Ok(mut w) = self.host.waiters.lock() {
                 w.remove(&c.id);
@@ -126,7 +134,18 @@ impl LocalRuntime {
         berth_core::perms::write_private(&bundle.join(files::SPEC), &plan.spec_json(cgroups)?)?;
         step("cgroups ready");
 
-        let pid = match launch::launch(&self.host.shim, &bundle).await? {
+        let launched = launch::launch(&self.host.shim, &bundle).await;
+        let outcome = match &launched {
+            Ok(Report::Ready(_)) => "ok",
+            _ => "error",
+        };
+        berth_core::metrics::global().inc(
+            "berth_shim_starts_total",
+            "Shims started, by outcome.",
+            &[("result", outcome)],
+            1.0,
+        );
+        let pid = match launched? {
             Report::Ready(pid) => pid,
             Report::Failed(code, msg) => {
                 self.record_failed_start(&c.id, code, &msg).await?;
