@@ -524,3 +524,69 @@ fn domainname_and_the_clients_masked_and_readonly_paths() {
     let masked = d.docker(&["run", "--rm", "busybox", "sh", "-c", "wc -c < /proc/timer_list"]).expect("run");
     assert_eq!(masked.trim(), "0", "masked by default");
 }
+
+#[test]
+fn network_and_ipc_namespaces_shared_as_dockerd_shares_them() {
+    let d = Daemon::with_busybox();
+    let ns = |args: &[&str], which: &str| {
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["busybox", "readlink", which]);
+        d.docker(&a).expect("run").trim().to_string()
+    };
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "donor",
+        "--ipc",
+        "shareable",
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do echo from-donor | nc -l -p 7070; done",
+    ])
+    .expect("donor");
+    let donor_pid = d.docker(&["inspect", "-f", "{{.State.Pid}}", "donor"]).expect("pid");
+    let link = |pid: &str, which: &str| {
+        std::fs::read_link(format!("/proc/{pid}/ns/{which}")).expect("ns").display().to_string()
+    };
+    let (donor_net, donor_ipc) = (link(donor_pid.trim(), "net"), link(donor_pid.trim(), "ipc"));
+
+    // --network container: shares the donor's network namespace, loopback included.
+    assert_eq!(ns(&["--network", "container:donor"], "/proc/self/ns/net"), donor_net);
+    let got =
+        d.docker(&["run", "--rm", "--network", "container:donor", "busybox", "nc", "-w", "3", "127.0.0.1", "7070"]);
+    assert_eq!(got.expect("the donor's loopback").trim(), "from-donor");
+    assert_ne!(ns(&[], "/proc/self/ns/net"), donor_net);
+    // IPC: a shareable donor's namespace can be joined; the host's; a private one of its own.
+    assert_eq!(ns(&["--ipc", "container:donor"], "/proc/self/ns/ipc"), donor_ipc);
+    assert_eq!(ns(&["--ipc", "host"], "/proc/self/ns/ipc"), link("self", "ipc"));
+    assert_ne!(ns(&["--ipc", "private"], "/proc/self/ns/ipc"), donor_ipc);
+    let none = d.docker(&[
+        "run",
+        "--rm",
+        "--ipc",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "test -d /dev/shm && echo shm || echo no-shm",
+    ]);
+    assert_eq!(none.expect("ipc none").trim(), "no-shm");
+    assert_eq!(d.docker(&["inspect", "-f", "{{.HostConfig.IpcMode}}", "donor"]).expect("inspect").trim(), "shareable");
+
+    // dockerd's refusals.
+    d.docker(&["run", "-d", "--name", "private", "busybox", "sleep", "300"]).expect("private");
+    let (code, _, err) = d.out(&["run", "--rm", "--ipc", "container:private", "busybox", "true"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("non-shareable"), "{err}");
+    d.docker(&["create", "--name", "stopped", "busybox"]).expect("create");
+    let (code, _, err) = d.out(&["run", "--rm", "--network", "container:stopped", "busybox", "true"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("cannot join network of a non running container"), "{err}");
+    let (code, _, err) = d.out(&["run", "--rm", "--ipc", "bogus", "busybox", "true"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("invalid IPC mode: bogus"), "{err}");
+    d.docker(&["rm", "-f", "donor", "private", "stopped"]).expect("rm");
+}

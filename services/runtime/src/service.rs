@@ -308,6 +308,7 @@ impl RuntimeApi for LocalRuntime {
         let mut host_config = with_log_defaults(body.host_config, &self.config.log_opts);
         validate_host_config(&host_config)?;
         crate::userns::validate(self.config.userns.as_ref(), &host_config)?;
+        crate::spec::validate_ipc_mode(&host_config.ipc_mode)?;
         // Stored with the runtime's name, as dockerd does.
         if host_config.runtime.is_empty() {
             host_config.runtime = crate::runtimes::DEFAULT.into();

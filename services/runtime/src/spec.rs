@@ -269,6 +269,19 @@ pub struct SpecInputs {
     pub no_new_privileges: bool,
     /// The daemon's remapping, when the container runs in a user namespace.
     pub userns: Option<crate::userns::Remap>,
+    /// Namespaces of other containers to join, by kind (`network`, `ipc`): their
+    /// `/proc/PID/ns/...` paths.
+    pub joins: Vec<(String, String)>,
+}
+
+/// dockerd's IPC modes: `private` (the default), `shareable` (others may join
+/// it), `container:NAME`, `host`, `none`.
+pub fn validate_ipc_mode(mode: &str) -> Result<()> {
+    match mode {
+        "" | "private" | "shareable" | "host" | "none" => Ok(()),
+        m if m.strip_prefix("container:").is_some_and(|r| !r.is_empty()) => Ok(()),
+        m => Err(Error::invalid(format!("invalid IPC mode: {m}"))),
+    }
 }
 
 /// Whether the container runs with `no_new_privs`: its `--security-opt
@@ -446,8 +459,13 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
             &["nosuid", "noexec", "nodev", "relatime", if privileged { "rw" } else { "ro" }],
         )?,
         mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"])?,
-        mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", &shm_opt])?,
     ];
+    // /dev/shm: the host's with `--ipc host`, none with `--ipc none`, else its own.
+    match hc.ipc_mode.as_str() {
+        "host" => mounts.push(mount("/dev/shm", "bind", "/dev/shm", &["rbind", "rprivate", "nosuid", "nodev"])?),
+        "none" => {}
+        _ => mounts.push(mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", &shm_opt])?),
+    }
     // In a user namespace, Berth's own files and volumes are idmapped: their
     // owners on disk show as the container's (host paths are not: their files
     // show as `nobody` unless the range owns them, as on dockerd).
@@ -478,8 +496,10 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
     }
     mounts.extend(user_mounts(hc)?);
 
-    let mut namespaces =
-        vec![LinuxNamespaceType::Mount, LinuxNamespaceType::Pid, LinuxNamespaceType::Uts, LinuxNamespaceType::Ipc];
+    let mut namespaces = vec![LinuxNamespaceType::Mount, LinuxNamespaceType::Pid, LinuxNamespaceType::Uts];
+    if hc.ipc_mode != "host" {
+        namespaces.push(LinuxNamespaceType::Ipc);
+    }
     if !hc.host_network() {
         namespaces.push(LinuxNamespaceType::Network);
     }
@@ -488,7 +508,19 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
     }
     let namespaces = namespaces
         .into_iter()
-        .map(|t| LinuxNamespaceBuilder::default().typ(t).build().map_err(oci))
+        .map(|t| {
+            let mut b = LinuxNamespaceBuilder::default().typ(t);
+            // Another container's namespace, joined (`container:NAME` modes).
+            let kind = match t {
+                LinuxNamespaceType::Network => Some("network"),
+                LinuxNamespaceType::Ipc => Some("ipc"),
+                _ => None,
+            };
+            if let Some(path) = kind.and_then(|k| inputs.joins.iter().find(|(jk, _)| jk == k)).map(|(_, p)| p) {
+                b = b.path(PathBuf::from(path));
+            }
+            b.build().map_err(oci)
+        })
         .collect::<Result<Vec<_>>>()?;
 
     let mut resources = LinuxResourcesBuilder::default();
@@ -635,6 +667,7 @@ mod tests {
             mounts: vec![],
             no_new_privileges: false,
             userns: None,
+            joins: vec![],
         }
     }
 

@@ -178,6 +178,12 @@ pub fn validate(remap: Option<&Remap>, hc: &HostConfig) -> Result<()> {
     if hc.pid_mode == "host" {
         return Err(Error::invalid("cannot share the host PID namespace when user namespaces are enabled"));
     }
+    if hc.network_mode.starts_with("container:") || hc.ipc_mode.starts_with("container:") || hc.ipc_mode == "host" {
+        // Another container's namespaces belong to its own user namespace.
+        return Err(Error::invalid(
+            "sharing another container's or the host's namespaces is not supported with user namespaces yet: use --userns=host",
+        ));
+    }
     if !matches!(hc.runtime.as_str(), "" | "berth") {
         return Err(Error::invalid(format!(
             "runtime {} cannot run containers in user namespaces here: use the default runtime or --userns=host",

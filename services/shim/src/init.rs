@@ -579,13 +579,27 @@ fn setup_and_exec(a: &InitArgs<'_>) -> Result<Never, InitError> {
         ctx(sys::set_ids(0, 0, &[]), || "become root of the user namespace".into())?;
     }
     let mut flags = libc::CLONE_NEWNS;
+    let mut joins = Vec::new();
     for ns in &spec.linux.namespaces {
-        flags |= match ns.kind.as_str() {
+        let flag = match ns.kind.as_str() {
             "uts" => libc::CLONE_NEWUTS,
             "ipc" => libc::CLONE_NEWIPC,
             "network" => libc::CLONE_NEWNET,
             _ => 0,
         };
+        if flag == 0 {
+            continue;
+        }
+        if ns.path.is_empty() {
+            flags |= flag;
+        } else {
+            // Another container's (`--network container:NAME`, `--ipc container:NAME`).
+            let fd = ctx(sys::open(Path::new(&ns.path), libc::O_RDONLY), || format!("open {}", ns.path))?;
+            joins.push((fd, ns.kind.clone()));
+        }
+    }
+    for (fd, kind) in &joins {
+        ctx(sys::setns(fd.as_fd()), || format!("join the {kind} namespace"))?;
     }
     ctx(sys::unshare(flags), || "unshare namespaces".into())?;
     if flags & libc::CLONE_NEWNET != 0 {

@@ -300,6 +300,9 @@ pub struct Namespace {
     /// `mount`, `pid`, `uts`, `ipc`, `network`, ...
     #[serde(rename = "type")]
     pub kind: String,
+    /// Join this namespace (`/proc/PID/ns/net`) instead of making a new one.
+    #[serde(default)]
+    pub path: String,
 }
 
 #[cfg(test)]

@@ -40,6 +40,8 @@ pub(super) struct PlanInputs<'a> {
     pub init_binary: Option<PathBuf>,
     /// The daemon's remapping, when the container runs in a user namespace.
     pub userns: Option<&'a crate::userns::Remap>,
+    /// Other containers' namespaces to join (see [`SpecInputs::joins`]).
+    pub joins: Vec<(String, String)>,
 }
 
 /// A bundle, decided.
@@ -84,6 +86,7 @@ pub(super) fn plan(i: PlanInputs<'_>) -> Result<Plan> {
         mounts: i.mounts,
         no_new_privileges: i.no_new_privileges,
         userns: i.userns.cloned(),
+        joins: i.joins,
     })?;
     // The container's cgroups are Berth's (`crate::cgroups`), for any runtime.
     if let (Some(linux), Some(id)) = (spec.linux_mut(), i.bundle.file_name()) {
@@ -236,6 +239,7 @@ mod tests {
             runtime: None,
             init_binary: None,
             userns: None,
+            joins: vec![],
         }
     }
 

@@ -38,6 +38,33 @@ fn host_nofile_hard() -> u64 {
 }
 
 impl LocalRuntime {
+    /// The namespaces of other containers this one joins (`--network
+    /// container:NAME`, `--ipc container:NAME`): their paths under the
+    /// running donor's init, checked to still be that container's. dockerd's
+    /// refusals: a donor that does not run, and for IPC one that is not
+    /// `shareable`.
+    async fn namespaces_to_join(&self, hc: &HostConfig) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for (kind, mode, what) in [("network", &hc.network_mode, "network"), ("ipc", &hc.ipc_mode, "IPC")] {
+            let Some(reference) = mode.strip_prefix("container:") else { continue };
+            let donor = self.resolve(reference).await?;
+            let pid = donor.state.as_ref().map(|s| s.pid).unwrap_or(0);
+            let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+            if !status(&donor).is_live() || pid <= 0 || !cgroup.contains(&format!("/berth/{}", donor.id)) {
+                return Err(Error::conflict(format!("cannot join {what} of a non running container: {}", donor.id)));
+            }
+            if kind == "ipc" && record::host_config(&donor)?.ipc_mode != "shareable" {
+                return Err(Error::invalid(format!(
+                    "cannot join IPC of a non-shareable container: {} (hint: use IpcMode:shareable for the donor container)",
+                    donor.id
+                )));
+            }
+            let ns = if kind == "network" { "net" } else { "ipc" };
+            out.push((kind.to_string(), format!("/proc/{pid}/ns/{ns}")));
+        }
+        Ok(out)
+    }
+
     /// Starts a container; `Ok(true)` when it was already running. A container
     /// with auto-remove whose start fails is removed, as dockerd does (`docker run
     /// --rm` waits for that).
@@ -121,6 +148,7 @@ impl LocalRuntime {
                 .userns
                 .as_ref()
                 .filter(|_| crate::userns::applies(self.config.userns.as_ref(), &host_config)),
+            joins: self.namespaces_to_join(&host_config).await?,
         })?;
         for (name, body) in &plan.files {
             std::fs::write(bundle.join(name), body)?;
