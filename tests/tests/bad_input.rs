@@ -200,3 +200,19 @@ fn out_of_range_times_in_filters_are_400s_not_panics() {
             .expect("prune");
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
 }
+
+#[test]
+fn bad_json_bodies_get_gos_words() {
+    let d = Daemon::start(&[]).expect("start");
+    for (path, body, want) in [
+        ("/containers/create", "{invalid}", "invalid character 'i' looking for beginning of object key string"),
+        ("/networks/create", "{\"Name\":\"x\",}", "invalid character '}' looking for beginning of object key string"),
+        ("/volumes/create", "{\"Name\":", "unexpected end of JSON input"),
+        ("/containers/create", "{\"Image\":\"busybox\"} trailing", "invalid character 't' after top-level value"),
+    ] {
+        let (status, _, answer) = berth_tests::raw_http(&d.sock(), "POST", path, body.as_bytes()).expect("answer");
+        let answer: serde_json::Value = serde_json::from_slice(&answer).expect("a JSON error");
+        assert_eq!(status, 400, "{path} {body}: {answer}");
+        assert_eq!(answer["message"], want, "{path} {body}");
+    }
+}

@@ -23,6 +23,7 @@
 
 pub mod container;
 pub mod distribution;
+pub mod gojson;
 pub mod image;
 pub mod network;
 pub mod stats;
@@ -108,7 +109,15 @@ pub fn host_arch() -> &'static str {
 /// Parses a Docker document, with the error a client should see (400 by the
 /// caller's mapping): `invalid <what>: <serde's message>`.
 pub fn parse<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, String> {
-    serde_json::from_slice(bytes).map_err(|e| format!("invalid {what}: {e}"))
+    serde_json::from_slice(bytes).map_err(|e| {
+        // Bad syntax in Go's words, as dockerd answers it (clients match on them).
+        if (e.is_syntax() || e.is_eof())
+            && let Some(go) = gojson::syntax_error(bytes)
+        {
+            return go;
+        }
+        format!("invalid {what}: {e}")
+    })
 }
 
 /// [`parse`] of a document that may be absent (empty bytes): its default.
