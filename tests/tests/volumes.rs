@@ -384,3 +384,11 @@ fn non_recursive_binds_leave_the_mounts_below_out() {
     let shown = d.docker(&["inspect", "-f", "{{json .HostConfig.Mounts}}", hc.trim()]).expect("inspect");
     assert!(shown.contains("\"NonRecursive\":true"), "{shown}");
 }
+
+#[test]
+fn a_tmpfs_over_an_image_volume_makes_no_volume() {
+    let d = daemon();
+    let out = d.docker(&["run", "--rm", "--tmpfs", "/seed", "seeded", "sh", "-c", "grep ' /seed ' /proc/mounts"]);
+    assert!(out.expect("run").contains("tmpfs"), "the tmpfs is there");
+    assert_eq!(d.docker(&["volume", "ls", "-q"]).expect("volume ls").trim(), "", "no anonymous volume was made");
+}

@@ -223,6 +223,16 @@ pub fn plan(config: &ContainerConfig, host_config: &HostConfig, from: Vec<MountP
         }
         by_dst.insert(w.destination().to_string(), w);
     }
+    // A tmpfs at a path takes it: no volume is made there (an image's VOLUME
+    // under `--tmpfs` stays a tmpfs, as on dockerd).
+    let tmpfs: Vec<String> = host_config
+        .mounts()
+        .iter()
+        .filter(|m| m.kind == "tmpfs")
+        .map(|m| clean(&m.target))
+        .chain(host_config.tmpfs.iter().flatten().map(|(t, _)| clean(t)))
+        .collect();
+    by_dst.retain(|dst, _| !tmpfs.contains(dst));
     Ok(by_dst.into_values().collect())
 }
 
@@ -457,6 +467,20 @@ pub(crate) async fn release(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_tmpfs_takes_the_place_of_an_image_volume() {
+        let config: ContainerConfig =
+            serde_json::from_value(serde_json::json!({"Volumes": {"/data": {}, "/cache": {}, "/keep": {}}}))
+                .expect("config");
+        let hc: HostConfig = serde_json::from_value(serde_json::json!({
+            "Tmpfs": {"/data": "size=1m"},
+            "Mounts": [{"Type": "tmpfs", "Target": "/cache/"}]
+        }))
+        .expect("host config");
+        let wanted = plan(&config, &hc, vec![]).expect("plan");
+        let dests: Vec<&str> = wanted.iter().map(Wanted::destination).collect();
+        assert_eq!(dests, ["/keep"]);
+    }
     use super::*;
     use serde_json::{Value, json};
 
