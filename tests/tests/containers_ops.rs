@@ -471,4 +471,11 @@ fn legacy_links_set_hosts_and_variables() {
     let (code, _, err) = d.out(&["start", "web"]);
     assert_ne!(code, Some(0));
     assert!(err.contains("Cannot link to a non running container: /db AS /web/database"), "{err}");
+    // A rename of either end carries over into the links, as on dockerd.
+    d.docker(&["rename", "db", "store"]).expect("rename the linked container");
+    assert_eq!(inspect(&d, "web", "{{json .HostConfig.Links}}"), r#"["/store:/web/database"]"#);
+    d.docker(&["rename", "web", "front"]).expect("rename the linking container");
+    assert_eq!(inspect(&d, "front", "{{json .HostConfig.Links}}"), r#"["/store:/front/database"]"#);
+    d.docker(&["start", "store"]).expect("start store");
+    d.docker(&["start", "front"]).expect("the link resolves by the new name");
 }

@@ -445,6 +445,26 @@ impl RuntimeApi for LocalRuntime {
         self.store.rename(&c.id, &new_name).await.map_err(|e| {
             if e.kind() == ErrorKind::AlreadyExists { conflict_name(&new_name, "another container") } else { e }
         })?;
+        // Legacy links follow the rename, as dockerd's: the links to it name
+        // it anew (`/NEW:/PARENT/ALIAS`), and its own name their parent anew.
+        for other in self.store.containers().await? {
+            let Ok(mut hc) = crate::record::host_config(&other) else { continue };
+            let Some(links) = hc.links.as_mut() else { continue };
+            let mut changed = false;
+            for l in links.iter_mut() {
+                let (child, alias) = crate::links::parse(l);
+                let child = if child == c.name { new_name.clone() } else { child };
+                let parent = if other.id == c.id { new_name.as_str() } else { other.name.as_str() };
+                let renamed = crate::links::normalize(&format!("{child}:{alias}"), parent);
+                if renamed != *l {
+                    *l = renamed;
+                    changed = true;
+                }
+            }
+            if changed {
+                self.store.set_host_config(&other.id, &berth_models::to_vec(&hc)).await?;
+            }
+        }
         // The embedded DNS answers to the new name at once, as in dockerd.
         if let Some(n) = &self.networks
             && let Err(e) = n.rename(&c.id, &new_name).await
