@@ -257,6 +257,9 @@ fn published_ports_reach_the_container_and_go_with_it() {
     let gw = d.docker(&["network", "inspect", "--format", "{{(index .IPAM.Config 0).Gateway}}", "bridge"]).expect("gw");
     let via = d.docker(&["run", "--rm", "busybox", "nc", "-w", "3", gw.trim(), &port.to_string()]).expect("hairpin");
     assert!(via.contains("hello-web"), "{via:?}");
+    // From the container itself, through the host's address, to its own published port.
+    let own = d.docker(&["exec", "web", "nc", "-w", "3", gw.trim(), &port.to_string()]).expect("its own port");
+    assert!(own.contains("hello-web"), "{own:?}");
     // docker port and inspect show it; ps too.
     let shown = d.docker(&["port", "web", "80"]).expect("port");
     assert!(shown.contains(&format!("0.0.0.0:{port}")), "{shown}");

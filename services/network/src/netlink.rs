@@ -170,6 +170,14 @@ pub async fn plug(p: &Plug<'_>) -> Result<()> {
         .execute()
         .await
         .map_err(|e| Error::internal(format!("create the veth pair {} / {}: {e}", p.host_veth, p.interface)))?;
+    // Hairpin: a container reaching its own published port through a host
+    // address gets the answer back through the port it came in on (with
+    // br_netfilter the bridge would otherwise drop it), as dockerd sets it
+    // when no userland proxy carries such traffic.
+    let hairpin = format!("/sys/class/net/{}/brport/hairpin_mode", p.host_veth);
+    if let Err(e) = tokio::fs::write(&hairpin, "1").await {
+        tracing::warn!(port = %p.host_veth, error = %e, "hairpin mode not set");
+    }
     let (ip, prefix, gateway, interface, ip6) = (p.ip, p.prefix, p.gateway, p.interface.to_string(), p.ip6);
     let out = in_netns(ns, move |h| async move {
         h.link().set(LinkUnspec::new_with_index(1).up().build()).execute().await.map_err(nl("bring lo up"))?;
