@@ -227,3 +227,26 @@ fn json_logs_carry_the_request_fields() {
     assert_eq!(line["status"], 200);
     assert!(line["span"]["request_id"].as_str().is_some_and(|s| !s.is_empty()));
 }
+
+#[test]
+fn session_answers_as_dockerd_without_buildkit() {
+    use std::io::{Read, Write};
+    let d = berth_tests::Daemon::start(&[]).expect("start");
+    let ask = |upgrade: Option<&str>| {
+        let mut s = std::os::unix::net::UnixStream::connect(d.sock()).expect("connect");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5))).expect("timeout");
+        let extra = upgrade.map(|u| format!("Connection: Upgrade\r\nUpgrade: {u}\r\n")).unwrap_or_default();
+        write!(s, "POST /v1.41/session HTTP/1.1\r\nHost: d\r\nX-Docker-Expose-Session-Uuid: abc\r\n{extra}Content-Length: 0\r\n\r\n")
+            .expect("write");
+        let mut buf = vec![0u8; 4096];
+        let n = s.read(&mut buf).expect("read");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let plain = ask(None);
+    assert!(plain.starts_with("HTTP/1.1 400") && plain.contains("no upgrade proto in request"), "{plain}");
+    let other = ask(Some("tcp"));
+    assert!(other.starts_with("HTTP/1.1 400") && other.contains("protocol tcp not supported"), "{other}");
+    let h2c = ask(Some("h2c"));
+    assert!(h2c.starts_with("HTTP/1.1 101"), "{h2c}");
+    assert!(h2c.to_ascii_lowercase().contains("upgrade: h2c"), "{h2c}");
+}

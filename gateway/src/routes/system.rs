@@ -26,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/info", get(info))
         .route("/system/df", get(data_usage))
         .route("/plugins", get(|| async { Json(json!([])) }))
+        .route("/session", post(session))
         .route(
             "/swarm/leave",
             post(|| async { message(StatusCode::SERVICE_UNAVAILABLE, "This node is not part of a swarm") }),
@@ -34,6 +35,38 @@ pub fn router() -> Router<AppState> {
         router = router.route(&format!("/{area}"), any(swarm)).route(&format!("/{area}/{{*rest}}"), any(swarm));
     }
     router
+}
+
+/// Session: `POST /session`, which BuildKit-capable clients open before a
+/// build. As dockerd without BuildKit: the `h2c` upgrade is taken (101) and
+/// the connection held until the client closes it, nothing being served on
+/// it; no or another `Upgrade` is dockerd's 400.
+async fn session(State(state): State<AppState>, req: axum::extract::Request) -> Response {
+    let (mut parts, _) = req.into_parts();
+    let proto = parts.headers.get(header::UPGRADE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    if proto.is_empty() {
+        return message(StatusCode::BAD_REQUEST, "no upgrade proto in request");
+    }
+    if proto != "h2c" {
+        return message(StatusCode::BAD_REQUEST, format!("protocol {proto} not supported"));
+    }
+    let Some(upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+        return message(StatusCode::BAD_REQUEST, "handler does not support hijack");
+    };
+    let shutdown = state.shutdown.clone();
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        let mut io = hyper_util::rt::TokioIo::new(upgraded);
+        let mut sink = tokio::io::sink();
+        tokio::select! {
+            _ = tokio::io::copy(&mut io, &mut sink) => {}
+            _ = shutdown.cancelled() => {}
+        }
+    });
+    let mut resp = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    resp.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+    resp
 }
 
 /// SystemPing / SystemPingHead.
