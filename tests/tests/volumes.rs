@@ -392,3 +392,17 @@ fn a_tmpfs_over_an_image_volume_makes_no_volume() {
     assert!(out.expect("run").contains("tmpfs"), "the tmpfs is there");
     assert_eq!(d.docker(&["volume", "ls", "-q"]).expect("volume ls").trim(), "", "no anonymous volume was made");
 }
+
+#[test]
+fn mountpoints_are_under_the_root_docker_info_reports() {
+    let d = daemon();
+    d.docker(&["volume", "create", "placed"]).expect("create");
+    let root = d.docker(&["info", "--format", "{{.DockerRootDir}}"]).expect("info");
+    let mountpoint = d.docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", "placed"]).expect("inspect");
+    assert_eq!(mountpoint.trim(), format!("{}/volumes/placed/_data", root.trim()));
+    let v = json(&d, &["volume", "inspect", "placed"]);
+    for field in ["CreatedAt", "Driver", "Labels", "Mountpoint", "Name", "Options", "Scope"] {
+        assert!(v[0].get(field).is_some(), "{field} in {v}");
+    }
+    assert_eq!(v[0]["Scope"], "local");
+}

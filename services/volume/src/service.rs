@@ -63,11 +63,25 @@ fn has_label(v: &pb::Volume, want: &str) -> bool {
 }
 
 impl LocalVolumes {
-    /// Opens the service's state under `dir` (`<data-root>/volume`).
+    /// Opens the service's state under `dir` (`<data-root>/volume`). The
+    /// volumes themselves are where dockerd keeps them, beside it:
+    /// `<data-root>/volumes/<name>/_data` (an older Berth kept them in
+    /// `<data-root>/volume/volumes`: moved once, with a link left there for
+    /// the containers that name the old paths).
     pub async fn open(dir: &Path) -> Result<Self> {
         let pool = berth_core::db::open_sqlite(&dir.join("volume.db"), &MIGRATOR).await?;
-        let root = dir.join("volumes");
-        std::fs::create_dir_all(&root).map_err(|e| Error::from(e).context(format!("create {}", root.display())))?;
+        let old = dir.join("volumes");
+        let root = dir.parent().map_or_else(|| old.clone(), |data_root| data_root.join("volumes"));
+        let io = |what: &str, p: &Path| {
+            let p = p.display().to_string();
+            let what = what.to_string();
+            move |e: std::io::Error| Error::from(e).context(format!("{what} {p}"))
+        };
+        if root != old && old.is_dir() && !old.is_symlink() && !root.exists() {
+            std::fs::rename(&old, &root).map_err(io("move the volumes to", &root))?;
+            std::os::unix::fs::symlink(&root, &old).map_err(io("link", &old))?;
+        }
+        berth_core::perms::ensure_dir(&root, berth_core::perms::PRIVATE_DIR)?;
         Ok(Self::new(Arc::new(SqliteVolumeStore::new(pool)), root))
     }
 
@@ -322,8 +336,25 @@ mod tests {
 
     async fn service() -> (tempfile::TempDir, LocalVolumes) {
         let dir = tempfile::tempdir().expect("tmp");
-        let svc = LocalVolumes::open(dir.path()).await.expect("open");
+        let svc = LocalVolumes::open(&dir.path().join("volume")).await.expect("open");
         (dir, svc)
+    }
+
+    #[tokio::test]
+    async fn volumes_live_where_dockerd_keeps_them_and_old_ones_move_there() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let old = dir.path().join("volume/volumes/kept/_data");
+        std::fs::create_dir_all(&old).expect("mkdir");
+        std::fs::write(old.join("f"), b"x").expect("write");
+        let svc = LocalVolumes::open(&dir.path().join("volume")).await.expect("open");
+        assert_eq!(std::fs::read(dir.path().join("volumes/kept/_data/f")).expect("moved"), b"x");
+        assert_eq!(std::fs::read(old.join("f")).expect("the old path still leads there"), b"x");
+        let v = svc.create(named("fresh")).await.expect("create");
+        assert_eq!(PathBuf::from(&v.mountpoint), dir.path().join("volumes/fresh/_data"));
+        drop(svc);
+        // Opened again: nothing moves twice.
+        LocalVolumes::open(&dir.path().join("volume")).await.expect("reopen");
+        assert!(dir.path().join("volumes/kept/_data/f").exists());
     }
 
     fn named(name: &str) -> pb::CreateVolumeRequest {
