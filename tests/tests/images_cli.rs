@@ -208,6 +208,23 @@ fn images_filters_and_history() {
         v
     });
     assert_eq!(ids(&d, &["--filter", "reference=team/app:v2"]), vec![c.id()]);
+    // Several references are ORed, and an image lists only the ones that matched.
+    d.docker(&["tag", "team/app:v2", "other/name:x"]).expect("tag");
+    let both = d
+        .docker(&[
+            "images",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+            "--filter",
+            "reference=team/app:v2",
+            "--filter",
+            "reference=busybox",
+        ])
+        .expect("images");
+    let mut both: Vec<&str> = both.lines().collect();
+    both.sort();
+    assert_eq!(both, ["busybox:latest", "team/app:v2"], "other/name:x is not listed");
+    d.docker(&["rmi", "other/name:x"]).expect("untag");
     assert_eq!(ids(&d, &["busybox"]), vec![a.id()]);
     assert_eq!(ids(&d, &["--filter", "label=tier=app"]), vec![c.id()]);
     assert_eq!(ids(&d, &["--filter", "label=tier"]), {

@@ -712,13 +712,24 @@ impl ImageApi for LocalImageService {
                 continue;
             }
             if !refs.is_empty() {
-                let matched = rec.tags.iter().any(|t| {
-                    let name = t.rsplit_once(':').map(|(n, _)| n).unwrap_or(t);
-                    refs.iter().any(|p| glob_match(p, t) || glob_match(p, name))
-                });
-                if !matched {
+                // As dockerd: any pattern may match (they are ORed), and the
+                // image lists only the references that did.
+                let matches = |r: &String| {
+                    // `name:tag` or `name@digest`: the name without either.
+                    let name = match r.split_once('@') {
+                        Some((n, _)) => n,
+                        None => r.rsplit_once(':').map(|(n, _)| n).unwrap_or(r),
+                    };
+                    refs.iter().any(|p| glob_match(p, r) || glob_match(p, name))
+                };
+                if !rec.tags.iter().any(matches) {
                     continue;
                 }
+                let mut shown = rec.clone();
+                shown.tags.retain(matches);
+                shown.digests.retain(matches);
+                out.push(self.to_proto(&shown));
+                continue;
             }
             out.push(self.to_proto(&rec));
         }
