@@ -250,3 +250,30 @@ fn session_answers_as_dockerd_without_buildkit() {
     assert!(h2c.starts_with("HTTP/1.1 101"), "{h2c}");
     assert!(h2c.to_ascii_lowercase().contains("upgrade: h2c"), "{h2c}");
 }
+
+#[test]
+fn info_answers_with_the_fields_of_the_clients_version() {
+    let d = berth_tests::Daemon::start(&[]).expect("start");
+    let info = |v: &str| {
+        let (status, _, body) = berth_tests::raw_http(&d.sock(), "GET", &format!("/v{v}/info"), b"").expect("info");
+        assert_eq!(status, 200);
+        serde_json::from_slice::<serde_json::Value>(&body).expect("json")
+    };
+    let old = info("1.24");
+    assert_eq!(old["ExecutionDriver"], "<not supported>");
+    assert!(
+        old["SecurityOptions"].as_array().is_some_and(|o| o.iter().any(|s| s == "seccomp")),
+        "{}",
+        old["SecurityOptions"]
+    );
+    let new = info("1.41");
+    assert!(new.get("ExecutionDriver").is_none());
+    assert!(new["SecurityOptions"].as_array().is_some_and(|o| o.iter().any(|s| s == "name=seccomp,profile=builtin")));
+    let (status, _, body) = berth_tests::raw_http(&d.sock(), "GET", "/v1.23/info", b"").expect("too old");
+    assert_eq!(status, 400);
+    let body = String::from_utf8_lossy(&body);
+    assert!(
+        body.contains("client version 1.23 is too old. Minimum supported API version is 1.24, please upgrade your client to a newer version"),
+        "{body}"
+    );
+}

@@ -165,7 +165,10 @@ pub(crate) fn host() -> Host {
 }
 
 /// SystemInfo.
-async fn info(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+async fn info(
+    State(state): State<AppState>,
+    axum::Extension(version): axum::Extension<crate::version::ApiVersion>,
+) -> ApiResult<Json<Value>> {
     let containers = state.runtime.list(true, vec![], 0).await?;
     let status = |c: &berth_runtime_api::pb::Container| c.state.as_ref().map(|s| s.status.clone()).unwrap_or_default();
     let running = containers.iter().filter(|c| status(c) == "running").count();
@@ -181,7 +184,7 @@ async fn info(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     if state.authz.as_ref().is_some_and(|a| a.enforcing()) {
         security_options.push("name=authorization,policy=file".into());
     }
-    Ok(Json(json!({
+    let doc = json!({
         "ID": state.info.id,
         "Containers": containers.len(),
         "ContainersRunning": running,
@@ -237,7 +240,34 @@ async fn info(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         "InitCommit": {"ID": ""},
         "SecurityOptions": security_options,
         "Warnings": [],
-    })))
+    });
+    Ok(Json(info_for_version(doc, version)))
+}
+
+/// `/info` as dockerd answers a client of `version`: before 1.25 with
+/// `ExecutionDriver` and security options by name only, before 1.39 with
+/// `<unknown>` for an unknown kernel or OS.
+fn info_for_version(mut doc: Value, version: crate::version::ApiVersion) -> Value {
+    use crate::version::ApiVersion;
+    if version < ApiVersion(1, 25) {
+        doc["ExecutionDriver"] = json!("<not supported>");
+        let names: Vec<String> = doc["SecurityOptions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(|o| o.split(',').find_map(|kv| kv.strip_prefix("name=")).unwrap_or(o).to_string())
+            .collect();
+        doc["SecurityOptions"] = json!(names);
+    }
+    if version < ApiVersion(1, 39) {
+        for key in ["KernelVersion", "OperatingSystem"] {
+            if doc[key].as_str().is_some_and(str::is_empty) {
+                doc[key] = json!("<unknown>");
+            }
+        }
+    }
+    doc
 }
 
 fn backing_fs(path: &std::path::Path) -> &'static str {
