@@ -405,4 +405,8 @@ fn mountpoints_are_under_the_root_docker_info_reports() {
         assert!(v[0].get(field).is_some(), "{field} in {v}");
     }
     assert_eq!(v[0]["Scope"], "local");
+    // As dockerd 20.10 writes them: no labels or options are null, the time is to the second.
+    assert!(v[0]["Labels"].is_null() && v[0]["Options"].is_null(), "{v}");
+    let created = v[0]["CreatedAt"].as_str().unwrap_or_default();
+    assert!(created.len() == 20 && created.ends_with('Z') && !created.contains('.'), "{created}");
 }

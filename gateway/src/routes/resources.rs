@@ -37,15 +37,21 @@ pub fn router() -> Router<AppState> {
 
 pub(crate) use berth_proto::types::v1::kv::{from_map as pairs, to_object as map};
 
-/// The Volume JSON of a volume; `UsageData` only when its size was walked
-/// (`system df`), as dockerd.
+/// The Volume JSON of a volume, as dockerd 20.10 writes it: `CreatedAt` to
+/// the second, `Labels` and `Options` null when there are none; `UsageData`
+/// only when its size was walked (`system df`).
 pub(crate) fn volume_json(v: &berth_volume_api::pb::Volume) -> Value {
+    let created = match v.created_at.split_once('.') {
+        // 2026-12-02T14:34:09.507872069Z -> 2026-12-02T14:34:09Z
+        Some((secs, rest)) => format!("{secs}{}", rest.trim_start_matches(|c: char| c.is_ascii_digit())),
+        None => v.created_at.clone(),
+    };
     let mut j = json!({
         "Name": v.name,
         "Driver": v.driver,
         "Mountpoint": v.mountpoint,
-        "CreatedAt": v.created_at,
-        "Labels": map(&v.labels),
+        "CreatedAt": created,
+        "Labels": if v.labels.is_empty() { Value::Null } else { map(&v.labels) },
         "Options": if v.options.is_empty() { Value::Null } else { map(&v.options) },
         "Scope": v.scope,
     });
@@ -179,7 +185,7 @@ async fn post_networks_prune(State(s): State<AppState>, uri: Uri) -> ApiResult<J
 /// VolumeList: `GET /volumes` (filters: dangling, driver, label, name).
 async fn get_volumes_list(State(s): State<AppState>, uri: Uri) -> ApiResult<Json<Value>> {
     let list = s.volumes.list(Params::parse(uri.query()).filters()?, false).await?;
-    Ok(Json(json!({"Volumes": list.iter().map(volume_json).collect::<Vec<_>>(), "Warnings": []})))
+    Ok(Json(json!({"Volumes": list.iter().map(volume_json).collect::<Vec<_>>(), "Warnings": null})))
 }
 
 /// VolumeInspect: `GET /volumes/{name}`.
