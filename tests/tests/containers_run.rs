@@ -575,6 +575,15 @@ fn network_and_ipc_namespaces_shared_as_dockerd_shares_them() {
     ]);
     assert_eq!(none.expect("ipc none").trim(), "no-shm");
     assert_eq!(d.docker(&["inspect", "-f", "{{.HostConfig.IpcMode}}", "donor"]).expect("inspect").trim(), "shareable");
+    // A client that says nothing gets dockerd's default, recorded.
+    let (status, _, body) =
+        berth_tests::raw_http(&d.sock(), "POST", "/v1.41/containers/create?name=oldclient", br#"{"Image":"busybox"}"#)
+            .expect("create");
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        d.docker(&["inspect", "-f", "{{.HostConfig.IpcMode}}", "oldclient"]).expect("inspect").trim(),
+        "private"
+    );
 
     // dockerd's refusals.
     d.docker(&["run", "-d", "--name", "private", "busybox", "sleep", "300"]).expect("private");
@@ -588,5 +597,5 @@ fn network_and_ipc_namespaces_shared_as_dockerd_shares_them() {
     let (code, _, err) = d.out(&["run", "--rm", "--ipc", "bogus", "busybox", "true"]);
     assert_ne!(code, Some(0));
     assert!(err.contains("invalid IPC mode: bogus"), "{err}");
-    d.docker(&["rm", "-f", "donor", "private", "stopped"]).expect("rm");
+    d.docker(&["rm", "-f", "donor", "private", "stopped", "oldclient"]).expect("rm");
 }

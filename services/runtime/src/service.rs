@@ -385,6 +385,10 @@ impl RuntimeApi for LocalRuntime {
                         *l = crate::links::normalize(l, &name);
                     }
                 }
+                // dockerd's default IPC mode, recorded (inspect shows it, whatever the client sent).
+                if host_config.ipc_mode.is_empty() {
+                    host_config.ipc_mode = "private".into();
+                }
                 berth_models::to_vec(&host_config)
             },
             networking_config: berth_models::to_vec(&body.networking_config),
