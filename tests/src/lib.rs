@@ -660,6 +660,10 @@ pub fn start_split_with(tls: Option<&Path>) -> Result<Daemon> {
         if *svc == "network" {
             cmd.arg("--bridge").arg(&bridge);
         }
+        // Each service's own metrics, its address in `<root>/<svc>.metrics`.
+        let metrics = format!("127.0.0.1:{}", free_port());
+        std::fs::write(root.path().join(format!("{svc}.metrics")), &metrics)?;
+        cmd.arg("--metrics-addr").arg(&metrics);
         let mut child = cmd
             .arg("--listen")
             .arg(addr)

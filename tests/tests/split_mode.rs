@@ -159,6 +159,19 @@ fn pull_push_and_volumes_cross_the_grpc_hop() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // The caller (here the unix socket's uid 0) reaches the services' logs.
     let root = d.data_root().parent().map(std::path::Path::to_path_buf).expect("root");
+    // Each service serves its own metrics.
+    let addr = std::fs::read_to_string(root.join("runtime.metrics")).expect("the runtime's metrics address");
+    let metrics = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr.trim()).expect("connect");
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").expect("write");
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("read");
+        text
+    };
+    assert!(metrics.starts_with("HTTP/1.0 200"), "{metrics}");
+    assert!(metrics.contains("berth_shim_starts_total{result=\"ok\"}"), "{metrics}");
+    assert!(metrics.contains("berth_grpc_server_calls_total{method=\"/berth.runtime.v1."), "{metrics}");
     for svc in ["runtime", "volume", "image"] {
         let log = std::fs::read_to_string(root.join(format!("{svc}.log"))).unwrap_or_default();
         assert!(log.contains("caller=uid:0,gid:0"), "{svc}.log names no caller:\n{log}");

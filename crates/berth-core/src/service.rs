@@ -43,6 +43,9 @@ pub struct ServiceArgs {
     /// This service's key.
     #[arg(long, env = "BERTH_TLSKEY")]
     pub tlskey: Option<PathBuf>,
+    /// Serve this process's Prometheus metrics on `http://ADDR/metrics`.
+    #[arg(long, env = "BERTH_METRICS_ADDR", value_name = "IP:PORT")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl ServiceArgs {
@@ -116,7 +119,55 @@ where
     check_listen(&listen, tls.is_some(), args.insecure_tcp)?;
     crate::perms::ensure_dir(&args.data_root, crate::perms::DATA_ROOT)?;
     let (service, events) = open(args.data_root.join(name)).await?;
+    if let Some(addr) = args.metrics_addr {
+        serve_metrics(addr, shutdown.clone()).await?;
+    }
     crate::grpc::serve(&listen, tls.filter(|_| matches!(listen, Addr::Tcp(_))), service, events, shutdown).await
+}
+
+/// Serves `GET /metrics` (the process's [`crate::metrics`]) on `addr`, plain
+/// HTTP/1.0, one answer per connection: a split service's own metrics.
+pub async fn serve_metrics(addr: std::net::SocketAddr, shutdown: tokio_util::sync::CancellationToken) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| crate::Error::from(e).context(format!("bind the metrics address {addr}")))?;
+    tracing::info!(%addr, "metrics listening");
+    tokio::spawn(async move {
+        loop {
+            let (mut conn, _) = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(_) => continue,
+                },
+            };
+            tokio::spawn(async move {
+                // The request line is all that counts; at most 8 KiB of headers are read.
+                let mut buf = vec![0u8; 8192];
+                let mut n = 0;
+                while n < buf.len() && !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut buf[n..])).await {
+                        Ok(Ok(0)) | Err(_) | Ok(Err(_)) => return,
+                        Ok(Ok(k)) => n += k,
+                    }
+                }
+                let wanted = buf[..n].starts_with(b"GET /metrics ") || buf[..n].starts_with(b"GET /metrics?");
+                let (status, body) = if wanted {
+                    ("200 OK", crate::metrics::global().render())
+                } else {
+                    ("404 Not Found", "not found\n".to_string())
+                };
+                let head = format!(
+                    "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes()).await;
+                let _ = conn.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    Ok(())
 }
 
 /// Tells systemd the service is ready (`READY=1` on `$NOTIFY_SOCKET`, for
