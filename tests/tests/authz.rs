@@ -187,6 +187,27 @@ fn roles_labels_grants_reload_and_the_audit_chain() {
     assert!(tls.ok(&alice, &["logs", "team-a"]).contains("started"));
     let err = tls.denied(&alice, &["stop", "team-a"]);
     assert!(err.contains("authorization denied") && err.contains("cn:alice"), "{err}");
+    // The same through curl, as a program would call the API.
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "10", "--cacert"])
+            .arg(alice.join("ca.pem"))
+            .arg("--cert")
+            .arg(alice.join("cert.pem"))
+            .arg("--key")
+            .arg(alice.join("key.pem"))
+            .args(args)
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = curl(&[&format!("https://127.0.0.1:{port}/v1.41/containers/json?all=1")]);
+    let listed: serde_json::Value = serde_json::from_str(&listed).expect("a JSON list");
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["Names"][0], "/team-a");
+    let refused =
+        curl(&["-X", "POST", "-w", " %{http_code}", &format!("https://127.0.0.1:{port}/v1.41/containers/team-a/kill")]);
+    assert!(refused.ends_with(" 403") && refused.contains("authorization denied"), "{refused}");
     // bob operates, and may exec, but not create.
     tls.ok(&bob, &["restart", "-t", "1", "team-b"]);
     assert_eq!(tls.ok(&bob, &["exec", "team-b", "echo", "in"]).trim(), "in");
