@@ -561,6 +561,12 @@ fn network_and_ipc_namespaces_shared_as_dockerd_shares_them() {
     assert_ne!(ns(&[], "/proc/self/ns/net"), donor_net);
     // IPC: a shareable donor's namespace can be joined; the host's; a private one of its own.
     assert_eq!(ns(&["--ipc", "container:donor"], "/proc/self/ns/ipc"), donor_ipc);
+    // ... and its /dev/shm too, a tmpfs on the host while the donor runs.
+    d.docker(&["exec", "donor", "sh", "-c", "echo shared > /dev/shm/note"]).expect("write shm");
+    let note = d.docker(&["run", "--rm", "--ipc", "container:donor", "busybox", "cat", "/dev/shm/note"]);
+    assert_eq!(note.expect("the donor's /dev/shm").trim(), "shared");
+    let private_shm = d.docker(&["run", "--rm", "busybox", "sh", "-c", "ls /dev/shm | wc -l"]).expect("own shm");
+    assert_eq!(private_shm.trim(), "0");
     assert_eq!(ns(&["--ipc", "host"], "/proc/self/ns/ipc"), link("self", "ipc"));
     assert_ne!(ns(&["--ipc", "private"], "/proc/self/ns/ipc"), donor_ipc);
     let none = d.docker(&[
@@ -597,5 +603,8 @@ fn network_and_ipc_namespaces_shared_as_dockerd_shares_them() {
     let (code, _, err) = d.out(&["run", "--rm", "--ipc", "bogus", "busybox", "true"]);
     assert_ne!(code, Some(0));
     assert!(err.contains("invalid IPC mode: bogus"), "{err}");
+    let donor_id = d.docker(&["inspect", "-f", "{{.Id}}", "donor"]).expect("id").trim().to_string();
     d.docker(&["rm", "-f", "donor", "private", "stopped", "oldclient"]).expect("rm");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!mounts.contains(&donor_id), "the donor's /dev/shm is unmounted with it");
 }

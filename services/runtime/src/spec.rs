@@ -272,6 +272,9 @@ pub struct SpecInputs {
     /// Namespaces of other containers to join, by kind (`network`, `ipc`): their
     /// `/proc/PID/ns/...` paths.
     pub joins: Vec<(String, String)>,
+    /// A host tmpfs bound at `/dev/shm` instead of a tmpfs of its own: a
+    /// shareable container's, or the IPC donor's it joins.
+    pub shm_source: Option<String>,
 }
 
 /// dockerd's IPC modes: `private` (the default), `shareable` (others may join
@@ -464,7 +467,14 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
     match hc.ipc_mode.as_str() {
         "host" => mounts.push(mount("/dev/shm", "bind", "/dev/shm", &["rbind", "rprivate", "nosuid", "nodev"])?),
         "none" => {}
-        _ => mounts.push(mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", &shm_opt])?),
+        _ => match &inputs.shm_source {
+            Some(shared) => {
+                mounts.push(mount("/dev/shm", "bind", shared, &["rbind", "rprivate", "nosuid", "noexec", "nodev"])?)
+            }
+            None => {
+                mounts.push(mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", &shm_opt])?)
+            }
+        },
     }
     // In a user namespace, Berth's own files and volumes are idmapped: their
     // owners on disk show as the container's (host paths are not: their files
@@ -668,6 +678,7 @@ mod tests {
             no_new_privileges: false,
             userns: None,
             joins: vec![],
+            shm_source: None,
         }
     }
 

@@ -42,6 +42,8 @@ pub(super) struct PlanInputs<'a> {
     pub userns: Option<&'a crate::userns::Remap>,
     /// Other containers' namespaces to join (see [`SpecInputs::joins`]).
     pub joins: Vec<(String, String)>,
+    /// A host tmpfs to bind at `/dev/shm` (see [`SpecInputs::shm_source`]).
+    pub shm_source: Option<String>,
 }
 
 /// A bundle, decided.
@@ -87,6 +89,7 @@ pub(super) fn plan(i: PlanInputs<'_>) -> Result<Plan> {
         no_new_privileges: i.no_new_privileges,
         userns: i.userns.cloned(),
         joins: i.joins,
+        shm_source: i.shm_source,
     })?;
     // The container's cgroups are Berth's (`crate::cgroups`), for any runtime.
     if let (Some(linux), Some(id)) = (spec.linux_mut(), i.bundle.file_name()) {
@@ -240,6 +243,7 @@ mod tests {
             init_binary: None,
             userns: None,
             joins: vec![],
+            shm_source: None,
         }
     }
 

@@ -114,6 +114,7 @@ impl LocalRuntime {
             if still_exited {
                 let (root, cid) = (host.cgroup_root.clone(), id.clone());
                 let _ = tokio::task::spawn_blocking(move || crate::cgroups::remove(&root, &cid)).await;
+                super::shared_shm::unmount(&host.bundle(&id));
                 if !auto_remove
                     && let Some(n) = &networks
                     && let Err(e) = n.disconnect(&id, "").await

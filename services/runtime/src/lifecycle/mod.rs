@@ -138,6 +138,7 @@ impl Host {
             Ok(rt) => drop(rt.spawn_blocking(move || crate::cgroups::remove(&root, &cid))),
             Err(_) => crate::cgroups::remove(&root, &cid),
         }
+        shared_shm::unmount(&self.bundle(id));
         let _ = std::fs::remove_dir_all(self.bundle(id));
         let _ = self.events.send(Event::Removed(id.to_string()));
     }
@@ -207,5 +208,58 @@ mod tests {
         assert_eq!(parse_signal("9").ok(), Some(Signal::SIGKILL));
         assert!(parse_signal("NOPE").is_err());
         assert!(parse_signal("999").is_err());
+    }
+}
+
+/// A shareable container's `/dev/shm` (`--ipc shareable`): a tmpfs mounted on
+/// the host at `<bundle>/shm`, so the containers that join its IPC namespace
+/// (`--ipc container:NAME`) bind the same one, as dockerd keeps it under
+/// `containers/<id>/mounts/shm`. Mounted at start, unmounted at exit.
+pub(crate) mod shared_shm {
+    use std::os::unix::fs::MetadataExt;
+    use std::path::{Path, PathBuf};
+
+    use berth_core::{Error, Result};
+
+    /// Where it is mounted.
+    pub fn path(bundle: &Path) -> PathBuf {
+        bundle.join("shm")
+    }
+
+    /// Whether a filesystem is mounted at `path` (it is on another device than its parent).
+    pub fn mounted(path: &Path) -> bool {
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        match (std::fs::metadata(path), std::fs::metadata(parent)) {
+            (Ok(p), Ok(q)) => p.dev() != q.dev(),
+            _ => false,
+        }
+    }
+
+    /// Mounts it (`size` bytes) unless it is there already.
+    pub fn mount(bundle: &Path, size: i64) -> Result<PathBuf> {
+        let path = path(bundle);
+        if mounted(&path) {
+            return Ok(path);
+        }
+        std::fs::create_dir_all(&path).map_err(|e| Error::from(e).context(format!("create {}", path.display())))?;
+        use nix::mount::MsFlags;
+        let data = format!("mode=1777,size={size}");
+        nix::mount::mount(
+            Some("shm"),
+            &path,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some(data.as_str()),
+        )
+        .map_err(|e| Error::internal(format!("mount the shareable /dev/shm at {}: {e}", path.display())))?;
+        Ok(path)
+    }
+
+    /// Unmounts it, if mounted (a container still holding it keeps its copy).
+    pub fn unmount(bundle: &Path) {
+        let path = path(bundle);
+        if mounted(&path) {
+            let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
+        }
     }
 }

@@ -38,6 +38,23 @@ fn host_nofile_hard() -> u64 {
 }
 
 impl LocalRuntime {
+    /// The host tmpfs this container binds at `/dev/shm`: its own when it is
+    /// shareable (mounted now), its IPC donor's when it joins one.
+    async fn shared_shm_of(&self, bundle: &Path, hc: &HostConfig) -> Result<Option<String>> {
+        if hc.ipc_mode == "shareable" {
+            let size = Some(hc.shm_size).filter(|s| *s > 0).unwrap_or(64 << 20);
+            let bundle = bundle.to_path_buf();
+            let mounted = tokio::task::spawn_blocking(move || super::shared_shm::mount(&bundle, size))
+                .await
+                .map_err(|e| Error::internal(e.to_string()))??;
+            return Ok(Some(mounted.display().to_string()));
+        }
+        let Some(reference) = hc.ipc_mode.strip_prefix("container:") else { return Ok(None) };
+        let donor = self.resolve(reference).await?;
+        let shm = super::shared_shm::path(&self.host.bundle(&donor.id));
+        Ok(super::shared_shm::mounted(&shm).then(|| shm.display().to_string()))
+    }
+
     /// The namespaces of other containers this one joins (`--network
     /// container:NAME`, `--ipc container:NAME`): their paths under the
     /// running donor's init, checked to still be that container's. dockerd's
@@ -149,6 +166,7 @@ impl LocalRuntime {
                 .as_ref()
                 .filter(|_| crate::userns::applies(self.config.userns.as_ref(), &host_config)),
             joins: self.namespaces_to_join(&host_config).await?,
+            shm_source: self.shared_shm_of(&bundle, &host_config).await?,
         })?;
         for (name, body) in &plan.files {
             std::fs::write(bundle.join(name), body)?;
