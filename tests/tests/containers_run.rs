@@ -140,7 +140,7 @@ fn detached_logs_stop_start_kill_wait() {
 
     // A running container cannot be removed without -f.
     let (_, _, err) = d.out(&["rm", "svc"]);
-    assert!(err.contains("container is running"), "{err}");
+    assert!(err.contains("cannot remove a running container"), "{err}");
 
     // logs -f follows new output and ends when the container exits.
     d.docker(&["run", "-d", "--name", "ticker", "busybox", "sh", "-c", "for i in 1 2 3; do echo $i; sleep 0.3; done"])

@@ -490,9 +490,10 @@ impl RuntimeApi for LocalRuntime {
         }
         if !st.can_remove() && !force {
             let verb = if st == ContainerStatus::Paused { "paused" } else { "running" };
+            // dockerd 20.10's words (clients match "cannot remove a running container").
             return Err(Error::conflict(format!(
-                "cannot remove container \"/{}\": container is {verb}: stop the container before removing or force remove",
-                c.name
+                "You cannot remove a {verb} container {}. Stop the container before attempting removal or force remove",
+                c.id
             )));
         }
         if st == ContainerStatus::Restarting {
