@@ -632,6 +632,13 @@ pub fn tls_flags(dir: &Path) -> Vec<String> {
 /// runtime and the gateway dial them with the same certificate. Their
 /// addresses are in `Daemon::args` as `--SERVICE-addr=...`.
 pub fn start_split_with(tls: Option<&Path>) -> Result<Daemon> {
+    start_split_at(tls, "127.0.0.1", None)
+}
+
+/// As [`start_split_with`], the services listening on `listen_ip` (with
+/// `tls`), and the gateway, when `gateway_netns` names a network namespace
+/// (`ip netns`), running in it: another host, as far as the network goes.
+pub fn start_split_at(tls: Option<&Path>, listen_ip: &str, gateway_netns: Option<&str>) -> Result<Daemon> {
     sweep_dead_test_bridges();
     let root = tempfile::Builder::new().prefix("berth-split-").tempdir()?;
     let docker_config = root.path().join("docker-config");
@@ -641,7 +648,7 @@ pub fn start_split_with(tls: Option<&Path>) -> Result<Daemon> {
     let bridge = unique_bridge();
     let tls_args = tls.map(tls_flags).unwrap_or_default();
     let addr_of = |svc: &str| match tls {
-        Some(_) => format!("tcp://127.0.0.1:{}", free_port()),
+        Some(_) => format!("tcp://{listen_ip}:{}", free_port()),
         None => format!("unix://{}", root.path().join(format!("{svc}.sock")).display()),
     };
     let addrs: Vec<(&str, String)> =
@@ -683,7 +690,16 @@ pub fn start_split_with(tls: Option<&Path>) -> Result<Daemon> {
     }
     let host = format!("unix://{}", root.path().join("berth.sock").display());
     let log = std::fs::File::create(root.path().join("berthd.log"))?;
-    let mut gw = Command::new(bin("berth-gateway"))
+    let mut gw = match gateway_netns {
+        Some(ns) => {
+            // nsenter changes only the network namespace (`ip netns exec` would remount /sys).
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/run/netns/{ns}")).arg(bin("berth-gateway"));
+            c
+        }
+        None => Command::new(bin("berth-gateway")),
+    };
+    let mut gw = gw
         .args(&flags)
         .args(&tls_args)
         .arg("-H")

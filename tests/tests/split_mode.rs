@@ -257,3 +257,28 @@ fn services_on_tcp_speak_mutual_tls() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tlsverify"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn the_gateway_on_another_host_reaches_the_services_over_mutual_tls() {
+    // Two hosts: this one runs the services on the address of its end of a
+    // link, the gateway runs in a network namespace behind that link.
+    let outside = berth_tests::Outside::new(&format!("sx{}", std::process::id() % 10000), 77);
+    let pki = tempfile::tempdir().expect("tmp");
+    let out = std::process::Command::new(berth_tests::bin("berthd"))
+        .args(["certs", "--host", &outside.host_addr, "--out"])
+        .arg(pki.path())
+        .output()
+        .expect("berthd certs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let d = berth_tests::start_split_at(Some(pki.path()), &outside.host_addr, Some(&outside.ns)).expect("start");
+    let gateway = d.pid().expect("the gateway runs");
+    let ns = std::process::Command::new("ip").args(["netns", "identify", &gateway.to_string()]).output().expect("ip");
+    assert_eq!(String::from_utf8_lossy(&ns.stdout).trim(), outside.ns, "the gateway is on the other host");
+    let image_addr = d.args.iter().find_map(|a| a.strip_prefix("--image-addr=")).expect("image address");
+    assert!(image_addr.starts_with(&format!("tcp://{}:", outside.host_addr)), "{image_addr}");
+    d.load(&docker_save_tar(&[TestImage::busybox(&["busybox:latest"])], false)).expect("load");
+    let out =
+        d.docker(&["run", "--rm", "-v", "far:/data", "busybox", "sh", "-c", "echo across > /data/f; cat /data/f"]);
+    assert_eq!(out.expect("run through the remote gateway").trim(), "across");
+    d.docker(&["volume", "rm", "far"]).expect("volume rm");
+}
