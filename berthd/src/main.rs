@@ -8,7 +8,6 @@ mod certs;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use berth_gateway::config::{DaemonConfig, DaemonFlags, ProcessEnv};
@@ -53,20 +52,6 @@ enum AuditCommand {
         /// The log file.
         file: PathBuf,
     },
-}
-
-/// Authorization and audit as configured, the policy reloaded on SIGHUP.
-async fn authz(config: &DaemonConfig) -> anyhow::Result<Option<Arc<berth_gateway::authz::Authz>>> {
-    let authz = berth_gateway::authz::Authz::new(
-        config.authorization_config.as_deref(),
-        config.audit_log.as_deref(),
-        &config.authorization_plugins,
-    )
-    .await?;
-    if let Some(a) = &authz {
-        a.reload_on_sighup()?;
-    }
-    Ok(authz)
 }
 
 /// Takes the pid file, refusing when another live berthd holds it.
@@ -134,7 +119,7 @@ async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let runtime = Arc::new(runtime);
     // The builder runs its steps' containers through the runtime service.
     images.set_runtime(runtime.clone());
-    let authz = authz(&config).await?;
+    let authz = berth_gateway::authz::Authz::from_config(&config).await?;
     let mut sources: Vec<Arc<dyn berth_core::events::EventSource>> = vec![events];
     if let Some(a) = &authz {
         sources.push(a.events.clone());
@@ -154,14 +139,8 @@ async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         shutdown: shutdown.clone(),
         authz,
     };
-    let listeners = berth_gateway::server::bind(&config).await?;
-    if let Some(addr) = config.metrics_addr {
-        berth_gateway::metrics::serve(addr, state.clone(), shutdown.clone()).await?;
-    }
-    // systemd's Type=notify: the API answers from here on.
-    berth_core::service::notify_ready();
-    tracing::info!(version = berth_gateway::BERTH_VERSION, data_root = %root.display(), "berthd ready");
-    berth_gateway::server::serve(berth_gateway::app(state), listeners, shutdown, Duration::from_secs(10)).await;
+    tracing::info!(version = berth_gateway::BERTH_VERSION, data_root = %root.display(), "berthd starts serving");
+    berth_gateway::server::run(&config, state, shutdown).await?;
     let _ = std::fs::remove_file(&config.pidfile);
     tracing::info!("berthd stopped");
     Ok(())

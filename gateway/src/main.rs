@@ -1,7 +1,6 @@
 //! `berth-gateway`: the Docker API as its own process, reaching the services over gRPC.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use berth_core::grpc::{Addr, channel};
 use berth_gateway::config::{DaemonConfig, DaemonFlags, ProcessEnv};
@@ -47,15 +46,7 @@ async fn main() -> anyhow::Result<()> {
     // `--tlsverify` files (its certificate is its client identity).
     let tls = config.tls.as_ref().map(berth_core::grpc::client_tls).transpose()?;
     let tls = tls.as_ref();
-    let authz = berth_gateway::authz::Authz::new(
-        config.authorization_config.as_deref(),
-        config.audit_log.as_deref(),
-        &config.authorization_plugins,
-    )
-    .await?;
-    if let Some(a) = &authz {
-        a.reload_on_sighup()?;
-    }
+    let authz = berth_gateway::authz::Authz::from_config(&config).await?;
     let state = AppState {
         images: Arc::new(berth_image_api::ImageGrpcClient::new(channel(&args.image_addr, tls)?)),
         runtime: Arc::new(berth_runtime_api::RuntimeGrpcClient::new(channel(&args.runtime_addr, tls)?)),
@@ -78,12 +69,6 @@ async fn main() -> anyhow::Result<()> {
         shutdown: shutdown.clone(),
         authz,
     };
-    let listeners = berth_gateway::server::bind(&config).await?;
-    if let Some(addr) = config.metrics_addr {
-        berth_gateway::metrics::serve(addr, state.clone(), shutdown.clone()).await?;
-    }
-    // systemd's Type=notify: the API answers from here on.
-    berth_core::service::notify_ready();
-    berth_gateway::server::serve(berth_gateway::app(state), listeners, shutdown, Duration::from_secs(10)).await;
+    berth_gateway::server::run(&config, state, shutdown).await?;
     Ok(())
 }

@@ -1,23 +1,19 @@
 //! `/metrics` on `--metrics-addr` (dockerd's flag): the process's Prometheus
-//! metrics ([`berth_core::metrics`]) in the text format, plain HTTP as dockerd
-//! serves them. Gauges that describe the daemon's state (containers by state,
-//! the engine's facts) are read at each scrape.
+//! metrics ([`berth_core::metrics`]) served by [`berth_core::service::serve_metrics`],
+//! with the gauges that describe the daemon's state (containers by state, the
+//! engine's facts) read at each scrape.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use berth_models::container::ContainerStatus;
 
 use crate::AppState;
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// Sets the scrape-time gauges, under dockerd's names.
+async fn refresh(state: &AppState) {
     let m = berth_core::metrics::global();
     if let Ok(containers) = state.runtime.list(true, vec![], 0).await {
-        // dockerd's gauge and its three states.
         let (mut running, mut paused, mut stopped) = (0, 0, 0);
         for c in &containers {
             let status = c.state.as_ref().map(|s| s.status.as_str()).unwrap_or("created");
@@ -45,7 +41,6 @@ async fn metrics(State(state): State<AppState>) -> Response {
         ],
         1.0,
     );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render()).into_response()
 }
 
 /// Serves `/metrics` on `addr` until `shutdown` fires.
@@ -53,15 +48,10 @@ pub async fn serve(
     addr: SocketAddr,
     state: AppState,
     shutdown: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    if !addr.ip().is_loopback() {
-        tracing::warn!(%addr, "metrics are served without authentication beyond loopback");
-    }
-    tracing::info!(%addr, "metrics listening");
-    let app = Router::new().route("/metrics", get(metrics)).with_state(state);
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
+) -> berth_core::Result<()> {
+    let refresh: berth_core::service::MetricsRefresh = Arc::new(move || {
+        let state = state.clone();
+        Box::pin(async move { refresh(&state).await })
     });
-    Ok(())
+    berth_core::service::serve_metrics(addr, shutdown, Some(refresh)).await
 }

@@ -210,6 +210,20 @@ async fn accept(l: &Listener) -> std::io::Result<Accepted> {
     }
 }
 
+/// Everything a daemon serving the API does once its state is ready: binds the
+/// listeners, serves `/metrics` if asked, tells systemd it is ready, and serves
+/// the API until `shutdown` fires (open requests get 10 seconds).
+pub async fn run(config: &DaemonConfig, state: crate::AppState, shutdown: CancellationToken) -> Result<()> {
+    let listeners = bind(config).await?;
+    if let Some(addr) = config.metrics_addr {
+        crate::metrics::serve(addr, state.clone(), shutdown.clone()).await?;
+    }
+    // systemd's Type=notify: the API answers from here on.
+    berth_core::service::notify_ready();
+    serve(crate::app(state), listeners, shutdown, Duration::from_secs(10)).await;
+    Ok(())
+}
+
 /// Serves `app` on `listeners` until `shutdown` fires, then drains for up to `grace`.
 pub async fn serve(app: Router, listeners: Vec<Listener>, shutdown: CancellationToken, grace: Duration) {
     let mut tasks = tokio::task::JoinSet::new();

@@ -120,18 +120,29 @@ where
     crate::perms::ensure_dir(&args.data_root, crate::perms::DATA_ROOT)?;
     let (service, events) = open(args.data_root.join(name)).await?;
     if let Some(addr) = args.metrics_addr {
-        serve_metrics(addr, shutdown.clone()).await?;
+        serve_metrics(addr, shutdown.clone(), None).await?;
     }
     crate::grpc::serve(&listen, tls.filter(|_| matches!(listen, Addr::Tcp(_))), service, events, shutdown).await
 }
 
-/// Serves `GET /metrics` (the process's [`crate::metrics`]) on `addr`, plain
-/// HTTP/1.0, one answer per connection: a split service's own metrics.
-pub async fn serve_metrics(addr: std::net::SocketAddr, shutdown: tokio_util::sync::CancellationToken) -> Result<()> {
+/// What brings gauges up to date before a scrape (the gateway reads container
+/// states then).
+pub type MetricsRefresh = std::sync::Arc<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// Serves `GET /metrics` (the process's [`crate::metrics`], after `refresh`)
+/// on `addr`, plain HTTP/1.0 as dockerd serves them, one answer per connection.
+pub async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    shutdown: tokio_util::sync::CancellationToken,
+    refresh: Option<MetricsRefresh>,
+) -> Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| crate::Error::from(e).context(format!("bind the metrics address {addr}")))?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "metrics are served without authentication beyond loopback");
+    }
     tracing::info!(%addr, "metrics listening");
     tokio::spawn(async move {
         loop {
@@ -142,6 +153,7 @@ pub async fn serve_metrics(addr: std::net::SocketAddr, shutdown: tokio_util::syn
                     Err(_) => continue,
                 },
             };
+            let refresh = refresh.clone();
             tokio::spawn(async move {
                 // The request line is all that counts; at most 8 KiB of headers are read.
                 let mut buf = vec![0u8; 8192];
@@ -154,6 +166,9 @@ pub async fn serve_metrics(addr: std::net::SocketAddr, shutdown: tokio_util::syn
                 }
                 let wanted = buf[..n].starts_with(b"GET /metrics ") || buf[..n].starts_with(b"GET /metrics?");
                 let (status, body) = if wanted {
+                    if let Some(refresh) = &refresh {
+                        refresh().await;
+                    }
                     ("200 OK", crate::metrics::global().render())
                 } else {
                     ("404 Not Found", "not found\n".to_string())

@@ -460,6 +460,20 @@ impl Authz {
         })))
     }
 
+    /// As the daemon's configuration asks, the policy reloaded on every SIGHUP.
+    pub async fn from_config(config: &crate::config::DaemonConfig) -> anyhow::Result<Option<Arc<Authz>>> {
+        let authz = Self::new(
+            config.authorization_config.as_deref(),
+            config.audit_log.as_deref(),
+            &config.authorization_plugins,
+        )
+        .await?;
+        if let Some(a) = &authz {
+            a.reload_on_sighup()?;
+        }
+        Ok(authz)
+    }
+
     /// Whether a policy is in force (`docker info` says so).
     pub fn enforcing(&self) -> bool {
         self.policy.read().is_ok_and(|p| p.is_some())
