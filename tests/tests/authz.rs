@@ -108,6 +108,7 @@ allow = ["exec"]
 [[grant]]
 identity = "ou:builders"
 role = "creator"
+labels = {{ team = "d" }}
 allow = ["bind:{}"]
 
 [roles.creator]
@@ -220,6 +221,11 @@ fn roles_labels_grants_reload_and_the_audit_chain() {
     assert!(err.contains("bind:/etc"), "{err}");
     let granted = format!("{}:/data", srv.path().display());
     let made = tls.ok(&dave, &["create", "-v", &granted, "busybox"]);
+    // What a scoped identity creates carries its labels.
+    let label = d.docker(&["inspect", "-f", "{{index .Config.Labels \"team\"}}", made.trim()]).expect("inspect");
+    assert_eq!(label.trim(), "d");
+    let err = tls.denied(&dave, &["rm", "team-b"]);
+    assert!(err.contains("No such container"), "outside its labels: {err}");
     tls.ok(&dave, &["rm", made.trim()]);
     // Someone with no grant gets nothing.
     let err = tls.denied(&eve, &["version"]);

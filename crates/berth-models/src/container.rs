@@ -401,6 +401,9 @@ pub struct HostConfig {
     /// `host` keeps the container out of the daemon's user namespace remapping.
     #[serde(default, deserialize_with = "nullable")]
     pub userns_mode: String,
+    /// UTS namespace mode (`host`: the host's hostname).
+    #[serde(rename = "UTSMode", default, deserialize_with = "nullable")]
+    pub uts_mode: String,
     /// Every capability, every device, no confinement.
     #[serde(default, deserialize_with = "nullable")]
     pub privileged: bool,

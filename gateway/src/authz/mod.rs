@@ -256,46 +256,47 @@ impl Dangerous {
     }
 }
 
-/// The dangerous options of a container create or exec body.
-fn dangerous_in(route: &str, body: &Value) -> Vec<Dangerous> {
+/// The dangerous options of a container create or exec body (a body that
+/// does not parse has none: its handler refuses it anyway).
+fn dangerous_in(route: &str, body: &[u8]) -> Vec<Dangerous> {
+    use berth_models::container::{CreateBody, ExecConfig};
     let mut out = Vec::new();
     if route == "/containers/{id}/exec" {
-        if body["Privileged"] == true {
+        if berth_models::parse_or_default::<ExecConfig>("exec config", body).is_ok_and(|e| e.privileged) {
             out.push(Dangerous::Named("privileged"));
         }
         return out;
     }
-    let hc = &body["HostConfig"];
-    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
-    if hc["Privileged"] == true {
+    let Ok(create) = berth_models::parse_or_default::<CreateBody>("container config", body) else { return out };
+    let hc = create.host_config;
+    if hc.privileged {
         out.push(Dangerous::Named("privileged"));
     }
-    for (field, name) in [
-        ("NetworkMode", "host-network"),
-        ("PidMode", "host-pid"),
-        ("IpcMode", "host-ipc"),
-        ("UTSMode", "host-uts"),
-        ("UsernsMode", "userns-host"),
+    for (mode, name) in [
+        (&hc.network_mode, "host-network"),
+        (&hc.pid_mode, "host-pid"),
+        (&hc.ipc_mode, "host-ipc"),
+        (&hc.uts_mode, "host-uts"),
+        (&hc.userns_mode, "userns-host"),
     ] {
-        if s(&hc[field]) == "host" {
+        if mode == "host" {
             out.push(Dangerous::Named(name));
         }
     }
-    if hc["CapAdd"].as_array().is_some_and(|a| !a.is_empty()) {
+    if hc.cap_add.as_ref().is_some_and(|c| !c.is_empty()) {
         out.push(Dangerous::Named("cap-add"));
     }
-    let any = |f: &str| hc[f].as_array().is_some_and(|a| !a.is_empty());
-    if any("Devices") || any("DeviceCgroupRules") {
+    if hc.devices.as_ref().is_some_and(|d| !d.is_empty())
+        || hc.device_cgroup_rules.as_ref().is_some_and(|r| !r.is_empty())
+    {
         out.push(Dangerous::Named("device"));
     }
-    let unconfined = |o: &&Value| {
-        let o = o.as_str().unwrap_or_default();
-        o == "seccomp=unconfined" || o == "seccomp:unconfined" || o == "apparmor=unconfined"
-    };
-    if hc["SecurityOpt"].as_array().is_some_and(|a| a.iter().any(|o| unconfined(&o))) {
+    let unconfined =
+        |o: &String| matches!(o.as_str(), "seccomp=unconfined" | "seccomp:unconfined" | "apparmor=unconfined");
+    if hc.security_opt().iter().any(unconfined) {
         out.push(Dangerous::Named("seccomp-unconfined"));
     }
-    for b in hc["Binds"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+    for b in hc.binds() {
         // `SOURCE:DEST[:MODE]`, where a source starting with `/` is a host path.
         if let Some((src, _)) = b.split_once(':')
             && src.starts_with('/')
@@ -303,10 +304,8 @@ fn dangerous_in(route: &str, body: &Value) -> Vec<Dangerous> {
             out.push(Dangerous::Bind(src.to_string()));
         }
     }
-    for m in hc["Mounts"].as_array().into_iter().flatten() {
-        if m["Type"] == "bind" {
-            out.push(Dangerous::Bind(s(&m["Source"])));
-        }
+    for m in hc.mounts().iter().filter(|m| m.kind == "bind") {
+        out.push(Dangerous::Bind(m.source.clone()));
     }
     out
 }
@@ -599,7 +598,7 @@ pub async fn authorize(State(state): State<AppState>, req: Request<Body>, next: 
     let mut rule = "no policy".to_string();
     let mut req = Request::from_parts(parts, body);
     if let Some(policy) = policy {
-        let dangerous = if judged { dangerous_in(&route, &body_json) } else { vec![] };
+        let dangerous = if judged { dangerous_in(&route, raw.as_deref().unwrap_or_default()) } else { vec![] };
         let grant = match policy.decide(&id, &method, &route, &dangerous) {
             Ok(g) => g.clone(),
             Err(why) => {
@@ -810,7 +809,7 @@ mod tests {
             "Mounts": [{"Type": "bind", "Source": "/srv/data", "Target": "/d"}],
             "SecurityOpt": ["seccomp=unconfined"]
         }});
-        let d = dangerous_in("/containers/create", &body);
+        let d = dangerous_in("/containers/create", body.to_string().as_bytes());
         let names: Vec<String> = d.iter().map(Dangerous::name).collect();
         assert_eq!(
             names,
@@ -834,7 +833,10 @@ mod tests {
         let why = p.decide(&who("cn:alice"), &Method::POST, "/containers/{id}/exec", &privileged);
         assert!(why.is_err());
         assert!(p.decide(&who("uid:0"), &Method::POST, "/containers/create", &d).is_ok(), "admin has them all");
-        assert!(dangerous_in("/containers/{id}/exec", &json!({"Privileged": true})).len() == 1);
+        assert!(dangerous_in("/containers/{id}/exec", br#"{"Privileged": true}"#).len() == 1);
+        let host = br#"{"HostConfig": {"UTSMode": "host", "PidMode": "host"}}"#;
+        let names: Vec<String> = dangerous_in("/containers/create", host).iter().map(Dangerous::name).collect();
+        assert_eq!(names, ["host-pid", "host-uts"]);
     }
 
     #[test]
