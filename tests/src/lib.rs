@@ -895,6 +895,42 @@ pub fn self_signed(dir: &Path, name: &str, cn: &str, extra: &[&str]) -> (PathBuf
     (key, cert)
 }
 
+/// A fresh RSA key (`key`) and a certificate (`cert`) for `subject`
+/// (`/CN=alice/OU=ops`) signed by the CA `ca_cert`/`ca_key`, with the X.509v3
+/// extensions `ext` (`extendedKeyUsage=clientAuth`, `subjectAltName=IP:...`),
+/// made by openssl.
+pub fn signed_by(ca_cert: &Path, ca_key: &Path, subject: &str, ext: &str, key: &Path, cert: &Path) {
+    let dir = cert.parent().unwrap_or(Path::new("."));
+    let (csr, ext_file) = (cert.with_extension("csr"), cert.with_extension("ext"));
+    std::fs::write(&ext_file, format!("{ext}\n")).expect("ext");
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let s = |v: &str| std::ffi::OsString::from(v);
+    let req = [s("req"), s("-new"), s("-newkey"), s("rsa:2048"), s("-nodes"), s("-subj"), s(subject)];
+    let req_files = [s("-keyout"), key.into(), s("-out"), csr.as_os_str().into()];
+    run(&req.iter().chain(&req_files).map(|a| a.as_os_str()).collect::<Vec<_>>());
+    let x509 = [
+        s("x509"),
+        s("-req"),
+        s("-in"),
+        csr.as_os_str().into(),
+        s("-CA"),
+        ca_cert.into(),
+        s("-CAkey"),
+        ca_key.into(),
+        s("-CAcreateserial"),
+        s("-days"),
+        s("1"),
+        s("-extfile"),
+        ext_file.as_os_str().into(),
+        s("-out"),
+        cert.into(),
+    ];
+    run(&x509.iter().map(|a| a.as_os_str()).collect::<Vec<_>>());
+}
+
 /// Runs `cmd` (a server that prints `ready` once it listens) and returns only
 /// then, so that no client races its start (a cold Python can take longer
 /// than any fixed sleep). Killed and reaped on drop.

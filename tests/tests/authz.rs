@@ -16,43 +16,14 @@ use berth_tests::{Daemon, TestImage, bin, docker_save_tar, free_port};
 fn client_cert(ca_dir: &Path, name: &str, subject: &str) -> PathBuf {
     let dir = ca_dir.join(name);
     std::fs::create_dir_all(&dir).expect("mkdir");
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).output().expect("openssl");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    let p = |f: &str| dir.join(f).display().to_string();
-    let ca = |f: &str| ca_dir.join(f).display().to_string();
-    std::fs::write(dir.join("ext"), "extendedKeyUsage=clientAuth\n").expect("ext");
-    run(&[
-        "req",
-        "-new",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
+    berth_tests::signed_by(
+        &ca_dir.join("ca.pem"),
+        &ca_dir.join("ca-key.pem"),
         subject,
-        "-keyout",
-        &p("key.pem"),
-        "-out",
-        &p("csr"),
-    ]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        &p("csr"),
-        "-CA",
-        &ca("ca.pem"),
-        "-CAkey",
-        &ca("ca-key.pem"),
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        &p("ext"),
-        "-out",
-        &p("cert.pem"),
-    ]);
+        "extendedKeyUsage=clientAuth",
+        &dir.join("key.pem"),
+        &dir.join("cert.pem"),
+    );
     std::fs::copy(ca_dir.join("ca.pem"), dir.join("ca.pem")).expect("ca");
     dir
 }

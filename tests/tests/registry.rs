@@ -235,36 +235,14 @@ fn tls_with_a_test_ca_and_basic_auth() {
     let dir = tempfile::tempdir().expect("tmp");
     let p = |f: &str| dir.path().join(f).to_string_lossy().to_string();
     berth_tests::self_signed(dir.path(), "ca", "berth test CA", &[]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
+    berth_tests::signed_by(
+        &dir.path().join("ca.crt"),
+        &dir.path().join("ca.key"),
         &format!("/CN={ip}"),
-        "-keyout",
-        &p("server.key"),
-        "-out",
-        &p("server.csr"),
-    ]);
-    std::fs::write(dir.path().join("ext"), format!("subjectAltName=IP:{ip}\n")).expect("ext");
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &p("server.csr"),
-        "-CA",
-        &p("ca.crt"),
-        "-CAkey",
-        &p("ca.key"),
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        &p("ext"),
-        "-out",
-        &p("server.crt"),
-    ]);
+        &format!("subjectAltName=IP:{ip}"),
+        &dir.path().join("server.key"),
+        &dir.path().join("server.crt"),
+    );
     // The registry serves the chain; the harness trusts the CA inside it.
     let chain = [std::fs::read(p("server.crt")).expect("crt"), std::fs::read(p("ca.crt")).expect("ca")].concat();
     std::fs::write(p("chain.crt"), chain).expect("chain");

@@ -262,7 +262,7 @@ fn services_on_tcp_speak_mutual_tls() {
 fn the_gateway_on_another_host_reaches_the_services_over_mutual_tls() {
     // Two hosts: this one runs the services on the address of its end of a
     // link, the gateway runs in a network namespace behind that link.
-    let outside = berth_tests::Outside::new(&format!("sx{}", std::process::id() % 10000), 77);
+    let outside = berth_tests::Outside::new(&format!("sx{}", std::process::id() % 10000), 78);
     let pki = tempfile::tempdir().expect("tmp");
     let out = std::process::Command::new(berth_tests::bin("berthd"))
         .args(["certs", "--host", &outside.host_addr, "--out"])

@@ -122,10 +122,9 @@ impl LocalRuntime {
     async fn live_root(&self, c: &pb::Container) -> Result<Root> {
         let st = status(c);
         let pid = c.state.as_ref().map(|s| s.pid).unwrap_or(0);
-        if matches!(st, ContainerStatus::Running | ContainerStatus::Paused) && pid > 0 {
+        if matches!(st, ContainerStatus::Running | ContainerStatus::Paused) {
             // The PID must still be the container's (not a reused number).
-            let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-            if cgroup.contains(&format!("/berth/{}", c.id)) {
+            if crate::lifecycle::container_pid(pid, &c.id) {
                 let fd = open_dir(std::path::Path::new(&format!("/proc/{pid}/root")))?;
                 let mut root = Root::of(fd, None);
                 // In a user namespace its files show through idmapped layers (a

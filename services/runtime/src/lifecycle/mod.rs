@@ -157,7 +157,7 @@ fn read_exit(bundle: &Path) -> Option<ExitRecord> {
 /// container's cgroup (whose path names the container). A PID the kernel gave
 /// to another process after the container's exited is not the container's, so
 /// it is never signalled nor taken for a running container.
-fn container_pid(pid: i64, id: &str) -> bool {
+pub(crate) fn container_pid(pid: i64, id: &str) -> bool {
     pid > 0
         && !id.is_empty()
         && std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.lines().any(|l| l.contains(id)))

@@ -38,48 +38,45 @@ fn host_nofile_hard() -> u64 {
 }
 
 impl LocalRuntime {
-    /// The host tmpfs this container binds at `/dev/shm`: its own when it is
-    /// shareable (mounted now), its IPC donor's when it joins one.
-    async fn shared_shm_of(&self, bundle: &Path, hc: &HostConfig) -> Result<Option<String>> {
+    /// What this container shares with others: the namespaces of other
+    /// containers it joins (`--network container:NAME`, `--ipc
+    /// container:NAME`, paths under the running donor's init, checked to still
+    /// be that container's), and the host tmpfs it binds at `/dev/shm` (its own
+    /// when shareable, mounted now; its IPC donor's when it joins one).
+    /// dockerd's refusals: a donor that does not run, an IPC donor that is not
+    /// `shareable`.
+    async fn shared(&self, bundle: &Path, hc: &HostConfig) -> Result<(Vec<(String, String)>, Option<String>)> {
+        let mut joins = Vec::new();
+        let mut shm = None;
+        for (kind, mode, what) in [("network", &hc.network_mode, "network"), ("ipc", &hc.ipc_mode, "IPC")] {
+            let Some(reference) = mode.strip_prefix("container:") else { continue };
+            let donor = self.resolve(reference).await?;
+            let pid = donor.state.as_ref().map(|s| s.pid).unwrap_or(0);
+            if !status(&donor).is_live() || !super::container_pid(pid, &donor.id) {
+                return Err(Error::conflict(format!("cannot join {what} of a non running container: {}", donor.id)));
+            }
+            if kind == "ipc" {
+                if record::host_config(&donor)?.ipc_mode != "shareable" {
+                    return Err(Error::invalid(format!(
+                        "cannot join IPC of a non-shareable container: {} (hint: use IpcMode:shareable for the donor container)",
+                        donor.id
+                    )));
+                }
+                let donor_shm = super::shared_shm::path(&self.host.bundle(&donor.id));
+                shm = super::shared_shm::mounted(&donor_shm).then(|| donor_shm.display().to_string());
+            }
+            let ns = if kind == "network" { "net" } else { "ipc" };
+            joins.push((kind.to_string(), format!("/proc/{pid}/ns/{ns}")));
+        }
         if hc.ipc_mode == "shareable" {
             let size = Some(hc.shm_size).filter(|s| *s > 0).unwrap_or(64 << 20);
             let bundle = bundle.to_path_buf();
             let mounted = tokio::task::spawn_blocking(move || super::shared_shm::mount(&bundle, size))
                 .await
                 .map_err(|e| Error::internal(e.to_string()))??;
-            return Ok(Some(mounted.display().to_string()));
+            shm = Some(mounted.display().to_string());
         }
-        let Some(reference) = hc.ipc_mode.strip_prefix("container:") else { return Ok(None) };
-        let donor = self.resolve(reference).await?;
-        let shm = super::shared_shm::path(&self.host.bundle(&donor.id));
-        Ok(super::shared_shm::mounted(&shm).then(|| shm.display().to_string()))
-    }
-
-    /// The namespaces of other containers this one joins (`--network
-    /// container:NAME`, `--ipc container:NAME`): their paths under the
-    /// running donor's init, checked to still be that container's. dockerd's
-    /// refusals: a donor that does not run, and for IPC one that is not
-    /// `shareable`.
-    async fn namespaces_to_join(&self, hc: &HostConfig) -> Result<Vec<(String, String)>> {
-        let mut out = Vec::new();
-        for (kind, mode, what) in [("network", &hc.network_mode, "network"), ("ipc", &hc.ipc_mode, "IPC")] {
-            let Some(reference) = mode.strip_prefix("container:") else { continue };
-            let donor = self.resolve(reference).await?;
-            let pid = donor.state.as_ref().map(|s| s.pid).unwrap_or(0);
-            let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-            if !status(&donor).is_live() || pid <= 0 || !cgroup.contains(&format!("/berth/{}", donor.id)) {
-                return Err(Error::conflict(format!("cannot join {what} of a non running container: {}", donor.id)));
-            }
-            if kind == "ipc" && record::host_config(&donor)?.ipc_mode != "shareable" {
-                return Err(Error::invalid(format!(
-                    "cannot join IPC of a non-shareable container: {} (hint: use IpcMode:shareable for the donor container)",
-                    donor.id
-                )));
-            }
-            let ns = if kind == "network" { "net" } else { "ipc" };
-            out.push((kind.to_string(), format!("/proc/{pid}/ns/{ns}")));
-        }
-        Ok(out)
+        Ok((joins, shm))
     }
 
     /// Starts a container; `Ok(true)` when it was already running. A container
@@ -146,6 +143,7 @@ impl LocalRuntime {
         // The links' variables go into the spec only (inspect shows the container's own).
         let mut config = config;
         config.env = Some(config.env().iter().cloned().chain(links.iter().flat_map(|l| l.env())).collect());
+        let (joins, shm_source) = self.shared(&bundle, &host_config).await?;
         let mut plan = bundle::plan(PlanInputs {
             bundle: &bundle,
             image_id: &image.id,
@@ -165,8 +163,8 @@ impl LocalRuntime {
                 .userns
                 .as_ref()
                 .filter(|_| crate::userns::applies(self.config.userns.as_ref(), &host_config)),
-            joins: self.namespaces_to_join(&host_config).await?,
-            shm_source: self.shared_shm_of(&bundle, &host_config).await?,
+            joins,
+            shm_source,
         })?;
         for (name, body) in &plan.files {
             std::fs::write(bundle.join(name), body)?;
