@@ -14,13 +14,18 @@ use berth_tests::{Daemon, TestImage, bin, docker_save_tar, free_port};
 /// A client certificate for `subject` (`/CN=alice/OU=ops`) signed by the CA in
 /// `ca_dir`, in a directory of its own as the docker CLI wants it.
 fn client_cert(ca_dir: &Path, name: &str, subject: &str) -> PathBuf {
+    client_cert_with(ca_dir, name, subject, "")
+}
+
+/// As [`client_cert`], with more X.509v3 extensions (`subjectAltName=...`).
+fn client_cert_with(ca_dir: &Path, name: &str, subject: &str, ext: &str) -> PathBuf {
     let dir = ca_dir.join(name);
     std::fs::create_dir_all(&dir).expect("mkdir");
     berth_tests::signed_by(
         &ca_dir.join("ca.pem"),
         &ca_dir.join("ca-key.pem"),
         subject,
-        "extendedKeyUsage=clientAuth",
+        &format!("extendedKeyUsage=clientAuth\n{ext}"),
         &dir.join("key.pem"),
         &dir.join("cert.pem"),
     );
@@ -72,6 +77,10 @@ role = "{alice_role}"
 labels = {{ team = "a" }}
 
 [[grant]]
+identity = "san:spiffe://berth.test/ci"
+role = "read-only"
+
+[[grant]]
 identity = "cn:bob"
 role = "operator"
 allow = ["exec"]
@@ -98,6 +107,7 @@ fn roles_labels_grants_reload_and_the_audit_chain() {
     let bob = client_cert(certs.path(), "bob", "/CN=bob");
     let dave = client_cert(certs.path(), "dave", "/CN=dave/OU=builders");
     let eve = client_cert(certs.path(), "eve", "/CN=eve");
+    let ci = client_cert_with(certs.path(), "ci", "/CN=unlisted", "subjectAltName=URI:spiffe://berth.test/ci");
     let srv = tempfile::tempdir().expect("tmp");
     let files = tempfile::tempdir().expect("tmp");
     let (policy_file, audit_log) = (files.path().join("policy.toml"), files.path().join("audit.log"));
@@ -198,6 +208,11 @@ fn roles_labels_grants_reload_and_the_audit_chain() {
     let err = tls.denied(&dave, &["rm", "team-b"]);
     assert!(err.contains("No such container"), "outside its labels: {err}");
     tls.ok(&dave, &["rm", made.trim()]);
+    // An identity by its certificate's SAN URI: read-only, unscoped.
+    let all = tls.ok(&ci, &["ps", "-a", "--format", "{{.Names}}"]);
+    assert!(all.contains("team-a") && all.contains("team-b"), "{all}");
+    let err = tls.denied(&ci, &["stop", "team-b"]);
+    assert!(err.contains("san:spiffe://berth.test/ci") || err.contains("may not"), "{err}");
     // Someone with no grant gets nothing.
     let err = tls.denied(&eve, &["version"]);
     assert!(err.contains("no grant"), "{err}");
