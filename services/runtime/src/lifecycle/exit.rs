@@ -182,7 +182,8 @@ impl LocalRuntime {
             return self.end_restart_loop(&c).await;
         }
         if status(&c).is_running() {
-            self.mark_manually_stopped(&c).await?;
+            // Marked under the lifecycle lock, from a fresh record.
+            self.end_restart_loop(&c).await?;
         }
         if sig != nix::sys::signal::Signal::SIGKILL {
             return self.signal_container(&c.id, signal).await;
@@ -198,14 +199,15 @@ impl LocalRuntime {
     /// `Ok(true)` when it was not running. A paused container is thawed first.
     pub(crate) async fn stop_container(&self, reference: &str, timeout: i64, signal: &str) -> Result<bool> {
         let c = self.resolve(reference).await?;
-        if status(&c) == ContainerStatus::Restarting {
-            // Between two runs: the loop ends here.
-            self.end_restart_loop(&c).await?;
+        // Stopped by the user, under the lifecycle lock, whatever the status
+        // read here: an exit just recorded may be about to become a restart
+        // (the policy loop takes the same lock and then sees the mark), and a
+        // container between two runs ends its loop here.
+        let was_restarting = status(&c) == ContainerStatus::Restarting;
+        self.end_restart_loop(&c).await?;
+        if was_restarting {
             self.emit(&c, "stop", []);
             return Ok(false);
-        }
-        if status(&c).is_running() {
-            self.mark_manually_stopped(&c).await?;
         }
         self.thaw_if_paused(&c).await?;
         let c = self.resolve(&c.id).await?;
