@@ -176,14 +176,15 @@ impl LocalRuntime {
     /// inspect right after shows it stopped with 137.
     pub(crate) async fn kill_container(&self, reference: &str, signal: &str) -> Result<()> {
         let sig = parse_signal(if signal.is_empty() { "KILL" } else { signal })?;
-        let c = self.resolve(reference).await?;
-        if status(&c) == ContainerStatus::Restarting {
-            // Between two runs: no process to signal; the loop ends (dockerd's answer).
-            return self.end_restart_loop(&c).await;
-        }
-        if status(&c).is_running() {
+        let mut c = self.resolve(reference).await?;
+        if status(&c) == ContainerStatus::Restarting || status(&c).is_running() {
             // Marked under the lifecycle lock, from a fresh record.
-            self.end_restart_loop(&c).await?;
+            let (now, ended) = self.end_restart_loop(&c).await?;
+            if ended {
+                // Between two runs: no process to signal; the loop ends (dockerd's answer).
+                return Ok(());
+            }
+            c = now;
         }
         if sig != nix::sys::signal::Signal::SIGKILL {
             return self.signal_container(&c.id, signal).await;
@@ -201,11 +202,11 @@ impl LocalRuntime {
         let c = self.resolve(reference).await?;
         // Stopped by the user, under the lifecycle lock, whatever the status
         // read here: an exit just recorded may be about to become a restart
-        // (the policy loop takes the same lock and then sees the mark), and a
-        // container between two runs ends its loop here.
-        let was_restarting = status(&c) == ContainerStatus::Restarting;
-        self.end_restart_loop(&c).await?;
-        if was_restarting {
+        // (the policy loop takes the same lock and then sees the mark), a
+        // container between two runs ends its loop here, and one the loop
+        // started again while this waited for the lock is stopped below.
+        let (c, ended) = self.end_restart_loop(&c).await?;
+        if ended {
             self.emit(&c, "stop", []);
             return Ok(false);
         }

@@ -123,19 +123,24 @@ impl LocalRuntime {
         });
     }
 
-    /// Ends the restart loop of a container between two runs (stop, kill):
-    /// stopped by the user, exited.
-    pub(crate) async fn end_restart_loop(&self, c: &pb::Container) -> berth_core::Result<()> {
+    /// Marks a container stopped by the user (stop, kill), under its
+    /// lifecycle lock, from a fresh record: its restart policy leaves it alone
+    /// from now on, and if it is between two runs its loop ends there (it is
+    /// `exited`). Returns the record as it is then and whether a loop ended;
+    /// what the caller read before may be stale (the loop may have started
+    /// the container again meanwhile: it is running, and must be stopped).
+    pub(crate) async fn end_restart_loop(&self, c: &pb::Container) -> berth_core::Result<(pb::Container, bool)> {
         let lock = self.host.lock_of(&c.id);
         let _guard = lock.lock().await;
         let c = self.resolve(&c.id).await?;
         self.mark_manually_stopped(&c).await?;
-        if status(&c) == ContainerStatus::Restarting {
-            let mut state = c.state.clone().unwrap_or_default();
-            state.status = ContainerStatus::Exited.as_str().into();
-            self.store.set_state(&c.id, &state).await?;
+        if status(&c) != ContainerStatus::Restarting {
+            return Ok((c, false));
         }
-        Ok(())
+        let mut state = c.state.clone().unwrap_or_default();
+        state.status = ContainerStatus::Exited.as_str().into();
+        self.store.set_state(&c.id, &state).await?;
+        Ok((self.resolve(&c.id).await?, true))
     }
 
     /// Marks `c` stopped by the user (stop, kill): its policy leaves it stopped.
