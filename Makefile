@@ -17,7 +17,7 @@ DEBIAN_PACKAGES := protobuf-compiler busybox-static attr curl ca-certificates ip
 # state under /var/lib/berth.
 BERTHD_FLAGS ?=
 
-.PHONY: all deps test-deps build run test test-unit test-e2e test-python test-bench-smoke bench bench-deps lint fmt clean install install-files
+.PHONY: all deps test-deps build run test test-unit test-e2e test-e2e-postgres test-python test-bench-smoke bench bench-deps lint fmt clean install install-files
 
 all: build
 
@@ -77,7 +77,7 @@ test-unit: deps
 # bzip2 and xz-utils make the compressed build contexts of the build tests;
 # python3-venv for the Python clients' virtualenv; docker-compose (1.29.2) for
 # the Compose project test.
-TEST_PACKAGES := docker.io runc tini iptables docker-registry apache2-utils openssl bzip2 xz-utils python3-venv docker-compose systemd
+TEST_PACKAGES := docker.io runc tini iptables docker-registry apache2-utils openssl bzip2 xz-utils python3-venv docker-compose systemd postgresql
 
 test-deps: deps
 	@missing=""; for p in $(TEST_PACKAGES) $(EXTRA_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -88,6 +88,15 @@ test-deps: deps
 # drive them with the docker CLI and bollard. They need root.
 test-e2e: build test-deps
 	BERTH_BIN_DIR=$(BIN_DIR) $(CARGO) test -p berth-tests $(CARGO_PROFILE_FLAG) -- --test-threads=4
+
+# The suites that go through every store, again with each daemon's state in
+# Postgres (a database of its own on a server the tests start as the postgres
+# user on a temporary directory and port). `--test stores` and `--test
+# postgres` run on both back ends within `test-e2e`.
+POSTGRES_SUITES := --test containers_run --test volumes --test networks --test restart --test images_cli --test split_mode
+test-e2e-postgres: build test-deps
+	BERTH_TEST_STATE=postgres BERTH_BIN_DIR=$(BIN_DIR) $(CARGO) test -p berth-tests $(CARGO_PROFILE_FLAG) \
+		$(POSTGRES_SUITES) -- --test-threads=4
 
 # docker-py and testcontainers (PyPI, pinned in tests/python/requirements.txt)
 # against berthd, from a virtualenv under the target directory, made once and
@@ -105,7 +114,7 @@ test-python: build test-deps $(PYENV)/.installed
 test-bench-smoke: build test-deps
 	BERTH_BIN_DIR=$(BIN_DIR) $(BIN_DIR)/berth-bench --smoke --out $$(mktemp -d)
 
-test: lint test-unit test-e2e test-python test-bench-smoke
+test: lint test-unit test-e2e test-e2e-postgres test-python test-bench-smoke
 
 # Berth against dockerd (Debian's docker.io), side by side, release builds.
 # Results: bench/results/latest.{json,md,png}. See bench/README.md.

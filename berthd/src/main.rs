@@ -93,11 +93,14 @@ async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let root = &config.data_root;
     // One bus for every service: `docker events` in the order things happened.
     let events = Arc::new(berth_core::events::EventBus::new());
+    let state = berth_core::db::State::parse(config.state_url.as_deref())?;
+    tracing::info!(state = %state.describe(), "opening the services' state");
     let images =
-        berth_image::service::LocalImageService::open_with(&root.join("image"), config.registry.clone()).await?;
+        berth_image::service::LocalImageService::open_with(&root.join("image"), &state, config.registry.clone())
+            .await?;
     let images = Arc::new(images.with_events(events.clone()));
     let network_config = berth_network::NetworkConfig { bridge: config.bridge.clone() };
-    let networks = berth_network::LocalNetwork::open(&root.join("network"), network_config).await?;
+    let networks = berth_network::LocalNetwork::open(&root.join("network"), &state, network_config).await?;
     let networks = Arc::new(networks.with_events(events.clone()));
     let runtime_config = berth_runtime::RuntimeConfig {
         log_opts: config.log_opts.clone(),
@@ -106,10 +109,11 @@ async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         runtimes: berth_runtime::runtimes::Runtimes::discover(),
         userns: config.userns_remap.as_deref().map(berth_runtime::userns::Remap::resolve).transpose()?,
     };
-    let volumes = berth_volume::LocalVolumes::open(&root.join("volume")).await?;
+    let volumes = berth_volume::LocalVolumes::open(&root.join("volume"), &state).await?;
     let volumes = Arc::new(volumes.with_events(events.clone()));
     let runtime = berth_runtime::LocalRuntime::open(
         &root.join("runtime"),
+        &state,
         images.clone(),
         networks.clone(),
         volumes.clone(),
@@ -175,9 +179,18 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(1);
         }
     };
-    berth_core::telemetry::init(&config.log_level, config.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    if let Err(e) = rt.block_on(run(config)) {
+    // Inside the runtime: the trace exporter's connection lives on it.
+    let telemetry = {
+        let _runtime = rt.enter();
+        berth_core::telemetry::init(&config.log_level, config.log_format, config.otlp.as_ref())?
+    };
+    let served = rt.block_on(async {
+        let served = run(config).await;
+        telemetry.shutdown().await;
+        served
+    });
+    if let Err(e) = served {
         tracing::error!(error = %e, "berthd failed");
         eprintln!("berthd: {e:#}");
         std::process::exit(1);

@@ -34,6 +34,8 @@
 //! | `audit-log`    |                      | `--audit-log`        | none                             |
 //! | `authorization-plugins` |             | `--authorization-plugin` | none (repeatable)            |
 //! | `metrics-addr` |                      | `--metrics-addr`     | none (e.g. `127.0.0.1:9323`)     |
+//! | `state-url`    | `BERTH_STATE_URL`    | `--state-url`        | none: SQLite files in data-root  |
+//! | `otlp-endpoint` | `OTEL_EXPORTER_OTLP_ENDPOINT` | `--otlp-endpoint` | none: no traces              |
 //!
 //! TCP listeners are bounded so that idle or slow clients cannot take every
 //! file descriptor (and with them the unix socket): a TLS handshake must end
@@ -149,6 +151,14 @@ pub struct DaemonFlags {
     /// Serve Prometheus metrics on this address (`/metrics`, plain HTTP).
     #[arg(long, value_name = "IP:PORT")]
     pub metrics_addr: Option<SocketAddr>,
+    /// Keep the services' records in this Postgres database, a schema per
+    /// service (default: an SQLite file per service under the data root).
+    #[arg(long, value_name = "postgres://...")]
+    pub state_url: Option<String>,
+    /// Send OpenTelemetry traces to this OTLP collector (http://HOST:PORT;
+    /// also `OTEL_EXPORTER_OTLP_ENDPOINT`, with `OTEL_EXPORTER_OTLP_PROTOCOL`).
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// The configuration file's shape.
@@ -182,6 +192,8 @@ struct FileConfig {
     audit_log: Option<PathBuf>,
     authorization_plugins: Option<Vec<String>>,
     metrics_addr: Option<SocketAddr>,
+    state_url: Option<String>,
+    otlp_endpoint: Option<String>,
 }
 
 /// Where the environment comes from; tests pass a map.
@@ -268,6 +280,12 @@ pub struct DaemonConfig {
     pub authorization_plugins: Vec<String>,
     /// Where `/metrics` is served.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where the services keep their records: `None` for the embedded SQLite
+    /// files, else a `postgres://` URL (checked in full by the services).
+    pub state_url: Option<String>,
+    /// Where traces go (tracing off without one, and without the standard
+    /// `OTEL_EXPORTER_OTLP_*` variables).
+    pub otlp: Option<telemetry::Otlp>,
 }
 
 fn env_bool(v: &str) -> Option<bool> {
@@ -492,6 +510,24 @@ impl DaemonConfig {
         if max_tcp_connections == 0 {
             errors.push("invalid max-tcp-connections 0: want at least 1".into());
         }
+        let state_url = flags
+            .state_url
+            .clone()
+            .or_else(|| env.get("BERTH_STATE_URL"))
+            .or(file.state_url)
+            .filter(|s| !s.trim().is_empty());
+        if let Some(url) = &state_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            errors.push("state-url: want a postgres:// URL, or none for the embedded SQLite files".into());
+        }
+
+        let otlp_flag = flags.otlp_endpoint.clone().or(file.otlp_endpoint);
+        let otlp = telemetry::Otlp::from_env(otlp_flag.as_deref(), "berthd", |k| env.get(k))
+            .map_err(|e| errors.push(e.to_string()))
+            .ok()
+            .flatten();
+
         if errors.is_empty() {
             Ok(DaemonConfig {
                 hosts,
@@ -512,6 +548,8 @@ impl DaemonConfig {
                 authorization_config: flags.authorization_config.clone().or(file.authorization_config),
                 audit_log: flags.audit_log.clone().or(file.audit_log),
                 metrics_addr: flags.metrics_addr.or(file.metrics_addr),
+                state_url,
+                otlp,
                 authorization_plugins: if flags.authorization_plugins.is_empty() {
                     file.authorization_plugins.unwrap_or_default()
                 } else {

@@ -39,7 +39,11 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(1);
         }
     };
-    berth_core::telemetry::init(&config.log_level, config.log_format);
+    let mut otlp = config.otlp.clone();
+    if let Some(o) = otlp.as_mut().filter(|_| std::env::var_os("OTEL_SERVICE_NAME").is_none()) {
+        o.service_name = "berth-gateway".into();
+    }
+    let telemetry = berth_core::telemetry::init(&config.log_level, config.log_format, otlp.as_ref())?;
     let shutdown = berth_core::shutdown::on_signals()?;
     berth_core::service::raise_open_files_limit();
     // Services on TCP are dialled with mutual TLS when the gateway has
@@ -69,6 +73,8 @@ async fn main() -> anyhow::Result<()> {
         shutdown: shutdown.clone(),
         authz,
     };
-    berth_gateway::server::run(&config, state, shutdown).await?;
+    let served = berth_gateway::server::run(&config, state, shutdown).await;
+    telemetry.shutdown().await;
+    served?;
     Ok(())
 }

@@ -12,6 +12,8 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+pub mod otlp;
+pub mod postgres;
 pub mod registry;
 
 /// `sha256:<hex>` of `data`.
@@ -283,6 +285,8 @@ pub struct Daemon {
     /// This daemon's default bridge device (each test daemon has its own,
     /// deleted on drop).
     pub bridge: String,
+    /// Environment variables berthd runs with.
+    pub env: Vec<(String, String)>,
 }
 
 /// A bridge device name no other test daemon uses.
@@ -351,7 +355,18 @@ fn wait_until(child: &mut Child, what: &str, place: &str, ready: impl Fn() -> bo
 impl Daemon {
     /// Starts berthd on a fresh temporary root with `extra` flags.
     pub fn start(extra: &[&str]) -> Result<Self> {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// As [`Daemon::start`], berthd with `env` in its environment.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Result<Self> {
         sweep_dead_test_bridges();
+        let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        if !args.iter().any(|a| a.starts_with("--state-url"))
+            && let Some(url) = test_state_url()?
+        {
+            args.push(format!("--state-url={url}"));
+        }
         let root = tempfile::Builder::new().prefix("berth-e2e-").tempdir()?;
         let docker_config = root.path().join("docker-config");
         std::fs::create_dir_all(&docker_config)?;
@@ -359,10 +374,11 @@ impl Daemon {
             child: None,
             host: format!("unix://{}", root.path().join("berth.sock").display()),
             root,
-            args: extra.iter().map(|s| s.to_string()).collect(),
+            args,
             others: vec![],
             docker_config,
             bridge: unique_bridge(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
         d.spawn()?;
         Ok(d)
@@ -400,6 +416,7 @@ impl Daemon {
             .arg("--bridge")
             .arg(&self.bridge)
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -610,6 +627,32 @@ fn kill_leftover_containers(root: &Path) {
     }
 }
 
+/// Where the test daemons keep their state: `BERTH_TEST_STATE=postgres` runs
+/// the suites on Postgres (a fresh database of the process's shared server for
+/// each daemon); unset or `sqlite`, on the embedded default.
+pub fn test_state_url() -> Result<Option<String>> {
+    match std::env::var("BERTH_TEST_STATE").as_deref() {
+        Ok("postgres") => Ok(Some(postgres::Postgres::shared().create_database()?)),
+        Ok("sqlite") | Ok("") | Err(_) => Ok(None),
+        Ok(other) => bail!("BERTH_TEST_STATE={other}: want postgres or sqlite"),
+    }
+}
+
+/// How [`start_split_opts`] lays the services out.
+#[derive(Debug, Clone, Default)]
+pub struct SplitOptions<'a> {
+    /// A directory `berthd certs` wrote: the services then listen on TCP with mutual TLS.
+    pub tls: Option<&'a Path>,
+    /// The address the services listen on with `tls` (default 127.0.0.1).
+    pub listen_ip: Option<&'a str>,
+    /// A network namespace (`ip netns`) to run the gateway in.
+    pub gateway_netns: Option<&'a str>,
+    /// Environment variables for every process.
+    pub env: Vec<(String, String)>,
+    /// `--state-url` for every service (default: as [`test_state_url`] says).
+    pub state_url: Option<String>,
+}
+
 /// Starts the four services and the gateway as separate processes, talking gRPC
 /// over unix sockets in a temporary root.
 pub fn start_split() -> Result<Daemon> {
@@ -639,6 +682,17 @@ pub fn start_split_with(tls: Option<&Path>) -> Result<Daemon> {
 /// `tls`), and the gateway, when `gateway_netns` names a network namespace
 /// (`ip netns`), running in it: another host, as far as the network goes.
 pub fn start_split_at(tls: Option<&Path>, listen_ip: &str, gateway_netns: Option<&str>) -> Result<Daemon> {
+    start_split_opts(&SplitOptions { tls, listen_ip: Some(listen_ip), gateway_netns, ..Default::default() })
+}
+
+/// The split services and gateway as `opts` say.
+pub fn start_split_opts(opts: &SplitOptions) -> Result<Daemon> {
+    let (tls, gateway_netns) = (opts.tls, opts.gateway_netns);
+    let listen_ip = opts.listen_ip.unwrap_or("127.0.0.1");
+    let state_url = match &opts.state_url {
+        Some(u) => Some(u.clone()),
+        None => test_state_url()?,
+    };
     sweep_dead_test_bridges();
     let root = tempfile::Builder::new().prefix("berth-split-").tempdir()?;
     let docker_config = root.path().join("docker-config");
@@ -671,7 +725,11 @@ pub fn start_split_at(tls: Option<&Path>, listen_ip: &str, gateway_netns: Option
         let metrics = format!("127.0.0.1:{}", free_port());
         std::fs::write(root.path().join(format!("{svc}.metrics")), &metrics)?;
         cmd.arg("--metrics-addr").arg(&metrics);
+        if let Some(url) = &state_url {
+            cmd.arg("--state-url").arg(url);
+        }
         let mut child = cmd
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .arg("--listen")
             .arg(addr)
             .args(&tls_args)
@@ -700,6 +758,7 @@ pub fn start_split_at(tls: Option<&Path>, listen_ip: &str, gateway_netns: Option
         None => Command::new(bin("berth-gateway")),
     };
     let mut gw = gw
+        .envs(opts.env.iter().map(|(k, v)| (k, v)))
         .args(&flags)
         .args(&tls_args)
         .arg("-H")
@@ -713,7 +772,7 @@ pub fn start_split_at(tls: Option<&Path>, listen_ip: &str, gateway_netns: Option
         .stderr(log)
         .spawn()?;
     wait_for(&root.path().join("berth.sock"), &mut gw, "berth-gateway")?;
-    Ok(Daemon { child: Some(gw), root, host, args: flags, others, docker_config, bridge })
+    Ok(Daemon { child: Some(gw), root, host, args: flags, others, docker_config, bridge, env: opts.env.clone() })
 }
 
 /// Status, lower-cased headers and body of an HTTP response.
@@ -722,12 +781,24 @@ pub type HttpReply = (u16, Vec<(String, String)>, Vec<u8>);
 /// A raw HTTP/1.1 exchange over a unix socket: returns status, lower-cased
 /// headers and body. For what the docker CLI hides (headers, exact bodies).
 pub fn raw_http(sock: &Path, method: &str, path: &str, body: &[u8]) -> Result<HttpReply> {
+    raw_http_with(sock, method, path, &[], body)
+}
+
+/// As [`raw_http`], with extra request headers.
+pub fn raw_http_with(
+    sock: &Path,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<HttpReply> {
     use std::io::Read;
     let mut s = std::os::unix::net::UnixStream::connect(sock)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: berth\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: berth\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n",
         body.len()
     )?;
     s.write_all(body)?;

@@ -119,9 +119,7 @@ impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
         match err {
             sqlx::Error::RowNotFound => Self::not_found("record not found"),
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
-                Self::unavailable(format!("database unavailable: {err}"))
-            }
+            ref e if crate::db::is_unavailable(e) => Self::unavailable(format!("database unavailable: {err}")),
             other => Self::internal(format!("database error: {other}")),
         }
     }
@@ -130,7 +128,12 @@ impl From<sqlx::Error> for Error {
 #[cfg(feature = "db")]
 impl From<sqlx::migrate::MigrateError> for Error {
     fn from(err: sqlx::migrate::MigrateError) -> Self {
-        Self::internal(format!("database migration failed: {err}"))
+        match err {
+            sqlx::migrate::MigrateError::Execute(e) if crate::db::is_unavailable(&e) => {
+                Self::unavailable(format!("database migration failed: {e}"))
+            }
+            other => Self::internal(format!("database migration failed: {other}")),
+        }
     }
 }
 

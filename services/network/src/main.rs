@@ -20,8 +20,9 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = berth_network::NetworkConfig { bridge: args.bridge };
+    let state = berth_core::db::State::parse(args.service.state_url.as_deref())?;
     berth_core::service::run("network", args.service, |dir| async move {
-        let network = berth_network::LocalNetwork::open(&dir, config).await?;
+        let network = berth_network::LocalNetwork::open(&dir, &state, config).await?;
         let events = network.events();
         Ok((berth_network::NetworkGrpcServer::service(Arc::new(network)), events))
     })

@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 use async_trait::async_trait;
 use berth_core::{Error, Result};
@@ -12,7 +13,7 @@ use berth_proto::types::v1::{Filter, KeyValue};
 use crate::dns::{self, Dns};
 use crate::ipam::{self, Subnet, Subnet6};
 use crate::netlink;
-use crate::store::{EndpointRecord, MIGRATOR, NetworkStore, PortRecord, ResolverRecord, SqliteNetworkStore};
+use crate::store::{EndpointRecord, MIGRATIONS, NetworkStore, PortRecord, ResolverRecord, SqlNetworkStore};
 use crate::{NetworkApi, pb};
 
 /// The option that names a bridge network's device, as in dockerd.
@@ -109,9 +110,9 @@ fn shown(mut n: pb::Network) -> pb::Network {
 impl LocalNetwork {
     /// Opens the service's state under `dir` (`<data-root>/network`), creating the
     /// predefined networks on first use.
-    pub async fn open(dir: &Path, config: NetworkConfig) -> Result<Self> {
-        let pool = berth_core::db::open_sqlite(&dir.join("network.db"), &MIGRATOR).await?;
-        let mut svc = Self::with_store(Arc::new(SqliteNetworkStore::new(pool)));
+    pub async fn open(dir: &Path, state: &berth_core::db::State, config: NetworkConfig) -> Result<Self> {
+        let pool = state.open("network", dir, &MIGRATIONS).await?;
+        let mut svc = Self::with_store(Arc::new(SqlNetworkStore::new(pool)));
         // One table per daemon: `berth` for the default bridge, else named after it.
         svc.table = if config.bridge == "berth0" { "berth".into() } else { format!("berth_{}", config.bridge) };
         svc.predefine(&config).await?;
@@ -538,7 +539,7 @@ impl NetworkApi for LocalNetwork {
                     _ => None,
                 },
             };
-            netlink::plug(&plug).await
+            netlink::plug(&plug).instrument(tracing::info_span!("veth plug", network = %net.name)).await
         }
         .await;
         if let Err(err) = plugged {
@@ -888,8 +889,8 @@ mod tests {
     #[tokio::test]
     async fn predefined_networks_and_filters() {
         let dir = tempfile::tempdir().expect("tmp");
-        let pool = berth_core::db::open_sqlite(&dir.path().join("n.db"), &MIGRATOR).await.expect("db");
-        let svc = LocalNetwork::with_store(Arc::new(SqliteNetworkStore::new(pool)));
+        let pool = berth_core::db::open_sqlite(&dir.path().join("n.db"), MIGRATIONS.sqlite).await.expect("db");
+        let svc = LocalNetwork::with_store(Arc::new(SqlNetworkStore::new(pool)));
         // The bridge needs root and the kernel (the end-to-end tests cover it).
         svc.predefine_fixed().await.expect("predefine");
         assert!(svc.predefine_bridge(&NetworkConfig { bridge: "a/b".into() }).await.is_err());

@@ -2,12 +2,17 @@
 
 use async_trait::async_trait;
 use berth_core::{Error, Result};
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, Row};
 
 use crate::pb;
 
-/// The embedded migrations of the network service.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/network");
+/// The network service's schema: `migrations/network/` for SQLite and
+/// `migrations/network/postgres/` for Postgres (the same tables; a migration is
+/// written once for each).
+pub static MIGRATIONS: berth_core::db::Migrations = berth_core::db::Migrations {
+    sqlite: &sqlx::migrate!("../../migrations/network"),
+    postgres: &sqlx::migrate!("../../migrations/network/postgres"),
+};
 
 /// A container's endpoint on a network, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,15 +110,15 @@ pub struct PortRecord {
     pub container_port: u16,
 }
 
-/// [`NetworkStore`] on SQLite.
+/// [`NetworkStore`] in SQL: the same statements on SQLite and on Postgres.
 #[derive(Debug, Clone)]
-pub struct SqliteNetworkStore {
-    pool: SqlitePool,
+pub struct SqlNetworkStore {
+    pool: AnyPool,
 }
 
-impl SqliteNetworkStore {
+impl SqlNetworkStore {
     /// Wraps an open pool whose migrations have run.
-    pub fn new(pool: SqlitePool) -> Self {
+    pub fn new(pool: AnyPool) -> Self {
         Self { pool }
     }
 }
@@ -127,7 +132,7 @@ fn unique(e: sqlx::Error, what: &str) -> Error {
     }
 }
 
-fn endpoint_of(r: &sqlx::sqlite::SqliteRow) -> Result<EndpointRecord> {
+fn endpoint_of(r: &sqlx::any::AnyRow) -> Result<EndpointRecord> {
     Ok(EndpointRecord {
         network_id: r.try_get("network_id")?,
         container_id: r.try_get("container_id")?,
@@ -145,7 +150,7 @@ const ENDPOINT_COLUMNS: &str =
     "network_id, container_id, endpoint_id, ip, mac, host_veth, container_name, aliases, ip6";
 
 #[async_trait]
-impl NetworkStore for SqliteNetworkStore {
+impl NetworkStore for SqlNetworkStore {
     async fn networks(&self) -> Result<Vec<pb::Network>> {
         let rows = sqlx::query(
             "SELECT id, name, driver, internal, labels, created_at, subnet, gateway, options, ip_range, subnet6, \
@@ -178,7 +183,7 @@ impl NetworkStore for SqliteNetworkStore {
     async fn insert_network(&self, n: &pb::Network) -> Result<()> {
         sqlx::query(
             "INSERT INTO networks (id, name, driver, internal, labels, created_at, subnet, gateway, options, ip_range, \
-             subnet6, gateway6) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             subnet6, gateway6) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&n.id)
         .bind(&n.name)
@@ -199,18 +204,18 @@ impl NetworkStore for SqliteNetworkStore {
     }
 
     async fn delete_network(&self, id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM networks WHERE id = ?").bind(id).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM networks WHERE id = $1").bind(id).execute(&self.pool).await?;
         Ok(())
     }
 
     async fn endpoints(&self, network_id: &str) -> Result<Vec<EndpointRecord>> {
-        let q = format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE network_id = ?");
+        let q = format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE network_id = $1");
         let rows = sqlx::query(&q).bind(network_id).fetch_all(&self.pool).await?;
         rows.iter().map(endpoint_of).collect()
     }
 
     async fn container_endpoints(&self, container_id: &str) -> Result<Vec<EndpointRecord>> {
-        let q = format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE container_id = ?");
+        let q = format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE container_id = $1");
         let rows = sqlx::query(&q).bind(container_id).fetch_all(&self.pool).await?;
         rows.iter().map(endpoint_of).collect()
     }
@@ -218,7 +223,7 @@ impl NetworkStore for SqliteNetworkStore {
     async fn insert_endpoint(&self, e: &EndpointRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO endpoints (network_id, container_id, endpoint_id, ip, mac, host_veth, created_at, \
-             container_name, aliases, ip6) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             container_name, aliases, ip6) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&e.network_id)
         .bind(&e.container_id)
@@ -263,7 +268,7 @@ impl NetworkStore for SqliteNetworkStore {
         for p in ports {
             sqlx::query(
                 "INSERT INTO ports (container_id, network_id, proto, host_ip, host_port, container_ip, container_port) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(&p.container_id)
             .bind(&p.network_id)
@@ -285,14 +290,14 @@ impl NetworkStore for SqliteNetworkStore {
     async fn delete_ports(&self, container_id: &str, network_id: Option<&str>) -> Result<()> {
         match network_id {
             Some(n) => {
-                sqlx::query("DELETE FROM ports WHERE container_id = ? AND network_id = ?")
+                sqlx::query("DELETE FROM ports WHERE container_id = $1 AND network_id = $2")
                     .bind(container_id)
                     .bind(n)
                     .execute(&self.pool)
                     .await?
             }
             None => {
-                sqlx::query("DELETE FROM ports WHERE container_id = ?").bind(container_id).execute(&self.pool).await?
+                sqlx::query("DELETE FROM ports WHERE container_id = $1").bind(container_id).execute(&self.pool).await?
             }
         };
         Ok(())
@@ -305,7 +310,7 @@ impl NetworkStore for SqliteNetworkStore {
     }
 
     async fn rename_container(&self, container_id: &str, name: &str) -> Result<()> {
-        sqlx::query("UPDATE endpoints SET container_name = ? WHERE container_id = ?")
+        sqlx::query("UPDATE endpoints SET container_name = $1 WHERE container_id = $2")
             .bind(name)
             .bind(container_id)
             .execute(&self.pool)
@@ -330,7 +335,7 @@ impl NetworkStore for SqliteNetworkStore {
 
     async fn put_resolver(&self, r: &ResolverRecord) -> Result<()> {
         sqlx::query(
-            "INSERT INTO resolvers (container_id, pid, netns, upstreams) VALUES (?, ?, ?, ?) \
+            "INSERT INTO resolvers (container_id, pid, netns, upstreams) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (container_id) DO UPDATE SET pid = excluded.pid, netns = excluded.netns, \
              upstreams = excluded.upstreams",
         )
@@ -344,12 +349,12 @@ impl NetworkStore for SqliteNetworkStore {
     }
 
     async fn delete_resolver(&self, container_id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM resolvers WHERE container_id = ?").bind(container_id).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM resolvers WHERE container_id = $1").bind(container_id).execute(&self.pool).await?;
         Ok(())
     }
 
     async fn delete_endpoint(&self, network_id: &str, container_id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM endpoints WHERE network_id = ? AND container_id = ?")
+        sqlx::query("DELETE FROM endpoints WHERE network_id = $1 AND container_id = $2")
             .bind(network_id)
             .bind(container_id)
             .execute(&self.pool)

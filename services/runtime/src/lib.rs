@@ -35,4 +35,4 @@ pub mod volumes;
 
 pub use berth_runtime_api::{Filter, RuntimeApi, RuntimeGrpcClient, RuntimeGrpcServer, grpc, pb};
 pub use service::{LocalRuntime, RuntimeConfig};
-pub use store::{ContainerStore, SqliteContainerStore};
+pub use store::{ContainerStore, SqlContainerStore};

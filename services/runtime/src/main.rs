@@ -54,8 +54,9 @@ async fn main() -> anyhow::Result<()> {
     let images = Arc::new(berth_image_api::client::ImageGrpcClient::new(channel(&args.image_addr, tls.as_ref())?));
     let networks = Arc::new(berth_network_api::NetworkGrpcClient::new(channel(&args.network_addr, tls.as_ref())?));
     let volumes = Arc::new(berth_volume_api::VolumeGrpcClient::new(channel(&args.volume_addr, tls.as_ref())?));
+    let state = berth_core::db::State::parse(args.service.state_url.as_deref())?;
     berth_core::service::run("runtime", args.service, |dir| async move {
-        let runtime = berth_runtime::LocalRuntime::open(&dir, images, networks, volumes, config).await?;
+        let runtime = berth_runtime::LocalRuntime::open(&dir, &state, images, networks, volumes, config).await?;
         let events = runtime.events();
         Ok((berth_runtime::RuntimeGrpcServer::service(Arc::new(runtime)), events))
     })

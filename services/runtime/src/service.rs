@@ -14,7 +14,7 @@ use berth_proto::types::v1::Filter;
 
 use crate::create::{command_line, generate_name, merge_config, validate_host_config, validate_name};
 pub(crate) use crate::record::status;
-use crate::store::{CachedContainerStore, ContainerStore, MIGRATOR, SqliteContainerStore};
+use crate::store::{CachedContainerStore, ContainerStore, MIGRATIONS, SqlContainerStore};
 use crate::{RuntimeApi, pb};
 
 /// Daemon-wide settings of the runtime service.
@@ -173,15 +173,16 @@ impl LocalRuntime {
     /// Opens the service's state under `dir` (`<data-root>/runtime`).
     pub async fn open(
         dir: &Path,
+        state: &berth_core::db::State,
         images: Arc<dyn ImageApi>,
         networks: Arc<dyn berth_network_api::NetworkApi>,
         volumes: Arc<dyn berth_volume_api::VolumeApi>,
         config: RuntimeConfig,
     ) -> Result<Self> {
         crate::lifecycle::validate_log_opts(config.log_opts.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-        let pool = berth_core::db::open_sqlite(&dir.join("runtime.db"), &MIGRATOR).await?;
+        let pool = state.open("runtime", dir, &MIGRATIONS).await?;
         let rt = Self {
-            store: Arc::new(CachedContainerStore::new(SqliteContainerStore::new(pool))),
+            store: Arc::new(CachedContainerStore::new(SqlContainerStore::new(pool))),
             images,
             host: crate::lifecycle::Host::new(dir.to_path_buf()),
             execs: Default::default(),
@@ -791,9 +792,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let rt = LocalRuntime::open(
             dir.path(),
+            &Default::default(),
             Arc::new(OneImage),
             Arc::new(NoNetworks),
-            Arc::new(berth_volume::LocalVolumes::open(&dir.path().join("volume")).await.expect("volumes")),
+            Arc::new(
+                berth_volume::LocalVolumes::open(&dir.path().join("volume"), &Default::default())
+                    .await
+                    .expect("volumes"),
+            ),
             RuntimeConfig::default(),
         )
         .await

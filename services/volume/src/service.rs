@@ -10,7 +10,7 @@ use berth_core::{Error, ErrorKind, Result};
 use berth_proto::types::v1::{Filter, KeyValue};
 
 use crate::driver;
-use crate::store::{MIGRATOR, SqliteVolumeStore, VolumeStore};
+use crate::store::{MIGRATIONS, SqlVolumeStore, VolumeStore};
 use crate::{VolumeApi, pb};
 
 /// The label dockerd puts on anonymous volumes (since 23.0); a plain `volume
@@ -68,8 +68,8 @@ impl LocalVolumes {
     /// `<data-root>/volumes/<name>/_data` (an older Berth kept them in
     /// `<data-root>/volume/volumes`: moved once, with a link left there for
     /// the containers that name the old paths).
-    pub async fn open(dir: &Path) -> Result<Self> {
-        let pool = berth_core::db::open_sqlite(&dir.join("volume.db"), &MIGRATOR).await?;
+    pub async fn open(dir: &Path, state: &berth_core::db::State) -> Result<Self> {
+        let pool = state.open("volume", dir, &MIGRATIONS).await?;
         let old = dir.join("volumes");
         let root = dir.parent().map_or_else(|| old.clone(), |data_root| data_root.join("volumes"));
         let io = |what: &str, p: &Path| {
@@ -82,7 +82,7 @@ impl LocalVolumes {
             std::os::unix::fs::symlink(&root, &old).map_err(io("link", &old))?;
         }
         berth_core::perms::ensure_dir(&root, berth_core::perms::PRIVATE_DIR)?;
-        Ok(Self::new(Arc::new(SqliteVolumeStore::new(pool)), root))
+        Ok(Self::new(Arc::new(SqlVolumeStore::new(pool)), root))
     }
 
     /// A service over any store, keeping volumes under `root`.
@@ -336,7 +336,7 @@ mod tests {
 
     async fn service() -> (tempfile::TempDir, LocalVolumes) {
         let dir = tempfile::tempdir().expect("tmp");
-        let svc = LocalVolumes::open(&dir.path().join("volume")).await.expect("open");
+        let svc = LocalVolumes::open(&dir.path().join("volume"), &Default::default()).await.expect("open");
         (dir, svc)
     }
 
@@ -346,14 +346,14 @@ mod tests {
         let old = dir.path().join("volume/volumes/kept/_data");
         std::fs::create_dir_all(&old).expect("mkdir");
         std::fs::write(old.join("f"), b"x").expect("write");
-        let svc = LocalVolumes::open(&dir.path().join("volume")).await.expect("open");
+        let svc = LocalVolumes::open(&dir.path().join("volume"), &Default::default()).await.expect("open");
         assert_eq!(std::fs::read(dir.path().join("volumes/kept/_data/f")).expect("moved"), b"x");
         assert_eq!(std::fs::read(old.join("f")).expect("the old path still leads there"), b"x");
         let v = svc.create(named("fresh")).await.expect("create");
         assert_eq!(PathBuf::from(&v.mountpoint), dir.path().join("volumes/fresh/_data"));
         drop(svc);
         // Opened again: nothing moves twice.
-        LocalVolumes::open(&dir.path().join("volume")).await.expect("reopen");
+        LocalVolumes::open(&dir.path().join("volume"), &Default::default()).await.expect("reopen");
         assert!(dir.path().join("volumes/kept/_data/f").exists());
     }
 

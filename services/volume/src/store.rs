@@ -2,12 +2,17 @@
 
 use async_trait::async_trait;
 use berth_core::{Error, Result};
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, Row};
 
 use crate::pb;
 
-/// The embedded migrations of the volume service.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/volume");
+/// The volume service's schema: `migrations/volume/` for SQLite and
+/// `migrations/volume/postgres/` for Postgres (the same tables; a migration is
+/// written once for each).
+pub static MIGRATIONS: berth_core::db::Migrations = berth_core::db::Migrations {
+    sqlite: &sqlx::migrate!("../../migrations/volume"),
+    postgres: &sqlx::migrate!("../../migrations/volume/postgres"),
+};
 
 /// Persistence of volume records and references.
 ///
@@ -29,15 +34,15 @@ pub trait VolumeStore: Send + Sync + 'static {
     async fn drop_refs(&self, container_id: &str) -> Result<Vec<String>>;
 }
 
-/// [`VolumeStore`] on SQLite.
+/// [`VolumeStore`] in SQL: the same statements on SQLite and on Postgres.
 #[derive(Debug, Clone)]
-pub struct SqliteVolumeStore {
-    pool: SqlitePool,
+pub struct SqlVolumeStore {
+    pool: AnyPool,
 }
 
-impl SqliteVolumeStore {
+impl SqlVolumeStore {
     /// Wraps an open pool whose migrations have run.
-    pub fn new(pool: SqlitePool) -> Self {
+    pub fn new(pool: AnyPool) -> Self {
         Self { pool }
     }
 }
@@ -45,7 +50,7 @@ impl SqliteVolumeStore {
 use berth_proto::types::v1::kv::{from_text as pairs, to_text as json_of};
 
 #[async_trait]
-impl VolumeStore for SqliteVolumeStore {
+impl VolumeStore for SqlVolumeStore {
     async fn volumes(&self) -> Result<Vec<pb::Volume>> {
         let rows =
             sqlx::query("SELECT name, driver, mountpoint, labels, options, created_at FROM volumes ORDER BY name")
@@ -70,7 +75,7 @@ impl VolumeStore for SqliteVolumeStore {
 
     async fn insert(&self, v: &pb::Volume) -> Result<()> {
         sqlx::query(
-            "INSERT INTO volumes (name, driver, mountpoint, labels, options, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO volumes (name, driver, mountpoint, labels, options, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&v.name)
         .bind(&v.driver)
@@ -91,8 +96,8 @@ impl VolumeStore for SqliteVolumeStore {
 
     async fn delete(&self, name: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM volume_refs WHERE volume = ?").bind(name).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM volumes WHERE name = ?").bind(name).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM volume_refs WHERE volume = $1").bind(name).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM volumes WHERE name = $1").bind(name).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -105,7 +110,7 @@ impl VolumeStore for SqliteVolumeStore {
     }
 
     async fn add_ref(&self, volume: &str, container_id: &str) -> Result<()> {
-        sqlx::query("INSERT OR IGNORE INTO volume_refs (volume, container_id) VALUES (?, ?)")
+        sqlx::query("INSERT INTO volume_refs (volume, container_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(volume)
             .bind(container_id)
             .execute(&self.pool)
@@ -115,11 +120,11 @@ impl VolumeStore for SqliteVolumeStore {
 
     async fn drop_refs(&self, container_id: &str) -> Result<Vec<String>> {
         let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query("SELECT volume FROM volume_refs WHERE container_id = ?")
+        let rows = sqlx::query("SELECT volume FROM volume_refs WHERE container_id = $1")
             .bind(container_id)
             .fetch_all(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM volume_refs WHERE container_id = ?").bind(container_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM volume_refs WHERE container_id = $1").bind(container_id).execute(&mut *tx).await?;
         tx.commit().await?;
         rows.iter().map(|r| Ok(r.try_get("volume")?)).collect()
     }

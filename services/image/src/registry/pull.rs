@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use tracing::Instrument as _;
 
 use berth_core::{Error, Result};
 use berth_models::distribution::{ImageIndex, ImageManifest, ManifestDoc};
@@ -465,7 +466,10 @@ impl LocalImageService {
         let content = self.content.clone();
         let (tx2, total, digest) = (tx.clone(), l.size, l.digest.clone());
         let (want, c) = (target.diff_id.clone(), target.chain_id.clone());
+        // Made here, in the pull's span; entered on the blocking thread.
+        let span = tracing::info_span!("layer unpack", digest = %l.digest, chain_id = %c);
         let size = tokio::task::spawn_blocking(move || -> Result<u64> {
+            let _span = span.entered();
             let file = std::io::BufReader::with_capacity(256 * 1024, std::fs::File::open(&blob)?);
             let reader = Counting { inner: file, done: 0, total, last: Instant::now(), tx: tx2, id };
             let staged = content.stage_layer(&stage, reader)?;
@@ -540,7 +544,9 @@ impl LocalImageService {
             let blob = {
                 let blob_lock = self.pending.lock_for(&format!("blob:{}", l.digest));
                 let _blob = blob_lock.lock().await;
-                self.download(res, l, tx).await?
+                self.download(res, l, tx)
+                    .instrument(tracing::info_span!("layer download", digest = %l.digest, size = l.size))
+                    .await?
             };
             self.extract(blob, l, target, stage, tx).await
         }

@@ -5,6 +5,7 @@
 //! from the command's first instruction.
 
 use std::path::{Path, PathBuf};
+use tracing::Instrument as _;
 
 use berth_core::{Error, ErrorKind, Result};
 use berth_models::container::{ContainerStatus, HostConfig};
@@ -178,7 +179,9 @@ impl LocalRuntime {
         berth_core::perms::write_private(&bundle.join(files::SPEC), &plan.spec_json(cgroups)?)?;
         step("cgroups ready");
 
-        let launched = launch::launch(&self.host.shim, &bundle).await;
+        let launched = launch::launch(&self.host.shim, &bundle)
+            .instrument(tracing::info_span!("shim start", container = %c.id))
+            .await;
         let outcome = match &launched {
             Ok(Report::Ready(_)) => "ok",
             _ => "error",
@@ -200,7 +203,11 @@ impl LocalRuntime {
         let started_at = berth_core::id::now_rfc3339();
         // The container exists and waits at the barrier: plug in its network,
         // connect the attaches that wait for this start, then let the command run.
-        let plugged = match self.plug_network(c, &host_config, pid).await {
+        let plugged = match self
+            .plug_network(c, &host_config, pid)
+            .instrument(tracing::info_span!("network plug", container = %c.id))
+            .await
+        {
             Ok(s) => s,
             Err(e) => {
                 let _ =
