@@ -99,9 +99,14 @@ fn memory_of(pids: &[i32]) -> Memory {
 impl Engine {
     /// berthd on a temporary root.
     pub fn berth() -> Result<Self> {
-        let d = berth_tests::Daemon::start(&[])?;
+        Self::berth_with("berth", &[], &[])
+    }
+
+    /// berthd on a temporary root with `args` and `env`, called `name`.
+    pub fn berth_with(name: &str, args: &[&str], env: &[(&str, &str)]) -> Result<Self> {
+        let d = berth_tests::Daemon::start_with_env(args, env)?;
         Ok(Engine {
-            name: "berth".into(),
+            name: name.into(),
             socket: d.sock(),
             docker_config: d.docker_config.clone(),
             kind: Kind::Berth(Box::new(d)),

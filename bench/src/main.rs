@@ -301,6 +301,70 @@ fn main() -> Result<()> {
         let _ = e.output(&["rm", "-f", "bench-exec", "bench-logs"]);
     }
     drop(engines);
+    settings(&o, &image, n500, &mut figures)?;
     report::write(&o.out, &figures, o.smoke)?;
+    Ok(())
+}
+
+/// Berth against itself with other settings: its state in Postgres (the tests'
+/// server on loopback) against the embedded SQLite files, and with traces
+/// exported (OTLP/gRPC to a receiver on loopback) against without.
+fn settings(o: &Opts, image: &[u8], n500: usize, figures: &mut Vec<Figure>) -> Result<()> {
+    let mut add = |name: &str, unit: Unit, engines: &[Engine], samples: Vec<Vec<f64>>| {
+        let f = Figure::new(name, unit, None, engines, samples);
+        println!("{}", f.line());
+        figures.push(f);
+    };
+    let url = berth_tests::postgres::Postgres::shared().create_database()?;
+    let state = [
+        Engine::berth_with("sqlite", &[], &[])?,
+        Engine::berth_with("postgres", &[&format!("--state-url={url}")], &[])?,
+    ];
+    for e in &state {
+        e.load(image)?;
+    }
+    let s = alternate(&state, o.runs, |e| timed(|| e.ok(&["run", "--rm", "busybox", "true"])))?;
+    add("state: docker run --rm busybox true", Unit::Ms, &state, s);
+    let s = alternate(&state, o.runs, |e| timed(|| e.ok(&["volume", "create"])))?;
+    add("state: docker volume create", Unit::Ms, &state, s);
+    let mut many: Vec<Vec<String>> = Vec::new();
+    for e in &state {
+        many.push(
+            (0..n500)
+                .map(|_| e.out(&["create", "busybox", "true"]).map(|s| s.trim().to_string()))
+                .collect::<Result<_>>()?,
+        );
+    }
+    let s = alternate(&state, o.runs, |e| timed(|| e.ok(&["ps", "-a"])))?;
+    add(&format!("state: docker ps -a ({n500} created)"), Unit::Ms, &state, s);
+    // Once each: what is removed is gone after.
+    let s = state
+        .iter()
+        .zip(&many)
+        .map(|(e, ids)| timed(|| e.remove_all(ids)).map(|ms| vec![ms]))
+        .collect::<Result<Vec<_>>>()?;
+    add(&format!("state: docker rm -f {n500} created"), Unit::Ms, &state, s);
+    drop(state);
+
+    let (receiver, endpoint, _rt) = berth_tests::otlp::grpc_receiver();
+    let tracing = [
+        Engine::berth_with("traces off", &[], &[])?,
+        Engine::berth_with("traces on", &[], &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())])?,
+    ];
+    for e in &tracing {
+        e.load(image)?;
+    }
+    let s = alternate(&tracing, o.runs, |e| timed(|| e.ok(&["run", "--rm", "busybox", "true"])))?;
+    add("traces: docker run --rm busybox true", Unit::Ms, &tracing, s);
+    let mut rps = vec![Vec::new(); tracing.len()];
+    for _ in 0..if o.smoke { 1 } else { 2 } {
+        for (i, e) in tracing.iter().enumerate() {
+            rps[i].push(load::run(&e.socket, "/containers/json", 32, Duration::from_secs(o.load_secs))?.rps);
+        }
+    }
+    add("traces: GET /containers/json, 32 clients: requests/s", Unit::PerSec, &tracing, rps);
+    if receiver.spans().is_empty() {
+        bail!("tracing on, but the receiver got no span");
+    }
     Ok(())
 }

@@ -140,11 +140,22 @@ pub fn write(dir: &Path, figures: &[Figure], smoke: bool) -> Result<()> {
     let doc = json!({"when": when, "cpu": host, "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), "figures": rows});
     std::fs::write(dir.join(format!("{stem}.json")), serde_json::to_string_pretty(&doc)?)?;
     let mut md = format!(
-        "# Berth vs dockerd ({when})\n\n{host}, {} cores. Medians with (min-max, runs); ratio = how many times better Berth is.\n\n\
-         | figure | unit | Berth | dockerd | ratio | goal |\n|---|---|---|---|---|---|\n",
+        "# Berth vs dockerd ({when})\n\n{host}, {} cores. Medians with (min-max, runs); ratio = how many times better \
+         the first column is.\n",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
+    // A table per pair of engines compared (Berth and dockerd; then Berth
+    // against itself with other settings), in the order they were measured.
+    let mut last: Option<&[String]> = None;
     for f in figures {
+        if last != Some(f.engines.as_slice()) {
+            let head: Vec<&str> = f.engines.iter().map(String::as_str).chain(["-"]).take(2).collect();
+            md.push_str(&format!(
+                "\n| figure | unit | {} | {} | ratio | goal |\n|---|---|---|---|---|---|\n",
+                head[0], head[1]
+            ));
+            last = Some(f.engines.as_slice());
+        }
         md.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} |\n",
             f.name,
