@@ -14,7 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 def main(src, out):
     doc = json.load(open(src))
-    rows = [f for f in doc["figures"] if f.get("ratio")]
+    # Berth against dockerd only (the settings figures compare Berth with itself).
+    rows = [f for f in doc["figures"] if f.get("ratio") and f.get("engines") == ["berth", "dockerd"]]
     names = [f["figure"] for f in rows][::-1]
     ratios = [f["ratio"] for f in rows][::-1]
     goals = [f.get("goal") for f in rows][::-1]
