@@ -368,3 +368,19 @@ async fn bollard_builds_and_reads_the_stream() {
     }
     assert!(failure.as_deref().is_some_and(|e| e.contains("returned a non-zero code: 7")), "{failure:?}");
 }
+
+#[test]
+fn a_dockerfile_outside_the_context() {
+    // `-f` names a file outside the context: the CLI adds it to the context
+    // tar under another name, and that tar ends without padding or end blocks.
+    let d = Daemon::with_busybox();
+    let ctx = context(&[("data.txt", "from the context\n"), (".dockerignore", "*.log\n"), ("noise.log", "x")]);
+    let outside = tempfile::tempdir().expect("tmp");
+    let file = outside.path().join("Build.dockerfile");
+    std::fs::write(&file, "FROM busybox\nCOPY . /ctx/\nCMD [\"cat\", \"/ctx/data.txt\"]\n").expect("dockerfile");
+    let (code, out, err) = build(&d, ctx.path(), &["-f", &file.display().to_string(), "-t", "outside"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_eq!(d.docker(&["run", "--rm", "outside"]).expect("run"), "from the context\n");
+    let files = d.docker(&["run", "--rm", "outside", "ls", "-A", "/ctx"]).expect("ls");
+    assert!(!files.contains("noise.log"), ".dockerignore still applies: {files}");
+}

@@ -197,16 +197,28 @@ fn is_predefined_arg(k: &str) -> bool {
 /// out what `.dockerignore` says (the Dockerfile and `.dockerignore` stay).
 fn unpack_context(input: impl std::io::Read + 'static, dir: &Path, dockerfile: &str) -> Result<()> {
     std::fs::create_dir_all(dir)?;
-    let mut reader = decompressed(input, &dir.with_extension("tar"))?;
+    let seen = std::sync::Arc::new(Seen::default());
+    let mut reader = Counted { inner: decompressed(input, &dir.with_extension("tar"))?, seen: seen.clone() };
     let mut archive = tar::Archive::new(&mut reader);
     archive.set_preserve_permissions(true);
     archive.set_overwrite(true);
     archive.set_unpack_xattrs(false);
     // Everything is unpacked first: `.dockerignore` may come after the
     // entries it names, which are removed once it is read.
+    let mut end_of_last = 0;
     for entry in archive.entries().map_err(|e| Error::invalid(format!("read the build context: {e}")))? {
-        let mut entry = entry.map_err(|e| Error::invalid(format!("read the build context: {e}")))?;
+        let mut entry = match entry {
+            Ok(e) => e,
+            // The docker CLI sends a context whose Dockerfile lies outside it
+            // (`-f ../Dockerfile`) as a tar that ends right after the last
+            // entry's data, without padding or end blocks; dockerd (Go's
+            // archive/tar) takes an end there as the archive's end, and so does
+            // this. An end anywhere else is a truncated context.
+            Err(_) if seen.ended_at(end_of_last) => break,
+            Err(e) => return Err(Error::invalid(format!("read the build context: {e}"))),
+        };
         let path = entry.path().map_err(|e| Error::invalid(format!("build context entry: {e}")))?.into_owned();
+        end_of_last = entry.raw_file_position() + entry.size();
         entry.unpack_in(dir).map_err(|e| Error::invalid(format!("build context entry {}: {e}", path.display())))?;
     }
     berth_core::drain(reader, 1 << 20);
@@ -215,6 +227,39 @@ fn unpack_context(input: impl std::io::Read + 'static, dir: &Path, dockerfile: &
         prune(dir, Path::new(""), &ig, dockerfile)?;
     }
     Ok(())
+}
+
+/// How much of a stream was read, and whether its end was.
+#[derive(Debug, Default)]
+struct Seen {
+    read: std::sync::atomic::AtomicU64,
+    eof: std::sync::atomic::AtomicBool,
+}
+
+impl Seen {
+    /// Whether the stream ended (not failed) after exactly `offset` bytes.
+    fn ended_at(&self, offset: u64) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.eof.load(Relaxed) && self.read.load(Relaxed) == offset
+    }
+}
+
+/// A reader that keeps count in a [`Seen`].
+struct Counted<R> {
+    inner: R,
+    seen: std::sync::Arc<Seen>,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = self.inner.read(buf)?;
+        self.seen.read.fetch_add(n as u64, Relaxed);
+        if n == 0 && !buf.is_empty() {
+            self.seen.eof.store(true, Relaxed);
+        }
+        Ok(n)
+    }
 }
 
 /// `input` decompressed as its first bytes say: gzip, bzip2, xz (lzma-rs
@@ -1324,6 +1369,32 @@ fn extract_into(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_context_that_ends_right_after_its_last_entry_is_whole() {
+        // What the docker CLI sends with `-f` outside the context: two
+        // entries, the last one's data not padded, no end blocks.
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in [("Dockerfile", &b"FROM scratch\n"[..]), (".dockerignore", &b"x\n"[..])] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, data).expect("append");
+        }
+        let full = b.into_inner().expect("tar");
+        let unpadded = 512 + 512 + 512 + 2;
+        let dir = tempfile::tempdir().expect("tmp");
+        let ctx = dir.path().join("ctx");
+        unpack_context(std::io::Cursor::new(full[..unpadded].to_vec()), &ctx, "Dockerfile").expect("unpadded");
+        assert_eq!(std::fs::read(ctx.join(".dockerignore")).expect("read"), b"x\n");
+        // Cut inside an entry's data, or inside a header: truncated.
+        for cut in [512 + 512 + 512 + 1, 512 + 5, 512 + 512 + 100] {
+            let ctx = dir.path().join(format!("cut{cut}"));
+            let err = unpack_context(std::io::Cursor::new(full[..cut].to_vec()), &ctx, "Dockerfile");
+            assert!(err.is_err(), "cut at {cut} is not a whole context");
+        }
+    }
 
     #[test]
     fn sources_resolve_inside_the_context() {
