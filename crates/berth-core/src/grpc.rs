@@ -356,13 +356,18 @@ where
             path = %path,
             request_id = %request_id,
             caller = %caller,
-            otel.name = %path.trim_start_matches('/'),
-            otel.kind = "server",
-            rpc.system = "grpc",
+            otel.name = tracing::field::Empty,
+            otel.kind = tracing::field::Empty,
+            rpc.system = tracing::field::Empty,
         );
-        // The caller's trace context: this call's span is a child of the
-        // span that made it, in whichever process that was.
-        crate::telemetry::set_remote_parent(&span, req.headers());
+        if crate::telemetry::enabled() {
+            span.record("otel.name", path.trim_start_matches('/'));
+            span.record("otel.kind", "server");
+            span.record("rpc.system", "grpc");
+            // The caller's trace context: this call's span is a child of the
+            // span that made it, in whichever process that was.
+            crate::telemetry::set_remote_parent(&span, req.headers());
+        }
         let start = std::time::Instant::now();
         let fut = self.inner.call(req);
         Box::pin(

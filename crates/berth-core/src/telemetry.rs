@@ -52,6 +52,15 @@ pub fn parse_level(level: &str) -> Result<String, String> {
     validate_level(level).map(|()| level.to_string())
 }
 
+/// Whether traces are exported (set once, by [`init`]).
+static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process exports traces: spans then get their OpenTelemetry
+/// fields (`otel.name`, ...), which the logs need not repeat otherwise.
+pub fn enabled() -> bool {
+    ENABLED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// How long one export may take (connect included) before it is given up.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -175,7 +184,8 @@ pub fn init(level: &str, format: LogFormat, otlp: Option<&Otlp>) -> Result<Telem
         }
         None => (None, None),
     };
-    let _ = tracing_subscriber::registry().with(logs).with(traces).try_init();
+    let installed = tracing_subscriber::registry().with(logs).with(traces).try_init().is_ok();
+    ENABLED.store(installed && provider.is_some(), std::sync::atomic::Ordering::Relaxed);
     if let Some(o) = otlp {
         tracing::info!(endpoint = %o.endpoint, protocol = ?o.protocol, service = %o.service_name, "exporting traces");
     }

@@ -72,20 +72,31 @@ async fn trace(req: Request<Body>, next: Next) -> Response {
         route,
         request_id = %request_id,
         caller = %caller,
-        otel.name = %format!("{method} {route_label}"),
-        otel.kind = "server",
-        http.request.method = %method,
-        http.route = %route_label,
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
+        http.request.method = tracing::field::Empty,
+        http.route = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
     );
-    // A client's W3C trace context (dockerd 26+ honours it too) makes this
-    // request part of the client's trace.
-    berth_core::telemetry::set_remote_parent(&span, req.headers());
+    let traced = berth_core::telemetry::enabled();
+    if traced {
+        // The OpenTelemetry span's name and attributes (kept out of the logs
+        // when traces are off).
+        span.record("otel.name", format!("{method} {route_label}"));
+        span.record("otel.kind", "server");
+        span.record("http.request.method", method.as_str());
+        span.record("http.route", route_label.as_str());
+        // A client's W3C trace context (dockerd 26+ honours it too) makes this
+        // request part of the client's trace.
+        berth_core::telemetry::set_remote_parent(&span, req.headers());
+    }
     let start = Instant::now();
     let served = berth_core::grpc::REQUEST_ID.scope(request_id, next.run(req).instrument(span.clone()));
     let resp = berth_core::grpc::CALLER.scope(caller, served).await;
     let status = resp.status().as_u16();
-    span.record("http.response.status_code", status);
+    if traced {
+        span.record("http.response.status_code", status);
+    }
     let ms = start.elapsed().as_secs_f64() * 1000.0;
     let m = berth_core::metrics::global();
     let status_text = status.to_string();
