@@ -424,6 +424,12 @@ fn devices_are_given_with_their_permissions_and_cgroup_rules_add_to_them() {
             assert!(out.lines().any(|l| l == name), "/dev/{name} in a privileged container: {out}");
         }
     }
+    // Nothing masked or read-only in /proc and /sys, as on dockerd: a sysctl
+    // of its own network namespace can be written.
+    let script = "grep -E ' /proc/(sys|keys|acpi|bus|fs|irq|kcore|timer_list) | /sys/firmware ' /proc/mounts; \
+                  echo 1 > /proc/sys/net/ipv4/ip_forward && echo written";
+    let out = d.docker(&["run", "--rm", "--privileged", "busybox", "sh", "-c", script]).expect("privileged /proc");
+    assert_eq!(out.trim(), "written", "no masked or read-only mounts: {out}");
 }
 
 #[test]

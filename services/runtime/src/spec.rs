@@ -594,7 +594,12 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
         };
         linux = linux.uid_mappings(maps(&remap.uids)?).gid_mappings(maps(&remap.gids)?);
     }
-    if !privileged {
+    if privileged {
+        // Nothing masked or read-only, as dockerd: set explicitly, since the
+        // builder's defaults are oci-spec's own lists (a privileged Berth
+        // could not then run containers itself: /proc/sys was read-only).
+        linux = linux.masked_paths(Vec::new()).readonly_paths(Vec::new());
+    } else {
         // The client's lists when it gave them (an empty one masks nothing), else dockerd's.
         let masked = hc.masked_paths.clone().unwrap_or_else(|| MASKED_PATHS.iter().map(|s| s.to_string()).collect());
         let readonly =
