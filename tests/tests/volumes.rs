@@ -76,6 +76,12 @@ fn named_volumes_from_create_to_prune() {
     // A volume named by -v that does not exist yet is made.
     d.docker(&["run", "--rm", "-v", "implicit:/x", "busybox", "true"]).expect("implicit");
     assert!(volume_names(&d, &[]).contains(&"implicit".to_string()));
+    // A host directory named by -v that does not exist is made (by dockerd
+    // too; a --mount bind's must exist), and the bind works.
+    let host = d.root.path().join("made/by/bind");
+    let bind = format!("{}:/b", host.display());
+    d.docker(&["run", "--rm", "-v", &bind, "busybox", "sh", "-c", "echo through > /b/f"]).expect("-v a missing dir");
+    assert_eq!(std::fs::read_to_string(host.join("f")).expect("on the host"), "through\n");
 
     // Filters.
     assert_eq!(volume_names(&d, &["label=team=blue"]), vec!["data"]);

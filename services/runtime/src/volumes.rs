@@ -430,6 +430,7 @@ impl crate::service::LocalRuntime {
         lower: Vec<PathBuf>,
     ) -> Result<Vec<MountPoint>> {
         let mounts = stored(&c.mounts);
+        create_missing_bind_sources(&crate::record::host_config(c)?)?;
         for (i, mp) in mounts.iter().enumerate().filter(|(_, m)| m.typ == "volume") {
             let Some(volumes) = &self.volumes else {
                 return Err(Error::unavailable("volumes need the volume service"));
@@ -447,6 +448,23 @@ impl crate::service::LocalRuntime {
         }
         Ok(mounts)
     }
+}
+
+/// The host directories `-v /host/path:/path` names that are missing, made
+/// at each start (mode 0755), as dockerd makes them; a `--mount` bind's
+/// missing source is an error instead (checked at create).
+fn create_missing_bind_sources(host_config: &HostConfig) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    for src in host_config.binds().iter().filter_map(|b| b.split(':').next()).filter(|s| s.starts_with('/')) {
+        if std::fs::symlink_metadata(src).is_err() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(src)
+                .map_err(|e| Error::from(e).context(format!("create the bind source {src}")))?;
+        }
+    }
+    Ok(())
 }
 
 /// Drops a container's volume references (see `release_volumes`); for the
