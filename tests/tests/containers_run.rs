@@ -608,3 +608,67 @@ fn network_and_ipc_namespaces_shared_as_dockerd_shares_them() {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     assert!(!mounts.contains(&donor_id), "the donor's /dev/shm is unmounted with it");
 }
+
+#[test]
+fn pid_and_uts_namespaces_of_the_host_or_another_container() {
+    let d = Daemon::with_busybox();
+    let link = |pid: &str, which: &str| {
+        std::fs::read_link(format!("/proc/{pid}/ns/{which}")).expect("ns").display().to_string()
+    };
+    let run = |args: &[&str]| d.docker(&[&["run", "--rm"], args].concat()).expect("run").trim().to_string();
+    // --pid host: the host's PID namespace, whose processes it sees.
+    assert_eq!(run(&["--pid", "host", "busybox", "readlink", "/proc/self/ns/pid"]), link("self", "pid"));
+    let own = std::process::id().to_string();
+    assert!(run(&["--pid", "host", "busybox", "ls", "/proc"]).lines().any(|l| l == own), "the host's processes");
+    assert_eq!(run(&["busybox", "sh", "-c", "echo $$"]), "1", "else PID 1 of its own");
+    // --pid container:NAME: that container's, its processes in view.
+    d.docker(&["run", "-d", "--name", "pidowner", "busybox", "sleep", "4242"]).expect("owner");
+    let owner = d.docker(&["inspect", "-f", "{{.State.Pid}}", "pidowner"]).expect("pid");
+    assert_eq!(
+        run(&["--pid", "container:pidowner", "busybox", "readlink", "/proc/self/ns/pid"]),
+        link(owner.trim(), "pid")
+    );
+    let ps = run(&["--pid", "container:pidowner", "busybox", "ps", "-o", "pid,args"]);
+    assert!(ps.lines().any(|l| l.trim() == "1 sleep 4242"), "{ps}");
+    assert_eq!(d.docker(&["inspect", "-f", "{{.HostConfig.PidMode}}", "pidowner"]).expect("inspect").trim(), "");
+    // A process left behind by an init that was not PID 1 is ended with it.
+    let orphan = "sleep 4343";
+    d.docker(&["run", "--name", "leaver", "--pid", "host", "busybox", "sh", "-c", &format!("{orphan} & exit 0")])
+        .expect("leaver");
+    let alive = |args: &str| {
+        std::fs::read_dir("/proc").into_iter().flatten().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").trim() == args)
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while alive(orphan) {
+        assert!(std::time::Instant::now() < deadline, "the container's leftover still runs");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // --uts host: the host's name, which the container cannot set.
+    let host = nix_hostname();
+    assert_eq!(run(&["--uts", "host", "busybox", "hostname"]), host);
+    assert_eq!(run(&["--network", "host", "busybox", "sh", "-c", "echo $HOSTNAME"]), host, "as dockerd names it");
+    let (code, _, err) = d.out(&["run", "--rm", "--uts", "host", "--hostname", "x", "busybox", "true"]);
+    assert!(code != Some(0) && err.contains("conflicting options: hostname and the UTS mode"), "{err}");
+    for (flag, word) in [("--pid", "PID"), ("--uts", "UTS")] {
+        let (status, _, body) = berth_tests::raw_http(
+            &d.sock(),
+            "POST",
+            "/containers/create",
+            format!(
+                r#"{{"Image":"busybox","HostConfig":{{"{}":"bogus"}}}}"#,
+                if word == "PID" { "PidMode" } else { "UTSMode" }
+            )
+            .as_bytes(),
+        )
+        .expect("create");
+        assert_eq!(status, 400, "{flag}: {}", String::from_utf8_lossy(&body));
+        assert!(String::from_utf8_lossy(&body).contains(&format!("invalid {word} mode: bogus")));
+    }
+}
+
+fn nix_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname").trim().to_string()
+}

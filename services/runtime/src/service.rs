@@ -310,6 +310,7 @@ impl RuntimeApi for LocalRuntime {
         validate_host_config(&host_config)?;
         crate::userns::validate(self.config.userns.as_ref(), &host_config)?;
         crate::spec::validate_ipc_mode(&host_config.ipc_mode)?;
+        crate::spec::validate_pid_and_uts(&host_config, &user.hostname)?;
         // Stored with the runtime's name, as dockerd does.
         if host_config.runtime.is_empty() {
             host_config.runtime = crate::runtimes::DEFAULT.into();
@@ -351,7 +352,12 @@ impl RuntimeApi for LocalRuntime {
         let (path, args) = command_line(&merged)?;
         let id = berth_core::id::random_id();
         if merged.hostname.is_empty() {
-            merged.hostname = id[..12].to_string();
+            // The host's name where the container shares the host's network
+            // or UTS namespace (dockerd's choice), else the short ID.
+            let host_name = (host_config.host_network() || host_config.uts_mode == "host")
+                .then(|| nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()))
+                .flatten();
+            merged.hostname = host_name.unwrap_or_else(|| id[..12].to_string());
         }
         let existing = self.store.containers().await?;
         let name = match requested {

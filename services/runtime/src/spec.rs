@@ -287,6 +287,26 @@ pub fn validate_ipc_mode(mode: &str) -> Result<()> {
     }
 }
 
+/// `HostConfig.PidMode` and `UTSMode` as dockerd takes them: a PID namespace
+/// of the container's own (empty), the host's, or another container's; a UTS
+/// namespace of its own or the host's (which keeps the host's name, so a
+/// hostname of its own conflicts).
+pub fn validate_pid_and_uts(hc: &HostConfig, hostname: &str) -> Result<()> {
+    match hc.pid_mode.as_str() {
+        "" | "host" => {}
+        m if m.strip_prefix("container:").is_some_and(|r| !r.is_empty()) => {}
+        m => return Err(Error::invalid(format!("invalid PID mode: {m}"))),
+    }
+    match hc.uts_mode.as_str() {
+        "" | "host" => {}
+        m => return Err(Error::invalid(format!("invalid UTS mode: {m}"))),
+    }
+    if hc.uts_mode == "host" && !hostname.is_empty() {
+        return Err(Error::invalid("conflicting options: hostname and the UTS mode"));
+    }
+    Ok(())
+}
+
 /// Whether the container runs with `no_new_privs`: its `--security-opt
 /// no-new-privileges[=|:true|false]`, else the daemon's default, as dockerd.
 pub fn no_new_privileges(hc: &HostConfig, default: bool) -> bool {
@@ -506,7 +526,13 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
     }
     mounts.extend(user_mounts(hc)?);
 
-    let mut namespaces = vec![LinuxNamespaceType::Mount, LinuxNamespaceType::Pid, LinuxNamespaceType::Uts];
+    let mut namespaces = vec![LinuxNamespaceType::Mount];
+    if hc.pid_mode != "host" {
+        namespaces.push(LinuxNamespaceType::Pid);
+    }
+    if hc.uts_mode != "host" {
+        namespaces.push(LinuxNamespaceType::Uts);
+    }
     if hc.ipc_mode != "host" {
         namespaces.push(LinuxNamespaceType::Ipc);
     }
@@ -524,6 +550,7 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec> {
             let kind = match t {
                 LinuxNamespaceType::Network => Some("network"),
                 LinuxNamespaceType::Ipc => Some("ipc"),
+                LinuxNamespaceType::Pid => Some("pid"),
                 _ => None,
             };
             if let Some(path) = kind.and_then(|k| inputs.joins.iter().find(|(jk, _)| jk == k)).map(|(_, p)| p) {

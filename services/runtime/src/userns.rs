@@ -178,7 +178,12 @@ pub fn validate(remap: Option<&Remap>, hc: &HostConfig) -> Result<()> {
     if hc.pid_mode == "host" {
         return Err(Error::invalid("cannot share the host PID namespace when user namespaces are enabled"));
     }
-    if hc.network_mode.starts_with("container:") || hc.ipc_mode.starts_with("container:") || hc.ipc_mode == "host" {
+    if hc.network_mode.starts_with("container:")
+        || hc.ipc_mode.starts_with("container:")
+        || hc.pid_mode.starts_with("container:")
+        || hc.ipc_mode == "host"
+        || hc.uts_mode == "host"
+    {
         // Another container's namespaces belong to its own user namespace.
         return Err(Error::invalid(
             "sharing another container's or the host's namespaces is not supported with user namespaces yet: use --userns=host",

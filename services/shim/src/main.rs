@@ -219,6 +219,25 @@ impl Conn {
     }
 }
 
+/// SIGKILLs every process in the container's cgroups, a few rounds (one may
+/// fork while the others die). Their exits reach the shim, their subreaper.
+fn kill_cgroup_members(cgroups: &[PathBuf]) {
+    for _ in 0..10 {
+        let mut any = false;
+        for dir in cgroups {
+            let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) else { continue };
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<libc::pid_t>().ok()) {
+                sys::kill(pid, libc::SIGKILL);
+                any = true;
+            }
+        }
+        if !any {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 fn exit_record(code: i32, error: Option<String>) -> ExitRecord {
     ExitRecord { exit_code: code.into(), finished_at: now(), error }
 }
@@ -652,6 +671,11 @@ impl Shim {
             let now = Instant::now();
             if pid == self.ctr.pid {
                 self.ctr.exit = Some((code, now));
+                if !self.spec.owns_pid_namespace() {
+                    // What the init left behind (no PID namespace ends with
+                    // it): ended as runc ends it, everything in the cgroup.
+                    kill_cgroup_members(&self.cgroups);
+                }
             } else if let Some(e) = self.execs.iter_mut().find(|e| e.pid == pid) {
                 e.exit = Some((code, now));
             }
@@ -898,11 +922,23 @@ fn create_own(
     let binds = init::prepare_binds(spec, template.as_ref().map(|t| t.as_fd())).map_err(err)?;
     drop(template);
     // Children of the shim start in a new PID namespace, whose PID 1 is the
-    // container's init; in a user namespace, one the init's owns.
+    // container's init; in a user namespace, one the init's owns. With
+    // `--pid host` in the shim's (the host's), with `--pid container:NAME`
+    // in that container's.
+    let pid_ns = spec.linux.namespaces.iter().find(|n| n.kind == "pid");
     let forked = if in_userns {
         sys::fork_into_userns().map_err(|e| os("clone into a user namespace", e))?
     } else {
-        sys::unshare(libc::CLONE_NEWPID).map_err(|e| os("unshare pid namespace", e))?;
+        match pid_ns {
+            Some(ns) if ns.path.is_empty() => {
+                sys::unshare(libc::CLONE_NEWPID).map_err(|e| os("unshare pid namespace", e))?
+            }
+            Some(ns) => {
+                let fd = sys::open(Path::new(&ns.path), libc::O_RDONLY).map_err(|e| os("open the PID namespace", e))?;
+                sys::setns(fd.as_fd()).map_err(|e| os("join the PID namespace", e))?;
+            }
+            None => {}
+        }
         sys::fork().map_err(|e| (125, e.to_string()))?
     };
     let pid = match forked {

@@ -47,6 +47,13 @@ impl Spec {
     pub fn has_namespace(&self, kind: &str) -> bool {
         self.linux.namespaces.iter().any(|n| n.kind == kind)
     }
+
+    /// Whether the container's init is PID 1 of a namespace of its own, so
+    /// that its exit ends every process of the container (else, with the
+    /// host's PID namespace or another container's, the shim ends them).
+    pub fn owns_pid_namespace(&self) -> bool {
+        self.linux.namespaces.iter().any(|n| n.kind == "pid" && n.path.is_empty())
+    }
 }
 
 /// The container's process.

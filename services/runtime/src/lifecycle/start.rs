@@ -49,7 +49,9 @@ impl LocalRuntime {
     async fn shared(&self, bundle: &Path, hc: &HostConfig) -> Result<(Vec<(String, String)>, Option<String>)> {
         let mut joins = Vec::new();
         let mut shm = None;
-        for (kind, mode, what) in [("network", &hc.network_mode, "network"), ("ipc", &hc.ipc_mode, "IPC")] {
+        let modes =
+            [("network", &hc.network_mode, "network"), ("ipc", &hc.ipc_mode, "IPC"), ("pid", &hc.pid_mode, "PID")];
+        for (kind, mode, what) in modes {
             let Some(reference) = mode.strip_prefix("container:") else { continue };
             let donor = self.resolve(reference).await?;
             let pid = donor.state.as_ref().map(|s| s.pid).unwrap_or(0);
@@ -66,7 +68,7 @@ impl LocalRuntime {
                 let donor_shm = super::shared_shm::path(&self.host.bundle(&donor.id));
                 shm = super::shared_shm::mounted(&donor_shm).then(|| donor_shm.display().to_string());
             }
-            let ns = if kind == "network" { "net" } else { "ipc" };
+            let ns = if kind == "network" { "net" } else { kind };
             joins.push((kind.to_string(), format!("/proc/{pid}/ns/{ns}")));
         }
         if hc.ipc_mode == "shareable" {
