@@ -279,6 +279,34 @@ fn cgroup_limits_are_enforced() {
         std::fs::read_to_string(root.join("cpu/berth").join(&id).join("cpu.cfs_quota_us")).expect("quota")
     };
     assert!(quota.starts_with("150000"), "{quota}");
+    // ... and the container reads its own limits in its /sys/fs/cgroup (as
+    // runc shows them: read-only, its own directories).
+    let file = if root.join("cgroup.controllers").exists() { "cpu.max" } else { "cpu/cpu.cfs_quota_us" };
+    let seen = d.docker(&["exec", &id, "cat", &format!("/sys/fs/cgroup/{file}")]).expect("inside");
+    assert_eq!(seen.trim(), quota.trim(), "the container's own cgroup");
+    let (code, _, _) = d.out(&["exec", &id, "sh", "-c", &format!("echo 1 > /sys/fs/cgroup/{file}")]);
+    assert_ne!(code, Some(0), "read-only");
+    // A privileged one manages cgroups below its own (left behind here, and
+    // removed with the container's).
+    let sub = if root.join("cgroup.controllers").exists() { "sub" } else { "pids/sub" };
+    let made = d.docker(&[
+        "run",
+        "-d",
+        "--privileged",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("mkdir /sys/fs/cgroup/{sub} && sleep 30"),
+    ]);
+    let made = made.expect("privileged").trim().to_string();
+    let below = if root.join("cgroup.controllers").exists() {
+        root.join("berth").join(&made).join("sub")
+    } else {
+        root.join("pids/berth").join(&made).join("sub")
+    };
+    wait_until("a cgroup made inside", || below.is_dir());
+    d.docker(&["rm", "-f", &made]).expect("rm");
+    wait_until("removed with the container's", || !below.exists() && !below.parent().is_some_and(|p| p.exists()));
     d.docker(&["rm", "-f", &id]).expect("rm");
     wait_until("cgroups removed", || {
         !root.join("cpu/berth").join(&id).exists() && !root.join("berth").join(&id).exists()

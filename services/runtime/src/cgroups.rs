@@ -298,12 +298,26 @@ pub fn remove(root: &Path, id: &str) {
         Version::V1 => V1_CONTROLLERS.iter().map(|c| root.join(c).join("berth").join(id)).collect(),
     };
     for d in dirs {
-        for _ in 0..50 {
-            match fs::remove_dir(&d) {
-                Ok(()) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        remove_tree(&d);
+    }
+}
+
+/// Removes a cgroup and the cgroups below it (a privileged container, Berth
+/// itself in one say, may have made some), deepest first. A cgroup goes once
+/// its last task has: a few tries.
+fn remove_tree(d: &Path) {
+    if let Ok(entries) = fs::read_dir(d) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path());
             }
+        }
+    }
+    for _ in 0..50 {
+        match fs::remove_dir(d) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
         }
     }
 }

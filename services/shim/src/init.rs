@@ -170,11 +170,13 @@ fn parse_options(options: &[String]) -> (libc::c_ulong, String) {
     (flags, data.join(","))
 }
 
-fn mount_all(rootfs: &Path, spec: &Spec, binds: &[Option<PreparedBind>]) -> Result<(), InitError> {
+fn mount_all(rootfs: &Path, spec: &Spec, binds: &[Option<PreparedBind>], cgroups: &[PathBuf]) -> Result<(), InitError> {
     for (i, m) in spec.mounts.iter().enumerate() {
         let (dest, typ, source) = (m.destination.as_str(), m.kind.as_str(), m.source.as_str());
         if typ == "cgroup" {
-            // cgroup namespaces and the hybrid hierarchy arrive with resource limits.
+            let (flags, _) = parse_options(&m.options);
+            let target = ctx(secure_join(rootfs, Path::new(dest)), || format!("resolve {dest}"))?;
+            mount_cgroups(&target, cgroups, flags & libc::MS_RDONLY != 0)?;
             continue;
         }
         let target = ctx(secure_join(rootfs, Path::new(dest)), || format!("resolve {dest}"))?;
@@ -198,6 +200,43 @@ fn mount_all(rootfs: &Path, spec: &Spec, binds: &[Option<PreparedBind>]) -> Resu
             }
         }
         ctx(sys::move_mount(bind.tree.as_fd(), &target), || format!("bind {source} on {dest}"))?;
+    }
+    Ok(())
+}
+
+/// The container's `/sys/fs/cgroup` at `target`: its own cgroups, as runc
+/// shows them without a cgroup namespace. On a v2 host its directory is the
+/// root there; on a v1 (or hybrid) host a tmpfs holds one directory per
+/// hierarchy, each the container's own directory of it (`memory/`, `pids/`,
+/// ...). Read-only unless privileged; so a program reads its own limits, and a
+/// privileged one (Berth itself, in a container) manages cgroups below its own.
+/// `cgroups` are the container's directories, `<root>/[<hierarchy>/]berth/<id>`.
+fn mount_cgroups(target: &Path, cgroups: &[PathBuf], read_only: bool) -> Result<(), InitError> {
+    let ro = if read_only { libc::MS_RDONLY } else { 0 };
+    let base = |dir: &Path| dir.parent().and_then(Path::parent).map(Path::to_path_buf);
+    let v2 = cgroups.len() == 1 && base(&cgroups[0]).is_some_and(|b| b.join("cgroup.controllers").exists());
+    ctx(std::fs::create_dir_all(target), || format!("create {}", target.display()))?;
+    let bind = |dir: &Path, at: &Path| -> Result<(), InitError> {
+        let src = dir.to_string_lossy();
+        sys::mount(&src, at, None, libc::MS_BIND, None)?;
+        if read_only {
+            sys::mount("", at, None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, None)?;
+        }
+        Ok(())
+    };
+    if v2 {
+        return bind(&cgroups[0], target);
+    }
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    sys::mount("tmpfs", target, Some("tmpfs"), flags, Some("mode=755"))?;
+    for dir in cgroups {
+        let Some(name) = base(dir).and_then(|b| b.file_name().map(|n| n.to_owned())) else { continue };
+        let at = target.join(name);
+        ctx(std::fs::create_dir_all(&at), || format!("create {}", at.display()))?;
+        bind(dir, &at)?;
+    }
+    if ro != 0 {
+        sys::mount("", target, None, libc::MS_REMOUNT | flags | ro, Some("mode=755"))?;
     }
     Ok(())
 }
@@ -624,7 +663,7 @@ fn setup_and_exec(a: &InitArgs<'_>) -> Result<Never, InitError> {
     if spec.has_namespace("uts") && !spec.domainname.is_empty() {
         ctx(sys::setdomainname(&spec.domainname), || "setdomainname".into())?;
     }
-    mount_all(&rootfs, spec, a.binds)?;
+    mount_all(&rootfs, spec, a.binds, &a.annotations.cgroups)?;
     make_dev(&rootfs, userns)?;
     make_devices(&rootfs, spec, userns)?;
 
