@@ -17,7 +17,7 @@ DEBIAN_PACKAGES := protobuf-compiler busybox-static attr curl ca-certificates ip
 # state under /var/lib/berth.
 BERTHD_FLAGS ?=
 
-.PHONY: all deps test-deps build run test test-unit test-e2e test-e2e-postgres test-python test-bench-smoke bench bench-deps lint fmt clean install install-files
+.PHONY: all deps test-deps build run test test-unit test-e2e test-e2e-postgres test-python test-bench-smoke bench bench-deps lint fmt clean install install-files image
 
 all: build
 
@@ -56,6 +56,15 @@ install-files:
 		sed 's|/usr/local/bin/|$(PREFIX)/bin/|g' $$u > $(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename $$u); \
 		chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename $$u); done
 	install -m 0644 deploy/berth.toml.example $(DESTDIR)$(SYSCONFDIR)/berth/berth.toml.example
+
+# Berth's container image (deploy/Containerfile) from the release binaries and
+# the libraries they load, built by the engine DOCKER_HOST names (dockerd, or
+# Berth itself); deploy/compose.yaml runs it as the split services.
+IMAGE ?= berth:latest
+image:
+	$(MAKE) build PROFILE=release
+	deploy/image-rootfs.sh $(CARGO_TARGET_DIR)/release $(CARGO_TARGET_DIR)/image-rootfs
+	DOCKER_BUILDKIT=0 docker build -f deploy/Containerfile -t $(IMAGE) $(CARGO_TARGET_DIR)/image-rootfs
 
 # The gateway links API crates only: no netlink, nftables, registry, tar or
 # database code may creep into it.

@@ -289,7 +289,6 @@ pub struct Daemon {
     pub env: Vec<(String, String)>,
 }
 
-/// A bridge device name no other test daemon uses.
 /// Removes what test daemons that died without their clean-up (a killed test
 /// run) left on the host: `bt<8 hex>` bridges that no live process names in
 /// its command line (berthd's `--bridge`, or the network service's), with their
@@ -323,7 +322,9 @@ pub fn sweep_dead_test_bridges() {
     });
 }
 
-fn unique_bridge() -> String {
+/// A bridge device name no other test daemon uses (`bt` and 8 hex digits:
+/// swept after a killed run by [`sweep_dead_test_bridges`]).
+pub fn unique_bridge() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let nanos =
@@ -929,6 +930,76 @@ pub fn dockerd_command(dir: &Path) -> Result<Command> {
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("dockerd.log"))?);
     Ok(c)
+}
+
+/// dockerd on a temporary root; stopped, and its host changes undone, on drop.
+pub struct Dockerd {
+    child: Child,
+    /// Its socket, root and log.
+    pub dir: tempfile::TempDir,
+}
+
+impl Dockerd {
+    /// Starts dockerd with `extra` flags (`--bridge none --iptables=false`
+    /// leaves the host's firewall alone) and waits until it answers.
+    pub fn start(extra: &[&str]) -> Dockerd {
+        let dir = tempfile::Builder::new().prefix("beside-dockerd-").tempdir().expect("tmp");
+        let child = dockerd_command(dir.path())
+            .expect("dockerd command")
+            .args(extra)
+            .spawn()
+            .expect("start dockerd (make test installs docker.io)");
+        let d = Dockerd { child, dir };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !d.docker(&["version"]).0 {
+            assert!(Instant::now() < deadline, "dockerd does not answer: {}", d.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    /// dockerd's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
+    }
+
+    /// The docker CLI aimed at this dockerd.
+    pub fn docker_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("docker");
+        c.env("DOCKER_HOST", format!("unix://{}", self.dir.path().join("docker.sock").display()))
+            .env("DOCKER_CONFIG", self.dir.path())
+            .args(args);
+        c
+    }
+
+    /// Runs the docker CLI: whether it succeeded, and what it printed.
+    pub fn docker(&self, args: &[&str]) -> (bool, String) {
+        match self.docker_cmd(args).stdin(Stdio::null()).output() {
+            Ok(o) => (
+                o.status.success(),
+                format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+            ),
+            Err(e) => (false, e.to_string()),
+        }
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let (_, ids) = self.docker(&["ps", "-aq"]);
+        for id in ids.split_whitespace() {
+            let _ = self.docker(&["rm", "-f", id]);
+        }
+        // SAFETY: kill(2) of a child we spawned and have not reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        undo_dockerd_host_changes();
+    }
 }
 
 /// What dockerd leaves on the host after it stops: the FORWARD policy it set

@@ -4,73 +4,10 @@
 //! out and are reached through their published ports. Alone in its test binary,
 //! because dockerd's FORWARD policy affects every bridge on the host.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use berth_tests::{Daemon, Outside, TestImage, docker_save_tar, free_port};
-
-/// dockerd on a temporary root; stopped, and its host changes undone, on drop.
-struct Dockerd {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Dockerd {
-    fn start() -> Dockerd {
-        let dir = tempfile::Builder::new().prefix("beside-dockerd-").tempdir().expect("tmp");
-        let child = berth_tests::dockerd_command(dir.path())
-            .expect("dockerd command")
-            .spawn()
-            .expect("start dockerd (make test installs docker.io)");
-        let d = Dockerd { child, dir };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !d.docker(&["version"]).0 {
-            assert!(Instant::now() < deadline, "dockerd does not answer: {}", d.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        d
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
-    }
-
-    fn docker_cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("docker");
-        c.env("DOCKER_HOST", format!("unix://{}", self.dir.path().join("docker.sock").display()))
-            .env("DOCKER_CONFIG", self.dir.path())
-            .args(args);
-        c
-    }
-
-    fn docker(&self, args: &[&str]) -> (bool, String) {
-        match self.docker_cmd(args).stdin(Stdio::null()).output() {
-            Ok(o) => (
-                o.status.success(),
-                format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
-            ),
-            Err(e) => (false, e.to_string()),
-        }
-    }
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        let (_, ids) = self.docker(&["ps", "-aq"]);
-        for id in ids.split_whitespace() {
-            let _ = self.docker(&["rm", "-f", id]);
-        }
-        // SAFETY: kill(2) of a child we spawned and have not reaped.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        berth_tests::undo_dockerd_host_changes();
-    }
-}
+use berth_tests::{Daemon, Dockerd, Outside, TestImage, docker_save_tar, free_port};
 
 fn retry(mut f: impl FnMut() -> Option<String>, want: &str) -> String {
     let mut last = String::new();
@@ -94,7 +31,7 @@ fn berth_and_dockerd_forward_side_by_side() {
     let outside = Outside::new(&berth.bridge[2..], 9);
     let _server = outside.serve_whoami(9000);
     // dockerd starts after Berth: its FORWARD policy turns to DROP.
-    let dockerd = Dockerd::start();
+    let dockerd = Dockerd::start(&[]);
     let mut load = dockerd.docker_cmd(&["load"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().expect("load");
     if let Some(mut stdin) = load.stdin.take() {
         use std::io::Write;
