@@ -644,15 +644,6 @@ fn setup_and_exec(a: &InitArgs<'_>) -> Result<Never, InitError> {
     if flags & libc::CLONE_NEWNET != 0 {
         ctx(sys::loopback_up(), || "bring lo up".into())?;
     }
-    // Written now, in the new namespaces: /proc/sys/net and the IPC
-    // parameters are those of the namespaces of the process that writes.
-    for (key, value) in &spec.linux.sysctl {
-        if key.contains('/') || key.contains("..") {
-            return Err(InitError(128, format!("invalid sysctl {key:?}")));
-        }
-        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
-        ctx(std::fs::write(&path, value), || format!("write sysctl {key}"))?;
-    }
     sys::mount("", Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None)?;
 
     let ann = a.annotations;
@@ -673,6 +664,17 @@ fn setup_and_exec(a: &InitArgs<'_>) -> Result<Never, InitError> {
     ctx(std::env::set_current_dir("/"), || "chdir /".into())?;
     if matches!(a.stdio, Stdio::Tty) {
         tty_stdio(a.sync, true)?;
+    }
+    // Written in the container's own /proc, before /proc/sys is made
+    // read-only (as runc): /proc/sys/net and the IPC parameters are those of
+    // the namespaces of the process that writes, this one's. (Berth's own
+    // /proc/sys may be read-only: Berth in a container.)
+    for (key, value) in &spec.linux.sysctl {
+        if key.contains('/') || key.contains("..") {
+            return Err(InitError(128, format!("invalid sysctl {key:?}")));
+        }
+        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        ctx(std::fs::write(&path, value), || format!("write sysctl {key}"))?;
     }
     mask_and_protect(spec)?;
     if spec.root.readonly {
