@@ -66,7 +66,7 @@ def busybox_save_tar():
 
 
 class Berth:
-    def __init__(self):
+    def __init__(self, extra=()):
         self.root = tempfile.mkdtemp(prefix="berth-py-")
         self.sock = os.path.join(self.root, "berth.sock")
         self.url = "unix://" + self.sock
@@ -76,7 +76,7 @@ class Berth:
         self.proc = subprocess.Popen(
             [os.path.join(BIN_DIR, "berthd"), "--data-root", os.path.join(self.root, "data"),
              "--exec-root", os.path.join(self.root, "exec"), "--config-file", "/dev/null",
-             "-H", self.url, "--bridge", self.bridge],
+             "-H", self.url, "--bridge", self.bridge, *extra],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
         deadline = time.time() + 30
         while True:
