@@ -98,11 +98,13 @@ test-deps: deps
 test-e2e: build test-deps
 	BERTH_BIN_DIR=$(BIN_DIR) $(CARGO) test -p berth-tests $(CARGO_PROFILE_FLAG) -- --test-threads=4
 
-# The suites that go through every store, again with each daemon's state in
-# Postgres (a database of its own on a server the tests start as the postgres
-# user on a temporary directory and port). `--test stores` and `--test
-# postgres` run on both back ends within `test-e2e`.
-POSTGRES_SUITES := --test containers_run --test volumes --test networks --test restart --test images_cli --test split_mode
+# The end-to-end suites again, each daemon's state in Postgres (a database of
+# its own on a server the tests start as the postgres user on a temporary
+# directory and port). Left out: those with no daemon state of their own
+# (dockerd beside Berth, the container image, systemd units, the shim's
+# protocol) and those that already run on both back ends (stores, postgres).
+POSTGRES_SKIP := beside_dockerd deploy systemd shim_protocol stores postgres
+POSTGRES_SUITES := $(patsubst tests/tests/%.rs,--test %,$(filter-out $(POSTGRES_SKIP:%=tests/tests/%.rs),$(sort $(wildcard tests/tests/*.rs))))
 test-e2e-postgres: build test-deps
 	BERTH_TEST_STATE=postgres BERTH_BIN_DIR=$(BIN_DIR) $(CARGO) test -p berth-tests $(CARGO_PROFILE_FLAG) \
 		$(POSTGRES_SUITES) -- --test-threads=4

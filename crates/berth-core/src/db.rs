@@ -80,6 +80,9 @@ impl State {
     /// own directory of the data root, where the embedded file lives.
     pub async fn open(&self, service: &str, dir: &Path, migrations: &Migrations) -> Result<AnyPool> {
         sqlx::any::install_default_drivers();
+        // The service's own directory, whichever holds the records: nobody
+        // else lists or reads it (layers, bundles, volumes' records are there).
+        crate::perms::ensure_dir(dir, crate::perms::PRIVATE_DIR)?;
         match self {
             State::Embedded => open_sqlite(&dir.join(format!("{service}.db")), migrations.sqlite).await,
             State::Postgres(url) => open_postgres(url, &format!("berth_{service}"), migrations.postgres).await,
