@@ -271,6 +271,9 @@ pub fn set_remote_parent(span: &tracing::Span, headers: &http::HeaderMap) {
 /// when tracing is on: the next process's spans join the same trace.
 pub fn inject_current(headers: &mut http::HeaderMap) {
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if !enabled() {
+        return;
+    }
     let cx = tracing::Span::current().context();
     opentelemetry::global::get_text_map_propagator(|p| {
         p.inject_context(&cx, &mut opentelemetry_http::HeaderInjector(headers))
