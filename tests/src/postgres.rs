@@ -145,15 +145,19 @@ impl Postgres {
         let mut child = cmd.spawn().context("spawn postgres")?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            // Exited (the port was taken meanwhile, say)? Then whatever
+            // answers is not this server.
+            if let Some(status) = child.try_wait()? {
+                bail!("postgres exited with {status}: {}", self.log());
+            }
+            // Asked on its own unix socket, in its own directory.
             let ready = Command::new(self.bin.join("pg_isready"))
-                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .args(["-q", "-p", &self.port.to_string(), "-h"])
+                .arg(&self.dir)
                 .status()
                 .is_ok_and(|s| s.success());
             if ready {
                 break;
-            }
-            if let Some(status) = child.try_wait()? {
-                bail!("postgres exited with {status}: {}", self.log());
             }
             if Instant::now() > deadline {
                 let _ = child.kill();

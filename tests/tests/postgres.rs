@@ -64,7 +64,8 @@ fn berthd_keeps_its_state_in_postgres_across_restarts() {
     );
     assert_eq!(d.docker(&["volume", "inspect", "-f", "{{.Labels.k}}", "keep"]).expect("volume").trim(), "v");
     assert!(d.docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]).expect("images").contains("mine:1"));
-    d.docker(&["start", "-a", "pgrun"]).ok();
+    let (code, _, err) = d.out(&["start", "-a", "pgrun"]);
+    assert_eq!(code, Some(3), "started again from the records Postgres kept: {err}");
     assert_eq!(d.docker(&["run", "--rm", "-v", "keep:/data", "busybox", "cat", "/data/f"]).expect("cat").trim(), "hi");
     assert_eq!(
         d.docker(&["inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "pgrun"]).expect("inspect").trim(),
@@ -136,12 +137,13 @@ fn killing_postgres_mid_requests_loses_no_acknowledged_write() {
                 break;
             }
         }
-        acknowledged
+        (acknowledged, first_failure.is_some())
     });
     // Let some writes land, then crash the database under them.
     std::thread::sleep(Duration::from_millis(700));
     pg.kill9().expect("kill -9 postgres");
-    let acknowledged = writer.join().expect("writer");
+    let (acknowledged, failed) = writer.join().expect("writer");
+    assert!(failed, "the crash came while the writes went on (none failed)");
     assert!(acknowledged.len() > 3, "some writes landed before the crash: {acknowledged:?}");
     pg.restart().expect("postgres recovers");
     let deadline = Instant::now() + Duration::from_secs(30);

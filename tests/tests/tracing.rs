@@ -78,13 +78,27 @@ fn a_clients_traceparent_is_honoured_over_http_protobuf() {
 
 #[test]
 fn a_collector_that_is_down_costs_no_request() {
-    // A port nothing listens on.
-    let endpoint = format!("http://127.0.0.1:{}", berth_tests::free_port());
+    // A collector that takes connections and never answers (the worst case:
+    // a refused connection fails at once).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("http://{}", silent.local_addr().expect("addr"));
+    let held: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>> = Default::default();
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for conn in silent.incoming().flatten() {
+            keep.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+        }
+    });
     let d = Daemon::start_with_env(&[], &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())]).expect("berthd");
     busybox(&d);
     for i in 0..5 {
+        // An export waits up to 5 s for the collector; a request that waited
+        // for an export would take that long at least.
+        let start = std::time::Instant::now();
         d.docker(&["run", "--rm", "busybox", "echo", &i.to_string()]).expect("run with the collector down");
+        assert!(start.elapsed() < std::time::Duration::from_secs(4), "a request waited for the collector");
     }
+    assert!(!held.lock().unwrap_or_else(|e| e.into_inner()).is_empty(), "spans were being sent to the collector");
     let mut d = d;
     assert_eq!(d.stop().expect("stop"), Some(0), "{}", d.log());
     assert!(!d.log().contains("panicked"), "{}", d.log());

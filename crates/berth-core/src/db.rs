@@ -1,7 +1,9 @@
 //! Where a service keeps its records: an SQLite file of its own under its
 //! directory of the data root (the default: embedded, nothing to set up), or a
 //! schema of its own in a Postgres database (`state-url = "postgres://..."`),
-//! so that several hosts' services or a managed database can hold the state.
+//! say a managed one, or one beside services split across hosts. One Berth
+//! per database: the schemas are named after the services only, and each
+//! service is its records' only writer (the runtime caches them).
 //!
 //! Both are reached through sqlx's `Any` driver, and every store runs the same
 //! statements on both: portable SQL with `$1`-style parameters (which SQLite
@@ -110,7 +112,9 @@ pub async fn open_sqlite(path: &Path, migrator: &Migrator) -> Result<AnyPool> {
     }
     let path_str = path.to_str().ok_or_else(|| Error::invalid(format!("database path {}", path.display())))?;
     // `mode=rwc`: create the file when missing. sqlx turns foreign keys on.
-    let url = format!("sqlite://{path_str}?mode=rwc");
+    // The path is percent-encoded where a URL would read it otherwise.
+    let encoded = path_str.replace('%', "%25").replace('?', "%3F").replace('#', "%23");
+    let url = format!("sqlite://{encoded}?mode=rwc");
     let pool = AnyPoolOptions::new()
         .max_connections(4)
         .acquire_timeout(ACQUIRE_TIMEOUT)

@@ -429,8 +429,10 @@ pub fn channel(addr: &Addr, tls: Option<&std::sync::Arc<rustls::ClientConfig>>) 
 
 /// Turns a byte stream into a stream of request messages (`wrap` each chunk),
 /// after `first`: what a client-streaming call sends. An error on the input
-/// ends the request stream early, so the server sees a truncated input and
-/// refuses it.
+/// (a client gone mid-upload) never ends the request stream: a clean end
+/// would tell the server the input is whole, and a tar cut at an entry's end
+/// looks whole. The stream stays open until the call is dropped, which its
+/// caller does on that error, and the server sees the call cancelled.
 pub fn byte_requests<T: Send + 'static>(
     mut input: crate::ByteStream,
     wrap: impl Fn(bytes::Bytes) -> T + Send + 'static,
@@ -444,9 +446,17 @@ pub fn byte_requests<T: Send + 'static>(
         {
             return;
         }
-        while let Some(Ok(chunk)) = input.next().await {
-            if tx.send(wrap(chunk)).await.is_err() {
-                return;
+        while let Some(item) = input.next().await {
+            match item {
+                Ok(chunk) => {
+                    if tx.send(wrap(chunk)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(_) => {
+                    tx.closed().await;
+                    return;
+                }
             }
         }
     });
@@ -523,5 +533,21 @@ mod tests {
         for s in ["unix:///a/b.sock", "tcp://127.0.0.1:9"] {
             assert_eq!(s.parse::<Addr>().map(|a| a.to_string()).ok().as_deref(), Some(s));
         }
+    }
+
+    #[tokio::test]
+    async fn an_input_error_never_ends_the_request_stream() {
+        use futures::StreamExt;
+        let chunks = vec![Ok(bytes::Bytes::from_static(b"whole entry")), Err(Error::invalid("client gone"))];
+        let mut out = byte_requests(Box::pin(futures::stream::iter(chunks)), |b| b, None);
+        assert_eq!(out.next().await.as_deref(), Some(&b"whole entry"[..]));
+        // Open, not ended: the server must not take what came as the whole input.
+        let next = tokio::time::timeout(std::time::Duration::from_millis(200), out.next()).await;
+        assert!(next.is_err(), "the request stream ended after an input error: {next:?}");
+        // A clean input ends it.
+        let mut out =
+            byte_requests(Box::pin(futures::stream::iter(vec![Ok(bytes::Bytes::from_static(b"x"))])), |b| b, None);
+        assert_eq!(out.next().await.as_deref(), Some(&b"x"[..]));
+        assert_eq!(out.next().await, None);
     }
 }

@@ -158,38 +158,44 @@ fn log_filter(level: &str) -> EnvFilter {
     })
 }
 
+/// The log lines on stderr, as text or JSON.
+fn log_layer<S>(format: LogFormat) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt.json().flatten_event(true).boxed(),
+    }
+}
+
 /// Installs the global subscriber: logs (`RUST_LOG` overrides `level` when
 /// set) and, with `otlp`, traces. Call it inside the tokio runtime (the
 /// exporter's connection lives there).
 pub fn init(level: &str, format: LogFormat, otlp: Option<&Otlp>) -> Result<Telemetry> {
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let fmt = tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr);
-    let logs = match format {
-        LogFormat::Text => fmt.with_filter(log_filter(level)).boxed(),
-        LogFormat::Json => fmt.json().flatten_event(true).with_filter(log_filter(level)).boxed(),
+    let Some(otlp) = otlp else {
+        // Logs only: the filter for the whole subscriber, so what it leaves
+        // out costs nothing (no span is made for it).
+        let _ = tracing_subscriber::registry().with(log_filter(level)).with(log_layer(format)).try_init();
+        return Ok(Telemetry::default());
     };
-    let (traces, provider) = match otlp {
-        Some(otlp) => {
-            let provider = provider(otlp)?;
-            opentelemetry::global::set_text_map_propagator(
-                opentelemetry_sdk::propagation::TraceContextPropagator::new(),
-            );
-            // Berth's own spans only, at info: the exporter's own HTTP/2 and
-            // gRPC spans would trace the tracing.
-            let targets = tracing_subscriber::filter::Targets::new()
-                .with_default(tracing::level_filters::LevelFilter::OFF)
-                .with_target("berth", tracing::level_filters::LevelFilter::INFO);
-            let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("berth")).with_filter(targets);
-            (Some(layer), Some(provider))
-        }
-        None => (None, None),
-    };
+    // Logs and traces: a filter for each (the traces keep Berth's info spans
+    // whatever the log level).
+    let logs = log_layer(format).with_filter(log_filter(level));
+    let provider = provider(otlp)?;
+    opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
+    // Berth's own spans only, at info: the exporter's own HTTP/2 and gRPC
+    // spans would trace the tracing.
+    let targets = tracing_subscriber::filter::Targets::new()
+        .with_default(tracing::level_filters::LevelFilter::OFF)
+        .with_target("berth", tracing::level_filters::LevelFilter::INFO);
+    let traces = tracing_opentelemetry::layer().with_tracer(provider.tracer("berth")).with_filter(targets);
     let installed = tracing_subscriber::registry().with(logs).with(traces).try_init().is_ok();
-    ENABLED.store(installed && provider.is_some(), std::sync::atomic::Ordering::Relaxed);
-    if let Some(o) = otlp {
-        tracing::info!(endpoint = %o.endpoint, protocol = ?o.protocol, service = %o.service_name, "exporting traces");
-    }
-    Ok(Telemetry { provider })
+    ENABLED.store(installed, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(endpoint = %otlp.endpoint, protocol = ?otlp.protocol, service = %otlp.service_name, "exporting traces");
+    Ok(Telemetry { provider: Some(provider) })
 }
 
 fn provider(otlp: &Otlp) -> Result<SdkTracerProvider> {

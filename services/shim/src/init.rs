@@ -220,7 +220,10 @@ fn mount_cgroups(target: &Path, cgroups: &[PathBuf], read_only: bool) -> Result<
         let src = dir.to_string_lossy();
         sys::mount(&src, at, None, libc::MS_BIND, None)?;
         if read_only {
-            sys::mount("", at, None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, None)?;
+            // nosuid, nodev and noexec too: in a user namespace the flags the
+            // host's cgroup mount has are locked, and a remount must keep them.
+            let locked = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+            sys::mount("", at, None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | locked, None)?;
         }
         Ok(())
     };

@@ -219,22 +219,63 @@ impl Conn {
     }
 }
 
-/// SIGKILLs every process in the container's cgroups, a few rounds (one may
-/// fork while the others die). Their exits reach the shim, their subreaper.
+/// Ends every process in the container's cgroups and the cgroups below them
+/// (a container without a PID namespace of its own leaves them behind when its
+/// init exits), as runc does: with `cgroup.kill` where the kernel has it (v2:
+/// recursive and atomic); else frozen first (the v1 freezer), so that none
+/// exits and hands its PID to another process between being listed and being
+/// signalled, then SIGKILLed and thawed. Their exits reach the shim, their
+/// subreaper.
 fn kill_cgroup_members(cgroups: &[PathBuf]) {
-    for _ in 0..10 {
-        let mut any = false;
-        for dir in cgroups {
-            let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) else { continue };
-            for pid in procs.lines().filter_map(|l| l.trim().parse::<libc::pid_t>().ok()) {
-                sys::kill(pid, libc::SIGKILL);
-                any = true;
+    if let [dir] = cgroups
+        && dir.join("cgroup.kill").exists()
+    {
+        let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+        return;
+    }
+    let freezer = cgroups.iter().find(|d| d.join("freezer.state").exists());
+    if let Some(f) = freezer {
+        let _ = std::fs::write(f.join("freezer.state"), "FROZEN");
+        for _ in 0..200 {
+            if std::fs::read_to_string(f.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN") {
+                break;
             }
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        if !any {
-            return;
+    }
+    for round in 0..10 {
+        let mut pids = Vec::new();
+        for dir in cgroups {
+            members_below(dir, &mut pids);
+        }
+        if pids.is_empty() {
+            break;
+        }
+        for pid in pids {
+            sys::kill(pid, libc::SIGKILL);
+        }
+        if round == 0
+            && let Some(f) = freezer
+        {
+            // Killed while frozen: they die as they thaw, none left running.
+            let _ = std::fs::write(f.join("freezer.state"), "THAWED");
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    if let Some(f) = freezer {
+        let _ = std::fs::write(f.join("freezer.state"), "THAWED");
+    }
+}
+
+/// The processes in cgroup `dir` and every cgroup below it.
+fn members_below(dir: &Path, pids: &mut Vec<libc::pid_t>) {
+    if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        pids.extend(procs.lines().filter_map(|l| l.trim().parse::<libc::pid_t>().ok()));
+    }
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            members_below(&e.path(), pids);
+        }
     }
 }
 
