@@ -19,12 +19,14 @@ for b in berthd berth-gateway berth-image berth-runtime berth-network berth-volu
     install -s -m 0755 "$bin_dir/$b" "$out/usr/local/bin/$b"
 done
 install -m 0755 "$(command -v nft)" "$out/usr/sbin/nft"
-install -m 0755 "$(command -v ps)" "$out/usr/bin/ps"
+if command -v ps >/dev/null; then
+    install -m 0755 "$(command -v ps)" "$out/usr/bin/ps"
+fi
 if [ -x /usr/bin/tini-static ]; then
     install -m 0755 /usr/bin/tini-static "$out/usr/local/bin/docker-init"
 fi
 # The libraries and the loader each program names (`=> /path`, or the loader's own line).
-for f in "$out"/usr/local/bin/* "$out/usr/sbin/nft" "$out/usr/bin/ps"; do
+for f in "$out"/usr/local/bin/* "$out"/usr/sbin/* "$out"/usr/bin/*; do
     ldd "$f" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' || true
 done | sort -u | while read -r lib; do
     mkdir -p "$out$(dirname "$lib")"
