@@ -29,19 +29,24 @@ struct Opts {
 
 fn parse_args() -> Result<Opts> {
     let mut o = Opts { smoke: false, runs: 10, out: PathBuf::from("bench/results"), load_secs: 10 };
+    let mut load_secs = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--smoke" => o.smoke = true,
             "--runs" => o.runs = args.next().context("--runs N")?.parse()?,
             "--out" => o.out = PathBuf::from(args.next().context("--out DIR")?),
-            "--load-secs" => o.load_secs = args.next().context("--load-secs N")?.parse()?,
+            "--load-secs" => load_secs = Some(args.next().context("--load-secs N")?.parse()?),
             other => bail!("unknown argument {other:?} (use --smoke, --runs N, --out DIR, --load-secs N)"),
         }
     }
     if o.smoke {
         o.runs = 1;
         o.load_secs = 1;
+    }
+    // Given, it holds for a smoke run too (a quick look at one load figure).
+    if let Some(secs) = load_secs {
+        o.load_secs = secs;
     }
     Ok(o)
 }
