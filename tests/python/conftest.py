@@ -65,6 +65,15 @@ def busybox_save_tar():
     return out.getvalue()
 
 
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 class Berth:
     def __init__(self, extra=()):
         self.root = tempfile.mkdtemp(prefix="berth-py-")

@@ -7,12 +7,13 @@ changed."""
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
 
 import pytest
+
+from conftest import free_port
 
 COMPOSE = shutil.which("docker-compose")
 
@@ -53,14 +54,6 @@ networks:
 volumes:
   data: {}
 """
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @pytest.mark.skipif(COMPOSE is None, reason="make test-deps installs docker-compose")

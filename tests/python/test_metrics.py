@@ -1,20 +1,11 @@
 """berthd's /metrics (--metrics-addr) read by the Prometheus project's own
 Python client parser, and its counters moving with the requests made."""
 
-import socket
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Berth, busybox_save_tar
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from conftest import Berth, busybox_save_tar, free_port
 
 
 def scrape(addr):

@@ -199,54 +199,17 @@ fn compose_runs_the_split_services_under_berth() {
 /// The capabilities of this process's bounding set that dockerd 20.10 knows,
 /// by name (`CAP_` left out).
 fn bounding_caps() -> Vec<&'static str> {
-    const NAMES: [&str; 41] = [
-        "CHOWN",
-        "DAC_OVERRIDE",
-        "DAC_READ_SEARCH",
-        "FOWNER",
-        "FSETID",
-        "KILL",
-        "SETGID",
-        "SETUID",
-        "SETPCAP",
-        "LINUX_IMMUTABLE",
-        "NET_BIND_SERVICE",
-        "NET_BROADCAST",
-        "NET_ADMIN",
-        "NET_RAW",
-        "IPC_LOCK",
-        "IPC_OWNER",
-        "SYS_MODULE",
-        "SYS_RAWIO",
-        "SYS_CHROOT",
-        "SYS_PTRACE",
-        "SYS_PACCT",
-        "SYS_ADMIN",
-        "SYS_BOOT",
-        "SYS_NICE",
-        "SYS_RESOURCE",
-        "SYS_TIME",
-        "SYS_TTY_CONFIG",
-        "MKNOD",
-        "LEASE",
-        "AUDIT_WRITE",
-        "AUDIT_CONTROL",
-        "SETFCAP",
-        "MAC_OVERRIDE",
-        "MAC_ADMIN",
-        "SYSLOG",
-        "WAKE_ALARM",
-        "BLOCK_SUSPEND",
-        "AUDIT_READ",
-        "PERFMON",
-        "BPF",
-        "CHECKPOINT_RESTORE",
-    ];
     let status = std::fs::read_to_string("/proc/self/status").expect("status");
     let bnd = status.lines().find_map(|l| l.strip_prefix("CapBnd:")).map(str::trim).unwrap_or("0");
     let mask = u64::from_str_radix(bnd, 16).unwrap_or(0);
     // dockerd 20.10 knows the first 38 (to AUDIT_READ).
-    NAMES.iter().enumerate().take(38).filter(|(i, _)| mask & (1 << i) != 0).map(|(_, n)| *n).collect()
+    berth_shim::CAPABILITIES
+        .iter()
+        .enumerate()
+        .take(38)
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, n)| *n)
+        .collect()
 }
 
 #[test]
